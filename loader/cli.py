@@ -1,0 +1,171 @@
+"""Command line: parse arguments, call the library, turn its typed errors into one line and an exit code.
+
+Exit codes: 0 done or nothing to do; 1 failed, the next run will catch up; 2 needs a human.
+"""
+
+import argparse
+import logging
+import sys
+import textwrap
+
+from . import __version__
+from . import config as config_module
+from .clock import SystemClock
+from .errors import EXIT_NEEDS_HUMAN, EXIT_OK, EXIT_RETRY_LATER, ConfigError, LoaderError
+from .windows import parse_time, rfc3339
+
+log = logging.getLogger("loader")
+
+EXIT_CODES = """exit codes:
+  0  done, or nothing to do (also: another run is active)
+  1  failed, but the next run will catch up (InfluxDB or PostgreSQL unreachable, rate-limited)
+  2  needs a human (config, token, bucket, table)"""
+
+COMMANDS = {
+    "run": ("load everything new since the last run (the hourly cron job)",
+            """From the watermark (first run: now - INITIAL_LOOKBACK) up to the last complete window,
+            re-reading LATE_DATA for late points, in CHUNK-sized transactions. Safe to re-run: windows
+            are upserted, never duplicated. A second run while one is active exits 0 at once.""",
+            "python -m loader run\n  python -m loader --env-file /etc/influx-archive/.env run"),
+    "backfill": ("load (or reload) a given time range",
+                 """Same write path as run. The watermark moves only if the range joins the archived
+                 span. Times are RFC 3339 with an offset; the end is exclusive.""",
+                 "python -m loader backfill --start 2026-10-01T00:00:00Z --end 2026-10-08T00:00:00Z"),
+    "status": ("show watermark, lag, last run and row count",
+               """Exit 0 when fresh, 1 when the newest window is older than STALE_AFTER, 2 when never run
+               or the last run failed.""",
+               "python -m loader status && echo archive is current"),
+    "check": ("test that InfluxDB can be read and PostgreSQL written",
+              """Runs a tiny query (InfluxQL: also proves the DBRP mapping exists), then creates the tables
+              and writes a test row in a transaction it rolls back.""",
+              "python -m loader check"),
+}
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="python -m loader",
+        description="Copy InfluxDB data into PostgreSQL as window means (5-second by default), "
+                    "idempotently, so it outlives the bucket's retention.",
+        epilog="examples:\n  python -m loader check\n  python -m loader run\n  python -m loader status\n\n"
+               + EXIT_CODES + "\n\nSettings come from .env and the environment; see .env.example.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--env-file", default=".env", metavar="PATH",
+                        help="settings file (default: .env); the environment overrides it")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging, tracebacks on stderr")
+    parser.add_argument("--version", action="version", version=f"influx-archive {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (summary, detail, example) in COMMANDS.items():
+        cmd = sub.add_parser(name, help=summary, description=summary + ".\n\n" + textwrap.fill(" ".join(detail.split()), 78), epilog=f"example:\n  {example}\n\n{EXIT_CODES}",
+            formatter_class=argparse.RawDescriptionHelpFormatter)
+        if name == "backfill":
+            cmd.add_argument("--start", required=True, type=_time_arg, metavar="TIME",
+                             help="first instant to load, e.g. 2026-10-01T00:00:00Z")
+            cmd.add_argument("--end", required=True, type=_time_arg, metavar="TIME",
+                             help="instant to stop at (exclusive), e.g. 2026-10-08T00:00:00Z")
+    return parser
+
+
+def _time_arg(text):
+    try:
+        return parse_time(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _setup_logging(config, verbose):
+    root = logging.getLogger()
+    root.handlers.clear()
+    root.setLevel(logging.DEBUG)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S%z")
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(logging.DEBUG if verbose else logging.INFO)
+    console.setFormatter(fmt)
+    root.addHandler(console)
+    if config is not None and config.log_file:
+        handler = logging.FileHandler(config.log_file, encoding="utf-8")
+        handler.setLevel(logging.DEBUG)
+        handler.setFormatter(fmt)
+        root.addHandler(handler)
+    for noisy in ("urllib3", "influxdb_client", "sqlalchemy"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _progress_printer(stream):
+    """Progress on a terminal only: one line, rewritten per chunk. Cron logs get the INFO lines."""
+    if not stream.isatty():
+        return None
+
+    def show(index, total, lo, hi, windows, rows):
+        stream.write(f"\r  chunk {index}/{total}  {rfc3339(lo)}  {windows} windows  {rows} rows written ")
+        if index == total:
+            stream.write("\n")
+        stream.flush()
+    return show
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return EXIT_NEEDS_HUMAN
+    _setup_logging(None, args.verbose)
+    config = None
+    try:
+        config = config_module.load(args.env_file)
+        _setup_logging(config, args.verbose)
+        for warning in config.warnings:
+            log.warning(warning)
+        return _dispatch(args, config)
+    except ConfigError as exc:
+        print(f"influx-archive: configuration problems in {args.env_file} or the environment:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return exc.exit_code
+    except LoaderError as exc:
+        secrets = config.secrets() if config else []
+        log.debug("traceback", exc_info=True)
+        hint = f" ({exc.hint})" if exc.hint else ""
+        print(f"influx-archive: {config_module.redact(str(exc) + hint, secrets)}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("influx-archive: interrupted; committed chunks are kept, the next run resumes", file=sys.stderr)
+        return EXIT_RETRY_LATER
+
+
+def _dispatch(args, config):
+    from .job import Job  # imported here so `--help` and config errors stay fast
+
+    if args.command in ("run", "backfill"):
+        job = Job(config, progress=_progress_printer(sys.stderr))
+        if args.command == "run":
+            outcome = job.run()
+        else:
+            if args.start >= args.end:
+                print("influx-archive: --start must be before --end", file=sys.stderr)
+                return EXIT_NEEDS_HUMAN
+            outcome = job.backfill(args.start, args.end)
+        if outcome.locked_out:
+            print("influx-archive: another run is active for this archive; nothing to do", file=sys.stderr)
+        elif outcome.nothing_to_do:
+            log.info("nothing to do: the archive is current")
+        else:
+            dropped = sum(outcome.dropped.values())
+            log.info("%s done: %s .. %s, %d chunk(s), %d row(s) written%s", outcome.command,
+                     rfc3339(outcome.start), rfc3339(outcome.end), outcome.chunks, outcome.rows,
+                     f", {dropped} reading(s) outside VALID_RANGES dropped" if dropped else "")
+        return EXIT_OK
+    if args.command == "status":
+        from .status import status
+        result = status(config, SystemClock().now())
+        print("\n".join(result.lines()))
+        return result.exit_code
+    if args.command == "check":
+        from .check import check_influx, check_postgres
+        worst = EXIT_OK
+        for ok, message in (check_influx(config), check_postgres(config)):
+            print(("ok    " if ok else "FAIL  ") + config_module.redact(message, config.secrets()))
+            worst = worst if ok else EXIT_NEEDS_HUMAN
+        return worst
+    raise AssertionError(args.command)

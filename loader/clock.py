@@ -1,0 +1,31 @@
+"""The clock the loader trusts: injectable in tests, checked for NTP sync where the system says.
+
+A Raspberry Pi has no real-time clock: until NTP answers it boots with the time it last saved
+(fake-hwclock), which can be hours or days behind. Windows computed from such a clock would be
+wrong, so the loader asks before it moves anything.
+"""
+
+import shutil
+import subprocess
+import time
+
+
+class SystemClock:
+    def now(self):
+        return time.time()
+
+    def synchronized(self):
+        """True/False as systemd-timesyncd (or chrony via timedated) reports; None when it cannot tell."""
+        timedatectl = shutil.which("timedatectl")
+        if not timedatectl:
+            return None
+        try:
+            out = subprocess.run([timedatectl, "show", "--property=NTPSynchronized", "--value"],
+                                 capture_output=True, text=True, timeout=5, check=False)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        answer = out.stdout.strip().lower()
+        if out.returncode != 0 or answer not in ("yes", "no"):
+            return None  # no systemd (container, chroot): cannot tell
+        return answer == "yes"
+

@@ -1,0 +1,65 @@
+"""Typed errors raised by the library. Only loader.cli turns them into a line and an exit code.
+
+Exit codes (documented in README and `python -m loader --help`):
+  0  done, or nothing to do
+  1  failed, but the next run will catch up (source or database unreachable, rate-limited, ...)
+  2  needs a human (config, credentials, bucket or table that cannot be used)
+"""
+
+EXIT_OK = 0
+EXIT_RETRY_LATER = 1
+EXIT_NEEDS_HUMAN = 2
+
+
+class LoaderError(Exception):
+    """Base of every error the CLI knows how to report in one line."""
+
+    exit_code = EXIT_RETRY_LATER
+    hint = ""
+
+    def __init__(self, message, hint=""):
+        super().__init__(message)
+        if hint:
+            self.hint = hint
+
+
+class ConfigError(LoaderError):
+    """One or more settings are missing or invalid; `problems` lists every one of them."""
+
+    exit_code = EXIT_NEEDS_HUMAN
+
+    def __init__(self, problems):
+        self.problems = list(problems)
+        super().__init__("; ".join(self.problems))
+
+
+class SourceUnavailable(LoaderError):
+    """InfluxDB could not be reached or answered with a temporary failure (retry later)."""
+
+    def __init__(self, message, retry_after=None, hint=""):
+        super().__init__(message, hint)
+        self.retry_after = retry_after
+
+
+class SourceRejected(LoaderError):
+    """InfluxDB refused the request in a way retrying will not fix (token, bucket, DBRP mapping)."""
+
+    exit_code = EXIT_NEEDS_HUMAN
+
+
+class SourceQueryError(LoaderError):
+    """The query failed inside InfluxDB (e.g. an error table in a 200 response, a malformed body)."""
+
+
+class SinkUnavailable(LoaderError):
+    """PostgreSQL could not be reached or dropped the connection (retry later)."""
+
+
+class SinkRejected(LoaderError):
+    """PostgreSQL refused what we asked (permissions, a table whose shape does not fit)."""
+
+    exit_code = EXIT_NEEDS_HUMAN
+
+
+class ClockError(LoaderError):
+    """The system clock cannot be trusted right now; nothing is written until it can."""

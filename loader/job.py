@@ -1,0 +1,190 @@
+"""The load job: plan a time range, then for each chunk fetch → write → move the watermark → commit.
+
+`run` (the hourly cron job) and `backfill` (a range the user names) share this one path. Memory
+is bounded by one chunk, whatever the range; a failure leaves every committed chunk in place and
+the watermark just behind them, so the next run resumes there.
+"""
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+from .clock import SystemClock
+from .config import redact
+from .errors import ClockError, LoaderError, SourceUnavailable
+from .sink import ArchiveTable, Database
+from .sources import open_source
+from .state import State, ensure_schema
+from .windows import chunks, floor_to, format_duration, rfc3339
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Outcome:
+    command: str
+    start: int = None
+    end: int = None
+    chunks: int = 0
+    rows: int = 0
+    dropped: dict = field(default_factory=dict)
+    locked_out: bool = False  # another run holds the lock; nothing was done
+
+    @property
+    def nothing_to_do(self):
+        return not self.locked_out and (self.start is None or self.start >= self.end)
+
+
+def plan_run(config, watermark, now):
+    """The range the cron job loads: from the watermark less LATE_DATA (first run: now less
+    INITIAL_LOOKBACK) up to the end of the last complete window."""
+    end = floor_to(now, config.window)
+    if watermark is None:
+        return floor_to(now - config.initial_lookback, config.window), end
+    if now < watermark:
+        raise ClockError(f"the system clock ({rfc3339(int(now))}) is earlier than the watermark "
+                         f"({rfc3339(watermark)}); not loading until the clock is right",
+                         hint="check `timedatectl`; a Pi without a real-time clock needs NTP after boot")
+    return min(watermark - config.late_data, end), end
+
+
+def plan_backfill(config, start, end, now):
+    """Align a requested range to windows and stop it at the last complete window."""
+    last_complete = floor_to(now, config.window)
+    lo = floor_to(start, config.window)
+    hi = min(floor_to(end, config.window), last_complete)
+    if end > last_complete:
+        log.info("backfill stops at %s, the end of the last complete window", rfc3339(last_complete))
+    return lo, max(lo, hi)
+
+
+class Job:
+    """One invocation of run or backfill. Tests inject clock, sleep and progress."""
+
+    def __init__(self, config, clock=None, sleep=time.sleep, progress=None, source_factory=open_source):
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.sleep = sleep
+        self.progress = progress
+        self.source_factory = source_factory
+
+    def run(self):
+        def plan(watermark, now):
+            self._check_clock()
+            return plan_run(self.config, watermark, now)
+        return self._execute("run", plan, always_advance=True)
+
+    def backfill(self, start, end):
+        return self._execute("backfill", lambda watermark, now: plan_backfill(self.config, start, end, now),
+                             always_advance=False)
+
+    def _check_clock(self):
+        policy = self.config.require_clock_sync
+        synced = self.clock.synchronized() if policy != "no" else True
+        if synced is False or (policy == "yes" and synced is None):
+            raise ClockError("the system clock is not NTP-synchronised; not loading until it is",
+                             hint="wait for `timedatectl` to say 'System clock synchronized: yes' "
+                                  "(or set REQUIRE_CLOCK_SYNC=no)")
+
+    def _execute(self, command, plan, always_advance):
+        config = self.config
+        outcome = Outcome(command)
+        db = Database(config)
+        state = State(config.pg_schema, db.target)
+        conn = db.connect()
+        run_id = None
+        try:
+            with db.errors():
+                cur = conn.cursor()
+                ensure_schema(cur, config.pg_schema)
+                conn.commit()
+                if not state.try_lock(cur):
+                    conn.commit()
+                    outcome.locked_out = True
+                    return outcome
+                run_id = state.start_run(cur, command, self.clock.now())
+                watermark = state.watermark(cur)
+                conn.commit()
+            outcome.start, outcome.end = plan(watermark, self.clock.now())
+            self._load(conn, cur, db, state, run_id, outcome, watermark, always_advance)
+            with db.errors():
+                result = "nothing to do" if outcome.nothing_to_do else "ok"
+                state.finish_run(cur, run_id, self.clock.now(), outcome.start, outcome.end,
+                                 outcome.chunks, outcome.rows, result)
+                conn.commit()
+            return outcome
+        except LoaderError as exc:
+            self._record_failure(conn, cur if run_id else None, state, run_id, outcome, exc)
+            raise
+        finally:
+            conn.close()
+            db.dispose()
+
+    def _load(self, conn, cur, db, state, run_id, outcome, watermark, always_advance):
+        config = self.config
+        table = ArchiveTable(db, config.tags)
+        pieces = chunks(outcome.start, outcome.end, config.chunk)
+        if pieces:
+            log.info("%s %s .. %s in %d chunk(s) of up to %s", outcome.command, rfc3339(outcome.start),
+                     rfc3339(outcome.end), len(pieces), format_duration(config.chunk))
+        source = self.source_factory(config)
+        try:
+            for index, (lo, hi) in enumerate(pieces, 1):
+                batch = self._fetch(source, lo, hi)
+                for name, count in batch.dropped.items():
+                    if count:
+                        outcome.dropped[name] = outcome.dropped.get(name, 0) + count
+                        log.info("%s: dropped %d %s reading(s) outside VALID_RANGES", rfc3339(lo), count, name)
+                advance = always_advance or (watermark is not None and lo <= watermark)
+                with db.errors():
+                    try:
+                        written = table.write(cur, batch)
+                        if advance:
+                            state.advance(cur, hi)
+                            watermark = max(watermark or hi, hi)
+                        outcome.chunks += 1
+                        outcome.rows += written
+                        state.progress(cur, run_id, outcome.start, outcome.end, outcome.chunks, outcome.rows)
+                        conn.commit()
+                    except BaseException:
+                        if not conn.closed:
+                            conn.rollback()
+                        raise
+                log.debug("chunk %s .. %s: %d windows fetched, %d rows written", rfc3339(lo), rfc3339(hi),
+                          len(batch.rows), written)
+                if self.progress:
+                    self.progress(index, len(pieces), lo, hi, len(batch.rows), outcome.rows)
+        finally:
+            source.close()
+
+    def _fetch(self, source, lo, hi):
+        """Fetch one chunk, waiting out 429s (Retry-After) and retrying 5xx/connection errors."""
+        attempt = 0
+        while True:
+            try:
+                return source.fetch(lo, hi)
+            except SourceUnavailable as exc:
+                attempt += 1
+                if attempt >= self.config.max_retries:
+                    raise
+                wait = exc.retry_after if exc.retry_after is not None else min(2 ** attempt,
+                                                                                self.config.max_retry_wait)
+                if wait > self.config.max_retry_wait:
+                    raise SourceUnavailable(f"{exc}; it asks to wait {wait}s, longer than MAX_RETRY_WAIT "
+                                            f"({format_duration(self.config.max_retry_wait)}); the next run "
+                                            "will catch up") from None
+                log.warning("%s; retrying in %ds (attempt %d of %d)", exc, wait, attempt + 1,
+                            self.config.max_retries)
+                self.sleep(wait)
+
+    def _record_failure(self, conn, cur, state, run_id, outcome, exc):
+        """Best effort: the run-history row says how it failed (the database may be the failure)."""
+        if run_id is None or conn.closed:
+            return
+        try:
+            conn.rollback()
+            state.finish_run(cur, run_id, self.clock.now(), outcome.start, outcome.end, outcome.chunks,
+                             outcome.rows, "failed", redact(str(exc), self.config.secrets())[:1000])
+            conn.commit()
+        except Exception:  # noqa: BLE001 - the original error is the one to report
+            log.debug("could not record the failed run", exc_info=True)

@@ -1,0 +1,190 @@
+"""The PostgreSQL sink: connection, the archive table's shape, and the one write path.
+
+Every chunk is written the same way, whoever asks (run, backfill, tests, install.sh's first load):
+COPY into a temporary table, then INSERT ... ON CONFLICT DO UPDATE into the archive, in the
+caller's transaction, so the watermark can move in that same transaction.
+"""
+
+import contextlib
+import csv
+import io
+import logging
+import re
+
+import psycopg2
+import psycopg2.errors
+from psycopg2 import sql
+from sqlalchemy import create_engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.pool import NullPool
+
+from .config import redact
+from .errors import SinkRejected, SinkUnavailable, SourceQueryError
+
+log = logging.getLogger(__name__)
+
+STAGE = "influx_archive_stage"
+
+TABLE_COLUMNS = """
+SELECT a.attname, format_type(a.atttypid, a.atttypmod)
+FROM pg_attribute a
+WHERE a.attrelid = %(table)s::regclass AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY a.attnum
+"""
+PRIMARY_KEY = """
+SELECT a.attname
+FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+WHERE i.indrelid = %(table)s::regclass AND i.indisprimary
+"""
+TABLE_EXISTS = "SELECT to_regclass(%(table)s) IS NOT NULL"
+
+NOT_OURS_HELP = ("PG_TABLE {table} exists with primary key ({found}) but influx-archive needs ({wanted}). "
+                 "A table made by the reference script has no key: adopt it with install.sh's migration "
+                 "flag, or set PG_TABLE to a new name (and TAGS to match the table)")
+
+
+def sqlalchemy_url(url):
+    """PG_URL as SQLAlchemy needs it: postgresql:// means psycopg2 here (SQLAlchemy 2.1 maps it to
+    psycopg 3, which we do not ship), so the driver is named explicitly."""
+    parsed = make_url(re.sub(r"^postgres://", "postgresql://", url))
+    return parsed.set(drivername="postgresql+psycopg2")
+
+
+class Database:
+    """A connection factory for PG_URL; each connection is a plain psycopg2 connection."""
+
+    def __init__(self, config, connect_timeout=10):
+        self.config = config
+        # SQLAlchemy parses the URL (and its query options) into psycopg2's connect arguments;
+        # the connection itself is psycopg2's own, for COPY and without a pool to hold it open.
+        engine = create_engine(sqlalchemy_url(config.pg_url.reveal()), poolclass=NullPool)
+        cargs, cparams = engine.dialect.create_connect_args(engine.url)
+        self._connect_args = (cargs, dict(cparams, connect_timeout=connect_timeout,
+                                          application_name="influx-archive"))
+        engine.dispose()
+        self.schema = config.pg_schema
+        self.table_name = config.pg_table
+        self.target = f"{config.pg_schema}.{config.pg_table}"
+
+    def connect(self):
+        cargs, cparams = self._connect_args
+        with self.errors():
+            return psycopg2.connect(*cargs, **cparams)
+
+    def dispose(self):
+        """Kept for symmetry with callers that close what they open; nothing is pooled."""
+
+    @property
+    def table(self):
+        return sql.Identifier(self.schema, self.table_name)
+
+    @contextlib.contextmanager
+    def errors(self):
+        """Turn driver errors into SinkUnavailable (retry later) or SinkRejected (needs a human)."""
+        try:
+            yield
+        except Exception as exc:
+            orig = getattr(exc, "orig", exc)  # SQLAlchemy wraps driver errors raised on connect
+            if not isinstance(orig, psycopg2.Error):
+                raise
+            raise self._translate(orig) from None
+
+    def _translate(self, exc):
+        text = redact(_first_line(exc), self.config.secrets())
+        if isinstance(exc, psycopg2.errors.CardinalityViolation):
+            return SourceQueryError("the source returned two rows for one window and key; "
+                                    "refusing to let one overwrite the other")
+        if isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError)):
+            if "password authentication failed" in text or ("database" in text and "does not exist" in text):
+                return SinkRejected(f"PostgreSQL at {self.config.describe_pg()}: {text}",
+                                    hint="check PG_URL (user, password, database name)")
+            return SinkUnavailable(f"PostgreSQL at {self.config.describe_pg()} is unavailable: {text}")
+        return SinkRejected(f"PostgreSQL: {text}")
+
+
+def _first_line(exc):
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+class ArchiveTable:
+    """The archive table: time + key tags as primary key, one double precision column per field."""
+
+    def __init__(self, db, tags):
+        self.db = db
+        self.tags = tuple(tags)
+        self._columns = None  # field columns known to exist, cached for the process
+
+    def ensure(self, cur, fields):
+        """Create the table if missing, check its key, add a column for every new field."""
+        if self._columns is None:
+            self._create_or_check(cur)
+        new = [f for f in fields if f not in self._columns]
+        for name in new:
+            cur.execute(sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} double precision").format(
+                self.db.table, sql.Identifier(name)))
+            log.info("added column %s to %s for a new field", name, self.db.target)
+            self._columns.add(name)
+
+    def _create_or_check(self, cur):
+        qualified = self.db.table.as_string(cur)
+        cur.execute(TABLE_EXISTS, {"table": qualified})
+        if not cur.fetchone()[0]:
+            key = [sql.Identifier("time")] + [sql.Identifier(t) for t in self.tags]
+            columns = [sql.SQL("time timestamptz NOT NULL")] + [
+                sql.SQL("{} text NOT NULL").format(sql.Identifier(t)) for t in self.tags]
+            cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.db.schema)))
+            cur.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({}))").format(
+                self.db.table, sql.SQL(", ").join(columns), sql.SQL(", ").join(key)))
+            log.info("created table %s", self.db.target)
+        cur.execute(PRIMARY_KEY, {"table": qualified})
+        found = sorted(r[0] for r in cur.fetchall())
+        wanted = sorted(("time",) + self.tags)
+        if found != wanted:
+            raise SinkRejected(NOT_OURS_HELP.format(table=self.db.target, found=", ".join(found) or "none",
+                                                    wanted=", ".join(wanted)))
+        cur.execute(TABLE_COLUMNS, {"table": qualified})
+        columns = dict(cur.fetchall())
+        bad = [n for n, t in columns.items() if n not in wanted and t != "double precision"]
+        if bad:
+            raise SinkRejected(f"{self.db.target} has column(s) {', '.join(bad)} that are not double precision")
+        self._columns = {n for n in columns if n not in wanted}
+
+    def write(self, cur, batch):
+        """COPY the batch into a temporary table and upsert it; returns rows inserted or changed.
+
+        Runs inside the caller's transaction: nothing is visible until the caller commits.
+        """
+        if not batch.rows:
+            return 0
+        self.ensure(cur, batch.fields)
+        key = ["time", *self.tags]
+        names = key + list(batch.fields)
+        cols = sql.SQL(", ").join(sql.Identifier(n) for n in names)
+        stage = sql.Identifier(STAGE)
+        cur.execute(sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {}) ON COMMIT DROP").format(
+            stage, self.db.table))
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n").writerows(batch.rows)
+        buffer.seek(0)
+        force = sql.SQL("")
+        if self.tags:  # an absent tag is '' (a key cannot be NULL); CSV would read '' as NULL
+            force = sql.SQL(", FORCE_NOT_NULL ({})").format(
+                sql.SQL(", ").join(sql.Identifier(t) for t in self.tags))
+        cur.copy_expert(sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv{})").format(
+            stage, cols, force).as_string(cur), buffer)
+        fields = [sql.Identifier(f) for f in batch.fields]
+        target = sql.Identifier("t")
+        # WHERE ... IS DISTINCT FROM: re-read windows that did not change are not rewritten
+        # (no dead tuples, no WAL: the SD card thanks us).
+        cur.execute(sql.SQL(
+            "INSERT INTO {table} AS t ({cols}) SELECT {cols} FROM {stage} "
+            "ON CONFLICT ({key}) DO UPDATE SET {updates} "
+            "WHERE ({old}) IS DISTINCT FROM ({new})").format(
+                table=self.db.table, cols=cols, stage=stage,
+                key=sql.SQL(", ").join(sql.Identifier(k) for k in key),
+                updates=sql.SQL(", ").join(sql.SQL("{} = EXCLUDED.{}").format(f, f) for f in fields),
+                old=sql.SQL(", ").join(sql.SQL("{}.{}").format(target, f) for f in fields),
+                new=sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(f) for f in fields)))
+        changed = cur.rowcount
+        cur.execute(sql.SQL("DROP TABLE {}").format(stage))
+        return changed

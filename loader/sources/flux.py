@@ -1,0 +1,211 @@
+"""The Flux source: POST /api/v2/query through influxdb-client, read as streamed annotated CSV.
+
+Rows are parsed from the CSV as it arrives (no whole-result DataFrame) and checked for the error
+table Flux sends inside an HTTP 200 when a query fails part-way.
+"""
+
+import csv
+import logging
+
+from influxdb_client import InfluxDBClient
+from influxdb_client.client.flux_table import CSVIterator
+from influxdb_client.domain.dialect import Dialect
+from influxdb_client.rest import ApiException
+from urllib3.exceptions import HTTPError as Urllib3Error
+
+from ..errors import SourceQueryError, SourceRejected, SourceUnavailable
+from ..windows import format_duration, rfc3339
+from . import Batch
+from .http import classify_status, retry_after_seconds
+
+log = logging.getLogger(__name__)
+
+MEANS_RESULT = "means"
+DROPPED_RESULT = "dropped"
+# Columns Flux adds itself; everything else in the pivoted table is a field or a key tag.
+_FLUX_COLUMNS = {"", "result", "table", "_start", "_stop", "_time", "_measurement"}
+_DIALECT = Dialect(header=True, delimiter=",", annotations=["datatype", "group", "default"],
+                   comment_prefix="#", date_time_format="RFC3339")
+
+TOKEN_HELP = ("check that INFLUX_TOKEN is a current API token with read access to bucket {bucket} "
+              "in organisation {org} (InfluxDB UI: Load Data > API Tokens)")
+
+
+def flux_string(value):
+    """A Flux string literal: backslash, double quote and interpolation ${ are escaped."""
+    escaped = (str(value).replace("\\", "\\\\").replace('"', '\\"').replace("${", "\\${")
+               .replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t"))
+    return f'"{escaped}"'
+
+
+def flux_float(value):
+    return repr(float(value)) if "e" not in repr(float(value)) else f"{float(value):.17f}"
+
+
+def build_query(config, start, end):
+    """The Flux query for [start, end): group explicitly, average, label by window start, pivot.
+
+    aggregateWindow labels each window by its stop unless timeSrc is "_start" (Flux docs, universe
+    aggregateWindow). group() before it merges every series on purpose, so pivot never has two
+    values for one (time, key tags) to silently overwrite.
+    """
+    lines = [
+        f"data = from(bucket: {flux_string(config.bucket)})",
+        f"  |> range(start: {rfc3339(start)}, stop: {rfc3339(end)})",
+        f"  |> filter(fn: (r) => r._measurement == {flux_string(config.measurement)})",
+    ]
+    if config.fields:
+        fields = " or ".join(f"r._field == {flux_string(f)}" for f in config.fields)
+        lines.append(f"  |> filter(fn: (r) => {fields})")
+    group = ", ".join(flux_string(c) for c in ("_field",) + tuple(config.tags))
+    keep = ", ".join(flux_string(c) for c in ("_time", "_field", "_value") + tuple(config.tags))
+    body = [
+        "",
+        "data",
+    ]
+    if config.valid_ranges:
+        in_range = " and ".join(
+            f"(r._field != {flux_string(f)} or (r._value >= {flux_float(lo)} and r._value <= {flux_float(hi)}))"
+            for f, (lo, hi) in sorted(config.valid_ranges.items()))
+        body.append(f"  |> filter(fn: (r) => {in_range})")
+        dropped = [
+            "",
+            "data",
+            f"  |> filter(fn: (r) => not ({in_range}))",
+            '  |> group(columns: ["_field"])',
+            "  |> count()",
+            f"  |> yield(name: {flux_string(DROPPED_RESULT)})",
+        ]
+    else:
+        dropped = []
+    body += [
+        f"  |> group(columns: [{group}])",
+        f'  |> aggregateWindow(every: {format_duration(config.window)}, fn: mean, createEmpty: false, timeSrc: "_start")',
+        f"  |> keep(columns: [{keep}])",
+        '  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")',
+        f"  |> yield(name: {flux_string(MEANS_RESULT)})",
+    ]
+    return "\n".join(lines + body + dropped) + "\n"
+
+
+def parse_annotated_csv(rows, tags):
+    """Read Flux annotated CSV rows into a Batch; raise SourceQueryError on an error table.
+
+    Tables arrive one after another; each new schema starts with #datatype/#group/#default lines and
+    a header. A field missing from some tables (e.g. a series without bpm) is simply empty there.
+    """
+    batch = Batch(tags=tuple(tags), fields=[])
+    field_index = {}
+    header = None
+    defaults = []
+    expect_header = False
+    for row in rows:
+        if not row or (len(row) == 1 and not row[0]):
+            continue  # blank line between tables
+        first = row[0]
+        if first.startswith("#"):
+            if first == "#default":
+                defaults = row  # InfluxDB leaves the result column empty in rows and names it here
+            expect_header = True
+            continue
+        if expect_header or header is None:
+            header = row
+            expect_header = False
+            if "error" in header and "reference" in header:
+                continue
+            positions = {name: i for i, name in enumerate(header)}
+            missing = [c for c in ("result", "_time") + tuple(tags) if c not in positions]
+            if "_field" in positions and "_value" in positions and "result" in positions:
+                mapping = None  # the dropped-count table: _field, _value
+            elif missing:
+                raise SourceQueryError(f"Flux response table lacks column(s) {', '.join(missing)}")
+            else:
+                mapping = []
+                for name, pos in positions.items():
+                    if name in _FLUX_COLUMNS or name in tags:
+                        continue
+                    if name not in field_index:
+                        field_index[name] = len(batch.fields)
+                        batch.fields.append(name)
+                    mapping.append((pos, field_index[name]))
+            time_pos = positions.get("_time")
+            tag_pos = [positions.get(t) for t in tags]
+            result_pos = positions.get("result")
+            default_result = defaults[result_pos] if result_pos is not None and result_pos < len(defaults) else ""
+            continue
+        if "error" in header and "reference" in header:
+            message = row[header.index("error")]
+            raise SourceQueryError(f"InfluxDB reported a query error: {message}")
+        result = (row[result_pos] if result_pos is not None else "") or default_result
+        if result == DROPPED_RESULT:
+            batch.dropped[row[header.index("_field")]] = int(row[header.index("_value")])
+            continue
+        values = [None] * len(batch.fields)
+        for pos, idx in mapping:
+            cell = row[pos]
+            values[idx] = cell if cell != "" else None
+        out = [row[time_pos]]
+        out.extend(row[p] for p in tag_pos)
+        out.extend(values)
+        batch.rows.append(out)
+    width = len(batch.fields)
+    for out in batch.rows:  # rows read before a later table added a field are padded
+        missing = 1 + len(tags) + width - len(out)
+        if missing:
+            out.extend([None] * missing)
+    return batch
+
+
+class FluxSource:
+    def __init__(self, config):
+        self.config = config
+        self._client = InfluxDBClient(
+            url=config.influx_url, token=config.influx_token.reveal(), org=config.influx_org,
+            timeout=config.timeout * 1000, verify_ssl=True, ssl_ca_cert=config.ca_file or None,
+            enable_gzip=False)
+        self._query_api = self._client.query_api()
+
+    def close(self):
+        self._client.close()
+
+    def fetch(self, start, end):
+        query = build_query(self.config, start, end)
+        log.debug("flux query:\n%s", query)
+        try:
+            rows = self._query_api.query_csv(query, dialect=_DIALECT)
+            return parse_annotated_csv(rows, self.config.tags)
+        except ApiException as exc:
+            raise self._api_error(exc) from None
+        except (Urllib3Error, OSError) as exc:
+            raise SourceUnavailable(f"InfluxDB at {self.config.influx_url} did not answer in full: "
+                                    f"{type(exc).__name__}") from None
+        except csv.Error as exc:
+            raise SourceQueryError(f"malformed CSV from InfluxDB: {exc}") from None
+
+    def check(self):
+        """Run a tiny query that proves the token can read the bucket."""
+        query = (f"from(bucket: {flux_string(self.config.bucket)}) |> range(start: -1m) "
+                 f"|> filter(fn: (r) => r._measurement == {flux_string(self.config.measurement)}) |> limit(n: 1)")
+        try:
+            for _ in self._query_api.query_csv(query, dialect=_DIALECT):
+                pass
+        except ApiException as exc:
+            raise self._api_error(exc) from None
+        except (Urllib3Error, OSError) as exc:
+            raise SourceUnavailable(f"cannot reach InfluxDB at {self.config.influx_url}: {type(exc).__name__}") from None
+
+    def _api_error(self, exc):
+        message = getattr(exc, "message", None) or exc.reason or ""
+        kind = classify_status(exc.status)
+        if kind == "retry":
+            return SourceUnavailable(f"InfluxDB answered HTTP {exc.status} {message}".strip(),
+                                     retry_after=retry_after_seconds(exc.headers))
+        if exc.status in (401, 403):
+            return SourceRejected(f"InfluxDB refused the token (HTTP {exc.status})",
+                                  hint=TOKEN_HELP.format(bucket=self.config.bucket, org=self.config.influx_org))
+        if exc.status == 404:
+            return SourceRejected(f"InfluxDB: {message or 'not found'}",
+                                  hint=f"check INFLUX_BUCKET ({self.config.bucket}) and INFLUX_ORG "
+                                       f"({self.config.influx_org}); is this account Cloud Serverless? "
+                                       "Then set INFLUX_QUERY_LANGUAGE=influxql")
+        return SourceQueryError(f"InfluxDB rejected the query (HTTP {exc.status}): {message}")

@@ -1,0 +1,30 @@
+"""HTTP status handling shared by both sources (InfluxDB v2 and v1 APIs answer alike)."""
+
+from email.utils import parsedate_to_datetime
+from time import time as _now
+
+# 429: rate limited (Cloud free plan: 300 MB of reads per 5 minutes); 5xx: server trouble.
+RETRY_STATUSES = {429, 500, 502, 503, 504}
+
+
+def classify_status(status):
+    return "retry" if status in RETRY_STATUSES else "fail"
+
+
+def retry_after_seconds(headers):
+    """Seconds from a Retry-After header (delta-seconds or HTTP date); None when absent or bad."""
+    if not headers:
+        return None
+    value = None
+    for key in headers:
+        if key.lower() == "retry-after":
+            value = headers[key]
+    if value is None:
+        return None
+    value = str(value).strip()
+    if value.isdigit():
+        return int(value)
+    try:
+        return max(0, int(parsedate_to_datetime(value).timestamp() - _now()))
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,85 @@
+"""`status`: is the archive current? Watermark, lag, last run, row count, and an exit code for scripts."""
+
+from dataclasses import dataclass
+
+from psycopg2 import sql
+
+from .errors import EXIT_NEEDS_HUMAN, EXIT_OK, EXIT_RETRY_LATER
+from .sink import Database
+from .state import State, set_search_path
+from .windows import format_duration, rfc3339
+
+STATE_TABLES_EXIST = "SELECT to_regclass(%(name)s) IS NOT NULL"
+
+
+@dataclass
+class Status:
+    target: str
+    watermark: int = None
+    lag: int = None
+    last_run: dict = None
+    rows: int = None
+    running: int = 0
+    exit_code: int = EXIT_NEEDS_HUMAN
+    verdict: str = "never run"
+
+    def lines(self):
+        out = [f"archive:    {self.target}"]
+        if self.watermark is None:
+            out.append("watermark:  none (never loaded)")
+        else:
+            out.append(f"watermark:  {rfc3339(self.watermark)} (lag {format_duration(max(0, self.lag))})")
+        if self.last_run:
+            run = self.last_run
+            when = rfc3339(int(run["started"]))
+            took = f", took {int(run['finished'] - run['started'])}s" if run["finished"] else ""
+            out.append(f"last run:   {run['command']} at {when}: {run['outcome']}, {run['rows']} row(s) "
+                       f"written{took}")
+            if run["error"]:
+                out.append(f"last error: {run['error']}")
+        else:
+            out.append("last run:   none")
+        if self.running:
+            out.append("running:    yes (or killed: the next run will say)")
+        if self.rows is not None:
+            out.append(f"rows:       {self.rows}")
+        out.append(f"verdict:    {self.verdict}")
+        return out
+
+
+def status(config, now):
+    db = Database(config)
+    conn = db.connect()
+    try:
+        with db.errors():
+            cur = conn.cursor()
+            state = State(config.pg_schema, db.target)
+            result = Status(target=db.target)
+            set_search_path(cur, config.pg_schema)
+            cur.execute(STATE_TABLES_EXIST, {"name": "influx_archive_state"})
+            if not cur.fetchone()[0]:
+                result.verdict = "never run: run `python -m loader run` (or wait for cron)"
+                return result
+            result.watermark = state.watermark(cur)
+            result.last_run = state.last_run(cur)
+            result.running = state.running(cur)
+            cur.execute(STATE_TABLES_EXIST, {"name": db.table.as_string(cur)})
+            if cur.fetchone()[0]:
+                cur.execute(sql.SQL("SELECT count(*) FROM {}").format(db.table))
+                result.rows = cur.fetchone()[0]
+            conn.rollback()
+    finally:
+        conn.close()
+        db.dispose()
+    if result.watermark is not None:
+        result.lag = int(now) - result.watermark
+    if result.watermark is None:
+        result.exit_code, result.verdict = EXIT_NEEDS_HUMAN, "never run: run `python -m loader run`"
+    elif result.last_run and result.last_run["outcome"] in ("failed", "abandoned"):
+        result.exit_code, result.verdict = EXIT_NEEDS_HUMAN, "failing: the last run did not finish (see last error)"
+    elif result.lag > config.stale_after:
+        result.exit_code = EXIT_RETRY_LATER
+        result.verdict = f"stale: lag above STALE_AFTER ({format_duration(config.stale_after)})"
+    else:
+        result.exit_code, result.verdict = EXIT_OK, "fresh"
+    return result

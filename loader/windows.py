@@ -1,0 +1,73 @@
+"""Time arithmetic: durations, RFC 3339 times, epoch-aligned windows and chunks.
+
+All times are whole seconds since the Unix epoch (UTC). A window is the half-open interval
+[start, start + width); InfluxQL's GROUP BY time() and Flux's window() both align windows to the
+epoch, so a window start is always a multiple of the width.
+"""
+
+import re
+from datetime import datetime, timezone
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+
+
+def parse_duration(text):
+    """'5s', '90m', '1h', '30d', '2w' -> seconds. Raises ValueError with a readable message."""
+    match = _DURATION.match(str(text))
+    if not match:
+        raise ValueError(f"{text!r} is not a duration such as 5s, 15m, 1h or 30d")
+    return int(match.group(1)) * _UNITS[match.group(2)]
+
+
+def format_duration(seconds):
+    """The shortest exact form: 86400 -> '1d', 5 -> '5s', 5400 -> '90m'."""
+    for unit in ("w", "d", "h", "m"):
+        if seconds and seconds % _UNITS[unit] == 0:
+            return f"{seconds // _UNITS[unit]}{unit}"
+    return f"{seconds}s"
+
+
+def parse_time(text):
+    """An RFC 3339 time ('2026-10-01T00:00:00Z', '2026-10-01T02:00:00+02:00') -> epoch seconds.
+
+    A time without an offset is refused rather than guessed: the archive is in UTC.
+    """
+    raw = str(text).strip()
+    try:
+        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{text!r} is not an RFC 3339 time such as 2026-10-01T00:00:00Z") from None
+    if parsed.tzinfo is None:
+        raise ValueError(f"{text!r} has no UTC offset; write it as e.g. {raw}Z")
+    return int(parsed.timestamp() // 1)
+
+
+def rfc3339(epoch_seconds):
+    """Epoch seconds -> '2026-10-01T00:00:00Z' (the form Flux literals and InfluxQL accept)."""
+    return datetime.fromtimestamp(epoch_seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def floor_to(epoch_seconds, width):
+    """Start of the width-aligned window that contains epoch_seconds."""
+    return int(epoch_seconds) - int(epoch_seconds) % width
+
+
+def ceil_to(epoch_seconds, width):
+    return -floor_to(-int(epoch_seconds), width)
+
+
+def chunks(start, end, chunk_seconds):
+    """Split [start, end) into consecutive pieces whose inner boundaries are multiples of chunk_seconds.
+
+    Aligned boundaries make re-runs and backfills cut the same chunks, whatever range they cover.
+    """
+    if start >= end:
+        return []
+    pieces = []
+    lo = start
+    while lo < end:
+        hi = min(floor_to(lo, chunk_seconds) + chunk_seconds, end)
+        pieces.append((lo, hi))
+        lo = hi
+    return pieces

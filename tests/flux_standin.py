@@ -1,0 +1,722 @@
+"""A stand-in for the InfluxDB 2 query API (POST /api/v2/query), for testing the Flux source.
+
+No InfluxDB 2 server can be installed here, so this implements the part of Flux our queries use,
+following the documented semantics (docs.influxdata.com, Flux stdlib "universe"):
+  - from() yields one table per series; group key = _measurement, _field and every tag;
+  - range() keeps start <= _time < stop and adds _start/_stop to the group key;
+  - filter() drops rows, and tables left empty (onEmpty: "drop");
+  - group(columns:) regroups, the group key becomes exactly those columns;
+  - aggregateWindow() windows are epoch-aligned, half-open and clipped to the table's _start/_stop;
+    the output _time comes from timeSrc (default "_stop"); createEmpty adds null windows;
+  - keep()/drop() remove columns (and them from the group key);
+  - pivot() removes columnKey/valueColumn from the group key, merges tables whose key is then
+    equal, and on a second value for the same row and column the later one wins (silently);
+  - count(), limit(), yield(name:).
+Responses are annotated CSV (#datatype/#group/#default, header, tables separated by a blank line
+when the schema changes, result column empty in rows with its name in #default), JSON error bodies
+({"code", "message"}), 401 on a bad token, 404 on an unknown bucket, and injected faults: a status
+with Retry-After, a response that hangs, a body cut off mid-stream, an error table inside a 200.
+tests/test_flux_standin.py checks the engine against vectors from Flux's own stdlib tests.
+"""
+
+import json
+import math
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+NS = 1_000_000_000
+_DUR = {"ns": 1, "us": 1000, "ms": 1_000_000, "s": NS, "m": 60 * NS, "h": 3600 * NS, "d": 86400 * NS,
+        "w": 7 * 86400 * NS}
+
+
+# ---------------------------------------------------------------- tables
+
+@dataclass
+class Table:
+    key: tuple          # group key column names, in order
+    columns: list       # all column names, in order
+    rows: list = field(default_factory=list)  # dicts column -> value
+    types: dict = field(default_factory=dict)  # column -> flux csv datatype
+
+    def key_values(self):
+        return tuple(self.rows[0].get(c) for c in self.key) if self.rows else ()
+
+
+def _type_of(value):
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "long"
+    if isinstance(value, float):
+        return "double"
+    return "string"
+
+
+def _regroup(tables, key_fn, columns_order=None):
+    """Rows of all tables, regrouped by key_fn(row) -> tuple of key columns; table order = first seen."""
+    out = {}
+    for t in tables:
+        for row in t.rows:
+            key_cols = key_fn(t, row)
+            kv = tuple(row.get(c) for c in key_cols)
+            ident = (key_cols, kv)
+            if ident not in out:
+                out[ident] = Table(key=key_cols, columns=list(t.columns), types=dict(t.types))
+            dest = out[ident]
+            for c in t.columns:
+                if c not in dest.columns:
+                    dest.columns.append(c)
+                    dest.types[c] = t.types.get(c)
+            dest.rows.append(row)
+    return list(out.values())
+
+
+# ---------------------------------------------------------------- lexer / parser
+
+_TOKEN = re.compile(r"""
+    (?P<ws>\s+|//[^\n]*)
+  | (?P<time>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d))
+  | (?P<duration>-?(?:\d+(?:ns|us|ms|mo|s|m|h|d|w|y))+)
+  | (?P<number>-?\d+\.\d*(?:[eE][-+]?\d+)?|-?\d+)
+  | (?P<string>"(?:[^"\\]|\\.)*")
+  | (?P<op>\|>|=>|==|!=|>=|<=|=~|<|>|=|\(|\)|\[|\]|\{|\}|:|,|\.|\+|-|\*|/)
+  | (?P<name>[A-Za-z_][A-Za-z0-9_]*)
+""", re.X)
+
+
+def _unescape(s):
+    out, i = [], 1
+    while i < len(s) - 1:
+        ch = s[i]
+        if ch == "\\":
+            nxt = s[i + 1]
+            out.append({"n": "\n", "r": "\r", "t": "\t"}.get(nxt, nxt))
+            i += 2
+        else:
+            if s.startswith("${", i):
+                raise FluxError("string interpolation is not supported by the stand-in")
+            out.append(ch)
+            i += 1
+    return "".join(out)
+
+
+def tokenize(text):
+    pos, out = 0, []
+    while pos < len(text):
+        m = _TOKEN.match(text, pos)
+        if not m:
+            raise FluxError(f"error @{pos}: invalid token {text[pos:pos + 10]!r}")
+        pos = m.end()
+        kind = m.lastgroup
+        if kind == "ws":
+            continue
+        out.append((kind, m.group()))
+    out.append(("eof", ""))
+    return out
+
+
+class FluxError(Exception):
+    pass
+
+
+def parse_time(text):
+    from datetime import datetime
+    frac = 0
+    m = re.match(r"(.*?)(\.\d+)?(Z|[+-]\d\d:\d\d)$", text)
+    base, fraction, zone = m.groups()
+    if fraction:
+        frac = int((fraction[1:] + "000000000")[:9])
+    dt = datetime.fromisoformat(base + ("+00:00" if zone == "Z" else zone))
+    return int(dt.timestamp()) * NS + frac
+
+
+def parse_duration(text):
+    sign = -1 if text.startswith("-") else 1
+    total = 0
+    for n, unit in re.findall(r"(\d+)(ns|us|ms|mo|s|m|h|d|w|y)", text):
+        if unit in ("mo", "y"):
+            raise FluxError("calendar durations are not supported by the stand-in")
+        total += int(n) * _DUR[unit]
+    return sign * total
+
+
+class Parser:
+    def __init__(self, text):
+        self.toks = tokenize(text)
+        self.i = 0
+
+    def peek(self, k=0):
+        return self.toks[self.i + k]
+
+    def next(self):
+        tok = self.toks[self.i]
+        self.i += 1
+        return tok
+
+    def expect(self, value):
+        tok = self.next()
+        if tok[1] != value:
+            raise FluxError(f"expected {value!r}, got {tok[1]!r}")
+        return tok
+
+    def program(self):
+        stmts = []
+        while self.peek()[0] != "eof":
+            if self.peek()[1] == "import":
+                raise FluxError("imports are not supported by the stand-in")
+            if self.peek()[0] == "name" and self.peek(1)[1] == "=":
+                name = self.next()[1]
+                self.next()
+                stmts.append(("assign", name, self.pipe()))
+            else:
+                stmts.append(("expr", self.pipe()))
+        return stmts
+
+    def pipe(self):
+        node = self.primary_call()
+        while self.peek()[1] == "|>":
+            self.next()
+            name = self.next()[1]
+            node = ("pipe", node, name, self.args())
+        return node
+
+    def primary_call(self):
+        tok = self.next()
+        if tok[0] != "name":
+            raise FluxError(f"unexpected {tok[1]!r}")
+        if self.peek()[1] == "(":
+            return ("call", tok[1], self.args())
+        return ("ref", tok[1])
+
+    def args(self):
+        self.expect("(")
+        out = {}
+        while self.peek()[1] != ")":
+            key = self.next()[1]
+            self.expect(":")
+            out[key] = self.value()
+            if self.peek()[1] == ",":
+                self.next()
+        self.expect(")")
+        return out
+
+    def value(self):
+        tok = self.peek()
+        if tok[1] == "(":
+            # function literal (r) => expr
+            self.next()
+            param = self.next()[1]
+            self.expect(")")
+            self.expect("=>")
+            return ("fn", param, self.expr())
+        if tok[1] == "[":
+            self.next()
+            items = []
+            while self.peek()[1] != "]":
+                items.append(self.value())
+                if self.peek()[1] == ",":
+                    self.next()
+            self.next()
+            return items
+        return self.atom()
+
+    def atom(self):
+        kind, text = self.next()
+        if kind == "string":
+            return _unescape(text)
+        if kind == "time":
+            return ("time", parse_time(text))
+        if kind == "duration":
+            return ("duration", parse_duration(text))
+        if kind == "number":
+            return float(text) if "." in text or "e" in text.lower() else int(text)
+        if kind == "name":
+            if text in ("true", "false"):
+                return text == "true"
+            if self.peek()[1] == ".":
+                self.next()
+                return ("member", text, self.next()[1])
+            return ("ref", text)
+        if text == "(":
+            inner = self.expr()
+            self.expect(")")
+            return inner
+        raise FluxError(f"unexpected {text!r}")
+
+    # predicate expressions: or > and > not > comparison
+    def expr(self):
+        node = self.conj()
+        while self.peek()[1] == "or":
+            self.next()
+            node = ("or", node, self.conj())
+        return node
+
+    def conj(self):
+        node = self.neg()
+        while self.peek()[1] == "and":
+            self.next()
+            node = ("and", node, self.neg())
+        return node
+
+    def neg(self):
+        if self.peek()[1] == "not":
+            self.next()
+            return ("not", self.neg())
+        left = self.atom()
+        if self.peek()[1] in ("==", "!=", ">=", "<=", "<", ">"):
+            op = self.next()[1]
+            return ("cmp", op, left, self.atom())
+        return left
+
+
+def _eval(node, row):
+    if isinstance(node, tuple):
+        kind = node[0]
+        if kind == "or":
+            return bool(_eval(node[1], row)) or bool(_eval(node[2], row))
+        if kind == "and":
+            return bool(_eval(node[1], row)) and bool(_eval(node[2], row))
+        if kind == "not":
+            return not _eval(node[1], row)
+        if kind == "member":
+            return row.get(node[2])
+        if kind == "time":
+            return node[1]
+        if kind == "cmp":
+            a, b = _eval(node[2], row), _eval(node[3], row)
+            if a is None or b is None:
+                return False  # comparisons with null are false in Flux filter
+            op = node[1]
+            if isinstance(a, str) != isinstance(b, str):
+                raise FluxError(f"type error: cannot compare {type(a).__name__} with {type(b).__name__}")
+            return {"==": a == b, "!=": a != b, ">=": a >= b, "<=": a <= b, "<": a < b, ">": a > b}[op]
+        raise FluxError(f"cannot evaluate {kind}")
+    return node
+
+
+# ---------------------------------------------------------------- functions
+
+def f_range(tables, args):
+    start = args["start"][1]
+    stop = args.get("stop", ("time", int(time.time() * NS)))[1]
+    if args["start"][0] == "duration":
+        start = int(time.time() * NS) + start
+    out = []
+    for t in tables:
+        rows = [dict(r, _start=start, _stop=stop) for r in t.rows if start <= r["_time"] < stop]
+        if rows:
+            cols = ["_start", "_stop"] + [c for c in t.columns if c not in ("_start", "_stop")]
+            types = dict(t.types, _start="dateTime:RFC3339", _stop="dateTime:RFC3339")
+            out.append(Table(key=("_start", "_stop") + tuple(c for c in t.key if c not in ("_start", "_stop")),
+                             columns=cols, rows=rows, types=types))
+    return out
+
+
+def f_filter(tables, args):
+    fn = args["fn"]
+    out = []
+    for t in tables:
+        rows = [r for r in t.rows if _eval(fn[2], r)]
+        if rows:
+            out.append(Table(key=t.key, columns=t.columns, rows=rows, types=t.types))
+    return out
+
+
+def f_group(tables, args):
+    cols = tuple(args.get("columns", []))
+    mode = args.get("mode", "by")
+    if mode != "by":
+        raise FluxError("group(mode: except) is not supported by the stand-in")
+    return _regroup(tables, lambda t, r: tuple(c for c in cols if c in t.columns))
+
+
+def _window_bounds(t_ns, every, start, stop):
+    wstart = t_ns - (t_ns % every)
+    return max(wstart, start), min(wstart + every, stop)
+
+
+def _mean(values):
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    total = 0.0
+    for v in values:
+        total += v
+    return total / len(values)
+
+
+AGGREGATES = {
+    "mean": (_mean, "double"),
+    "count": (lambda vs: sum(1 for v in vs if v is not None), "long"),
+    "sum": (lambda vs: sum(v for v in vs if v is not None) if any(v is not None for v in vs) else None, None),
+}
+
+
+def f_aggregate_window(tables, args):
+    every = args["every"][1]
+    fn = args["fn"][1] if isinstance(args["fn"], tuple) else args["fn"]
+    agg, out_type = AGGREGATES[fn]
+    create_empty = args.get("createEmpty", True)
+    time_src = args.get("timeSrc", "_stop")
+    time_dst = args.get("timeDst", "_time")
+    column = args.get("column", "_value")
+    out = []
+    for t in tables:
+        if not t.rows:
+            continue
+        start = min(r["_start"] for r in t.rows)
+        stop = max(r["_stop"] for r in t.rows)
+        windows = {}
+        for r in t.rows:
+            windows.setdefault(_window_bounds(r["_time"], every, start, stop), []).append(r.get(column))
+        if create_empty:
+            w = start - start % every
+            while w < stop:
+                windows.setdefault((max(w, start), min(w + every, stop)), [])
+                w += every
+        key_template = {c: t.rows[0].get(c) for c in t.key}
+        rows = []
+        for (ws, we) in sorted(windows):
+            value = agg(windows[(ws, we)])
+            row = dict(key_template)
+            row.update({"_start": ws, "_stop": we, column: value})
+            row[time_dst] = row["_start"] if time_src == "_start" else row["_stop"]
+            if time_src not in ("_start", "_stop"):
+                raise FluxError("timeSrc must be _start or _stop in the stand-in")
+            rows.append(row)
+        # window(every: inf) restores the table bounds into _start/_stop
+        for row in rows:
+            row["_start"], row["_stop"] = start, stop
+        value_type = out_type or t.types.get(column)
+        columns = list(t.key) + [c for c in ("_start", "_stop") if c not in t.key] + [time_dst, column]
+        types = {c: t.types.get(c) for c in t.key}
+        types.update({"_start": "dateTime:RFC3339", "_stop": "dateTime:RFC3339", time_dst: "dateTime:RFC3339",
+                      column: value_type})
+        key = tuple(t.key) + tuple(c for c in ("_start", "_stop") if c not in t.key)
+        out.append(Table(key=key, columns=columns, rows=rows, types=types))
+    return out
+
+
+def f_count(tables, args):
+    column = args.get("column", "_value")
+    out = []
+    for t in tables:
+        row = {c: t.rows[0].get(c) for c in t.key} if t.rows else {}
+        row[column] = sum(1 for r in t.rows if r.get(column) is not None)
+        types = {c: t.types.get(c) for c in t.key}
+        types[column] = "long"
+        out.append(Table(key=t.key, columns=list(t.key) + [column], rows=[row], types=types))
+    return out
+
+
+def _project(tables, keep_fn):
+    out = []
+    for t in tables:
+        cols = [c for c in t.columns if keep_fn(c)]
+        rows = [{c: r.get(c) for c in cols} for r in t.rows]
+        out.append(Table(key=tuple(c for c in t.key if keep_fn(c)), columns=cols, rows=rows,
+                         types={c: t.types.get(c) for c in cols}))
+    # tables whose key became equal are not merged by keep/drop; pivot/group do that
+    return out
+
+
+def f_keep(tables, args):
+    cols = set(args["columns"])
+    return _project(tables, lambda c: c in cols)
+
+
+def f_drop(tables, args):
+    cols = set(args["columns"])
+    return _project(tables, lambda c: c not in cols)
+
+
+def f_pivot(tables, args):
+    row_key = list(args["rowKey"])
+    col_key = list(args["columnKey"])
+    value_col = args["valueColumn"]
+    removed = set(col_key) | {value_col}
+    merged = _regroup(tables, lambda t, r: tuple(c for c in t.key if c not in removed))
+    out = []
+    for t in merged:
+        rows = {}
+        new_cols = []
+        types = {c: t.types.get(c) for c in t.key}
+        for r in t.rows:
+            rk = tuple(r.get(c) for c in row_key)
+            name = "_".join(str(r.get(c)) for c in col_key)
+            if name not in new_cols:
+                new_cols.append(name)
+                types[name] = t.types.get(value_col)
+            row = rows.setdefault(rk, {**{c: r.get(c) for c in t.key}, **dict(zip(row_key, rk))})
+            row[name] = r.get(value_col)  # a second value for the same cell overwrites: documented
+        for c in row_key:
+            types[c] = t.types.get(c)
+        columns = list(t.key) + [c for c in row_key if c not in t.key] + new_cols
+        out.append(Table(key=t.key, columns=columns, rows=[rows[k] for k in sorted(rows, key=_sortable)],
+                         types=types))
+    return out
+
+
+def _sortable(values):
+    return tuple((v is None, v if v is not None else 0) for v in values)
+
+
+def f_limit(tables, args):
+    n = args["n"]
+    return [Table(key=t.key, columns=t.columns, rows=t.rows[:n], types=t.types) for t in tables]
+
+
+def f_sort(tables, args):
+    cols = args.get("columns", ["_value"])
+    desc = args.get("desc", False)
+    return [Table(key=t.key, columns=t.columns, types=t.types,
+                  rows=sorted(t.rows, key=lambda r: _sortable([r.get(c) for c in cols]), reverse=desc))
+            for t in tables]
+
+
+FUNCTIONS = {"range": f_range, "filter": f_filter, "group": f_group, "aggregateWindow": f_aggregate_window,
+             "count": f_count, "keep": f_keep, "drop": f_drop, "pivot": f_pivot, "limit": f_limit,
+             "sort": f_sort}
+
+
+# ---------------------------------------------------------------- store and execution
+
+@dataclass
+class Point:
+    measurement: str
+    tags: dict
+    field: str
+    time_ns: int
+    value: object
+
+
+class Store:
+    def __init__(self):
+        self.buckets = {}
+        self.lock = threading.Lock()
+
+    def add(self, bucket, points):
+        with self.lock:
+            self.buckets.setdefault(bucket, []).extend(points)
+
+    def from_bucket(self, bucket):
+        if bucket not in self.buckets:
+            raise NotFound(f'failed to initialize execute state: could not find bucket "{bucket}"')
+        series = {}
+        with self.lock:
+            points = list(self.buckets[bucket])
+        for p in points:
+            ident = (p.measurement, p.field, tuple(sorted(p.tags.items())))
+            series.setdefault(ident, []).append(p)
+        tables = []
+        for (measurement, fld, tags), pts in sorted(series.items(), key=lambda kv: (kv[0][0], kv[0][2], kv[0][1])):
+            tag_names = [k for k, _ in tags]
+            key = ("_measurement", "_field") + tuple(tag_names)
+            cols = ["_time", "_value", "_field", "_measurement"] + tag_names
+            rows = [{"_time": p.time_ns, "_value": p.value, "_field": fld, "_measurement": measurement, **dict(tags)}
+                    for p in sorted(pts, key=lambda p: p.time_ns)]
+            types = {"_time": "dateTime:RFC3339", "_value": _type_of(pts[0].value), "_field": "string",
+                     "_measurement": "string", **{t: "string" for t in tag_names}}
+            # a field written as int in one shard and float in another gives two tables
+            by_type = {}
+            for r in rows:
+                by_type.setdefault(_type_of(r["_value"]), []).append(r)
+            for typ, typed_rows in by_type.items():
+                tables.append(Table(key=key, columns=list(cols), rows=typed_rows, types=dict(types, _value=typ)))
+        return tables
+
+
+class NotFound(Exception):
+    pass
+
+
+def execute(program_text, store):
+    """Run a Flux program; return [(result name, [tables])]."""
+    env, results = {}, []
+
+    def evaluate(node):
+        kind = node[0]
+        if kind == "call":
+            if node[1] != "from":
+                raise FluxError(f"undefined identifier {node[1]}")
+            return store.from_bucket(node[2]["bucket"])
+        if kind == "ref":
+            if node[1] not in env:
+                raise FluxError(f"undefined identifier {node[1]}")
+            return env[node[1]]
+        if kind == "pipe":
+            tables = evaluate(node[1])
+            name, args = node[2], node[3]
+            if name == "yield":
+                results.append((args.get("name", "_result"), tables))
+                return tables
+            if name not in FUNCTIONS:
+                raise FluxError(f"function {name} is not supported by the stand-in")
+            return FUNCTIONS[name](tables, args)
+        raise FluxError(f"cannot evaluate {kind}")
+
+    for stmt in Parser(program_text).program():
+        if stmt[0] == "assign":
+            env[stmt[1]] = evaluate(stmt[2])
+        else:
+            before = len(results)
+            tables = evaluate(stmt[1])
+            if len(results) == before and stmt[1][0] == "pipe" and stmt[1][2] != "yield":
+                results.append(("_result", tables))
+    return results
+
+
+# ---------------------------------------------------------------- annotated CSV
+
+def format_value(value, typ):
+    if value is None:
+        return ""
+    if typ and typ.startswith("dateTime"):
+        secs, frac = divmod(value, NS)
+        from datetime import datetime, timezone
+        text = datetime.fromtimestamp(secs, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+        if frac:
+            text += "." + f"{frac:09d}".rstrip("0")
+        return text + "Z"
+    if typ == "double":
+        v = float(value)
+        if math.isnan(v):
+            return "NaN"
+        if math.isinf(v):
+            return "+Inf" if v > 0 else "-Inf"
+        text = repr(v)
+        if "e" in text:
+            text = f"{v:.17f}".rstrip("0").rstrip(".")
+        return text[:-2] if text.endswith(".0") else text
+    if typ == "boolean":
+        return "true" if value else "false"
+    return str(value)
+
+
+def _csv_cell(text):
+    if any(ch in text for ch in ',"\n\r'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
+
+
+def to_annotated_csv(results):
+    """Yield the response body, line by line, as InfluxDB 2 encodes it."""
+    for name, tables in results:
+        previous = None
+        index = 0
+        for t in tables:
+            schema = (tuple(t.columns), tuple(t.types.get(c) for c in t.columns), tuple(t.key))
+            if schema != previous:
+                if previous is not None:
+                    yield "\n"
+                yield ",".join(["#datatype", "string", "long"] + [t.types.get(c) or "string" for c in t.columns]) + "\n"
+                yield ",".join(["#group", "false", "false"] + ["true" if c in t.key else "false" for c in t.columns]) + "\n"
+                yield ",".join(["#default", _csv_cell(name), ""] + [""] * len(t.columns)) + "\n"
+                yield ",".join(["", "result", "table"] + [_csv_cell(c) for c in t.columns]) + "\n"
+                previous = schema
+            for r in t.rows:
+                cells = ["", "", str(index)] + [_csv_cell(format_value(r.get(c), t.types.get(c))) for c in t.columns]
+                yield ",".join(cells) + "\n"
+            index += 1
+        if tables:
+            yield "\n"
+
+
+def error_table(message):
+    return ("#datatype,string,string\n#group,true,true\n#default,,\n,error,reference\n"
+            f",{_csv_cell(message)},\n\n")
+
+
+# ---------------------------------------------------------------- HTTP server
+
+class StandIn:
+    """The server. `faults` is a list of planned faults consumed one per query request:
+    ("status", code, retry_after) | ("hang", seconds) | ("cut", after_bytes) | ("error_table", message)."""
+
+    def __init__(self, token="test-token", org="test-org"):
+        self.store = Store()
+        self.token = token
+        self.org = org
+        self.faults = []
+        self.queries = []
+        self.lock = threading.Lock()
+        standin = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                standin._handle(self)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def _json(self, h, status, code, message, headers=()):
+        body = json.dumps({"code": code, "message": message}).encode()
+        h.send_response(status)
+        h.send_header("Content-Type", "application/json; charset=utf-8")
+        h.send_header("Content-Length", str(len(body)))
+        for k, v in headers:
+            h.send_header(k, v)
+        h.end_headers()
+        h.wfile.write(body)
+
+    def _handle(self, h):
+        length = int(h.headers.get("Content-Length") or 0)
+        raw = h.rfile.read(length)
+        if not h.path.startswith("/api/v2/query"):
+            return self._json(h, 404, "not found", "path not found")
+        if h.headers.get("Authorization") != f"Token {self.token}":
+            return self._json(h, 401, "unauthorized", "unauthorized access")
+        try:
+            query = json.loads(raw)["query"]
+        except (ValueError, KeyError):
+            return self._json(h, 400, "invalid", "failed to decode request body")
+        with self.lock:
+            self.queries.append(query)
+            fault = self.faults.pop(0) if self.faults else None
+        if fault and fault[0] == "status":
+            headers = [("Retry-After", str(fault[2]))] if fault[2] is not None else []
+            return self._json(h, fault[1], "too many requests" if fault[1] == 429 else "internal error",
+                              "injected fault", headers)
+        if fault and fault[0] == "hang":
+            time.sleep(fault[1])
+        try:
+            results = execute(query, self.store)
+            body = "".join(to_annotated_csv(results)).encode()
+        except NotFound as exc:
+            return self._json(h, 404, "not found", str(exc))
+        except FluxError as exc:
+            return self._json(h, 400, "invalid", f"compilation failed: {exc}")
+        if fault and fault[0] == "error_table":
+            body = body[: len(body) // 2].rsplit(b"\n", 1)[0] + b"\n\n" + error_table(fault[1]).encode()
+        h.send_response(200)
+        h.send_header("Content-Type", "text/csv; charset=utf-8")
+        h.send_header("Transfer-Encoding", "chunked")
+        h.end_headers()
+        if fault and fault[0] == "cut":
+            part = body[: fault[1]]
+            h.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+            h.wfile.flush()
+            h.close_connection = True
+            return  # no terminating chunk: the stream ends early
+        for i in range(0, len(body), 65536):
+            part = body[i:i + 65536]
+            h.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+        h.wfile.write(b"0\r\n\r\n")

@@ -1,0 +1,141 @@
+"""Throwaway real servers on loopback in temp dirs: PostgreSQL (Debian's postgresql) and InfluxDB 1.x
+(Debian's influxdb). Never touches a system cluster or service."""
+
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _pg_bindir():
+    for candidate in sorted(glob.glob("/usr/lib/postgresql/*/bin"), reverse=True):
+        if os.path.exists(os.path.join(candidate, "initdb")):
+            return candidate
+    found = shutil.which("initdb")
+    return os.path.dirname(found) if found else None
+
+
+class PostgresServer:
+    """initdb in a temp dir; start/stop/restart for outage tests. As root, runs as user postgres."""
+
+    def __init__(self):
+        self.bindir = _pg_bindir()
+        if not self.bindir:
+            raise RuntimeError("PostgreSQL server binaries not found: apt-get install postgresql")
+        self.dir = tempfile.mkdtemp(prefix="ia-pg-")
+        self.data = os.path.join(self.dir, "data")
+        self.port = free_port()
+        self.user = None
+        if os.geteuid() == 0:
+            self.user = "postgres"
+            pw = pwd.getpwnam(self.user)
+            os.chown(self.dir, pw.pw_uid, pw.pw_gid)
+        self._run("initdb", "-D", self.data, "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8")
+        with open(os.path.join(self.data, "postgresql.conf"), "a") as conf:
+            conf.write(f"\nlisten_addresses = '127.0.0.1'\nport = {self.port}\n"
+                       f"unix_socket_directories = '{self.dir}'\nfsync = off\n"
+                       "synchronous_commit = off\nfull_page_writes = off\n")
+        self.start()
+
+    def _run(self, tool, *args):
+        cmd = [os.path.join(self.bindir, tool), *args]
+        if self.user:
+            cmd = ["runuser", "-u", self.user, "--", *cmd]
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def start(self):
+        self._run("pg_ctl", "-D", self.data, "-l", os.path.join(self.dir, "log"), "-w", "-t", "30", "start")
+
+    def stop(self, mode="fast"):
+        self._run("pg_ctl", "-D", self.data, "-m", mode, "-w", "stop")
+
+    def url(self, dbname="postgres", user="postgres", password=None):
+        auth = user + (":" + urllib.parse.quote(password, safe="") if password else "")
+        return f"postgresql://{auth}@127.0.0.1:{self.port}/{dbname}"
+
+    def close(self):
+        try:
+            self.stop("immediate")
+        except subprocess.CalledProcessError:
+            pass
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class InfluxdServer:
+    """A real influxd 1.x on loopback, data in a temp dir."""
+
+    def __init__(self):
+        self.binary = shutil.which("influxd")
+        if not self.binary:
+            raise RuntimeError("influxd not found: apt-get install influxdb")
+        self.dir = tempfile.mkdtemp(prefix="ia-influxd-")
+        self.port = free_port()
+        rpc = free_port()
+        conf = os.path.join(self.dir, "influxdb.conf")
+        with open(conf, "w") as f:
+            f.write(f"""reporting-disabled = true
+bind-address = "127.0.0.1:{rpc}"
+[meta]
+  dir = "{self.dir}/meta"
+[data]
+  dir = "{self.dir}/data"
+  wal-dir = "{self.dir}/wal"
+  query-log-enabled = false
+[http]
+  bind-address = "127.0.0.1:{self.port}"
+  log-enabled = false
+[monitor]
+  store-enabled = false
+[continuous_queries]
+  enabled = false
+""")
+        self.log = open(os.path.join(self.dir, "influxd.log"), "wb")
+        self.proc = subprocess.Popen([self.binary, "-config", conf], stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"{self.url}/ping", timeout=1)
+                break
+            except OSError:
+                if time.time() > deadline or self.proc.poll() is not None:
+                    raise RuntimeError("influxd did not start; see " + self.log.name)
+                time.sleep(0.1)
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def query(self, q, db=None):
+        data = urllib.parse.urlencode({"q": q, **({"db": db} if db else {})}).encode()
+        with urllib.request.urlopen(f"{self.url}/query", data=data, timeout=30) as r:
+            return r.read()
+
+    def write(self, db, lines, precision="s", batch=5000):
+        """Write line-protocol lines in batches."""
+        for i in range(0, len(lines), batch):
+            body = "\n".join(lines[i:i + batch]).encode()
+            req = urllib.request.Request(f"{self.url}/write?db={urllib.parse.quote(db)}&precision={precision}",
+                                         data=body, method="POST")
+            with urllib.request.urlopen(req, timeout=60) as r:
+                assert r.status == 204, r.read()
+
+    def close(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
