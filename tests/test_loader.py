@@ -1,0 +1,302 @@
+"""The loader against real servers: PostgreSQL, influxd 1.x (InfluxQL) and the Flux stand-in."""
+
+import pytest
+
+from conftest import (FixedClock, archive_rows, count_rows, expected_means, feed_influxd, feed_standin,
+                      make_config, pulse_points, watermark)
+from loader.errors import ClockError, SinkUnavailable, SourceQueryError, SourceRejected, SourceUnavailable
+from loader.job import Job
+
+NOW = 1_790_000_000 - 1_790_000_000 % 86400 + 3 * 3600 + 17  # 2026-09-21T03:00:17Z: mid-window
+HOUR = 3600
+DAY = 86400
+
+
+def no_sleep(waits):
+    return waits.append
+
+
+def test_flux_and_influxql_give_identical_rows_equal_to_independent_means(pg_url, standin, influxd, influx_db):
+    points = pulse_points(NOW - 3 * HOUR, 3 * HOUR, uids=("a", "b"), gap=(NOW - 2 * HOUR, NOW - 2 * HOUR + 600))
+    feed_standin(standin, points)
+    feed_influxd(influxd, influx_db, points)
+    clock = FixedClock(NOW)
+    flux = make_config(pg_url, standin.url, INITIAL_LOOKBACK="4h", CHUNK="1h", PG_TABLE="via_flux")
+    influxql = make_config(pg_url, influxd.url, language="influxql", bucket=influx_db, INITIAL_LOOKBACK="4h",
+                           CHUNK="1h", PG_TABLE="via_influxql")
+    Job(flux, clock=clock).run()
+    Job(influxql, clock=clock).run()
+
+    via_flux = archive_rows(pg_url, "via_flux")
+    via_influxql = archive_rows(pg_url, "via_influxql")
+    end = NOW - NOW % 5  # the last complete window ends here; the current one is not loaded
+    expected = expected_means(points, start=NOW - 4 * HOUR, end=end)
+    assert via_flux == via_influxql  # same windows, same labels, same values to the last bit
+    assert via_flux == expected
+    # 2160 windows in 3 hours; the 10-minute gap starts and ends mid-window, so 119 are empty
+    # and absent (not zero-filled), while the two it cuts keep the readings they have
+    assert len(expected) == 2160 - 119
+    assert not any(NOW - 2 * HOUR < k[0] < NOW - 2 * HOUR + 595 for k in via_flux)
+    assert min(k[0] for k in via_flux) == NOW - 3 * HOUR - (NOW - 3 * HOUR) % 5  # labelled by window start
+
+
+def test_key_tags_keep_series_apart_through_both_sources(pg_url, standin, influxd, influx_db):
+    points = pulse_points(NOW - HOUR, HOUR, uids=("a", "b", "c d"))
+    feed_standin(standin, points)
+    feed_influxd(influxd, influx_db, points)
+    clock = FixedClock(NOW)
+    Job(make_config(pg_url, standin.url, TAGS="uid", PG_TABLE="f", INITIAL_LOOKBACK="2h"), clock=clock).run()
+    Job(make_config(pg_url, influxd.url, language="influxql", bucket=influx_db, TAGS="uid", PG_TABLE="q",
+                    INITIAL_LOOKBACK="2h"), clock=clock).run()
+    expected = expected_means(points, tags=("uid",), start=0, end=NOW - NOW % 5)
+    assert archive_rows(pg_url, "f") == expected
+    assert archive_rows(pg_url, "q") == expected
+    assert {k[1] for k in expected} == {"a", "b", "c d"}
+
+
+@pytest.mark.parametrize("language", ["flux", "influxql"])
+def test_valid_ranges_drop_finger_off_readings_before_averaging(pg_url, standin, influxd, influx_db, language,
+                                                                caplog):
+    points = pulse_points(NOW - HOUR, HOUR, finger_off_every=7)
+    ranges = {"spo2": (50, 100), "bpm": (20, 120)}
+    if language == "flux":
+        feed_standin(standin, points)
+        cfg = make_config(pg_url, standin.url, VALID_RANGES="spo2=50..100,bpm=20..120", INITIAL_LOOKBACK="2h")
+    else:
+        feed_influxd(influxd, influx_db, points)
+        cfg = make_config(pg_url, influxd.url, language="influxql", bucket=influx_db,
+                          VALID_RANGES="spo2=50..100,bpm=20..120", INITIAL_LOOKBACK="2h")
+    caplog.set_level("INFO")
+    outcome = Job(cfg, clock=FixedClock(NOW)).run()
+    rows = archive_rows(pg_url)
+    assert rows == expected_means(points, valid_ranges=ranges, start=0, end=NOW - NOW % 5)
+    assert min(r["spo2"] for r in rows.values()) >= 50
+    finger_off = sum(1 for t in range(NOW - HOUR, NOW - NOW % 5) if t % 7 == 0)
+    assert outcome.dropped == {"spo2": finger_off, "bpm": finger_off}
+    assert "outside VALID_RANGES" in caplog.text
+
+
+@pytest.mark.parametrize("language", ["flux", "influxql"])
+def test_rerun_gives_no_duplicates_and_late_points_are_merged(pg_url, standin, influxd, influx_db, language):
+    points = pulse_points(NOW - 2 * HOUR, 2 * HOUR)
+    if language == "flux":
+        feed = lambda p: feed_standin(standin, p)  # noqa: E731
+        cfg = make_config(pg_url, standin.url, INITIAL_LOOKBACK="3h", LATE_DATA="1h")
+    else:
+        feed = lambda p: feed_influxd(influxd, influx_db, p)  # noqa: E731
+        cfg = make_config(pg_url, influxd.url, language="influxql", bucket=influx_db, INITIAL_LOOKBACK="3h",
+                          LATE_DATA="1h")
+    feed(points)
+    clock = FixedClock(NOW)
+    Job(cfg, clock=clock).run()
+    first = archive_rows(pg_url)
+    for _ in range(3):
+        Job(cfg, clock=clock).run()
+    assert archive_rows(pg_url) == first
+    total, distinct = count_rows(pg_url)
+    assert total == distinct == len(first)
+
+    # a point arrives late for a window 20 minutes back, then an hour later the next run merges it
+    late_t = NOW - 1200 - NOW % 5 + 2
+    late = [("spo2", {"uid": "late"}, "spo2", late_t, 50.0)]
+    feed(late)
+    clock.value = NOW + HOUR
+    Job(cfg, clock=clock).run()
+    rows = archive_rows(pg_url)
+    want = expected_means(points + late, start=0, end=NOW - NOW % 5)
+    assert rows[(late_t - late_t % 5,)] == want[(late_t - late_t % 5,)]
+    assert rows[(late_t - late_t % 5,)]["spo2"] != first[(late_t - late_t % 5,)]["spo2"]
+    # one more row: the window that was still open at the first run (readings up to NOW) is complete now
+    assert count_rows(pg_url) == (len(first) + 1, len(first) + 1)
+
+
+def test_first_run_archives_initial_lookback_and_watermark_follows(pg_url, standin):
+    feed_standin(standin, pulse_points(NOW - 3 * DAY, 3 * DAY))
+    cfg = make_config(pg_url, standin.url, INITIAL_LOOKBACK="2d", CHUNK="6h")
+    outcome = Job(cfg, clock=FixedClock(NOW)).run()
+    end = NOW - NOW % 5
+    start = NOW - 2 * DAY - (NOW - 2 * DAY) % 5
+    assert (outcome.start, outcome.end) == (start, end)
+    assert outcome.chunks == 9  # chunk boundaries fall on multiples of 6h
+    assert watermark(pg_url) == end
+    assert len(archive_rows(pg_url)) == (end - start) // 5
+
+
+def test_outage_source_500s_then_postgres_down_then_everything_is_filled(pg_server, pg_url, standin):
+    points = pulse_points(NOW - 10 * HOUR, 10 * HOUR + 3 * HOUR)
+    feed_standin(standin, points)
+    cfg = make_config(pg_url, standin.url, INITIAL_LOOKBACK="6h", CHUNK="1h", MAX_RETRIES=3)
+    clock = FixedClock(NOW - 4 * HOUR)
+    Job(cfg, clock=clock).run()
+    mark = watermark(pg_url)
+
+    # the cloud answers 500 for a while: the hourly run fails (exit 1), the watermark stays
+    clock.value += HOUR
+    standin.faults = [("status", 500, None)] * 3
+    waits = []
+    with pytest.raises(SourceUnavailable) as failed:
+        Job(cfg, clock=clock, sleep=waits.append).run()
+    assert failed.value.exit_code == 1
+    assert waits == [2, 4]  # bounded backoff between the three attempts
+    assert watermark(pg_url) == mark
+
+    # then PostgreSQL is down for the next hour's run
+    clock.value += HOUR
+    pg_server.stop()
+    try:
+        with pytest.raises(SinkUnavailable) as down:
+            Job(cfg, clock=clock).run()
+        assert down.value.exit_code == 1
+    finally:
+        pg_server.start()
+
+    # back to normal two hours later: one run fills every missing window
+    clock.value += 2 * HOUR
+    Job(cfg, clock=clock).run()
+    assert watermark(pg_url) == clock.value - clock.value % 5
+    assert archive_rows(pg_url) == expected_means(points, start=NOW - 10 * HOUR, end=clock.value - clock.value % 5)
+
+
+def test_retry_after_is_honoured_then_the_chunk_loads(pg_url, standin):
+    feed_standin(standin, pulse_points(NOW - HOUR, HOUR))
+    standin.faults = [("status", 429, 7), ("status", 503, None)]
+    waits = []
+    cfg = make_config(pg_url, standin.url, INITIAL_LOOKBACK="1h")
+    Job(cfg, clock=FixedClock(NOW), sleep=waits.append).run()
+    assert waits == [7, 4]
+    assert len(archive_rows(pg_url)) == HOUR // 5
+
+
+def test_retry_after_longer_than_allowed_ends_the_run_without_waiting(pg_url, standin):
+    feed_standin(standin, pulse_points(NOW - HOUR, HOUR))
+    standin.faults = [("status", 429, 3600)]
+    waits = []
+    cfg = make_config(pg_url, standin.url, INITIAL_LOOKBACK="1h", MAX_RETRY_WAIT="5m")
+    with pytest.raises(SourceUnavailable, match="MAX_RETRY_WAIT"):
+        Job(cfg, clock=FixedClock(NOW), sleep=waits.append).run()
+    assert waits == []
+
+
+def test_body_cut_mid_stream_commits_nothing_and_is_retried(pg_url, standin):
+    points = pulse_points(NOW - 2 * HOUR, 2 * HOUR)
+    feed_standin(standin, points)
+    standin.faults = [("cut", 4000)]
+    once = make_config(pg_url, standin.url, INITIAL_LOOKBACK="2h", CHUNK="1h", MAX_RETRIES=1)
+    with pytest.raises(SourceUnavailable):
+        Job(once, clock=FixedClock(NOW)).run()
+    assert archive_rows(pg_url) == {}  # the rows before the cut were parsed but never written
+    assert watermark(pg_url) is None
+
+    standin.faults = [("cut", 4000)]
+    waits = []
+    retried = make_config(pg_url, standin.url, INITIAL_LOOKBACK="2h", CHUNK="1h", MAX_RETRIES=2)
+    Job(retried, clock=FixedClock(NOW), sleep=waits.append).run()
+    assert waits == [2]
+    assert archive_rows(pg_url) == expected_means(points, start=0, end=NOW - NOW % 5)
+
+
+def test_error_table_inside_http_200_commits_nothing(pg_url, standin):
+    feed_standin(standin, pulse_points(NOW - 2 * HOUR, 2 * HOUR))
+    cfg = make_config(pg_url, standin.url, INITIAL_LOOKBACK="2h", CHUNK="1h")
+    standin.faults = [None, ("error_table", "panic: runtime error: out of memory")]
+    with pytest.raises(SourceQueryError, match="out of memory"):
+        Job(cfg, clock=FixedClock(NOW)).run()
+    first_chunk_end = NOW - 2 * HOUR - (NOW - 2 * HOUR) % HOUR + HOUR
+    assert watermark(pg_url) == first_chunk_end  # the first chunk committed, the failed one did not
+    assert max(k[0] for k in archive_rows(pg_url)) < first_chunk_end
+
+
+def test_wrong_token_fails_at_once_with_exit_2(pg_url, standin):
+    cfg = make_config(pg_url, standin.url, INFLUX_TOKEN="wrong-token", INITIAL_LOOKBACK="1h")
+    with pytest.raises(SourceRejected) as exc:
+        Job(cfg, clock=FixedClock(NOW), sleep=pytest.fail).run()
+    assert exc.value.exit_code == 2
+    assert "wrong-token" not in str(exc.value) + exc.value.hint
+    assert len(standin.queries) == 0
+
+
+def test_unknown_bucket_fails_with_exit_2_for_flux(pg_url, standin):
+    cfg = make_config(pg_url, standin.url, bucket="no_such_bucket", INITIAL_LOOKBACK="1h")
+    with pytest.raises(SourceRejected, match="no_such_bucket") as exc:
+        Job(cfg, clock=FixedClock(NOW), sleep=pytest.fail).run()
+    assert "INFLUX_BUCKET" in exc.value.hint
+
+
+def test_missing_database_fails_with_exit_2_and_dbrp_help_for_influxql(pg_url, influxd):
+    cfg = make_config(pg_url, influxd.url, language="influxql", bucket="not_mapped", INITIAL_LOOKBACK="1h")
+    with pytest.raises(SourceRejected, match="database not found") as exc:
+        Job(cfg, clock=FixedClock(NOW), sleep=pytest.fail).run()
+    assert "dbrp" in exc.value.hint.lower()
+
+
+def test_clock_before_watermark_does_not_move_it(pg_url, standin):
+    feed_standin(standin, pulse_points(NOW - HOUR, HOUR))
+    cfg = make_config(pg_url, standin.url, INITIAL_LOOKBACK="1h")
+    Job(cfg, clock=FixedClock(NOW)).run()
+    mark = watermark(pg_url)
+    with pytest.raises(ClockError):
+        Job(cfg, clock=FixedClock(NOW - 5 * DAY)).run()  # a Pi booted with a stale fake-hwclock
+    assert watermark(pg_url) == mark
+
+
+def test_unsynchronised_clock_does_not_run(pg_url, standin):
+    feed_standin(standin, pulse_points(NOW - HOUR, 2 * HOUR))
+    cfg = make_config(pg_url, standin.url, INITIAL_LOOKBACK="1h")
+    with pytest.raises(ClockError, match="NTP"):
+        Job(cfg, clock=FixedClock(NOW, synchronized=False)).run()
+    assert watermark(pg_url) is None
+    assert standin.queries == []
+    # where it cannot tell (no systemd), auto goes ahead and yes refuses
+    Job(cfg, clock=FixedClock(NOW, synchronized=None)).run()
+    strict = make_config(pg_url, standin.url, INITIAL_LOOKBACK="1h", REQUIRE_CLOCK_SYNC="yes")
+    with pytest.raises(ClockError):
+        Job(strict, clock=FixedClock(NOW + HOUR, synchronized=None)).run()
+
+
+def test_backfill_moves_watermark_only_when_contiguous(pg_url, standin):
+    feed_standin(standin, pulse_points(NOW - 5 * DAY, 5 * DAY))
+    cfg = make_config(pg_url, standin.url, INITIAL_LOOKBACK="1d")
+    Job(cfg, clock=FixedClock(NOW - 3 * DAY)).run()
+    mark = watermark(pg_url)
+    # a range ahead of the watermark, with a hole before it: loaded, watermark stays
+    Job(cfg, clock=FixedClock(NOW)).backfill(mark + DAY, mark + 2 * DAY)
+    assert watermark(pg_url) == mark
+    # a range that starts at or before the watermark: watermark follows it
+    Job(cfg, clock=FixedClock(NOW)).backfill(mark - HOUR, mark + DAY)
+    assert watermark(pg_url) == mark + DAY
+    rows = archive_rows(pg_url)
+    assert rows == expected_means(pulse_points(NOW - 5 * DAY, 5 * DAY), start=NOW - 4 * DAY - (NOW - 4 * DAY) % 5,
+                                  end=mark + 2 * DAY)
+
+
+def test_backfill_stops_at_the_last_complete_window(pg_url, standin):
+    feed_standin(standin, pulse_points(NOW - HOUR, HOUR + 60))
+    cfg = make_config(pg_url, standin.url)
+    outcome = Job(cfg, clock=FixedClock(NOW)).backfill(NOW - HOUR, NOW + DAY)
+    assert outcome.end == NOW - NOW % 5
+    assert max(k[0] for k in archive_rows(pg_url)) == NOW - NOW % 5 - 5
+
+
+def test_new_field_adds_a_column(pg_url, standin):
+    feed_standin(standin, pulse_points(NOW - 2 * HOUR, HOUR))
+    cfg = make_config(pg_url, standin.url, INITIAL_LOOKBACK="2h", CHUNK="1h")
+    Job(cfg, clock=FixedClock(NOW - HOUR)).run()
+    extra = [("spo2", {"uid": "a"}, "pi", t, 2.5) for t in range(NOW - HOUR, NOW)]
+    feed_standin(standin, pulse_points(NOW - HOUR, HOUR) + extra)
+    Job(cfg, clock=FixedClock(NOW)).run()
+    rows = archive_rows(pg_url)
+    assert rows[(NOW - 1800 - NOW % 5,)]["pi"] == 2.5
+    assert "pi" not in rows[(NOW - HOUR - 1800 - NOW % 5,)]
+
+
+def test_a_table_without_our_key_is_refused_not_appended_to(pg_url, standin):
+    import psycopg2
+    conn = psycopg2.connect(pg_url)
+    conn.cursor().execute("CREATE TABLE pox_five_second_mean (time timestamp, spo2 float8, bpm float8)")
+    conn.commit()
+    conn.close()
+    feed_standin(standin, pulse_points(NOW - HOUR, HOUR))
+    with pytest.raises(Exception) as exc:
+        Job(make_config(pg_url, standin.url, INITIAL_LOOKBACK="1h"), clock=FixedClock(NOW)).run()
+    assert exc.value.exit_code == 2
+    assert "reference script" in str(exc.value)
