@@ -96,12 +96,11 @@ class Job:
         try:
             with db.errors():
                 cur = conn.cursor()
-                ensure_schema(cur, config.pg_schema)
-                conn.commit()
                 if not state.try_lock(cur):
                     conn.commit()
                     outcome.locked_out = True
                     return outcome
+                ensure_schema(cur, config.pg_schema)
                 run_id = state.start_run(cur, command, self.clock.now())
                 watermark = state.watermark(cur)
                 conn.commit()

@@ -20,6 +20,7 @@ from sqlalchemy.pool import NullPool
 
 from .config import redact
 from .errors import SinkRejected, SinkUnavailable, SourceQueryError
+from .state import DDL_LOCK
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +127,7 @@ class ArchiveTable:
             self._columns.add(name)
 
     def _create_or_check(self, cur):
+        cur.execute(DDL_LOCK)
         qualified = self.db.table.as_string(cur)
         cur.execute(TABLE_EXISTS, {"table": qualified})
         if not cur.fetchone()[0]:

@@ -54,8 +54,16 @@ def set_search_path(cur, schema):
     cur.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(schema)))
 
 
+DDL_LOCK = "SELECT pg_advisory_xact_lock(hashtext('influx-archive:ddl'))"
+
+
 def ensure_schema(cur, schema):
-    """Create the schema and the state tables if missing (setup/schema.sql, shared with install.sh)."""
+    """Create the schema and the state tables if missing (setup/schema.sql, shared with install.sh).
+
+    Two sessions running CREATE ... IF NOT EXISTS at once can still collide in PostgreSQL's catalogs,
+    so our DDL is serialised by a transaction-scoped advisory lock (released at commit).
+    """
+    cur.execute(DDL_LOCK)
     cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
     set_search_path(cur, schema)
     with open(SCHEMA_SQL, encoding="utf-8") as handle:
