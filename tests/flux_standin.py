@@ -533,9 +533,64 @@ class NotFound(Exception):
     pass
 
 
-def execute(program_text, store):
-    """Run a Flux program; return [(result name, [tables])]."""
-    env, results = {}, []
+def read_annotated_csv(text):
+    """Tables from annotated CSV (as in Flux's csv.from): #datatype, #group, #default, header, rows."""
+    import csv as _csv
+    import io
+    tables, current = [], {}
+    datatypes = groups = defaults = header = None
+    for row in _csv.reader(io.StringIO(text.strip("\n"))):
+        if not row or row == [""]:
+            header = None
+            continue
+        if row[0] == "#datatype":
+            datatypes, header = row, None
+            continue
+        if row[0] == "#group":
+            groups = row
+            continue
+        if row[0] == "#default":
+            defaults = row
+            continue
+        if header is None:
+            header = row
+            continue
+        types = {}
+        values = {}
+        for i, name in enumerate(header):
+            if name in ("", "result", "table"):
+                continue
+            typ = datatypes[i]
+            types[name] = typ
+            cell = row[i] if row[i] != "" else (defaults[i] if defaults else "")
+            values[name] = _parse_cell(cell, typ)
+        key = tuple(header[i] for i in range(len(header)) if groups[i] == "true" and header[i] not in ("result", "table"))
+        ident = (row[header.index("table")], key)
+        if ident not in current:
+            current[ident] = Table(key=key, columns=[c for c in header if c not in ("", "result", "table")],
+                                   types=types)
+            tables.append(current[ident])
+        current[ident].rows.append(values)
+    return tables
+
+
+def _parse_cell(cell, typ):
+    if cell == "":
+        return None
+    if typ.startswith("dateTime"):
+        return parse_time(cell)
+    if typ == "double":
+        return float(cell.replace("+Inf", "inf").replace("-Inf", "-inf"))
+    if typ in ("long", "unsignedLong"):
+        return int(cell)
+    if typ == "boolean":
+        return cell == "true"
+    return cell
+
+
+def execute(program_text, store, env=None):
+    """Run a Flux program; return [(result name, [tables])]. env binds names to tables (for vectors)."""
+    env, results = dict(env or {}), []
 
     def evaluate(node):
         kind = node[0]

@@ -1,0 +1,110 @@
+"""The stand-in's Flux semantics, checked on vectors in the form of Flux's own stdlib tests
+(inData -> pipeline -> outData). These vectors are our own, written from the documented behaviour;
+the stand-in was also run against vectors from Flux's stdlib (aggregate_window_mean,
+aggregate_empty_window_mean, aggregate_window mean_empty_windows, pivot) — see README."""
+
+import csv
+import io
+
+from flux_standin import Point, Store, execute, read_annotated_csv, to_annotated_csv
+from loader.sources.flux import parse_annotated_csv
+
+IN = """
+#datatype,string,long,dateTime:RFC3339,dateTime:RFC3339,dateTime:RFC3339,double,string,string,string
+#group,false,false,true,true,false,false,true,true,true
+#default,_result,,,,,,,,
+,result,table,_start,_stop,_time,_value,_field,_measurement,uid
+,,0,2026-01-01T00:00:00Z,2026-01-01T00:01:00Z,2026-01-01T00:00:01Z,90,spo2,spo2,a
+,,0,2026-01-01T00:00:00Z,2026-01-01T00:01:00Z,2026-01-01T00:00:04Z,94,spo2,spo2,a
+,,0,2026-01-01T00:00:00Z,2026-01-01T00:01:00Z,2026-01-01T00:00:05Z,97,spo2,spo2,a
+,,0,2026-01-01T00:00:00Z,2026-01-01T00:01:00Z,2026-01-01T00:00:12Z,99,spo2,spo2,a
+,,1,2026-01-01T00:00:00Z,2026-01-01T00:01:00Z,2026-01-01T00:00:02Z,98,spo2,spo2,b
+,,2,2026-01-01T00:00:00Z,2026-01-01T00:01:00Z,2026-01-01T00:00:03Z,60,bpm,spo2,a
+"""
+
+
+def rows(tables, *cols):
+    return [tuple(r.get(c) for c in cols) for t in tables for r in t.rows]
+
+
+def run(program):
+    return execute(program, Store(), env={"inData": read_annotated_csv(IN)})[-1][1]
+
+
+T0 = 1767225600 * 10**9  # 2026-01-01T00:00:00Z
+S = 10**9
+
+
+def test_aggregate_window_labels_by_stop_unless_timesrc_start_and_windows_are_half_open():
+    by_stop = run('inData |> range(start: 2026-01-01T00:00:00Z, stop: 2026-01-01T00:01:00Z) '
+                  '|> filter(fn: (r) => r.uid == "a" and r._field == "spo2") '
+                  '|> aggregateWindow(every: 5s, fn: mean, createEmpty: false)')
+    assert rows(by_stop, "_time", "_value") == [(T0 + 5 * S, 92.0), (T0 + 10 * S, 97.0), (T0 + 15 * S, 99.0)]
+    by_start = run('inData |> range(start: 2026-01-01T00:00:00Z, stop: 2026-01-01T00:01:00Z) '
+                   '|> filter(fn: (r) => r.uid == "a" and r._field == "spo2") '
+                   '|> aggregateWindow(every: 5s, fn: mean, createEmpty: false, timeSrc: "_start")')
+    assert rows(by_start, "_time", "_value") == [(T0, 92.0), (T0 + 5 * S, 97.0), (T0 + 10 * S, 99.0)]
+
+
+def test_windows_are_epoch_aligned_and_clipped_to_the_range():
+    clipped = run('inData |> range(start: 2026-01-01T00:00:03Z, stop: 2026-01-01T00:00:13Z) '
+                  '|> filter(fn: (r) => r.uid == "a" and r._field == "spo2") '
+                  '|> aggregateWindow(every: 5s, fn: mean, timeSrc: "_start")')
+    # [0,5) clipped to [3,5) -> label 3s; [10,15) clipped to [10,13); createEmpty default true
+    assert rows(clipped, "_time", "_value") == [(T0 + 3 * S, 94.0), (T0 + 5 * S, 97.0), (T0 + 10 * S, 99.0)]
+
+
+def test_create_empty_true_gives_null_windows():
+    out = run('inData |> range(start: 2026-01-01T00:00:00Z, stop: 2026-01-01T00:00:20Z) '
+              '|> filter(fn: (r) => r.uid == "b") |> aggregateWindow(every: 5s, fn: mean, timeSrc: "_start")')
+    assert rows(out, "_time", "_value") == [(T0, 98.0), (T0 + 5 * S, None), (T0 + 10 * S, None), (T0 + 15 * S, None)]
+
+
+def test_group_then_aggregate_merges_series_and_pivot_keeps_fields_apart():
+    out = run('inData |> range(start: 2026-01-01T00:00:00Z, stop: 2026-01-01T00:01:00Z) '
+              '|> group(columns: ["_field"]) '
+              '|> aggregateWindow(every: 5s, fn: mean, createEmpty: false, timeSrc: "_start") '
+              '|> keep(columns: ["_time", "_field", "_value"]) '
+              '|> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")')
+    assert len(out) == 1 and out[0].key == ()
+    assert rows(out, "_time", "spo2", "bpm") == [(T0, (90 + 94 + 98) / 3, 60.0), (T0 + 5 * S, 97.0, None),
+                                                  (T0 + 10 * S, 99.0, None)]
+
+
+def test_pivot_after_dropping_a_tag_silently_overwrites_which_is_why_we_group_first():
+    """The reference script's query: drop uid, then pivot. Two series, one value survives per cell."""
+    out = run('inData |> range(start: 2026-01-01T00:00:00Z, stop: 2026-01-01T00:01:00Z) '
+              '|> filter(fn: (r) => r._field == "spo2") '
+              '|> aggregateWindow(every: 5s, fn: mean, createEmpty: false) '
+              '|> drop(columns: ["_start", "_stop", "_measurement", "uid"]) '
+              '|> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")')
+    # window [0,5) has a: 92 and b: 98; the pivot keeps one of them: the mean (94.0) is lost
+    assert rows(out, "_time", "spo2")[0] in ((T0 + 5 * S, 92.0), (T0 + 5 * S, 98.0))
+
+
+def test_count_filter_and_multiple_yields():
+    store = Store()
+    store.add("b", [Point("m", {}, "f", T0 + i * S, float(i)) for i in range(10)])
+    results = execute('data = from(bucket: "b") |> range(start: 2026-01-01T00:00:00Z, stop: 2026-01-01T00:01:00Z)\n'
+                      'data |> filter(fn: (r) => r._value >= 5.0) |> count() |> yield(name: "big")\n'
+                      'data |> filter(fn: (r) => not (r._value >= 5.0)) |> count() |> yield(name: "small")\n', store)
+    assert [(name, rows(t, "_value")) for name, t in results] == [("big", [(5,)]), ("small", [(5,)])]
+
+
+def test_annotated_csv_round_trip_through_the_loader_parser():
+    """What the stand-in encodes (#default result name, empty result cells, schema changes between
+    tables) is what the loader's parser reads."""
+    store = Store()
+    store.add("b", [Point("m", {"uid": "a"}, "spo2", T0, 97.5), Point("m", {"uid": "a"}, "bpm", T0, 61.0),
+                    Point("m", {"uid": "b"}, "spo2", T0 + S, 95.0)])
+    results = execute('from(bucket: "b") |> range(start: 2026-01-01T00:00:00Z, stop: 2026-01-01T00:01:00Z) '
+                      '|> group(columns: ["_field", "uid"]) '
+                      '|> aggregateWindow(every: 5s, fn: mean, createEmpty: false, timeSrc: "_start") '
+                      '|> keep(columns: ["_time", "_field", "_value", "uid"]) '
+                      '|> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value") '
+                      '|> yield(name: "means")', store)
+    body = "".join(to_annotated_csv(results))
+    assert "#default,means," in body and "\n,,0," in body
+    batch = parse_annotated_csv(csv.reader(io.StringIO(body)), ("uid",))
+    got = sorted((r[0], r[1], dict(zip(batch.fields, r[2:]))[ "spo2"]) for r in batch.rows)
+    assert got == [("2026-01-01T00:00:00Z", "a", "97.5"), ("2026-01-01T00:00:00Z", "b", "95")]
