@@ -300,3 +300,14 @@ def test_a_table_without_our_key_is_refused_not_appended_to(pg_url, standin):
         Job(make_config(pg_url, standin.url, INITIAL_LOOKBACK="1h"), clock=FixedClock(NOW)).run()
     assert exc.value.exit_code == 2
     assert "reference script" in str(exc.value)
+
+
+def test_a_response_hanging_past_the_timeout_is_retried(pg_url, standin):
+    points = pulse_points(NOW - HOUR, HOUR)
+    feed_standin(standin, points)
+    standin.faults = [("hang", 4)]
+    waits = []
+    cfg = make_config(pg_url, standin.url, INITIAL_LOOKBACK="1h", INFLUX_TIMEOUT="1s")
+    Job(cfg, clock=FixedClock(NOW), sleep=waits.append).run()
+    assert waits == [2]
+    assert archive_rows(pg_url) == expected_means(points, start=0, end=NOW - NOW % 5)
