@@ -31,7 +31,6 @@ def check_postgres(config):
     try:
         conn = db.connect()
     except LoaderError as exc:
-        db.dispose()
         return False, f"PostgreSQL: {exc}" + (f" ({exc.hint})" if exc.hint else "")
     try:
         with db.errors():
@@ -49,5 +48,4 @@ def check_postgres(config):
         except psycopg2.Error:
             pass
         conn.close()
-        db.dispose()
     return True, f"PostgreSQL: can create and write {db.target} at {config.describe_pg()}"

@@ -92,7 +92,7 @@ class Job:
         db = Database(config)
         state = State(config.pg_schema, db.target)
         conn = db.connect()
-        run_id = None
+        cur = run_id = None
         try:
             with db.errors():
                 cur = conn.cursor()
@@ -113,11 +113,10 @@ class Job:
                 conn.commit()
             return outcome
         except LoaderError as exc:
-            self._record_failure(conn, cur if run_id else None, state, run_id, outcome, exc)
+            self._record_failure(conn, cur, state, run_id, outcome, exc)
             raise
         finally:
             conn.close()
-            db.dispose()
 
     def _load(self, conn, cur, db, state, run_id, outcome, watermark, always_advance):
         config = self.config

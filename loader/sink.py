@@ -72,9 +72,6 @@ class Database:
         with self.errors():
             return psycopg2.connect(*cargs, **cparams)
 
-    def dispose(self):
-        """Kept for symmetry with callers that close what they open; nothing is pooled."""
-
     @property
     def table(self):
         return sql.Identifier(self.schema, self.table_name)

@@ -70,7 +70,6 @@ def status(config, now):
             conn.rollback()
     finally:
         conn.close()
-        db.dispose()
     if result.watermark is not None:
         result.lag = int(now) - result.watermark
     if result.watermark is None:

@@ -39,7 +39,7 @@ def now():
 def test_every_command_has_help_with_an_example(command):
     result = cli(command, "--help", env={"PATH": os.environ["PATH"]})
     assert result.returncode == 0
-    assert "example:" in result.stdout and f"python -m loader" in result.stdout
+    assert "example:" in result.stdout and "python -m loader" in result.stdout
     assert "exit codes:" in result.stdout
 
 

@@ -8,7 +8,6 @@ import csv
 import logging
 
 from influxdb_client import InfluxDBClient
-from influxdb_client.client.flux_table import CSVIterator
 from influxdb_client.domain.dialect import Dialect
 from influxdb_client.rest import ApiException
 from urllib3.exceptions import HTTPError as Urllib3Error

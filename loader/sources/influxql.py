@@ -11,7 +11,7 @@ import urllib3
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from ..errors import SourceQueryError, SourceRejected, SourceUnavailable
-from ..windows import format_duration, rfc3339
+from ..windows import format_duration
 from . import Batch
 from .http import classify_status, retry_after_seconds
 
