@@ -36,7 +36,7 @@ def check_postgres(config):
         with db.errors():
             cur = conn.cursor()
             ensure_schema(cur, config.pg_schema)
-            ArchiveTable(db, config.tags).ensure(cur, config.fields)
+            ArchiveTable(db, config.tags, announce=False).ensure(cur, config.fields)
             cur.execute(sql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT DO NOTHING").format(
                 db.table, sql.SQL(", ").join(sql.Identifier(c) for c in ("time",) + config.tags),
                 sql.SQL(", ").join([sql.SQL("to_timestamp(0)")] + [sql.Literal("")] * len(config.tags))))

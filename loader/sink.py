@@ -107,34 +107,40 @@ def _first_line(exc):
 class ArchiveTable:
     """The archive table: time + key tags as primary key, one double precision column per field."""
 
-    def __init__(self, db, tags):
+    def __init__(self, db, tags, announce=True):
         self.db = db
         self.tags = tuple(tags)
+        self.announce = announce  # False for `check`, whose changes are rolled back
         self._columns = None  # field columns known to exist, cached for the process
+
+    def _log(self, message, *args):
+        if self.announce:
+            log.info(message, *args)
 
     def ensure(self, cur, fields):
         """Create the table if missing, check its key, add a column for every new field."""
         if self._columns is None:
-            self._create_or_check(cur)
+            self._create_or_check(cur, fields)
         new = [f for f in fields if f not in self._columns]
         for name in new:
             cur.execute(sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} double precision").format(
                 self.db.table, sql.Identifier(name)))
-            log.info("added column %s to %s for a new field", name, self.db.target)
+            self._log("added column %s to %s for a new field", name, self.db.target)
             self._columns.add(name)
 
-    def _create_or_check(self, cur):
+    def _create_or_check(self, cur, fields):
         cur.execute(DDL_LOCK)
         qualified = self.db.table.as_string(cur)
         cur.execute(TABLE_EXISTS, {"table": qualified})
         if not cur.fetchone()[0]:
             key = [sql.Identifier("time")] + [sql.Identifier(t) for t in self.tags]
             columns = [sql.SQL("time timestamptz NOT NULL")] + [
-                sql.SQL("{} text NOT NULL").format(sql.Identifier(t)) for t in self.tags]
+                sql.SQL("{} text NOT NULL").format(sql.Identifier(t)) for t in self.tags] + [
+                sql.SQL("{} double precision").format(sql.Identifier(f)) for f in fields]
             cur.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.db.schema)))
             cur.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({}))").format(
                 self.db.table, sql.SQL(", ").join(columns), sql.SQL(", ").join(key)))
-            log.info("created table %s", self.db.target)
+            self._log("created table %s (%s)", self.db.target, ", ".join(("time",) + self.tags + tuple(fields)))
         cur.execute(PRIMARY_KEY, {"table": qualified})
         found = sorted(r[0] for r in cur.fetchall())
         wanted = sorted(("time",) + self.tags)
