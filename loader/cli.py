@@ -35,6 +35,12 @@ COMMANDS = {
                """Exit 0 when fresh, 1 when the newest window is older than STALE_AFTER, 2 when never run
                or the last run failed.""",
                "python -m loader status && echo archive is current"),
+    "adopt-reference": ("adopt a table written by the reference script",
+                        """Keeps the old table as <PG_TABLE>_reference_backup, creates the archive table with its
+                        key, and copies each window once, its label moved from window end to window start. Without
+                        --yes it only counts what it would change. install.sh --adopt-reference calls it.""",
+                        "python -m loader adopt-reference          # dry run: counts only\n"
+                        "  python -m loader adopt-reference --yes"),
     "check": ("test that InfluxDB can be read and PostgreSQL written",
               """Runs a tiny query (InfluxQL: also proves the DBRP mapping exists), then creates the tables
               and writes a test row in a transaction it rolls back.""",
@@ -58,6 +64,8 @@ def build_parser():
     for name, (summary, detail, example) in COMMANDS.items():
         cmd = sub.add_parser(name, help=summary, description=summary + ".\n\n" + textwrap.fill(" ".join(detail.split()), 78), epilog=f"example:\n  {example}\n\n{EXIT_CODES}",
             formatter_class=argparse.RawDescriptionHelpFormatter)
+        if name == "adopt-reference":
+            cmd.add_argument("--yes", action="store_true", help="do it (without: count what would change)")
         if name == "backfill":
             cmd.add_argument("--start", required=True, type=_time_arg, metavar="TIME",
                              help="first instant to load, e.g. 2026-10-01T00:00:00Z")
@@ -161,6 +169,10 @@ def _dispatch(args, config):
         result = status(config, SystemClock().now())
         print("\n".join(result.lines()))
         return result.exit_code
+    if args.command == "adopt-reference":
+        from .adopt import adopt_reference
+        print("\n".join(adopt_reference(config, apply=args.yes).lines()))
+        return EXIT_OK
     if args.command == "check":
         from .check import check_influx, check_postgres
         worst = EXIT_OK

@@ -71,6 +71,8 @@ SETTINGS = (
     Setting("REQUIRE_CLOCK_SYNC", "auto: refuse to run while systemd reports the clock as not "
             "NTP-synchronised (where it can tell); yes: refuse also when it cannot tell; no: never check.",
             default="auto"),
+    Setting("GRAFANA_PG_PASSWORD", "Written by install.sh: the password of the read-only Grafana role "
+            "(the loader does not use it).", secret=True, default=""),
     Setting("LOG_FILE", "Append the full log (with tracebacks) here; empty: log to stderr only.", default=""),
 )
 _BY_KEY = {s.key: s for s in SETTINGS}
@@ -167,7 +169,7 @@ def read_env_file(path):
         values = dotenv_values(path)
     except OSError as exc:
         return {}, [f"cannot read {path}: {exc.strerror}"]
-    if mode & (stat.S_IROTH | stat.S_IWOTH):
+    if stat.S_ISREG(mode) and mode & (stat.S_IROTH | stat.S_IWOTH):
         problems.append(f"{path} is readable by other users and holds secrets; run: chmod 600 {path}")
     return {k: v for k, v in values.items() if v is not None}, problems
 

@@ -104,8 +104,12 @@ class Job:
                 run_id = state.start_run(cur, command, self.clock.now())
                 watermark = state.watermark(cur)
                 conn.commit()
+                # the archive table is created or checked before InfluxDB is asked for anything
+                table = ArchiveTable(db, config.tags)
+                table.ensure(cur, config.fields)
+                conn.commit()
             outcome.start, outcome.end = plan(watermark, self.clock.now())
-            self._load(conn, cur, db, state, run_id, outcome, watermark, always_advance)
+            self._load(conn, cur, table, state, run_id, outcome, watermark, always_advance)
             with db.errors():
                 result = "nothing to do" if outcome.nothing_to_do else "ok"
                 state.finish_run(cur, run_id, self.clock.now(), outcome.start, outcome.end,
@@ -118,9 +122,9 @@ class Job:
         finally:
             conn.close()
 
-    def _load(self, conn, cur, db, state, run_id, outcome, watermark, always_advance):
+    def _load(self, conn, cur, table, state, run_id, outcome, watermark, always_advance):
         config = self.config
-        table = ArchiveTable(db, config.tags)
+        db = table.db
         pieces = chunks(outcome.start, outcome.end, config.chunk)
         if pieces:
             log.info("%s %s .. %s in %d chunk(s) of up to %s", outcome.command, rfc3339(outcome.start),

@@ -20,7 +20,7 @@ from sqlalchemy.pool import NullPool
 
 from .config import redact
 from .errors import SinkRejected, SinkUnavailable, SourceQueryError
-from .state import DDL_LOCK
+from .state import DDL_LOCK, PRIMARY_KEY_OF
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +31,6 @@ SELECT a.attname, format_type(a.atttypid, a.atttypmod)
 FROM pg_attribute a
 WHERE a.attrelid = %(table)s::regclass AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attnum
-"""
-PRIMARY_KEY = """
-SELECT a.attname
-FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
-WHERE i.indrelid = %(table)s::regclass AND i.indisprimary
 """
 TABLE_EXISTS = "SELECT to_regclass(%(table)s) IS NOT NULL"
 
@@ -141,7 +136,7 @@ class ArchiveTable:
             cur.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({}))").format(
                 self.db.table, sql.SQL(", ").join(columns), sql.SQL(", ").join(key)))
             self._log("created table %s (%s)", self.db.target, ", ".join(("time",) + self.tags + tuple(fields)))
-        cur.execute(PRIMARY_KEY, {"table": qualified})
+        cur.execute(PRIMARY_KEY_OF, {"table": qualified})
         found = sorted(r[0] for r in cur.fetchall())
         wanted = sorted(("time",) + self.tags)
         if found != wanted:

@@ -54,6 +54,11 @@ def set_search_path(cur, schema):
     cur.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(schema)))
 
 
+PRIMARY_KEY_OF = """
+SELECT a.attname
+FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+WHERE i.indrelid = %(table)s::regclass AND i.indisprimary
+"""
 DDL_LOCK = "SELECT pg_advisory_xact_lock(hashtext('influx-archive:ddl'))"
 
 

@@ -19,6 +19,8 @@ HOUR = 3600
 
 
 def cli(*args, env=None, timeout=120):
+    if "--env-file" not in args:  # never the checkout's own .env (install.sh may have written one)
+        args = ("--env-file", os.devnull) + args
     return subprocess.run([sys.executable, "-m", "loader", *args], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=timeout)
 
@@ -92,7 +94,7 @@ def test_token_never_in_process_list_logs_or_status(tmp_path, pg_url, standin):
     log_file = tmp_path / "loader.log"
     standin.faults = [("hang", 3)]
     env = flux_env(pg_url, standin, INITIAL_LOOKBACK="2h", LOG_FILE=log_file)
-    proc = subprocess.Popen([sys.executable, "-m", "loader", "-v", "run"], cwd=ROOT, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "loader", "--env-file", os.devnull, "-v", "run"], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     time.sleep(1.5)
     with open(f"/proc/{proc.pid}/cmdline", "rb") as f:
@@ -125,7 +127,7 @@ def test_two_runs_started_together_one_loads_one_steps_aside(pg_url, standin):
     env = flux_env(pg_url, standin, INITIAL_LOOKBACK="3h", CHUNK="1h")
     cli("status", env=env)
     standin.faults = [("hang", 2)]
-    procs = [subprocess.Popen([sys.executable, "-m", "loader", "run"], cwd=ROOT, env=env,
+    procs = [subprocess.Popen([sys.executable, "-m", "loader", "--env-file", os.devnull, "run"], cwd=ROOT, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     results = [p.communicate(timeout=120) + (p.returncode,) for p in procs]
     assert [r[2] for r in results] == [0, 0], results
@@ -149,7 +151,7 @@ def test_kill_9_during_a_multi_chunk_backfill_leaves_no_partial_chunk(pg_url, st
     rng = random.Random(20261122)
     args = ["backfill", "--start", str(_iso(start)), "--end", str(_iso(end))]
     for attempt in range(5):
-        proc = subprocess.Popen([sys.executable, "-m", "loader", *args], cwd=ROOT, env=env,
+        proc = subprocess.Popen([sys.executable, "-m", "loader", "--env-file", os.devnull, *args], cwd=ROOT, env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(rng.uniform(0.3, 2.5))
         proc.send_signal(signal.SIGKILL)

@@ -1,0 +1,423 @@
+#!/usr/bin/env bash
+# influx-archive installer: turns a fresh Raspberry Pi OS / Debian machine into a working archive.
+# Safe to run again: every step checks before it changes anything.
+#
+#   sudo ./install.sh --demo                      local InfluxDB 1.x with synthetic data, then a first load
+#   sudo ./install.sh --influx-url URL --influx-org ORG --influx-token-file FILE [--language influxql]
+#   sudo ./install.sh --lan 192.168.1.0/24        also let Grafana on that network read the archive
+#   sudo ./install.sh --uninstall [--purge]       remove schedule and venv (--purge: also the data)
+#
+# Sourcing it (`. ./install.sh`) defines the steps without running them (tests do that).
+set -euo pipefail
+
+APP_NAME=influx-archive
+APP_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+VENV=$APP_DIR/.venv
+ENV_FILE=$APP_DIR/.env
+LOG_DIR=/var/log/$APP_NAME
+LOG=$LOG_DIR/loader.log
+INSTALL_LOG=$LOG_DIR/install.log
+LOCK=/run/lock/$APP_NAME.lock
+DB_NAME=influx_archive
+LOADER_ROLE=influx_archive
+GRAFANA_ROLE=grafana_reader
+SYSTEM_PYTHON=/usr/bin/python3
+SUPPORTED_ARCHS="armhf arm64 amd64"
+SUPPORTED_RELEASES="12 13"
+APT_PACKAGES=(postgresql python3-venv python3-pandas python3-numpy python3-psycopg2 python3-sqlalchemy
+              python3-dotenv cron logrotate util-linux ca-certificates)
+
+# Options (set by parse_args)
+DEMO=0 USE_SYSTEMD=0 UNINSTALL=0 PURGE=0 ADOPT_REFERENCE=0 ASSUME_YES=0
+LAN_CIDR="" SERVICE_USER="" INFLUX_URL_OPT="" INFLUX_ORG_OPT="" INFLUX_TOKEN_FILE_OPT=""
+INFLUX_BUCKET_OPT="" LANGUAGE_OPT=""
+PG_VERSION="" PG_CLUSTER=main ARCH="" RELEASE=""
+
+usage() {
+  sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  cat <<'EOF'
+Options:
+  --demo                  install InfluxDB 1.x locally, seed synthetic data, archive it (InfluxQL)
+  --influx-url URL        InfluxDB URL (else asked on a terminal; left to .env otherwise)
+  --influx-org ORG        organisation (Flux)
+  --influx-token-file F   file holding the read token (kept out of argv and shell history)
+  --bucket NAME           bucket (default pulse_oximeter)
+  --language flux|influxql
+  --lan CIDR              listen on the LAN and allow the Grafana role from CIDR only
+  --systemd               schedule with a systemd timer instead of cron
+  --user NAME             run the loader as NAME (default: the sudo user, else a system user)
+  --adopt-reference       adopt a table made by the reference script (dedupe, key, labels to window start)
+  --uninstall [--purge]   remove schedule and venv; --purge also drops the database and roles
+  -y, --yes               do not ask
+EOF
+}
+
+say()  { printf '\033[1m==>\033[0m %s\n' "$*" | tee -a "$INSTALL_LOG" >&2; }
+ok()   { printf '    ok: %s\n' "$*" | tee -a "$INSTALL_LOG" >&2; }
+warn() { printf '    warning: %s\n' "$*" | tee -a "$INSTALL_LOG" >&2; }
+die()  { printf 'install.sh: %s\n' "$*" | tee -a "$INSTALL_LOG" >&2; exit 1; }
+
+parse_args() {
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --demo) DEMO=1 ;;
+      --systemd) USE_SYSTEMD=1 ;;
+      --uninstall) UNINSTALL=1 ;;
+      --purge) PURGE=1 ;;
+      --adopt-reference) ADOPT_REFERENCE=1 ;;
+      -y|--yes) ASSUME_YES=1 ;;
+      --lan) LAN_CIDR=${2:?--lan needs a CIDR such as 192.168.1.0/24}; shift ;;
+      --user) SERVICE_USER=${2:?--user needs a name}; shift ;;
+      --influx-url) INFLUX_URL_OPT=${2:?}; shift ;;
+      --influx-org) INFLUX_ORG_OPT=${2:?}; shift ;;
+      --influx-token-file) INFLUX_TOKEN_FILE_OPT=${2:?}; shift ;;
+      --bucket) INFLUX_BUCKET_OPT=${2:?}; shift ;;
+      --language) LANGUAGE_OPT=${2:?}; shift ;;
+      -h|--help) usage; exit 0 ;;
+      *) usage >&2; die "unknown option $1" ;;
+    esac
+    shift
+  done
+  if [ -n "$LAN_CIDR" ] && ! [[ "$LAN_CIDR" =~ ^[0-9a-fA-F:.]+/[0-9]{1,3}$ ]]; then
+    die "--lan takes a network such as 192.168.1.0/24, not $LAN_CIDR"
+  fi
+  case "$LANGUAGE_OPT" in ""|flux|influxql) ;; *) die "--language is flux or influxql" ;; esac
+}
+
+check_root() {
+  [ "$(id -u)" -eq 0 ] || die "run as root: sudo $0 $*"
+  mkdir -p "$LOG_DIR"
+  touch "$INSTALL_LOG"
+}
+
+# dpkg's architecture, not uname -m: a 32-bit Pi OS may run a 64-bit kernel.
+detect_system() {
+  ARCH=$(dpkg --print-architecture 2>/dev/null) || die "dpkg not found: this installer is for Debian and Raspberry Pi OS"
+  RELEASE=$(. /etc/os-release && echo "${VERSION_ID:-}")
+  case " $SUPPORTED_ARCHS " in *" $ARCH "*) ;; *) die "architecture $ARCH is not supported (armhf, arm64, amd64)" ;; esac
+  case " $SUPPORTED_RELEASES " in
+    *" $RELEASE "*) ;;
+    *) die "Debian release ${RELEASE:-unknown} is not supported (12 bookworm, 13 trixie)" ;;
+  esac
+  ok "Debian $RELEASE on $ARCH$(has_systemd && echo ', systemd' || echo ', no systemd')"
+}
+
+has_systemd() { [ -d /run/systemd/system ]; }
+
+install_packages() {
+  local wanted=("${APT_PACKAGES[@]}") missing=() pkg
+  [ "$DEMO" -eq 1 ] && wanted+=(influxdb)
+  for pkg in "${wanted[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+  done
+  if [ ${#missing[@]} -eq 0 ]; then ok "packages already installed"; return; fi
+  say "installing with apt: ${missing[*]}"
+  apt-get update -qq >>"$INSTALL_LOG" 2>&1
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >>"$INSTALL_LOG" 2>&1 \
+    || die "apt-get install failed; see $INSTALL_LOG"
+  ok "installed ${missing[*]}"
+}
+
+choose_service_user() {
+  if [ -z "$SERVICE_USER" ]; then
+    if [ -n "${SUDO_USER:-}" ] && [ "$SUDO_USER" != root ]; then SERVICE_USER=$SUDO_USER; else SERVICE_USER=$APP_NAME; fi
+  fi
+  if ! id -u "$SERVICE_USER" >/dev/null 2>&1; then
+    useradd --system --home-dir /nonexistent --no-create-home --shell /usr/sbin/nologin "$SERVICE_USER"
+    ok "created system user $SERVICE_USER"
+  fi
+  chown "$SERVICE_USER:" "$LOG_DIR"
+  touch "$LOG" && chown "$SERVICE_USER:" "$LOG" && chmod 0640 "$LOG"
+}
+
+find_postgres() {
+  local line
+  line=$(pg_lsclusters --no-header 2>/dev/null | awk '$2 == "main" {print $1; exit}')
+  if [ -z "$line" ]; then
+    PG_VERSION=$(find /usr/lib/postgresql -mindepth 1 -maxdepth 1 -printf '%f\n' 2>/dev/null | sort -n | tail -n 1)
+    [ -n "$PG_VERSION" ] || die "PostgreSQL server not found after installing it"
+    pg_createcluster "$PG_VERSION" "$PG_CLUSTER" >>"$INSTALL_LOG" 2>&1
+    ok "created PostgreSQL $PG_VERSION cluster $PG_CLUSTER"
+  else
+    PG_VERSION=$line
+  fi
+}
+
+pg_conf_dir() { echo "/etc/postgresql/$PG_VERSION/$PG_CLUSTER"; }
+
+configure_postgres() {
+  local confd changed=0
+  confd=$(pg_conf_dir)/conf.d
+  mkdir -p "$confd"
+  if ! cmp -s "$APP_DIR/setup/postgresql/influx-archive.conf" "$confd/influx-archive.conf"; then
+    install -m 0644 "$APP_DIR/setup/postgresql/influx-archive.conf" "$confd/influx-archive.conf"
+    changed=1
+  fi
+  if [ -n "$LAN_CIDR" ]; then
+    local lan_conf="$confd/influx-archive-lan.conf"
+    if [ "$(cat "$lan_conf" 2>/dev/null)" != "listen_addresses = '*'" ]; then
+      echo "listen_addresses = '*'" > "$lan_conf"
+      chmod 0644 "$lan_conf"
+      changed=1
+    fi
+    local hba line
+    hba=$(pg_conf_dir)/pg_hba.conf
+    line="host    $DB_NAME    $GRAFANA_ROLE    $LAN_CIDR    scram-sha-256"
+    if ! grep -qxF "$line" "$hba"; then
+      printf '# influx-archive: Grafana reads from the LAN (install.sh --lan)\n%s\n' "$line" >> "$hba"
+      changed=1
+    fi
+  fi
+  start_postgres "$changed"
+  ok "PostgreSQL $PG_VERSION configured for an SD card (conf.d/influx-archive.conf)"
+}
+
+start_postgres() {
+  local restart=${1:-0}
+  if pg_lsclusters --no-header | awk -v v="$PG_VERSION" -v c="$PG_CLUSTER" '$1 == v && $2 == c' | grep -q online; then
+    if [ "$restart" -eq 1 ]; then pg_ctlcluster "$PG_VERSION" "$PG_CLUSTER" restart >>"$INSTALL_LOG" 2>&1; fi
+  elif has_systemd; then
+    systemctl enable --now "postgresql@$PG_VERSION-$PG_CLUSTER" >>"$INSTALL_LOG" 2>&1
+  else
+    pg_ctlcluster "$PG_VERSION" "$PG_CLUSTER" start >>"$INSTALL_LOG" 2>&1
+  fi
+  local _
+  for _ in $(seq 1 30); do
+    runuser -u postgres -- psql -p "$(pg_port)" -Atqc 'SELECT 1' >/dev/null 2>&1 && return 0
+    sleep 1
+  done
+  die "PostgreSQL did not start; see /var/log/postgresql/"
+}
+
+pg_port() { pg_lsclusters --no-header | awk -v v="$PG_VERSION" -v c="$PG_CLUSTER" '$1 == v && $2 == c {print $3}'; }
+
+env_get() { "$SYSTEM_PYTHON" "$APP_DIR/setup/envfile.py" get "$ENV_FILE" "$1"; }
+
+new_password() { "$SYSTEM_PYTHON" -c 'import secrets; print(secrets.token_hex(24))'; }
+
+# Passwords stay what .env already says (so re-runs change nothing), else are generated.
+# They reach psql on its standard input, never on a command line.
+create_roles() {
+  local loader_pw grafana_pw url
+  url=$(env_get PG_URL)
+  loader_pw=$(printf '%s' "$url" | sed -n 's#^[a-z0-9+]*://[^:/@]*:\([^@]*\)@.*#\1#p')
+  grafana_pw=$(env_get GRAFANA_PG_PASSWORD)
+  [ -n "$loader_pw" ] || loader_pw=$(new_password)
+  [ -n "$grafana_pw" ] || grafana_pw=$(new_password)
+  LOADER_PW=$loader_pw GRAFANA_PW=$grafana_pw
+  {
+    printf '\\set loader_role %s\n\\set grafana_role %s\n\\set dbname %s\n' "$LOADER_ROLE" "$GRAFANA_ROLE" "$DB_NAME"
+    printf '\\set loader_pw %s\n\\set grafana_pw %s\n' "$loader_pw" "$grafana_pw"
+    cat "$APP_DIR/setup/roles.sql"
+  } | runuser -u postgres -- psql -p "$(pg_port)" -X -q -d postgres >>"$INSTALL_LOG" 2>&1 \
+    || die "creating roles failed; see $INSTALL_LOG"
+  ok "database $DB_NAME owned by $LOADER_ROLE (not superuser); $GRAFANA_ROLE can only read"
+}
+
+create_venv() {
+  if [ ! -x "$VENV/bin/python" ]; then
+    "$SYSTEM_PYTHON" -m venv --system-site-packages "$VENV" >>"$INSTALL_LOG" 2>&1
+  fi
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check --only-binary=:all: \
+    -r "$APP_DIR/setup/requirements-pi.txt" >>"$INSTALL_LOG" 2>&1 \
+    || die "pip install failed (no network, or no wheel for this platform); see $INSTALL_LOG"
+  "$VENV/bin/python" -c 'import pandas, psycopg2, sqlalchemy, dotenv, influxdb_client' 2>>"$INSTALL_LOG" \
+    || die "the venv cannot import its packages; see $INSTALL_LOG"
+  ok "venv $VENV (apt's pandas/psycopg2/SQLAlchemy + pip's influxdb-client)"
+}
+
+ask() {  # ask VAR "question" [default]: only on a terminal and without --yes
+  local var=$1 question=$2 default=${3:-} answer=""
+  if [ "$ASSUME_YES" -eq 0 ] && [ -t 0 ]; then
+    read -r -p "$question${default:+ [$default]}: " answer
+  fi
+  printf -v "$var" '%s' "${answer:-$default}"
+}
+
+write_env() {
+  if [ -f "$ENV_FILE" ]; then
+    local added
+    added=$(IA_SET_GRAFANA_PG_PASSWORD=$GRAFANA_PW "$SYSTEM_PYTHON" "$APP_DIR/setup/envfile.py" add-missing "$ENV_FILE")
+    ok "$ENV_FILE exists; kept as it is${added:+ (added $added)}"
+  else
+    local url org bucket language token_file
+    if [ "$DEMO" -eq 1 ]; then
+      url=http://127.0.0.1:8086 language=influxql bucket=pulse_oximeter org="" token_file=""
+    else
+      url=$INFLUX_URL_OPT; [ -n "$url" ] || ask url "InfluxDB URL (e.g. https://eu-central-1-1.aws.cloud2.influxdata.com)"
+      language=$LANGUAGE_OPT; [ -n "$language" ] || ask language "Query language: flux (Cloud TSM, OSS 2) or influxql (Cloud Serverless)" flux
+      org=$INFLUX_ORG_OPT; [ -n "$org" ] || [ "$language" = influxql ] || ask org "InfluxDB organisation"
+      bucket=${INFLUX_BUCKET_OPT:-pulse_oximeter}
+      token_file=$INFLUX_TOKEN_FILE_OPT
+    fi
+    local token=""
+    if [ -n "$token_file" ]; then
+      token=$(cat "$token_file") || die "cannot read $token_file"
+    elif [ "$DEMO" -eq 0 ] && [ "$ASSUME_YES" -eq 0 ] && [ -t 0 ]; then
+      read -r -s -p "InfluxDB read token (not shown): " token; echo >&2
+    fi
+    IA_SET_PG_URL="postgresql+psycopg2://$LOADER_ROLE:$LOADER_PW@127.0.0.1:$(pg_port)/$DB_NAME" \
+    IA_SET_GRAFANA_PG_PASSWORD=$GRAFANA_PW \
+    IA_SET_INFLUX_URL=$url IA_SET_INFLUX_QUERY_LANGUAGE=$language IA_SET_INFLUX_BUCKET=$bucket \
+    IA_SET_INFLUX_ORG=$org IA_SET_INFLUX_TOKEN=$token \
+    IA_SET_VALID_RANGES=spo2=50..100,bpm=20..250 \
+      "$SYSTEM_PYTHON" "$APP_DIR/setup/envfile.py" create "$ENV_FILE" "$APP_DIR/.env.example"
+    ok "wrote $ENV_FILE from .env.example$([ -z "$url" ] && echo ' (fill in INFLUX_URL and the token)')"
+  fi
+  chown "$SERVICE_USER:" "$ENV_FILE"
+  chmod 0600 "$ENV_FILE"
+}
+
+install_demo_source() {
+  [ "$DEMO" -eq 1 ] || return 0
+  if ! curl_ok http://127.0.0.1:8086/ping; then
+    if has_systemd; then
+      systemctl enable --now influxdb >>"$INSTALL_LOG" 2>&1
+    elif ! service influxdb start >>"$INSTALL_LOG" 2>&1; then
+      # e.g. a container, where the init script cannot raise its open-file limit: start it directly
+      mkdir -p /var/log/influxdb && chown influxdb: /var/log/influxdb
+      runuser -u influxdb -- setsid influxd -config /etc/influxdb/influxdb.conf \
+        >>/var/log/influxdb/influxd.log 2>&1 < /dev/null &
+    fi
+    local _
+    for _ in $(seq 1 30); do curl_ok http://127.0.0.1:8086/ping && break; sleep 1; done
+    curl_ok http://127.0.0.1:8086/ping || die "local InfluxDB did not start; see /var/log/influxdb/"
+  fi
+  say "seeding the local InfluxDB with three days of synthetic 1 Hz readings"
+  "$SYSTEM_PYTHON" "$APP_DIR/setup/demo_seed.py" --url http://127.0.0.1:8086 --db pulse_oximeter --days 3 \
+    2>&1 | tee -a "$INSTALL_LOG" >&2
+}
+
+curl_ok() { "$SYSTEM_PYTHON" -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' "$1" 2>/dev/null; }
+
+render() {  # render TEMPLATE: substitute the @PLACEHOLDERS@ of setup files
+  sed -e "s#@NAME@#$APP_NAME#g" -e "s#@USER@#$SERVICE_USER#g" -e "s#@APP_DIR@#$APP_DIR#g" \
+      -e "s#@PYTHON@#$VENV/bin/python#g" -e "s#@LOG@#$LOG#g" -e "s#@LOG_DIR@#$LOG_DIR#g" \
+      -e "s#@LOCK@#$LOCK#g" "$1"
+}
+
+install_file() {  # install_file TEMPLATE DEST MODE: only when the content differs
+  local tmp
+  tmp=$(mktemp)
+  render "$1" > "$tmp"
+  if ! cmp -s "$tmp" "$2"; then install -D -m "$3" "$tmp" "$2"; fi
+  rm -f "$tmp"
+}
+
+install_schedule() {
+  install_file "$APP_DIR/setup/logrotate.conf" "/etc/logrotate.d/$APP_NAME" 0644
+  if [ "$USE_SYSTEMD" -eq 1 ]; then
+    has_systemd || die "--systemd: systemd is not running on this machine; use the default cron schedule"
+    install_file "$APP_DIR/setup/systemd/influx-archive.service" "/etc/systemd/system/$APP_NAME.service" 0644
+    install_file "$APP_DIR/setup/systemd/influx-archive.timer" "/etc/systemd/system/$APP_NAME.timer" 0644
+    rm -f "/etc/cron.d/$APP_NAME"
+    systemctl daemon-reload
+    systemctl enable --now "$APP_NAME.timer" >>"$INSTALL_LOG" 2>&1
+    ok "systemd timer $APP_NAME.timer (hourly, Persistent=true)"
+  else
+    install_file "$APP_DIR/crontab.txt" "/etc/cron.d/$APP_NAME" 0644
+    if has_systemd; then systemctl disable --now "$APP_NAME.timer" >/dev/null 2>&1 || true; fi
+    if has_systemd; then systemctl enable --now cron >>"$INSTALL_LOG" 2>&1 || true
+    else service cron start >>"$INSTALL_LOG" 2>&1 || warn "cron is not running (no init system?)"; fi
+    ok "cron: /etc/cron.d/$APP_NAME (hourly at :07, flock, log $LOG)"
+  fi
+}
+
+# The reference article's script ran from a user crontab as health_metrics_loader.py.
+find_reference_cron() {
+  local user listing
+  # fd 3: crontab below reads standard input
+  while IFS=: read -r user _ <&3; do
+    listing=$(crontab -l -u "$user" 2>/dev/null) || continue
+    if printf '%s\n' "$listing" | grep -v '^#' | grep -q 'health_metrics_loader'; then
+      if [ "$ADOPT_REFERENCE" -eq 1 ]; then
+        printf '%s\n' "$listing" | sed '/^[^#].*health_metrics_loader/s/^/# disabled by influx-archive: /' \
+          | crontab -u "$user" -
+        ok "disabled the reference script's cron line of user $user"
+      else
+        warn "user $user's crontab still runs the reference script (health_metrics_loader); re-run with --adopt-reference to disable it"
+      fi
+    fi
+  done 3</etc/passwd
+}
+
+adopt_reference_table() {
+  [ "$ADOPT_REFERENCE" -eq 1 ] || return 0
+  runuser -u "$SERVICE_USER" -- "$VENV/bin/python" -m loader --env-file "$ENV_FILE" adopt-reference --yes \
+    2>&1 | tee -a "$INSTALL_LOG" >&2
+}
+
+loader() { (cd "$APP_DIR" && runuser -u "$SERVICE_USER" -- "$VENV/bin/python" -m loader --env-file "$ENV_FILE" "$@"); }
+
+first_run() {
+  if [ -z "$(env_get INFLUX_URL)" ] || { [ "$(env_get INFLUX_QUERY_LANGUAGE)" != influxql ] && [ -z "$(env_get INFLUX_TOKEN)$(env_get INFLUX_TOKEN_FILE)" ]; }; then
+    warn "InfluxDB settings are not complete in $ENV_FILE: fill them in, then run: $VENV/bin/python -m loader check"
+    return 0
+  fi
+  say "first load (this can take a while on a Pi: up to INITIAL_LOOKBACK of data)"
+  loader run 2>&1 | tee -a "$LOG" >&2 || warn "the first load failed; the hourly job will retry (see $LOG)"
+}
+
+summary() {
+  local host
+  host=$(hostname -I 2>/dev/null | awk '{print $1}')
+  cat >&2 <<EOF
+
+influx-archive is installed.
+  code and settings  $APP_DIR  (.env, mode 0600, owner $SERVICE_USER)
+  schedule           $([ "$USE_SYSTEMD" -eq 1 ] && echo "systemd timer $APP_NAME.timer" || echo "/etc/cron.d/$APP_NAME") (hourly)
+  log                $LOG  (install log: $INSTALL_LOG)
+  Grafana            PostgreSQL data source: host ${host:-<this machine>}:$(pg_port), database $DB_NAME,
+                     user $GRAFANA_ROLE, password GRAFANA_PG_PASSWORD in $ENV_FILE, TLS off on a home LAN
+                     $([ -n "$LAN_CIDR" ] && echo "reachable from $LAN_CIDR" || echo "local only; re-run with --lan CIDR to reach it from Grafana")
+EOF
+  echo "status:" >&2
+  loader status >&2 || true
+}
+
+uninstall() {
+  say "removing the schedule and the venv"
+  rm -f "/etc/cron.d/$APP_NAME" "/etc/logrotate.d/$APP_NAME"
+  if has_systemd; then
+    systemctl disable --now "$APP_NAME.timer" >/dev/null 2>&1 || true
+    rm -f "/etc/systemd/system/$APP_NAME.service" "/etc/systemd/system/$APP_NAME.timer"
+    systemctl daemon-reload
+  fi
+  rm -rf "$VENV"
+  if [ "$PURGE" -eq 1 ]; then
+    find_postgres
+    say "dropping database $DB_NAME and roles $LOADER_ROLE, $GRAFANA_ROLE (--purge)"
+    runuser -u postgres -- psql -p "$(pg_port)" -X -q -d postgres -v ON_ERROR_STOP=1 >>"$INSTALL_LOG" 2>&1 <<EOF
+DROP DATABASE IF EXISTS $DB_NAME;
+DROP ROLE IF EXISTS $GRAFANA_ROLE;
+DROP ROLE IF EXISTS $LOADER_ROLE;
+EOF
+    rm -f "$(pg_conf_dir)/conf.d/influx-archive.conf" "$(pg_conf_dir)/conf.d/influx-archive-lan.conf"
+    ok "data removed; .env kept at $ENV_FILE"
+  else
+    ok "the archive database $DB_NAME and .env are kept (add --purge to remove the data)"
+  fi
+}
+
+main() {
+  parse_args "$@"
+  check_root "$@"
+  if [ "$UNINSTALL" -eq 1 ]; then uninstall; return; fi
+  say "checking the system";            detect_system
+  say "installing packages";            install_packages
+  choose_service_user
+  say "configuring PostgreSQL";         find_postgres; configure_postgres
+  say "creating roles and database";    create_roles
+  say "creating the Python venv";       create_venv
+  say "writing settings";               write_env
+  install_demo_source
+  say "looking for the reference setup"; find_reference_cron; adopt_reference_table
+  say "installing the schedule";        install_schedule
+  first_run
+  summary
+}
+
+# Run only when executed, not when sourced (tests source it to call single steps).
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+  main "$@"
+fi

@@ -1,0 +1,94 @@
+"""install.sh's .env helper (stdlib only). Secrets travel in environment variables, never argv.
+
+  envfile.py get FILE KEY              print KEY's value from FILE (nothing if absent)
+  envfile.py create FILE EXAMPLE       write FILE from EXAMPLE with every IA_SET_<KEY> variable of
+                                       the environment set; mode 0600; refuses to overwrite FILE
+  envfile.py add-missing FILE          append each IA_SET_<KEY> that FILE does not set; never changes a line
+"""
+
+import os
+import re
+import sys
+import tempfile
+
+
+def read_value(path, key):
+    if not os.path.exists(path):
+        return ""
+    pattern = re.compile(r"^\s*(?:export\s+)?" + re.escape(key) + r"\s*=\s*(.*)$")
+    value = ""
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            match = pattern.match(line.rstrip("\n"))
+            if match:
+                value = _unquote(match.group(1).strip())
+    return value
+
+
+def _unquote(raw):
+    if len(raw) >= 2 and raw[0] == raw[-1] == "'":
+        return raw[1:-1]
+    if len(raw) >= 2 and raw[0] == raw[-1] == '"':
+        return re.sub(r"\\(.)", r"\1", raw[1:-1])
+    return raw.split(" #", 1)[0].strip()
+
+
+def quote(value):
+    if re.fullmatch(r"[A-Za-z0-9_./:@+%,=-]*", value):
+        return value
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def create(path, example):
+    if os.path.exists(path):
+        raise SystemExit(f"{path} exists; it is never overwritten")
+    values = {k[len("IA_SET_"):]: v for k, v in os.environ.items() if k.startswith("IA_SET_")}
+    lines, seen = [], set()
+    with open(example, encoding="utf-8") as handle:
+        for line in handle:
+            match = re.match(r"^(#\s*)?([A-Z][A-Z0-9_]*)=", line)
+            if match and match.group(2) in values and match.group(2) not in seen:
+                key = match.group(2)
+                seen.add(key)
+                line = f"{key}={quote(values[key])}\n"
+            lines.append(line)
+    for key in sorted(set(values) - seen):
+        lines.append(f"{key}={quote(values[key])}\n")
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".env.")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.writelines(lines)
+        os.rename(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def add_missing(path):
+    values = {k[len("IA_SET_"):]: v for k, v in os.environ.items() if k.startswith("IA_SET_")}
+    with open(path, encoding="utf-8") as handle:
+        text = handle.read()
+    missing = [k for k in sorted(values) if not re.search(r"^\s*(?:export\s+)?" + re.escape(k) + r"\s*=", text, re.M)]
+    if missing:
+        with open(path, "a", encoding="utf-8") as handle:
+            if text and not text.endswith("\n"):
+                handle.write("\n")
+            handle.writelines(f"{k}={quote(values[k])}\n" for k in missing)
+    print(" ".join(missing))
+
+
+def main(argv):
+    if len(argv) == 4 and argv[1] == "get":
+        print(read_value(argv[2], argv[3]))
+    elif len(argv) == 4 and argv[1] == "create":
+        create(argv[2], argv[3])
+    elif len(argv) == 3 and argv[1] == "add-missing":
+        add_missing(argv[2])
+    else:
+        raise SystemExit(__doc__)
+
+
+if __name__ == "__main__":
+    main(sys.argv)

@@ -1,0 +1,154 @@
+"""install.sh: ShellCheck, its steps called by sourcing it (pi-hole style), and — on a throwaway
+Debian machine as root, as CI does with `tests/run --install` — the whole `--demo` install, twice."""
+
+import hashlib
+import os
+import shutil
+import stat
+import subprocess
+
+import psycopg2
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPTS = ["install.sh", "tests/run", ".ci/run"]
+FULL = os.environ.get("INFLUX_ARCHIVE_INSTALL_TEST") == "1"
+
+
+def sourced(snippet):
+    """Run bash snippet after sourcing install.sh (main does not run)."""
+    return subprocess.run(["bash", "-c", f"set -euo pipefail; . ./install.sh; {snippet}"], cwd=ROOT,
+                          capture_output=True, text=True)
+
+
+@pytest.mark.skipif(not shutil.which("shellcheck") and not os.environ.get("CI"),
+                    reason="shellcheck not installed (tests/run installs it when run as root)")
+def test_shellcheck_is_clean():
+    result = subprocess.run(["shellcheck", "-x", *SCRIPTS], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
+
+
+def test_sourcing_defines_steps_without_running_them():
+    result = sourced("type main detect_system create_roles install_schedule >/dev/null; echo sourced")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "sourced\n" and result.stderr == ""
+
+
+def test_parse_args_accepts_options_and_refuses_bad_ones():
+    good = sourced('parse_args --demo --lan 192.168.1.0/24 --language influxql --user pi; '
+                   'echo "$DEMO $LAN_CIDR $LANGUAGE_OPT $SERVICE_USER"')
+    assert good.stdout.split() == ["1", "192.168.1.0/24", "influxql", "pi"]
+    for bad in ("--lan 'x; rm -rf /'", "--language sql", "--frobnicate"):
+        result = sourced(f"INSTALL_LOG=/dev/null; parse_args {bad}")
+        assert result.returncode != 0 and "install.sh:" in result.stderr
+
+
+def test_render_fills_every_placeholder_of_the_schedule_files():
+    for template in ("crontab.txt", "setup/logrotate.conf", "setup/systemd/influx-archive.service",
+                     "setup/systemd/influx-archive.timer"):
+        result = sourced(f"SERVICE_USER=pi; render {template}")
+        assert result.returncode == 0 and "@" not in result.stdout, result.stdout
+    cron = sourced("SERVICE_USER=pi; render crontab.txt").stdout
+    assert 'MAILTO=""' in cron and "flock -n /run/lock/influx-archive.lock" in cron
+    assert f"{ROOT}/.venv/bin/python -m loader --env-file {ROOT}/.env run" in cron
+    assert sum(1 for line in cron.splitlines() if line and line[0].isdigit()) == 1
+
+
+def test_detect_system_on_this_machine_and_refusal_of_others(tmp_path):
+    here = sourced("INSTALL_LOG=/dev/null; detect_system")
+    if os.path.exists("/etc/debian_version") and here.returncode == 0:
+        assert "ok: Debian" in here.stderr
+    fake = tmp_path / "dpkg"
+    fake.write_text("#!/bin/sh\necho i386\n")
+    fake.chmod(0o755)
+    result = sourced(f'INSTALL_LOG=/dev/null; PATH="{tmp_path}:$PATH"; detect_system')
+    assert result.returncode != 0 and "architecture i386 is not supported" in result.stderr
+
+
+def test_envfile_creates_0600_never_overwrites_and_keeps_secrets_out_of_argv(tmp_path):
+    target = tmp_path / ".env"
+    env = dict(os.environ, IA_SET_PG_URL="postgresql+psycopg2://u:p@h/d", IA_SET_INFLUX_TOKEN="t0k en")
+    helper = [shutil.which("python3"), os.path.join(ROOT, "setup/envfile.py")]
+    subprocess.run(helper + ["create", str(target), os.path.join(ROOT, ".env.example")], env=env, check=True)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    text = target.read_text()
+    assert "PG_URL=postgresql+psycopg2://u:p@h/d\n" in text and 'INFLUX_TOKEN="t0k en"\n' in text
+    again = subprocess.run(helper + ["create", str(target), os.path.join(ROOT, ".env.example")], env=env,
+                           capture_output=True, text=True)
+    assert again.returncode != 0 and "never overwritten" in again.stderr
+    added = subprocess.run(helper + ["add-missing", str(target)], capture_output=True, text=True, check=True,
+                           env=dict(os.environ, IA_SET_GRAFANA_PG_PASSWORD="g", IA_SET_PG_URL="other"))
+    assert added.stdout.strip() == "GRAFANA_PG_PASSWORD"
+    assert "PG_URL=postgresql+psycopg2://u:p@h/d\n" in target.read_text()  # existing line untouched
+    got = subprocess.run(helper + ["get", str(target), "INFLUX_TOKEN"], capture_output=True, text=True)
+    assert got.stdout == "t0k en\n"
+
+
+# ------------------------------------------------------------------ the whole install (root, throwaway machine)
+
+def _snapshot():
+    paths = ["/etc/cron.d/influx-archive", os.path.join(ROOT, ".env"), "/etc/logrotate.d/influx-archive"]
+    confs = subprocess.run("ls /etc/postgresql/*/main/pg_hba.conf /etc/postgresql/*/main/conf.d/*", shell=True,
+                           capture_output=True, text=True).stdout.split()
+    out = {}
+    for path in paths + confs:
+        with open(path, "rb") as f:
+            out[path] = hashlib.sha256(f.read()).hexdigest()
+    st = os.stat(os.path.join(ROOT, ".env"))
+    out["env-mode-owner"] = (stat.S_IMODE(st.st_mode), st.st_uid)
+    return out
+
+
+def _env_value(key):
+    return subprocess.run(["python3", os.path.join(ROOT, "setup/envfile.py"), "get", os.path.join(ROOT, ".env"), key],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+@pytest.mark.skipif(not FULL, reason="changes the machine (apt, system PostgreSQL, /etc/cron.d): runs only with "
+                                     "tests/run --install, as CI does on its throwaway machine")
+def test_demo_install_fills_the_archive_and_a_second_run_changes_nothing():
+    first = subprocess.run(["./install.sh", "--demo", "--lan", "10.9.0.0/16"], cwd=ROOT, capture_output=True,
+                           text=True, stdin=subprocess.DEVNULL, timeout=1200)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "influx-archive is installed." in first.stderr and "verdict:    fresh" in first.stderr
+    before = _snapshot()
+    assert before["env-mode-owner"][0] == 0o600
+    crons = [f for f in os.listdir("/etc/cron.d") if "influx" in f]
+    assert crons == ["influx-archive"]
+
+    status = subprocess.run(["runuser", "-u", "influx-archive", "--", os.path.join(ROOT, ".venv/bin/python"), "-m",
+                             "loader", "--env-file", os.path.join(ROOT, ".env"), "status"], cwd=ROOT,
+                            capture_output=True, text=True)
+    assert status.returncode == 0, status.stdout + status.stderr
+
+    port = int(_env_value("PG_URL").rsplit(":", 1)[1].split("/")[0])
+    loader = psycopg2.connect(_env_value("PG_URL").replace("+psycopg2", ""))
+    cur = loader.cursor()
+    cur.execute("SELECT count(*), count(DISTINCT time) FROM pox_five_second_mean")
+    total, distinct = cur.fetchone()
+    assert total == distinct > 40000  # three days of 5-second windows, less the gap
+    cur.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
+    assert cur.fetchone()[0] is False
+    loader.close()
+
+    grafana = psycopg2.connect(host="127.0.0.1", port=port, dbname="influx_archive", user="grafana_reader",
+                               password=_env_value("GRAFANA_PG_PASSWORD"))
+    grafana.autocommit = True
+    cur = grafana.cursor()
+    cur.execute("SELECT count(*) FROM pox_five_second_mean")
+    assert cur.fetchone()[0] == total
+    cur.execute("SET default_transaction_read_only = off")  # privileges refuse, not just the read-only default
+    for statement in ("INSERT INTO pox_five_second_mean (time) VALUES (now())",
+                      "UPDATE pox_five_second_mean SET spo2 = 0", "DELETE FROM pox_five_second_mean",
+                      "CREATE TABLE grafana_was_here (x int)", "DROP TABLE pox_five_second_mean",
+                      "TRUNCATE pox_five_second_mean"):
+        with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+            cur.execute(statement)
+    grafana.close()
+
+    second = subprocess.run(["./install.sh", "--demo", "--lan", "10.9.0.0/16"], cwd=ROOT, capture_output=True,
+                            text=True, stdin=subprocess.DEVNULL, timeout=1200)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert _snapshot() == before
+    hba = subprocess.run("cat /etc/postgresql/*/main/pg_hba.conf", shell=True, capture_output=True, text=True).stdout
+    assert hba.count("grafana_reader    10.9.0.0/16    scram-sha-256") == 1
