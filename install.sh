@@ -11,7 +11,11 @@
 set -euo pipefail
 
 APP_NAME=influx-archive
-APP_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+SRC_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# The code is deployed here, so the schedule never depends on where the clone lives (a home directory
+# may be private to its user, and a clone may be moved or deleted).
+APP_DIR=/opt/$APP_NAME
+APP_FILES=(loader setup crontab.txt .env.example requirements.txt install.sh)
 VENV=$APP_DIR/.venv
 ENV_FILE=$APP_DIR/.env
 LOG_DIR=/var/log/$APP_NAME
@@ -149,8 +153,8 @@ configure_postgres() {
   local confd changed=0
   confd=$(pg_conf_dir)/conf.d
   mkdir -p "$confd"
-  if ! cmp -s "$APP_DIR/setup/postgresql/influx-archive.conf" "$confd/influx-archive.conf"; then
-    install -m 0644 "$APP_DIR/setup/postgresql/influx-archive.conf" "$confd/influx-archive.conf"
+  if ! cmp -s "$SRC_DIR/setup/postgresql/influx-archive.conf" "$confd/influx-archive.conf"; then
+    install -m 0644 "$SRC_DIR/setup/postgresql/influx-archive.conf" "$confd/influx-archive.conf"
     changed=1
   fi
   if [ -n "$LAN_CIDR" ]; then
@@ -191,7 +195,7 @@ start_postgres() {
 
 pg_port() { pg_lsclusters --no-header | awk -v v="$PG_VERSION" -v c="$PG_CLUSTER" '$1 == v && $2 == c {print $3}'; }
 
-env_get() { "$SYSTEM_PYTHON" "$APP_DIR/setup/envfile.py" get "$ENV_FILE" "$1"; }
+env_get() { "$SYSTEM_PYTHON" "$SRC_DIR/setup/envfile.py" get "$ENV_FILE" "$1"; }
 
 new_password() { "$SYSTEM_PYTHON" -c 'import secrets; print(secrets.token_hex(24))'; }
 
@@ -208,10 +212,24 @@ create_roles() {
   {
     printf '\\set loader_role %s\n\\set grafana_role %s\n\\set dbname %s\n' "$LOADER_ROLE" "$GRAFANA_ROLE" "$DB_NAME"
     printf '\\set loader_pw %s\n\\set grafana_pw %s\n' "$loader_pw" "$grafana_pw"
-    cat "$APP_DIR/setup/roles.sql"
+    cat "$SRC_DIR/setup/roles.sql"
   } | runuser -u postgres -- psql -p "$(pg_port)" -X -q -d postgres >>"$INSTALL_LOG" 2>&1 \
     || die "creating roles failed; see $INSTALL_LOG"
   ok "database $DB_NAME owned by $LOADER_ROLE (not superuser); $GRAFANA_ROLE can only read"
+}
+
+install_code() {
+  local item changed=0
+  mkdir -p "$APP_DIR"
+  for item in "${APP_FILES[@]}"; do
+    if ! diff -rq -x __pycache__ "$SRC_DIR/$item" "$APP_DIR/$item" >/dev/null 2>&1; then
+      rm -rf "${APP_DIR:?}/$item"
+      cp -R "$SRC_DIR/$item" "$APP_DIR/$item"
+      changed=1
+    fi
+  done
+  find "$APP_DIR" -name __pycache__ -prune -o -print0 | xargs -0 chmod go+rX,go-w
+  ok "code in $APP_DIR$([ "$changed" -eq 1 ] && echo ' (updated)' || echo ' (unchanged)')"
 }
 
 create_venv() {
@@ -235,6 +253,10 @@ ask() {  # ask VAR "question" [default]: only on a terminal and without --yes
 }
 
 write_env() {
+  if [ ! -f "$ENV_FILE" ] && [ -f "$SRC_DIR/.env" ] && [ "$SRC_DIR" != "$APP_DIR" ]; then
+    install -m 0600 "$SRC_DIR/.env" "$ENV_FILE"  # settings the user already wrote in the clone
+    ok "took $SRC_DIR/.env as $ENV_FILE"
+  fi
   if [ -f "$ENV_FILE" ]; then
     local added
     added=$(IA_SET_GRAFANA_PG_PASSWORD=$GRAFANA_PW "$SYSTEM_PYTHON" "$APP_DIR/setup/envfile.py" add-missing "$ENV_FILE")
@@ -408,6 +430,7 @@ main() {
   choose_service_user
   say "configuring PostgreSQL";         find_postgres; configure_postgres
   say "creating roles and database";    create_roles
+  say "installing the code";            install_code
   say "creating the Python venv";       create_venv
   say "writing settings";               write_env
   install_demo_source

@@ -11,6 +11,7 @@ import psycopg2
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+APP = "/opt/influx-archive"  # where install.sh deploys the code, venv and .env
 SCRIPTS = ["install.sh", "tests/run", ".ci/run"]
 FULL = os.environ.get("INFLUX_ARCHIVE_INSTALL_TEST") == "1"
 
@@ -50,7 +51,7 @@ def test_render_fills_every_placeholder_of_the_schedule_files():
         assert result.returncode == 0 and "@" not in result.stdout, result.stdout
     cron = sourced("SERVICE_USER=pi; render crontab.txt").stdout
     assert 'MAILTO=""' in cron and "flock -n /run/lock/influx-archive.lock" in cron
-    assert f"{ROOT}/.venv/bin/python -m loader --env-file {ROOT}/.env run" in cron
+    assert f"cd {APP} && flock -n /run/lock/influx-archive.lock {APP}/.venv/bin/python -m loader --env-file {APP}/.env run" in cron
     assert sum(1 for line in cron.splitlines() if line and line[0].isdigit()) == 1
 
 
@@ -87,20 +88,20 @@ def test_envfile_creates_0600_never_overwrites_and_keeps_secrets_out_of_argv(tmp
 # ------------------------------------------------------------------ the whole install (root, throwaway machine)
 
 def _snapshot():
-    paths = ["/etc/cron.d/influx-archive", os.path.join(ROOT, ".env"), "/etc/logrotate.d/influx-archive"]
+    paths = ["/etc/cron.d/influx-archive", os.path.join(APP, ".env"), "/etc/logrotate.d/influx-archive"]
     confs = subprocess.run("ls /etc/postgresql/*/main/pg_hba.conf /etc/postgresql/*/main/conf.d/*", shell=True,
                            capture_output=True, text=True).stdout.split()
     out = {}
     for path in paths + confs:
         with open(path, "rb") as f:
             out[path] = hashlib.sha256(f.read()).hexdigest()
-    st = os.stat(os.path.join(ROOT, ".env"))
+    st = os.stat(os.path.join(APP, ".env"))
     out["env-mode-owner"] = (stat.S_IMODE(st.st_mode), st.st_uid)
     return out
 
 
 def _env_value(key):
-    return subprocess.run(["python3", os.path.join(ROOT, "setup/envfile.py"), "get", os.path.join(ROOT, ".env"), key],
+    return subprocess.run(["python3", os.path.join(ROOT, "setup/envfile.py"), "get", os.path.join(APP, ".env"), key],
                           capture_output=True, text=True, check=True).stdout.strip()
 
 
@@ -116,8 +117,8 @@ def test_demo_install_fills_the_archive_and_a_second_run_changes_nothing():
     crons = [f for f in os.listdir("/etc/cron.d") if "influx" in f]
     assert crons == ["influx-archive"]
 
-    status = subprocess.run(["runuser", "-u", "influx-archive", "--", os.path.join(ROOT, ".venv/bin/python"), "-m",
-                             "loader", "--env-file", os.path.join(ROOT, ".env"), "status"], cwd=ROOT,
+    status = subprocess.run(["runuser", "-u", "influx-archive", "--", os.path.join(APP, ".venv/bin/python"), "-m",
+                             "loader", "--env-file", os.path.join(APP, ".env"), "status"], cwd=APP,
                             capture_output=True, text=True)
     assert status.returncode == 0, status.stdout + status.stderr
 
