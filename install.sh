@@ -292,13 +292,18 @@ write_env() {
 
 install_demo_source() {
   [ "$DEMO" -eq 1 ] || return 0
+  # the demo InfluxDB has no auth: keep it on loopback (Debian's default listens on every interface)
+  if ! grep -qs '^INFLUXDB_HTTP_BIND_ADDRESS=' /etc/default/influxdb; then
+    echo 'INFLUXDB_HTTP_BIND_ADDRESS=127.0.0.1:8086' >> /etc/default/influxdb
+  fi
   if ! curl_ok http://127.0.0.1:8086/ping; then
     if has_systemd; then
       systemctl enable --now influxdb >>"$INSTALL_LOG" 2>&1
     elif ! service influxdb start >>"$INSTALL_LOG" 2>&1; then
       # e.g. a container, where the init script cannot raise its open-file limit: start it directly
       mkdir -p /var/log/influxdb && chown influxdb: /var/log/influxdb
-      runuser -u influxdb -- setsid influxd -config /etc/influxdb/influxdb.conf \
+      runuser -u influxdb -- env INFLUXDB_HTTP_BIND_ADDRESS=127.0.0.1:8086 \
+        setsid influxd -config /etc/influxdb/influxdb.conf \
         >>/var/log/influxdb/influxd.log 2>&1 < /dev/null &
     fi
     local _
