@@ -55,8 +55,11 @@ def _type_of(value):
     return "string"
 
 
-def _regroup(tables, key_fn, columns_order=None):
-    """Rows of all tables, regrouped by key_fn(row) -> tuple of key columns; table order = first seen."""
+def _regroup(tables, key_fn):
+    """Rows of all tables, regrouped by key_fn(row) -> tuple of key columns; table order = first seen.
+
+    Merging tables whose column types differ is a runtime error in Flux ("schema collision").
+    """
     out = {}
     for t in tables:
         for row in t.rows:
@@ -70,6 +73,9 @@ def _regroup(tables, key_fn, columns_order=None):
                 if c not in dest.columns:
                     dest.columns.append(c)
                     dest.types[c] = t.types.get(c)
+                elif dest.types.get(c) != t.types.get(c) and t.types.get(c) and dest.types.get(c):
+                    raise FluxRuntimeError(f"schema collision detected: column \"{c}\" is both of type "
+                                           f"{dest.types[c]} and {t.types[c]}")
             dest.rows.append(row)
     return list(out.values())
 
@@ -120,6 +126,10 @@ def tokenize(text):
 
 class FluxError(Exception):
     pass
+
+
+class FluxRuntimeError(Exception):
+    """An error during execution: InfluxDB reports it as an error table inside an HTTP 200."""
 
 
 def parse_time(text):
@@ -464,6 +474,14 @@ def _sortable(values):
     return tuple((v is None, v if v is not None else 0) for v in values)
 
 
+def f_to_float(tables, args):
+    out = []
+    for t in tables:
+        rows = [dict(r, _value=float(r["_value"]) if r.get("_value") is not None else None) for r in t.rows]
+        out.append(Table(key=t.key, columns=t.columns, rows=rows, types=dict(t.types, _value="double")))
+    return out
+
+
 def f_limit(tables, args):
     n = args["n"]
     return [Table(key=t.key, columns=t.columns, rows=t.rows[:n], types=t.types) for t in tables]
@@ -478,7 +496,7 @@ def f_sort(tables, args):
 
 
 FUNCTIONS = {"range": f_range, "filter": f_filter, "group": f_group, "aggregateWindow": f_aggregate_window,
-             "count": f_count, "keep": f_keep, "drop": f_drop, "pivot": f_pivot, "limit": f_limit,
+             "count": f_count, "toFloat": f_to_float, "keep": f_keep, "drop": f_drop, "pivot": f_pivot, "limit": f_limit,
              "sort": f_sort}
 
 
@@ -755,6 +773,8 @@ class StandIn:
         try:
             results = execute(query, self.store)
             body = "".join(to_annotated_csv(results)).encode()
+        except FluxRuntimeError as exc:
+            body = error_table(str(exc)).encode()
         except NotFound as exc:
             return self._json(h, 404, "not found", str(exc))
         except FluxError as exc:

@@ -311,3 +311,26 @@ def test_a_response_hanging_past_the_timeout_is_retried(pg_url, standin):
     Job(cfg, clock=FixedClock(NOW), sleep=waits.append).run()
     assert waits == [2]
     assert archive_rows(pg_url) == expected_means(points, start=0, end=NOW - NOW % 5)
+
+
+def test_a_field_that_is_integer_in_one_shard_and_float_in_another(pg_url, standin, influxd, influx_db):
+    """InfluxDB keeps one type per field per shard; across shards a field can change type. Flux then
+    has two tables of different types that group() refuses to merge unless cast first."""
+    early = [("spo2", {"uid": "a"}, "bpm", t, 60 + t % 7) for t in range(NOW - 9 * DAY, NOW - 9 * DAY + 600)]
+    late = [("spo2", {"uid": "a"}, "bpm", t, 60.5 + t % 7) for t in range(NOW - HOUR, NOW)]
+    feed_standin(standin, early + late)
+    from flux_standin import execute
+    raw = 'from(bucket: "pulse_oximeter") |> range(start: 2026-01-01T00:00:00Z, stop: 2027-01-01T00:00:00Z)'
+    with pytest.raises(Exception, match="schema collision"):
+        execute(raw + ' |> group(columns: ["_field"])', standin.store)
+    cfg = make_config(pg_url, standin.url, INITIAL_LOOKBACK="10d", PG_TABLE="f")
+    Job(cfg, clock=FixedClock(NOW)).run()
+    assert archive_rows(pg_url, "f") == expected_means(early + late, start=0, end=NOW - NOW % 5)
+
+    lines = [f"spo2,uid=a bpm={60 + t % 7}i {t}" for _, _, _, t, _ in early] + \
+            [f"spo2,uid=a bpm={60.5 + t % 7} {t}" for _, _, _, t, _ in late]
+    influxd.write(influx_db, lines)
+    cfg = make_config(pg_url, influxd.url, language="influxql", bucket=influx_db, INITIAL_LOOKBACK="10d",
+                      PG_TABLE="q")
+    Job(cfg, clock=FixedClock(NOW)).run()
+    assert archive_rows(pg_url, "q") == archive_rows(pg_url, "f")

@@ -78,6 +78,9 @@ def build_query(config, start, end):
     else:
         dropped = []
     body += [
+        # a field written as int in one shard and float in another arrives as two tables of different
+        # types; group() would refuse to merge them ("schema collision"), so cast first
+        "  |> toFloat()",
         f"  |> group(columns: [{group}])",
         f'  |> aggregateWindow(every: {format_duration(config.window)}, fn: mean, createEmpty: false, timeSrc: "_start")',
         f"  |> keep(columns: [{keep}])",
