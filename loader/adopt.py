@@ -4,7 +4,7 @@ Such a table has no primary key, may hold duplicate windows (every re-run append
 each window by its end (Flux aggregateWindow's default timeSrc "_stop") and stores naive UTC
 timestamps. Adoption, in one transaction: keep the old table as <name>_reference_backup, create the
 archive table with its key, copy each window once with its label moved back to the window start,
-as timestamptz. The watermark is left unset, so the next run re-reads the whole INITIAL_LOOKBACK and
+as timestamptz, and build the rollups of those rows. The watermark is left unset, so the next run re-reads the whole INITIAL_LOOKBACK and
 fills the hours the reference script lost while they are still in InfluxDB.
 """
 
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from psycopg2 import sql
 
 from .errors import SinkRejected
+from .rollups import Rollups
 from .sink import TABLE_COLUMNS, TABLE_EXISTS, ArchiveTable, Database
 from .state import PRIMARY_KEY_OF
 from .windows import format_duration
@@ -83,7 +84,8 @@ def adopt_reference(config, apply):
             if cur.fetchone()[0]:
                 raise SinkRejected(f"{result.backup} already exists; drop or rename it first")
             cur.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(db.table, sql.Identifier(backup_name)))
-            ArchiveTable(db, ()).ensure(cur, result.fields)
+            table = ArchiveTable(db, ())
+            table.ensure(cur, result.fields)
             # naive timestamps from pandas are UTC; the label moves from window end to window start
             as_utc = sql.SQL("time AT TIME ZONE 'UTC'") if time_type == "timestamp without time zone" \
                 else sql.SQL("time")
@@ -94,6 +96,9 @@ def adopt_reference(config, apply):
                 "ORDER BY start").format(new=db.table, cols=cols, as_utc=as_utc, old=backup),
                 {"shift": config.window})
             result.rows_after = cur.rowcount
+            first, end = table.span(cur)
+            if first is not None:
+                Rollups(db, (), config.rollup_below).refresh(cur, table.fields, first, end)
             conn.commit()
             result.done = True
             return result

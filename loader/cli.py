@@ -31,6 +31,12 @@ COMMANDS = {
                  """Same write path as run. The watermark moves only if the range joins the archived
                  span. Times are RFC 3339 with an offset; the end is exclusive.""",
                  "python -m loader backfill --start 2026-10-01T00:00:00Z --end 2026-10-08T00:00:00Z"),
+    "rebuild-rollups": ("recompute the 1-minute, 1-hour and 1-day rollups from the 5-second table",
+                        """run and backfill keep the rollups current themselves; this is for an archive made
+                        before rollups existed, an adopted table, or a change of ROLLUP_BELOW. Without --start
+                        and --end it covers every archived row.""",
+                        "python -m loader rebuild-rollups\n"
+                        "  python -m loader rebuild-rollups --start 2026-10-01T00:00:00Z --end 2026-11-01T00:00:00Z"),
     "status": ("show watermark, lag, last run and row count",
                """Exit 0 when fresh, 1 when the newest window is older than STALE_AFTER, 2 when never run
                or the last run failed.""",
@@ -66,6 +72,9 @@ def build_parser():
             formatter_class=argparse.RawDescriptionHelpFormatter)
         if name == "adopt-reference":
             cmd.add_argument("--yes", action="store_true", help="do it (without: count what would change)")
+        if name == "rebuild-rollups":
+            cmd.add_argument("--start", type=_time_arg, metavar="TIME", help="first instant (default: the oldest row)")
+            cmd.add_argument("--end", type=_time_arg, metavar="TIME", help="end, exclusive (default: after the newest)")
         if name == "backfill":
             cmd.add_argument("--start", required=True, type=_time_arg, metavar="TIME",
                              help="first instant to load, e.g. 2026-10-01T00:00:00Z")
@@ -163,6 +172,19 @@ def _dispatch(args, config):
             log.info("%s done: %s .. %s, %d chunk(s), %d row(s) written%s", outcome.command,
                      rfc3339(outcome.start), rfc3339(outcome.end), outcome.chunks, outcome.rows,
                      f", {dropped} reading(s) outside VALID_RANGES dropped" if dropped else "")
+        return EXIT_OK
+    if args.command == "rebuild-rollups":
+        if (args.start is None) != (args.end is None):
+            print("influx-archive: give both --start and --end, or neither", file=sys.stderr)
+            return EXIT_NEEDS_HUMAN
+        outcome = Job(config, progress=_progress_printer(sys.stderr)).rebuild_rollups(args.start, args.end)
+        if outcome.locked_out:
+            print("influx-archive: another run is active for this archive; try again later", file=sys.stderr)
+        elif outcome.nothing_to_do:
+            log.info("nothing to rebuild: the archive is empty")
+        else:
+            log.info("rollups rebuilt for %s .. %s in %d chunk(s)", rfc3339(outcome.start), rfc3339(outcome.end),
+                     outcome.chunks)
         return EXIT_OK
     if args.command == "status":
         from .status import status

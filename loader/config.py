@@ -57,6 +57,8 @@ SETTINGS = (
             example="spo2=50..100,bpm=20..250"),
     Setting("PG_URL", "PostgreSQL URL; postgresql:// is used with psycopg2.", required=True,
             secret=True, aliases=("PG_CONNECT",), example="postgresql://archive:secret@localhost:5432/archive"),
+    Setting("ROLLUP_BELOW", "Per field, a threshold whose time-below the rollups count (for the dashboard's "
+            "'time below 90 %'), field=value, comma-separated.", default="spo2=90", example="spo2=90,bpm=50"),
     Setting("PG_SCHEMA", "Schema holding the archive and its state tables.", default="public"),
     Setting("PG_TABLE", "Table of window means.", default="pox_five_second_mean"),
     Setting("WINDOW", "Width of the averaging window; must divide one day.", default="5s"),
@@ -115,6 +117,7 @@ class Config:
     fields: tuple
     tags: tuple
     valid_ranges: dict
+    rollup_below: dict
     pg_url: Secret
     pg_schema: str
     pg_table: str
@@ -295,6 +298,14 @@ def load(env_file=".env", environ=None):
             problems.append(f"VALID_RANGES names {match.group(1)!r}, which FIELDS does not keep")
         valid_ranges[match.group(1)] = (low, high)
 
+    rollup_below = {}
+    for item in names("ROLLUP_BELOW"):
+        match = re.match(r"^(.+?)\s*=\s*(-?[0-9.]+)$", item)
+        try:
+            rollup_below[match.group(1)] = float(match.group(2))
+        except (AttributeError, ValueError):
+            problems.append(f"ROLLUP_BELOW: {item!r} is not field=value such as spo2=90")
+
     window = duration("WINDOW")
     if window and 86400 % window:
         problems.append(f"WINDOW {get('WINDOW')} must divide one day evenly (e.g. 1s, 5s, 10s, 1m)")
@@ -329,6 +340,7 @@ def load(env_file=".env", environ=None):
         fields=fields,
         tags=tags,
         valid_ranges=valid_ranges,
+        rollup_below=rollup_below,
         pg_url=Secret(pg_url),
         pg_schema=get("PG_SCHEMA"),
         pg_table=get("PG_TABLE"),

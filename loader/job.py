@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from .clock import SystemClock
 from .config import redact
 from .errors import ClockError, LoaderError, SourceUnavailable
+from .rollups import Rollups
 from .sink import ArchiveTable, Database
 from .sources import open_source
 from .state import State, ensure_schema
@@ -72,11 +73,17 @@ class Job:
         def plan(watermark, now):
             self._check_clock()
             return plan_run(self.config, watermark, now)
-        return self._execute("run", plan, always_advance=True)
+        return self._execute("run", plan, self._load_chunks(always_advance=True))
 
     def backfill(self, start, end):
         return self._execute("backfill", lambda watermark, now: plan_backfill(self.config, start, end, now),
-                             always_advance=False)
+                             self._load_chunks(always_advance=False))
+
+    def rebuild_rollups(self, start=None, end=None):
+        """Recompute the rollups of [start, end) (default: all archived rows) from the 5-second table."""
+        def plan(watermark, now):
+            return start, end
+        return self._execute("rebuild-rollups", plan, self._rebuild_chunks)
 
     def _check_clock(self):
         policy = self.config.require_clock_sync
@@ -86,7 +93,7 @@ class Job:
                              hint="wait for `timedatectl` to say 'System clock synchronized: yes' "
                                   "(or set REQUIRE_CLOCK_SYNC=no)")
 
-    def _execute(self, command, plan, always_advance):
+    def _execute(self, command, plan, work):
         config = self.config
         outcome = Outcome(command)
         db = Database(config)
@@ -104,12 +111,17 @@ class Job:
                 run_id = state.start_run(cur, command, self.clock.now())
                 watermark = state.watermark(cur)
                 conn.commit()
-                # the archive table is created or checked before InfluxDB is asked for anything
+                # the archive and rollup tables are created or checked before InfluxDB is asked for anything
                 table = ArchiveTable(db, config.tags)
                 table.ensure(cur, config.fields)
+                rollups = Rollups(db, config.tags, config.rollup_below)
+                rollups.ensure(cur, table.fields)
                 conn.commit()
             outcome.start, outcome.end = plan(watermark, self.clock.now())
-            self._load(conn, cur, table, state, run_id, outcome, watermark, always_advance)
+            if outcome.start is None:  # rebuild-rollups of everything: the archive's own span
+                outcome.start, outcome.end = table.span(cur)
+                conn.commit()
+            work(conn, cur, table, rollups, state, run_id, outcome, watermark)
             with db.errors():
                 result = "nothing to do" if outcome.nothing_to_do else "ok"
                 state.finish_run(cur, run_id, self.clock.now(), outcome.start, outcome.end,
@@ -122,7 +134,28 @@ class Job:
         finally:
             conn.close()
 
-    def _load(self, conn, cur, table, state, run_id, outcome, watermark, always_advance):
+    def _load_chunks(self, always_advance):
+        def work(conn, cur, table, rollups, state, run_id, outcome, watermark):
+            self._load(conn, cur, table, rollups, state, run_id, outcome, watermark, always_advance)
+        return work
+
+    def _rebuild_chunks(self, conn, cur, table, rollups, state, run_id, outcome, watermark):
+        pieces = chunks(outcome.start, outcome.end, self.config.chunk)
+        for index, (lo, hi) in enumerate(pieces, 1):
+            with table.db.errors():
+                try:
+                    rollups.refresh(cur, table.fields, lo, hi)
+                    outcome.chunks += 1
+                    state.progress(cur, run_id, outcome.start, outcome.end, outcome.chunks, outcome.rows)
+                    conn.commit()
+                except BaseException:
+                    if not conn.closed:
+                        conn.rollback()
+                    raise
+            if self.progress:
+                self.progress(index, len(pieces), lo, hi, 0, 0)
+
+    def _load(self, conn, cur, table, rollups, state, run_id, outcome, watermark, always_advance):
         config = self.config
         db = table.db
         pieces = chunks(outcome.start, outcome.end, config.chunk)
@@ -141,6 +174,8 @@ class Job:
                 with db.errors():
                     try:
                         written = table.write(cur, batch)
+                        if written:  # same transaction: rollups never ahead of or behind their rows
+                            rollups.refresh(cur, table.fields, lo, hi)
                         if advance:
                             state.advance(cur, hi)
                             watermark = max(watermark or hi, hi)

@@ -108,6 +108,18 @@ class ArchiveTable:
         self.announce = announce  # False for `check`, whose changes are rolled back
         self._columns = None  # field columns known to exist, cached for the process
 
+    @property
+    def fields(self):
+        """The field columns the table has (after ensure)."""
+        return sorted(self._columns or ())
+
+    def span(self, cur):
+        """[first window, last window + width) of the archived rows, as epoch seconds (None, None if empty)."""
+        cur.execute(sql.SQL("SELECT extract(epoch FROM min(time))::bigint, extract(epoch FROM max(time))::bigint "
+                            "FROM {}").format(self.db.table))
+        first, last = cur.fetchone()
+        return (None, None) if first is None else (first, last + 1)
+
     def _log(self, message, *args):
         if self.announce:
             log.info(message, *args)

@@ -65,6 +65,11 @@ def test_adopt_reference_table_then_run_fills_it(pg_url, standin):
     assert rows == {(end - 5,): {"bpm": bpm, "spo2": spo2} for end, (bpm, spo2) in windows.items()}
     assert table_count(pg_url, "pox_five_second_mean_reference_backup") == 13  # the originals, kept aside
 
+    conn = psycopg2.connect(pg_url)
+    cur = conn.cursor()
+    cur.execute("SELECT windows, spo2_n FROM pox_five_second_mean_1h")
+    assert cur.fetchall() == [(10, 10)]  # the adopted rows are in the rollups too
+    conn.close()
     assert "nothing to adopt" in loader("adopt-reference", "--yes", env=env).stdout
 
     # the loader now owns the table: a run fills the last hour from the source, labelled by start

@@ -138,6 +138,8 @@ def test_demo_install_fills_the_archive_and_a_second_run_changes_nothing():
     cur = grafana.cursor()
     cur.execute("SELECT count(*) FROM pox_five_second_mean")
     assert cur.fetchone()[0] == total
+    cur.execute("SELECT sum(windows) FROM pox_five_second_mean_1d")  # rollups: created later, readable too
+    assert cur.fetchone()[0] == total
     cur.execute("SET default_transaction_read_only = off")  # privileges refuse, not just the read-only default
     for statement in ("INSERT INTO pox_five_second_mean (time) VALUES (now())",
                       "UPDATE pox_five_second_mean SET spo2 = 0", "DELETE FROM pox_five_second_mean",

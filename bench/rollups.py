@@ -1,0 +1,105 @@
+"""Benchmark: a 1-year dashboard panel from the daily rollup versus the same aggregation over the
+5-second table, both in one run on a throwaway PostgreSQL (issue #4; target: at least 50x faster).
+
+  .venv-test/bin/python bench/rollups.py [--days 365] [--repeat 7]
+
+Loads a year of 5-second rows (two fields; 6.3 million rows) with generate_series, builds the
+rollups with the loader's own code, then times each query (median of --repeat, after a warm-up).
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
+
+import psycopg2  # noqa: E402
+
+from grafana_macros import expand  # noqa: E402
+from loader import config as config_module  # noqa: E402
+from loader.rollups import Rollups  # noqa: E402
+from loader.sink import ArchiveTable, Database  # noqa: E402
+from loader.state import DDL_LOCK  # noqa: E402
+from servers import PostgresServer  # noqa: E402
+
+DAY = 86400
+# The same result as the panel's daily branch, computed from the 5-second rows.
+DIRECT = """
+SELECT to_timestamp(floor(extract(epoch FROM time) / 86400) * 86400) AS time, avg(spo2) AS "SpO2 mean",
+       min(spo2) AS "SpO2 min"
+  FROM pox_five_second_mean WHERE time BETWEEN %(start)s AND %(end)s GROUP BY 1 ORDER BY 1
+"""
+
+
+def timed(cur, query, params, repeat):
+    cur.execute(query, params)
+    cur.fetchall()  # warm-up: caches filled the same way for both
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        cur.execute(query, params)
+        rows = cur.fetchall()
+        times.append(time.perf_counter() - started)
+    return statistics.median(times), rows
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--days", type=int, default=365)
+    parser.add_argument("--repeat", type=int, default=7)
+    args = parser.parse_args()
+    server = PostgresServer()
+    try:
+        cfg = config_module.load(None, environ={"INFLUX_URL": "http://unused", "INFLUX_TOKEN": "x", "INFLUX_ORG": "o",
+                                                "PG_URL": server.url()})
+        end = int(time.time()) // DAY * DAY
+        start = end - args.days * DAY
+        db = Database(cfg)
+        conn = db.connect()
+        cur = conn.cursor()
+        cur.execute(DDL_LOCK)
+        table = ArchiveTable(db, (), announce=False)
+        table.ensure(cur, ("bpm", "spo2"))
+        began = time.perf_counter()
+        cur.execute("INSERT INTO pox_five_second_mean (time, spo2, bpm) "
+                    "SELECT to_timestamp(t), 96 + 2 * sin(t / 900.0) - CASE WHEN t %% 3600 < 120 THEN 8 ELSE 0 END, "
+                    "72 + 15 * sin(t / 43200.0) FROM generate_series(%s::bigint, %s::bigint - 5, 5) AS t",
+                    (start, end))
+        rows = cur.rowcount
+        conn.commit()
+        loaded = time.perf_counter() - began
+        began = time.perf_counter()
+        rollups = Rollups(db, (), cfg.rollup_below)
+        for lo in range(start, end, 30 * DAY):
+            rollups.refresh(cur, table.fields, lo, min(lo + 30 * DAY, end))
+            conn.commit()
+        built = time.perf_counter() - began
+        conn.autocommit = True
+        cur.execute("VACUUM ANALYZE")
+
+        dashboard = json.load(open(os.path.join(ROOT, "setup/grafana/dashboard.json")))
+        panel_sql = expand(dashboard["panels"][0]["targets"][0]["rawSql"], start, end,
+                           {"table": "pox_five_second_mean"})
+        t_rollup, via_rollup = timed(cur, panel_sql, None, args.repeat)
+        t_direct, via_direct = timed(cur, DIRECT, {"start": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start)),
+                                                   "end": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(end))},
+                                     args.repeat)
+        assert len(via_rollup) == len(via_direct) == args.days
+        worst = max(abs(a[1] - b[1]) for a, b in zip(via_rollup, via_direct))
+        print(f"machine: {os.cpu_count()} cores; PostgreSQL {conn.server_version // 10000}; "
+              f"{rows} five-second rows over {args.days} days (loaded in {loaded:.1f} s, rollups built in {built:.1f} s)")
+        print(f"1-year SpO2 panel, daily rollup (dashboard SQL): {t_rollup * 1000:8.2f} ms  ({len(via_rollup)} points)")
+        print(f"same aggregation over the 5-second table:        {t_direct * 1000:8.2f} ms")
+        print(f"ratio: {t_direct / t_rollup:.0f}x faster from the rollup (target >= 50x); "
+              f"largest difference between the two daily means: {worst:.2e}")
+        conn.close()
+    finally:
+        server.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,107 @@
+"""Rollups: 1-minute, 1-hour and 1-day tables kept exactly current by the loader itself.
+
+What TimescaleDB's continuous aggregates do, in plain PostgreSQL (TimescaleDB is not packaged for
+a 32-bit Pi). Tables <PG_TABLE>_1m, <PG_TABLE>_1h, <PG_TABLE>_1d: bucket start `time`, the key
+tags, `windows` (5-second rows behind the bucket), and per field <f>_mean, <f>_min, <f>_max,
+<f>_n (5-second windows with a value) and, for fields named in ROLLUP_BELOW, <f>_below_<x> (5-second
+windows whose mean is below x). Each level is computed from the one below it with the mean weighted
+by <f>_n, so a rollup of a rollup equals the rollup of the 5-second rows.
+
+`refresh` recomputes exactly the buckets a written range touched, inside the caller's transaction:
+a rollup is never ahead of or behind the rows it summarises.
+"""
+
+from psycopg2 import sql
+
+from .windows import ceil_to, floor_to
+
+LEVELS = (("1m", 60), ("1h", 3600), ("1d", 86400))
+
+
+def below_column(field, threshold):
+    text = f"{threshold:g}".replace(".", "_").replace("-", "minus")
+    return f"{field}_below_{text}"
+
+
+class Rollups:
+    def __init__(self, db, tags, below=None):
+        self.db = db
+        self.tags = tuple(tags)
+        self.below = dict(below or {})  # field -> threshold
+        self._fields = None
+
+    def table(self, suffix):
+        return sql.Identifier(self.db.schema, f"{self.db.table_name}_{suffix}")
+
+    def names(self):
+        return [f"{self.db.schema}.{self.db.table_name}_{suffix}" for suffix, _ in LEVELS]
+
+    def _field_columns(self, field):
+        cols = [(f"{field}_mean", "double precision"), (f"{field}_min", "double precision"),
+                (f"{field}_max", "double precision"), (f"{field}_n", "integer")]
+        if field in self.below:
+            cols.append((below_column(field, self.below[field]), "integer"))
+        return cols
+
+    def ensure(self, cur, fields):
+        """Create the rollup tables and add columns for new fields (the caller holds the DDL lock)."""
+        fields = sorted(fields)
+        if self._fields == fields:
+            return
+        key = [sql.Identifier("time")] + [sql.Identifier(t) for t in self.tags]
+        for suffix, _ in LEVELS:
+            columns = [sql.SQL("time timestamptz NOT NULL")] + [
+                sql.SQL("{} text NOT NULL").format(sql.Identifier(t)) for t in self.tags] + [
+                sql.SQL("windows integer NOT NULL")]
+            cur.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({}))").format(
+                self.table(suffix), sql.SQL(", ").join(columns), sql.SQL(", ").join(key)))
+            for field in fields:
+                for name, kind in self._field_columns(field):
+                    cur.execute(sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} " + kind).format(
+                        self.table(suffix), sql.Identifier(name)))
+        self._fields = fields
+
+    def refresh(self, cur, fields, start, end):
+        """Recompute every bucket of every level that overlaps [start, end)."""
+        fields = sorted(fields)
+        self.ensure(cur, fields)
+        source = self.db.table
+        for level, (suffix, width) in enumerate(LEVELS):
+            lo, hi = floor_to(start, width), ceil_to(end, width)
+            target = self.table(suffix)
+            cur.execute(sql.SQL("DELETE FROM {} WHERE time >= to_timestamp(%(lo)s) AND time < to_timestamp(%(hi)s)")
+                        .format(target), {"lo": lo, "hi": hi})
+            if fields:
+                cur.execute(self._aggregate(level, source, target, fields), {"lo": lo, "hi": hi, "width": width})
+            source = target
+
+    def _aggregate(self, level, source, target, fields):
+        bucket = sql.SQL("to_timestamp(floor(extract(epoch FROM time) / %(width)s) * %(width)s)")
+        tags = [sql.Identifier(t) for t in self.tags]
+        out_cols = [sql.Identifier("time")] + tags + [sql.Identifier("windows")]
+        exprs = [bucket] + tags
+        if level == 0:  # from the 5-second rows
+            exprs.append(sql.SQL("count(*)"))
+            for f in fields:
+                v = sql.Identifier(f)
+                exprs += [sql.SQL("avg({})").format(v), sql.SQL("min({})").format(v), sql.SQL("max({})").format(v),
+                          sql.SQL("count({})").format(v)]
+                if f in self.below:
+                    exprs.append(sql.SQL("count(*) FILTER (WHERE {} < {})").format(v, sql.Literal(self.below[f])))
+        else:  # from the level below: weighted means, sums of counts
+            exprs.append(sql.SQL("sum(windows)"))
+            for f in fields:
+                mean, lo, hi, n = (sql.Identifier(f"{f}_{x}") for x in ("mean", "min", "max", "n"))
+                exprs += [sql.SQL("sum({} * {}) / nullif(sum({}), 0)").format(mean, n, n),
+                          sql.SQL("min({})").format(lo), sql.SQL("max({})").format(hi),
+                          sql.SQL("coalesce(sum({}), 0)").format(n)]
+                if f in self.below:
+                    exprs.append(sql.SQL("coalesce(sum({}), 0)").format(
+                        sql.Identifier(below_column(f, self.below[f]))))
+        for f in fields:
+            out_cols += [sql.Identifier(name) for name, _ in self._field_columns(f)]
+        group = sql.SQL(", ").join([sql.SQL("1")] + [sql.SQL(str(i + 2)) for i in range(len(tags))])
+        return sql.SQL("INSERT INTO {target} ({cols}) SELECT {exprs} FROM {source} "
+                       "WHERE time >= to_timestamp(%(lo)s) AND time < to_timestamp(%(hi)s) GROUP BY {group}").format(
+            target=target, cols=sql.SQL(", ").join(out_cols), exprs=sql.SQL(", ").join(exprs), source=source,
+            group=group)

@@ -1,0 +1,155 @@
+"""Rollups equal the aggregation computed directly from the 5-second table, after backfills, late
+data and re-runs; the dashboard's SQL runs on real PostgreSQL as a SELECT-only role."""
+
+import json
+import math
+import os
+import re
+
+import psycopg2
+import pytest
+
+from conftest import FixedClock, feed_standin, make_config, pulse_points
+from grafana_macros import expand
+from loader.job import Job
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DAY, HOUR = 86400, 3600
+NOW = 1_790_000_000 - 1_790_000_000 % DAY + 10 * HOUR + 17
+BASE = "pox_five_second_mean"
+
+
+def with_dips(points):
+    """Some SpO2 readings below 90, so the below-threshold counts have something to count."""
+    return [(m, tags, f, t, 86.5 if f == "spo2" and t % 3600 < 300 else v) for m, tags, f, t, v in points]
+
+
+def direct(cur, width, fields=("bpm", "spo2")):
+    cols = ", ".join(f"avg({f}), min({f}), max({f}), count({f})" for f in fields)
+    cur.execute(f"SELECT extract(epoch FROM to_timestamp(floor(extract(epoch FROM time) / {width}) * {width}))::bigint, "
+                f"count(*), {cols}, count(*) FILTER (WHERE spo2 < 90) FROM {BASE} GROUP BY 1 ORDER BY 1")
+    return {r[0]: r[1:] for r in cur.fetchall()}
+
+
+def rolled(cur, suffix, fields=("bpm", "spo2")):
+    cols = ", ".join(f"{f}_mean, {f}_min, {f}_max, {f}_n" for f in fields)
+    cur.execute(f"SELECT extract(epoch FROM time)::bigint, windows, {cols}, spo2_below_90 FROM {BASE}_{suffix} "
+                "ORDER BY 1")
+    return {r[0]: r[1:] for r in cur.fetchall()}
+
+
+def assert_equal_rollups(pg_url):
+    conn = psycopg2.connect(pg_url)
+    cur = conn.cursor()
+    try:
+        for suffix, width in (("1m", 60), ("1h", 3600), ("1d", 86400)):
+            want, got = direct(cur, width), rolled(cur, suffix)
+            assert got.keys() == want.keys(), suffix
+            for bucket in want:
+                for w, g in zip(want[bucket], got[bucket]):
+                    if isinstance(w, float) or isinstance(g, float):
+                        assert math.isclose(w, g, rel_tol=1e-12), (suffix, bucket, w, g)
+                    else:
+                        assert w == g, (suffix, bucket, want[bucket], got[bucket])
+    finally:
+        conn.close()
+
+
+def test_rollups_stay_equal_to_the_5_second_table_through_backfills_late_data_and_reruns(pg_url, standin):
+    points = with_dips(pulse_points(NOW - 4 * DAY, 4 * DAY, gap=(NOW - 2 * DAY, NOW - 2 * DAY + 5000)))
+    feed_standin(standin, points)
+    cfg = make_config(pg_url, standin.url, INITIAL_LOOKBACK="1d", CHUNK="6h", LATE_DATA="2h")
+    Job(cfg, clock=FixedClock(NOW - DAY)).run()
+    assert_equal_rollups(pg_url)
+    Job(cfg, clock=FixedClock(NOW)).backfill(NOW - 4 * DAY, NOW - 2 * DAY - 3 * HOUR)  # older, with a hole
+    Job(cfg, clock=FixedClock(NOW)).run()
+    assert_equal_rollups(pg_url)
+    late = [("spo2", {"uid": "late"}, "spo2", t, 70.0) for t in range(NOW - 3000, NOW - 2900)]
+    feed_standin(standin, late)
+    Job(cfg, clock=FixedClock(NOW + HOUR)).run()
+    Job(cfg, clock=FixedClock(NOW + HOUR)).run()
+    assert_equal_rollups(pg_url)
+    conn = psycopg2.connect(pg_url)
+    cur = conn.cursor()
+    cur.execute(f"SELECT sum(windows), sum(spo2_below_90) FROM {BASE}_1d")
+    windows, below = cur.fetchone()
+    cur.execute(f"SELECT count(*), count(*) FILTER (WHERE spo2 < 90) FROM {BASE}")
+    assert (windows, below) == cur.fetchone() and below > 0
+    conn.close()
+
+
+def test_rebuild_rollups_recomputes_them_from_the_5_second_table(pg_url, standin):
+    feed_standin(standin, with_dips(pulse_points(NOW - 2 * DAY, 2 * DAY)))
+    cfg = make_config(pg_url, standin.url, INITIAL_LOOKBACK="2d")
+    Job(cfg, clock=FixedClock(NOW)).run()
+    conn = psycopg2.connect(pg_url)
+    cur = conn.cursor()
+    before = {s: rolled(cur, s) for s in ("1m", "1h", "1d")}
+    cur.execute(f"TRUNCATE {BASE}_1m, {BASE}_1h, {BASE}_1d")
+    conn.commit()
+    outcome = Job(cfg, clock=FixedClock(NOW)).rebuild_rollups()
+    assert outcome.chunks >= 2
+    assert {s: rolled(cur, s) for s in ("1m", "1h", "1d")} == before
+    conn.close()
+
+
+@pytest.fixture
+def loaded_with_reader(pg_url, standin):
+    """Two years of data at the rollup levels (5-second rows only for the last days, as if older rows
+    were loaded long ago), and a role that may only SELECT, like Grafana's."""
+    feed_standin(standin, with_dips(pulse_points(NOW - 3 * DAY, 3 * DAY)))
+    cfg = make_config(pg_url, standin.url, INITIAL_LOOKBACK="3d")
+    Job(cfg, clock=FixedClock(NOW)).run()
+    conn = psycopg2.connect(pg_url)
+    conn.autocommit = True
+    cur = conn.cursor()
+    cur.execute("DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'grafana_test') THEN "
+                "CREATE ROLE grafana_test LOGIN; END IF; END $$")
+    cur.execute("GRANT SELECT ON ALL TABLES IN SCHEMA public TO grafana_test")
+    conn.close()
+    return pg_url.replace("postgresql://postgres@", "postgresql://grafana_test@")
+
+
+RANGES = {"3 hours": 3 * HOUR, "3 days": 3 * DAY, "60 days": 60 * DAY, "2 years": 730 * DAY}
+
+
+@pytest.mark.parametrize("range_name", sorted(RANGES))
+def test_every_dashboard_panel_runs_as_a_read_only_role(loaded_with_reader, range_name):
+    dashboard = json.load(open(os.path.join(ROOT, "setup/grafana/dashboard.json")))
+    start, end = NOW - RANGES[range_name], NOW
+    conn = psycopg2.connect(loaded_with_reader)
+    cur = conn.cursor()
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            query = expand(target["rawSql"], start, end, {"table": BASE})
+            cur.execute(query)
+            rows = cur.fetchall()
+            names = [d[0] for d in cur.description]
+            if target["format"] == "time_series":
+                assert names[0] == "time", panel["title"]
+                times = [r[0] for r in rows]
+                assert times == sorted(times) and len(times) > 0, (panel["title"], range_name)
+                assert all(start - 86400 <= t.timestamp() <= end for t in times)
+                assert all(r[1] is not None for r in rows)
+            else:
+                assert names[0] == "Period" and [r[0] for r in rows] == ["Last day", "Last week", "Last month",
+                                                                       "Last year"]
+                assert rows[0][3].total_seconds() > 0  # the dips count as time below 90 %
+    conn.close()
+
+
+def test_dashboard_reads_one_table_per_range(loaded_with_reader):
+    """The branches not chosen for a range are never executed (constant conditions, pruned at plan time)."""
+    dashboard = json.load(open(os.path.join(ROOT, "setup/grafana/dashboard.json")))
+    sql_text = dashboard["panels"][0]["targets"][0]["rawSql"]
+    conn = psycopg2.connect(loaded_with_reader)
+    cur = conn.cursor()
+    for range_name, expected in (("3 hours", BASE), ("3 days", BASE + "_1m"), ("60 days", BASE + "_1h"),
+                                 ("2 years", BASE + "_1d")):
+        cur.execute("EXPLAIN (ANALYZE, COSTS OFF) " + expand(sql_text, NOW - RANGES[range_name], NOW,
+                                                               {"table": BASE}))
+        plan = "\n".join(r[0] for r in cur.fetchall())
+        executed = {re.search(r" on (\S+)", line).group(1).removesuffix("_pkey") for line in plan.splitlines()
+                    if "Scan" in line and " on " in line and "never executed" not in line}
+        assert executed == {expected}, (range_name, plan)
+    conn.close()
