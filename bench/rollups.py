@@ -17,7 +17,6 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
 
-import psycopg2  # noqa: E402
 
 from grafana_macros import expand  # noqa: E402
 from loader import config as config_module  # noqa: E402
