@@ -11,9 +11,18 @@ by <f>_n, so a rollup of a rollup equals the rollup of the 5-second rows.
 a rollup is never ahead of or behind the rows it summarises.
 """
 
+import logging
+
 from psycopg2 import sql
 
 from .windows import ceil_to, floor_to
+
+log = logging.getLogger(__name__)
+
+EXISTING_COLUMNS = """
+SELECT attname FROM pg_attribute
+WHERE attrelid = to_regclass(%(table)s) AND attnum > 0 AND NOT attisdropped
+"""
 
 LEVELS = (("1m", 60), ("1h", 3600), ("1d", 86400))
 
@@ -44,12 +53,21 @@ class Rollups:
         return cols
 
     def ensure(self, cur, fields):
-        """Create the rollup tables and add columns for new fields (the caller holds the DDL lock)."""
+        """Create the rollup tables and add columns for new fields (the caller holds the DDL lock).
+
+        Rollups created over an archive that already has rows (one made before rollups existed), or a
+        new ROLLUP_BELOW column, are built from those rows here, in the caller's transaction: they
+        appear complete or not at all.
+        """
         fields = sorted(fields)
         if self._fields == fields:
             return
         key = [sql.Identifier("time")] + [sql.Identifier(t) for t in self.tags]
+        incomplete = False
         for suffix, _ in LEVELS:
+            cur.execute(EXISTING_COLUMNS, {"table": self.table(suffix).as_string(cur)})
+            existing = {r[0] for r in cur.fetchall()}
+            incomplete = incomplete or not existing
             columns = [sql.SQL("time timestamptz NOT NULL")] + [
                 sql.SQL("{} text NOT NULL").format(sql.Identifier(t)) for t in self.tags] + [
                 sql.SQL("windows integer NOT NULL")]
@@ -57,9 +75,20 @@ class Rollups:
                 self.table(suffix), sql.SQL(", ").join(columns), sql.SQL(", ").join(key)))
             for field in fields:
                 for name, kind in self._field_columns(field):
+                    if name in existing:
+                        continue
+                    incomplete = incomplete or (existing and name.startswith(f"{field}_below_")
+                                                and f"{field}_n" in existing)
                     cur.execute(sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} " + kind).format(
                         self.table(suffix), sql.Identifier(name)))
         self._fields = fields
+        if incomplete:
+            cur.execute(sql.SQL("SELECT extract(epoch FROM min(time))::bigint, extract(epoch FROM max(time))::bigint "
+                                "FROM {}").format(self.db.table))
+            first, last = cur.fetchone()
+            if first is not None:
+                log.info("building the rollups of the %s rows already archived", self.db.target)
+                self.refresh(cur, fields, first, last + 1)
 
     def refresh(self, cur, fields, start, end):
         """Recompute every bucket of every level that overlaps [start, end)."""

@@ -153,3 +153,16 @@ def test_dashboard_reads_one_table_per_range(loaded_with_reader):
                     if "Scan" in line and " on " in line and "never executed" not in line}
         assert executed == {expected}, (range_name, plan)
     conn.close()
+
+
+def test_an_archive_made_before_rollups_gets_them_built_complete_on_the_next_run(pg_url, standin):
+    feed_standin(standin, with_dips(pulse_points(NOW - 2 * DAY, 2 * DAY)))
+    cfg = make_config(pg_url, standin.url, INITIAL_LOOKBACK="2d")
+    Job(cfg, clock=FixedClock(NOW - HOUR)).run()
+    conn = psycopg2.connect(pg_url)
+    cur = conn.cursor()
+    cur.execute(f"DROP TABLE {BASE}_1m, {BASE}_1h, {BASE}_1d")  # as installed by a version without rollups
+    conn.commit()
+    Job(cfg, clock=FixedClock(NOW)).run()  # writes only the last hour, yet every bucket is there
+    conn.close()
+    assert_equal_rollups(pg_url)
