@@ -520,12 +520,13 @@ class Store:
         with self.lock:
             self.buckets.setdefault(bucket, []).extend(points)
 
-    def from_bucket(self, bucket):
+    def from_bucket(self, bucket, start=None, stop=None):
+        """Tables of the bucket's series; start/stop (ns) restrict to a range() that follows from()."""
         if bucket not in self.buckets:
             raise NotFound(f'failed to initialize execute state: could not find bucket "{bucket}"')
         series = {}
         with self.lock:
-            points = list(self.buckets[bucket])
+            points = [p for p in self.buckets[bucket] if start is None or start <= p.time_ns < stop]
         for p in points:
             ident = (p.measurement, p.field, tuple(sorted(p.tags.items())))
             series.setdefault(ident, []).append(p)
@@ -549,6 +550,42 @@ class Store:
 
 class NotFound(Exception):
     pass
+
+
+class SyntheticStore(Store):
+    """Series defined by a function of time, generated only for the range a query asks for, so the
+    benchmarks can serve months of 1 Hz data without holding it: add(bucket, measurement, tags,
+    field, start_s, end_s, fn) where fn(t) gives the value at second t (or None for no point)."""
+
+    def __init__(self):
+        super().__init__()
+        self.series = {}
+
+    def add_series(self, bucket, measurement, tags, field, start, end, fn):
+        self.series.setdefault(bucket, []).append((measurement, dict(tags), field, start, end, fn))
+        self.buckets.setdefault(bucket, [])
+
+    def from_bucket(self, bucket, start=None, stop=None):
+        if bucket not in self.series:
+            return super().from_bucket(bucket, start, stop)
+        tables = []
+        for measurement, tags, field, first, last, fn in self.series[bucket]:
+            lo = first if start is None else max(first, -(-start // NS))
+            hi = last if stop is None else min(last, -(-stop // NS))
+            rows = []
+            for t in range(lo, hi):
+                value = fn(t)
+                if value is not None:
+                    rows.append({"_time": t * NS, "_value": value, "_field": field, "_measurement": measurement,
+                                 **tags})
+            if rows:
+                tag_names = sorted(tags)
+                tables.append(Table(key=("_measurement", "_field") + tuple(tag_names),
+                                    columns=["_time", "_value", "_field", "_measurement"] + tag_names, rows=rows,
+                                    types={"_time": "dateTime:RFC3339", "_value": _type_of(rows[0]["_value"]),
+                                           "_field": "string", "_measurement": "string",
+                                           **{t: "string" for t in tag_names}}))
+        return tables
 
 
 def read_annotated_csv(text):
@@ -621,8 +658,13 @@ def execute(program_text, store, env=None):
                 raise FluxError(f"undefined identifier {node[1]}")
             return env[node[1]]
         if kind == "pipe":
-            tables = evaluate(node[1])
             name, args = node[2], node[3]
+            if name == "range" and node[1][0] == "call" and node[1][1] == "from" and args.get("start", ("",))[0] == "time":
+                # range() right after from(): read only that span (what InfluxDB's storage does too)
+                stop = args.get("stop", ("time", int(time.time() * NS)))[1]
+                tables = store.from_bucket(node[1][2]["bucket"], args["start"][1], stop)
+                return FUNCTIONS["range"](tables, args)
+            tables = evaluate(node[1])
             if name == "yield":
                 results.append((args.get("name", "_result"), tables))
                 return tables
@@ -675,25 +717,37 @@ def _csv_cell(text):
     return text
 
 
-def to_annotated_csv(results):
-    """Yield the response body, line by line, as InfluxDB 2 encodes it."""
+def _no_annotations(raw):
+    """True when the request's dialect asks for no annotations (plain CSV with a header)."""
+    try:
+        dialect = json.loads(raw).get("dialect") or {}
+    except ValueError:
+        return False
+    return "annotations" in dialect and not dialect["annotations"]
+
+
+def to_annotated_csv(results, header_only=False):
+    """Yield the response body, line by line, as InfluxDB 2 encodes it. With header_only (the
+    request's dialect asked for no annotations) each schema starts with just its header row and the
+    rows carry the result name themselves, there being no #default line to name it."""
     for name, tables in results:
         previous = None
-        index = 0
-        for t in tables:
+        result_cell = _csv_cell(name) if header_only else ""
+        for index, t in enumerate(tables):
             schema = (tuple(t.columns), tuple(t.types.get(c) for c in t.columns), tuple(t.key))
             if schema != previous:
                 if previous is not None:
                     yield "\n"
-                yield ",".join(["#datatype", "string", "long"] + [t.types.get(c) or "string" for c in t.columns]) + "\n"
-                yield ",".join(["#group", "false", "false"] + ["true" if c in t.key else "false" for c in t.columns]) + "\n"
-                yield ",".join(["#default", _csv_cell(name), ""] + [""] * len(t.columns)) + "\n"
+                if not header_only:
+                    yield ",".join(["#datatype", "string", "long"] + [t.types.get(c) or "string" for c in t.columns]) + "\n"
+                    yield ",".join(["#group", "false", "false"] + ["true" if c in t.key else "false" for c in t.columns]) + "\n"
+                    yield ",".join(["#default", _csv_cell(name), ""] + [""] * len(t.columns)) + "\n"
                 yield ",".join(["", "result", "table"] + [_csv_cell(c) for c in t.columns]) + "\n"
                 previous = schema
             for r in t.rows:
-                cells = ["", "", str(index)] + [_csv_cell(format_value(r.get(c), t.types.get(c))) for c in t.columns]
+                cells = ["", result_cell, str(index)] + [_csv_cell(format_value(r.get(c), t.types.get(c)))
+                                                         for c in t.columns]
                 yield ",".join(cells) + "\n"
-            index += 1
         if tables:
             yield "\n"
 
@@ -709,8 +763,9 @@ class StandIn:
     """The server. `faults` is a list of planned faults consumed one per query request:
     ("status", code, retry_after) | ("hang", seconds) | ("cut", after_bytes) | ("error_table", message)."""
 
-    def __init__(self, token="test-token", org="test-org"):
-        self.store = Store()
+    def __init__(self, token="test-token", org="test-org", store=None, cache=False):
+        self.store = store or Store()
+        self.cache = {} if cache else None  # query -> body: benchmarks measure clients, not the stand-in
         self.token = token
         self.org = org
         self.faults = []
@@ -775,8 +830,13 @@ class StandIn:
         if fault and fault[0] == "hang":
             time.sleep(fault[1])
         try:
-            results = execute(query, self.store)
-            body = "".join(to_annotated_csv(results)).encode()
+            if self.cache is not None and query in self.cache:
+                body = self.cache[query]
+            else:
+                results = execute(query, self.store)
+                body = "".join(to_annotated_csv(results, header_only=_no_annotations(raw))).encode()
+                if self.cache is not None:
+                    self.cache[query] = body
         except FluxRuntimeError as exc:
             body = error_table(str(exc)).encode()
         except NotFound as exc:

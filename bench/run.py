@@ -1,0 +1,223 @@
+"""Benchmark the loader against the reference method and against the limit, in one run (issue #5).
+
+  bench/run                      (installs what it needs, then runs this with the test venv)
+  .venv-test/bin/python bench/run.py [--days 30] [--long-days 90] [--repeat 3]
+
+Same data, same servers for every method: a throwaway PostgreSQL, the Flux stand-in from tests/
+serving synthetic 1 Hz pulse-oximeter readings (generated per query, responses cached so repeated
+runs measure the client, not the stand-in), and a real influxd 1.x for the InfluxQL figures.
+Each method runs as its own process under GNU time (wall, user+sys CPU, peak RSS), into a fresh
+database, --repeat times after one unmeasured warm-up; the medians are printed, then the ratios
+against the targets of issue #5.
+
+Methods
+  reference    bench/reference_loader.py: the article's script (query_data_frame, then to_sql)
+  loader       python -m loader backfill / run (Flux through the stand-in, InfluxQL through influxd)
+  limit        the loader's Flux query for the whole range fetched by curl as plain CSV and loaded
+               by psql \\copy: what moving the bytes costs, with no processing at all
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [ROOT, os.path.join(ROOT, "tests"), os.path.join(ROOT, "setup")]
+
+import psycopg2  # noqa: E402
+
+from demo_seed import lines as demo_lines  # noqa: E402
+from demo_seed import reading  # noqa: E402
+from flux_standin import StandIn, SyntheticStore  # noqa: E402
+from loader import config as config_module  # noqa: E402
+from loader.sources.flux import build_query  # noqa: E402
+from loader.windows import rfc3339  # noqa: E402
+from servers import InfluxdServer, PostgresServer  # noqa: E402
+
+TOKEN = "bench-token"
+ORG = "bench-org"
+DAY = 86400
+PYTHON = sys.executable
+# The reference runs with the packages of its time, as Debian bookworm ships them (see bench/run).
+REFERENCE_PYTHON = os.path.join(ROOT, ".venv-bench-ref/bin/python")
+
+
+def measure(argv, env, cwd=ROOT):
+    """Run argv under GNU time; return (wall s, cpu s, peak RSS MB)."""
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as out:
+        proc = subprocess.run(["/usr/bin/time", "-o", out.name, "-f", "%e %U %S %M", *argv], env=env, cwd=cwd,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if proc.returncode != 0:
+            raise SystemExit(f"benchmark step failed: {' '.join(argv[:4])}...\n{proc.stderr[-2000:]}")
+        wall, user, system, rss_kb = out.read().split()[-4:]
+    return float(wall), float(user) + float(system), int(rss_kb) / 1024
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.pg = PostgresServer()
+        store = SyntheticStore()
+        self.now = int(time.time())
+        self.end = self.now - self.now % DAY  # backfills end at today's midnight UTC
+        first = self.end - (max(args.days, args.long_days) + 1) * DAY
+        for field, index in (("spo2", 0), ("bpm", 1)):
+            store.add_series("pulse_oximeter", "spo2", {"uid": "demo"}, field, first, self.now + 3600,
+                             lambda t, i=index: reading(t)[i])
+        self.standin = StandIn(token=TOKEN, org=ORG, store=store, cache=True)
+        self.influxd = None
+        if not args.skip_influxql:
+            self.influxd = InfluxdServer()
+            self.influxd.query('CREATE DATABASE "pulse_oximeter"')
+            started = time.time()
+            batch = []
+            for line in demo_lines(self.end - args.days * DAY, self.end, (0, 0)):
+                batch.append(line)
+                if len(batch) == 20000:
+                    self.influxd.write("pulse_oximeter", batch, batch=20000)
+                    batch = []
+            if batch:
+                self.influxd.write("pulse_oximeter", batch)
+            print(f"(influxd seeded with {args.days} days in {time.time() - started:.0f} s)", file=sys.stderr)
+        self.results = {}
+
+    def close(self):
+        self.standin.close()
+        if self.influxd:
+            self.influxd.close()
+        self.pg.close()
+
+    def database(self):
+        name = "b_" + uuid.uuid4().hex[:10]
+        conn = psycopg2.connect(self.pg.url())
+        conn.autocommit = True
+        conn.cursor().execute(f'CREATE DATABASE "{name}"')
+        conn.close()
+        return self.pg.url(name)
+
+    def base_env(self):
+        return {k: v for k, v in os.environ.items() if not k.startswith(("INFLUX_", "PG_"))} | {
+            "PYTHONDONTWRITEBYTECODE": "1"}
+
+    def loader_env(self, pg_url, language="flux"):
+        env = self.base_env() | {"PG_URL": pg_url, "REQUIRE_CLOCK_SYNC": "no", "INFLUX_QUERY_LANGUAGE": language}
+        if language == "flux":
+            env |= {"INFLUX_URL": self.standin.url, "INFLUX_TOKEN": TOKEN, "INFLUX_ORG": ORG}
+        else:
+            env |= {"INFLUX_URL": self.influxd.url}
+        return env
+
+    def run(self, name, prepare):
+        """prepare() -> (argv, env) for a fresh database; one warm-up, then --repeat measured runs."""
+        samples = []
+        for attempt in range(self.args.repeat + 1):
+            argv, env = prepare()
+            sample = measure(argv, env)
+            if attempt:
+                samples.append(sample)
+        med = tuple(statistics.median(s[i] for s in samples) for i in range(3))
+        self.results[name] = med
+        print(f"  {name:<28} wall {med[0]:7.2f} s   cpu {med[1]:7.2f} s   peak RSS {med[2]:6.0f} MB", flush=True)
+
+    # -- methods
+    def reference(self, days):
+        def prepare():
+            env_file = tempfile.NamedTemporaryFile("w", suffix=".env", delete=False)
+            pg = self.database()  # postgresql://, as the article's .env: SQLAlchemy 1.4 maps it to psycopg2
+            env_file.write(f"TOKEN={TOKEN}\nORG={ORG}\nCONNECTION={self.standin.url}\nPG_CONNECT={pg}\n")
+            env_file.close()
+            env = self.base_env() | {"BENCH_ENV": env_file.name}
+            if days:
+                env |= {"BENCH_START": rfc3339(self.end - days * DAY), "BENCH_STOP": rfc3339(self.end)}
+            return [REFERENCE_PYTHON, os.path.join(ROOT, "bench/reference_loader.py")], env
+        return prepare
+
+    def backfill(self, days, language="flux"):
+        def prepare():
+            env = self.loader_env(self.database(), language)
+            return [PYTHON, "-m", "loader", "--env-file", os.devnull, "backfill", "--start",
+                    rfc3339(self.end - days * DAY), "--end", rfc3339(self.end)], env
+        return prepare
+
+    def hourly_run(self):
+        def prepare():
+            env = self.loader_env(self.database()) | {"INITIAL_LOOKBACK": "3h"}
+            subprocess.run([PYTHON, "-m", "loader", "--env-file", os.devnull, "run"], env=env, cwd=ROOT, check=True,
+                           capture_output=True)  # the archive is current: the measured run is an hourly one
+            conn = psycopg2.connect(env["PG_URL"])
+            conn.cursor().execute("UPDATE influx_archive_state SET watermark = watermark - interval '1 hour'")
+            conn.commit()
+            conn.close()
+            return [PYTHON, "-m", "loader", "--env-file", os.devnull, "run"], env
+        return prepare
+
+    def limit(self, days):
+        cfg = config_module.load(None, environ={"INFLUX_URL": self.standin.url, "INFLUX_TOKEN": TOKEN,
+                                                "INFLUX_ORG": ORG, "PG_URL": self.pg.url()})
+        body = json.dumps({"query": build_query(cfg, self.end - days * DAY, self.end), "type": "flux",
+                           "dialect": {"header": True, "annotations": [], "delimiter": ","}})
+        query_file = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)
+        query_file.write(body)
+        query_file.close()
+
+        def prepare():
+            pg = self.database()
+            conn = psycopg2.connect(pg)
+            conn.cursor().execute("CREATE TABLE stage (blank text, result text, tbl int, time timestamptz, "
+                                  "bpm double precision, spo2 double precision)")
+            conn.commit()
+            conn.close()
+            pipeline = (f"curl -sf -X POST '{self.standin.url}/api/v2/query?org={ORG}' "
+                        f"-H 'Authorization: Token {TOKEN}' -H 'Content-Type: application/json' "
+                        f"--data-binary @{query_file.name} "
+                        f"| grep -v '^$' | psql -q '{pg}' -c '\\copy stage FROM STDIN WITH (FORMAT csv, HEADER)'")
+            return ["sh", "-c", pipeline], self.base_env()
+        return prepare
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--days", type=int, default=30, help="the long backfill (default 30 days)")
+    parser.add_argument("--long-days", type=int, default=90, help="the memory-flatness backfill (default 90)")
+    parser.add_argument("--repeat", type=int, default=3, help="measured runs per method (default 3)")
+    parser.add_argument("--skip-influxql", action="store_true", help="no influxd figures")
+    args = parser.parse_args()
+    bench = Bench(args)
+    d, ld = args.days, args.long_days
+    try:
+        print(f"influx-archive benchmark, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, "
+              f"Python {sys.version.split()[0]}; medians of {args.repeat} runs after a warm-up")
+        bench.run(f"reference {d}d", bench.reference(d))
+        bench.run(f"loader flux backfill {d}d", bench.backfill(d))
+        bench.run(f"limit curl|psql {d}d", bench.limit(d))
+        bench.run(f"loader flux backfill {ld}d", bench.backfill(ld))
+        if not args.skip_influxql:
+            bench.run(f"loader influxql backfill {d}d", bench.backfill(d, "influxql"))
+        bench.run("reference 1h", bench.reference(0))
+        bench.run("loader run (hourly)", bench.hourly_run())
+    finally:
+        bench.close()
+    r = bench.results
+    checks = [
+        (f"{d}-day backfill CPU vs reference", r[f"loader flux backfill {d}d"][1] / r[f"reference {d}d"][1], 0.1),
+        (f"{d}-day backfill wall vs limit", r[f"loader flux backfill {d}d"][0] / r[f"limit curl|psql {d}d"][0], 1.3),
+        (f"{d}-day backfill peak RSS (MB)", r[f"loader flux backfill {d}d"][2], 120),
+        (f"{ld}-day vs {d}-day peak RSS", r[f"loader flux backfill {ld}d"][2] / r[f"loader flux backfill {d}d"][2], 1.1),
+        ("hourly run wall vs reference 1h", r["loader run (hourly)"][0] / r["reference 1h"][0], 1.0),
+        ("hourly run peak RSS vs reference 1h", r["loader run (hourly)"][2] / r["reference 1h"][2], 1.0),
+    ]
+    print("\nratios (target):")
+    for label, value, target in checks:
+        print(f"  {label:<40} {value:8.3f}  (<= {target:g})  {'met' if value <= target else 'MISSED'}")
+    print(f"  {'reference ' + str(d) + 'd / loader CPU':<40} {r[f'reference {d}d'][1] / r[f'loader flux backfill {d}d'][1]:8.1f}x")
+    print(f"  {'reference ' + str(d) + 'd / loader peak RSS':<40} {r[f'reference {d}d'][2] / r[f'loader flux backfill {d}d'][2]:8.1f}x")
+
+
+if __name__ == "__main__":
+    main()
