@@ -115,6 +115,8 @@ class Bench:
 
     def run(self, name, prepare):
         """prepare() -> (argv, env) for a fresh database; one warm-up, then --repeat measured runs."""
+        if self.args.only and not any(name.startswith(p.strip()) for p in self.args.only.split(",")):
+            return
         samples = []
         for attempt in range(self.args.repeat + 1):
             argv, env = prepare()
@@ -135,8 +137,20 @@ class Bench:
             env = self.base_env() | {"BENCH_ENV": env_file.name}
             if days:
                 env |= {"BENCH_START": rfc3339(self.end - days * DAY), "BENCH_STOP": rfc3339(self.end)}
+                self.warm_reference(env["BENCH_START"], env["BENCH_STOP"])
             return [REFERENCE_PYTHON, os.path.join(ROOT, "bench/reference_loader.py")], env
         return prepare
+
+    def warm_reference(self, start, stop):
+        """The reference's query, character for character as bench/reference_loader.py builds it."""
+        query = ('from(bucket: "pulse_oximeter") '
+                 "|> range(start: " + start + ", stop: " + stop + ") "
+                 '|> filter(fn: (r) => r._measurement == "spo2") '
+                 "|> aggregateWindow(every: 5s, fn: mean, createEmpty: false)"
+                 '|> drop(columns: ["_start","_stop","_measurement","uid"])'
+                 '|> pivot(rowKey:["_time"], columnKey: ["_field"], valueColumn: "_value")')
+        if query not in self.standin.cache:
+            self.standin.warm(query)
 
     def backfill(self, days, language="flux"):
         def prepare():
@@ -162,6 +176,7 @@ class Bench:
                                                 "INFLUX_ORG": ORG, "PG_URL": self.pg.url()})
         body = json.dumps({"query": build_query(cfg, self.end - days * DAY, self.end), "type": "flux",
                            "dialect": {"header": True, "annotations": [], "delimiter": ","}})
+        self.standin.warm(json.loads(body)["query"], annotations=False)
         query_file = tempfile.NamedTemporaryFile("w", suffix=".json", delete=False)
         query_file.write(body)
         query_file.close()
@@ -187,6 +202,8 @@ def main():
     parser.add_argument("--long-days", type=int, default=90, help="the memory-flatness backfill (default 90)")
     parser.add_argument("--repeat", type=int, default=3, help="measured runs per method (default 3)")
     parser.add_argument("--skip-influxql", action="store_true", help="no influxd figures")
+    parser.add_argument("--only", default="", help="comma-separated name prefixes of the methods to run "
+                                                   "(for working on one; the ratios need them all)")
     args = parser.parse_args()
     bench = Bench(args)
     d, ld = args.days, args.long_days
@@ -204,6 +221,8 @@ def main():
     finally:
         bench.close()
     r = bench.results
+    if args.only:
+        return
     checks = [
         (f"{d}-day backfill CPU vs reference", r[f"loader flux backfill {d}d"][1] / r[f"reference {d}d"][1], 0.1),
         (f"{d}-day backfill wall vs limit", r[f"loader flux backfill {d}d"][0] / r[f"limit curl|psql {d}d"][0], 1.3),

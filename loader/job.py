@@ -188,9 +188,9 @@ class Job:
                             conn.rollback()
                         raise
                 log.debug("chunk %s .. %s: %d windows fetched, %d rows written", rfc3339(lo), rfc3339(hi),
-                          len(batch.rows), written)
+                          batch.rows, written)
                 if self.progress:
-                    self.progress(index, len(pieces), lo, hi, len(batch.rows), outcome.rows)
+                    self.progress(index, len(pieces), lo, hi, batch.rows, outcome.rows)
         finally:
             source.close()
 

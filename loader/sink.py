@@ -6,7 +6,6 @@ caller's transaction, so the watermark can move in that same transaction.
 """
 
 import contextlib
-import csv
 import io
 import logging
 import re
@@ -14,9 +13,6 @@ import re
 import psycopg2
 import psycopg2.errors
 from psycopg2 import sql
-from sqlalchemy import create_engine
-from sqlalchemy.engine import make_url
-from sqlalchemy.pool import NullPool
 
 from .config import redact
 from .errors import SinkRejected, SinkUnavailable, SourceQueryError
@@ -39,11 +35,12 @@ NOT_OURS_HELP = ("PG_TABLE {table} exists with primary key ({found}) but influx-
                  "flag, or set PG_TABLE to a new name (and TAGS to match the table)")
 
 
-def sqlalchemy_url(url):
-    """PG_URL as SQLAlchemy needs it: postgresql:// means psycopg2 here (SQLAlchemy 2.1 maps it to
-    psycopg 3, which we do not ship), so the driver is named explicitly."""
-    parsed = make_url(re.sub(r"^postgres://", "postgresql://", url))
-    return parsed.set(drivername="postgresql+psycopg2")
+def libpq_url(url):
+    """PG_URL as libpq reads it. SQLAlchemy-style URLs (postgresql+psycopg2://, as the reference
+    script's PG_CONNECT may be) name a driver; libpq takes the same URL without it, query options
+    (sslmode=...) and %-escapes included. SQLAlchemy itself is not imported: on a Pi its import alone
+    costs more than an hourly run's work."""
+    return re.sub(r"^postgres(?:ql)?(?:\+psycopg2)?://", "postgresql://", url)
 
 
 class Database:
@@ -51,21 +48,16 @@ class Database:
 
     def __init__(self, config, connect_timeout=10):
         self.config = config
-        # SQLAlchemy parses the URL (and its query options) into psycopg2's connect arguments;
-        # the connection itself is psycopg2's own, for COPY and without a pool to hold it open.
-        engine = create_engine(sqlalchemy_url(config.pg_url.reveal()), poolclass=NullPool)
-        cargs, cparams = engine.dialect.create_connect_args(engine.url)
-        self._connect_args = (cargs, dict(cparams, connect_timeout=connect_timeout,
-                                          application_name="influx-archive"))
-        engine.dispose()
+        self._dsn = libpq_url(config.pg_url.reveal())
+        self._connect_timeout = connect_timeout
         self.schema = config.pg_schema
         self.table_name = config.pg_table
         self.target = f"{config.pg_schema}.{config.pg_table}"
 
     def connect(self):
-        cargs, cparams = self._connect_args
         with self.errors():
-            return psycopg2.connect(*cargs, **cparams)
+            return psycopg2.connect(self._dsn, connect_timeout=self._connect_timeout,
+                                    application_name="influx-archive")
 
     @property
     def table(self):
@@ -77,10 +69,9 @@ class Database:
         try:
             yield
         except Exception as exc:
-            orig = getattr(exc, "orig", exc)  # SQLAlchemy wraps driver errors raised on connect
-            if not isinstance(orig, psycopg2.Error):
+            if not isinstance(exc, psycopg2.Error):
                 raise
-            raise self._translate(orig) from None
+            raise self._translate(exc) from None
 
     def _translate(self, exc):
         text = redact(_first_line(exc), self.config.secrets())
@@ -162,28 +153,30 @@ class ArchiveTable:
         self._columns = {n for n in columns if n not in wanted}
 
     def write(self, cur, batch):
-        """COPY the batch into a temporary table and upsert it; returns rows inserted or changed.
+        """Write the batch; returns rows inserted or changed. Runs in the caller's transaction.
 
-        Runs inside the caller's transaction: nothing is visible until the caller commits.
+        Where the chunk's range of the archive is still empty (a backfill, a catch-up) the blocks are
+        COPYed straight into it; otherwise through a temporary table and INSERT ... ON CONFLICT DO
+        UPDATE. Either way PostgreSQL parses the values as COPY reads them; one it cannot parse is
+        the source's fault and ends the chunk before anything is visible.
         """
         if not batch.rows:
             return 0
         self.ensure(cur, batch.fields)
+        cur.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE time >= %(lo)s AND time < %(hi)s)").format(
+            self.db.table), {"lo": batch.start_text, "hi": batch.end_text})
+        if not cur.fetchone()[0]:
+            for block in batch.blocks:
+                self._copy(cur, self.db.table, block)
+            return batch.rows
         key = ["time", *self.tags]
-        names = key + list(batch.fields)
-        cols = sql.SQL(", ").join(sql.Identifier(n) for n in names)
         stage = sql.Identifier(STAGE)
         cur.execute(sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {}) ON COMMIT DROP").format(
             stage, self.db.table))
-        buffer = io.StringIO()
-        csv.writer(buffer, lineterminator="\n").writerows(batch.rows)
-        buffer.seek(0)
-        force = sql.SQL("")
-        if self.tags:  # an absent tag is '' (a key cannot be NULL); CSV would read '' as NULL
-            force = sql.SQL(", FORCE_NOT_NULL ({})").format(
-                sql.SQL(", ").join(sql.Identifier(t) for t in self.tags))
-        cur.copy_expert(sql.SQL("COPY {} ({}) FROM STDIN WITH (FORMAT csv{})").format(
-            stage, cols, force).as_string(cur), buffer)
+        for block in batch.blocks:
+            self._copy(cur, stage, block)
+        names = key + list(batch.fields)
+        cols = sql.SQL(", ").join(sql.Identifier(n) for n in names)
         fields = [sql.Identifier(f) for f in batch.fields]
         target = sql.Identifier("t")
         # WHERE ... IS DISTINCT FROM: re-read windows that did not change are not rewritten
@@ -200,3 +193,19 @@ class ArchiveTable:
         changed = cur.rowcount
         cur.execute(sql.SQL("DROP TABLE {}").format(stage))
         return changed
+
+    def _copy(self, cur, table, block):
+        options = sql.SQL("FORMAT csv")
+        tags = [t for t in self.tags if t in block.columns]
+        if tags:  # an absent tag is '' (a key cannot be NULL); CSV would read '' as NULL
+            options = sql.SQL("FORMAT csv, FORCE_NOT_NULL ({})").format(
+                sql.SQL(", ").join(sql.Identifier(t) for t in tags))
+        statement = sql.SQL("COPY {} ({}) FROM STDIN WITH ({})").format(
+            table, sql.SQL(", ").join(sql.Identifier(c) for c in block.columns), options).as_string(cur)
+        try:
+            cur.copy_expert(statement, io.StringIO(block.text))
+        except (psycopg2.errors.DataError, psycopg2.errors.BadCopyFileFormat) as exc:
+            raise SourceQueryError(f"InfluxDB sent a value PostgreSQL cannot read: {_first_line(exc)}") from None
+        except psycopg2.errors.UniqueViolation:
+            raise SourceQueryError("the source returned two rows for one window and key; "
+                                   "refusing to let one overwrite the other") from None

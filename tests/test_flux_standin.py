@@ -105,6 +105,12 @@ def test_annotated_csv_round_trip_through_the_loader_parser():
                       '|> yield(name: "means")', store)
     body = "".join(to_annotated_csv(results))
     assert "#default,means," in body and "\n,,0," in body
-    batch = parse_annotated_csv(csv.reader(io.StringIO(body)), ("uid",))
-    got = sorted((r[0], r[1], dict(zip(batch.fields, r[2:]))[ "spo2"]) for r in batch.rows)
-    assert got == [("2026-01-01T00:00:00Z", "a", "97.5"), ("2026-01-01T00:00:00Z", "b", "95")]
+    batch = parse_annotated_csv(body, ("uid",))
+    got = []
+    for block in batch.blocks:
+        assert "time" in block.columns and None not in block.columns  # leading Flux cells cut off
+        for row in csv.reader(io.StringIO(block.text)):
+            cells = dict(zip(block.columns, row))
+            got.append((cells["time"], cells["uid"], cells.get("spo2"), cells.get("bpm")))
+    assert sorted(got) == [("2026-01-01T00:00:00Z", "a", "97.5", "61"), ("2026-01-01T00:00:00Z", "b", "95", None)]
+    assert batch.fields == ["bpm", "spo2"] and batch.rows == 2

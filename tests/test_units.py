@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from loader import config as config_module
 from loader.config import SETTINGS, redact
 from loader.errors import ConfigError
-from loader.sink import sqlalchemy_url
+from loader.sink import libpq_url
 from loader.sources.flux import build_query, flux_string
 from loader.sources.influxql import build_statements, identifier, source_name
 from loader.windows import chunks, floor_to, format_duration, parse_duration, parse_time, rfc3339
@@ -103,10 +103,11 @@ def test_env_example_documents_every_setting():
         assert ("Required" in block) or ("Optional" in block), s.key
 
 
-def test_postgresql_url_is_sent_to_psycopg2():
-    assert sqlalchemy_url("postgresql://u:p@h:5432/d").drivername == "postgresql+psycopg2"
-    assert sqlalchemy_url("postgres://u@h/d").drivername == "postgresql+psycopg2"
-    assert sqlalchemy_url("postgresql+psycopg2://u@h/d?sslmode=require").query == {"sslmode": "require"}
+def test_sqlalchemy_style_urls_reach_libpq_unchanged_but_for_the_driver():
+    assert libpq_url("postgresql://u:p@h:5432/d") == "postgresql://u:p@h:5432/d"
+    assert libpq_url("postgres://u@h/d") == "postgresql://u@h/d"
+    assert libpq_url("postgresql+psycopg2://u:p%40x@h/d?sslmode=require") == \
+        "postgresql://u:p%40x@h/d?sslmode=require"
 
 
 HOSTILE = ['a"b', "x\\\") |> drop(columns: [\"_value\"]) //", "${danger}", "semi;colon", "späce ünïcode", "it's"]

@@ -7,19 +7,45 @@ empty windows absent.
 
 from dataclasses import dataclass, field
 
+from ..windows import rfc3339
+
+
+@dataclass
+class Block:
+    """CSV lines sharing one column layout, to be COPYed as they are.
+
+    columns names the CSV's columns in order: "time", a key tag, a field, or None for a column the
+    archive does not keep (Flux's leading annotation, result and table columns). Values are as the
+    source wrote them: RFC 3339 times, numbers, '' for none; PostgreSQL parses them.
+    """
+
+    columns: list
+    text: str
+    rows: int
+
 
 @dataclass
 class Batch:
-    """Window means for one chunk, ready for COPY: each row is [time, *tag values, *field values].
-
-    time is an RFC 3339 string, tag values are strings ('' where a series lacks the tag), field
-    values are strings or None (no reading of that field in the window).
-    """
+    """Window means for one chunk: blocks of CSV plus what the source counted on the way."""
 
     tags: tuple
-    fields: list
-    rows: list = field(default_factory=list)
+    start: int = 0  # the chunk [start, end), epoch seconds
+    end: int = 0
+    fields: list = field(default_factory=list)  # every field any block carries
+    blocks: list = field(default_factory=list)
     dropped: dict = field(default_factory=dict)  # field -> readings outside VALID_RANGES
+
+    @property
+    def rows(self):
+        return sum(b.rows for b in self.blocks)
+
+    @property
+    def start_text(self):
+        return rfc3339(self.start)
+
+    @property
+    def end_text(self):
+        return rfc3339(self.end)
 
 
 def open_source(config):

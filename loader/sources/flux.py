@@ -14,7 +14,7 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 
 from ..errors import SourceQueryError, SourceRejected, SourceUnavailable
 from ..windows import format_duration, rfc3339
-from . import Batch
+from . import Batch, Block
 from .http import classify_status, retry_after_seconds
 
 log = logging.getLogger(__name__)
@@ -90,72 +90,70 @@ def build_query(config, start, end):
     return "\n".join(lines + body + dropped) + "\n"
 
 
-def parse_annotated_csv(rows, tags):
-    """Read Flux annotated CSV rows into a Batch; raise SourceQueryError on an error table.
+def parse_annotated_csv(text, tags):
+    """Split a Flux annotated-CSV response into Blocks of data lines; raise on an error table.
 
     Tables arrive one after another; each new schema starts with #datatype/#group/#default lines and
-    a header. A field missing from some tables (e.g. a series without bpm) is simply empty there.
+    its header. Python only sorts lines (annotation, header, data); the data lines go to COPY as
+    they are, so a month of windows costs no per-value work here. A field missing from some tables
+    (a series without bpm) is simply absent from their block.
     """
-    batch = Batch(tags=tuple(tags), fields=[])
-    field_index = {}
-    header = None
-    defaults = []
-    expect_header = False
-    for row in rows:
-        if not row or (len(row) == 1 and not row[0]):
+    batch = Batch(tags=tuple(tags))
+    tables = []  # (columns, data lines) per means table
+    data = None  # the list receiving data lines of the current means table
+    kind = None
+    expect_header = True
+    for line in text.replace("\r\n", "\n").split("\n"):
+        if not line:
             continue  # blank line between tables
-        first = row[0]
-        if first.startswith("#"):
-            if first == "#default":
-                defaults = row  # InfluxDB leaves the result column empty in rows and names it here
+        if line[0] == "#":
             expect_header = True
             continue
-        if expect_header or header is None:
-            header = row
+        if expect_header:
             expect_header = False
-            if "error" in header and "reference" in header:
-                continue
-            positions = {name: i for i, name in enumerate(header)}
-            missing = [c for c in ("result", "_time") + tuple(tags) if c not in positions]
-            if "_field" in positions and "_value" in positions and "result" in positions:
-                mapping = None  # the dropped-count table: _field, _value
-            elif missing:
-                raise SourceQueryError(f"Flux response table lacks column(s) {', '.join(missing)}")
-            else:
-                mapping = []
-                for name, pos in positions.items():
-                    if name in _FLUX_COLUMNS or name in tags:
-                        continue
-                    if name not in field_index:
-                        field_index[name] = len(batch.fields)
-                        batch.fields.append(name)
-                    mapping.append((pos, field_index[name]))
-            time_pos = positions.get("_time")
-            tag_pos = [positions.get(t) for t in tags]
-            result_pos = positions.get("result")
-            default_result = defaults[result_pos] if result_pos is not None and result_pos < len(defaults) else ""
+            header = next(csv.reader([line]))
+            kind = _classify(header, tags)
+            if kind == "means":
+                if header[:3] != ["", "result", "table"] or any(c in _FLUX_COLUMNS for c in header[3:]
+                                                                 if c != "_time"):
+                    raise SourceQueryError(f"unexpected columns in the Flux response: {', '.join(header)}")
+                columns = []
+                for name in header[3:]:
+                    if name == "_time":
+                        columns.append("time")
+                    else:
+                        columns.append(name)
+                        if name not in tags and name not in batch.fields:
+                            batch.fields.append(name)
+                data = []
+                tables.append((columns, data))
             continue
-        if "error" in header and "reference" in header:
-            message = row[header.index("error")]
-            raise SourceQueryError(f"InfluxDB reported a query error: {message}")
-        result = (row[result_pos] if result_pos is not None else "") or default_result
-        if result == DROPPED_RESULT:
+        if kind == "means":
+            # the annotation, result and table cells (",,0,") are not archived: cut them off here,
+            # so COPY can read the rest straight into the archive's columns
+            data.append(line.split(",", 3)[3])
+        elif kind == "dropped":
+            row = next(csv.reader([line]))
             batch.dropped[row[header.index("_field")]] = int(row[header.index("_value")])
-            continue
-        values = [None] * len(batch.fields)
-        for pos, idx in mapping:
-            cell = row[pos]
-            values[idx] = cell if cell != "" else None
-        out = [row[time_pos]]
-        out.extend(row[p] for p in tag_pos)
-        out.extend(values)
-        batch.rows.append(out)
-    width = len(batch.fields)
-    for out in batch.rows:  # rows read before a later table added a field are padded
-        missing = 1 + len(tags) + width - len(out)
-        if missing:
-            out.extend([None] * missing)
+        elif kind == "error":
+            row = next(csv.reader([line]))
+            raise SourceQueryError(f"InfluxDB reported a query error: {row[header.index('error')]}")
+    batch.blocks = [Block(columns=columns, text="\n".join(data) + "\n", rows=len(data))
+                    for columns, data in tables if data]
     return batch
+
+
+def _classify(header, tags):
+    if "error" in header and "reference" in header:
+        return "error"
+    if "_time" in header and "result" in header:
+        missing = [t for t in tags if t not in header]
+        if missing:
+            raise SourceQueryError(f"Flux response table lacks column(s) {', '.join(missing)}")
+        return "means"
+    if "_field" in header and "_value" in header:
+        return "dropped"
+    raise SourceQueryError(f"unexpected table in the Flux response: columns {', '.join(header)}")
 
 
 class FluxSource:
@@ -174,14 +172,20 @@ class FluxSource:
         query = build_query(self.config, start, end)
         log.debug("flux query:\n%s", query)
         try:
-            rows = self._query_api.query_csv(query, dialect=_DIALECT)
-            return parse_annotated_csv(rows, self.config.tags)
+            response = self._query_api.query_raw(query, dialect=_DIALECT)
+            try:
+                body = response.read(decode_content=True)  # a chunk is bounded: a day is ~1 MB
+            finally:
+                response.release_conn()
+            batch = parse_annotated_csv(body.decode("utf-8"), self.config.tags)
+            batch.start, batch.end = start, end
+            return batch
         except ApiException as exc:
             raise self._api_error(exc) from None
         except (Urllib3Error, OSError) as exc:
             raise SourceUnavailable(f"InfluxDB at {self.config.influx_url} did not answer in full: "
                                     f"{type(exc).__name__}") from None
-        except csv.Error as exc:
+        except (csv.Error, UnicodeDecodeError) as exc:
             raise SourceQueryError(f"malformed CSV from InfluxDB: {exc}") from None
 
     def check(self):

@@ -4,6 +4,8 @@
 or user/password as HTTP Basic for InfluxDB 1.x with auth. Never in the URL, so never in a log.
 """
 
+import csv
+import io
 import json
 import logging
 
@@ -12,7 +14,7 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 
 from ..errors import SourceQueryError, SourceRejected, SourceUnavailable
 from ..windows import format_duration
-from . import Batch
+from . import Batch, Block
 from .http import classify_status, retry_after_seconds
 
 log = logging.getLogger(__name__)
@@ -145,7 +147,7 @@ class InfluxQLSource:
         if self._fields is None:
             self._fields = self.numeric_fields()
         tags = tuple(self.config.tags)
-        batch = Batch(tags=tags, fields=list(self._fields))
+        batch = Batch(tags=tags, start=start, end=end, fields=list(self._fields))
         if not self._fields:
             return batch
         index = {f: i for i, f in enumerate(self._fields)}
@@ -171,7 +173,10 @@ class InfluxQLSource:
                     for i, slot in slots:
                         if values[i] is not None:
                             row[1 + len(tags) + slot] = _number_text(values[i])
-        batch.rows = list(by_key.values())
+        if by_key:
+            out = io.StringIO()
+            csv.writer(out, lineterminator="\n").writerows(by_key.values())
+            batch.blocks.append(Block(columns=["time", *tags, *self._fields], text=out.getvalue(), rows=len(by_key)))
         return batch
 
     def check(self):
