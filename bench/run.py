@@ -125,7 +125,9 @@ class Bench:
                 samples.append(sample)
         med = tuple(statistics.median(s[i] for s in samples) for i in range(3))
         self.results[name] = med
-        print(f"  {name:<28} wall {med[0]:7.2f} s   cpu {med[1]:7.2f} s   peak RSS {med[2]:6.0f} MB", flush=True)
+        spread = f"   (cpu {min(s[1] for s in samples):.2f}..{max(s[1] for s in samples):.2f})" if len(samples) > 1 else ""
+        print(f"  {name:<28} wall {med[0]:7.2f} s   cpu {med[1]:7.2f} s   peak RSS {med[2]:6.0f} MB{spread}",
+              flush=True)
 
     # -- methods
     def reference(self, days):

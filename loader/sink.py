@@ -203,7 +203,7 @@ class ArchiveTable:
         statement = sql.SQL("COPY {} ({}) FROM STDIN WITH ({})").format(
             table, sql.SQL(", ").join(sql.Identifier(c) for c in block.columns), options).as_string(cur)
         try:
-            cur.copy_expert(statement, io.StringIO(block.text))
+            cur.copy_expert(statement, io.StringIO(block.text), size=1 << 20)
         except (psycopg2.errors.DataError, psycopg2.errors.BadCopyFileFormat) as exc:
             raise SourceQueryError(f"InfluxDB sent a value PostgreSQL cannot read: {_first_line(exc)}") from None
         except psycopg2.errors.UniqueViolation:

@@ -6,6 +6,7 @@ table Flux sends inside an HTTP 200 when a query fails part-way.
 
 import csv
 import logging
+import re
 
 from influxdb_client import InfluxDBClient
 from influxdb_client.domain.dialect import Dialect
@@ -93,54 +94,56 @@ def build_query(config, start, end):
 def parse_annotated_csv(text, tags):
     """Split a Flux annotated-CSV response into Blocks of data lines; raise on an error table.
 
-    Tables arrive one after another; each new schema starts with #datatype/#group/#default lines and
-    its header. Python only sorts lines (annotation, header, data); the data lines go to COPY as
-    they are, so a month of windows costs no per-value work here. A field missing from some tables
-    (a series without bpm) is simply absent from their block.
+    Tables arrive one after another, separated by a blank line; each starts with its
+    #datatype/#group/#default lines and its header. Python looks at each table once, not at each
+    line: the data lines go to COPY as they are (less their first three cells, the annotation,
+    result and table columns), so a month of windows costs no per-value work here. A field missing
+    from some tables (a series without bpm) is simply absent from their block.
     """
     batch = Batch(tags=tuple(tags))
-    tables = []  # (columns, data lines) per means table
-    data = None  # the list receiving data lines of the current means table
-    kind = None
-    expect_header = True
-    for line in text.replace("\r\n", "\n").split("\n"):
-        if not line:
-            continue  # blank line between tables
-        if line[0] == "#":
-            expect_header = True
+    for section in text.replace("\r\n", "\n").split("\n\n"):
+        body = section.strip("\n")
+        if not body:
             continue
-        if expect_header:
-            expect_header = False
-            header = next(csv.reader([line]))
-            kind = _classify(header, tags)
-            if kind == "means":
-                if header[:3] != ["", "result", "table"] or any(c in _FLUX_COLUMNS for c in header[3:]
-                                                                 if c != "_time"):
-                    raise SourceQueryError(f"unexpected columns in the Flux response: {', '.join(header)}")
-                columns = []
-                for name in header[3:]:
-                    if name == "_time":
-                        columns.append("time")
-                    else:
-                        columns.append(name)
-                        if name not in tags and name not in batch.fields:
-                            batch.fields.append(name)
-                data = []
-                tables.append((columns, data))
+        annotations = 0
+        while body.startswith("#"):
+            annotations += 1
+            body = body[body.find("\n") + 1:] if "\n" in body else ""
+        if not body:
             continue
-        if kind == "means":
-            # the annotation, result and table cells (",,0,") are not archived: cut them off here,
-            # so COPY can read the rest straight into the archive's columns
-            data.append(line.split(",", 3)[3])
-        elif kind == "dropped":
-            row = next(csv.reader([line]))
-            batch.dropped[row[header.index("_field")]] = int(row[header.index("_value")])
-        elif kind == "error":
-            row = next(csv.reader([line]))
+        line_end = body.find("\n")
+        header_line, data = (body, "") if line_end < 0 else (body[:line_end], body[line_end + 1:])
+        header = next(csv.reader([header_line]))
+        kind = _classify(header, tags)
+        if "\n#" in data or data.startswith("#"):
+            raise SourceQueryError("malformed CSV from InfluxDB: annotations inside a table")
+        if kind == "error":
+            row = next(csv.reader([data.split("\n", 1)[0]]))
             raise SourceQueryError(f"InfluxDB reported a query error: {row[header.index('error')]}")
-    batch.blocks = [Block(columns=columns, text="\n".join(data) + "\n", rows=len(data))
-                    for columns, data in tables if data]
+        if kind == "dropped":
+            for row in csv.reader(data.split("\n")):
+                if row:
+                    batch.dropped[row[header.index("_field")]] = int(row[header.index("_value")])
+            continue
+        if not data:
+            continue
+        if header[:3] != ["", "result", "table"] or any(c in _FLUX_COLUMNS for c in header[3:] if c != "_time"):
+            raise SourceQueryError(f"unexpected columns in the Flux response: {', '.join(header)}")
+        columns = ["time" if name == "_time" else name for name in header[3:]]
+        for name in columns:
+            if name != "time" and name not in tags and name not in batch.fields:
+                batch.fields.append(name)
+        rows = data.count("\n") + 1
+        # the annotation, result and table cells (",,0,") are not archived: cut them off every line
+        # in one pass, so COPY reads the rest straight into the archive's columns
+        stripped, cut = _LEADING_CELLS.subn("", data)
+        if cut != rows:
+            raise SourceQueryError("malformed CSV from InfluxDB: a row without result and table cells")
+        batch.blocks.append(Block(columns=columns, text=stripped + "\n", rows=rows))
     return batch
+
+
+_LEADING_CELLS = re.compile(r"^,[^,\n]*,[^,\n]*,", re.M)
 
 
 def _classify(header, tags):
