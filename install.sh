@@ -22,6 +22,9 @@ LOG_DIR=/var/log/$APP_NAME
 LOG=$LOG_DIR/loader.log
 INSTALL_LOG=$LOG_DIR/install.log
 LOCK=/run/lock/$APP_NAME.lock
+CRON_FILE=/etc/cron.d/$APP_NAME
+LOGROTATE_FILE=/etc/logrotate.d/$APP_NAME
+SYSTEMD_DIR=/etc/systemd/system
 DB_NAME=influx_archive
 LOADER_ROLE=influx_archive
 GRAFANA_ROLE=grafana_reader
@@ -332,21 +335,21 @@ install_file() {  # install_file TEMPLATE DEST MODE: only when the content diffe
 }
 
 install_schedule() {
-  install_file "$APP_DIR/setup/logrotate.conf" "/etc/logrotate.d/$APP_NAME" 0644
+  install_file "$APP_DIR/setup/logrotate.conf" "$LOGROTATE_FILE" 0644
   if [ "$USE_SYSTEMD" -eq 1 ]; then
     has_systemd || die "--systemd: systemd is not running on this machine; use the default cron schedule"
-    install_file "$APP_DIR/setup/systemd/influx-archive.service" "/etc/systemd/system/$APP_NAME.service" 0644
-    install_file "$APP_DIR/setup/systemd/influx-archive.timer" "/etc/systemd/system/$APP_NAME.timer" 0644
-    rm -f "/etc/cron.d/$APP_NAME"
+    install_file "$APP_DIR/setup/systemd/influx-archive.service" "$SYSTEMD_DIR/$APP_NAME.service" 0644
+    install_file "$APP_DIR/setup/systemd/influx-archive.timer" "$SYSTEMD_DIR/$APP_NAME.timer" 0644
+    rm -f "$CRON_FILE"
     systemctl daemon-reload
     systemctl enable --now "$APP_NAME.timer" >>"$INSTALL_LOG" 2>&1
     ok "systemd timer $APP_NAME.timer (hourly, Persistent=true)"
   else
-    install_file "$APP_DIR/crontab.txt" "/etc/cron.d/$APP_NAME" 0644
+    install_file "$APP_DIR/crontab.txt" "$CRON_FILE" 0644
     if has_systemd; then systemctl disable --now "$APP_NAME.timer" >/dev/null 2>&1 || true; fi
     if has_systemd; then systemctl enable --now cron >>"$INSTALL_LOG" 2>&1 || true
     else service cron start >>"$INSTALL_LOG" 2>&1 || warn "cron is not running (no init system?)"; fi
-    ok "cron: /etc/cron.d/$APP_NAME (hourly at :07, flock, log $LOG)"
+    ok "cron: $CRON_FILE (hourly at :07, flock, log $LOG)"
   fi
 }
 
@@ -392,7 +395,7 @@ summary() {
 
 influx-archive is installed.
   code and settings  $APP_DIR  (.env, mode 0600, owner $SERVICE_USER)
-  schedule           $([ "$USE_SYSTEMD" -eq 1 ] && echo "systemd timer $APP_NAME.timer" || echo "/etc/cron.d/$APP_NAME") (hourly)
+  schedule           $([ "$USE_SYSTEMD" -eq 1 ] && echo "systemd timer $APP_NAME.timer" || echo "$CRON_FILE") (hourly)
   log                $LOG  (install log: $INSTALL_LOG)
   Grafana            PostgreSQL data source: host ${host:-<this machine>}:$(pg_port), database $DB_NAME,
                      user $GRAFANA_ROLE, password GRAFANA_PG_PASSWORD in $ENV_FILE, TLS off on a home LAN
@@ -404,10 +407,10 @@ EOF
 
 uninstall() {
   say "removing the schedule and the venv"
-  rm -f "/etc/cron.d/$APP_NAME" "/etc/logrotate.d/$APP_NAME"
+  rm -f "$CRON_FILE" "$LOGROTATE_FILE"
   if has_systemd; then
     systemctl disable --now "$APP_NAME.timer" >/dev/null 2>&1 || true
-    rm -f "/etc/systemd/system/$APP_NAME.service" "/etc/systemd/system/$APP_NAME.timer"
+    rm -f "$SYSTEMD_DIR/$APP_NAME.service" "$SYSTEMD_DIR/$APP_NAME.timer"
     systemctl daemon-reload
   fi
   rm -rf "$VENV"

@@ -155,3 +155,41 @@ def test_demo_install_fills_the_archive_and_a_second_run_changes_nothing():
     assert _snapshot() == before
     hba = subprocess.run("cat /etc/postgresql/*/main/pg_hba.conf", shell=True, capture_output=True, text=True).stdout
     assert hba.count("grafana_reader    10.9.0.0/16    scram-sha-256") == 1
+
+
+FAKE_CRONTAB = """#!/bin/sh
+# a stand-in for crontab(1): -l -u USER prints $FAKE_DIR/USER; -u USER - stores standard input there
+if [ "$1" = "-l" ]; then [ -f "$FAKE_DIR/$3" ] && exec cat "$FAKE_DIR/$3"; exit 1; fi
+if [ "$1" = "-u" ] && [ "$3" = "-" ]; then cat > "$FAKE_DIR/$2"; exit 0; fi
+exit 2
+"""
+REFERENCE_LINE = "0 * * * * /usr/bin/python3 /home/pi/pg_loader/health_metrics_loader.py >> ~/cron.log 2>&1"
+
+
+def test_the_reference_scripts_cron_line_is_reported_and_disabled_only_with_the_flag(tmp_path):
+    (tmp_path / "crontab").write_text(FAKE_CRONTAB)
+    (tmp_path / "crontab").chmod(0o755)
+    user = open("/etc/passwd").readline().split(":")[0]
+    table = tmp_path / user
+    table.write_text(f"MAILTO=me\n{REFERENCE_LINE}\n")
+    setup = f'INSTALL_LOG=/dev/null; export FAKE_DIR="{tmp_path}"; PATH="{tmp_path}:$PATH"; '
+    report = sourced(setup + "ADOPT_REFERENCE=0; find_reference_cron")
+    assert report.returncode == 0, report.stderr
+    assert f"user {user}'s crontab still runs the reference script" in report.stderr
+    assert table.read_text() == f"MAILTO=me\n{REFERENCE_LINE}\n"
+    disable = sourced(setup + "ADOPT_REFERENCE=1; find_reference_cron")
+    assert disable.returncode == 0 and "disabled the reference script's cron line" in disable.stderr
+    assert table.read_text() == f"MAILTO=me\n# disabled by influx-archive: {REFERENCE_LINE}\n"
+    again = sourced(setup + "ADOPT_REFERENCE=0; find_reference_cron")
+    assert "still runs" not in again.stderr  # a disabled line is not reported again
+
+
+def test_uninstall_removes_the_schedule_and_venv_and_keeps_the_data(tmp_path):
+    for name in ("cron", "logrotate"):
+        (tmp_path / name).write_text("x")
+    (tmp_path / "venv" / "bin").mkdir(parents=True)
+    result = sourced(f'INSTALL_LOG=/dev/null; CRON_FILE="{tmp_path}/cron"; LOGROTATE_FILE="{tmp_path}/logrotate"; '
+                     f'VENV="{tmp_path}/venv"; has_systemd() {{ return 1; }}; uninstall')
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    assert "influx_archive and .env are kept" in result.stderr
