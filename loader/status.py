@@ -7,7 +7,7 @@ from psycopg2 import sql
 from .errors import EXIT_NEEDS_HUMAN, EXIT_OK, EXIT_RETRY_LATER
 from .sink import Database
 from .state import State, set_search_path
-from .windows import format_duration, rfc3339
+from .windows import format_duration, human_duration, rfc3339
 
 STATE_TABLES_EXIST = "SELECT to_regclass(%(name)s) IS NOT NULL"
 
@@ -28,7 +28,7 @@ class Status:
         if self.watermark is None:
             out.append("watermark:  none (never loaded)")
         else:
-            out.append(f"watermark:  {rfc3339(self.watermark)} (lag {format_duration(max(0, self.lag))})")
+            out.append(f"watermark:  {rfc3339(self.watermark)} (lag {human_duration(max(0, self.lag))})")
         if self.last_run:
             run = self.last_run
             when = rfc3339(int(run["started"]))

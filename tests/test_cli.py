@@ -153,7 +153,7 @@ def test_kill_9_during_a_multi_chunk_backfill_leaves_no_partial_chunk(pg_url, st
     for attempt in range(5):
         proc = subprocess.Popen([sys.executable, "-m", "loader", "--env-file", os.devnull, *args], cwd=ROOT, env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.3, 2.5))
+        time.sleep(rng.uniform(0.2, 1.5))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         rows = archive_rows(pg_url)
@@ -169,7 +169,8 @@ def test_kill_9_during_a_multi_chunk_backfill_leaves_no_partial_chunk(pg_url, st
     cur.execute("SELECT outcome, count(*) FROM influx_archive_runs GROUP BY 1")
     outcomes = dict(cur.fetchall())
     conn.close()
-    assert outcomes.get("ok") == 1 and outcomes.get("running", 0) <= 0  # killed runs marked abandoned
+    # a run that finished before its kill time is simply "ok"; a killed one is marked abandoned
+    assert outcomes.get("ok", 0) >= 1 and "running" not in outcomes and "failed" not in outcomes
 
 
 def _iso(epoch):
@@ -186,8 +187,12 @@ def test_status_exit_codes_never_fresh_stale_failing(pg_url, standin):
     fresh = cli("status", env=env)
     assert fresh.returncode == 0, fresh.stdout
     assert "fresh" in fresh.stdout and "watermark:" in fresh.stdout and "rows:" in fresh.stdout
-    stale = cli("status", env=dict(env, STALE_AFTER="1s"))
-    assert stale.returncode == 1 and "stale" in stale.stdout
+    conn = psycopg2.connect(pg_url)  # the archive as it looks after three hours without a run
+    conn.cursor().execute("UPDATE influx_archive_state SET watermark = watermark - interval '3 hours'")
+    conn.commit()
+    conn.close()
+    stale = cli("status", env=env)
+    assert stale.returncode == 1 and "stale" in stale.stdout and "lag 3h" in stale.stdout
     standin.faults = [("status", 500, None)] * 5
     failed = cli("run", env=dict(env, MAX_RETRIES="1"))
     assert failed.returncode == 1

@@ -13,7 +13,7 @@ from loader.errors import ConfigError
 from loader.sink import libpq_url
 from loader.sources.flux import build_query, flux_string
 from loader.sources.influxql import build_statements, identifier, source_name
-from loader.windows import chunks, floor_to, format_duration, parse_duration, parse_time, rfc3339
+from loader.windows import chunks, floor_to, format_duration, human_duration, parse_duration, parse_time, rfc3339
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BASE = {"INFLUX_URL": "http://localhost:8086", "INFLUX_TOKEN": "tok-123456", "INFLUX_ORG": "o",
@@ -44,6 +44,7 @@ def test_rfc3339_round_trips(t):
 def test_durations_and_times():
     assert [parse_duration(x) for x in ("5s", "15m", "1h", "30d", "2w")] == [5, 900, 3600, 2592000, 1209600]
     assert format_duration(86400) == "1d" and format_duration(5) == "5s" and format_duration(5400) == "90m"
+    assert [human_duration(s) for s in (45, 724, 10804, 190000)] == ["45s", "12m 4s", "3h 0m", "2d 4h"]
     assert parse_time("2026-10-01T02:00:00+02:00") == parse_time("2026-10-01T00:00:00Z")
     for bad in ("5", "5 minutes", "-1h"):
         with pytest.raises(ValueError):
