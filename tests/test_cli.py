@@ -150,6 +150,7 @@ def test_kill_9_during_a_multi_chunk_backfill_leaves_no_partial_chunk(pg_url, st
     pieces = chunks(start, end, 600)
     rng = random.Random(20261122)
     args = ["backfill", "--start", str(_iso(start)), "--end", str(_iso(end))]
+    interrupted = 0
     for attempt in range(5):
         proc = subprocess.Popen([sys.executable, "-m", "loader", "--env-file", os.devnull, *args], cwd=ROOT, env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -161,6 +162,8 @@ def test_kill_9_during_a_multi_chunk_backfill_leaves_no_partial_chunk(pg_url, st
             inside = {k: v for k, v in rows.items() if lo <= k[0] < hi}
             want = {k: v for k, v in expected.items() if lo <= k[0] < hi}
             assert inside in ({}, want), f"kill {attempt}: chunk {lo}..{hi} is partial"
+        interrupted += 0 < len(rows) < len(expected)
+    assert interrupted >= 1, "no kill landed in the middle of the backfill"
     result = cli(*args, env=env)
     assert result.returncode == 0, result.stderr
     assert archive_rows(pg_url) == expected
