@@ -104,7 +104,7 @@ def _setup_logging(config, verbose):
         handler.setLevel(logging.DEBUG)
         handler.setFormatter(fmt)
         root.addHandler(handler)
-    for noisy in ("urllib3", "influxdb_client", "sqlalchemy"):
+    for noisy in ("urllib3", "influxdb_client"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

@@ -159,23 +159,25 @@ def expected_means(points, window=5, tags=(), valid_ranges=None, start=None, end
 
 def archive_rows(pg_url, table="pox_five_second_mean", schema="public"):
     """{(epoch window start, *tags): {field: value}} read back from PostgreSQL."""
+    from psycopg2 import sql
     conn = psycopg2.connect(pg_url)
     try:
         cur = conn.cursor()
-        cur.execute("SELECT to_regclass(%s)", (f'"{schema}"."{table}"',))
+        name = sql.Identifier(schema, table)
+        qualified = name.as_string(conn)
+        cur.execute("SELECT to_regclass(%s)", (qualified,))
         if cur.fetchone()[0] is None:
             return {}
         cur.execute("SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
-                    "AND NOT attisdropped ORDER BY attnum", (f'"{schema}"."{table}"',))
+                    "AND NOT attisdropped ORDER BY attnum", (qualified,))
         cols = [r[0] for r in cur.fetchall()]
         cur.execute("SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
-                    "AND a.attnum = ANY(i.indkey) WHERE i.indrelid = %s::regclass AND i.indisprimary",
-                    (f'"{schema}"."{table}"',))
+                    "AND a.attnum = ANY(i.indkey) WHERE i.indrelid = %s::regclass AND i.indisprimary", (qualified,))
         key_names = {r[0] for r in cur.fetchall()}
         key = [c for c in cols if c in key_names]
         fields = [c for c in cols if c not in key]
-        cur.execute(f'SELECT extract(epoch FROM time)::bigint, {", ".join(f"{chr(34)}{c}{chr(34)}" for c in key[1:] + fields) or "1"} '
-                    f'FROM "{schema}"."{table}"')
+        selected = [sql.SQL("extract(epoch FROM time)::bigint")] + [sql.Identifier(c) for c in key[1:] + fields]
+        cur.execute(sql.SQL("SELECT {} FROM {}").format(sql.SQL(", ").join(selected), name))
         out = {}
         for row in cur.fetchall():
             k = (row[0], *row[1:len(key)])

@@ -334,3 +334,27 @@ def test_a_field_that_is_integer_in_one_shard_and_float_in_another(pg_url, stand
                       PG_TABLE="q")
     Job(cfg, clock=FixedClock(NOW)).run()
     assert archive_rows(pg_url, "q") == archive_rows(pg_url, "f")
+
+
+HOSTILE = {"bucket": 'bu"ck;et ü', "measurement": 'me"as;ure ü', "field": "fi'eld\"; DROP TABLE x; ü",
+           "table": 'ta"ble; ü'}
+
+
+def test_hostile_names_in_bucket_measurement_field_and_table_inject_nothing(pg_url, standin, influxd):
+    """Quotes, semicolons, spaces and unicode in every name from config or data: each stays one name
+    in Flux, InfluxQL and SQL, and both sources still give identical rows."""
+    points = [(HOSTILE["measurement"], {"uid": "a"}, f, t, v) for t in range(NOW - 600, NOW)
+              for f, v in (("spo2", 96.5 + t % 3), (HOSTILE["field"], 1.25))]
+    feed_standin(standin, points, bucket=HOSTILE["bucket"])
+    influxd.query(f'CREATE DATABASE "{HOSTILE["bucket"].replace(chr(34), chr(92) + chr(34))}"')
+    feed_influxd(influxd, HOSTILE["bucket"], points)
+    common = dict(INITIAL_LOOKBACK="1h", INFLUX_MEASUREMENT=HOSTILE["measurement"],
+                  VALID_RANGES=f"{HOSTILE['field']}=0..10")
+    Job(make_config(pg_url, standin.url, bucket=HOSTILE["bucket"], PG_TABLE=HOSTILE["table"], **common),
+        clock=FixedClock(NOW)).run()
+    Job(make_config(pg_url, influxd.url, language="influxql", bucket=HOSTILE["bucket"], PG_TABLE="via_influxql",
+                    **common), clock=FixedClock(NOW)).run()
+    want = expected_means(points, start=0, end=NOW - NOW % 5)
+    assert archive_rows(pg_url, HOSTILE["table"]) == want
+    assert archive_rows(pg_url, "via_influxql") == want
+    assert HOSTILE["field"] in next(iter(want.values()))
