@@ -142,16 +142,10 @@ class Job:
     def _rebuild_chunks(self, conn, cur, table, rollups, state, run_id, outcome, watermark):
         pieces = chunks(outcome.start, outcome.end, self.config.chunk)
         for index, (lo, hi) in enumerate(pieces, 1):
-            with table.db.errors():
-                try:
-                    rollups.refresh(cur, table.fields, lo, hi)
-                    outcome.chunks += 1
-                    state.progress(cur, run_id, outcome.start, outcome.end, outcome.chunks, outcome.rows)
-                    conn.commit()
-                except BaseException:
-                    if not conn.closed:
-                        conn.rollback()
-                    raise
+            with table.db.transaction(conn):
+                rollups.refresh(cur, table.fields, lo, hi)
+                outcome.chunks += 1
+                state.progress(cur, run_id, outcome.start, outcome.end, outcome.chunks, outcome.rows)
             if self.progress:
                 self.progress(index, len(pieces), lo, hi, 0, 0)
 
@@ -171,22 +165,16 @@ class Job:
                         outcome.dropped[name] = outcome.dropped.get(name, 0) + count
                         log.info("%s: dropped %d %s reading(s) outside VALID_RANGES", rfc3339(lo), count, name)
                 advance = always_advance or (watermark is not None and lo <= watermark)
-                with db.errors():
-                    try:
-                        written = table.write(cur, batch)
-                        if written:  # same transaction: rollups never ahead of or behind their rows
-                            rollups.refresh(cur, table.fields, lo, hi)
-                        if advance:
-                            state.advance(cur, hi)
-                            watermark = max(watermark or hi, hi)
-                        outcome.chunks += 1
-                        outcome.rows += written
-                        state.progress(cur, run_id, outcome.start, outcome.end, outcome.chunks, outcome.rows)
-                        conn.commit()
-                    except BaseException:
-                        if not conn.closed:
-                            conn.rollback()
-                        raise
+                with db.transaction(conn):  # rows, rollups and watermark move together or not at all
+                    written = table.write(cur, batch)
+                    if written:
+                        rollups.refresh(cur, table.fields, lo, hi)
+                    if advance:
+                        state.advance(cur, hi)
+                        watermark = max(watermark or hi, hi)
+                    outcome.chunks += 1
+                    outcome.rows += written
+                    state.progress(cur, run_id, outcome.start, outcome.end, outcome.chunks, outcome.rows)
                 log.debug("chunk %s .. %s: %d windows fetched, %d rows written", rfc3339(lo), rfc3339(hi),
                           batch.rows, written)
                 if self.progress:

@@ -64,6 +64,18 @@ class Database:
         return sql.Identifier(self.schema, self.table_name)
 
     @contextlib.contextmanager
+    def transaction(self, conn):
+        """One chunk, one transaction: committed when the block ends, rolled back on any error."""
+        with self.errors():
+            try:
+                yield
+                conn.commit()
+            except BaseException:
+                if not conn.closed:
+                    conn.rollback()
+                raise
+
+    @contextlib.contextmanager
     def errors(self):
         """Turn driver errors into SinkUnavailable (retry later) or SinkRejected (needs a human)."""
         try:
