@@ -1,7 +1,8 @@
-"""The Flux source: POST /api/v2/query through influxdb-client, read as streamed annotated CSV.
+"""The Flux source: POST /api/v2/query through influxdb-client (query_raw), as annotated CSV.
 
-Rows are parsed from the CSV as it arrives (no whole-result DataFrame) and checked for the error
-table Flux sends inside an HTTP 200 when a query fails part-way.
+No DataFrame and no per-row objects: each chunk's response (a day of 5-second windows is about
+1 MB, so memory stays bounded by CHUNK) is split into its tables, checked for the error table Flux
+sends inside an HTTP 200 when a query fails part-way, and its data lines go to COPY as they are.
 """
 
 import csv
