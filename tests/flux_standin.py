@@ -761,9 +761,10 @@ def error_table(message):
 
 class StandIn:
     """The server. `faults` is a list of planned faults consumed one per query request:
-    ("status", code, retry_after) | ("hang", seconds) | ("cut", after_bytes) | ("error_table", message)."""
+    ("status", code, retry_after) | ("hang", seconds) | ("cut", after_bytes) | ("error_table", message)
+    | ("body", text)."""
 
-    def __init__(self, token="test-token", org="test-org", store=None, cache=False):
+    def __init__(self, token="test-token", org="test-org", store=None, cache=False, tls=None):
         self.store = store or Store()
         self.cache = {} if cache else None  # query -> body: benchmarks measure clients, not the stand-in
         self.token = token
@@ -787,13 +788,20 @@ class StandIn:
                 pass  # clients that hang up (timeouts, cut streams) are what the fault tests do
 
         self.httpd = Server(("127.0.0.1", 0), Handler)
+        self.scheme = "http"
+        if tls:  # (certificate file, key file): serve HTTPS
+            import ssl
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
+            self.scheme = "https"
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
 
     @property
     def url(self):
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        return f"{self.scheme}://127.0.0.1:{self.httpd.server_address[1]}"
 
     def warm(self, query, annotations=True):
         """Compute a query's answer into the cache ahead of time (benchmarks: the stand-in, unlike
@@ -849,6 +857,8 @@ class StandIn:
             return self._json(h, 404, "not found", str(exc))
         except FluxError as exc:
             return self._json(h, 400, "invalid", f"compilation failed: {exc}")
+        if fault and fault[0] == "body":  # a 200 whose body is whatever the test says
+            body = fault[1].encode()
         if fault and fault[0] == "error_table":
             body = body[: len(body) // 2].rsplit(b"\n", 1)[0] + b"\n\n" + error_table(fault[1]).encode()
         h.send_response(200)

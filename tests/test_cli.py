@@ -240,3 +240,28 @@ def test_run_against_real_influxd_via_cli_fills_postgres(pg_url, influxd, influx
     again = archive_rows(pg_url)  # real time moves on: a window may have completed since
     assert again == expected_means(points, start=0, end=watermark(pg_url))
     assert {k: v for k, v in again.items() if k[0] < mark} == rows
+
+
+def test_postgres_restarted_mid_run_fails_the_run_with_exit_1_and_the_next_run_completes(pg_server, pg_url, standin):
+    end = now() - now() % 3600
+    start = end - 6 * HOUR
+    points = pulse_points(start, 6 * HOUR)
+    feed_standin(standin, points)
+    env = flux_env(pg_url, standin, CHUNK="1h")
+    args = ["backfill", "--start", _iso(start), "--end", _iso(end)]
+    standin.faults = [None, None, ("hang", 4)]  # the third chunk's answer is slow: PostgreSQL restarts meanwhile
+    proc = subprocess.Popen([sys.executable, "-m", "loader", "--env-file", os.devnull, *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 30
+    while len(standin.queries) < 3 and time.time() < deadline:
+        time.sleep(0.05)
+    pg_server.stop()
+    pg_server.start()
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, err
+    errors = [line for line in err.splitlines() if line.startswith("influx-archive:")]
+    assert len(errors) == 1 and "PostgreSQL" in errors[0] and "unavailable" in errors[0]
+    rows = archive_rows(pg_url)
+    assert {k[0] for k in rows} <= set(range(start, start + 2 * HOUR, 5))  # only whole, committed chunks
+    assert cli(*args, env=env).returncode == 0
+    assert archive_rows(pg_url) == expected_means(points, start=start, end=end)

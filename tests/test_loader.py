@@ -358,3 +358,26 @@ def test_hostile_names_in_bucket_measurement_field_and_table_inject_nothing(pg_u
     assert archive_rows(pg_url, HOSTILE["table"]) == want
     assert archive_rows(pg_url, "via_influxql") == want
     assert HOSTILE["field"] in next(iter(want.values()))
+
+
+MEANS_HEADER = ("#datatype,string,long,dateTime:RFC3339,double,double\n#group,false,false,false,false,false\n"
+                "#default,means,,,,\n,result,table,_time,bpm,spo2\n")
+
+
+@pytest.mark.parametrize("body, message", [
+    (MEANS_HEADER + ",,0,2026-09-21T02:00:00Z,61.5,97\n,,0,2026-09-21T02:00:05Z,sixty,97\n", "cannot read"),
+    (MEANS_HEADER + ",,0,2026-09-21T02:00:00Z,61.5,97\nnot,a,flux,row\n", "without result and table cells"),
+    (MEANS_HEADER + "2026-09-21T02:00:00Z,61.5\n", "without result and table cells"),
+    ("<html><body>502 Bad Gateway</body></html>", "unexpected table"),
+])
+def test_a_malformed_body_commits_nothing_and_the_next_run_loads_everything(pg_url, standin, body, message):
+    points = pulse_points(NOW - 2 * HOUR, 2 * HOUR)
+    feed_standin(standin, points)
+    cfg = make_config(pg_url, standin.url, INITIAL_LOOKBACK="2h", CHUNK="1h")
+    standin.faults = [("body", body)]
+    with pytest.raises(SourceQueryError, match=message) as exc:
+        Job(cfg, clock=FixedClock(NOW)).run()
+    assert exc.value.exit_code == 1
+    assert archive_rows(pg_url) == {} and watermark(pg_url) is None
+    Job(cfg, clock=FixedClock(NOW)).run()
+    assert archive_rows(pg_url) == expected_means(points, start=0, end=NOW - NOW % 5)

@@ -17,7 +17,7 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from ..errors import SourceQueryError, SourceRejected, SourceUnavailable
 from ..windows import format_duration, rfc3339
 from . import Batch, Block
-from .http import classify_status, retry_after_seconds
+from .http import TLS_HELP, classify_status, retry_after_seconds, tls_failure
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +187,8 @@ class FluxSource:
         except ApiException as exc:
             raise self._api_error(exc) from None
         except (Urllib3Error, OSError) as exc:
+            if tls_failure(exc):
+                raise SourceRejected(f"TLS to {self.config.influx_url} failed", hint=TLS_HELP) from None
             raise SourceUnavailable(f"InfluxDB at {self.config.influx_url} did not answer in full: "
                                     f"{type(exc).__name__}") from None
         except (csv.Error, UnicodeDecodeError) as exc:
@@ -202,10 +204,17 @@ class FluxSource:
         except ApiException as exc:
             raise self._api_error(exc) from None
         except (Urllib3Error, OSError) as exc:
+            if tls_failure(exc):
+                raise SourceRejected(f"TLS to {self.config.influx_url} failed", hint=TLS_HELP) from None
             raise SourceUnavailable(f"cannot reach InfluxDB at {self.config.influx_url}: {type(exc).__name__}") from None
 
     def _api_error(self, exc):
         message = getattr(exc, "message", None) or exc.reason or ""
+        if not exc.status:  # influxdb-client's way of saying the request got no HTTP answer at all
+            if "SSLError" in str(exc.reason) or "CERTIFICATE_VERIFY_FAILED" in str(exc.reason):
+                return SourceRejected(f"TLS to {self.config.influx_url} failed", hint=TLS_HELP)
+            return SourceUnavailable(f"InfluxDB at {self.config.influx_url} did not answer: "
+                                     f"{str(exc.reason).splitlines()[0] if exc.reason else 'no response'}")
         kind = classify_status(exc.status)
         if kind == "retry":
             return SourceUnavailable(f"InfluxDB answered HTTP {exc.status} {message}".strip(),

@@ -11,6 +11,17 @@ def classify_status(status):
     return "retry" if status in RETRY_STATUSES else "fail"
 
 
+TLS_HELP = ("InfluxDB's TLS certificate is not trusted here: if it is signed by your own CA, set "
+            "INFLUX_CA_FILE to that CA's PEM file (verification is never turned off)")
+
+
+def tls_failure(exc):
+    """True when a urllib3 error is a certificate/TLS failure (retrying will not fix it)."""
+    from urllib3.exceptions import MaxRetryError, SSLError
+    reason = exc.reason if isinstance(exc, MaxRetryError) else exc
+    return isinstance(reason, SSLError) or "CERTIFICATE_VERIFY_FAILED" in str(reason)
+
+
 def retry_after_seconds(headers):
     """Seconds from a Retry-After header (delta-seconds or HTTP date); None when absent or bad."""
     if not headers:
