@@ -1,5 +1,7 @@
 """The loader against real servers: PostgreSQL, influxd 1.x (InfluxQL) and the Flux stand-in."""
 
+import math
+
 import pytest
 
 from conftest import (FixedClock, archive_rows, count_rows, expected_means, feed_influxd, feed_standin,
@@ -204,6 +206,9 @@ def test_error_table_inside_http_200_commits_nothing(pg_url, standin):
     first_chunk_end = NOW - 2 * HOUR - (NOW - 2 * HOUR) % HOUR + HOUR
     assert watermark(pg_url) == first_chunk_end  # the first chunk committed, the failed one did not
     assert max(k[0] for k in archive_rows(pg_url)) < first_chunk_end
+    Job(cfg, clock=FixedClock(NOW)).run()  # the next run completes the archive
+    assert archive_rows(pg_url) == expected_means(pulse_points(NOW - 2 * HOUR, 2 * HOUR), start=0,
+                                                  end=NOW - NOW % 5)
 
 
 def test_wrong_token_fails_at_once_with_exit_2(pg_url, standin):
@@ -381,3 +386,52 @@ def test_a_malformed_body_commits_nothing_and_the_next_run_loads_everything(pg_u
     assert archive_rows(pg_url) == {} and watermark(pg_url) is None
     Job(cfg, clock=FixedClock(NOW)).run()
     assert archive_rows(pg_url) == expected_means(points, start=0, end=NOW - NOW % 5)
+
+
+@pytest.mark.parametrize("language", ["flux", "influxql"])
+def test_a_tag_and_a_field_with_the_same_name_never_mix(pg_url, standin, influxd, influx_db, language):
+    """With TAGS=uid, a field also called uid is left out: its values must not become key values."""
+    points = pulse_points(NOW - HOUR, HOUR, uids=("a", "b"))
+    clash = [("spo2", {"uid": "a"}, "uid", t, 7.0) for t in range(NOW - HOUR, NOW)]
+    if language == "flux":
+        feed_standin(standin, points + clash)
+        cfg = make_config(pg_url, standin.url, TAGS="uid", INITIAL_LOOKBACK="2h")
+    else:
+        feed_influxd(influxd, influx_db, points + clash)
+        cfg = make_config(pg_url, influxd.url, language="influxql", bucket=influx_db, TAGS="uid",
+                          INITIAL_LOOKBACK="2h")
+    Job(cfg, clock=FixedClock(NOW)).run()
+    rows = archive_rows(pg_url)
+    assert {k[1] for k in rows} == {"a", "b"}
+    assert rows == expected_means(points, tags=("uid",), start=0, end=NOW - NOW % 5)
+
+
+def test_nan_and_infinite_values_are_archived_as_the_source_averages_them(pg_url, standin):
+    points = pulse_points(NOW - 600, 600)
+    odd = [("spo2", {"uid": "a"}, "spo2", NOW - 300, float("nan")), ("spo2", {"uid": "a"}, "bpm", NOW - 200, float("inf")),
+           ("spo2", {"uid": "a"}, "bpm", NOW - 100, float("-inf"))]
+    feed_standin(standin, points + odd)
+    Job(make_config(pg_url, standin.url, INITIAL_LOOKBACK="1h"), clock=FixedClock(NOW)).run()
+    rows = archive_rows(pg_url)
+    w = lambda t: (t - t % 5,)  # noqa: E731
+    assert math.isnan(rows[w(NOW - 300)]["spo2"])
+    assert rows[w(NOW - 200)]["bpm"] == float("inf") and rows[w(NOW - 100)]["bpm"] == float("-inf")
+    untouched = {k: v for k, v in rows.items() if k not in (w(NOW - 300), w(NOW - 200), w(NOW - 100))}
+    want = expected_means(points, start=0, end=NOW - NOW % 5)
+    assert untouched == {k: v for k, v in want.items() if k in untouched} and len(untouched) == len(want) - 3
+
+
+def test_an_empty_result_moves_the_watermark_and_writes_nothing(pg_url, standin):
+    feed_standin(standin, pulse_points(NOW - 30 * DAY, 600))  # the bucket exists, the range holds nothing
+    outcome = Job(make_config(pg_url, standin.url, INITIAL_LOOKBACK="2h"), clock=FixedClock(NOW)).run()
+    assert outcome.rows == 0 and outcome.chunks == 1
+    assert archive_rows(pg_url) == {} and watermark(pg_url) == NOW - NOW % 5
+
+
+def test_finger_off_readings_count_in_the_mean_when_no_range_is_set(pg_url, standin):
+    points = pulse_points(NOW - HOUR, HOUR, finger_off_every=7)
+    feed_standin(standin, points)
+    outcome = Job(make_config(pg_url, standin.url, INITIAL_LOOKBACK="2h"), clock=FixedClock(NOW)).run()
+    rows = archive_rows(pg_url)
+    assert rows == expected_means(points, start=0, end=NOW - NOW % 5) and outcome.dropped == {}
+    assert min(r["spo2"] for r in rows.values()) < 90  # the zeros drag the means down, as asked

@@ -58,6 +58,11 @@ def build_query(config, start, end):
     if config.fields:
         fields = " or ".join(f"r._field == {flux_string(f)}" for f in config.fields)
         lines.append(f"  |> filter(fn: (r) => {fields})")
+    elif config.tags:
+        # a field named like a key tag would land in the tag's column after pivot: leave it out
+        # (FIELDS cannot name one: config refuses the overlap)
+        clash = " and ".join(f"r._field != {flux_string(t)}" for t in config.tags)
+        lines.append(f"  |> filter(fn: (r) => {clash})")
     group = ", ".join(flux_string(c) for c in ("_field",) + tuple(config.tags))
     keep = ", ".join(flux_string(c) for c in ("_time", "_field", "_value") + tuple(config.tags))
     body = [

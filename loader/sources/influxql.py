@@ -142,6 +142,9 @@ class InfluxQLSource:
         for series in self._query(stmt)[0].get("series", []):
             for name, kind in series.get("values", []):
                 if kind in NUMERIC_TYPES and name not in fields:
+                    if name in self.config.tags:
+                        log.warning("field %s has the name of a key tag and is not archived", name)
+                        continue
                     fields.append(name)
         return fields
 
