@@ -123,7 +123,8 @@ def test_second_run_while_one_is_active_exits_0_at_once(pg_url, standin):
 
 
 def test_two_runs_started_together_one_loads_one_steps_aside(pg_url, standin):
-    feed_standin(standin, pulse_points(now() - 3 * HOUR, 3 * HOUR))
+    points = pulse_points(now() - 3 * HOUR, 3 * HOUR)
+    feed_standin(standin, points)
     env = flux_env(pg_url, standin, INITIAL_LOOKBACK="3h", CHUNK="1h")
     cli("status", env=env)
     standin.faults = [("hang", 2)]
@@ -138,6 +139,7 @@ def test_two_runs_started_together_one_loads_one_steps_aside(pg_url, standin):
     total, distinct = cur.fetchone()
     conn.close()
     assert total == distinct > 0
+    assert archive_rows(pg_url) == expected_means(points, start=0, end=watermark(pg_url))
 
 
 def test_kill_9_during_a_multi_chunk_backfill_leaves_no_partial_chunk(pg_url, standin):

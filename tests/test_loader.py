@@ -221,10 +221,14 @@ def test_wrong_token_fails_at_once_with_exit_2(pg_url, standin):
 
 
 def test_unknown_bucket_fails_with_exit_2_for_flux(pg_url, standin):
+    points = pulse_points(NOW - HOUR, HOUR)
+    feed_standin(standin, points)
     cfg = make_config(pg_url, standin.url, bucket="no_such_bucket", INITIAL_LOOKBACK="1h")
     with pytest.raises(SourceRejected, match="no_such_bucket") as exc:
         Job(cfg, clock=FixedClock(NOW), sleep=pytest.fail).run()
-    assert "INFLUX_BUCKET" in exc.value.hint
+    assert exc.value.exit_code == 2 and "INFLUX_BUCKET" in exc.value.hint
+    Job(make_config(pg_url, standin.url, INITIAL_LOOKBACK="1h"), clock=FixedClock(NOW)).run()  # bucket fixed
+    assert archive_rows(pg_url) == expected_means(points, start=0, end=NOW - NOW % 5)
 
 
 def test_missing_database_fails_with_exit_2_and_dbrp_help_for_influxql(pg_url, influxd):
