@@ -17,6 +17,7 @@ from psycopg2 import sql
 from .config import redact
 from .errors import SinkRejected, SinkUnavailable, SourceQueryError
 from .state import DDL_LOCK, PRIMARY_KEY_OF
+from .windows import rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +177,7 @@ class ArchiveTable:
             return 0
         self.ensure(cur, batch.fields)
         cur.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE time >= %(lo)s AND time < %(hi)s)").format(
-            self.db.table), {"lo": batch.start_text, "hi": batch.end_text})
+            self.db.table), {"lo": rfc3339(batch.start), "hi": rfc3339(batch.end)})
         if not cur.fetchone()[0]:
             for block in batch.blocks:
                 self._copy(cur, self.db.table, block)

@@ -7,16 +7,14 @@ empty windows absent.
 
 from dataclasses import dataclass, field
 
-from ..windows import rfc3339
-
 
 @dataclass
 class Block:
     """CSV lines sharing one column layout, to be COPYed as they are.
 
-    columns names the CSV's columns in order: "time", a key tag, a field, or None for a column the
-    archive does not keep (Flux's leading annotation, result and table columns). Values are as the
-    source wrote them: RFC 3339 times, numbers, '' for none; PostgreSQL parses them.
+    columns names the CSV's columns in order, each a column of the archive: "time", a key tag or a
+    field. Values are as the source wrote them: RFC 3339 times, numbers, '' for none; PostgreSQL
+    parses them.
     """
 
     columns: list
@@ -39,13 +37,6 @@ class Batch:
     def rows(self):
         return sum(b.rows for b in self.blocks)
 
-    @property
-    def start_text(self):
-        return rfc3339(self.start)
-
-    @property
-    def end_text(self):
-        return rfc3339(self.end)
 
 
 def open_source(config):

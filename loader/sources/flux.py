@@ -17,7 +17,7 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from ..errors import SourceQueryError, SourceRejected, SourceUnavailable
 from ..windows import format_duration, rfc3339
 from . import Batch, Block
-from .http import TLS_HELP, classify_status, retry_after_seconds, tls_failure
+from .http import classify_status, no_answer, retry_after_seconds
 
 log = logging.getLogger(__name__)
 
@@ -111,9 +111,7 @@ def parse_annotated_csv(text, tags):
         body = section.strip("\n")
         if not body:
             continue
-        annotations = 0
         while body.startswith("#"):
-            annotations += 1
             body = body[body.find("\n") + 1:] if "\n" in body else ""
         if not body:
             continue
@@ -192,10 +190,7 @@ class FluxSource:
         except ApiException as exc:
             raise self._api_error(exc) from None
         except (Urllib3Error, OSError) as exc:
-            if tls_failure(exc):
-                raise SourceRejected(f"TLS to {self.config.influx_url} failed", hint=TLS_HELP) from None
-            raise SourceUnavailable(f"InfluxDB at {self.config.influx_url} did not answer in full: "
-                                    f"{type(exc).__name__}") from None
+            raise no_answer(self.config.influx_url, exc) from None
         except (csv.Error, UnicodeDecodeError) as exc:
             raise SourceQueryError(f"malformed CSV from InfluxDB: {exc}") from None
 
@@ -209,17 +204,12 @@ class FluxSource:
         except ApiException as exc:
             raise self._api_error(exc) from None
         except (Urllib3Error, OSError) as exc:
-            if tls_failure(exc):
-                raise SourceRejected(f"TLS to {self.config.influx_url} failed", hint=TLS_HELP) from None
-            raise SourceUnavailable(f"cannot reach InfluxDB at {self.config.influx_url}: {type(exc).__name__}") from None
+            raise no_answer(self.config.influx_url, exc) from None
 
     def _api_error(self, exc):
         message = getattr(exc, "message", None) or exc.reason or ""
         if not exc.status:  # influxdb-client's way of saying the request got no HTTP answer at all
-            if "SSLError" in str(exc.reason) or "CERTIFICATE_VERIFY_FAILED" in str(exc.reason):
-                return SourceRejected(f"TLS to {self.config.influx_url} failed", hint=TLS_HELP)
-            return SourceUnavailable(f"InfluxDB at {self.config.influx_url} did not answer: "
-                                     f"{str(exc.reason).splitlines()[0] if exc.reason else 'no response'}")
+            return no_answer(self.config.influx_url, exc.reason or "no response")
         kind = classify_status(exc.status)
         if kind == "retry":
             return SourceUnavailable(f"InfluxDB answered HTTP {exc.status} {message}".strip(),

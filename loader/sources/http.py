@@ -3,6 +3,10 @@
 from email.utils import parsedate_to_datetime
 from time import time as _now
 
+from urllib3.exceptions import MaxRetryError, SSLError
+
+from ..errors import SourceRejected, SourceUnavailable
+
 # 429: rate limited (Cloud free plan: 300 MB of reads per 5 minutes); 5xx: server trouble.
 RETRY_STATUSES = {429, 500, 502, 503, 504}
 
@@ -15,11 +19,16 @@ TLS_HELP = ("InfluxDB's TLS certificate is not trusted here: if it is signed by 
             "INFLUX_CA_FILE to that CA's PEM file (verification is never turned off)")
 
 
-def tls_failure(exc):
-    """True when a urllib3 error is a certificate/TLS failure (retrying will not fix it)."""
-    from urllib3.exceptions import MaxRetryError, SSLError
+def no_answer(url, exc):
+    """The error for a request that got no HTTP answer: a TLS/certificate failure needs a human
+    (exit 2), anything else (refused, reset, timed out, cut off) is retried and caught up later.
+    exc is a urllib3/OS error, or the text influxdb-client puts in its status-0 ApiException."""
     reason = exc.reason if isinstance(exc, MaxRetryError) else exc
-    return isinstance(reason, SSLError) or "CERTIFICATE_VERIFY_FAILED" in str(reason)
+    text = str(reason)
+    if isinstance(reason, SSLError) or "SSLError" in text or "CERTIFICATE_VERIFY_FAILED" in text:
+        return SourceRejected(f"TLS to {url} failed", hint=TLS_HELP)
+    detail = text.splitlines()[0] if isinstance(reason, str) and text else type(reason).__name__
+    return SourceUnavailable(f"InfluxDB at {url} did not answer: {detail}")
 
 
 def retry_after_seconds(headers):

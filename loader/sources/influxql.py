@@ -15,7 +15,7 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from ..errors import SourceQueryError, SourceRejected, SourceUnavailable
 from ..windows import format_duration
 from . import Batch, Block
-from .http import TLS_HELP, classify_status, retry_after_seconds, tls_failure
+from .http import classify_status, no_answer, retry_after_seconds
 
 log = logging.getLogger(__name__)
 
@@ -101,10 +101,7 @@ class InfluxQLSource:
         try:
             response = self._http.request("GET", url, fields=params, headers=self._headers)
         except (Urllib3Error, OSError) as exc:
-            if tls_failure(exc):
-                raise SourceRejected(f"TLS to {self.config.influx_url} failed", hint=TLS_HELP) from None
-            raise SourceUnavailable(f"cannot reach InfluxDB at {self.config.influx_url}: "
-                                    f"{type(exc).__name__}") from None
+            raise no_answer(self.config.influx_url, exc) from None
         body = response.data
         try:
             payload = json.loads(body) if body else {}
