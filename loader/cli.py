@@ -11,7 +11,8 @@ import textwrap
 from . import __version__
 from . import config as config_module
 from .clock import SystemClock
-from .errors import EXIT_NEEDS_HUMAN, EXIT_OK, EXIT_RETRY_LATER, ConfigError, LoaderError
+from .errors import EXIT_NEEDS_HUMAN, EXIT_OK, EXIT_RETRY_LATER, BackupDamaged, ConfigError, LoaderError
+from .heartbeat import Heartbeat
 from .windows import parse_time, rfc3339
 
 log = logging.getLogger("loader")
@@ -37,9 +38,10 @@ COMMANDS = {
                         and --end it covers every archived row.""",
                         "python -m loader rebuild-rollups\n"
                         "  python -m loader rebuild-rollups --start 2026-10-01T00:00:00Z --end 2026-11-01T00:00:00Z"),
-    "status": ("show watermark, lag, last run and row count",
-               """Exit 0 when fresh, 1 when the newest window is older than STALE_AFTER, 2 when never run
-               or the last run failed.""",
+    "status": ("show watermark, lag, last run, row count and the newest backup",
+               """Exit 0 when fresh, 1 when the newest window is older than STALE_AFTER or the newest dump in
+               BACKUP_DIR older than BACKUP_MAX_AGE (or none yet), 2 when never run, the last run failed,
+               or BACKUP_DIR is missing or not mounted.""",
                "python -m loader status && echo archive is current"),
     "adopt-reference": ("adopt a table written by the reference script",
                         """Keeps the old table as <PG_TABLE>_reference_backup, creates the archive table with its
@@ -47,6 +49,22 @@ COMMANDS = {
                         --yes it only counts what it would change. install.sh --adopt-reference calls it.""",
                         "python -m loader adopt-reference          # dry run: counts only\n"
                         "  python -m loader adopt-reference --yes"),
+    "backup": ("dump the archive database to BACKUP_DIR, rotate old dumps, copy to BACKUP_REMOTE",
+               """A consistent, compressed pg_dump (custom format, the server's major version), written
+               atomically; refused when BACKUP_DIR is missing, not on a mounted drive, or short of space.
+               Keeps the newest dump of each of BACKUP_KEEP_DAILY days and BACKUP_KEEP_WEEKLY weeks. Pings
+               BACKUP_HEALTHCHECK_URL. install.sh runs it nightly.""",
+               "python -m loader backup"),
+    "restore": ("restore a dump into a database, or --verify that the newest dump restores",
+                """FILE is restored in one transaction into --into DBNAME (created if missing; default:
+                PG_URL's database), never over one that holds tables unless --force; row counts follow.
+                A damaged file is reported before any database is touched. --verify restores the newest
+                dump in BACKUP_DIR (or FILE) into a scratch database, compares its archive tables with the
+                live ones (rows older than the dump's watermark less LATE_DATA, which later runs never
+                change), then drops it; install.sh runs it weekly.""",
+                "python -m loader restore --verify\n"
+                "  python -m loader restore /mnt/usb/influx-archive/influx_archive-2026-11-22T031700Z.dump "
+                "--into archive_copy"),
     "check": ("test that InfluxDB can be read and PostgreSQL written",
               """Runs a tiny query (InfluxQL: also proves the DBRP mapping exists), then creates the tables
               and writes a test row in a transaction it rolls back.""",
@@ -75,6 +93,12 @@ def build_parser():
         if name == "rebuild-rollups":
             cmd.add_argument("--start", type=_time_arg, metavar="TIME", help="first instant (default: the oldest row)")
             cmd.add_argument("--end", type=_time_arg, metavar="TIME", help="end, exclusive (default: after the newest)")
+        if name == "restore":
+            cmd.add_argument("file", nargs="?", metavar="FILE", help="a dump made by backup (--verify: default newest)")
+            cmd.add_argument("--into", metavar="DBNAME", help="database to restore into (default: PG_URL's)")
+            cmd.add_argument("--force", action="store_true", help="replace the tables of a database that has some")
+            cmd.add_argument("--verify", action="store_true",
+                             help="restore into a scratch database, compare with the live archive, drop it")
         if name == "backfill":
             cmd.add_argument("--start", required=True, type=_time_arg, metavar="TIME",
                              help="first instant to load, e.g. 2026-10-01T00:00:00Z")
@@ -129,12 +153,15 @@ def main(argv=None):
         return EXIT_NEEDS_HUMAN
     _setup_logging(None, args.verbose)
     config = None
+    heartbeat = Heartbeat(None)
     try:
         config = config_module.load(args.env_file)
         _setup_logging(config, args.verbose)
         for warning in config.warnings:
             log.warning(warning)
-        return _dispatch(args, config)
+        heartbeat = _heartbeat(args, config)
+        heartbeat.start()
+        code, line = _dispatch(args, config), f"influx-archive {args.command}: done"
     except ConfigError as exc:
         print(f"influx-archive: configuration problems in {args.env_file} or the environment:", file=sys.stderr)
         for problem in exc.problems:
@@ -144,11 +171,22 @@ def main(argv=None):
         secrets = config.secrets() if config else []
         log.debug("traceback", exc_info=True)
         hint = f" ({exc.hint})" if exc.hint else ""
-        print(f"influx-archive: {config_module.redact(str(exc) + hint, secrets)}", file=sys.stderr)
-        return exc.exit_code
+        code, line = exc.exit_code, f"influx-archive: {config_module.redact(str(exc) + hint, secrets)}"
+        print(line, file=sys.stderr)
     except KeyboardInterrupt:
-        print("influx-archive: interrupted; committed chunks are kept, the next run resumes", file=sys.stderr)
-        return EXIT_RETRY_LATER
+        code, line = EXIT_RETRY_LATER, "influx-archive: interrupted; committed chunks are kept, the next run resumes"
+        print(line, file=sys.stderr)
+    heartbeat.finish(code, line)
+    return code
+
+
+def _heartbeat(args, config):
+    """run pings HEALTHCHECK_URL; backup and restore --verify ping BACKUP_HEALTHCHECK_URL."""
+    if args.command == "run":
+        return Heartbeat(config.healthcheck_url.reveal())
+    if args.command == "backup" or (args.command == "restore" and args.verify):
+        return Heartbeat(config.backup_healthcheck_url.reveal())
+    return Heartbeat(None)
 
 
 def _dispatch(args, config):
@@ -195,6 +233,12 @@ def _dispatch(args, config):
         from .adopt import adopt_reference
         print("\n".join(adopt_reference(config, apply=args.yes).lines()))
         return EXIT_OK
+    if args.command == "backup":
+        from .backup import backup
+        print("\n".join(backup(config, SystemClock()).lines()))
+        return EXIT_OK
+    if args.command == "restore":
+        return _restore(args, config)
     if args.command == "check":
         from .check import check_influx, check_postgres
         worst = EXIT_OK
@@ -203,3 +247,24 @@ def _dispatch(args, config):
             worst = worst if ok else EXIT_NEEDS_HUMAN
         return worst
     raise AssertionError(args.command)
+
+
+def _restore(args, config):
+    from .restore import restore, verify
+    if args.verify:
+        if args.into or args.force:
+            print("influx-archive: --verify restores into its own scratch database; drop --into and --force",
+                  file=sys.stderr)
+            return EXIT_NEEDS_HUMAN
+        result = verify(config, args.file)
+        print("\n".join(result.lines()))
+        if not result.ok:
+            raise BackupDamaged(f"{result.file} does not restore to the live archive (see the table above)",
+                                hint="if nothing rewrote old rows since (backfill, rebuild-rollups), the dump is "
+                                     "damaged: make a new one with `python -m loader backup`")
+        return EXIT_OK
+    if not args.file:
+        print("influx-archive: restore needs FILE (or --verify)", file=sys.stderr)
+        return EXIT_NEEDS_HUMAN
+    print("\n".join(restore(config, args.file, into=args.into, force=args.force).lines()))
+    return EXIT_OK

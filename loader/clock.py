@@ -9,6 +9,8 @@ import shutil
 import subprocess
 import time
 
+from .errors import ClockError
+
 
 class SystemClock:
     def now(self):
@@ -29,3 +31,12 @@ class SystemClock:
             return None  # no systemd (container, chroot): cannot tell
         return answer == "yes"
 
+
+
+def check_synchronized(clock, policy, doing):
+    """Raise ClockError unless the clock may be trusted under REQUIRE_CLOCK_SYNC (auto, yes, no)."""
+    synced = clock.synchronized() if policy != "no" else True
+    if synced is False or (policy == "yes" and synced is None):
+        raise ClockError(f"the system clock is not NTP-synchronised; not {doing} until it is",
+                         hint="wait for `timedatectl` to say 'System clock synchronized: yes' "
+                              "(or set REQUIRE_CLOCK_SYNC=no)")

@@ -8,6 +8,7 @@ PG_CONNECT) are accepted as aliases. `.env.example` mirrors SETTINGS; a test kee
 import difflib
 import os
 import re
+import shlex
 import stat
 from dataclasses import dataclass, field
 
@@ -76,6 +77,24 @@ SETTINGS = (
     Setting("GRAFANA_PG_PASSWORD", "Written by install.sh: the password of the read-only Grafana role "
             "(the loader does not use it).", secret=True, default=""),
     Setting("LOG_FILE", "Append the full log (with tracebacks) here; empty: log to stderr only.", default=""),
+    Setting("BACKUP_DIR", "Where `backup` writes its dumps: a USB drive or network mount, not the SD card; "
+            "empty: backups are off.", default="", example="/mnt/usb/influx-archive"),
+    Setting("BACKUP_REQUIRE_MOUNT", "yes: refuse a BACKUP_DIR on the root filesystem (a drive that is not "
+            "mounted leaves an empty directory on the SD card); no: allow it.", default="yes"),
+    Setting("BACKUP_KEEP_DAILY", "Dumps kept: the newest of each of this many most recent days.", default="7"),
+    Setting("BACKUP_KEEP_WEEKLY", "Also kept: the newest of each of this many most recent ISO weeks.", default="4"),
+    Setting("BACKUP_MAX_AGE", "`status` fails when the newest dump is older than this.", default="36h"),
+    Setting("BACKUP_REMOTE", "Optional rsync destination for a copy of each new dump (its SSH key and "
+            "known_hosts stay the service user's, never in this file).", default="",
+            example="backup@nas.local:/srv/backups/influx-archive/"),
+    Setting("BACKUP_REMOTE_SSH", "The remote shell rsync uses for BACKUP_REMOTE.", default="ssh -o BatchMode=yes",
+            example="ssh -o BatchMode=yes -i /etc/influx-archive/backup_key"),
+    Setting("HEALTHCHECK_URL", "Optional dead-man's-switch URL pinged by `run` (URL/start, URL on success, "
+            "URL/fail on failure), e.g. a healthchecks.io check. A failed ping never fails the run.",
+            secret=True, default="", example="https://hc-ping.com/your-check-uuid"),
+    Setting("BACKUP_HEALTHCHECK_URL", "The same for `backup` and `restore --verify` (a separate check: "
+            "they run nightly and weekly, not hourly).", secret=True, default="",
+            example="https://hc-ping.com/your-backup-check-uuid"),
 )
 _BY_KEY = {s.key: s for s in SETTINGS}
 _ALIASES = {alias: s.key for s in SETTINGS for alias in s.aliases}
@@ -130,11 +149,21 @@ class Config:
     max_retry_wait: int
     require_clock_sync: str
     log_file: str
+    backup_dir: str = ""
+    backup_require_mount: bool = True
+    backup_keep_daily: int = 7
+    backup_keep_weekly: int = 4
+    backup_max_age: int = 36 * 3600
+    backup_remote: str = ""
+    backup_remote_ssh: tuple = ("ssh", "-o", "BatchMode=yes")
+    healthcheck_url: Secret = Secret("")
+    backup_healthcheck_url: Secret = Secret("")
     warnings: tuple = field(default=())
 
     def secrets(self):
         """Every secret value, so error text can be scrubbed of them before it is shown or stored."""
-        values = [self.influx_token.reveal(), self.influx_password.reveal(), self.pg_url.reveal()]
+        values = [self.influx_token.reveal(), self.influx_password.reveal(), self.pg_url.reveal(),
+                  self.healthcheck_url.reveal(), self.backup_healthcheck_url.reveal()]
         password = _pg_password(self.pg_url.reveal())
         if password:
             values.append(password)
@@ -320,6 +349,21 @@ def load(env_file=".env", environ=None):
     if clock_sync not in ("auto", "yes", "no"):
         problems.append(f"REQUIRE_CLOCK_SYNC must be auto, yes or no, not {clock_sync!r}")
 
+    backup_dir = get("BACKUP_DIR")
+    if backup_dir and not os.path.isabs(backup_dir):
+        problems.append(f"BACKUP_DIR must be an absolute path, not {backup_dir!r}")
+    require_mount = get("BACKUP_REQUIRE_MOUNT").lower()
+    if require_mount not in ("yes", "no"):
+        problems.append(f"BACKUP_REQUIRE_MOUNT must be yes or no, not {require_mount!r}")
+    try:
+        remote_ssh = tuple(shlex.split(get("BACKUP_REMOTE_SSH")))
+    except ValueError as exc:
+        problems.append(f"BACKUP_REMOTE_SSH: {exc}")
+        remote_ssh = ()
+    for key in ("HEALTHCHECK_URL", "BACKUP_HEALTHCHECK_URL"):
+        if get(key) and not re.match(r"^https?://[^/\s]+", get(key)):
+            problems.append(f"{key} must start with http:// or https://")
+
     pg_url = get("PG_URL")
     if pg_url and not re.match(r"^postgres(ql)?(\+psycopg2)?://", pg_url):
         problems.append(f"PG_URL must start with postgresql:// or postgresql+psycopg2://, "
@@ -353,6 +397,15 @@ def load(env_file=".env", environ=None):
         max_retry_wait=duration("MAX_RETRY_WAIT"),
         require_clock_sync=clock_sync,
         log_file=get("LOG_FILE"),
+        backup_dir=backup_dir.rstrip("/") or backup_dir,
+        backup_require_mount=require_mount != "no",
+        backup_keep_daily=integer("BACKUP_KEEP_DAILY", 1),
+        backup_keep_weekly=integer("BACKUP_KEEP_WEEKLY", 0),
+        backup_max_age=duration("BACKUP_MAX_AGE"),
+        backup_remote=get("BACKUP_REMOTE"),
+        backup_remote_ssh=remote_ssh,
+        healthcheck_url=Secret(get("HEALTHCHECK_URL")),
+        backup_healthcheck_url=Secret(get("BACKUP_HEALTHCHECK_URL")),
         warnings=tuple(warnings),
     )
     if problems:

@@ -63,3 +63,18 @@ class SinkRejected(LoaderError):
 
 class ClockError(LoaderError):
     """The system clock cannot be trusted right now; nothing is written until it can."""
+
+
+class BackupError(LoaderError):
+    """A backup or restore cannot go ahead as asked (no BACKUP_DIR, drive not mounted, disk full,
+    no matching pg_dump, a live database in the way); retrying will not fix it."""
+
+    exit_code = EXIT_NEEDS_HUMAN
+
+
+class BackupDamaged(BackupError):
+    """A dump file cannot be read back in full (truncated, corrupted, not a pg_dump archive)."""
+
+
+class RemoteCopyFailed(LoaderError):
+    """The dump was written, but copying it to BACKUP_REMOTE failed (retried by the next backup)."""

@@ -9,7 +9,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from .clock import SystemClock
+from .clock import SystemClock, check_synchronized
 from .config import redact
 from .errors import ClockError, LoaderError, SourceUnavailable
 from .rollups import Rollups
@@ -86,12 +86,7 @@ class Job:
         return self._execute("rebuild-rollups", plan, self._rebuild_chunks)
 
     def _check_clock(self):
-        policy = self.config.require_clock_sync
-        synced = self.clock.synchronized() if policy != "no" else True
-        if synced is False or (policy == "yes" and synced is None):
-            raise ClockError("the system clock is not NTP-synchronised; not loading until it is",
-                             hint="wait for `timedatectl` to say 'System clock synchronized: yes' "
-                                  "(or set REQUIRE_CLOCK_SYNC=no)")
+        check_synchronized(self.clock, self.config.require_clock_sync, "loading")
 
     def _execute(self, command, plan, work):
         config = self.config

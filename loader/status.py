@@ -4,7 +4,9 @@ from dataclasses import dataclass
 
 from psycopg2 import sql
 
-from .errors import EXIT_NEEDS_HUMAN, EXIT_OK, EXIT_RETRY_LATER
+from .backup import human_size, newest
+from .errors import EXIT_NEEDS_HUMAN, EXIT_OK, EXIT_RETRY_LATER, BackupError
+from .pgtools import database_name
 from .sink import Database
 from .state import State, set_search_path
 from .windows import format_duration, human_duration, rfc3339
@@ -22,6 +24,7 @@ class Status:
     running: int = 0
     exit_code: int = EXIT_NEEDS_HUMAN
     verdict: str = "never run"
+    backup: str = "not configured (set BACKUP_DIR; README, Backups)"
 
     def lines(self):
         out = [f"archive:    {self.target}"]
@@ -43,6 +46,7 @@ class Status:
             out.append("running:    yes (or killed: the next run will say)")
         if self.rows is not None:
             out.append(f"rows:       {self.rows}")
+        out.append(f"backup:     {self.backup}")
         out.append(f"verdict:    {self.verdict}")
         return out
 
@@ -81,4 +85,28 @@ def status(config, now):
         result.verdict = f"stale: lag above STALE_AFTER ({format_duration(config.stale_after)})"
     else:
         result.exit_code, result.verdict = EXIT_OK, "fresh"
+    if config.backup_dir:
+        _backup_status(config, now, result)
     return result
+
+
+def _backup_status(config, now, result):
+    """The newest dump's age and size; a missing, unmounted or stale BACKUP_DIR makes the exit code worse."""
+    code = EXIT_OK
+    try:
+        dump, count = newest(config, database_name(config))
+    except BackupError as exc:
+        result.backup, code, problem = f"{exc} ({exc.hint})", EXIT_NEEDS_HUMAN, "BACKUP_DIR unusable"
+    else:
+        if dump is None:
+            result.backup, code, problem = f"no dump yet in {config.backup_dir}", EXIT_RETRY_LATER, "no backup yet"
+        else:
+            age = max(0, int(now) - dump.stamp)
+            result.backup = (f"{rfc3339(dump.stamp)} ({human_duration(age)} ago), {human_size(dump.size)}; "
+                             f"{count} dump(s) in {config.backup_dir}")
+            if age > config.backup_max_age:
+                code = EXIT_RETRY_LATER
+                problem = f"backup stale: older than BACKUP_MAX_AGE ({format_duration(config.backup_max_age)})"
+    if code != EXIT_OK:
+        result.verdict = problem if result.exit_code == EXIT_OK else f"{result.verdict}; {problem}"
+        result.exit_code = max(result.exit_code, code)

@@ -3,10 +3,11 @@
 -- input (never on a command line). Safe to run again: it converges to the same state.
 \set ON_ERROR_STOP on
 
--- The loader: owns the archive database, is not a superuser and cannot create roles or databases.
-SELECT format('CREATE ROLE %I LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE', :'loader_role')
+-- The loader: owns the archive database, is not a superuser and cannot create roles. It may create
+-- databases: `restore --into` restores into a new one and `restore --verify` into a scratch one it drops.
+SELECT format('CREATE ROLE %I LOGIN NOSUPERUSER CREATEDB NOCREATEROLE', :'loader_role')
  WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'loader_role') \gexec
-SELECT format('ALTER ROLE %I WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD %L',
+SELECT format('ALTER ROLE %I WITH LOGIN NOSUPERUSER CREATEDB NOCREATEROLE PASSWORD %L',
               :'loader_role', :'loader_pw') \gexec
 
 -- Grafana: reads, never writes.

@@ -1,0 +1,301 @@
+"""`restore`: a dump back into a database, and `restore --verify`: proof that the newest dump restores.
+
+restore reads the whole dump first (a truncated or corrupted file is reported before any database
+is touched), then restores it in one transaction into a new or empty database, never over a live one
+without --force (which replaces the dump's tables with `pg_restore --clean`). A restore that fails
+changes nothing, and a database it created for the purpose is dropped again.
+
+verify restores the newest dump of BACKUP_DIR into a scratch database, compares each archive table
+(5-second means and rollups) with the live one, and drops the scratch database. The live archive has
+moved on since the dump, so the comparison covers what the loader never rewrites after the dump: the
+windows that ended before the dump's watermark less LATE_DATA.
+"""
+
+import os
+import time
+from dataclasses import dataclass, field
+
+import psycopg2
+import psycopg2.errors
+from psycopg2 import sql
+
+from .backup import check_location, directory_lock, human_size, list_dumps
+from .errors import BackupDamaged, BackupError
+from .pgtools import PgTools, first_error
+from .rollups import LEVELS
+from .sink import Database
+from .windows import floor_to, rfc3339
+
+SCRATCH_MARK = "influx-archive: scratch database of restore --verify, dropped after the check"
+
+DATABASE_EXISTS = "SELECT 1 FROM pg_database WHERE datname = %(name)s"
+DATABASE_COMMENT = "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %(name)s"
+USER_TABLES = """
+SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND n.nspname <> 'information_schema' AND n.nspname !~ '^pg_'
+ORDER BY 1, 2
+"""
+WATERMARK = "SELECT extract(epoch FROM watermark)::bigint FROM {} WHERE target = %(target)s"
+# An order-independent checksum of whole rows: the sum of 60 bits of each row's md5. Rows are rendered
+# as text with the same settings on both sides (see _session).
+TABLE_CHECKSUM = """
+SELECT count(*), coalesce(sum(('x' || left(md5(t::text), 15))::bit(60)::bigint), 0)::text
+FROM {} AS t WHERE %(cutoff)s::timestamptz IS NULL OR t.time < %(cutoff)s::timestamptz
+"""
+
+DAMAGED_HINT = "the file is truncated or corrupted; restore an older dump from BACKUP_DIR or the remote copy"
+CREATEDB_HINT = ("the role in PG_URL lacks CREATEDB: re-run install.sh (it grants it), or create the "
+                 "database first: sudo -u postgres createdb -O <PG_URL's user> {name}")
+
+
+@dataclass
+class RestoreResult:
+    file: str
+    database: str
+    created: bool
+    tables: list = field(default_factory=list)  # (schema.table, rows)
+    seconds: float = 0.0
+
+    def lines(self):
+        how = "a new database" if self.created else "an existing database"
+        out = [f"restored: {self.file} into {how} {self.database} in {self.seconds:.1f}s"]
+        width = max((len(name) for name, _ in self.tables), default=0)
+        out += [f"  {name:<{width}}  {rows:>10} rows" for name, rows in self.tables]
+        return out
+
+
+def read_whole(tools, pg_restore, path):
+    """Read every byte of the dump as a restore would (the SQL goes nowhere): damage shows here."""
+    code, errors = tools.run([pg_restore, "--file", os.devnull, path])
+    if code != 0:
+        raise BackupDamaged(f"{path} cannot be restored: {first_error(errors)}", hint=DAMAGED_HINT)
+
+
+def _maintenance_connection(tools):
+    """A connection for CREATE/DROP DATABASE: PG_URL's database, or postgres when that one is gone."""
+    for dbname in (None, "postgres", "template1"):
+        try:
+            return tools.connect(dbname, autocommit=True)
+        except psycopg2.OperationalError as exc:
+            if "does not exist" not in str(exc):
+                raise
+    raise psycopg2.OperationalError(f"database {tools.dbname} does not exist")
+
+
+def _user_tables(tools, dbname):
+    conn = tools.connect(dbname)
+    try:
+        cur = conn.cursor()
+        cur.execute(USER_TABLES)
+        return [(schema, table) for schema, table in cur.fetchall()]
+    finally:
+        conn.close()
+
+
+def _count_rows(tools, dbname):
+    conn = tools.connect(dbname)
+    try:
+        cur = conn.cursor()
+        cur.execute(USER_TABLES)
+        counts = []
+        for schema, table in cur.fetchall():
+            cur.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, table)))
+            counts.append((f"{schema}.{table}", cur.fetchone()[0]))
+        return counts
+    finally:
+        conn.close()
+
+
+def restore(config, path, into=None, force=False, mark=None):
+    """Restore the dump at path into database `into` (default: PG_URL's); returns a RestoreResult."""
+    if not os.path.isfile(path):
+        raise BackupError(f"{path}: no such file")
+    tools = PgTools(config)
+    target = into or tools.dbname
+    db = Database(config)
+    started = time.monotonic()
+    with db.errors():
+        maintenance = _maintenance_connection(tools)
+    created = False
+    try:
+        with db.errors():
+            cur = maintenance.cursor()
+            pg_restore = tools.program("pg_restore", tools.server_major(cur))
+            read_whole(tools, pg_restore, path)
+            cur.execute(DATABASE_EXISTS, {"name": target})
+            replace = False
+            if cur.fetchone():
+                tables = _user_tables(tools, target)
+                if tables and not force:
+                    raise BackupError(
+                        f"database {target} already holds {len(tables)} table(s), e.g. {'.'.join(tables[0])}; "
+                        f"not restoring over it",
+                        hint="restore into a new database with --into NAME, or replace its tables with --force")
+                replace = bool(tables)
+            else:
+                try:
+                    cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(target)))
+                except psycopg2.errors.InsufficientPrivilege:
+                    raise BackupError(f"cannot create database {target}",
+                                      hint=CREATEDB_HINT.format(name=target)) from None
+                created = True
+                if mark:
+                    cur.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(target),
+                                                                               sql.Literal(mark)))
+        argv = [pg_restore, "--dbname", tools.conninfo(target), "--no-owner", "--no-privileges",
+                "--single-transaction", "--exit-on-error"]
+        if replace:
+            argv += ["--clean", "--if-exists"]
+        code, errors = tools.run(argv + [path])
+        if code != 0:
+            raise BackupError(f"restoring {path} into {target} failed, nothing was changed: {first_error(errors)}")
+        with db.errors():
+            counts = _count_rows(tools, target)
+    except BaseException:
+        if created:
+            with db.errors():
+                drop_database(maintenance, target)
+        raise
+    finally:
+        maintenance.close()
+    return RestoreResult(path, target, created, counts, time.monotonic() - started)
+
+
+def drop_database(conn, name):
+    conn.cursor().execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
+
+
+@dataclass
+class TableCheck:
+    name: str
+    cutoff: int  # compared rows start before this (None: all rows)
+    backup_rows: int
+    live_rows: int
+    same: bool
+
+
+@dataclass
+class VerifyResult:
+    file: str
+    size: int
+    restored: RestoreResult = None
+    checks: list = field(default_factory=list)
+
+    @property
+    def ok(self):
+        return bool(self.checks) and all(c.same for c in self.checks)
+
+    def lines(self):
+        out = [f"verify:   {self.file} ({human_size(self.size)})"]
+        if self.restored:
+            out += self.restored.lines()
+        for c in self.checks:
+            scope = f"before {rfc3339(c.cutoff)}" if c.cutoff is not None else "all rows"
+            verdict = "identical to the live archive" if c.same else (
+                f"DIFFERS from the live archive ({c.backup_rows} rows vs {c.live_rows} live)")
+            out.append(f"  {c.name}: {c.backup_rows} rows {scope}, {verdict}")
+        if not self.checks:
+            out.append("  no archive table in the dump to compare")
+        out.append("verdict:  " + ("restorable and identical" if self.ok else
+                                   "NOT verified: the dump does not match the live archive"))
+        return out
+
+
+def verify(config, path=None):
+    """Restore a dump (default: the newest in BACKUP_DIR) into a scratch database, compare, drop it."""
+    tools = PgTools(config)
+    if path is None:
+        directory = check_location(config, for_writing=False)
+        dumps = list_dumps(directory, tools.dbname)
+        if not dumps:
+            raise BackupError(f"no dump of {tools.dbname} in {directory} to verify",
+                              hint="make one: python -m loader backup")
+        path = dumps[0].path
+    else:
+        directory = os.path.dirname(os.path.abspath(path))
+    scratch = f"{tools.dbname[:56]}_verify"
+    db = Database(config)
+    result = VerifyResult(path, os.path.getsize(path) if os.path.isfile(path) else 0)
+    lock = directory_lock(directory) if os.access(directory, os.W_OK) else _no_lock()
+    with lock:
+        with db.errors():
+            maintenance = _maintenance_connection(tools)
+        try:
+            with db.errors():
+                _drop_leftover_scratch(maintenance, scratch)
+        except BaseException:
+            maintenance.close()
+            raise
+        try:
+            result.restored = restore(config, path, into=scratch, mark=SCRATCH_MARK)
+            with db.errors():
+                result.checks = _compare(config, tools, scratch)
+        finally:
+            with db.errors():
+                drop_database(maintenance, scratch)
+            maintenance.close()
+    return result
+
+
+class _no_lock:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _drop_leftover_scratch(conn, name):
+    cur = conn.cursor()
+    cur.execute(DATABASE_COMMENT, {"name": name})
+    row = cur.fetchone()
+    if row is None:
+        return
+    if row[0] != SCRATCH_MARK:
+        raise BackupError(f"database {name} exists and is not influx-archive's scratch database; not touching it",
+                          hint=f"rename or drop it yourself; verify restores into {name}")
+    drop_database(conn, name)  # a verify killed before it could clean up
+
+
+def _session(conn):
+    # rows are compared as text: render them the same way in both databases
+    cur = conn.cursor()
+    cur.execute("SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET extra_float_digits = 1")
+    return cur
+
+
+def _compare(config, tools, scratch):
+    """Counts and checksums of each archive table, restored vs live, over the rows both must share."""
+    schema, base = config.pg_schema, config.pg_table
+    tables = [(base, config.window)] + [(f"{base}_{suffix}", width) for suffix, width in LEVELS]
+    restored, live = tools.connect(scratch, autocommit=True), tools.connect(autocommit=True)
+    try:
+        restored_cur, live_cur = _session(restored), _session(live)
+        present = {f"{s}.{t}" for s, t in _user_tables(tools, scratch)}
+        watermark = None
+        if f"{schema}.influx_archive_state" in present:
+            restored_cur.execute(sql.SQL(WATERMARK).format(sql.Identifier(schema, "influx_archive_state")),
+                                 {"target": f"{schema}.{base}"})
+            row = restored_cur.fetchone()
+            watermark = row[0] if row else None
+        checks = []
+        for table, width in tables:
+            name = f"{schema}.{table}"
+            if name not in present:
+                continue
+            cutoff = floor_to(watermark - config.late_data, width) if watermark is not None else None
+            args = {"cutoff": rfc3339(cutoff) if cutoff is not None else None}
+            statement = sql.SQL(TABLE_CHECKSUM).format(sql.Identifier(schema, table))
+            restored_cur.execute(statement, args)
+            backup_rows, backup_sum = restored_cur.fetchone()
+            try:
+                live_cur.execute(statement, args)
+                live_rows, live_sum = live_cur.fetchone()
+            except psycopg2.errors.UndefinedTable:
+                live_rows, live_sum = 0, None
+            checks.append(TableCheck(name, cutoff, backup_rows, live_rows,
+                                     backup_rows == live_rows and backup_sum == live_sum))
+        return checks
+    finally:
+        restored.close()
+        live.close()
