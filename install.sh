@@ -5,6 +5,8 @@
 #   sudo ./install.sh --demo                      local InfluxDB 1.x with synthetic data, then a first load
 #   sudo ./install.sh --influx-url URL --influx-org ORG --influx-token-file FILE [--language influxql]
 #   sudo ./install.sh --lan 192.168.1.0/24        also let Grafana on that network read the archive
+#   sudo ./install.sh --backup-dir /mnt/usb/influx-archive   nightly backups to a mounted drive
+#   sudo ./install.sh --restore FILE              a new Pi: restore a backup before the first load
 #   sudo ./install.sh --uninstall [--purge]       remove schedule and venv (--purge: also the data)
 #
 # Sourcing it (`. ./install.sh`) defines the steps without running them (tests do that).
@@ -22,9 +24,13 @@ LOG_DIR=/var/log/$APP_NAME
 LOG=$LOG_DIR/loader.log
 INSTALL_LOG=$LOG_DIR/install.log
 LOCK=/run/lock/$APP_NAME.lock
+BACKUP_LOG=$LOG_DIR/backup.log
+BACKUP_LOCK=/run/lock/$APP_NAME-backup.lock
 CRON_FILE=/etc/cron.d/$APP_NAME
 LOGROTATE_FILE=/etc/logrotate.d/$APP_NAME
 SYSTEMD_DIR=/etc/systemd/system
+SYSTEMD_UNITS=("$APP_NAME.service" "$APP_NAME.timer" "$APP_NAME-backup.service" "$APP_NAME-backup.timer"
+               "$APP_NAME-verify.service" "$APP_NAME-verify.timer")
 DB_NAME=influx_archive
 LOADER_ROLE=influx_archive
 GRAFANA_ROLE=grafana_reader
@@ -32,12 +38,12 @@ SYSTEM_PYTHON=/usr/bin/python3
 SUPPORTED_ARCHS="armhf arm64 amd64"
 SUPPORTED_RELEASES="12 13"
 APT_PACKAGES=(postgresql python3-venv python3-pandas python3-numpy python3-psycopg2 python3-sqlalchemy
-              python3-dotenv cron logrotate util-linux ca-certificates)
+              python3-dotenv cron logrotate util-linux ca-certificates rsync)
 
 # Options (set by parse_args)
 DEMO=0 USE_SYSTEMD=0 UNINSTALL=0 PURGE=0 ADOPT_REFERENCE=0 ASSUME_YES=0
 LAN_CIDR="" SERVICE_USER="" INFLUX_URL_OPT="" INFLUX_ORG_OPT="" INFLUX_TOKEN_FILE_OPT=""
-INFLUX_BUCKET_OPT="" LANGUAGE_OPT=""
+INFLUX_BUCKET_OPT="" LANGUAGE_OPT="" BACKUP_DIR_OPT="" RESTORE_FILE=""
 PG_VERSION="" PG_CLUSTER=main ARCH="" RELEASE=""
 
 usage() {
@@ -54,6 +60,8 @@ Options:
   --systemd               schedule with a systemd timer instead of cron
   --user NAME             run the loader as NAME (default: the sudo user, else a system user)
   --adopt-reference       adopt a table made by the reference script (dedupe, key, labels to window start)
+  --backup-dir DIR        set BACKUP_DIR: nightly dumps there (an existing directory on a mounted drive)
+  --restore FILE          restore a dump made by `backup` before the first load (a new Pi, an empty archive)
   --uninstall [--purge]   remove schedule and venv; --purge also drops the database and roles
   -y, --yes               do not ask
 EOF
@@ -80,6 +88,8 @@ parse_args() {
       --influx-token-file) INFLUX_TOKEN_FILE_OPT=${2:?}; shift ;;
       --bucket) INFLUX_BUCKET_OPT=${2:?}; shift ;;
       --language) LANGUAGE_OPT=${2:?}; shift ;;
+      --backup-dir) BACKUP_DIR_OPT=${2:?--backup-dir needs a directory}; shift ;;
+      --restore) RESTORE_FILE=${2:?--restore needs a dump file}; shift ;;
       -h|--help) usage; exit 0 ;;
       *) usage >&2; die "unknown option $1" ;;
     esac
@@ -134,7 +144,10 @@ choose_service_user() {
     ok "created system user $SERVICE_USER"
   fi
   chown "$SERVICE_USER:" "$LOG_DIR"
-  touch "$LOG" && chown "$SERVICE_USER:" "$LOG" && chmod 0640 "$LOG"
+  local log
+  for log in "$LOG" "$BACKUP_LOG"; do
+    touch "$log" && chown "$SERVICE_USER:" "$log" && chmod 0640 "$log"
+  done
 }
 
 find_postgres() {
@@ -323,7 +336,7 @@ curl_ok() { "$SYSTEM_PYTHON" -c 'import sys, urllib.request; urllib.request.urlo
 render() {  # render TEMPLATE: substitute the @PLACEHOLDERS@ of setup files
   sed -e "s#@NAME@#$APP_NAME#g" -e "s#@USER@#$SERVICE_USER#g" -e "s#@APP_DIR@#$APP_DIR#g" \
       -e "s#@PYTHON@#$VENV/bin/python#g" -e "s#@LOG@#$LOG#g" -e "s#@LOG_DIR@#$LOG_DIR#g" \
-      -e "s#@LOCK@#$LOCK#g" "$1"
+      -e "s#@LOCK@#$LOCK#g" -e "s#@BACKUP_LOG@#$BACKUP_LOG#g" -e "s#@BACKUP_LOCK@#$BACKUP_LOCK#g" "$1"
 }
 
 install_file() {  # install_file TEMPLATE DEST MODE: only when the content differs
@@ -338,19 +351,55 @@ install_schedule() {
   install_file "$APP_DIR/setup/logrotate.conf" "$LOGROTATE_FILE" 0644
   if [ "$USE_SYSTEMD" -eq 1 ]; then
     has_systemd || die "--systemd: systemd is not running on this machine; use the default cron schedule"
-    install_file "$APP_DIR/setup/systemd/influx-archive.service" "$SYSTEMD_DIR/$APP_NAME.service" 0644
-    install_file "$APP_DIR/setup/systemd/influx-archive.timer" "$SYSTEMD_DIR/$APP_NAME.timer" 0644
+    local unit
+    for unit in "${SYSTEMD_UNITS[@]}"; do
+      install_file "$APP_DIR/setup/systemd/$unit" "$SYSTEMD_DIR/$unit" 0644
+    done
     rm -f "$CRON_FILE"
     systemctl daemon-reload
-    systemctl enable --now "$APP_NAME.timer" >>"$INSTALL_LOG" 2>&1
-    ok "systemd timer $APP_NAME.timer (hourly, Persistent=true)"
+    for unit in "${SYSTEMD_UNITS[@]}"; do
+      case "$unit" in *.timer) systemctl enable --now "$unit" >>"$INSTALL_LOG" 2>&1 ;; esac
+    done
+    ok "systemd timers: $APP_NAME.timer (hourly), $APP_NAME-backup.timer (03:17), $APP_NAME-verify.timer (Sun 04:37)"
   else
     install_file "$APP_DIR/crontab.txt" "$CRON_FILE" 0644
-    if has_systemd; then systemctl disable --now "$APP_NAME.timer" >/dev/null 2>&1 || true; fi
+    if has_systemd; then disable_timers; fi
     if has_systemd; then systemctl enable --now cron >>"$INSTALL_LOG" 2>&1 || true
     else service cron start >>"$INSTALL_LOG" 2>&1 || warn "cron is not running (no init system?)"; fi
-    ok "cron: $CRON_FILE (hourly at :07, flock, log $LOG)"
+    ok "cron: $CRON_FILE (hourly at :07, log $LOG; backup 03:17, verify Sundays 04:37, log $BACKUP_LOG)"
   fi
+}
+
+disable_timers() {
+  local unit
+  for unit in "${SYSTEMD_UNITS[@]}"; do
+    case "$unit" in *.timer) systemctl disable --now "$unit" >/dev/null 2>&1 || true ;; esac
+  done
+}
+
+# BACKUP_DIR must already exist: creating it when the drive is not mounted would put the backups on the
+# SD card they are meant to outlive (the loader refuses a BACKUP_DIR on the root filesystem anyway).
+configure_backups() {
+  [ -n "$BACKUP_DIR_OPT" ] || return 0
+  case "$BACKUP_DIR_OPT" in /*) ;; *) die "--backup-dir needs an absolute path, not $BACKUP_DIR_OPT" ;; esac
+  [ -d "$BACKUP_DIR_OPT" ] || die "--backup-dir $BACKUP_DIR_OPT does not exist: mount the drive and create it first"
+  if [ "$(stat -c %d "$BACKUP_DIR_OPT")" = "$(stat -c %d /)" ]; then
+    warn "$BACKUP_DIR_OPT is on the root filesystem (the SD card): backup will refuse it unless .env sets BACKUP_REQUIRE_MOUNT=no"
+  fi
+  if ! runuser -u "$SERVICE_USER" -- test -w "$BACKUP_DIR_OPT"; then
+    chown "$SERVICE_USER:" "$BACKUP_DIR_OPT" 2>/dev/null \
+      || warn "$SERVICE_USER cannot write to $BACKUP_DIR_OPT and chown failed (FAT drive? mount it with uid=$SERVICE_USER)"
+  fi
+  IA_SET_BACKUP_DIR=$BACKUP_DIR_OPT "$SYSTEM_PYTHON" "$APP_DIR/setup/envfile.py" set "$ENV_FILE" BACKUP_DIR
+  ok "BACKUP_DIR=$BACKUP_DIR_OPT in $ENV_FILE (nightly backup, weekly verify)"
+}
+
+restore_backup() {
+  [ -n "$RESTORE_FILE" ] || return 0
+  [ -r "$RESTORE_FILE" ] || die "--restore $RESTORE_FILE: no such readable file"
+  say "restoring $RESTORE_FILE into $DB_NAME"
+  loader restore "$(realpath "$RESTORE_FILE")" 2>&1 | tee -a "$INSTALL_LOG" >&2 \
+    || die "restore failed (see above); the archive database was left as it was"
 }
 
 # The reference article's script ran from a user crontab as health_metrics_loader.py.
@@ -388,6 +437,12 @@ first_run() {
   loader run 2>&1 | tee -a "$LOG" >&2 || warn "the first load failed; the hourly job will retry (see $LOG)"
 }
 
+first_backup() {
+  [ -n "$(env_get BACKUP_DIR)" ] || return 0
+  say "first backup to $(env_get BACKUP_DIR)"
+  loader backup 2>&1 | tee -a "$BACKUP_LOG" >&2 || warn "the backup failed (see above and $BACKUP_LOG); the nightly job will retry"
+}
+
 summary() {
   local host
   host=$(hostname -I 2>/dev/null | awk '{print $1}')
@@ -397,6 +452,7 @@ influx-archive is installed.
   code and settings  $APP_DIR  (.env, mode 0600, owner $SERVICE_USER)
   schedule           $([ "$USE_SYSTEMD" -eq 1 ] && echo "systemd timer $APP_NAME.timer" || echo "$CRON_FILE") (hourly)
   log                $LOG  (install log: $INSTALL_LOG)
+  backups            $(b=$(env_get BACKUP_DIR); [ -n "$b" ] && echo "$b, nightly at 03:17, verified Sundays; log $BACKUP_LOG" || echo "off: re-run with --backup-dir DIR on a mounted drive (README, Backups)")
   Grafana            PostgreSQL data source: host ${host:-<this machine>}:$(pg_port), database $DB_NAME,
                      user $GRAFANA_ROLE, password GRAFANA_PG_PASSWORD in $ENV_FILE, TLS off on a home LAN
                      $([ -n "$LAN_CIDR" ] && echo "reachable from $LAN_CIDR" || echo "local only; re-run with --lan CIDR to reach it from Grafana")
@@ -409,8 +465,9 @@ uninstall() {
   say "removing the schedule and the venv"
   rm -f "$CRON_FILE" "$LOGROTATE_FILE"
   if has_systemd; then
-    systemctl disable --now "$APP_NAME.timer" >/dev/null 2>&1 || true
-    rm -f "$SYSTEMD_DIR/$APP_NAME.service" "$SYSTEMD_DIR/$APP_NAME.timer"
+    disable_timers
+    local unit
+    for unit in "${SYSTEMD_UNITS[@]}"; do rm -f "${SYSTEMD_DIR:?}/$unit"; done
     systemctl daemon-reload
   fi
   rm -rf "$VENV"
@@ -440,11 +497,13 @@ main() {
   say "creating roles and database";    create_roles
   say "installing the code";            install_code
   say "creating the Python venv";       create_venv
-  say "writing settings";               write_env
+  say "writing settings";               write_env; configure_backups
   install_demo_source
+  restore_backup
   say "looking for the reference setup"; find_reference_cron; adopt_reference_table
   say "installing the schedule";        install_schedule
   first_run
+  first_backup
   summary
 }
 

@@ -194,6 +194,7 @@ def backup(config, clock):
             if code != 0:
                 raise BackupError(f"the new dump cannot be read back ({first_error(errors)}); no dump was kept",
                                   hint="check the drive (dmesg) and run backup again")
+            os.chmod(partial, 0o600)  # health data: readable by the service user only, like .env
             _fsync(partial)
             os.replace(partial, final)
             _fsync(directory)

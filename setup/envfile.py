@@ -4,6 +4,8 @@
   envfile.py create FILE EXAMPLE       write FILE from EXAMPLE with every IA_SET_<KEY> variable of
                                        the environment set; mode 0600; refuses to overwrite FILE
   envfile.py add-missing FILE          append each IA_SET_<KEY> that FILE does not set; never changes a line
+  envfile.py set FILE KEY              set KEY to IA_SET_<KEY> (an option the user gave install.sh): the
+                                       line setting KEY is replaced, else one is appended; mode kept
 """
 
 import os
@@ -79,11 +81,44 @@ def add_missing(path):
     print(" ".join(missing))
 
 
+def set_value(path, key):
+    value = os.environ["IA_SET_" + key]
+    with open(path, encoding="utf-8") as handle:
+        lines = handle.readlines()
+    pattern = re.compile(r"^\s*(?:export\s+)?" + re.escape(key) + r"\s*=")
+    new = f"{key}={quote(value)}\n"
+    hits = [i for i, line in enumerate(lines) if pattern.match(line)]
+    if hits and all(lines[i] == new for i in hits):
+        return
+    for i in reversed(hits[1:]):
+        del lines[i]
+    if hits:
+        lines[hits[0]] = new
+    else:
+        if lines and not lines[-1].endswith("\n"):
+            lines[-1] += "\n"
+        lines.append(new)
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".env.")
+    try:
+        st = os.stat(path)
+        os.fchmod(fd, st.st_mode & 0o777)
+        if os.geteuid() == 0:
+            os.fchown(fd, st.st_uid, st.st_gid)
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.writelines(lines)
+        os.rename(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
 def main(argv):
     if len(argv) == 4 and argv[1] == "get":
         print(read_value(argv[2], argv[3]))
     elif len(argv) == 4 and argv[1] == "create":
         create(argv[2], argv[3])
+    elif len(argv) == 4 and argv[1] == "set":
+        set_value(argv[2], argv[3])
     elif len(argv) == 3 and argv[1] == "add-missing":
         add_missing(argv[2])
     else:

@@ -3,6 +3,7 @@ Debian machine as root, as CI does with `tests/run --install` — the whole `--d
 
 import hashlib
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -14,6 +15,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 APP = "/opt/influx-archive"  # where install.sh deploys the code, venv and .env
 SCRIPTS = ["install.sh", "tests/run", ".ci/run"]
 FULL = os.environ.get("INFLUX_ARCHIVE_INSTALL_TEST") == "1"
+BACKUPS = "/dev/shm/influx-archive-install-test"  # tmpfs: a mount other than /, like a USB drive
 
 
 def sourced(snippet):
@@ -45,14 +47,20 @@ def test_parse_args_accepts_options_and_refuses_bad_ones():
 
 
 def test_render_fills_every_placeholder_of_the_schedule_files():
-    for template in ("crontab.txt", "setup/logrotate.conf", "setup/systemd/influx-archive.service",
-                     "setup/systemd/influx-archive.timer"):
+    units = sorted("setup/systemd/" + name for name in os.listdir(os.path.join(ROOT, "setup/systemd")))
+    assert len(units) == 6
+    for template in ["crontab.txt", "setup/logrotate.conf"] + units:
         result = sourced(f"SERVICE_USER=pi; render {template}")
         assert result.returncode == 0 and "@" not in result.stdout, result.stdout
     cron = sourced("SERVICE_USER=pi; render crontab.txt").stdout
     assert 'MAILTO=""' in cron and "flock -n /run/lock/influx-archive.lock" in cron
     assert f"cd {APP} && flock -n /run/lock/influx-archive.lock {APP}/.venv/bin/python -m loader --env-file {APP}/.env run" in cron
-    assert sum(1 for line in cron.splitlines() if line and line[0].isdigit()) == 1
+    assert sum(1 for line in cron.splitlines() if line and line[0].isdigit()) == 3
+    assert (f"flock -n /run/lock/influx-archive-backup.lock {APP}/.venv/bin/python -m loader --env-file {APP}/.env "
+            f"backup >> /var/log/influx-archive/backup.log 2>&1") in cron
+    assert "restore --verify >> /var/log/influx-archive/backup.log" in cron
+    listed = sourced('echo "${SYSTEMD_UNITS[@]}"').stdout.split()
+    assert sorted("setup/systemd/" + unit for unit in listed) == units  # every template is installed
 
 
 def test_detect_system_on_this_machine_and_refusal_of_others(tmp_path):
@@ -108,8 +116,10 @@ def _env_value(key):
 @pytest.mark.skipif(not FULL, reason="changes the machine (apt, system PostgreSQL, /etc/cron.d): runs only with "
                                      "tests/run --install, as CI does on its throwaway machine")
 def test_demo_install_fills_the_archive_and_a_second_run_changes_nothing():
-    first = subprocess.run(["./install.sh", "--demo", "--lan", "10.9.0.0/16"], cwd=ROOT, capture_output=True,
-                           text=True, stdin=subprocess.DEVNULL, timeout=1200)
+    shutil.rmtree(BACKUPS, ignore_errors=True)
+    os.mkdir(BACKUPS)  # a mounted drive (tmpfs), as --backup-dir wants
+    first = subprocess.run(["./install.sh", "--demo", "--lan", "10.9.0.0/16", "--backup-dir", BACKUPS], cwd=ROOT,
+                           capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=1200)
     assert first.returncode == 0, first.stderr[-3000:]
     assert "influx-archive is installed." in first.stderr and "verdict:    fresh" in first.stderr
     before = _snapshot()
@@ -149,12 +159,79 @@ def test_demo_install_fills_the_archive_and_a_second_run_changes_nothing():
             cur.execute(statement)
     grafana.close()
 
-    second = subprocess.run(["./install.sh", "--demo", "--lan", "10.9.0.0/16"], cwd=ROOT, capture_output=True,
-                            text=True, stdin=subprocess.DEVNULL, timeout=1200)
+    second = subprocess.run(["./install.sh", "--demo", "--lan", "10.9.0.0/16", "--backup-dir", BACKUPS], cwd=ROOT,
+                            capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=1200)
     assert second.returncode == 0, second.stderr[-3000:]
     assert _snapshot() == before
     hba = subprocess.run("cat /etc/postgresql/*/main/pg_hba.conf", shell=True, capture_output=True, text=True).stdout
     assert hba.count("grafana_reader    10.9.0.0/16    scram-sha-256") == 1
+
+
+def _cron_command(word):
+    """The command of the installed cron line that runs `loader ... <word>`, as cron runs it."""
+    with open("/etc/cron.d/influx-archive", encoding="utf-8") as handle:
+        line = next(x for x in handle if x[:1].isdigit() and f" {word}" in x.split(">>")[0])
+    fields = line.split(None, 6)
+    return fields[5], fields[6].strip()
+
+
+def _as_cron(word):
+    user, command = _cron_command(word)
+    return subprocess.run(["runuser", "-u", user, "--", "sh", "-c", command], cwd="/", capture_output=True, text=True,
+                          timeout=600)
+
+
+@pytest.mark.skipif(not FULL, reason="needs the demo install above (tests/run --install, as CI does)")
+def test_the_scheduled_backup_restores_to_the_live_archive_and_a_new_pi_restores_it():
+    for word in ("backup", "--verify"):
+        done = _as_cron(word)
+        assert done.returncode == 0, done.stderr
+    with open("/var/log/influx-archive/backup.log", encoding="utf-8") as log:
+        text = log.read()
+    assert "backup:  " + BACKUPS in text and text.rstrip().endswith("verdict:  restorable and identical")
+    dumps = sorted(n for n in os.listdir(BACKUPS) if n.endswith(".dump"))
+    assert len(dumps) == 1 and os.stat(os.path.join(BACKUPS, dumps[0])).st_uid == os.stat(os.path.join(APP, ".env")).st_uid
+
+    url = _env_value("PG_URL").replace("+psycopg2", "")
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    before = _tables(url)
+    refused = subprocess.run(["./install.sh", "--demo", "--restore", os.path.join(BACKUPS, dumps[0])], cwd=ROOT,
+                             capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=1200)
+    assert refused.returncode != 0 and "already holds" in refused.stderr  # never over the live archive
+
+    # a new Pi: the database is gone; install.sh makes an empty one, restores, then loads what is newer
+    subprocess.run(["runuser", "-u", "postgres", "--", "psql", "-p", str(port), "-Xqc",
+                    "DROP DATABASE influx_archive WITH (FORCE)"], check=True, capture_output=True)
+    again = subprocess.run(["./install.sh", "--demo", "--restore", os.path.join(BACKUPS, dumps[0])], cwd=ROOT,
+                           capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=1200)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "restored: " in again.stderr and "verdict:    fresh" in again.stderr
+    after = _tables(url)
+    for table, rows in before.items():
+        assert rows and set(rows) <= set(after[table]), table  # every row of the dump is back
+    # the first load after the restore continued from the restored watermark instead of reloading 30 days
+    first_load = re.search(r"INFO run (\S+) \.\. (\S+) in (\d+) chunk", again.stderr)
+    assert first_load and int(first_load.group(3)) <= 2, again.stderr[-2000:]
+    grafana = psycopg2.connect(host="127.0.0.1", port=port, dbname="influx_archive", user="grafana_reader",
+                               password=_env_value("GRAFANA_PG_PASSWORD"))
+    cur = grafana.cursor()
+    cur.execute("SELECT count(*) FROM pox_five_second_mean_1h")  # restored tables are readable by Grafana
+    assert cur.fetchone()[0] > 0
+    grafana.close()
+
+
+def _tables(url):
+    """Rows no later run may change: 5-second windows older than LATE_DATA, days that ended before that."""
+    conn = psycopg2.connect(url)
+    try:
+        cur = conn.cursor()
+        out = {}
+        for table, older in (("pox_five_second_mean", "2 hours"), ("pox_five_second_mean_1d", "26 hours")):
+            cur.execute(f"SELECT * FROM {table} WHERE time < now() - interval '{older}'")
+            out[table] = cur.fetchall()
+        return out
+    finally:
+        conn.close()
 
 
 FAKE_CRONTAB = """#!/bin/sh
