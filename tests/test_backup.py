@@ -100,13 +100,25 @@ def cli_env(config_url, standin, **extra):
     return env
 
 
-def test_backup_drop_restore_gives_back_every_row_of_every_table(pg_server, archive_url, standin, backup_dir):
+def test_backup_drop_restore_gives_back_every_row_of_every_table(pg_server, archive_url, standin, backup_dir,
+                                                                  monkeypatch):
     config = make_config(archive_url, standin.url, TAGS="uid", BACKUP_DIR=backup_dir)
     load(config, standin)
     before = everything(archive_url)
     assert before["pox_five_second_mean"] and before["pox_five_second_mean_1d"] and before["influx_archive_state"]
 
+    launched, real_run = [], subprocess.run
+
+    def recording_run(argv, **kwargs):
+        env = kwargs.get("env") or {}
+        launched.append((argv, env.get("PGPASSFILE") and open(env["PGPASSFILE"]).read()))
+        return real_run(argv, **kwargs)
+    monkeypatch.setattr("loader.pgtools.subprocess.run", recording_run)
     made = backup(config, FixedClock(NOW))
+    dumped = [(argv, passfile) for argv, passfile in launched if argv[0].endswith("/pg_dump")]
+    assert dumped and all("secret-pw-1" not in " ".join(argv) for argv, _ in launched)  # never on a command line
+    assert dumped[0][1] == "*:*:*:*:secret-pw-1\n"  # but in a private passfile
+    assert os.stat(made.dump.path).st_mode & 0o777 == 0o600
     assert os.path.basename(made.dump.path) == f"{archive_url.rsplit('/', 1)[1]}-2026-09-21T031700Z.dump"
     assert os.listdir(backup_dir) == [os.path.basename(made.dump.path), ".influx-archive.lock"] or \
         sorted(os.listdir(backup_dir)) == sorted([os.path.basename(made.dump.path), ".influx-archive.lock"])
