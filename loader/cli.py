@@ -128,8 +128,7 @@ def _setup_logging(config, verbose):
         handler.setLevel(logging.DEBUG)
         handler.setFormatter(fmt)
         root.addHandler(handler)
-    for noisy in ("urllib3", "influxdb_client"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
 
 
 def _progress_printer(stream):

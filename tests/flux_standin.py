@@ -24,6 +24,7 @@ import math
 import re
 import threading
 import time
+import urllib.parse
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -830,6 +831,14 @@ class StandIn:
             return self._json(h, 404, "not found", "path not found")
         if h.headers.get("Authorization") != f"Token {self.token}":
             return self._json(h, 401, "unauthorized", "unauthorized access")
+        params = urllib.parse.parse_qs(urllib.parse.urlsplit(h.path).query)
+        org = (params.get("org") or params.get("orgID") or [None])[0]
+        if org is None:  # as InfluxDB 2 answers a query without an organisation
+            return self._json(h, 400, "invalid", "Please provide either orgID or org")
+        if org != self.org:
+            return self._json(h, 404, "not found", f'organization name "{org}" not found')
+        if not (h.headers.get("Content-Type") or "").startswith("application/json"):
+            return self._json(h, 400, "invalid", "failed to decode request body: unsupported content type")
         try:
             query = json.loads(raw)["query"]
         except (ValueError, KeyError):

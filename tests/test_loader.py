@@ -231,6 +231,13 @@ def test_unknown_bucket_fails_with_exit_2_for_flux(pg_url, standin):
     assert archive_rows(pg_url) == expected_means(points, start=0, end=NOW - NOW % 5)
 
 
+def test_unknown_org_fails_with_exit_2_for_flux(pg_url, standin):
+    cfg = make_config(pg_url, standin.url, INFLUX_ORG="someone-else", INITIAL_LOOKBACK="1h")
+    with pytest.raises(SourceRejected, match='organization name "someone-else" not found') as exc:
+        Job(cfg, clock=FixedClock(NOW), sleep=pytest.fail).run()
+    assert exc.value.exit_code == 2 and "INFLUX_ORG (someone-else)" in exc.value.hint
+
+
 def test_missing_database_fails_with_exit_2_and_dbrp_help_for_influxql(pg_url, influxd):
     cfg = make_config(pg_url, influxd.url, language="influxql", bucket="not_mapped", INITIAL_LOOKBACK="1h")
     with pytest.raises(SourceRejected, match="database not found") as exc:

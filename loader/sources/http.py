@@ -22,12 +22,12 @@ TLS_HELP = ("InfluxDB's TLS certificate is not trusted here: if it is signed by 
 def no_answer(url, exc):
     """The error for a request that got no HTTP answer: a TLS/certificate failure needs a human
     (exit 2), anything else (refused, reset, timed out, cut off) is retried and caught up later.
-    exc is a urllib3/OS error, or the text influxdb-client puts in its status-0 ApiException."""
+    exc is a urllib3 or OS error."""
     reason = exc.reason if isinstance(exc, MaxRetryError) else exc
     text = str(reason)
     if isinstance(reason, SSLError) or "SSLError" in text or "CERTIFICATE_VERIFY_FAILED" in text:
         return SourceRejected(f"TLS to {url} failed", hint=TLS_HELP)
-    detail = text.splitlines()[0] if isinstance(reason, str) and text else type(reason).__name__
+    detail = type(reason).__name__
     return SourceUnavailable(f"InfluxDB at {url} did not answer: {detail}")
 
 
