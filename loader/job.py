@@ -6,6 +6,7 @@ the watermark just behind them, so the next run resumes there.
 """
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -57,6 +58,31 @@ def plan_backfill(config, start, end, now):
     if end > last_complete:
         log.info("backfill stops at %s, the end of the last complete window", rfc3339(last_complete))
     return lo, max(lo, hi)
+
+
+class Background:
+    """One call running in a daemon thread; result() waits for it and re-raises what it raised.
+    (A daemon thread, unlike concurrent.futures' workers, never keeps a failed run's process alive
+    until an abandoned request times out.)"""
+
+    def __init__(self, function, *args):
+        self._done = threading.Event()
+        self._value = self._error = None
+        threading.Thread(target=self._call, args=(function, args), name="influx-archive-fetch", daemon=True).start()
+
+    def _call(self, function, args):
+        try:
+            self._value = function(*args)
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller of result()
+            self._error = exc
+        finally:
+            self._done.set()
+
+    def result(self):
+        self._done.wait()
+        if self._error is not None:
+            raise self._error
+        return self._value
 
 
 class Job:
@@ -153,8 +179,12 @@ class Job:
                      rfc3339(outcome.end), len(pieces), format_duration(config.chunk))
         source = self.source_factory(config)
         try:
+            # InfluxDB answers the next chunk while PostgreSQL writes this one: at most two chunks
+            # are in memory, and requests still go out one at a time, in order
+            upcoming = Background(self._fetch, source, *pieces[0]) if pieces else None
             for index, (lo, hi) in enumerate(pieces, 1):
-                batch = self._fetch(source, lo, hi)
+                batch = upcoming.result()
+                upcoming = Background(self._fetch, source, *pieces[index]) if index < len(pieces) else None
                 for name, count in batch.dropped.items():
                     if count:
                         outcome.dropped[name] = outcome.dropped.get(name, 0) + count

@@ -105,7 +105,9 @@ class Rollups:
             source = target
 
     def _aggregate(self, level, source, target, fields):
-        bucket = sql.SQL("to_timestamp(floor(extract(epoch FROM time) / %(width)s) * %(width)s)")
+        # date_bin (PostgreSQL 14+): epoch-aligned buckets in timestamp arithmetic; extract(epoch) would
+        # go through numeric for every row, which made this the slowest statement of a backfill
+        bucket = sql.SQL("date_bin(make_interval(secs => %(width)s), time, timestamptz 'epoch')")
         tags = [sql.Identifier(t) for t in self.tags]
         out_cols = [sql.Identifier("time")] + tags + [sql.Identifier("windows")]
         exprs = [bucket] + tags
