@@ -255,7 +255,7 @@ create_venv() {
   "$VENV/bin/python" -m pip install -q --disable-pip-version-check --only-binary=:all: \
     -r "$APP_DIR/setup/requirements-pi.txt" >>"$INSTALL_LOG" 2>&1 \
     || die "pip install failed (no network, or no wheel for this platform); see $INSTALL_LOG"
-  "$VENV/bin/python" -c 'import pandas, psycopg2, sqlalchemy, dotenv, influxdb_client' 2>>"$INSTALL_LOG" \
+  "$VENV/bin/python" -c 'import pandas, psycopg2, sqlalchemy, dotenv, urllib3, influxdb_client' 2>>"$INSTALL_LOG" \
     || die "the venv cannot import its packages; see $INSTALL_LOG"
   ok "venv $VENV (apt's pandas/psycopg2/SQLAlchemy + pip's influxdb-client)"
 }

@@ -203,6 +203,7 @@ def backup(config, clock):
                 os.unlink(partial)
         dumps = list_dumps(directory, tools.dbname)
         kept_stamps = choose_kept([d.stamp for d in dumps], config.backup_keep_daily, config.backup_keep_weekly)
+        kept_stamps.add(stamp)  # the dump just made, even if a clock set back dates it before older ones
         result = BackupResult(dump=next(d for d in dumps if d.path == final), seconds=0.0)
         for dump in dumps:
             if dump.stamp in kept_stamps:

@@ -36,11 +36,16 @@ WHERE c.relkind IN ('r', 'p') AND n.nspname <> 'information_schema' AND n.nspnam
 ORDER BY 1, 2
 """
 WATERMARK = "SELECT extract(epoch FROM watermark)::bigint FROM {} WHERE target = %(target)s"
-# An order-independent checksum of whole rows: the sum of 60 bits of each row's md5. Rows are rendered
-# as text with the same settings on both sides (see _session).
+# An order-independent checksum of rows: the sum of 60 bits of the md5 of each row's columns (those
+# the dump has: a column added to the live table later is not a difference). Rows are rendered as
+# text with the same settings on both sides (see _session).
 TABLE_CHECKSUM = """
-SELECT count(*), coalesce(sum(('x' || left(md5(t::text), 15))::bit(60)::bigint), 0)::text
-FROM {} AS t WHERE %(cutoff)s::timestamptz IS NULL OR t.time < %(cutoff)s::timestamptz
+SELECT count(*), coalesce(sum(('x' || left(md5(ROW({columns})::text), 15))::bit(60)::bigint), 0)::text
+FROM {table} AS t WHERE %(cutoff)s::timestamptz IS NULL OR t.time < %(cutoff)s::timestamptz
+"""
+COLUMNS = """
+SELECT attname FROM pg_attribute
+WHERE attrelid = %(table)s::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum
 """
 
 DAMAGED_HINT = "the file is truncated or corrupted; restore an older dump from BACKUP_DIR or the remote copy"
@@ -285,13 +290,16 @@ def _compare(config, tools, scratch):
                 continue
             cutoff = floor_to(watermark - config.late_data, width) if watermark is not None else None
             args = {"cutoff": rfc3339(cutoff) if cutoff is not None else None}
-            statement = sql.SQL(TABLE_CHECKSUM).format(sql.Identifier(schema, table))
+            restored_cur.execute(COLUMNS, {"table": sql.Identifier(schema, table).as_string(restored_cur)})
+            columns = [sql.SQL("t.{}").format(sql.Identifier(c)) for (c,) in restored_cur.fetchall()]
+            statement = sql.SQL(TABLE_CHECKSUM).format(table=sql.Identifier(schema, table),
+                                                       columns=sql.SQL(", ").join(columns))
             restored_cur.execute(statement, args)
             backup_rows, backup_sum = restored_cur.fetchone()
             try:
                 live_cur.execute(statement, args)
                 live_rows, live_sum = live_cur.fetchone()
-            except psycopg2.errors.UndefinedTable:
+            except (psycopg2.errors.UndefinedTable, psycopg2.errors.UndefinedColumn):
                 live_rows, live_sum = 0, None
             checks.append(TableCheck(name, cutoff, backup_rows, live_rows,
                                      backup_rows == live_rows and backup_sum == live_sum))
