@@ -253,11 +253,12 @@ def test_rotation_keeps_exactly_the_configured_days_and_weeks_across_simulated_d
     made = []
     for day in range(24):
         now = NOW + day * DAY
+        backup(config, FixedClock(now))
         made.append(now)
         if day == 10:  # a manual backup in the evening: the newest of its day is the one kept
             backup(config, FixedClock(now + 15 * HOUR))
             made.append(now + 15 * HOUR)
-        backup(config, FixedClock(now))
+            now += 15 * HOUR
 
         last_days = {datetime.fromtimestamp(now - k * DAY, timezone.utc).date() for k in range(3)}
         daily = {max(s for s in made if datetime.fromtimestamp(s, timezone.utc).date() == d)
@@ -270,6 +271,8 @@ def test_rotation_keeps_exactly_the_configured_days_and_weeks_across_simulated_d
         made = sorted(kept)  # what rotation removed is gone for good
     assert len(kept) == 4  # three days, plus the newest of last week (this week's newest is today's)
     assert not [n for n in os.listdir(backup_dir) if n.endswith(".partial")]
+    behind = backup(config, FixedClock(now - HOUR))  # a clock set back: the new dump is still kept
+    assert os.path.exists(behind.dump.path) and behind.dump.path in behind.kept
 
 
 @settings(max_examples=200, deadline=None)
