@@ -56,10 +56,16 @@ def create(path, example):
             lines.append(line)
     for key in sorted(set(values) - seen):
         lines.append(f"{key}={quote(values[key])}\n")
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".env.")
+    write_atomically(path, lines, mode=0o600)
+
+
+def write_atomically(path, lines, mode, owner=None):
+    """Write a temporary file beside path with mode (and owner), then rename it over path."""
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".env.")
     try:
-        os.fchmod(fd, 0o600)
+        os.fchmod(fd, mode)
+        if owner is not None:
+            os.fchown(fd, *owner)
         with os.fdopen(fd, "w", encoding="utf-8") as out:
             out.writelines(lines)
         os.rename(tmp, path)
@@ -98,18 +104,8 @@ def set_value(path, key):
         if lines and not lines[-1].endswith("\n"):
             lines[-1] += "\n"
         lines.append(new)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".env.")
-    try:
-        st = os.stat(path)
-        os.fchmod(fd, st.st_mode & 0o777)
-        if os.geteuid() == 0:
-            os.fchown(fd, st.st_uid, st.st_gid)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            out.writelines(lines)
-        os.rename(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    st = os.stat(path)
+    write_atomically(path, lines, st.st_mode & 0o777, (st.st_uid, st.st_gid) if os.geteuid() == 0 else None)
 
 
 def main(argv):
