@@ -160,7 +160,8 @@ def main(argv=None):
             log.warning(warning)
         heartbeat = _heartbeat(args, config)
         heartbeat.start()
-        code, line = _dispatch(args, config), f"influx-archive {args.command}: done"
+        code = _dispatch(args, config)
+        line = f"influx-archive {args.command}: " + ("done" if code == EXIT_OK else f"exit {code}")
     except ConfigError as exc:
         print(f"influx-archive: configuration problems in {args.env_file} or the environment:", file=sys.stderr)
         for problem in exc.problems:
@@ -173,7 +174,7 @@ def main(argv=None):
         code, line = exc.exit_code, f"influx-archive: {config_module.redact(str(exc) + hint, secrets)}"
         print(line, file=sys.stderr)
     except KeyboardInterrupt:
-        code, line = EXIT_RETRY_LATER, "influx-archive: interrupted; committed chunks are kept, the next run resumes"
+        code, line = EXIT_RETRY_LATER, "influx-archive: interrupted; what was committed is kept, nothing half-done"
         print(line, file=sys.stderr)
     heartbeat.finish(code, line)
     return code

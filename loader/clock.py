@@ -32,7 +32,6 @@ class SystemClock:
         return answer == "yes"
 
 
-
 def check_synchronized(clock, policy, doing):
     """Raise ClockError unless the clock may be trusted under REQUIRE_CLOCK_SYNC (auto, yes, no)."""
     synced = clock.synchronized() if policy != "no" else True

@@ -52,18 +52,38 @@ class Status:
 
 
 def status(config, now):
+    result = Status(target=f"{config.pg_schema}.{config.pg_table}")
+    if not _read_state(config, result):
+        result.verdict = "never run: run `python -m loader run` (or wait for cron)"
+    elif result.watermark is None:
+        result.exit_code, result.verdict = EXIT_NEEDS_HUMAN, "never run: run `python -m loader run`"
+    else:
+        result.lag = int(now) - result.watermark
+        if result.last_run and result.last_run["outcome"] in ("failed", "abandoned"):
+            result.exit_code = EXIT_NEEDS_HUMAN
+            result.verdict = "failing: the last run did not finish (see last error)"
+        elif result.lag > config.stale_after:
+            result.exit_code = EXIT_RETRY_LATER
+            result.verdict = f"stale: lag above STALE_AFTER ({format_duration(config.stale_after)})"
+        else:
+            result.exit_code, result.verdict = EXIT_OK, "fresh"
+    if config.backup_dir:
+        _backup_status(config, now, result)
+    return result
+
+
+def _read_state(config, result):
+    """Fill result from the state tables; False when they do not exist yet."""
     db = Database(config)
     conn = db.connect()
     try:
         with db.errors():
             cur = conn.cursor()
             state = State(config.pg_schema, db.target)
-            result = Status(target=db.target)
             set_search_path(cur, config.pg_schema)
             cur.execute(STATE_TABLES_EXIST, {"name": "influx_archive_state"})
             if not cur.fetchone()[0]:
-                result.verdict = "never run: run `python -m loader run` (or wait for cron)"
-                return result
+                return False
             result.watermark = state.watermark(cur)
             result.last_run = state.last_run(cur)
             result.running = state.running(cur)
@@ -72,22 +92,9 @@ def status(config, now):
                 cur.execute(sql.SQL("SELECT count(*) FROM {}").format(db.table))
                 result.rows = cur.fetchone()[0]
             conn.rollback()
+            return True
     finally:
         conn.close()
-    if result.watermark is not None:
-        result.lag = int(now) - result.watermark
-    if result.watermark is None:
-        result.exit_code, result.verdict = EXIT_NEEDS_HUMAN, "never run: run `python -m loader run`"
-    elif result.last_run and result.last_run["outcome"] in ("failed", "abandoned"):
-        result.exit_code, result.verdict = EXIT_NEEDS_HUMAN, "failing: the last run did not finish (see last error)"
-    elif result.lag > config.stale_after:
-        result.exit_code = EXIT_RETRY_LATER
-        result.verdict = f"stale: lag above STALE_AFTER ({format_duration(config.stale_after)})"
-    else:
-        result.exit_code, result.verdict = EXIT_OK, "fresh"
-    if config.backup_dir:
-        _backup_status(config, now, result)
-    return result
 
 
 def _backup_status(config, now, result):

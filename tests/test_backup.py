@@ -409,6 +409,8 @@ def test_status_shows_the_newest_backup_and_fails_when_it_is_too_old_or_the_driv
                                                                                           backup_dir):
     config = make_config(archive_url, standin.url, TAGS="uid", BACKUP_DIR=backup_dir, BACKUP_MAX_AGE="36h",
                          STALE_AFTER="1000d")
+    never = status(config, NOW)  # before the first run, the backup line is there too
+    assert never.exit_code == 2 and "no dump yet" in never.backup and "never run" in never.verdict
     load(config, standin, hours=1)
     none_yet = status(config, NOW)
     assert none_yet.exit_code == 1 and "no backup yet" in none_yet.verdict
