@@ -47,7 +47,7 @@ INFLUX_BUCKET_OPT="" LANGUAGE_OPT="" BACKUP_DIR_OPT="" RESTORE_FILE=""
 PG_VERSION="" PG_CLUSTER=main ARCH="" RELEASE=""
 
 usage() {
-  sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
   cat <<'EOF'
 Options:
   --demo                  install InfluxDB 1.x locally, seed synthetic data, archive it (InfluxQL)

@@ -38,9 +38,12 @@ def test_sourcing_defines_steps_without_running_them():
 
 
 def test_parse_args_accepts_options_and_refuses_bad_ones():
-    good = sourced('parse_args --demo --lan 192.168.1.0/24 --language influxql --user pi; '
-                   'echo "$DEMO $LAN_CIDR $LANGUAGE_OPT $SERVICE_USER"')
-    assert good.stdout.split() == ["1", "192.168.1.0/24", "influxql", "pi"]
+    good = sourced('parse_args --demo --lan 192.168.1.0/24 --language influxql --user pi --backup-dir /mnt/usb/ia '
+                   '--restore /mnt/usb/ia/x.dump; echo "$DEMO $LAN_CIDR $LANGUAGE_OPT $SERVICE_USER $BACKUP_DIR_OPT '
+                   '$RESTORE_FILE"')
+    assert good.stdout.split() == ["1", "192.168.1.0/24", "influxql", "pi", "/mnt/usb/ia", "/mnt/usb/ia/x.dump"]
+    usage = subprocess.run(["bash", "install.sh", "--help"], cwd=ROOT, capture_output=True, text=True).stdout
+    assert "--backup-dir DIR" in usage and "--restore FILE" in usage and "\n\nOptions:" in usage
     for bad in ("--lan 'x; rm -rf /'", "--language sql", "--frobnicate"):
         result = sourced(f"INSTALL_LOG=/dev/null; parse_args {bad}")
         assert result.returncode != 0 and "install.sh:" in result.stderr
