@@ -11,6 +11,7 @@ moved on since the dump, so the comparison covers what the loader never rewrites
 windows that ended before the dump's watermark less LATE_DATA.
 """
 
+import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ from .pgtools import PgTools, first_error
 from .rollups import LEVELS
 from .sink import Database
 from .windows import floor_to, rfc3339
+
+log = logging.getLogger(__name__)
 
 SCRATCH_MARK = "influx-archive: scratch database of restore --verify, dropped after the check"
 
@@ -158,8 +161,10 @@ def restore(config, path, into=None, force=False, mark=None):
             counts = _count_rows(tools, target)
     except BaseException:
         if created:
-            with db.errors():
+            try:
                 drop_database(maintenance, target)
+            except psycopg2.Error as exc:  # the restore's own error is the one to report
+                log.warning("could not drop database %s after the failed restore: %s", target, exc)
         raise
     finally:
         maintenance.close()
