@@ -114,23 +114,12 @@ def parse_annotated_csv(text, tags):
     from some tables (a series without bpm) is simply absent from their block.
     """
     batch = Batch(tags=tuple(tags))
-    for section in text.replace("\r\n", "\n").split("\n\n"):
-        body = section.strip("\n")
-        if not body:
-            continue
-        while body.startswith("#"):
-            body = body[body.find("\n") + 1:] if "\n" in body else ""
-        if not body:
-            continue
-        line_end = body.find("\n")
-        header_line, data = (body, "") if line_end < 0 else (body[:line_end], body[line_end + 1:])
-        header = next(csv.reader([header_line]))
+    for header, data in _tables(text):
         kind = _classify(header, tags)
         if "\n#" in data or data.startswith("#"):
             raise SourceQueryError("malformed CSV from InfluxDB: annotations inside a table")
         if kind == "error":
-            row = next(csv.reader([data.split("\n", 1)[0]]))
-            raise SourceQueryError(f"InfluxDB reported a query error: {row[header.index('error')]}")
+            _raise_query_error(header, data)
         if kind == "dropped":
             for row in csv.reader(data.split("\n")):
                 if row:
@@ -157,8 +146,30 @@ def parse_annotated_csv(text, tags):
 _LEADING_CELLS = re.compile(r"^,[^,\n]*,[^,\n]*,", re.M)
 
 
+def _tables(text):
+    """(header cells, data lines) of each table of an annotated-CSV response, its annotations skipped."""
+    for section in text.replace("\r\n", "\n").split("\n\n"):
+        body = section.strip("\n")
+        while body.startswith("#"):
+            body = body[body.find("\n") + 1:] if "\n" in body else ""
+        if not body:
+            continue
+        line_end = body.find("\n")
+        header_line, data = (body, "") if line_end < 0 else (body[:line_end], body[line_end + 1:])
+        yield next(csv.reader([header_line])), data
+
+
+def _is_error_table(header):
+    return "error" in header and "reference" in header
+
+
+def _raise_query_error(header, data):
+    row = next(csv.reader([data.split("\n", 1)[0]]))
+    raise SourceQueryError(f"InfluxDB reported a query error: {row[header.index('error')]}")
+
+
 def _classify(header, tags):
-    if "error" in header and "reference" in header:
+    if _is_error_table(header):
         return "error"
     if "_time" in header and "result" in header:
         missing = [t for t in tags if t not in header]
@@ -214,13 +225,9 @@ class FluxSource:
         """Run a tiny query that proves the token can read the bucket."""
         query = (f"from(bucket: {flux_string(self.config.bucket)}) |> range(start: -1m) "
                  f"|> filter(fn: (r) => r._measurement == {flux_string(self.config.measurement)}) |> limit(n: 1)")
-        for section in self._post(query).replace("\r\n", "\n").split("\n\n"):
-            lines = [line for line in section.split("\n") if line and not line.startswith("#")]
-            if len(lines) >= 2:
-                header = next(csv.reader([lines[0]]))
-                if "error" in header and "reference" in header:
-                    row = next(csv.reader([lines[1]]))
-                    raise SourceQueryError(f"InfluxDB reported a query error: {row[header.index('error')]}")
+        for header, data in _tables(self._post(query)):
+            if _is_error_table(header) and data:
+                _raise_query_error(header, data)
 
     def _http_error(self, response):
         status = response.status
