@@ -11,6 +11,7 @@ moved on since the dump, so the comparison covers what the loader never rewrites
 windows that ended before the dump's watermark less LATE_DATA.
 """
 
+import contextlib
 import logging
 import os
 import time
@@ -24,7 +25,7 @@ from .backup import check_location, directory_lock, human_size, list_dumps
 from .errors import BackupDamaged, BackupError
 from .pgtools import PgTools, first_error
 from .rollups import LEVELS
-from .sink import Database
+from .sink import TABLE_COLUMNS, Database
 from .windows import floor_to, rfc3339
 
 log = logging.getLogger(__name__)
@@ -45,10 +46,6 @@ WATERMARK = "SELECT extract(epoch FROM watermark)::bigint FROM {} WHERE target =
 TABLE_CHECKSUM = """
 SELECT count(*), coalesce(sum(('x' || left(md5(ROW({columns})::text), 15))::bit(60)::bigint), 0)::text
 FROM {table} AS t WHERE %(cutoff)s::timestamptz IS NULL OR t.time < %(cutoff)s::timestamptz
-"""
-COLUMNS = """
-SELECT attname FROM pg_attribute
-WHERE attrelid = %(table)s::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum
 """
 
 DAMAGED_HINT = "the file is truncated or corrupted; restore an older dump from BACKUP_DIR or the remote copy"
@@ -90,23 +87,18 @@ def _maintenance_connection(tools):
     raise psycopg2.OperationalError(f"database {tools.dbname} does not exist")
 
 
-def _user_tables(tools, dbname):
-    conn = tools.connect(dbname)
-    try:
-        cur = conn.cursor()
-        cur.execute(USER_TABLES)
-        return [(schema, table) for schema, table in cur.fetchall()]
-    finally:
-        conn.close()
+def _user_tables(cur):
+    cur.execute(USER_TABLES)
+    return cur.fetchall()
 
 
 def _count_rows(tools, dbname):
+    """[("schema.table", rows)] of a database's own tables."""
     conn = tools.connect(dbname)
     try:
         cur = conn.cursor()
-        cur.execute(USER_TABLES)
         counts = []
-        for schema, table in cur.fetchall():
+        for schema, table in _user_tables(cur):
             cur.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, table)))
             counts.append((f"{schema}.{table}", cur.fetchone()[0]))
         return counts
@@ -133,7 +125,11 @@ def restore(config, path, into=None, force=False, mark=None):
             cur.execute(DATABASE_EXISTS, {"name": target})
             replace = False
             if cur.fetchone():
-                tables = _user_tables(tools, target)
+                conn = tools.connect(target)
+                try:
+                    tables = _user_tables(conn.cursor())
+                finally:
+                    conn.close()
                 if tables and not force:
                     raise BackupError(
                         f"database {target} already holds {len(tables)} table(s), e.g. {'.'.join(tables[0])}; "
@@ -226,33 +222,25 @@ def verify(config, path=None):
     scratch = f"{tools.dbname[:56]}_verify"
     db = Database(config)
     result = VerifyResult(path, os.path.getsize(path) if os.path.isfile(path) else 0)
-    lock = directory_lock(directory) if os.access(directory, os.W_OK) else _no_lock()
+    lock = directory_lock(directory) if os.access(directory, os.W_OK) else contextlib.nullcontext()
     with lock:
         with db.errors():
             maintenance = _maintenance_connection(tools)
+        scratch_is_ours = False
         try:
             with db.errors():
                 _drop_leftover_scratch(maintenance, scratch)
-        except BaseException:
-            maintenance.close()
-            raise
-        try:
+            scratch_is_ours = True
             result.restored = restore(config, path, into=scratch, mark=SCRATCH_MARK)
+            present = {name for name, _ in result.restored.tables}
             with db.errors():
-                result.checks = _compare(config, tools, scratch)
+                result.checks = _compare(config, tools, scratch, present)
         finally:
-            with db.errors():
-                drop_database(maintenance, scratch)
+            if scratch_is_ours:
+                with db.errors():
+                    drop_database(maintenance, scratch)
             maintenance.close()
     return result
-
-
-class _no_lock:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _drop_leftover_scratch(conn, name):
@@ -274,14 +262,14 @@ def _session(conn):
     return cur
 
 
-def _compare(config, tools, scratch):
-    """Counts and checksums of each archive table, restored vs live, over the rows both must share."""
+def _compare(config, tools, scratch, present):
+    """Counts and checksums of each archive table (present: the restored "schema.table" names),
+    restored vs live, over the rows both must share."""
     schema, base = config.pg_schema, config.pg_table
     tables = [(base, config.window)] + [(f"{base}_{suffix}", width) for suffix, width in LEVELS]
     restored, live = tools.connect(scratch, autocommit=True), tools.connect(autocommit=True)
     try:
         restored_cur, live_cur = _session(restored), _session(live)
-        present = {f"{s}.{t}" for s, t in _user_tables(tools, scratch)}
         watermark = None
         if f"{schema}.influx_archive_state" in present:
             restored_cur.execute(sql.SQL(WATERMARK).format(sql.Identifier(schema, "influx_archive_state")),
@@ -295,8 +283,8 @@ def _compare(config, tools, scratch):
                 continue
             cutoff = floor_to(watermark - config.late_data, width) if watermark is not None else None
             args = {"cutoff": rfc3339(cutoff) if cutoff is not None else None}
-            restored_cur.execute(COLUMNS, {"table": sql.Identifier(schema, table).as_string(restored_cur)})
-            columns = [sql.SQL("t.{}").format(sql.Identifier(c)) for (c,) in restored_cur.fetchall()]
+            restored_cur.execute(TABLE_COLUMNS, {"table": sql.Identifier(schema, table).as_string(restored_cur)})
+            columns = [sql.SQL("t.{}").format(sql.Identifier(c)) for c, _ in restored_cur.fetchall()]
             statement = sql.SQL(TABLE_CHECKSUM).format(table=sql.Identifier(schema, table),
                                                        columns=sql.SQL(", ").join(columns))
             restored_cur.execute(statement, args)
