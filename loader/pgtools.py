@@ -27,18 +27,25 @@ SERVER_MAJOR = "SELECT current_setting('server_version_num')::int / 10000"
 
 def database_name(config):
     """The database PG_URL names (libpq's default: the user's name)."""
-    params = psycopg2.extensions.parse_dsn(libpq_url(config.pg_url.reveal()))
+    return _database_of(_parsed(config))
+
+
+def _parsed(config):
+    return psycopg2.extensions.parse_dsn(libpq_url(config.pg_url.reveal()))
+
+
+def _database_of(params):
     return params.get("dbname") or params.get("user") or os.environ.get("PGDATABASE", "")
 
 
 class PgTools:
     def __init__(self, config):
         self.config = config
-        params = psycopg2.extensions.parse_dsn(libpq_url(config.pg_url.reveal()))
+        params = _parsed(config)
         self._password = params.pop("password", None)
         params.setdefault("connect_timeout", "10")
         self.params = params
-        self.dbname = database_name(config)
+        self.dbname = _database_of(params)
         self._major = None
 
     def connect(self, dbname=None, autocommit=False):
