@@ -2,6 +2,7 @@
 test, a fresh database per test, and helpers to make data and configs."""
 
 import os
+import subprocess
 import sys
 import uuid
 
@@ -16,6 +17,7 @@ from servers import InfluxdServer, PostgresServer  # noqa: E402
 
 from loader import config as config_module  # noqa: E402
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOKEN = "test-token-5f1c9e"
 ORG = "test-org"
 BUCKET = "pulse_oximeter"
@@ -81,6 +83,21 @@ class FixedClock:
 
     def synchronized(self):
         return self.sync
+
+
+def cli(*args, env=None, timeout=120):
+    if "--env-file" not in args:  # never the checkout's own .env (install.sh may have written one)
+        args = ("--env-file", os.devnull) + args
+    return subprocess.run([sys.executable, "-m", "loader", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def flux_env(pg_url, standin, **extra):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("INFLUX_", "PG_", "BACKUP_", "HEALTHCHECK_"))}
+    env.update(INFLUX_URL=standin.url, INFLUX_TOKEN=TOKEN, INFLUX_ORG=ORG, PG_URL=pg_url,
+               REQUIRE_CLOCK_SYNC="no")
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
 
 
 def make_config(pg_url, source_url, language="flux", bucket=BUCKET, **extra):

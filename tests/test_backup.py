@@ -6,8 +6,8 @@ import http.server
 import os
 import shutil
 import subprocess
-import sys
 import threading
+import time
 import uuid
 from datetime import datetime, timezone
 
@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import FixedClock, feed_standin, make_config, pulse_points
+from conftest import FixedClock, cli, feed_standin, flux_env, make_config, pulse_points
 from loader.backup import backup, choose_kept, list_dumps
 from loader.errors import BackupDamaged, BackupError
 from loader.job import Job
@@ -87,19 +87,6 @@ def everything(url):
         conn.close()
 
 
-def cli(*args, env):
-    return subprocess.run([sys.executable, "-m", "loader", "--env-file", os.devnull, *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
-
-
-def cli_env(config_url, standin, **extra):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("INFLUX_", "PG_", "BACKUP_", "HEALTHCHECK"))}
-    env.update(INFLUX_URL=standin.url, INFLUX_TOKEN="test-token-5f1c9e", INFLUX_ORG="test-org", PG_URL=config_url,
-               REQUIRE_CLOCK_SYNC="no")
-    env.update({k: str(v) for k, v in extra.items()})
-    return env
-
-
 def test_backup_drop_restore_gives_back_every_row_of_every_table(pg_server, archive_url, standin, backup_dir,
                                                                   monkeypatch):
     config = make_config(archive_url, standin.url, TAGS="uid", BACKUP_DIR=backup_dir)
@@ -137,7 +124,7 @@ def test_backup_drop_restore_gives_back_every_row_of_every_table(pg_server, arch
 
 
 def test_restore_into_a_new_database_never_over_a_live_one_without_force(archive_url, standin, backup_dir):
-    env = cli_env(archive_url, standin, TAGS="uid", BACKUP_DIR=backup_dir)
+    env = flux_env(archive_url, standin, TAGS="uid", BACKUP_DIR=backup_dir)
     config = make_config(archive_url, standin.url, TAGS="uid", BACKUP_DIR=backup_dir)
     load(config, standin)
     dump = backup(config, FixedClock(NOW)).dump.path
@@ -192,7 +179,7 @@ def test_a_damaged_dump_is_reported_by_restore_and_verify_and_nothing_is_left_be
     names = [r[0] for r in superuser(pg_server, "SELECT datname FROM pg_database")]
     assert copy not in names and copy.replace("_copy", "_verify") not in names
 
-    env = cli_env(archive_url, standin, TAGS="uid", BACKUP_DIR=backup_dir)
+    env = flux_env(archive_url, standin, TAGS="uid", BACKUP_DIR=backup_dir)
     by_cli = cli("restore", "--verify", env=env)
     assert by_cli.returncode == 2 and "cannot be restored" in by_cli.stderr and "truncated or corrupted" in by_cli.stderr
 
@@ -225,7 +212,7 @@ def test_verify_passes_after_later_runs_and_catches_a_rewritten_old_row(pg_serve
     changed = verify(config)
     assert not changed.ok and "DIFFERS" in "\n".join(changed.lines())
 
-    by_cli = cli("restore", "--verify", env=cli_env(archive_url, standin, TAGS="uid", BACKUP_DIR=backup_dir))
+    by_cli = cli("restore", "--verify", env=flux_env(archive_url, standin, TAGS="uid", BACKUP_DIR=backup_dir))
     assert by_cli.returncode == 2 and "does not restore to the live archive" in by_cli.stderr
 
 
@@ -302,10 +289,10 @@ def test_missing_unmounted_or_full_backup_dir_is_refused(archive_url, standin, t
                           BACKUP_REQUIRE_MOUNT="no")
     assert backup(allowed, FixedClock(NOW)).dump.size > 0
 
-    env = cli_env(archive_url, standin, TAGS="uid", BACKUP_DIR=str(tmp_path / "usb"))
+    env = flux_env(archive_url, standin, TAGS="uid", BACKUP_DIR=str(tmp_path / "usb"))
     refused = cli("backup", env=env)
     assert refused.returncode == 2 and "is the drive mounted?" in refused.stderr
-    unset = cli("backup", env=cli_env(archive_url, standin))
+    unset = cli("backup", env=flux_env(archive_url, standin))
     assert unset.returncode == 2 and "BACKUP_DIR is not set" in unset.stderr
 
 
@@ -337,7 +324,7 @@ def test_remote_copy_with_rsync_and_its_failure_keeps_the_local_dump(archive_url
     copied = remote / os.path.basename(made.dump.path)
     assert copied.read_bytes() == open(made.dump.path, "rb").read()
 
-    env = cli_env(archive_url, standin, TAGS="uid", BACKUP_DIR=backup_dir,
+    env = flux_env(archive_url, standin, TAGS="uid", BACKUP_DIR=backup_dir,
                   BACKUP_REMOTE=str(tmp_path / "no" / "such" / "dir") + "/")
     failed = cli("backup", env=env)
     assert failed.returncode == 1, failed.stderr
@@ -372,10 +359,10 @@ class Listener:
 
 
 def test_heartbeat_pings_start_success_and_fail_and_a_dead_listener_breaks_nothing(archive_url, standin, backup_dir):
-    feed_standin(standin, pulse_points(int(__import__("time").time()) - HOUR, HOUR))
+    feed_standin(standin, pulse_points(int(time.time()) - HOUR, HOUR))
     listener = Listener()
     try:
-        env = cli_env(archive_url, standin, INITIAL_LOOKBACK="1h", HEALTHCHECK_URL=listener.url,
+        env = flux_env(archive_url, standin, INITIAL_LOOKBACK="1h", HEALTHCHECK_URL=listener.url,
                       BACKUP_HEALTHCHECK_URL=listener.url + "-backup", BACKUP_DIR=backup_dir)
         assert cli("run", env=env).returncode == 0
         assert [p for p, _ in listener.pings] == ["/ping/3f2a-check/start", "/ping/3f2a-check"]

@@ -10,27 +10,13 @@ import time
 import psycopg2
 import pytest
 
-from conftest import (TOKEN, archive_rows, expected_means, feed_influxd, feed_standin, pulse_points, watermark)
+from conftest import (TOKEN, archive_rows, cli, expected_means, feed_influxd, feed_standin, flux_env, pulse_points,
+                      watermark)
 from loader.cli import COMMANDS
 from loader.windows import chunks
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HOUR = 3600
-
-
-def cli(*args, env=None, timeout=120):
-    if "--env-file" not in args:  # never the checkout's own .env (install.sh may have written one)
-        args = ("--env-file", os.devnull) + args
-    return subprocess.run([sys.executable, "-m", "loader", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=timeout)
-
-
-def flux_env(pg_url, standin, **extra):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("INFLUX_", "PG_"))}
-    env.update(INFLUX_URL=standin.url, INFLUX_TOKEN=TOKEN, INFLUX_ORG="test-org", PG_URL=pg_url,
-               REQUIRE_CLOCK_SYNC="no")
-    env.update({k: str(v) for k, v in extra.items()})
-    return env
 
 
 def now():
