@@ -5,24 +5,27 @@ from psycopg2 import sql
 
 from .errors import LoaderError
 from .sink import ArchiveTable, Database
-from .sources import open_source
+from .sources import open_source, prove_fields
 from .state import ensure_schema
 
 
-def check_influx(config):
-    """(ok, message) for the source."""
+def _failed(side, exc):
+    text = str(exc) if str(exc).startswith(side) else f"{side}: {exc}"
+    return False, text + (f" ({exc.hint})" if exc.hint else "")
+
+
+def check_influx(config, now):
+    """(ok, message) for the source: the same proof `run` makes before it loads anything (the
+    measurement and every field in FIELDS have data in the last 30 days, or INITIAL_LOOKBACK)."""
     source = open_source(config)
     try:
-        fields = source.check()
+        fields = prove_fields(config, source, None, now)
     except LoaderError as exc:
-        return False, f"InfluxDB: {exc}" + (f" ({exc.hint})" if exc.hint else "")
+        return _failed("InfluxDB", exc)
     finally:
         source.close()
     where = f"{config.influx_url}, bucket {config.bucket}, measurement {config.measurement}"
-    if fields is not None and not fields:
-        return False, f"InfluxDB: reachable ({where}) but the measurement has no numeric fields"
-    extra = f", fields {', '.join(fields)}" if fields else ""
-    return True, f"InfluxDB: {config.language} query accepted ({where}{extra})"
+    return True, f"InfluxDB: {config.language} queries answered ({where}, fields {', '.join(fields)})"
 
 
 def check_postgres(config):
@@ -31,7 +34,7 @@ def check_postgres(config):
     try:
         conn = db.connect()
     except LoaderError as exc:
-        return False, f"PostgreSQL: {exc}" + (f" ({exc.hint})" if exc.hint else "")
+        return _failed("PostgreSQL", exc)
     try:
         with db.errors():
             cur = conn.cursor()
@@ -41,7 +44,7 @@ def check_postgres(config):
                 db.table, sql.SQL(", ").join(sql.Identifier(c) for c in ("time",) + config.tags),
                 sql.SQL(", ").join([sql.SQL("to_timestamp(0)")] + [sql.Literal("")] * len(config.tags))))
     except LoaderError as exc:
-        return False, f"PostgreSQL: {exc}" + (f" ({exc.hint})" if exc.hint else "")
+        return _failed("PostgreSQL", exc)
     finally:
         try:
             conn.rollback()

@@ -36,9 +36,10 @@ class ConfigError(LoaderError):
 class SourceUnavailable(LoaderError):
     """InfluxDB could not be reached or answered with a temporary failure (retry later)."""
 
-    def __init__(self, message, retry_after=None, hint=""):
+    def __init__(self, message, retry_after=None, hint="", retry=True):
         super().__init__(message, hint)
         self.retry_after = retry_after
+        self.retry = retry  # False: not worth retrying within this run (the next run still tries)
 
 
 class SourceRejected(LoaderError):

@@ -1,6 +1,7 @@
 """The load job: plan a time range, then for each chunk fetch → write → move the watermark → commit.
 
-`run` (the hourly cron job) and `backfill` (a range the user names) share this one path. Memory
+`run` (the hourly cron job) and `backfill` (a range the user names) share this one path; before a
+range is loaded the source proves that the measurement and FIELDS exist there. Memory
 is bounded by one chunk, whatever the range; a failure leaves every committed chunk in place and
 the watermark just behind them, so the next run resumes there.
 """
@@ -12,10 +13,10 @@ from dataclasses import dataclass, field
 
 from .clock import SystemClock, check_synchronized
 from .config import redact
-from .errors import ClockError, LoaderError, SourceUnavailable
+from .errors import EXIT_RETRY_LATER, ClockError, LoaderError, SourceUnavailable
 from .rollups import Rollups
 from .sink import ArchiveTable, Database
-from .sources import open_source
+from .sources import open_source, prove_fields
 from .state import State, ensure_schema
 from .windows import chunks, floor_to, format_duration, rfc3339
 
@@ -31,10 +32,12 @@ class Outcome:
     rows: int = 0
     dropped: dict = field(default_factory=dict)
     locked_out: bool = False  # another run holds the lock; nothing was done
+    fields: list = None  # the fields the source proved it has (None: not asked)
+    newest: int = None  # start of the newest archived window after the run, epoch seconds
 
     @property
     def nothing_to_do(self):
-        return not self.locked_out and (self.start is None or self.start >= self.end)
+        return not self.locked_out and (self.start is None or self.end is None or self.start >= self.end)
 
 
 def plan_run(config, watermark, now):
@@ -85,8 +88,24 @@ class Background:
         return self._value
 
 
+@dataclass
+class Session:
+    """What one run, backfill or rebuild holds while it works: the connection and its cursor, the
+    tables, the run-history row and the watermark as last read or moved."""
+
+    conn: object
+    cur: object
+    table: ArchiveTable
+    rollups: Rollups
+    state: State
+    run_id: int
+    outcome: Outcome
+    watermark: int = None
+    source: object = None  # run and backfill: the source, its fields already proved
+
+
 class Job:
-    """One invocation of run or backfill. Tests inject clock, sleep and progress."""
+    """One invocation of run, backfill or rebuild-rollups. Tests inject clock, sleep and progress."""
 
     def __init__(self, config, clock=None, sleep=time.sleep, progress=None, source_factory=open_source):
         self.config = config
@@ -99,28 +118,26 @@ class Job:
         def plan(watermark, now):
             self._check_clock()
             return plan_run(self.config, watermark, now)
-        return self._execute("run", plan, self._load_chunks(always_advance=True))
+        return self._execute("run", plan, lambda session: self._load(session, always_advance=True), load=True)
 
     def backfill(self, start, end):
         return self._execute("backfill", lambda watermark, now: plan_backfill(self.config, start, end, now),
-                             self._load_chunks(always_advance=False))
+                             lambda session: self._load(session, always_advance=False), load=True)
 
     def rebuild_rollups(self, start=None, end=None):
         """Recompute the rollups of [start, end) (default: all archived rows) from the 5-second table."""
-        def plan(watermark, now):
-            return start, end
-        return self._execute("rebuild-rollups", plan, self._rebuild_chunks)
+        return self._execute("rebuild-rollups", lambda watermark, now: (start, end), self._rebuild)
 
     def _check_clock(self):
         check_synchronized(self.clock, self.config.require_clock_sync, "loading")
 
-    def _execute(self, command, plan, work):
+    def _execute(self, command, plan, work, load=False):
         config = self.config
         outcome = Outcome(command)
         db = Database(config)
         state = State(config.pg_schema, db.target)
         conn = db.connect()
-        cur = run_id = None
+        cur = run_id = source = None
         try:
             with db.errors():
                 cur = conn.cursor()
@@ -131,91 +148,95 @@ class Job:
                 ensure_schema(cur, config.pg_schema)
                 run_id = state.start_run(cur, command, self.clock.now())
                 watermark = state.watermark(cur)
-                conn.commit()
-                # the archive and rollup tables are created or checked before InfluxDB is asked for anything
                 table = ArchiveTable(db, config.tags)
+                table.check(cur)  # a table that does not fit is refused before InfluxDB is asked anything
+                conn.commit()
+            outcome.start, outcome.end = plan(watermark, self.clock.now())
+            if load and not outcome.nothing_to_do:
+                # an empty answer proves "no data" only once the measurement and fields are known to
+                # exist; asked before any table is made, so a misspelt FIELDS leaves no column behind
+                source = self.source_factory(config)
+                outcome.fields = self._retrying(prove_fields, config, source, outcome.start, self.clock.now())
+            with db.errors():
                 table.ensure(cur, config.fields)
                 rollups = Rollups(db, config.tags, config.rollup_below)
                 rollups.ensure(cur, table.fields)
+                if outcome.start is None:  # rebuild-rollups of everything: the archive's own span
+                    outcome.start, outcome.end = table.span(cur)
                 conn.commit()
-            outcome.start, outcome.end = plan(watermark, self.clock.now())
-            if outcome.start is None:  # rebuild-rollups of everything: the archive's own span
-                outcome.start, outcome.end = table.span(cur)
-                conn.commit()
-            work(conn, cur, table, rollups, state, run_id, outcome, watermark)
+            if not outcome.nothing_to_do:
+                work(Session(conn, cur, table, rollups, state, run_id, outcome, watermark, source))
             with db.errors():
+                outcome.newest = table.newest(cur)
                 result = "nothing to do" if outcome.nothing_to_do else "ok"
                 state.finish_run(cur, run_id, self.clock.now(), outcome.start, outcome.end,
                                  outcome.chunks, outcome.rows, result)
                 conn.commit()
             return outcome
-        except LoaderError as exc:
-            self._record_failure(conn, cur, state, run_id, outcome, exc)
+        except BaseException as exc:
+            self._record_end(conn, cur, state, run_id, outcome, exc)
             raise
         finally:
+            if source is not None:
+                source.close()
             conn.close()
 
-    def _load_chunks(self, always_advance):
-        def work(conn, cur, table, rollups, state, run_id, outcome, watermark):
-            self._load(conn, cur, table, rollups, state, run_id, outcome, watermark, always_advance)
-        return work
-
-    def _rebuild_chunks(self, conn, cur, table, rollups, state, run_id, outcome, watermark):
+    def _rebuild(self, session):
+        outcome = session.outcome
         pieces = chunks(outcome.start, outcome.end, self.config.chunk)
         for index, (lo, hi) in enumerate(pieces, 1):
-            with table.db.transaction(conn):
-                rollups.refresh(cur, table.fields, lo, hi)
+            with session.table.db.transaction(session.conn):
+                session.rollups.refresh(session.cur, session.table.fields, lo, hi)
                 outcome.chunks += 1
-                state.progress(cur, run_id, outcome.start, outcome.end, outcome.chunks, outcome.rows)
+                session.state.progress(session.cur, session.run_id, outcome.start, outcome.end, outcome.chunks,
+                                       outcome.rows)
             if self.progress:
                 self.progress(index, len(pieces), lo, hi, 0, 0)
 
-    def _load(self, conn, cur, table, rollups, state, run_id, outcome, watermark, always_advance):
-        config = self.config
-        db = table.db
+    def _load(self, session, always_advance):
+        config, outcome, cur = self.config, session.outcome, session.cur
+        table, db = session.table, session.table.db
         pieces = chunks(outcome.start, outcome.end, config.chunk)
-        if pieces:
-            log.info("%s %s .. %s in %d chunk(s) of up to %s", outcome.command, rfc3339(outcome.start),
-                     rfc3339(outcome.end), len(pieces), format_duration(config.chunk))
-        source = self.source_factory(config)
-        try:
-            # InfluxDB answers the next chunk while PostgreSQL writes this one: at most two chunks
-            # are in memory, and requests still go out one at a time, in order
-            upcoming = Background(self._fetch, source, *pieces[0]) if pieces else None
-            for index, (lo, hi) in enumerate(pieces, 1):
-                batch = upcoming.result()
-                upcoming = Background(self._fetch, source, *pieces[index]) if index < len(pieces) else None
-                for name, count in batch.dropped.items():
-                    if count:
-                        outcome.dropped[name] = outcome.dropped.get(name, 0) + count
-                        log.info("%s: dropped %d %s reading(s) outside VALID_RANGES", rfc3339(lo), count, name)
-                advance = always_advance or (watermark is not None and lo <= watermark)
-                with db.transaction(conn):  # rows, rollups and watermark move together or not at all
-                    written = table.write(cur, batch)
-                    if written:
-                        rollups.refresh(cur, table.fields, lo, hi)
-                    if advance:
-                        state.advance(cur, hi)
-                        watermark = max(watermark or hi, hi)
-                    outcome.chunks += 1
-                    outcome.rows += written
-                    state.progress(cur, run_id, outcome.start, outcome.end, outcome.chunks, outcome.rows)
-                log.debug("chunk %s .. %s: %d windows fetched, %d rows written", rfc3339(lo), rfc3339(hi),
-                          batch.rows, written)
-                if self.progress:
-                    self.progress(index, len(pieces), lo, hi, batch.rows, outcome.rows)
-        finally:
-            source.close()
+        log.info("%s %s .. %s in %d chunk(s) of up to %s", outcome.command, rfc3339(outcome.start),
+                 rfc3339(outcome.end), len(pieces), format_duration(config.chunk))
+        source = session.source
+        # InfluxDB answers the next chunk while PostgreSQL writes this one: at most two chunks
+        # are in memory, and requests still go out one at a time, in order
+        upcoming = Background(self._retrying, source.fetch, *pieces[0])
+        for index, (lo, hi) in enumerate(pieces, 1):
+            batch = upcoming.result()
+            upcoming = Background(self._retrying, source.fetch, *pieces[index]) if index < len(pieces) else None
+            for name, count in batch.dropped.items():
+                if count:
+                    outcome.dropped[name] = outcome.dropped.get(name, 0) + count
+                    log.info("%s: dropped %d %s reading(s) outside VALID_RANGES", rfc3339(lo), count, name)
+            advance = always_advance or (session.watermark is not None and lo <= session.watermark)
+            with db.transaction(session.conn):  # rows, rollups and watermark move together or not at all
+                written = table.write(cur, batch)
+                if written:
+                    session.rollups.refresh(cur, table.fields, lo, hi)
+                if advance:
+                    session.state.advance(cur, hi)
+                    session.watermark = max(session.watermark or hi, hi)
+                outcome.chunks += 1
+                outcome.rows += written
+                session.state.progress(cur, session.run_id, outcome.start, outcome.end, outcome.chunks,
+                                       outcome.rows)
+            log.debug("chunk %s .. %s: %d windows fetched, %d rows written", rfc3339(lo), rfc3339(hi),
+                      batch.rows, written)
+            if self.progress:
+                self.progress(index, len(pieces), lo, hi, batch.rows, outcome.rows)
 
-    def _fetch(self, source, lo, hi):
-        """Fetch one chunk, waiting out 429s (Retry-After) and retrying 5xx/connection errors."""
+    def _retrying(self, request, *args):
+        """request(*args) (a chunk's fetch, the proof of fields), waiting out 429s (Retry-After) and
+        retrying 5xx and connection errors up to MAX_RETRIES attempts."""
         attempt = 0
         while True:
             try:
-                return source.fetch(lo, hi)
+                return request(*args)
             except SourceUnavailable as exc:
                 attempt += 1
-                if attempt >= self.config.max_retries:
+                if attempt >= self.config.max_retries or not exc.retry:
                     raise
                 wait = exc.retry_after if exc.retry_after is not None else min(2 ** attempt,
                                                                                 self.config.max_retry_wait)
@@ -227,14 +248,23 @@ class Job:
                             self.config.max_retries)
                 self.sleep(wait)
 
-    def _record_failure(self, conn, cur, state, run_id, outcome, exc):
-        """Best effort: the run-history row says how it failed (the database may be the failure)."""
+    def _record_end(self, conn, cur, state, run_id, outcome, exc):
+        """Best effort: the run-history row says how the run ended (the database may be the failure).
+        Ctrl-C is 'interrupted'; any other exception 'failed', with the exit code the CLI gives it."""
         if run_id is None or conn.closed:
             return
+        if isinstance(exc, KeyboardInterrupt):
+            result, code, text = "interrupted", EXIT_RETRY_LATER, "interrupted (Ctrl-C or SIGINT)"
+        elif isinstance(exc, LoaderError):
+            result, code, text = "failed", exc.exit_code, str(exc)
+        elif isinstance(exc, Exception):
+            result, code, text = "failed", EXIT_RETRY_LATER, f"unexpected {type(exc).__name__}: {exc}"
+        else:
+            return  # SystemExit and the like: the row reads 'abandoned' once the lock is gone
         try:
             conn.rollback()
             state.finish_run(cur, run_id, self.clock.now(), outcome.start, outcome.end, outcome.chunks,
-                             outcome.rows, "failed", redact(str(exc), self.config.secrets())[:1000])
+                             outcome.rows, result, redact(text, self.config.secrets())[:1000], code)
             conn.commit()
         except Exception:  # noqa: BLE001 - the original error is the one to report
-            log.debug("could not record the failed run", exc_info=True)
+            log.debug("could not record how the run ended", exc_info=True)

@@ -8,13 +8,12 @@ caller's transaction, so the watermark can move in that same transaction.
 import contextlib
 import io
 import logging
-import re
 
 import psycopg2
 import psycopg2.errors
 from psycopg2 import sql
 
-from .config import redact
+from .config import libpq_url, redact
 from .errors import SinkRejected, SinkUnavailable, SourceQueryError
 from .state import DDL_LOCK, PRIMARY_KEY_OF
 from .windows import rfc3339
@@ -34,14 +33,6 @@ TABLE_EXISTS = "SELECT to_regclass(%(table)s) IS NOT NULL"
 NOT_OURS_HELP = ("PG_TABLE {table} exists with primary key ({found}) but influx-archive needs ({wanted}). "
                  "A table made by the reference script has no key: adopt it with install.sh's migration "
                  "flag, or set PG_TABLE to a new name (and TAGS to match the table)")
-
-
-def libpq_url(url):
-    """PG_URL as libpq reads it. SQLAlchemy-style URLs (postgresql+psycopg2://, as the reference
-    script's PG_CONNECT may be) name a driver; libpq takes the same URL without it, query options
-    (sslmode=...) and %-escapes included. SQLAlchemy itself is not imported: on a Pi its import alone
-    costs more than an hourly run's work."""
-    return re.sub(r"^postgres(?:ql)?(?:\+psycopg2)?://", "postgresql://", url)
 
 
 class Database:
@@ -124,9 +115,24 @@ class ArchiveTable:
         first, last = cur.fetchone()
         return (None, None) if first is None else (first, last + 1)
 
+    def newest(self, cur):
+        """Start of the newest archived window, epoch seconds (None if the table is empty or missing)."""
+        cur.execute(TABLE_EXISTS, {"table": self.db.table.as_string(cur)})
+        if not cur.fetchone()[0]:
+            return None
+        cur.execute(sql.SQL("SELECT extract(epoch FROM max(time))::bigint FROM {}").format(self.db.table))
+        return cur.fetchone()[0]
+
     def _log(self, message, *args):
         if self.announce:
             log.info(message, *args)
+
+    def check(self, cur):
+        """Refuse an existing table whose key or columns do not fit, before anything else is asked;
+        creating a missing one waits for ensure(), so a failed run leaves nothing behind."""
+        cur.execute(TABLE_EXISTS, {"table": self.db.table.as_string(cur)})
+        if cur.fetchone()[0]:
+            self.ensure(cur, ())
 
     def ensure(self, cur, fields):
         """Create the table if missing, check its key, add a column for every new field."""

@@ -488,6 +488,24 @@ def f_limit(tables, args):
     return [Table(key=t.key, columns=t.columns, rows=t.rows[:n], types=t.types) for t in tables]
 
 
+def f_distinct(tables, args):
+    """distinct(column): per table, the column's distinct values as _value (first seen first), the
+    group key kept. schema.tagValues() is from |> range |> filter |> keep |> group() |> distinct."""
+    column = args.get("column", "_value")
+    out = []
+    for t in tables:
+        seen = []
+        for r in t.rows:
+            if r.get(column) not in seen:
+                seen.append(r.get(column))
+        key_row = {c: t.rows[0].get(c) for c in t.key} if t.rows else {}
+        types = {c: t.types.get(c) for c in t.key}
+        types["_value"] = t.types.get(column)
+        out.append(Table(key=t.key, columns=list(t.key) + ["_value"], rows=[dict(key_row, _value=v) for v in seen],
+                         types=types))
+    return out
+
+
 def f_sort(tables, args):
     cols = args.get("columns", ["_value"])
     desc = args.get("desc", False)
@@ -498,7 +516,7 @@ def f_sort(tables, args):
 
 FUNCTIONS = {"range": f_range, "filter": f_filter, "group": f_group, "aggregateWindow": f_aggregate_window,
              "count": f_count, "toFloat": f_to_float, "keep": f_keep, "drop": f_drop, "pivot": f_pivot, "limit": f_limit,
-             "sort": f_sort}
+             "sort": f_sort, "distinct": f_distinct}
 
 
 # ---------------------------------------------------------------- store and execution
@@ -761,7 +779,7 @@ def error_table(message):
 # ---------------------------------------------------------------- HTTP server
 
 class StandIn:
-    """The server. `faults` is a list of planned faults consumed one per query request:
+    """The server. `faults` is a list of planned faults consumed one per query that reads points:
     ("status", code, retry_after) | ("hang", seconds) | ("cut", after_bytes) | ("error_table", message)
     | ("body", text)."""
 
@@ -845,7 +863,10 @@ class StandIn:
             return self._json(h, 400, "invalid", "failed to decode request body")
         with self.lock:
             self.queries.append(query)
-            fault = self.faults.pop(0) if self.faults else None
+            # planned faults hit the queries that read points (one per chunk); the loader's metadata
+            # queries (which fields exist) pass, so a test's faults land on the chunks it means
+            reads_points = "aggregateWindow" in query
+            fault = self.faults.pop(0) if self.faults and reads_points else None
         if fault and fault[0] == "status":
             headers = [("Retry-After", str(fault[2]))] if fault[2] is not None else []
             return self._json(h, fault[1], "too many requests" if fault[1] == 429 else "internal error",

@@ -238,11 +238,13 @@ def test_unknown_org_fails_with_exit_2_for_flux(pg_url, standin):
     assert exc.value.exit_code == 2 and "INFLUX_ORG (someone-else)" in exc.value.hint
 
 
-def test_missing_database_fails_with_exit_2_and_dbrp_help_for_influxql(pg_url, influxd):
+def test_missing_database_fails_with_exit_2_and_the_databases_an_influxdb_1_server_has(pg_url, influxd, influx_db):
     cfg = make_config(pg_url, influxd.url, language="influxql", bucket="not_mapped", INITIAL_LOOKBACK="1h")
     with pytest.raises(SourceRejected, match="database not found") as exc:
         Job(cfg, clock=FixedClock(NOW), sleep=pytest.fail).run()
-    assert "dbrp" in exc.value.hint.lower()
+    assert exc.value.hint.startswith("this InfluxDB 1.x server has no database not_mapped; set INFLUX_BUCKET to one "
+                                     "it has (")
+    assert influx_db in exc.value.hint and "dbrp" not in exc.value.hint.lower()  # 1.x has no DBRP mappings
 
 
 def test_clock_before_watermark_does_not_move_it(pg_url, standin):
@@ -433,7 +435,8 @@ def test_nan_and_infinite_values_are_archived_as_the_source_averages_them(pg_url
 
 
 def test_an_empty_result_moves_the_watermark_and_writes_nothing(pg_url, standin):
-    feed_standin(standin, pulse_points(NOW - 30 * DAY, 600))  # the bucket exists, the range holds nothing
+    # the measurement has data in the last 30 days, so an empty range is proved empty, not misspelt
+    feed_standin(standin, pulse_points(NOW - 30 * DAY, 600))
     outcome = Job(make_config(pg_url, standin.url, INITIAL_LOOKBACK="2h"), clock=FixedClock(NOW)).run()
     assert outcome.rows == 0 and outcome.chunks == 1
     assert archive_rows(pg_url) == {} and watermark(pg_url) == NOW - NOW % 5

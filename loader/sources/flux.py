@@ -23,7 +23,7 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from ..errors import SourceQueryError, SourceRejected, SourceUnavailable
 from ..windows import format_duration, rfc3339
 from . import Batch, Block
-from .http import classify_status, no_answer, retry_after_seconds
+from .http import classify_status, http_rejection, no_answer, retry_after_seconds
 
 log = logging.getLogger(__name__)
 
@@ -221,13 +221,39 @@ class FluxSource:
         batch.start, batch.end = start, end
         return batch
 
-    def check(self):
-        """Run a tiny query that proves the token can read the bucket."""
-        query = (f"from(bucket: {flux_string(self.config.bucket)}) |> range(start: -1m) "
-                 f"|> filter(fn: (r) => r._measurement == {flux_string(self.config.measurement)}) |> limit(n: 1)")
-        for header, data in _tables(self._post(query)):
-            if _is_error_table(header) and data:
-                _raise_query_error(header, data)
+    def field_keys(self, start, stop):
+        """{field: None} of the measurement's fields with data in [start, stop) (Flux does not tell
+        their types without reading values); empty when it has none."""
+        return dict.fromkeys(self._distinct("_field", start, stop, self.config.measurement))
+
+    def measurements(self, start, stop, limit=20):
+        """Names of measurements with data in [start, stop) (for advice when ours has none)."""
+        return self._distinct("_measurement", start, stop, limit=limit)
+
+    def _distinct(self, column, start, stop, measurement=None, limit=None):
+        """Distinct values of a column: the pipeline schema.tagValues() is made of (Flux stdlib,
+        influxdata/influxdb/schema), which InfluxDB answers from its index without reading points."""
+        lines = [f"from(bucket: {flux_string(self.config.bucket)})",
+                 f"  |> range(start: {rfc3339(start)}, stop: {rfc3339(stop)})"]
+        if measurement is not None:
+            lines.append(f"  |> filter(fn: (r) => r._measurement == {flux_string(measurement)})")
+        lines += [f"  |> keep(columns: [{flux_string(column)}])", "  |> group()",
+                  f"  |> distinct(column: {flux_string(column)})"]
+        if limit:
+            lines.append(f"  |> limit(n: {int(limit)})")
+        values = []
+        for header, data in _tables(self._post("\n".join(lines) + "\n")):
+            if _is_error_table(header):
+                if data:
+                    _raise_query_error(header, data)
+                continue
+            if "_value" not in header:
+                raise SourceQueryError(f"unexpected columns in the Flux response: {', '.join(header)}")
+            at = header.index("_value")
+            for row in csv.reader(data.split("\n")):
+                if len(row) > at and row[at] not in values:
+                    values.append(row[at])
+        return values
 
     def _http_error(self, response):
         status = response.status
@@ -244,8 +270,9 @@ class FluxSource:
             return SourceRejected(f"InfluxDB refused the token (HTTP {status})",
                                   hint=TOKEN_HELP.format(bucket=self.config.bucket, org=self.config.influx_org))
         if status == 404:
-            return SourceRejected(f"InfluxDB: {message or 'not found'}",
+            return SourceRejected(f"InfluxDB answered HTTP 404: {message or 'not found'}",
                                   hint=f"check INFLUX_BUCKET ({self.config.bucket}) and INFLUX_ORG "
                                        f"({self.config.influx_org}); is this account Cloud Serverless? "
                                        "Then set INFLUX_QUERY_LANGUAGE=influxql")
-        return SourceQueryError(f"InfluxDB rejected the query (HTTP {status}): {message}")
+        return http_rejection(self.config.influx_url, status, message) or SourceQueryError(
+            f"InfluxDB rejected the query (HTTP {status}): {message}")

@@ -1,7 +1,10 @@
-"""HTTP status handling shared by both sources (InfluxDB v2 and v1 APIs answer alike)."""
+"""HTTP handling shared by both sources (InfluxDB v2 and v1 APIs answer alike): status codes, and
+requests that got no HTTP answer at all, said in the user's words with advice that works."""
 
+import re
 from email.utils import parsedate_to_datetime
 from time import time as _now
+from urllib.parse import urlsplit
 
 from urllib3.exceptions import MaxRetryError, SSLError
 
@@ -17,18 +20,66 @@ def classify_status(status):
 
 TLS_HELP = ("InfluxDB's TLS certificate is not trusted here: if it is signed by your own CA, set "
             "INFLUX_CA_FILE to that CA's PEM file (verification is never turned off)")
+# Go's net/http (InfluxDB) answers a plain-HTTP request on its TLS port with this 400 body
+PLAIN_HTTP_TO_TLS = "Client sent an HTTP request to an HTTPS server"
+
+
+def host_port(url):
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{parts.hostname}:{port}"
 
 
 def no_answer(url, exc):
-    """The error for a request that got no HTTP answer: a TLS/certificate failure needs a human
-    (exit 2), anything else (refused, reset, timed out, cut off) is retried and caught up later.
-    exc is a urllib3 or OS error."""
-    reason = exc.reason if isinstance(exc, MaxRetryError) else exc
-    text = str(reason)
-    if isinstance(reason, SSLError) or "SSLError" in text or "CERTIFICATE_VERIFY_FAILED" in text:
-        return SourceRejected(f"TLS to {url} failed", hint=TLS_HELP)
-    detail = type(reason).__name__
-    return SourceUnavailable(f"InfluxDB at {url} did not answer: {detail}")
+    """The error for a request that got no HTTP answer, from the urllib3 or OS error behind it
+    (urllib3 1.26, Debian's, and 2.x name them differently; their texts are matched too).
+
+    Exit 2 (a setting is wrong, retrying cannot help): TLS to a server that does not speak it, an
+    untrusted certificate, a server that answers but not in HTTP. Exit 1 (the next run catches up):
+    refused, reset, timed out; a host name that does not resolve is not retried within the run (the
+    network or DNS is down, or the name is misspelt: the message says both)."""
+    reason = exc.reason if isinstance(exc, MaxRetryError) and exc.reason is not None else exc
+    text = f"{type(reason).__name__}: {reason}"
+    where = host_port(url)
+    if isinstance(reason, SSLError) or "SSL" in text or "CERTIFICATE" in text:
+        if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
+            if "match" in text or "mismatch" in text.lower():
+                return SourceRejected(f"the TLS certificate of {where} is not for that host name",
+                                      hint="use the host name the certificate names in INFLUX_URL")
+            return SourceRejected(f"TLS to {url} failed: the certificate is not trusted", hint=TLS_HELP)
+        if "WRONG_VERSION_NUMBER" in text or "wrong version number" in text or "record layer" in text:
+            return SourceRejected(f"{where} does not speak TLS",
+                                  hint=f"INFLUX_URL says https://; this server wants http://{where}")
+        return SourceRejected(f"TLS to {url} failed: {reason}", hint=TLS_HELP)
+    if "Connection refused" in text or "Errno 111" in text:
+        return SourceUnavailable(f"nothing is listening at {where} (connection refused)",
+                                 hint="is InfluxDB running there, and is INFLUX_URL's port right? "
+                                      "The next run catches up once it answers")
+    if "NameResolutionError" in text or re.search(r"Errno -\d+|resolve|Name or service|nodename", text):
+        host = urlsplit(url).hostname
+        return SourceUnavailable(f"host {host} not found (DNS)", retry=False,
+                                 hint=f"check the spelling of INFLUX_URL; if {host} is right, this machine's "
+                                      "network or DNS is down and the next run catches up")
+    if "BadStatusLine" in text:
+        return SourceRejected(f"{where} answered, but not in HTTP",
+                              hint="is INFLUX_URL's port InfluxDB's (8086 by default)?")
+    if "RemoteDisconnected" in text:
+        return SourceUnavailable(f"{where} closed the connection without an HTTP answer",
+                                 hint="is INFLUX_URL's port InfluxDB's (8086 by default; 5432 is PostgreSQL's)? "
+                                      "If it is, InfluxDB was restarting and the next run catches up")
+    if "timed out" in text.lower() or "Timeout" in text:
+        return SourceUnavailable(f"InfluxDB at {where} did not answer in time (INFLUX_TIMEOUT)",
+                                 hint="the next run catches up; a query that is always too slow needs a "
+                                      "smaller CHUNK or a larger INFLUX_TIMEOUT")
+    return SourceUnavailable(f"InfluxDB at {where} did not answer: {type(reason).__name__}",
+                             hint="the next run catches up")
+
+
+def http_rejection(url, status, message):
+    """Advice for an HTTP error status that is neither 401/403 nor a retry; None when there is none."""
+    if status == 400 and PLAIN_HTTP_TO_TLS in message:
+        return SourceRejected(f"{host_port(url)} speaks TLS", hint="use https:// in INFLUX_URL")
+    return None
 
 
 def retry_after_seconds(headers):
@@ -48,3 +99,12 @@ def retry_after_seconds(headers):
         return max(0, int(parsedate_to_datetime(value).timestamp() - _now()))
     except (TypeError, ValueError):
         return None
+
+
+def server_kind(headers):
+    """'1.x', '2.x', '3.x' from InfluxDB's X-Influxdb-Version header, or '' when it does not say."""
+    version = ""
+    for key in headers or {}:
+        if key.lower() == "x-influxdb-version":
+            version = str(headers[key]).strip().lstrip("v")
+    return f"{version.split('.')[0]}.x" if re.match(r"^\d+\.", version) else ""

@@ -8,23 +8,29 @@ import csv
 import io
 import json
 import logging
+import re
 
 import urllib3
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-from ..errors import SourceQueryError, SourceRejected, SourceUnavailable
+from ..errors import LoaderError, SourceQueryError, SourceRejected, SourceUnavailable
 from ..windows import format_duration
-from . import Batch, Block
-from .http import classify_status, no_answer, retry_after_seconds
+from . import NUMERIC_TYPES, Batch, Block
+from .http import classify_status, http_rejection, no_answer, retry_after_seconds, server_kind
 
 log = logging.getLogger(__name__)
 
-NUMERIC_TYPES = ("float", "integer")
 DBRP_HELP = ("InfluxQL reads a bucket through a DBRP mapping named like the bucket. Create one with "
              "`influx v1 dbrp create --db {bucket} --rp autogen --bucket-id <id> --default` "
              "(or in the Cloud UI), or set INFLUX_BUCKET to the mapped database name")
+DATABASE_HELP = ("this InfluxDB 1.x server has no database {bucket}; set INFLUX_BUCKET to one it has "
+                 "({databases})")
 TOKEN_HELP = ("check that INFLUX_TOKEN is a current token with read access to {bucket} "
               "(InfluxDB 1.x: INFLUX_USERNAME/INFLUX_PASSWORD)")
+PATH_HELP = ("INFLUX_URL should be the server's base URL, e.g. http://raspberrypi.local:8086, without "
+             "/query or another path after the port")
+# "database not found: x" (1.x, 2.x), "Database x not found" (InfluxDB 3's v1 query API)
+NOT_FOUND = re.compile(r"(?i)\b(database|bucket)\b.*\bnot found\b|\bnot found\b.*\b(database|bucket)\b")
 
 
 def identifier(name):
@@ -78,6 +84,7 @@ class InfluxQLSource:
     def __init__(self, config):
         self.config = config
         self._fields = list(config.fields) or None
+        self._field_keys = None
         self._http = urllib3.PoolManager(
             cert_reqs="CERT_REQUIRED", ca_certs=config.ca_file or None,
             timeout=urllib3.Timeout(connect=min(10, config.timeout), read=config.timeout),
@@ -116,33 +123,66 @@ class InfluxQLSource:
             if response.status in (401, 403):
                 raise SourceRejected(f"InfluxDB refused the credentials (HTTP {response.status}): {message}",
                                      hint=TOKEN_HELP.format(bucket=self.config.bucket))
-            if response.status == 404 or "database not found" in message or "bucket not found" in message:
-                raise SourceRejected(f"InfluxDB: {message}", hint=DBRP_HELP.format(bucket=self.config.bucket))
-            raise SourceQueryError(f"InfluxDB rejected the query (HTTP {response.status}): {message}")
+            if NOT_FOUND.search(message or ""):
+                raise self._not_found(message, response.headers)
+            if response.status == 404:
+                raise SourceRejected(f"nothing answers InfluxQL at {url} (HTTP 404)", hint=PATH_HELP)
+            raise http_rejection(url, response.status, message) or SourceQueryError(
+                f"InfluxDB rejected the query (HTTP {response.status}): {message}")
         if not isinstance(payload, dict) or "results" not in payload:
-            raise SourceQueryError("InfluxDB answered with a body that is not InfluxQL JSON")
+            raise SourceQueryError("InfluxDB answered with a body that is not InfluxQL JSON",
+                                   hint=PATH_HELP if "/" in self.config.influx_url.split("://", 1)[1] else "")
         results = payload["results"]
         for result in results:
             error = result.get("error")
             if error:
-                if "database not found" in error or "bucket not found" in error:
-                    raise SourceRejected(f"InfluxDB: {error}", hint=DBRP_HELP.format(bucket=self.config.bucket))
+                if NOT_FOUND.search(error):
+                    raise self._not_found(error, response.headers)
                 if "authoriz" in error or "permission" in error:
-                    raise SourceRejected(f"InfluxDB: {error}", hint=TOKEN_HELP.format(bucket=self.config.bucket))
+                    raise SourceRejected(f"InfluxDB refused: {error}",
+                                         hint=TOKEN_HELP.format(bucket=self.config.bucket))
                 raise SourceQueryError(f"InfluxDB reported a query error: {error}")
         return results
 
+    def _not_found(self, message, headers):
+        """The database (bucket) is missing: the advice depends on the kind of server."""
+        bucket = self.config.bucket
+        if server_kind(headers) == "1.x":
+            try:
+                series = self._query("SHOW DATABASES")[0].get("series", [])
+                names = [row[0] for s in series for row in s.get("values", []) if not row[0].startswith("_")]
+            except LoaderError:
+                names = []
+            databases = ", ".join(names) if names else "it has none: CREATE DATABASE one and write to it"
+            return SourceRejected(f"InfluxDB answered: {message}",
+                                  hint=DATABASE_HELP.format(bucket=bucket, databases=databases))
+        return SourceRejected(f"InfluxDB answered: {message}", hint=DBRP_HELP.format(bucket=bucket))
+
+    def field_keys(self, start=None, stop=None):
+        """{field: type} of the measurement (SHOW FIELD KEYS: every retained shard, so the range is not
+        used); empty when the measurement has no data in the database."""
+        if self._field_keys is None:
+            found = {}
+            for series in self._query(f"SHOW FIELD KEYS FROM {source_name(self.config)}")[0].get("series", []):
+                for name, kind in series.get("values", []):
+                    found.setdefault(name, kind)
+            self._field_keys = found
+        return self._field_keys
+
+    def measurements(self, start=None, stop=None, limit=20):
+        """Names of measurements in the database (for advice when ours has no data)."""
+        series = self._query(f"SHOW MEASUREMENTS LIMIT {int(limit)}")[0].get("series", [])
+        return [row[0] for s in series for row in s.get("values", [])]
+
     def numeric_fields(self):
-        """The measurement's float and integer fields (SHOW FIELD KEYS), for FIELDS left empty."""
-        stmt = f"SHOW FIELD KEYS FROM {source_name(self.config)}"
+        """The measurement's float and integer fields, for FIELDS left empty."""
         fields = []
-        for series in self._query(stmt)[0].get("series", []):
-            for name, kind in series.get("values", []):
-                if kind in NUMERIC_TYPES and name not in fields:
-                    if name in self.config.tags:
-                        log.warning("field %s has the name of a key tag and is not archived", name)
-                        continue
-                    fields.append(name)
+        for name, kind in self.field_keys().items():
+            if kind in NUMERIC_TYPES:
+                if name in self.config.tags:
+                    log.warning("field %s has the name of a key tag and is not archived", name)
+                    continue
+                fields.append(name)
         return fields
 
     def fetch(self, start, end):
@@ -181,9 +221,6 @@ class InfluxQLSource:
             batch.blocks.append(Block(columns=["time", *tags, *self._fields], text=out.getvalue(), rows=len(by_key)))
         return batch
 
-    def check(self):
-        """Prove the credentials work and the database (DBRP mapping) exists; return numeric fields."""
-        return self.numeric_fields()
 
 
 def _number_text(value):
