@@ -19,9 +19,9 @@ INSERT INTO influx_archive_state (target, watermark) VALUES (%(target)s, to_time
 ON CONFLICT (target) DO UPDATE
 SET watermark = GREATEST(influx_archive_state.watermark, EXCLUDED.watermark), updated_at = now()
 """
+ABANDONED_ERROR = "the process ended without reporting (killed, power loss or lost connection)"
 ABANDON_RUNNING = """
-UPDATE influx_archive_runs SET outcome = 'abandoned', finished_at = now(),
-       error = 'the process ended without reporting (killed, power loss or lost connection)'
+UPDATE influx_archive_runs SET outcome = 'abandoned', finished_at = now(), error = %(error)s
 WHERE target = %(target)s AND outcome = 'running'
 """
 START_RUN = """
@@ -39,15 +39,28 @@ FINISH_RUN = """
 UPDATE influx_archive_runs
 SET finished_at = to_timestamp(%(finished)s), range_start = coalesce(range_start, to_timestamp(%(start)s)),
     range_end = coalesce(range_end, to_timestamp(%(end)s)), chunks = %(chunks)s, rows_written = %(rows)s,
-    outcome = %(outcome)s, error = %(error)s
+    outcome = %(outcome)s, error = %(error)s, exit_code = %(exit_code)s
 WHERE id = %(id)s
 """
-LAST_RUN = """
-SELECT command, extract(epoch FROM started_at), extract(epoch FROM finished_at), outcome, rows_written, error
-FROM influx_archive_runs WHERE target = %(target)s AND outcome <> 'running'
-ORDER BY started_at DESC, id DESC LIMIT 1
+# Runs in the order they started (id, not the clock: a Pi's clock can step back). A row still
+# 'running' whose process no longer holds the run lock is a dead one. to_jsonb(r) reads exit_code
+# also from a table made before that column existed (status changes nothing, not even the schema).
+LAST_RUNS = """
+SELECT r.id, r.command, extract(epoch FROM r.started_at), extract(epoch FROM r.finished_at),
+       CASE WHEN r.outcome = 'running' AND NOT %(active)s THEN 'abandoned' ELSE r.outcome END,
+       r.rows_written, r.error, (to_jsonb(r) ->> 'exit_code')::int
+FROM influx_archive_runs r WHERE r.target = %(target)s
+ORDER BY r.id DESC LIMIT %(limit)s
 """
-RUNNING_NOW = "SELECT count(*) FROM influx_archive_runs WHERE target = %(target)s AND outcome = 'running'"
+# Is the run lock held? pg_locks shows a bigint advisory key as classid (high half) and objid (low
+# half) with objsubid 1 (PostgreSQL docs, pg_locks). Asking, unlike trying the lock, never makes a
+# run that starts at that moment step aside.
+LOCK_HELD = """
+SELECT EXISTS (SELECT 1 FROM pg_locks
+               WHERE locktype = 'advisory' AND granted AND objsubid = 1
+                 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                 AND ((classid::bigint << 32) | objid::bigint) = hashtext(%(key)s)::bigint)
+"""
 
 
 def set_search_path(cur, schema):
@@ -105,25 +118,28 @@ class State:
 
     def start_run(self, cur, command, started):
         """Record a run as started; a run still marked running can only be a dead one (we hold the lock)."""
-        self._q(cur, ABANDON_RUNNING)
+        self._q(cur, ABANDON_RUNNING, error=ABANDONED_ERROR)
         self._q(cur, START_RUN, command=command, started=started)
         return cur.fetchone()[0]
 
     def progress(self, cur, run_id, start, end, chunks, rows):
         self._q(cur, PROGRESS_RUN, id=run_id, start=start, end=end, chunks=chunks, rows=rows)
 
-    def finish_run(self, cur, run_id, finished, start, end, chunks, rows, outcome, error=None):
+    def finish_run(self, cur, run_id, finished, start, end, chunks, rows, outcome, error=None, exit_code=None):
         self._q(cur, FINISH_RUN, id=run_id, finished=finished, start=start, end=end, chunks=chunks,
-                rows=rows, outcome=outcome, error=error)
+                rows=rows, outcome=outcome, error=error, exit_code=exit_code)
 
-    def last_run(self, cur):
-        self._q(cur, LAST_RUN)
-        row = cur.fetchone()
-        if not row:
-            return None
-        keys = ("command", "started", "finished", "outcome", "rows", "error")
-        return dict(zip(keys, row))
-
-    def running(self, cur):
-        self._q(cur, RUNNING_NOW)
+    def active(self, cur):
+        """True while some process holds this archive's run lock (a run, backfill or rebuild)."""
+        cur.execute(LOCK_HELD, {"key": self.lock_key})
         return cur.fetchone()[0]
+
+    def last_runs(self, cur, limit=200):
+        """The newest runs first, as dicts; a 'running' row without a lock holder reads 'abandoned'."""
+        self._q(cur, LAST_RUNS, active=self.active(cur), limit=limit)
+        keys = ("id", "command", "started", "finished", "outcome", "rows", "error", "exit_code")
+        runs = [dict(zip(keys, row)) for row in cur.fetchall()]
+        for run in runs:
+            if run["outcome"] == "abandoned" and not run["error"]:
+                run["error"] = ABANDONED_ERROR
+        return runs

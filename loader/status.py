@@ -1,119 +1,181 @@
-"""`status`: is the archive current? Watermark, lag, last run, row count, and an exit code for scripts."""
+"""`status`: is the archive healthy? The newest data, the last hourly run, failures in a row, the
+newest backup, and one exit code a monitor can page on.
 
-from dataclasses import dataclass
+The rule (README, `python -m loader status --help`):
+  2 page: nothing archived yet; no new reading for longer than STALE_AFTER; the last hourly run
+    failed in a way that needs a human, or FAILED_RUNS_ALERT of them failed in a row; no hourly run
+    started for FAILED_RUNS_ALERT hours; the newest dump older than BACKUP_MAX_AGE, or BACKUP_DIR
+    unusable.
+  1 look when convenient: the last hourly run failed (a blip the next run catches up); data is there
+    but the hourly run has not run yet; backups are on but none was made yet.
+  0 healthy.
+"""
+
+from dataclasses import dataclass, field
 
 from psycopg2 import sql
 
 from .backup import human_size, newest
 from .errors import EXIT_NEEDS_HUMAN, EXIT_OK, EXIT_RETRY_LATER, BackupError
 from .pgtools import database_name
-from .sink import Database
+from .sink import ArchiveTable, Database
 from .state import State, set_search_path
 from .windows import format_duration, human_duration, rfc3339
 
 STATE_TABLES_EXIST = "SELECT to_regclass(%(name)s) IS NOT NULL"
+RUN_EVERY = 3600  # the schedule install.sh and crontab.txt give `run`
+SUCCESS = ("ok", "nothing to do")
+FAILURE = ("failed", "abandoned")
 
 
 @dataclass
 class Status:
     target: str
+    now: int
     watermark: int = None
-    lag: int = None
-    last_run: dict = None
+    newest: int = None  # start of the newest archived window
+    window: int = 5
+    last_run: dict = None  # the newest hourly `run` that has ended
+    failures: int = 0  # hourly runs failed in a row, newest first
+    later: dict = None  # a backfill or rebuild newer than last_run
+    running: bool = False
     rows: int = None
-    running: int = 0
-    exit_code: int = EXIT_NEEDS_HUMAN
-    verdict: str = "never run"
     backup: str = "not configured (set BACKUP_DIR; README, Backups)"
+    problems: list = field(default_factory=list)  # (exit code, text)
+
+    @property
+    def exit_code(self):
+        return max([EXIT_OK] + [code for code, _ in self.problems])
+
+    @property
+    def verdict(self):
+        if not self.problems:
+            return "fresh"
+        worst = sorted(self.problems, key=lambda p: -p[0])
+        return "; ".join(text for _, text in worst)
+
+    def _ago(self, epoch):
+        return f"{rfc3339(int(epoch))} ({human_duration(max(0, self.now - int(epoch)))} ago)"
 
     def lines(self):
-        out = [f"archive:    {self.target}"]
-        if self.watermark is None:
-            out.append("watermark:  none (never loaded)")
-        else:
-            out.append(f"watermark:  {rfc3339(self.watermark)} (lag {human_duration(max(0, self.lag))})")
-        if self.last_run:
-            run = self.last_run
-            when = rfc3339(int(run["started"]))
-            took = f", took {int(run['finished'] - run['started'])}s" if run["finished"] else ""
-            out.append(f"last run:   {run['command']} at {when}: {run['outcome']}, {run['rows']} row(s) "
-                       f"written{took}")
-            if run["error"]:
-                out.append(f"last error: {run['error']}")
-        else:
-            out.append("last run:   none")
+        out = [f"archive:     {self.target}"]
+        out.append("newest data: " + (self._ago(self.newest) + f", the window ending {rfc3339(self.newest + self.window)}"
+                                      if self.newest is not None else "none archived yet"))
+        out.append("loaded to:   " + (self._ago(self.watermark) + " (the watermark)" if self.watermark is not None
+                                      else "none (the hourly run has not loaded yet)"))
+        out.append("last run:    " + (_describe(self.last_run, self._ago) if self.last_run else
+                                      "none yet (cron runs `python -m loader run` hourly)"))
+        if self.failures:
+            out.append(f"failures:    {self.failures} hourly run(s) in a row")
+        if self.last_run and self.last_run["error"] and self.last_run["outcome"] not in SUCCESS:
+            out.append(f"last error:  {self.last_run['error']}")
+        if self.later:
+            out.append(f"since then:  {self.later['command']} {_describe(self.later, self._ago)}")
+            if self.later["error"]:
+                out.append(f"its error:   {self.later['error']}")
         if self.running:
-            out.append("running:    yes (or killed: the next run will say)")
+            out.append("running:     yes, a run, backfill or rebuild holds the lock now")
         if self.rows is not None:
-            out.append(f"rows:       {self.rows}")
-        out.append(f"backup:     {self.backup}")
-        out.append(f"verdict:    {self.verdict}")
+            out.append(f"rows:        {self.rows}")
+        out.append(f"backup:      {self.backup}")
+        out.append(f"verdict:     {self.verdict}")
         return out
 
 
+def _describe(run, ago):
+    took = f", took {human_duration(run['finished'] - run['started'])}" if run["finished"] else ""
+    return f"started {ago(run['started'])}: {run['outcome']}, {run['rows']} row(s) written{took}"
+
+
 def status(config, now):
-    result = Status(target=f"{config.pg_schema}.{config.pg_table}")
-    if not _read_state(config, result):
-        result.verdict = "never run: run `python -m loader run` (or wait for cron)"
-    elif result.watermark is None:
-        result.exit_code, result.verdict = EXIT_NEEDS_HUMAN, "never run: run `python -m loader run`"
-    else:
-        result.lag = int(now) - result.watermark
-        if result.last_run and result.last_run["outcome"] in ("failed", "abandoned"):
-            result.exit_code = EXIT_NEEDS_HUMAN
-            result.verdict = "failing: the last run did not finish (see last error)"
-        elif result.lag > config.stale_after:
-            result.exit_code = EXIT_RETRY_LATER
-            result.verdict = f"stale: lag above STALE_AFTER ({format_duration(config.stale_after)})"
-        else:
-            result.exit_code, result.verdict = EXIT_OK, "fresh"
+    result = Status(target=f"{config.pg_schema}.{config.pg_table}", now=int(now), window=config.window)
+    _read_state(config, result)
+    _judge(config, result)
     if config.backup_dir:
         _backup_status(config, now, result)
     return result
 
 
 def _read_state(config, result):
-    """Fill result from the state tables; False when they do not exist yet."""
+    """Fill result from the archive and its state tables (read only: status changes nothing)."""
     db = Database(config)
     conn = db.connect()
     try:
         with db.errors():
             cur = conn.cursor()
-            state = State(config.pg_schema, db.target)
             set_search_path(cur, config.pg_schema)
-            cur.execute(STATE_TABLES_EXIST, {"name": "influx_archive_state"})
-            if not cur.fetchone()[0]:
-                return False
-            result.watermark = state.watermark(cur)
-            result.last_run = state.last_run(cur)
-            result.running = state.running(cur)
-            cur.execute(STATE_TABLES_EXIST, {"name": db.table.as_string(cur)})
-            if cur.fetchone()[0]:
+            result.newest = ArchiveTable(db, config.tags).newest(cur)
+            if result.newest is not None:
                 cur.execute(sql.SQL("SELECT count(*) FROM {}").format(db.table))
                 result.rows = cur.fetchone()[0]
+            cur.execute(STATE_TABLES_EXIST, {"name": "influx_archive_state"})
+            if cur.fetchone()[0]:
+                state = State(config.pg_schema, db.target)
+                result.watermark = state.watermark(cur)
+                result.running = state.active(cur)
+                _read_runs(state.last_runs(cur), result)
             conn.rollback()
-            return True
     finally:
         conn.close()
 
 
+def _read_runs(runs, result):
+    hourly = [r for r in runs if r["command"] == "run" and r["outcome"] != "running"]
+    result.last_run = hourly[0] if hourly else None
+    for run in hourly:
+        if run["outcome"] in SUCCESS:
+            break
+        if run["outcome"] in FAILURE:  # an interrupted (Ctrl-C'd) run is neither
+            result.failures += 1
+    newer = [r for r in runs if r["command"] != "run" and r["outcome"] != "running"
+             and (result.last_run is None or r["id"] > result.last_run["id"])]
+    result.later = newer[0] if newer else None
+
+
+def _judge(config, result):
+    """The rule in this module's docstring, as problems with their exit codes."""
+    add = result.problems.append
+    alert = config.failed_runs_alert
+    if result.newest is None:
+        add((EXIT_NEEDS_HUMAN, "nothing archived yet: run `python -m loader run` (`check` first if it fails)"))
+    else:
+        quiet = result.now - (result.newest + config.window)
+        if quiet > config.stale_after:
+            add((EXIT_NEEDS_HUMAN, f"stale: no new reading for {human_duration(quiet)} (STALE_AFTER "
+                                   f"{format_duration(config.stale_after)}): is the oximeter recording, and "
+                                   f"the hourly run working? `python -m loader check` shows what InfluxDB has"))
+    run = result.last_run
+    if run is None:
+        if result.newest is not None:
+            add((EXIT_RETRY_LATER, "the hourly run has not run yet: cron runs it, or `python -m loader run`"))
+        return
+    if run["outcome"] in FAILURE and run["exit_code"] == EXIT_NEEDS_HUMAN:
+        add((EXIT_NEEDS_HUMAN, "failing: the last hourly run needs a human (see last error)"))
+    elif result.failures >= alert:
+        add((EXIT_NEEDS_HUMAN, f"failing: {result.failures} hourly runs in a row failed (see last error)"))
+    elif result.failures:
+        add((EXIT_RETRY_LATER, f"the last hourly run failed; the next one should catch up (this pages after "
+                               f"{alert} in a row, FAILED_RUNS_ALERT)"))
+    if not result.running and result.now - run["started"] > alert * RUN_EVERY:
+        add((EXIT_NEEDS_HUMAN, f"no hourly run started for {human_duration(result.now - run['started'])}: "
+                               f"is cron running? (`grep influx-archive /etc/cron.d/*`)"))
+
+
 def _backup_status(config, now, result):
-    """The newest dump's age and size; a missing, unmounted or stale BACKUP_DIR makes the exit code worse."""
-    code = EXIT_OK
+    """The newest dump's age and size; a missing, unmounted or stale BACKUP_DIR pages, none yet is a look."""
     try:
         dump, count = newest(config, database_name(config))
     except BackupError as exc:
-        result.backup, code, problem = f"{exc} ({exc.hint})", EXIT_NEEDS_HUMAN, "BACKUP_DIR unusable"
-    else:
-        if dump is None:
-            result.backup, code, problem = f"no dump yet in {config.backup_dir}", EXIT_RETRY_LATER, "no backup yet"
-        else:
-            age = max(0, int(now) - dump.stamp)
-            result.backup = (f"{rfc3339(dump.stamp)} ({human_duration(age)} ago), {human_size(dump.size)}; "
-                             f"{count} dump(s) in {config.backup_dir}")
-            if age > config.backup_max_age:
-                code = EXIT_RETRY_LATER
-                problem = f"backup stale: older than BACKUP_MAX_AGE ({format_duration(config.backup_max_age)})"
-    if code != EXIT_OK:
-        result.verdict = problem if result.exit_code == EXIT_OK else f"{result.verdict}; {problem}"
-        result.exit_code = max(result.exit_code, code)
+        result.backup = f"{exc} ({exc.hint})"
+        result.problems.append((EXIT_NEEDS_HUMAN, "BACKUP_DIR unusable"))
+        return
+    if dump is None:
+        result.backup = f"no dump yet in {config.backup_dir}"
+        result.problems.append((EXIT_RETRY_LATER, "no backup yet: `python -m loader backup` makes one"))
+        return
+    age = max(0, int(now) - dump.stamp)
+    result.backup = (f"{rfc3339(dump.stamp)} ({human_duration(age)} ago), {human_size(dump.size)}; "
+                     f"{count} dump(s) in {config.backup_dir}")
+    if age > config.backup_max_age:
+        result.problems.append((EXIT_NEEDS_HUMAN, f"backup stale: the newest dump is older than BACKUP_MAX_AGE "
+                                                  f"({format_duration(config.backup_max_age)})"))

@@ -12,15 +12,17 @@ CREATE TABLE IF NOT EXISTS influx_archive_state (
 CREATE TABLE IF NOT EXISTS influx_archive_runs (
     id            bigserial PRIMARY KEY,
     target        text NOT NULL,
-    command       text NOT NULL,             -- run | backfill
+    command       text NOT NULL,             -- run | backfill | rebuild-rollups
     started_at    timestamptz NOT NULL,
     finished_at   timestamptz,
     range_start   timestamptz,
     range_end     timestamptz,
     chunks        integer NOT NULL DEFAULT 0,
     rows_written  bigint NOT NULL DEFAULT 0,
-    outcome       text NOT NULL DEFAULT 'running',  -- running | ok | nothing to do | failed | abandoned
+    outcome       text NOT NULL DEFAULT 'running',  -- running | ok | nothing to do | failed | interrupted | abandoned
     error         text
 );
+-- The exit code a failed run ended with (1: the next run catches up, 2: needs a human); added in 2026-11.
+ALTER TABLE influx_archive_runs ADD COLUMN IF NOT EXISTS exit_code smallint;
 CREATE INDEX IF NOT EXISTS influx_archive_runs_target_started
     ON influx_archive_runs (target, started_at DESC);
