@@ -86,9 +86,31 @@ def choose_kept(stamps, keep_daily, keep_weekly):
     return kept
 
 
+VOLATILE_FILESYSTEMS = ("tmpfs", "ramfs", "devtmpfs")
+
+
+def filesystem_type(path):
+    """The type of the filesystem holding path, from /proc/self/mountinfo (the longest mount point
+    that contains it); '' where that cannot be read."""
+    path = os.path.realpath(path)
+    best, kind = "", ""
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8") as handle:
+            for line in handle:
+                fields = line.split()
+                point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])
+                fstype = fields[fields.index("-") + 1]
+                inside = path == point or path.startswith(point.rstrip("/") + "/")
+                if inside and len(point) >= len(best):
+                    best, kind = point, fstype
+    except (OSError, ValueError, IndexError):
+        return ""
+    return kind
+
+
 def check_location(config, for_writing=True):
-    """BACKUP_DIR, refused unless it exists, is on a mounted drive (not the root filesystem) and,
-    for writing, is writable by this user."""
+    """BACKUP_DIR, refused unless it exists, is on a mounted drive (not the root filesystem, not
+    memory) and, for writing, is writable by this user."""
     directory = config.backup_dir
     if not directory:
         raise BackupError("BACKUP_DIR is not set, so backups are off", hint=NO_BACKUP_DIR_HELP)
@@ -100,6 +122,11 @@ def check_location(config, for_writing=True):
                           f"drive: is the drive mounted?",
                           hint="mount it (README, Backups); to keep dumps on this disk anyway set "
                                "BACKUP_REQUIRE_MOUNT=no")
+    kind = filesystem_type(directory)
+    if config.backup_require_mount and kind in VOLATILE_FILESYSTEMS:
+        raise BackupError(f"BACKUP_DIR {directory} is on {kind}, which lives in memory: a reboot deletes every dump",
+                          hint="set BACKUP_DIR to a directory on a USB drive or network mount (README, Backups); "
+                               "to keep dumps there anyway set BACKUP_REQUIRE_MOUNT=no")
     if for_writing and not os.access(directory, os.W_OK | os.X_OK):
         user = getpass.getuser()
         raise BackupError(f"BACKUP_DIR {directory} is not writable by user {user}",

@@ -1,110 +1,60 @@
 """Command line: parse arguments, call the library, turn its typed errors into one line and an exit code.
 
-Exit codes: 0 done or nothing to do; 1 failed, the next run will catch up; 2 needs a human.
+Each command is declared once, below: its help, example, exit codes, arguments and handler together.
+Whatever a command raises ends as one line on stderr, an ERROR with the traceback in LOG_FILE, the
+exit code, and a /fail heartbeat ping; nothing escapes as a bare traceback.
 """
 
 import argparse
 import logging
 import sys
 import textwrap
+import traceback
+from dataclasses import dataclass
 
 from . import __version__
 from . import config as config_module
 from .clock import SystemClock
-from .errors import EXIT_NEEDS_HUMAN, EXIT_OK, EXIT_RETRY_LATER, BackupDamaged, ConfigError, LoaderError
+from .errors import (EXIT_NEEDS_HUMAN, EXIT_OK, EXIT_RETRY_LATER, BackupDamaged, ConfigError, LoaderError,
+                     SinkUnavailable)
 from .heartbeat import Heartbeat
-from .windows import parse_time, rfc3339
+from .windows import human_duration, parse_time, rfc3339
 
 log = logging.getLogger("loader")
 
-EXIT_CODES = """exit codes:
-  0  done, or nothing to do (also: another run is active)
-  1  failed, but the next run will catch up (InfluxDB or PostgreSQL unreachable, rate-limited)
-  2  needs a human (config, token, bucket, table)"""
-
-COMMANDS = {
-    "run": ("load everything new since the last run (the hourly cron job)",
-            """From the watermark (first run: now - INITIAL_LOOKBACK) up to the last complete window,
-            re-reading LATE_DATA for late points, in CHUNK-sized transactions. Safe to re-run: windows
-            are upserted, never duplicated. A second run while one is active exits 0 at once.""",
-            "python -m loader run\n  python -m loader --env-file /etc/influx-archive/.env run"),
-    "backfill": ("load (or reload) a given time range",
-                 """Same write path as run. The watermark moves only if the range joins the archived
-                 span. Times are RFC 3339 with an offset; the end is exclusive.""",
-                 "python -m loader backfill --start 2026-10-01T00:00:00Z --end 2026-10-08T00:00:00Z"),
-    "rebuild-rollups": ("recompute the 1-minute, 1-hour and 1-day rollups from the 5-second table",
-                        """run and backfill keep the rollups current themselves; this is for an archive made
-                        before rollups existed, an adopted table, or a change of ROLLUP_BELOW. Without --start
-                        and --end it covers every archived row.""",
-                        "python -m loader rebuild-rollups\n"
-                        "  python -m loader rebuild-rollups --start 2026-10-01T00:00:00Z --end 2026-11-01T00:00:00Z"),
-    "status": ("show watermark, lag, last run, row count and the newest backup",
-               """Exit 0 when fresh, 1 when the newest window is older than STALE_AFTER or the newest dump in
-               BACKUP_DIR older than BACKUP_MAX_AGE (or none yet), 2 when never run, the last run failed,
-               or BACKUP_DIR is missing or not mounted.""",
-               "python -m loader status && echo archive is current"),
-    "adopt-reference": ("adopt a table written by the reference script",
-                        """Keeps the old table as <PG_TABLE>_reference_backup, creates the archive table with its
-                        key, and copies each window once, its label moved from window end to window start. Without
-                        --yes it only counts what it would change. install.sh --adopt-reference calls it.""",
-                        "python -m loader adopt-reference          # dry run: counts only\n"
-                        "  python -m loader adopt-reference --yes"),
-    "backup": ("dump the archive database to BACKUP_DIR, rotate old dumps, copy to BACKUP_REMOTE",
-               """A consistent, compressed pg_dump (custom format, the server's major version), written
-               atomically; refused when BACKUP_DIR is missing, not on a mounted drive, or short of space.
-               Keeps the newest dump of each of BACKUP_KEEP_DAILY days and BACKUP_KEEP_WEEKLY weeks. Pings
-               BACKUP_HEALTHCHECK_URL. install.sh runs it nightly.""",
-               "python -m loader backup"),
-    "restore": ("restore a dump into a database, or --verify that the newest dump restores",
-                """FILE is restored in one transaction into --into DBNAME (created if missing; default:
-                PG_URL's database), never over one that holds tables unless --force; row counts follow.
-                A damaged file is reported before any database is touched. --verify restores the newest
-                dump in BACKUP_DIR (or FILE) into a scratch database, compares its archive tables with the
-                live ones (rows older than the dump's watermark less LATE_DATA, which later runs never
-                change), then drops it; install.sh runs it weekly.""",
-                "python -m loader restore --verify\n"
-                "  python -m loader restore /mnt/usb/influx-archive/influx_archive-2026-11-22T031700Z.dump "
-                "--into archive_copy"),
-    "check": ("test that InfluxDB can be read and PostgreSQL written",
-              """Runs a tiny query (InfluxQL: also proves the DBRP mapping exists), then creates the tables
-              and writes a test row in a transaction it rolls back.""",
-              "python -m loader check"),
-}
+UNEXPECTED = "an unexpected error (the log has its traceback)"
 
 
-def build_parser():
-    parser = argparse.ArgumentParser(
-        prog="python -m loader",
-        description="Copy InfluxDB data into PostgreSQL as window means (5-second by default), "
-                    "idempotently, so it outlives the bucket's retention.",
-        epilog="examples:\n  python -m loader check\n  python -m loader run\n  python -m loader status\n\n"
-               + EXIT_CODES + "\n\nSettings come from .env and the environment; see .env.example.",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--env-file", default=".env", metavar="PATH",
-                        help="settings file (default: .env); the environment overrides it")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging, tracebacks on stderr")
-    parser.add_argument("--version", action="version", version=f"influx-archive {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (summary, detail, example) in COMMANDS.items():
-        cmd = sub.add_parser(name, help=summary, description=summary + ".\n\n" + textwrap.fill(" ".join(detail.split()), 78), epilog=f"example:\n  {example}\n\n{EXIT_CODES}",
-            formatter_class=argparse.RawDescriptionHelpFormatter)
-        if name == "adopt-reference":
-            cmd.add_argument("--yes", action="store_true", help="do it (without: count what would change)")
-        if name == "rebuild-rollups":
-            cmd.add_argument("--start", type=_time_arg, metavar="TIME", help="first instant (default: the oldest row)")
-            cmd.add_argument("--end", type=_time_arg, metavar="TIME", help="end, exclusive (default: after the newest)")
-        if name == "restore":
-            cmd.add_argument("file", nargs="?", metavar="FILE", help="a dump made by backup (--verify: default newest)")
-            cmd.add_argument("--into", metavar="DBNAME", help="database to restore into (default: PG_URL's)")
-            cmd.add_argument("--force", action="store_true", help="replace the tables of a database that has some")
-            cmd.add_argument("--verify", action="store_true",
-                             help="restore into a scratch database, compare with the live archive, drop it")
-        if name == "backfill":
-            cmd.add_argument("--start", required=True, type=_time_arg, metavar="TIME",
-                             help="first instant to load, e.g. 2026-10-01T00:00:00Z")
-            cmd.add_argument("--end", required=True, type=_time_arg, metavar="TIME",
-                             help="instant to stop at (exclusive), e.g. 2026-10-08T00:00:00Z")
-    return parser
+@dataclass(frozen=True)
+class Command:
+    name: str
+    summary: str
+    detail: str
+    example: str
+    exit_codes: tuple  # ((code, meaning), ...): what this command's exit codes mean
+    handler: object
+    arguments: tuple = ()  # ((flags, argparse keyword arguments), ...)
+    heartbeat: object = None  # (args, config) -> the URL to ping, or None
+
+
+COMMANDS = {}
+
+
+def command(name, summary, detail, example, exit_codes, arguments=(), heartbeat=None):
+    def register(handler):
+        COMMANDS[name] = Command(name, summary, " ".join(detail.split()), example, tuple(exit_codes), handler,
+                                 tuple(arguments), heartbeat)
+        return handler
+    return register
+
+
+def exit_code_help(codes):
+    lines = ["exit codes:"]
+    for code, meaning in codes:
+        wrapped = textwrap.wrap(meaning, 74)
+        lines.append(f"  {code}  {wrapped[0]}")
+        lines += [f"     {more}" for more in wrapped[1:]]
+    return "\n".join(lines)
 
 
 def _time_arg(text):
@@ -112,23 +62,6 @@ def _time_arg(text):
         return parse_time(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _setup_logging(config, verbose):
-    root = logging.getLogger()
-    root.handlers.clear()
-    root.setLevel(logging.DEBUG)
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S%z")
-    console = logging.StreamHandler(sys.stderr)
-    console.setLevel(logging.DEBUG if verbose else logging.INFO)
-    console.setFormatter(fmt)
-    root.addHandler(console)
-    if config is not None and config.log_file:
-        handler = logging.FileHandler(config.log_file, encoding="utf-8")
-        handler.setLevel(logging.DEBUG)
-        handler.setFormatter(fmt)
-        root.addHandler(handler)
-    logging.getLogger("urllib3").setLevel(logging.WARNING)
 
 
 def _progress_printer(stream):
@@ -144,117 +77,204 @@ def _progress_printer(stream):
     return show
 
 
-def main(argv=None):
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if not args.command:
-        parser.print_help()
-        return EXIT_NEEDS_HUMAN
-    _setup_logging(None, args.verbose)
-    config = None
-    heartbeat = Heartbeat(None)
-    try:
-        config = config_module.load(args.env_file)
-        _setup_logging(config, args.verbose)
-        for warning in config.warnings:
-            log.warning(warning)
-        heartbeat = _heartbeat(args, config)
-        heartbeat.start()
-        code = _dispatch(args, config)
-        line = f"influx-archive {args.command}: " + ("done" if code == EXIT_OK else f"exit {code}")
-    except ConfigError as exc:
-        print(f"influx-archive: configuration problems in {args.env_file} or the environment:", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  - {problem}", file=sys.stderr)
-        return exc.exit_code
-    except LoaderError as exc:
-        secrets = config.secrets() if config else []
-        log.debug("traceback", exc_info=True)
-        hint = f" ({exc.hint})" if exc.hint else ""
-        code, line = exc.exit_code, f"influx-archive: {config_module.redact(str(exc) + hint, secrets)}"
-        print(line, file=sys.stderr)
-    except KeyboardInterrupt:
-        code, line = EXIT_RETRY_LATER, "influx-archive: interrupted; what was committed is kept, nothing half-done"
-        print(line, file=sys.stderr)
-    heartbeat.finish(code, line)
-    return code
+def _say(text):
+    print(f"influx-archive: {text}", file=sys.stderr)
 
 
-def _heartbeat(args, config):
-    """run pings HEALTHCHECK_URL; backup and restore --verify ping BACKUP_HEALTHCHECK_URL."""
-    if args.command == "run":
-        return Heartbeat(config.healthcheck_url.reveal())
-    if args.command == "backup" or (args.command == "restore" and args.verify):
-        return Heartbeat(config.backup_healthcheck_url.reveal())
-    return Heartbeat(None)
-
-
-def _dispatch(args, config):
+def _job(config):
     from .job import Job  # imported here so `--help` and config errors stay fast
+    return Job(config, progress=_progress_printer(sys.stderr))
 
-    if args.command in ("run", "backfill"):
-        job = Job(config, progress=_progress_printer(sys.stderr))
-        if args.command == "run":
-            outcome = job.run()
-        else:
-            if args.start >= args.end:
-                print("influx-archive: --start must be before --end", file=sys.stderr)
-                return EXIT_NEEDS_HUMAN
-            outcome = job.backfill(args.start, args.end)
-        if outcome.locked_out:
-            print("influx-archive: another run is active for this archive; nothing to do", file=sys.stderr)
-        elif outcome.nothing_to_do:
-            log.info("nothing to do: the archive is current")
-        else:
-            dropped = sum(outcome.dropped.values())
-            log.info("%s done: %s .. %s, %d chunk(s), %d row(s) written%s", outcome.command,
-                     rfc3339(outcome.start), rfc3339(outcome.end), outcome.chunks, outcome.rows,
-                     f", {dropped} reading(s) outside VALID_RANGES dropped" if dropped else "")
+
+def _report_load(outcome, config, now):
+    if outcome.nothing_to_do:
+        log.info("nothing to do: the archive is current")
+    else:
+        dropped = sum(outcome.dropped.values())
+        log.info("%s done: %s .. %s, %d chunk(s), %d row(s) written%s", outcome.command,
+                 rfc3339(outcome.start), rfc3339(outcome.end), outcome.chunks, outcome.rows,
+                 f", {dropped} reading(s) outside VALID_RANGES dropped" if dropped else "")
+    if outcome.newest is None:
+        log.warning("nothing is archived yet: InfluxDB has no %s readings in the range loaded so far",
+                    config.measurement)
+    elif now - outcome.newest > config.stale_after:
+        log.warning("no new reading since %s (%s ago): is the oximeter recording? `status` pages after "
+                    "STALE_AFTER", rfc3339(outcome.newest), human_duration(now - outcome.newest))
+
+
+ABOUT_UNEXPECTED = (1, UNEXPECTED)
+CONFIG_PROBLEM = "settings (.env, the environment) are missing or wrong"
+
+
+@command("run", "load everything new since the last run (the hourly cron job)",
+         """From the watermark (first run: now - INITIAL_LOOKBACK) up to the last complete window,
+         re-reading LATE_DATA for late points, in CHUNK-sized transactions. First the source must show
+         that the measurement and every field in FIELDS exist: an empty answer then means no readings,
+         never a misspelt name, and nothing is skipped. Safe to re-run: windows are upserted, never
+         duplicated. A second run while one is active steps aside at once.""",
+         "python -m loader run\n  python -m loader --env-file /etc/influx-archive/.env run",
+         [(0, "loaded what was new, or nothing was new, or another run is active (it loads the same)"),
+          (1, "failed, and the next hourly run catches up: InfluxDB or PostgreSQL unreachable, rate-limited, "
+              "the clock not synchronised, or " + UNEXPECTED),
+          (2, "needs a human: " + CONFIG_PROBLEM + "; token refused; bucket, measurement or a FIELDS name not "
+              "found in InfluxDB; a table that does not fit")],
+         heartbeat=lambda args, config: config.healthcheck_url.reveal())
+def _run(args, config):
+    outcome = _job(config).run()
+    if outcome.locked_out:
+        _say("another run is active for this archive and loads what this one would; nothing to do")
         return EXIT_OK
-    if args.command == "rebuild-rollups":
-        if (args.start is None) != (args.end is None):
-            print("influx-archive: give both --start and --end, or neither", file=sys.stderr)
-            return EXIT_NEEDS_HUMAN
-        outcome = Job(config, progress=_progress_printer(sys.stderr)).rebuild_rollups(args.start, args.end)
-        if outcome.locked_out:
-            print("influx-archive: another run is active for this archive; try again later", file=sys.stderr)
-        elif outcome.nothing_to_do:
-            log.info("nothing to rebuild: the archive is empty")
-        else:
-            log.info("rollups rebuilt for %s .. %s in %d chunk(s)", rfc3339(outcome.start), rfc3339(outcome.end),
-                     outcome.chunks)
-        return EXIT_OK
-    if args.command == "status":
-        from .status import status
+    _report_load(outcome, config, SystemClock().now())
+    return EXIT_OK
+
+
+@command("backfill", "load (or reload) a given time range",
+         """Same write path and the same checks as run. The watermark moves only if the range joins
+         the archived span. Times are RFC 3339 with an offset; the end is exclusive. Run it again after
+         a failure: committed chunks are kept and re-reading them changes nothing.""",
+         "python -m loader backfill --start 2026-10-01T00:00:00Z --end 2026-10-08T00:00:00Z",
+         [(0, "the range is loaded (every reading InfluxDB has in it)"),
+          (1, "not finished: InfluxDB or PostgreSQL unreachable, another run active, interrupted, or "
+              + UNEXPECTED + "; what was committed is kept: run the same command again"),
+          (2, "needs a human: " + CONFIG_PROBLEM + "; --start not before --end; token refused; bucket, "
+              "measurement or a FIELDS name not found")],
+         arguments=[(("--start",), dict(required=True, type=_time_arg, metavar="TIME",
+                                        help="first instant to load, e.g. 2026-10-01T00:00:00Z")),
+                    (("--end",), dict(required=True, type=_time_arg, metavar="TIME",
+                                      help="instant to stop at (exclusive), e.g. 2026-10-08T00:00:00Z"))])
+def _backfill(args, config):
+    if args.start >= args.end:
+        _say(f"--start ({rfc3339(args.start)}) must be before --end ({rfc3339(args.end)})")
+        return EXIT_NEEDS_HUMAN
+    outcome = _job(config).backfill(args.start, args.end)
+    if outcome.locked_out:
+        _say("another run is active for this archive; nothing was loaded: run this backfill again when it "
+             "has finished (`python -m loader status` shows it)")
+        return EXIT_RETRY_LATER
+    _report_load(outcome, config, SystemClock().now())
+    return EXIT_OK
+
+
+@command("rebuild-rollups", "recompute the 1-minute, 1-hour and 1-day rollups from the 5-second table",
+         """run and backfill keep the rollups current themselves; this is for an archive made before
+         rollups existed, an adopted table, or a change of ROLLUP_BELOW. Without --start and --end it
+         covers every archived row.""",
+         "python -m loader rebuild-rollups\n"
+         "  python -m loader rebuild-rollups --start 2026-10-01T00:00:00Z --end 2026-11-01T00:00:00Z",
+         [(0, "rebuilt, or nothing to rebuild (the archive is empty)"),
+          (1, "not finished: PostgreSQL unreachable, another run active, interrupted, or " + UNEXPECTED
+              + "; run it again"),
+          (2, "needs a human: " + CONFIG_PROBLEM + "; --start and --end not both given, or not in order; a "
+              "table that does not fit")],
+         arguments=[(("--start",), dict(type=_time_arg, metavar="TIME", help="first instant (default: the oldest row)")),
+                    (("--end",), dict(type=_time_arg, metavar="TIME",
+                                      help="end, exclusive (default: after the newest)"))])
+def _rebuild_rollups(args, config):
+    if (args.start is None) != (args.end is None):
+        _say("give both --start and --end, or neither (then every archived row)")
+        return EXIT_NEEDS_HUMAN
+    if args.start is not None and args.start >= args.end:
+        _say(f"--start ({rfc3339(args.start)}) must be before --end ({rfc3339(args.end)})")
+        return EXIT_NEEDS_HUMAN
+    outcome = _job(config).rebuild_rollups(args.start, args.end)
+    if outcome.locked_out:
+        _say("another run is active for this archive; nothing was rebuilt: run this again when it has finished")
+        return EXIT_RETRY_LATER
+    if outcome.nothing_to_do:
+        log.info("nothing to rebuild: the archive is empty")
+    else:
+        log.info("rollups rebuilt for %s .. %s in %d chunk(s)", rfc3339(outcome.start), rfc3339(outcome.end),
+                 outcome.chunks)
+    return EXIT_OK
+
+
+@command("status", "is the archive healthy? newest data, last hourly run, failures, newest backup",
+         """Prints each part and a verdict. The exit code is the rule a monitor pages on: 2 pages, 1
+         is worth a look, 0 is healthy. One failed hourly run is a blip (1); FAILED_RUNS_ALERT of them in a
+         row, or no new reading for STALE_AFTER, pages (2).""",
+         "python -m loader status && echo archive is healthy",
+         [(0, "healthy: new readings within STALE_AFTER, the last hourly run ok, backups current"),
+          (1, "worth a look: the last hourly run failed (fewer than FAILED_RUNS_ALERT in a row), data but no "
+              "hourly run yet, backups on but none made yet, or " + UNEXPECTED),
+          (2, "page: nothing archived; no new reading for STALE_AFTER; FAILED_RUNS_ALERT hourly runs failed in "
+              "a row, or one that needs a human; no hourly run for FAILED_RUNS_ALERT hours; newest dump older "
+              "than BACKUP_MAX_AGE or BACKUP_DIR unusable; PostgreSQL unreachable; " + CONFIG_PROBLEM)])
+def _status(args, config):
+    from .status import status
+    try:
         result = status(config, SystemClock().now())
-        print("\n".join(result.lines()))
-        return result.exit_code
-    if args.command == "adopt-reference":
-        from .adopt import adopt_reference
-        print("\n".join(adopt_reference(config, apply=args.yes).lines()))
-        return EXIT_OK
-    if args.command == "backup":
-        from .backup import backup
-        print("\n".join(backup(config, SystemClock()).lines()))
-        return EXIT_OK
-    if args.command == "restore":
-        return _restore(args, config)
-    if args.command == "check":
-        from .check import check_influx, check_postgres
-        worst = EXIT_OK
-        for ok, message in (check_influx(config), check_postgres(config)):
-            print(("ok    " if ok else "FAIL  ") + config_module.redact(message, config.secrets()))
-            worst = worst if ok else EXIT_NEEDS_HUMAN
-        return worst
-    raise AssertionError(args.command)
+    except SinkUnavailable as exc:
+        exc.exit_code = EXIT_NEEDS_HUMAN  # a monitor that cannot see the archive must not stay quiet
+        raise
+    print("\n".join(result.lines()))
+    return result.exit_code
 
 
+@command("adopt-reference", "adopt a table written by the reference script",
+         """Keeps the old table as <PG_TABLE>_reference_backup, creates the archive table with its
+         key, and copies each window once, its label moved from window end to window start. Without
+         --yes it only counts what it would change. install.sh --adopt-reference calls it.""",
+         "python -m loader adopt-reference          # dry run: counts only\n"
+         "  python -m loader adopt-reference --yes",
+         [(0, "adopted, or (without --yes) counted"),
+          (1, "PostgreSQL unreachable, or " + UNEXPECTED + "; nothing is half-done: run it again"),
+          (2, "needs a human: " + CONFIG_PROBLEM + "; a table that cannot be adopted")],
+         arguments=[(("--yes",), dict(action="store_true", help="do it (without: count what would change)"))])
+def _adopt_reference(args, config):
+    from .adopt import adopt_reference
+    print("\n".join(adopt_reference(config, apply=args.yes).lines()))
+    return EXIT_OK
+
+
+def _backup_heartbeat(args, config):
+    return config.backup_healthcheck_url.reveal()
+
+
+@command("backup", "dump the archive database to BACKUP_DIR, rotate old dumps, copy to BACKUP_REMOTE",
+         """A consistent, compressed pg_dump (custom format, the server's major version), written
+         atomically; refused when BACKUP_DIR is missing, not on a mounted drive, in memory (tmpfs) or
+         short of space. Keeps the newest dump of each of BACKUP_KEEP_DAILY days and BACKUP_KEEP_WEEKLY
+         weeks. Pings BACKUP_HEALTHCHECK_URL. install.sh runs it nightly.""",
+         "python -m loader backup",
+         [(0, "the dump is written, rotated and (with BACKUP_REMOTE) copied"),
+          (1, "PostgreSQL unreachable; copying to BACKUP_REMOTE failed (the dump is kept); another backup or "
+              "verify is using BACKUP_DIR; or " + UNEXPECTED + " (e.g. a failing drive)"),
+          (2, "needs a human: BACKUP_DIR unset, missing, not mounted, in memory, not writable or full; no "
+              "pg_dump for the server; " + CONFIG_PROBLEM)],
+         heartbeat=_backup_heartbeat)
+def _backup(args, config):
+    from .backup import backup
+    print("\n".join(backup(config, SystemClock()).lines()))
+    return EXIT_OK
+
+
+@command("restore", "restore a dump into a database, or --verify that the newest dump restores",
+         """FILE is restored in one transaction into --into DBNAME (created if missing; default:
+         PG_URL's database), never over one that holds tables unless --force; row counts follow. A
+         damaged file is reported before any database is touched. --verify restores the newest dump in
+         BACKUP_DIR (or FILE) into a scratch database, compares its archive tables with the live ones
+         (rows older than the dump's watermark less LATE_DATA, which later runs never change), then
+         drops it; install.sh runs it weekly.""",
+         "python -m loader restore --verify\n"
+         "  python -m loader restore /mnt/usb/influx-archive/influx_archive-2026-11-22T031700Z.dump "
+         "--into archive_copy",
+         [(0, "restored, or (--verify) the dump restores identical to the live archive"),
+          (1, "PostgreSQL unreachable; another backup or verify is using BACKUP_DIR; or " + UNEXPECTED),
+          (2, "needs a human: a damaged dump or one that differs from the archive; a database in the way; "
+              "no CREATEDB; FILE missing; " + CONFIG_PROBLEM)],
+         arguments=[(("file",), dict(nargs="?", metavar="FILE",
+                                     help="a dump made by backup (--verify: default newest)")),
+                    (("--into",), dict(metavar="DBNAME", help="database to restore into (default: PG_URL's)")),
+                    (("--force",), dict(action="store_true", help="replace the tables of a database that has some")),
+                    (("--verify",), dict(action="store_true",
+                                         help="restore into a scratch database, compare with the live archive, "
+                                              "drop it"))],
+         heartbeat=lambda args, config: _backup_heartbeat(args, config) if args.verify else None)
 def _restore(args, config):
     from .restore import restore, verify
     if args.verify:
         if args.into or args.force:
-            print("influx-archive: --verify restores into its own scratch database; drop --into and --force",
-                  file=sys.stderr)
+            _say("--verify restores into its own scratch database; drop --into and --force")
             return EXIT_NEEDS_HUMAN
         result = verify(config, args.file)
         print("\n".join(result.lines()))
@@ -264,7 +284,144 @@ def _restore(args, config):
                                      "damaged: make a new one with `python -m loader backup`")
         return EXIT_OK
     if not args.file:
-        print("influx-archive: restore needs FILE (or --verify)", file=sys.stderr)
+        _say("restore needs FILE (or --verify)")
         return EXIT_NEEDS_HUMAN
     print("\n".join(restore(config, args.file, into=args.into, force=args.force).lines()))
     return EXIT_OK
+
+
+@command("check", "test that InfluxDB has the measurement and fields, and PostgreSQL can be written",
+         """Asks InfluxDB which fields the measurement has in the last INITIAL_LOOKBACK (the proof run
+         makes before loading; InfluxQL: also proves the DBRP mapping or database exists) and checks
+         FIELDS against them, then creates the tables and writes a test row in a transaction it rolls
+         back.""",
+         "python -m loader check",
+         [(0, "both sides are ready"),
+          (1, UNEXPECTED),
+          (2, "a side failed (its line says what to do), or " + CONFIG_PROBLEM)])
+def _check(args, config):
+    from .check import check_influx, check_postgres
+    worst = EXIT_OK
+    for ok, message in (check_influx(config, SystemClock().now()), check_postgres(config)):
+        print(("ok    " if ok else "FAIL  ") + config_module.redact(message, config.secrets()))
+        worst = worst if ok else EXIT_NEEDS_HUMAN
+    return worst
+
+
+def _common_options(parser, defaults):
+    """--env-file and -v, before or after the command (after it they override what came before)."""
+    keep = {} if defaults else {"default": argparse.SUPPRESS}
+    parser.add_argument("--env-file", metavar="PATH", **({"default": None} if defaults else keep),
+                        help="settings file (default: .env in this directory); the environment overrides it")
+    parser.add_argument("-v", "--verbose", action="store_true", **({} if defaults else keep),
+                        help="debug logging, tracebacks on stderr")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="python -m loader",
+        description="Copy InfluxDB data into PostgreSQL as window means (5-second by default), "
+                    "idempotently, so it outlives the bucket's retention.",
+        epilog="examples:\n  python -m loader check\n  python -m loader run\n  python -m loader status\n\n"
+               "Each command's --help lists its exit codes: 0 done, 1 try again later (the hourly run does),\n"
+               "2 needs a human. Settings come from .env and the environment; see .env.example.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    _common_options(parser, defaults=True)
+    parser.add_argument("--version", action="version", version=f"influx-archive {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for cmd in COMMANDS.values():
+        child = sub.add_parser(cmd.name, help=cmd.summary,
+                               description=cmd.summary + ".\n\n" + textwrap.fill(cmd.detail, 78),
+                               epilog=f"example:\n  {cmd.example}\n\n{exit_code_help(cmd.exit_codes)}",
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
+        _common_options(child, defaults=False)
+        for flags, options in cmd.arguments:
+            child.add_argument(*flags, **options)
+    return parser
+
+
+class _Redacting(logging.Formatter):
+    """Scrubs every secret from what it formats, tracebacks included."""
+
+    def __init__(self, secrets):
+        super().__init__("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S%z")
+        self.secrets = secrets
+
+    def format(self, record):
+        return config_module.redact(super().format(record), self.secrets)
+
+
+def _setup_logging(config, verbose):
+    root = logging.getLogger()
+    root.handlers.clear()
+    root.setLevel(logging.DEBUG)
+    secrets = config.secrets() if config else []
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(logging.DEBUG if verbose else logging.INFO)
+    console.setFormatter(_Redacting(secrets))
+    console.addFilter(lambda record: not getattr(record, "log_file_only", False))  # printed as one line already
+    root.addHandler(console)
+    if config is not None and config.log_file:
+        try:
+            handler = logging.FileHandler(config.log_file, encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError([f"LOG_FILE {config.log_file}: {exc.strerror}; fix its directory or permissions, "
+                               f"or leave LOG_FILE empty"]) from None
+        handler.setLevel(logging.DEBUG)
+        handler.setFormatter(_Redacting(secrets))
+        root.addHandler(handler)
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
+
+
+def _fail(line, verbose):
+    """The one line on stderr; in the log an ERROR with the traceback."""
+    print(line, file=sys.stderr)
+    log.error(line, exc_info=True, extra={"log_file_only": True})
+    if verbose:
+        traceback.print_exc()
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.command:
+        parser.print_help()
+        return EXIT_NEEDS_HUMAN
+    cmd = COMMANDS[args.command]
+    env_file = args.env_file or ".env"
+    _setup_logging(None, args.verbose)
+    config = None
+    heartbeat = Heartbeat(None)
+    try:
+        config = config_module.load(env_file, file_required=args.env_file is not None)
+        _setup_logging(config, args.verbose)
+        for warning in config.warnings:
+            log.warning(warning)
+        heartbeat = Heartbeat(cmd.heartbeat(args, config) if cmd.heartbeat else None)
+        heartbeat.start()
+        code = cmd.handler(args, config)
+        line = f"influx-archive {args.command}: " + ("done" if code == EXIT_OK else f"exit {code}")
+    except ConfigError as exc:
+        print(f"influx-archive: configuration problems in {env_file} or the environment:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  - {problem}", file=sys.stderr)
+        return exc.exit_code
+    except LoaderError as exc:
+        hint = f" ({exc.hint})" if exc.hint else ""
+        code, line = exc.exit_code, "influx-archive: " + _redact(str(exc) + hint, config)
+        _fail(line, args.verbose)
+    except KeyboardInterrupt:
+        code, line = EXIT_RETRY_LATER, "influx-archive: interrupted; what was committed is kept, nothing half-done"
+        _fail(line, args.verbose)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, logged, exit 1, /fail
+        where = f"the traceback is in {config.log_file}" if config and config.log_file else "-v shows the traceback"
+        code = EXIT_RETRY_LATER
+        line = _redact(f"influx-archive: unexpected {type(exc).__name__}: {exc} ({where}; if it is not about "
+                       f"the disk or the network, please report it)", config)
+        _fail(line, args.verbose)
+    heartbeat.finish(code, line)
+    return code
+
+
+def _redact(text, config):
+    return config_module.redact(text, config.secrets() if config else [])

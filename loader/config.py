@@ -10,8 +10,11 @@ import os
 import re
 import shlex
 import stat
+import urllib.parse
 from dataclasses import dataclass, field
 
+import psycopg2
+import psycopg2.extensions
 from dotenv import dotenv_values
 
 from .errors import ConfigError
@@ -66,8 +69,11 @@ SETTINGS = (
     Setting("INITIAL_LOOKBACK", "How far back the first run starts (the free plan keeps 30 days).", default="30d"),
     Setting("CHUNK", "Time span fetched and committed at once; memory is bounded by it.", default="1d"),
     Setting("LATE_DATA", "Trailing period re-read by every run so late points are merged.", default="1h"),
-    Setting("STALE_AFTER", "`status` reports stale when the newest archived window is older than this.",
-            default="2h"),
+    Setting("STALE_AFTER", "`status` pages (exit 2) when the newest archived reading is older than this. An "
+            "oximeter worn only at night leaves ~16 h gaps: 1d pages after a missed night; one that records "
+            "around the clock suits 2h.", default="1d"),
+    Setting("FAILED_RUNS_ALERT", "`status` pages when this many hourly runs in a row failed, or none started "
+            "for this many hours; a single failure is a blip the next run catches up (exit 1).", default="3"),
     Setting("MAX_RETRIES", "Attempts per chunk on 429, 5xx or a dropped connection.", default="5"),
     Setting("MAX_RETRY_WAIT", "Longest single wait (backoff or Retry-After); a longer Retry-After "
             "ends the run, to be caught up next hour.", default="5m"),
@@ -145,6 +151,7 @@ class Config:
     chunk: int
     late_data: int
     stale_after: int
+    failed_runs_alert: int
     max_retries: int
     max_retry_wait: int
     require_clock_sync: str
@@ -162,24 +169,74 @@ class Config:
 
     def secrets(self):
         """Every secret value, so error text can be scrubbed of them before it is shown or stored."""
-        values = [self.influx_token.reveal(), self.influx_password.reveal(), self.pg_url.reveal(),
+        values = [self.influx_token.reveal(), self.influx_password.reveal(),
                   self.healthcheck_url.reveal(), self.backup_healthcheck_url.reveal()]
-        password = _pg_password(self.pg_url.reveal())
-        if password:
-            values.append(password)
+        url = self.pg_url.reveal()
+        password = _pg_password(url) or (re.search(r"[?&]password=([^&]*)", url) or [None, ""])[1]
+        if password:  # a URL without one (peer or .pgpass authentication) holds nothing secret
+            values += [url, password, urllib.parse.unquote(password), _userinfo(url)]
         return [v for v in values if v]
 
     def describe_pg(self):
-        return _redacted_url(self.pg_url.reveal())
+        """PG_URL for messages: user, host, port and database, never the password."""
+        return describe_pg_url(self.pg_url.reveal())
+
+
+PG_SCHEMES = re.compile(r"^postgres(?:ql)?(?:\+psycopg2)?://")
+ENCODE_HELP = ("percent-encode it (@ as %40, : as %3A, / as %2F, # as %23, ? as %3F, % as %25); this prints "
+               "the encoded form of what you type: python3 -c 'import getpass, urllib.parse; "
+               "print(urllib.parse.quote(getpass.getpass(), safe=\"\"))'")
+
+
+def libpq_url(url):
+    """PG_URL as libpq reads it. SQLAlchemy-style URLs (postgresql+psycopg2://, as the reference
+    script's PG_CONNECT may be) name a driver; libpq takes the same URL without it, query options
+    (sslmode=...) and %-escapes included."""
+    return PG_SCHEMES.sub("postgresql://", url)
+
+
+def _userinfo(url):
+    """The user:password part of a URL (everything before the host's @), or ''."""
+    rest = url.split("://", 1)[1] if "://" in url else ""
+    return rest.rsplit("@", 1)[0] if "@" in rest else ""
 
 
 def _pg_password(url):
-    match = re.match(r"^[a-z0-9+]+://[^:/@]*:([^@]*)@", url or "")
-    return match.group(1) if match else ""
+    userinfo = _userinfo(url or "")
+    return userinfo.split(":", 1)[1] if ":" in userinfo else ""
 
 
-def _redacted_url(url):
-    return re.sub(r"^([a-z0-9+]+://[^:/@]*:)[^@]*@", r"\1***@", url or "")
+def pg_url_problem(url):
+    """What is wrong with PG_URL's form, in words that never repeat any part of it; None when libpq can read it."""
+    if not PG_SCHEMES.match(url):
+        return ("PG_URL must start with postgresql://, as in postgresql://user:password@localhost:5432/dbname "
+                "(the value is not shown: it holds the password)")
+    rest = url.split("://", 1)[1]
+    if rest.count("@") > 1 or any(c in _userinfo(url) for c in "/?#"):
+        return "PG_URL: the password (or user name) has a character that must be encoded: " + ENCODE_HELP
+    hosts = re.split(r"[/?]", rest.rsplit("@", 1)[-1], maxsplit=1)[0]
+    for host in hosts.split(","):
+        port = host.rsplit("]", 1)[-1].rpartition(":")[2] if ":" in host.rsplit("]", 1)[-1] else ""
+        if port and not port.isdigit():
+            return "PG_URL: the port after the host name must be a number, such as 5432"
+    try:
+        psycopg2.extensions.parse_dsn(libpq_url(url))
+    except psycopg2.ProgrammingError:
+        return ("PG_URL cannot be read by libpq: write it as postgresql://user:password@host:5432/dbname; a "
+                "special character in the password must be encoded: " + ENCODE_HELP)
+    return None
+
+
+def describe_pg_url(url):
+    try:
+        params = psycopg2.extensions.parse_dsn(libpq_url(url))
+    except psycopg2.ProgrammingError:
+        return "PG_URL"
+    where = params.get("host", "local socket")
+    if params.get("port"):
+        where += f":{params['port']}"
+    user = f"{params['user']}@" if params.get("user") else ""
+    return f"postgresql://{user}{where}/{params.get('dbname', '')}"
 
 
 def redact(text, secrets):
@@ -191,10 +248,14 @@ def redact(text, secrets):
     return text
 
 
-def read_env_file(path):
-    """The key/value pairs of a .env file; problems (unreadable, readable by others) as text."""
+def read_env_file(path, required=False):
+    """The key/value pairs of a .env file; problems (missing when required, unreadable, readable by
+    others) as text."""
     problems = []
     if not path or not os.path.exists(path):
+        if required:
+            problems.append(f"the settings file {path} does not exist (--env-file); "
+                            f"copy .env.example there and fill it in")
         return {}, problems
     try:
         mode = os.stat(path).st_mode
@@ -206,10 +267,13 @@ def read_env_file(path):
     return {k: v for k, v in values.items() if v is not None}, problems
 
 
-def load(env_file=".env", environ=None):
-    """Read every setting; raise ConfigError naming all problems at once."""
+def load(env_file=".env", environ=None, file_required=False):
+    """Read every setting; raise ConfigError naming all problems at once. file_required: the user
+    named the file (--env-file), so its absence is a problem rather than "no .env here"."""
     environ = dict(os.environ if environ is None else environ)
-    file_values, problems = read_env_file(env_file)
+    file_values, problems = read_env_file(env_file, required=file_required)
+    if file_required and problems and not os.path.exists(env_file):
+        raise ConfigError(problems)  # everything else would only list what the missing file holds
     warnings = []
 
     merged = {}
@@ -218,11 +282,16 @@ def load(env_file=".env", environ=None):
             canonical = _ALIASES.get(key, key)
             if canonical in _BY_KEY and (key == canonical or canonical not in source):
                 merged[canonical] = value
+        for s in SETTINGS:  # a key and its alias in one place, saying different things
+            given = [k for k in (s.key,) + s.aliases if (source.get(k) or "").strip()]
+            if len({source[k].strip() for k in given}) > 1:
+                where = env_file if source is file_values else "the environment"
+                problems.append(f"{where} sets both {' and '.join(given)}, to different values; keep one")
 
     known = set(_BY_KEY) | set(_ALIASES)
     for key in file_values:
         if key not in known:
-            close = difflib.get_close_matches(key, known, n=1, cutoff=0.75)
+            close = difflib.get_close_matches(key.upper(), known, n=1, cutoff=0.75)
             if close:
                 problems.append(f"{env_file}: unknown key {key} (did you mean {close[0]}?)")
             else:
@@ -234,19 +303,22 @@ def load(env_file=".env", environ=None):
             return _BY_KEY[key].default if _BY_KEY[key].default is not None else ""
         return value.strip()
 
-    for s in SETTINGS:
-        if s.required and not get(s.key):
-            names = " or ".join((s.key,) + s.aliases)
-            problems.append(f"{names} is required ({s.help})")
+    missing = [" or ".join((s.key,) + s.aliases) for s in SETTINGS if s.required and not get(s.key)]
+    if missing and env_file and not os.path.exists(env_file):
+        problems.append(f"there is no {env_file} in {os.getcwd()}: run from the directory that holds it, pass "
+                        f"--env-file PATH, or set the settings in the environment")
+    problems += [f"{names} is required ({_BY_KEY[names.split()[0]].help})" for names in missing]
 
     def duration(key, minimum=1):
+        """Seconds, or None after recording a problem (rules that combine settings then skip it)."""
         try:
             seconds = parse_duration(get(key))
         except ValueError as exc:
             problems.append(f"{key}: {exc}")
-            return minimum
+            return None
         if seconds < minimum:
-            problems.append(f"{key} must be at least {format_duration(minimum)}")
+            problems.append(f"{key} must be at least {format_duration(minimum)}, not {get(key)}")
+            return None
         return seconds
 
     def integer(key, minimum):
@@ -268,6 +340,9 @@ def load(env_file=".env", environ=None):
     url = get("INFLUX_URL")
     if url and not re.match(r"^https?://[^/\s]+", url):
         problems.append(f"INFLUX_URL must start with http:// or https://, not {url!r}")
+    elif url and re.search(r"/(query|write|ping|health|api/v2(/query|/write)?)/?$", url.split("?")[0]):
+        base = re.sub(r"/(query|write|ping|health|api/v2(/query|/write)?)/?$", "", url.split("?")[0])
+        problems.append(f"INFLUX_URL is the server's base URL, without the API path: set it to {base}")
 
     language = get("INFLUX_QUERY_LANGUAGE").lower()
     if language not in LANGUAGES:
@@ -338,11 +413,12 @@ def load(env_file=".env", environ=None):
     window = duration("WINDOW")
     if window and 86400 % window:
         problems.append(f"WINDOW {get('WINDOW')} must divide one day evenly (e.g. 1s, 5s, 10s, 1m)")
+        window = None
     chunk = duration("CHUNK")
-    if window and chunk % window:
+    if window and chunk and chunk % window:
         problems.append(f"CHUNK {get('CHUNK')} must be a multiple of WINDOW {get('WINDOW')}")
     late_data = duration("LATE_DATA", minimum=0)
-    if window and late_data % window:
+    if window and late_data and late_data % window:
         problems.append(f"LATE_DATA {get('LATE_DATA')} must be a multiple of WINDOW {get('WINDOW')}")
 
     clock_sync = get("REQUIRE_CLOCK_SYNC").lower()
@@ -365,9 +441,8 @@ def load(env_file=".env", environ=None):
             problems.append(f"{key} must start with http:// or https://")
 
     pg_url = get("PG_URL")
-    if pg_url and not re.match(r"^postgres(ql)?(\+psycopg2)?://", pg_url):
-        problems.append(f"PG_URL must start with postgresql:// or postgresql+psycopg2://, "
-                        f"not {_redacted_url(pg_url).split('://')[0]}://")
+    if pg_url and pg_url_problem(pg_url):
+        problems.append(pg_url_problem(pg_url))
 
     config = Config(
         influx_url=url.rstrip("/"),
@@ -380,7 +455,7 @@ def load(env_file=".env", environ=None):
         influx_username=get("INFLUX_USERNAME"),
         influx_password=Secret(get("INFLUX_PASSWORD")),
         ca_file=ca_file,
-        timeout=duration("INFLUX_TIMEOUT"),
+        timeout=duration("INFLUX_TIMEOUT") or 1,
         fields=fields,
         tags=tags,
         valid_ranges=valid_ranges,
@@ -388,20 +463,21 @@ def load(env_file=".env", environ=None):
         pg_url=Secret(pg_url),
         pg_schema=get("PG_SCHEMA"),
         pg_table=get("PG_TABLE"),
-        window=window,
-        initial_lookback=duration("INITIAL_LOOKBACK"),
-        chunk=chunk,
-        late_data=late_data,
-        stale_after=duration("STALE_AFTER"),
+        window=window or 1,
+        initial_lookback=duration("INITIAL_LOOKBACK") or 1,
+        chunk=chunk or 1,
+        late_data=late_data or 0,
+        stale_after=duration("STALE_AFTER") or 1,
+        failed_runs_alert=integer("FAILED_RUNS_ALERT", 1),
         max_retries=integer("MAX_RETRIES", 1),
-        max_retry_wait=duration("MAX_RETRY_WAIT"),
+        max_retry_wait=duration("MAX_RETRY_WAIT") or 1,
         require_clock_sync=clock_sync,
         log_file=get("LOG_FILE"),
         backup_dir=backup_dir.rstrip("/") or backup_dir,
         backup_require_mount=require_mount != "no",
         backup_keep_daily=integer("BACKUP_KEEP_DAILY", 1),
         backup_keep_weekly=integer("BACKUP_KEEP_WEEKLY", 0),
-        backup_max_age=duration("BACKUP_MAX_AGE"),
+        backup_max_age=duration("BACKUP_MAX_AGE") or 1,
         backup_remote=get("BACKUP_REMOTE"),
         backup_remote_ssh=remote_ssh,
         healthcheck_url=Secret(get("HEALTHCHECK_URL")),

@@ -18,9 +18,8 @@ import tempfile
 import psycopg2
 import psycopg2.extensions
 
-from .config import redact
+from .config import libpq_url, redact
 from .errors import BackupError
-from .sink import libpq_url
 
 SERVER_MAJOR = "SELECT current_setting('server_version_num')::int / 10000"
 
@@ -90,6 +89,10 @@ class PgTools:
         """The environment for a client program: PGPASSFILE points at a private, temporary passfile."""
         env = dict(os.environ)
         env["LC_ALL"] = "C"  # messages in English, whatever the locale: they are parsed and shown as they are
+        if self._password:
+            # libpq prefers PGPASSWORD to a passfile; in-process connections prefer the URL's password
+            # to both. Dropping it makes pg_dump use the same password as every other command.
+            env.pop("PGPASSWORD", None)
         with tempfile.TemporaryDirectory(prefix="influx-archive-") as private:
             if self._password:
                 path = os.path.join(private, "pgpass")

@@ -50,7 +50,10 @@ FROM {table} AS t WHERE %(cutoff)s::timestamptz IS NULL OR t.time < %(cutoff)s::
 
 DAMAGED_HINT = "the file is truncated or corrupted; restore an older dump from BACKUP_DIR or the remote copy"
 CREATEDB_HINT = ("the role in PG_URL lacks CREATEDB: re-run install.sh (it grants it), or create the "
-                 "database first: sudo -u postgres createdb -O <PG_URL's user> {name}")
+                 "database first: sudo -u postgres createdb -O {user} {name}")
+# verify makes and drops its scratch database itself, so only the grant helps there
+VERIFY_CREATEDB_HINT = ("the role in PG_URL lacks CREATEDB, which verify needs for its scratch database: "
+                        "re-run install.sh (it grants it), or: sudo -u postgres psql -c 'ALTER ROLE \"{user}\" CREATEDB'")
 
 
 @dataclass
@@ -141,7 +144,8 @@ def restore(config, path, into=None, force=False, mark=None):
                     cur.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(target)))
                 except psycopg2.errors.InsufficientPrivilege:
                     raise BackupError(f"cannot create database {target}",
-                                      hint=CREATEDB_HINT.format(name=target)) from None
+                                      hint=(VERIFY_CREATEDB_HINT if mark else CREATEDB_HINT).format(
+                                          name=target, user=tools.params.get("user", "<PG_URL's user>"))) from None
                 created = True
                 if mark:
                     cur.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(target),

@@ -46,15 +46,21 @@ def human_duration(seconds):
 def parse_time(text):
     """An RFC 3339 time ('2026-10-01T00:00:00Z', '2026-10-01T02:00:00+02:00') -> epoch seconds.
 
-    A time without an offset is refused rather than guessed: the archive is in UTC.
+    A time without an offset is refused rather than guessed: the archive is in UTC. The advice in the
+    refusal is itself a time this function accepts.
     """
     raw = str(text).strip()
+    date_only = re.fullmatch(r"(\d{4}-\d\d-\d\d)[Zz]?", raw)
+    if date_only:
+        day = date_only.group(1)
+        raise ValueError(f"{text!r} is a date; give a time with its UTC offset, e.g. {day}T00:00:00Z "
+                         f"(midnight UTC) or {day}T00:00:00+01:00")
     try:
-        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00").replace("z", "+00:00"))
+        parsed = datetime.fromisoformat(re.sub(r"[Zz]$", "+00:00", raw))
     except ValueError:
         raise ValueError(f"{text!r} is not an RFC 3339 time such as 2026-10-01T00:00:00Z") from None
     if parsed.tzinfo is None:
-        raise ValueError(f"{text!r} has no UTC offset; write it as e.g. {raw}Z")
+        raise ValueError(f"{text!r} has no UTC offset; write it as e.g. {raw}Z (UTC) or {raw}+01:00")
     return int(parsed.timestamp() // 1)
 
 

@@ -13,7 +13,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from flux_standin import Point, StandIn  # noqa: E402
-from servers import InfluxdServer, PostgresServer  # noqa: E402
+from servers import InfluxdServer, LoopDrive, PostgresServer  # noqa: E402
 
 from loader import config as config_module  # noqa: E402
 
@@ -62,6 +62,14 @@ def influx_db(influxd):
     name = "db_" + uuid.uuid4().hex[:10]
     influxd.query(f'CREATE DATABASE "{name}"')
     return name
+
+
+@pytest.fixture(scope="session")
+def usb_drive():
+    """A mounted ext4 drive (a loop device) for BACKUP_DIR: not the root filesystem, not memory."""
+    drive = _server_or_fail(LoopDrive)
+    yield drive.path
+    drive.close()
 
 
 @pytest.fixture
@@ -210,6 +218,18 @@ def count_rows(pg_url, table="pox_five_second_mean"):
         cur = conn.cursor()
         cur.execute(f'SELECT count(*), count(DISTINCT time) FROM "{table}"')
         return cur.fetchone()
+    finally:
+        conn.close()
+
+
+def first_loaded(pg_url):
+    """Where the first run's range began (epoch seconds): a run floors its own clock, which may have
+    crossed a window boundary since the test computed its times."""
+    conn = psycopg2.connect(pg_url)
+    try:
+        cur = conn.cursor()
+        cur.execute("SELECT extract(epoch FROM min(range_start))::bigint FROM influx_archive_runs")
+        return cur.fetchone()[0]
     finally:
         conn.close()
 

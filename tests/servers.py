@@ -139,3 +139,29 @@ bind-address = "127.0.0.1:{rpc}"
             self.proc.kill()
         self.log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class LoopDrive:
+    """A small ext4 filesystem in an image file, loop-mounted in a temp dir: what a USB drive is to
+    BACKUP_DIR (another filesystem than /, kept across reboots, unlike tmpfs). Needs root."""
+
+    def __init__(self, size_kb=256 * 1024):
+        if os.geteuid() != 0:
+            raise RuntimeError("mounting a loop device needs root")
+        self.dir = tempfile.mkdtemp(prefix="ia-usb-")
+        self.image = os.path.join(self.dir, "drive.img")
+        self.path = os.path.join(self.dir, "mnt")
+        os.mkdir(self.path)
+        with open(self.image, "wb") as handle:
+            handle.truncate(size_kb << 10)
+        try:
+            subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", self.image], check=True, capture_output=True)
+            subprocess.run(["mount", "-o", "loop", self.image, self.path], check=True, capture_output=True)
+        except (OSError, subprocess.CalledProcessError) as exc:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise RuntimeError(f"cannot make a loop-mounted ext4 drive: {getattr(exc, 'stderr', b'') or exc}") from None
+        os.chmod(self.path, 0o1777)  # the tests' roles and users write here, as a drive mounted for them
+
+    def close(self):
+        subprocess.run(["umount", "-l", self.path], check=False, capture_output=True)
+        shutil.rmtree(self.dir, ignore_errors=True)

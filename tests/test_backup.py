@@ -1,9 +1,11 @@
 """Backups, restore, verify and the heartbeat, against the real test PostgreSQL with the loader's own role
-(made by setup/roles.sql: not a superuser). BACKUP_DIR is a directory on /dev/shm, a real mount other
-than the root filesystem; tmp_path, on the root filesystem, plays the unmounted drive."""
+(made by setup/roles.sql: not a superuser). BACKUP_DIR is a directory on a loop-mounted ext4 image (the
+usb_drive fixture), a real mount other than the root filesystem and not in memory; tmp_path, on the
+root filesystem, plays the unmounted drive."""
 
 import http.server
 import os
+import pathlib
 import shutil
 import subprocess
 import threading
@@ -16,7 +18,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import FixedClock, cli, feed_standin, flux_env, make_config, pulse_points
+from conftest import FixedClock, _server_or_fail, cli, feed_standin, flux_env, make_config, pulse_points
+from servers import LoopDrive
 from loader.backup import backup, choose_kept, list_dumps
 from loader.errors import BackupDamaged, BackupError
 from loader.job import Job
@@ -56,10 +59,8 @@ def superuser(pg_server, statement):
 
 
 @pytest.fixture
-def backup_dir():
-    if os.stat("/dev/shm").st_dev == os.stat("/").st_dev:
-        pytest.fail("/dev/shm is not a separate mount here; the backup tests need one")
-    path = os.path.join("/dev/shm", "ia-backups-" + uuid.uuid4().hex[:8])
+def backup_dir(usb_drive):
+    path = os.path.join(usb_drive, "ia-backups-" + uuid.uuid4().hex[:8])
     os.mkdir(path)
     yield path
     shutil.rmtree(path, ignore_errors=True)
@@ -296,11 +297,9 @@ def test_missing_unmounted_or_full_backup_dir_is_refused(archive_url, standin, t
     assert unset.returncode == 2 and "BACKUP_DIR is not set" in unset.stderr
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to mount a small tmpfs (CI runs as root)")
-def test_a_backup_dir_short_of_space_is_refused_before_and_during_the_dump(archive_url, standin, tmp_path):
-    small = tmp_path / "small"
-    small.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=128k", "tmpfs", str(small)], check=True)
+def test_a_backup_dir_short_of_space_is_refused_before_and_during_the_dump(archive_url, standin):
+    drive = _server_or_fail(lambda: LoopDrive(size_kb=128))  # about 100 kB free
+    small = pathlib.Path(drive.path)
     try:
         config = make_config(archive_url, standin.url, TAGS="uid", BACKUP_DIR=str(small))
         load(config, standin, hours=48)
@@ -310,9 +309,43 @@ def test_a_backup_dir_short_of_space_is_refused_before_and_during_the_dump(archi
         (small / f"{dbname}-2026-09-20T031700Z.dump").write_bytes(b"x" * 1000)  # a small earlier dump
         with pytest.raises(BackupError, match="filled up during the dump"):
             backup(config, FixedClock(NOW))  # asks for 1.5 kB, needs far more: pg_dump hits ENOSPC
-        assert sorted(os.listdir(small)) == [".influx-archive.lock", f"{dbname}-2026-09-20T031700Z.dump"]
+        assert sorted(os.listdir(small)) == [".influx-archive.lock", f"{dbname}-2026-09-20T031700Z.dump",
+                                             "lost+found"]
     finally:
-        subprocess.run(["umount", str(small)], check=True)
+        drive.close()
+
+
+def test_a_backup_dir_in_memory_is_refused_unless_allowed(archive_url, standin):
+    in_memory = os.path.join("/dev/shm", "ia-backups-" + uuid.uuid4().hex[:8])  # tmpfs: gone at reboot
+    os.mkdir(in_memory)
+    try:
+        config = make_config(archive_url, standin.url, TAGS="uid", BACKUP_DIR=in_memory)
+        load(config, standin, hours=1)
+        refused = cli("backup", env=flux_env(archive_url, standin, TAGS="uid", BACKUP_DIR=in_memory))
+        assert refused.returncode == 2
+        assert refused.stderr.splitlines()[-1] == (
+            f"influx-archive: BACKUP_DIR {in_memory} is on tmpfs, which lives in memory: a reboot deletes every "
+            "dump (set BACKUP_DIR to a directory on a USB drive or network mount (README, Backups); to keep dumps "
+            "there anyway set BACKUP_REQUIRE_MOUNT=no)")
+        assert os.listdir(in_memory) == []
+        allowed = cli("backup", env=flux_env(archive_url, standin, TAGS="uid", BACKUP_DIR=in_memory,
+                                             BACKUP_REQUIRE_MOUNT="no"))
+        assert allowed.returncode == 0, allowed.stderr
+    finally:
+        shutil.rmtree(in_memory, ignore_errors=True)
+
+
+def test_a_wrong_pgpassword_in_the_environment_does_not_override_pg_urls_password(archive_url, standin,
+                                                                                  backup_dir):
+    """psql users often export PGPASSWORD; run uses PG_URL's password, and so must pg_dump and pg_restore."""
+    config = make_config(archive_url, standin.url, TAGS="uid", BACKUP_DIR=backup_dir)
+    load(config, standin, hours=1)
+    env = flux_env(archive_url, standin, TAGS="uid", BACKUP_DIR=backup_dir, PGPASSWORD="not-the-password")
+    made = cli("backup", env=env)
+    assert made.returncode == 0, made.stderr
+    verified = cli("restore", "--verify", env=env)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert "restorable and identical" in verified.stdout
 
 
 def test_remote_copy_with_rsync_and_its_failure_keeps_the_local_dump(archive_url, standin, backup_dir, tmp_path):
@@ -377,7 +410,7 @@ def test_heartbeat_pings_start_success_and_fail_and_a_dead_listener_breaks_nothi
         listener.pings.clear()
         assert cli("backup", env=env).returncode == 0
         assert cli("restore", "--verify", env=env).returncode == 0
-        assert "backup:     20" in cli("status", env=env).stdout  # status shows the dump and pings nothing
+        assert "backup:      20" in cli("status", env=env).stdout  # status shows the dump and pings nothing
         assert [p for p, _ in listener.pings] == ["/ping/3f2a-check-backup/start", "/ping/3f2a-check-backup"] * 2
         listener.pings.clear()
         missing = cli("backup", env=dict(env, BACKUP_DIR=backup_dir + "-missing"))
@@ -394,10 +427,11 @@ def test_heartbeat_pings_start_success_and_fail_and_a_dead_listener_breaks_nothi
 
 def test_status_shows_the_newest_backup_and_fails_when_it_is_too_old_or_the_drive_is_gone(archive_url, standin,
                                                                                           backup_dir):
+    # only the backup decides here: data never goes stale and runs are not missed
     config = make_config(archive_url, standin.url, TAGS="uid", BACKUP_DIR=backup_dir, BACKUP_MAX_AGE="36h",
-                         STALE_AFTER="1000d")
+                         STALE_AFTER="1000d", FAILED_RUNS_ALERT="1000")
     never = status(config, NOW)  # before the first run, the backup line is there too
-    assert never.exit_code == 2 and "no dump yet" in never.backup and "never run" in never.verdict
+    assert never.exit_code == 2 and "no dump yet" in never.backup and "nothing archived yet" in never.verdict
     load(config, standin, hours=1)
     none_yet = status(config, NOW)
     assert none_yet.exit_code == 1 and "no backup yet" in none_yet.verdict
@@ -405,12 +439,60 @@ def test_status_shows_the_newest_backup_and_fails_when_it_is_too_old_or_the_driv
     fresh = status(config, NOW + 5 * HOUR)
     text = "\n".join(fresh.lines())
     assert fresh.exit_code == 0, text
-    assert "backup:     2026-09-21T03:17:00Z (5h 0m ago)" in text and "1 dump(s)" in text
+    assert "backup:      2026-09-21T03:17:00Z (5h 0m ago)" in text and "1 dump(s)" in text
     assert made.dump.size > 1000 and "kB" in text or "MB" in text
     old = status(config, NOW + 2 * DAY)
-    assert old.exit_code == 1 and "backup stale" in old.verdict
+    assert old.exit_code == 2 and old.verdict.startswith("backup stale"), old.verdict  # two nightly dumps missed: page
     gone = status(make_config(archive_url, standin.url, TAGS="uid", BACKUP_DIR=backup_dir + "-unplugged",
                               STALE_AFTER="1000d"), NOW)
     assert gone.exit_code == 2 and "does not exist" in "\n".join(gone.lines())
     off = status(make_config(archive_url, standin.url, TAGS="uid", STALE_AFTER="1000d"), NOW)
     assert off.exit_code == 0 and "not configured" in "\n".join(off.lines())
+
+
+def test_an_unexpected_error_is_one_line_an_error_with_traceback_in_the_log_exit_1_and_a_fail_ping(
+        archive_url, standin, backup_dir, tmp_path, monkeypatch, capsys):
+    """A dying USB drive raises OSError inside backup: no bare traceback, the heartbeat still hears /fail."""
+    import errno
+
+    import loader.backup
+    from loader.cli import main
+
+    def failing_drive(config, clock):
+        raise OSError(errno.EIO, "Input/output error", os.path.join(backup_dir, "x.dump"))
+
+    listener = Listener()
+    log_file = tmp_path / "loader.log"
+    try:
+        for key, value in flux_env(archive_url, standin, BACKUP_DIR=backup_dir, LOG_FILE=log_file,
+                                   BACKUP_HEALTHCHECK_URL=listener.url).items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.setattr(loader.backup, "backup", failing_drive)
+        code = main(["--env-file", os.devnull, "backup"])
+        err = capsys.readouterr().err
+    finally:
+        listener.close()
+    line = (f"influx-archive: unexpected OSError: [Errno 5] Input/output error: '{backup_dir}/x.dump' (the traceback "
+            f"is in {log_file}; if it is not about the disk or the network, please report it)")
+    assert code == 1 and err.strip() == line
+    assert f"ERROR {line}\nTraceback (most recent call last):" in log_file.read_text()
+    assert [path for path, _ in listener.pings] == ["/ping/3f2a-check/start", "/ping/3f2a-check/fail"]
+    assert listener.pings[1][1] == line
+
+
+def test_verify_without_createdb_gives_advice_that_works_when_followed(pg_server, archive_url, standin, backup_dir):
+    config = make_config(archive_url, standin.url, TAGS="uid", BACKUP_DIR=backup_dir)
+    load(config, standin, hours=1)
+    backup(config, FixedClock(NOW))
+    superuser(pg_server, f'ALTER ROLE "{LOADER}" NOCREATEDB')
+    try:
+        refused = cli("restore", "--verify", env=flux_env(archive_url, standin, TAGS="uid", BACKUP_DIR=backup_dir))
+        assert refused.returncode == 2
+        advice = (f"sudo -u postgres psql -c 'ALTER ROLE \"{LOADER}\" CREATEDB'")
+        assert refused.stderr.strip().endswith(advice + ")"), refused.stderr
+        assert "createdb -O" not in refused.stderr  # a scratch database made by hand would be refused next
+        superuser(pg_server, advice.split("-c ", 1)[1].strip("'"))  # what the advice runs, as postgres
+        verified = cli("restore", "--verify", env=flux_env(archive_url, standin, TAGS="uid", BACKUP_DIR=backup_dir))
+        assert verified.returncode == 0, verified.stdout + verified.stderr
+    finally:
+        superuser(pg_server, f'ALTER ROLE "{LOADER}" CREATEDB')

@@ -2,6 +2,7 @@
 
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -10,10 +11,10 @@ import time
 import psycopg2
 import pytest
 
-from conftest import (TOKEN, archive_rows, cli, expected_means, feed_influxd, feed_standin, flux_env, pulse_points,
-                      watermark)
+from conftest import (TOKEN, archive_rows, cli, expected_means, feed_influxd, feed_standin, first_loaded, flux_env,
+                      pulse_points, watermark)
 from loader.cli import COMMANDS
-from loader.windows import chunks
+from loader.windows import chunks, parse_time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HOUR = 3600
@@ -125,7 +126,7 @@ def test_two_runs_started_together_one_loads_one_steps_aside(pg_url, standin):
     total, distinct = cur.fetchone()
     conn.close()
     assert total == distinct > 0
-    assert archive_rows(pg_url) == expected_means(points, start=0, end=watermark(pg_url))
+    assert archive_rows(pg_url) == expected_means(points, start=first_loaded(pg_url), end=watermark(pg_url))
 
 
 def test_kill_9_during_a_multi_chunk_backfill_leaves_no_partial_chunk(pg_url, standin):
@@ -169,28 +170,6 @@ def _iso(epoch):
     return rfc3339(epoch)
 
 
-def test_status_exit_codes_never_fresh_stale_failing(pg_url, standin):
-    feed_standin(standin, pulse_points(now() - HOUR, HOUR))
-    env = flux_env(pg_url, standin, INITIAL_LOOKBACK="1h", STALE_AFTER="2h")
-    never = cli("status", env=env)
-    assert never.returncode == 2 and "never" in never.stdout
-    assert cli("run", env=env).returncode == 0
-    fresh = cli("status", env=env)
-    assert fresh.returncode == 0, fresh.stdout
-    assert "fresh" in fresh.stdout and "watermark:" in fresh.stdout and "rows:" in fresh.stdout
-    conn = psycopg2.connect(pg_url)  # the archive as it looks after three hours without a run
-    conn.cursor().execute("UPDATE influx_archive_state SET watermark = watermark - interval '3 hours'")
-    conn.commit()
-    conn.close()
-    stale = cli("status", env=env)
-    assert stale.returncode == 1 and "stale" in stale.stdout and "lag 3h" in stale.stdout
-    standin.faults = [("status", 500, None)] * 5
-    failed = cli("run", env=dict(env, MAX_RETRIES="1"))
-    assert failed.returncode == 1
-    failing = cli("status", env=env)
-    assert failing.returncode == 2 and "failing" in failing.stdout and "HTTP 500" in failing.stdout
-
-
 def test_check_reports_both_sides(pg_url, standin, influxd, influx_db):
     feed_standin(standin, pulse_points(now() - 30, 30))
     ok = cli("check", env=flux_env(pg_url, standin))
@@ -199,7 +178,7 @@ def test_check_reports_both_sides(pg_url, standin, influxd, influx_db):
 
     bad = cli("check", env=flux_env(pg_url.rsplit("/", 1)[0] + "/no_such_db", standin, INFLUX_TOKEN="nope"))
     assert bad.returncode == 2
-    assert "FAIL  InfluxDB: InfluxDB refused the token" in bad.stdout
+    assert "FAIL  InfluxDB refused the token" in bad.stdout and "InfluxDB: InfluxDB" not in bad.stdout
     assert "FAIL  PostgreSQL" in bad.stdout and "no_such_db" in bad.stdout
 
     feed_influxd(influxd, influx_db, pulse_points(now() - 30, 30))
@@ -209,7 +188,10 @@ def test_check_reports_both_sides(pg_url, standin, influxd, influx_db):
     assert good.returncode == 0, good.stdout
     assert "fields bpm, spo2" in good.stdout
     unmapped = cli("check", env=dict(env, INFLUX_BUCKET="unmapped"))
-    assert unmapped.returncode == 2 and "DBRP" in unmapped.stdout
+    assert unmapped.returncode == 2, unmapped.stdout
+    # a 1.x server has databases, not DBRP mappings: the advice names the ones it has
+    assert "this InfluxDB 1.x server has no database unmapped; set INFLUX_BUCKET to one it has (" in unmapped.stdout
+    assert influx_db in unmapped.stdout and "dbrp" not in unmapped.stdout.lower()
 
 
 def test_run_against_real_influxd_via_cli_fills_postgres(pg_url, influxd, influx_db):
@@ -253,3 +235,130 @@ def test_postgres_restarted_mid_run_fails_the_run_with_exit_1_and_the_next_run_c
     assert {k[0] for k in rows} <= set(range(start, start + 2 * HOUR, 5))  # only whole, committed chunks
     assert cli(*args, env=env).returncode == 0
     assert archive_rows(pg_url) == expected_means(points, start=start, end=end)
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_each_commands_help_lists_its_own_exit_codes(name):
+    """What `COMMAND --help` says about exit codes is that command's own declaration, and no two commands
+    share one text: a monitor or script reads the codes of the command it runs."""
+    out = cli(name, "--help", env={"PATH": os.environ["PATH"]}).stdout
+    section = out.split("exit codes:\n", 1)[1]
+    said = {int(m.group(1)): " ".join(m.group(2).split()) for m in
+            re.finditer(r"^  (\d)  (.*?)(?=^  \d  |\Z)", section, re.M | re.S)}
+    assert said == {code: meaning for code, meaning in COMMANDS[name].exit_codes}
+    others = [c.exit_codes for n, c in COMMANDS.items() if n != name]
+    assert COMMANDS[name].exit_codes not in others
+
+
+def hold_run_lock(pg_url):
+    """A connection holding the archive's run lock, as a run in another process does."""
+    conn = psycopg2.connect(pg_url)
+    conn.autocommit = True
+    conn.cursor().execute("SELECT pg_advisory_lock(hashtext('influx-archive:public.pox_five_second_mean'))")
+    return conn
+
+
+def test_a_typed_command_refused_by_the_lock_exits_1_but_the_cron_run_steps_aside_with_0(pg_url, standin):
+    feed_standin(standin, pulse_points(now() - HOUR, HOUR))
+    env = flux_env(pg_url, standin, INITIAL_LOOKBACK="1h")
+    holder = hold_run_lock(pg_url)
+    try:
+        backfill = cli("backfill", "--start", "2026-11-01T00:00:00Z", "--end", "2026-11-02T00:00:00Z", env=env)
+        assert backfill.returncode == 1
+        assert backfill.stderr.strip() == ("influx-archive: another run is active for this archive; nothing was "
+                                           "loaded: run this backfill again when it has finished (`python -m loader "
+                                           "status` shows it)")
+        rebuild = cli("rebuild-rollups", env=env)
+        assert rebuild.returncode == 1 and "nothing was rebuilt" in rebuild.stderr
+        run = cli("run", env=env)
+        assert run.returncode == 0 and "another run is active" in run.stderr
+    finally:
+        holder.close()
+    assert archive_rows(pg_url) == {}  # nobody did anything behind the lock
+
+
+def test_rebuild_rollups_refuses_a_range_out_of_order_and_an_empty_archive_is_one_line(pg_url, standin):
+    env = flux_env(pg_url, standin)
+    backwards = cli("rebuild-rollups", "--start", "2026-11-02T00:00:00Z", "--end", "2026-11-01T00:00:00Z", env=env)
+    assert backwards.returncode == 2
+    assert backwards.stderr.strip() == ("influx-archive: --start (2026-11-02T00:00:00Z) must be before --end "
+                                        "(2026-11-01T00:00:00Z)")
+    empty = cli("rebuild-rollups", env=env)
+    assert empty.returncode == 0, empty.stderr
+    assert "nothing to rebuild: the archive is empty" in empty.stderr and "Traceback" not in empty.stderr
+    conn = psycopg2.connect(pg_url)
+    cur = conn.cursor()
+    cur.execute("SELECT command, outcome FROM influx_archive_runs")
+    assert cur.fetchall() == [("rebuild-rollups", "nothing to do")]  # nothing left 'running'
+    conn.close()
+
+
+def test_a_date_without_a_time_gets_advice_that_works_when_followed(pg_url, standin):
+    env = flux_env(pg_url, standin)
+    first = cli("backfill", "--start", "2026-11-22", "--end", "2026-11-23T00:00:00Z", env=env)
+    assert first.returncode == 2
+    advice = re.search(r"e\.g\. (\S+) \(midnight UTC\)", first.stderr).group(1)
+    assert advice == "2026-11-22T00:00:00Z"
+    assert parse_time(advice) == 1795305600
+
+
+def test_a_missing_env_file_is_said_and_only_that(tmp_path):
+    named = cli("--env-file", str(tmp_path / "nonexistent" / ".env"), "run", env={"PATH": os.environ["PATH"]})
+    assert named.returncode == 2
+    assert named.stderr.splitlines()[1:] == [f"  - the settings file {tmp_path}/nonexistent/.env does not exist "
+                                             "(--env-file); copy .env.example there and fill it in"]
+    implicit = subprocess.run([sys.executable, "-m", "loader", "run"], cwd=tmp_path, capture_output=True, text=True,
+                              env={"PATH": os.environ["PATH"], "PYTHONPATH": ROOT})
+    assert implicit.returncode == 2
+    assert implicit.stderr.splitlines()[1] == (f"  - there is no .env in {tmp_path}: run from the directory that "
+                                               "holds it, pass --env-file PATH, or set the settings in the environment")
+
+
+@pytest.mark.parametrize("url, said", [
+    ("postgresql://u:Zq@Xw:Yv@127.0.0.1:5432/db", "the password (or user name) has a character that must be encoded"),
+    ("postgresql://u:Zq/Xw@127.0.0.1:5432/db", "the password (or user name) has a character that must be encoded"),
+    ("postgresql://u:ZqXwYv@127.0.0.1:54x2/db", "the port after the host name must be a number, such as 5432"),
+    ("ZqXwYv-garbage", "PG_URL must start with postgresql://"),
+])
+def test_a_malformed_pg_url_exits_2_and_shows_no_part_of_it(url, said):
+    env = {"PATH": os.environ["PATH"], "INFLUX_URL": "http://127.0.0.1:1", "INFLUX_TOKEN": "t0ken-value",
+           "INFLUX_ORG": "o", "PG_URL": url}
+    result = cli("run", env=env)
+    assert result.returncode == 2
+    assert said in result.stderr
+    for fragment in ("Zq", "Xw", "Yv", "***"):
+        assert fragment not in result.stderr + result.stdout
+
+
+def test_settings_mistakes_are_each_said_once_in_the_users_words(tmp_path):
+    env_file = tmp_path / ".env"
+    env_file.write_text("influx_url=http://127.0.0.1:8086\nINFLUX_URL=http://127.0.0.1:8086\n"
+                        "CONNECTION=http://10.0.0.9:8086\nINFLUX_TOKEN=t0ken-value\nINFLUX_ORG=o\n"
+                        "PG_URL=postgresql://u@127.0.0.1/db\nCHUNK=0\n")
+    env_file.chmod(0o600)
+    result = cli("--env-file", str(env_file), "run", env={"PATH": os.environ["PATH"]})
+    assert result.returncode == 2
+    problems = result.stderr.splitlines()[1:]
+    assert f"  - {env_file}: unknown key influx_url (did you mean INFLUX_URL?)" in problems
+    assert f"  - {env_file} sets both INFLUX_URL and CONNECTION, to different values; keep one" in problems
+    assert [p for p in problems if "CHUNK" in p] == ["  - CHUNK: '0' is not a duration such as 5s, 15m, 1h or 30d"]
+
+
+def test_global_options_work_after_the_command_too(tmp_path, pg_url):
+    env_file = tmp_path / "archive.env"
+    env_file.write_text(f"INFLUX_URL=http://127.0.0.1:1\nINFLUX_TOKEN=t0ken-value\nINFLUX_ORG=o\nPG_URL={pg_url}\n")
+    env_file.chmod(0o600)
+    result = cli("status", "--env-file", str(env_file), "-v", env={"PATH": os.environ["PATH"]})
+    assert result.returncode == 2, result.stderr  # the archive in that file is empty: it was read
+    assert "nothing archived yet" in result.stdout
+
+
+def test_a_failed_run_leaves_an_error_line_with_its_traceback_in_the_log(tmp_path, pg_url, standin):
+    log_file = tmp_path / "loader.log"
+    result = cli("run", env=flux_env(pg_url, standin, INFLUX_TOKEN="s3cret-expired-token", LOG_FILE=log_file))
+    assert result.returncode == 2
+    line = result.stderr.strip().splitlines()[-1]
+    logged = log_file.read_text()
+    assert f"ERROR {line}\nTraceback (most recent call last):" in logged
+    assert "s3cret-expired-token" not in logged + result.stderr
+    assert result.stderr.count("influx-archive: InfluxDB refused the token") == 1  # once on the terminal

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from loader import config as config_module
 from loader.config import SETTINGS, redact
 from loader.errors import ConfigError
-from loader.sink import libpq_url
+from loader.config import libpq_url
 from loader.sources.flux import build_query, flux_string
 from loader.sources.influxql import build_statements, identifier, source_name
 from loader.windows import chunks, floor_to, format_duration, human_duration, parse_duration, parse_time, rfc3339
@@ -91,7 +91,7 @@ def test_world_readable_env_file_is_refused(tmp_path):
 def test_secrets_do_not_show_in_repr_or_errors():
     cfg = config_module.load(None, environ=BASE)
     assert "tok-123456" not in repr(cfg) and "pw-secret" not in repr(cfg)
-    assert cfg.describe_pg() == "postgresql://u:***@localhost/db"
+    assert cfg.describe_pg() == "postgresql://u@localhost/db"  # no password field at all
     assert redact("failed for tok-123456 with pw-secret", cfg.secrets()) == "failed for *** with ***"
 
 
