@@ -386,6 +386,9 @@ configure_backups() {
   if [ "$(stat -c %d "$BACKUP_DIR_OPT")" = "$(stat -c %d /)" ]; then
     warn "$BACKUP_DIR_OPT is on the root filesystem (the SD card): backup will refuse it unless .env sets BACKUP_REQUIRE_MOUNT=no"
   fi
+  if [ "$(stat -f -c %T "$BACKUP_DIR_OPT")" = "tmpfs" ]; then
+    warn "$BACKUP_DIR_OPT is on tmpfs (memory; a reboot deletes it): backup will refuse it unless .env sets BACKUP_REQUIRE_MOUNT=no"
+  fi
   if ! runuser -u "$SERVICE_USER" -- test -w "$BACKUP_DIR_OPT"; then
     chown "$SERVICE_USER:" "$BACKUP_DIR_OPT" 2>/dev/null \
       || warn "$SERVICE_USER cannot write to $BACKUP_DIR_OPT and chown failed (FAT drive? mount it with uid=$SERVICE_USER)"

@@ -149,6 +149,7 @@ class LoopDrive:
         if os.geteuid() != 0:
             raise RuntimeError("mounting a loop device needs root")
         self.dir = tempfile.mkdtemp(prefix="ia-usb-")
+        os.chmod(self.dir, 0o755)  # install.sh's service user reaches the mount point through it
         self.image = os.path.join(self.dir, "drive.img")
         self.path = os.path.join(self.dir, "mnt")
         os.mkdir(self.path)

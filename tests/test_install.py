@@ -15,7 +15,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 APP = "/opt/influx-archive"  # where install.sh deploys the code, venv and .env
 SCRIPTS = ["install.sh", "tests/run", ".ci/run"]
 FULL = os.environ.get("INFLUX_ARCHIVE_INSTALL_TEST") == "1"
-BACKUPS = "/dev/shm/influx-archive-install-test"  # tmpfs: a mount other than /, like a USB drive
 
 
 def sourced(snippet):
@@ -118,13 +117,19 @@ def _env_value(key):
 
 @pytest.mark.skipif(not FULL, reason="changes the machine (apt, system PostgreSQL, /etc/cron.d): runs only with "
                                      "tests/run --install, as CI does on its throwaway machine")
-def test_demo_install_fills_the_archive_and_a_second_run_changes_nothing():
-    shutil.rmtree(BACKUPS, ignore_errors=True)
-    os.mkdir(BACKUPS)  # a mounted drive (tmpfs), as --backup-dir wants
-    first = subprocess.run(["./install.sh", "--demo", "--lan", "10.9.0.0/16", "--backup-dir", BACKUPS], cwd=ROOT,
+@pytest.fixture(scope="module")
+def backups(usb_drive):
+    """--backup-dir on a mounted drive (a loop-mounted ext4 image), shared by the two install tests."""
+    return os.path.join(usb_drive, "influx-archive-install-test")
+
+
+def test_demo_install_fills_the_archive_and_a_second_run_changes_nothing(backups):
+    shutil.rmtree(backups, ignore_errors=True)
+    os.mkdir(backups)  # on a mounted drive, as --backup-dir wants
+    first = subprocess.run(["./install.sh", "--demo", "--lan", "10.9.0.0/16", "--backup-dir", backups], cwd=ROOT,
                            capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=1200)
     assert first.returncode == 0, first.stderr[-3000:]
-    assert "influx-archive is installed." in first.stderr and "verdict:    fresh" in first.stderr
+    assert "influx-archive is installed." in first.stderr and "verdict:     fresh" in first.stderr
     before = _snapshot()
     assert before["env-mode-owner"][0] == 0o600
     crons = [f for f in os.listdir("/etc/cron.d") if "influx" in f]
@@ -162,7 +167,7 @@ def test_demo_install_fills_the_archive_and_a_second_run_changes_nothing():
             cur.execute(statement)
     grafana.close()
 
-    second = subprocess.run(["./install.sh", "--demo", "--lan", "10.9.0.0/16", "--backup-dir", BACKUPS], cwd=ROOT,
+    second = subprocess.run(["./install.sh", "--demo", "--lan", "10.9.0.0/16", "--backup-dir", backups], cwd=ROOT,
                             capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=1200)
     assert second.returncode == 0, second.stderr[-3000:]
     assert _snapshot() == before
@@ -185,30 +190,30 @@ def _as_cron(word):
 
 
 @pytest.mark.skipif(not FULL, reason="needs the demo install above (tests/run --install, as CI does)")
-def test_the_scheduled_backup_restores_to_the_live_archive_and_a_new_pi_restores_it():
+def test_the_scheduled_backup_restores_to_the_live_archive_and_a_new_pi_restores_it(backups):
     for word in ("backup", "--verify"):
         done = _as_cron(word)
         assert done.returncode == 0, done.stderr
     with open("/var/log/influx-archive/backup.log", encoding="utf-8") as log:
         text = log.read()
-    assert "backup:  " + BACKUPS in text and text.rstrip().endswith("verdict:  restorable and identical")
-    dumps = sorted(n for n in os.listdir(BACKUPS) if n.endswith(".dump"))
-    assert len(dumps) == 1 and os.stat(os.path.join(BACKUPS, dumps[0])).st_uid == os.stat(os.path.join(APP, ".env")).st_uid
+    assert "backup:  " + backups in text and text.rstrip().endswith("verdict:  restorable and identical")
+    dumps = sorted(n for n in os.listdir(backups) if n.endswith(".dump"))
+    assert len(dumps) == 1 and os.stat(os.path.join(backups, dumps[0])).st_uid == os.stat(os.path.join(APP, ".env")).st_uid
 
     url = _env_value("PG_URL").replace("+psycopg2", "")
     port = int(url.rsplit(":", 1)[1].split("/")[0])
     before = _tables(url)
-    refused = subprocess.run(["./install.sh", "--demo", "--restore", os.path.join(BACKUPS, dumps[0])], cwd=ROOT,
+    refused = subprocess.run(["./install.sh", "--demo", "--restore", os.path.join(backups, dumps[0])], cwd=ROOT,
                              capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=1200)
     assert refused.returncode != 0 and "already holds" in refused.stderr  # never over the live archive
 
     # a new Pi: the database is gone; install.sh makes an empty one, restores, then loads what is newer
     subprocess.run(["runuser", "-u", "postgres", "--", "psql", "-p", str(port), "-Xqc",
                     "DROP DATABASE influx_archive WITH (FORCE)"], check=True, capture_output=True)
-    again = subprocess.run(["./install.sh", "--demo", "--restore", os.path.join(BACKUPS, dumps[0])], cwd=ROOT,
+    again = subprocess.run(["./install.sh", "--demo", "--restore", os.path.join(backups, dumps[0])], cwd=ROOT,
                            capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=1200)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert "restored: " in again.stderr and "verdict:    fresh" in again.stderr
+    assert "restored: " in again.stderr and "verdict:     fresh" in again.stderr
     after = _tables(url)
     for table, rows in before.items():
         assert rows and set(rows) <= set(after[table]), table  # every row of the dump is back
