@@ -94,6 +94,9 @@ def _report_load(outcome, config, now):
         log.info("%s done: %s .. %s, %d chunk(s), %d row(s) written%s", outcome.command,
                  rfc3339(outcome.start), rfc3339(outcome.end), outcome.chunks, outcome.rows,
                  f", {dropped} reading(s) outside VALID_RANGES dropped" if dropped else "")
+    if outcome.command == "backfill" and not outcome.nothing_to_do and not outcome.windows:
+        log.warning("InfluxDB has no %s readings between %s and %s: there was nothing to load (the free plan "
+                    "keeps 30 days)", config.measurement, rfc3339(outcome.start), rfc3339(outcome.end))
     if outcome.newest is None:
         log.warning("nothing is archived yet: InfluxDB has no %s readings in the range loaded so far",
                     config.measurement)

@@ -338,6 +338,10 @@ def load(env_file=".env", environ=None, file_required=False):
         return items
 
     url = get("INFLUX_URL")
+    if url and "@" in url.split("://", 1)[-1].split("/", 1)[0]:
+        problems.append("INFLUX_URL must not carry a user name or password (the value is not shown): put the "
+                        "token in INFLUX_TOKEN, or InfluxDB 1.x credentials in INFLUX_USERNAME and INFLUX_PASSWORD")
+        url = ""
     if url and not re.match(r"^https?://[^/\s]+", url):
         problems.append(f"INFLUX_URL must start with http:// or https://, not {url!r}")
     elif url and re.search(r"/(query|write|ping|health|api/v2(/query|/write)?)/?$", url.split("?")[0]):

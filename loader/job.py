@@ -29,7 +29,8 @@ class Outcome:
     start: int = None
     end: int = None
     chunks: int = 0
-    rows: int = 0
+    rows: int = 0  # rows inserted or changed
+    windows: int = 0  # windows the source answered (re-read unchanged ones included)
     dropped: dict = field(default_factory=dict)
     locked_out: bool = False  # another run holds the lock; nothing was done
     fields: list = None  # the fields the source proved it has (None: not asked)
@@ -220,6 +221,7 @@ class Job:
                     session.watermark = max(session.watermark or hi, hi)
                 outcome.chunks += 1
                 outcome.rows += written
+                outcome.windows += batch.rows
                 session.state.progress(cur, session.run_id, outcome.start, outcome.end, outcome.chunks,
                                        outcome.rows)
             log.debug("chunk %s .. %s: %d windows fetched, %d rows written", rfc3339(lo), rfc3339(hi),

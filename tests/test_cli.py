@@ -14,7 +14,7 @@ import pytest
 from conftest import (TOKEN, archive_rows, cli, expected_means, feed_influxd, feed_standin, first_loaded, flux_env,
                       pulse_points, watermark)
 from loader.cli import COMMANDS
-from loader.windows import chunks, parse_time
+from loader.windows import chunks, parse_time, rfc3339
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HOUR = 3600
@@ -362,3 +362,57 @@ def test_a_failed_run_leaves_an_error_line_with_its_traceback_in_the_log(tmp_pat
     assert f"ERROR {line}\nTraceback (most recent call last):" in logged
     assert "s3cret-expired-token" not in logged + result.stderr
     assert result.stderr.count("influx-archive: InfluxDB refused the token") == 1  # once on the terminal
+
+
+def test_ctrl_c_during_a_backfill_is_recorded_as_interrupted_and_a_rerun_completes_it(pg_url, standin):
+    start = now() - now() % HOUR - 5 * HOUR
+    points = pulse_points(start, 5 * HOUR)
+    feed_standin(standin, points)
+    env = flux_env(pg_url, standin, CHUNK="1h")
+    standin.faults = [None, ("hang", 20)]  # the second chunk's answer is slow: Ctrl-C lands while waiting for it
+    args = ["--start", rfc3339(start), "--end", rfc3339(start + 5 * HOUR)]
+    proc = subprocess.Popen([sys.executable, "-m", "loader", "--env-file", os.devnull, "backfill", *args], cwd=ROOT,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    conn = psycopg2.connect(pg_url)
+    conn.autocommit = True
+    cur = conn.cursor()
+    deadline = time.monotonic() + 60
+    while True:  # wait until the first chunk is committed
+        cur.execute("SELECT to_regclass('influx_archive_runs') IS NOT NULL")
+        if cur.fetchone()[0]:
+            cur.execute("SELECT coalesce(max(chunks), 0) FROM influx_archive_runs")
+            if cur.fetchone()[0] >= 1:
+                break
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert err.strip().splitlines()[-1] == "influx-archive: interrupted; what was committed is kept, nothing half-done"
+    cur.execute("SELECT command, outcome, error, chunks FROM influx_archive_runs")
+    assert cur.fetchall() == [("backfill", "interrupted", "interrupted (Ctrl-C or SIGINT)", 1)]
+    conn.close()
+    assert archive_rows(pg_url) == expected_means(points, start=start, end=start + HOUR)  # the whole first chunk
+    status = cli("status", env=env)
+    assert "running:" not in status.stdout and "abandoned" not in status.stdout
+    again = cli("backfill", *args, env=env)
+    assert again.returncode == 0, again.stderr
+    assert archive_rows(pg_url) == expected_means(points)
+
+
+def test_credentials_in_influx_url_are_refused_without_showing_them():
+    env = {"PATH": os.environ["PATH"], "INFLUX_URL": "http://admin:Zq9Xw@127.0.0.1:8086", "INFLUX_TOKEN": "t0ken",
+           "INFLUX_ORG": "o", "PG_URL": "postgresql://u@127.0.0.1/db"}
+    result = cli("run", env=env)
+    assert result.returncode == 2
+    assert "INFLUX_URL must not carry a user name or password" in result.stderr
+    assert "Zq9Xw" not in result.stderr and "admin" not in result.stderr
+
+
+def test_a_backfill_of_a_range_influxdb_no_longer_has_says_so(pg_url, standin):
+    feed_standin(standin, pulse_points(now() - HOUR, HOUR))
+    old = now() - now() % HOUR - 40 * 86400
+    result = cli("backfill", "--start", rfc3339(old), "--end", rfc3339(old + 2 * HOUR), env=flux_env(pg_url, standin))
+    assert result.returncode == 0, result.stderr
+    assert (f"InfluxDB has no spo2 readings between {rfc3339(old)} and {rfc3339(old + 2 * HOUR)}: there was nothing "
+            "to load (the free plan keeps 30 days)") in result.stderr

@@ -115,14 +115,14 @@ def _env_value(key):
                           capture_output=True, text=True, check=True).stdout.strip()
 
 
-@pytest.mark.skipif(not FULL, reason="changes the machine (apt, system PostgreSQL, /etc/cron.d): runs only with "
-                                     "tests/run --install, as CI does on its throwaway machine")
 @pytest.fixture(scope="module")
 def backups(usb_drive):
     """--backup-dir on a mounted drive (a loop-mounted ext4 image), shared by the two install tests."""
     return os.path.join(usb_drive, "influx-archive-install-test")
 
 
+@pytest.mark.skipif(not FULL, reason="changes the machine (apt, system PostgreSQL, /etc/cron.d): runs only with "
+                                     "tests/run --install, as CI does on its throwaway machine")
 def test_demo_install_fills_the_archive_and_a_second_run_changes_nothing(backups):
     shutil.rmtree(backups, ignore_errors=True)
     os.mkdir(backups)  # on a mounted drive, as --backup-dir wants
