@@ -445,8 +445,9 @@ def load(env_file=".env", environ=None, file_required=False):
             problems.append(f"{key} must start with http:// or https://")
 
     pg_url = get("PG_URL")
-    if pg_url and pg_url_problem(pg_url):
-        problems.append(pg_url_problem(pg_url))
+    pg_problem = pg_url and pg_url_problem(pg_url)
+    if pg_problem:
+        problems.append(pg_problem)
 
     config = Config(
         influx_url=url.rstrip("/"),

@@ -164,35 +164,36 @@ def influxql_env(pg_url, standin, url, **extra):
                     MAX_RETRIES="1", **extra)
 
 
-def test_nothing_listening_says_so_and_exits_1(pg_url, standin):
-    port = free_port()
-    result = cli("run", env=influxql_env(pg_url, standin, f"http://127.0.0.1:{port}"))
-    assert result.returncode == 1
-    assert last_line(result) == (f"influx-archive: nothing is listening at 127.0.0.1:{port} (connection refused) "
-                                 "(is InfluxDB running there, and is INFLUX_URL's port right? The next run catches "
-                                 "up once it answers)")
+def no_answer_case(case, pg_server):
+    """(INFLUX_URL, the line the user reads) for each way InfluxDB can fail to answer that a later run fixes."""
+    if case == "nothing listening":
+        where = f"127.0.0.1:{free_port()}"
+        return f"http://{where}", (f"nothing is listening at {where} (connection refused) (is InfluxDB running "
+                                   "there, and is INFLUX_URL's port right? The next run catches up once it answers)")
+    if case == "host not found":
+        return "http://no-such-host.invalid:8086", (
+            "host no-such-host.invalid not found (DNS) (check the spelling of INFLUX_URL; if no-such-host.invalid "
+            "is right, this machine's network or DNS is down and the next run catches up)")
+    where = f"127.0.0.1:{pg_server.port}"  # PostgreSQL's port: it closes an HTTP request without a word
+    return f"http://{where}", (f"{where} closed the connection without an HTTP answer (is INFLUX_URL's port "
+                               "InfluxDB's (8086 by default; 5432 is PostgreSQL's)? If it is, InfluxDB was "
+                               "restarting and the next run catches up)")
 
 
-def test_a_host_that_does_not_resolve_is_said_and_not_retried_within_the_run(pg_url, standin):
-    url = "http://no-such-host.invalid:8086"
+@pytest.mark.parametrize("case", ["nothing listening", "host not found", "PostgreSQL's port"])
+def test_influxdb_not_answering_is_said_in_the_users_words_with_exit_1(pg_url, pg_server, standin, case):
+    url, said = no_answer_case(case, pg_server)
     result = cli("run", env=influxql_env(pg_url, standin, url))
     assert result.returncode == 1
-    assert last_line(result) == ("influx-archive: host no-such-host.invalid not found (DNS) (check the spelling of "
-                                 "INFLUX_URL; if no-such-host.invalid is right, this machine's network or DNS is "
-                                 "down and the next run catches up)")
+    assert last_line(result) == "influx-archive: " + said
+
+
+def test_a_host_that_does_not_resolve_is_not_retried_within_the_run(pg_url):
     waits = []
-    config = make_config(pg_url, url, language="influxql", MAX_RETRIES="5")
-    with pytest.raises(SourceUnavailable):
+    config = make_config(pg_url, "http://no-such-host.invalid:8086", language="influxql", MAX_RETRIES="5")
+    with pytest.raises(SourceUnavailable, match="not found"):
         Job(config, clock=FixedClock(NOW), sleep=waits.append).run()
     assert waits == []  # no 30 s of backoff for a name that does not exist
-
-
-def test_an_http_url_at_the_postgresql_port_says_it_is_not_influxdb(pg_url, pg_server, standin):
-    result = cli("run", env=influxql_env(pg_url, standin, f"http://127.0.0.1:{pg_server.port}"))
-    assert result.returncode == 1
-    assert last_line(result) == (f"influx-archive: 127.0.0.1:{pg_server.port} closed the connection without an HTTP "
-                                 "answer (is INFLUX_URL's port InfluxDB's (8086 by default; 5432 is PostgreSQL's)? "
-                                 "If it is, InfluxDB was restarting and the next run catches up)")
 
 
 def test_https_to_a_plain_http_server_says_to_use_http_not_to_set_a_ca(pg_url, standin):
