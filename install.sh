@@ -37,8 +37,10 @@ GRAFANA_ROLE=grafana_reader
 SYSTEM_PYTHON=/usr/bin/python3
 SUPPORTED_ARCHS="armhf arm64 amd64"
 SUPPORTED_RELEASES="12 13"
-APT_PACKAGES=(postgresql python3-venv python3-pandas python3-numpy python3-psycopg2 python3-sqlalchemy
-              python3-dotenv cron logrotate util-linux ca-certificates rsync)
+# The loader's whole runtime is python3-psycopg2, python3-urllib3 and python3-dotenv: from apt, so a Pi
+# downloads nothing from PyPI and compiles nothing (README, "Why so few dependencies").
+APT_PACKAGES=(postgresql python3-venv python3-psycopg2 python3-urllib3 python3-dotenv
+              cron logrotate util-linux ca-certificates rsync)
 
 # Options (set by parse_args)
 DEMO=0 USE_SYSTEMD=0 UNINSTALL=0 PURGE=0 ADOPT_REFERENCE=0 ASSUME_YES=0
@@ -248,16 +250,26 @@ install_code() {
   ok "code in $APP_DIR$([ "$changed" -eq 1 ] && echo ' (updated)' || echo ' (unchanged)')"
 }
 
+# The venv (--system-site-packages, no pip) only isolates the loader from other Python programs; its
+# packages are apt's. One that an earlier version filled with pip packages (influxdb-client, reactivex)
+# is made anew, so nothing unused stays on the SD card.
+venv_has_own_packages() {
+  find "$VENV"/lib/python3*/site-packages -mindepth 1 -maxdepth 1 \
+    ! -name 'pip' ! -name 'pip-*' ! -name 'setuptools' ! -name 'setuptools-*' ! -name 'pkg_resources' \
+    ! -name '_distutils_hack' ! -name 'distutils-precedence.pth' ! -name '__pycache__' 2>/dev/null | grep -q .
+}
+
 create_venv() {
-  if [ ! -x "$VENV/bin/python" ]; then
-    "$SYSTEM_PYTHON" -m venv --system-site-packages "$VENV" >>"$INSTALL_LOG" 2>&1
+  if [ -x "$VENV/bin/python" ] && venv_has_own_packages; then
+    rm -rf "$VENV"
+    say "the venv held packages the loader no longer uses: made anew"
   fi
-  "$VENV/bin/python" -m pip install -q --disable-pip-version-check --only-binary=:all: \
-    -r "$APP_DIR/setup/requirements-pi.txt" >>"$INSTALL_LOG" 2>&1 \
-    || die "pip install failed (no network, or no wheel for this platform); see $INSTALL_LOG"
-  "$VENV/bin/python" -c 'import pandas, psycopg2, sqlalchemy, dotenv, urllib3, influxdb_client' 2>>"$INSTALL_LOG" \
-    || die "the venv cannot import its packages; see $INSTALL_LOG"
-  ok "venv $VENV (apt's pandas/psycopg2/SQLAlchemy + pip's influxdb-client)"
+  if [ ! -x "$VENV/bin/python" ]; then
+    "$SYSTEM_PYTHON" -m venv --system-site-packages --without-pip "$VENV" >>"$INSTALL_LOG" 2>&1
+  fi
+  "$VENV/bin/python" -c 'import psycopg2, dotenv, urllib3' 2>>"$INSTALL_LOG" \
+    || die "the venv cannot import psycopg2, dotenv and urllib3 (apt's python3-psycopg2, python3-dotenv, python3-urllib3); see $INSTALL_LOG"
+  ok "venv $VENV (apt's psycopg2, urllib3 and python-dotenv; nothing from PyPI)"
 }
 
 ask() {  # ask VAR "question" [default]: only on a terminal and without --yes
@@ -492,6 +504,11 @@ EOF
 main() {
   parse_args "$@"
   check_root "$@"
+  # paths the user gave are taken from here; then work from /, so that `runuser -u postgres` is not
+  # left in a directory it may not enter (could not change directory to "/root/...": Permission denied)
+  [ -z "$INFLUX_TOKEN_FILE_OPT" ] || INFLUX_TOKEN_FILE_OPT=$(realpath -m -- "$INFLUX_TOKEN_FILE_OPT")
+  [ -z "$RESTORE_FILE" ] || RESTORE_FILE=$(realpath -m -- "$RESTORE_FILE")
+  cd /
   if [ "$UNINSTALL" -eq 1 ]; then uninstall; return; fi
   say "checking the system";            detect_system
   say "installing packages";            install_packages

@@ -1,12 +1,15 @@
 """install.sh: ShellCheck, its steps called by sourcing it (pi-hole style), and — on a throwaway
 Debian machine as root, as CI does with `tests/run --install` — the whole `--demo` install, twice."""
 
+import ast
+import glob
 import hashlib
 import os
 import re
 import shutil
 import stat
 import subprocess
+import sys
 
 import psycopg2
 import pytest
@@ -34,6 +37,47 @@ def test_sourcing_defines_steps_without_running_them():
     result = sourced("type main detect_system create_roles install_schedule >/dev/null; echo sourced")
     assert result.returncode == 0, result.stderr
     assert result.stdout == "sourced\n" and result.stderr == ""
+
+
+def test_the_pi_takes_the_loaders_runtime_from_apt_alone():
+    """No pandas, numpy or SQLAlchemy on the card, and no pip step that would need PyPI."""
+    listed = sourced('echo "${APT_PACKAGES[@]}"').stdout.split()
+    assert {"python3-psycopg2", "python3-urllib3", "python3-dotenv"} <= set(listed)
+    assert not {"python3-pandas", "python3-numpy", "python3-sqlalchemy"} & set(listed)
+    with open(os.path.join(ROOT, "install.sh"), encoding="utf-8") as handle:
+        assert "pip install" not in handle.read()
+    with open(os.path.join(ROOT, "requirements.txt"), encoding="utf-8") as handle:
+        runtime = {re.split(r"[<>=]", line)[0] for line in handle if line.strip() and not line.startswith("#")}
+    assert runtime == {"psycopg2-binary", "urllib3", "python-dotenv"}
+    assert _third_party_imports() == {"psycopg2", "urllib3", "dotenv"}  # what loader/ imports, and no more
+
+
+def _third_party_imports():
+    """Top-level modules imported anywhere in loader/ that are neither the standard library nor loader's."""
+    names = set()
+    for path in glob.glob(os.path.join(ROOT, "loader", "**", "*.py"), recursive=True):
+        with open(path, encoding="utf-8") as handle:
+            tree = ast.parse(handle.read())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names.add(node.module.split(".")[0])
+    return {n for n in names if n not in sys.stdlib_module_names and n != "loader"}
+
+
+@pytest.mark.skipif(not FULL, reason="downloads from PyPI: runs with tests/run --install, as CI does")
+def test_the_plain_pip_route_makes_a_small_venv_that_runs_the_loader(tmp_path):
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([str(venv / "bin/python"), "-m", "pip", "install", "-q", "--disable-pip-version-check", "-r",
+                    os.path.join(ROOT, "requirements.txt")], check=True, capture_output=True)
+    site = glob.glob(str(venv / "lib/python3*/site-packages"))[0]
+    size = sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(site) for f in files)
+    assert size <= 40 * 1024 * 1024, size  # pip and setuptools themselves included
+    ran = subprocess.run([str(venv / "bin/python"), "-m", "loader", "--env-file", os.devnull, "status"], cwd=ROOT,
+                         capture_output=True, text=True, env={"PATH": os.environ["PATH"]})
+    assert ran.returncode == 2 and "PG_URL or PG_CONNECT is required" in ran.stderr  # it ran, and said what it needs
 
 
 def test_parse_args_accepts_options_and_refuses_bad_ones():
@@ -110,6 +154,12 @@ def _snapshot():
     return out
 
 
+def _venv_packages():
+    """What the installed venv holds in its own site-packages (besides pip's own, which it does not install)."""
+    site = glob.glob(os.path.join(APP, ".venv/lib/python3*/site-packages"))[0]
+    return sorted(n for n in os.listdir(site) if n != "__pycache__")
+
+
 def _env_value(key):
     return subprocess.run(["python3", os.path.join(ROOT, "setup/envfile.py"), "get", os.path.join(APP, ".env"), key],
                           capture_output=True, text=True, check=True).stdout.strip()
@@ -167,10 +217,21 @@ def test_demo_install_fills_the_archive_and_a_second_run_changes_nothing(backups
             cur.execute(statement)
     grafana.close()
 
+    assert _venv_packages() == []  # apt's packages only: nothing from PyPI
+    # what an install by the previous version left in its venv (pip's influxdb-client and its reactivex)
+    site = glob.glob(os.path.join(APP, ".venv/lib/python3*/site-packages"))[0]
+    for name in ("influxdb_client", "influxdb_client-1.50.0.dist-info", "reactivex"):
+        os.makedirs(os.path.join(site, name))
     second = subprocess.run(["./install.sh", "--demo", "--lan", "10.9.0.0/16", "--backup-dir", backups], cwd=ROOT,
                             capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=1200)
     assert second.returncode == 0, second.stderr[-3000:]
     assert _snapshot() == before
+    assert _venv_packages() == [] and "made anew" in second.stderr  # nothing unused left behind
+    loader = psycopg2.connect(_env_value("PG_URL").replace("+psycopg2", ""))
+    cur = loader.cursor()
+    cur.execute("SELECT count(*) FROM pox_five_second_mean")
+    assert cur.fetchone()[0] >= total  # the archive is intact after the upgrade
+    loader.close()
     hba = subprocess.run("cat /etc/postgresql/*/main/pg_hba.conf", shell=True, capture_output=True, text=True).stdout
     assert hba.count("grafana_reader    10.9.0.0/16    scram-sha-256") == 1
 
