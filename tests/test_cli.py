@@ -1,5 +1,6 @@
 """The command line as cron and a user meet it: real processes, exit codes, messages, secrets."""
 
+import importlib.util
 import os
 import random
 import re
@@ -416,3 +417,17 @@ def test_a_backfill_of_a_range_influxdb_no_longer_has_says_so(pg_url, standin):
     assert result.returncode == 0, result.stderr
     assert (f"InfluxDB has no spo2 readings between {rfc3339(old)} and {rfc3339(old + 2 * HOUR)}: there was nothing "
             "to load (the free plan keeps 30 days)") in result.stderr
+
+
+def test_the_commands_table_and_reference_are_generated_from_the_cli_declarations():
+    """README's table and docs/commands.md say what the code declares (setup/commands_doc.py rewrites them)."""
+    spec = importlib.util.spec_from_file_location("commands_doc", os.path.join(ROOT, "setup", "commands_doc.py"))
+    doc = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(doc)
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as handle:
+        readme = handle.read()
+    assert doc.readme_with_table(readme) == readme, "run: python3 setup/commands_doc.py"
+    with open(os.path.join(ROOT, "docs", "commands.md"), encoding="utf-8") as handle:
+        assert handle.read() == doc.commands_md(), "run: python3 setup/commands_doc.py"
+    for name in COMMANDS:
+        assert f"## {name}\n" in doc.commands_md()
