@@ -5,7 +5,8 @@ from psycopg2 import sql
 
 from .errors import LoaderError
 from .sink import ArchiveTable, Database
-from .sources import open_source, prove_fields
+from .sources import open_source
+from .sources.proof import prove_fields
 from .state import ensure_schema
 
 

@@ -18,7 +18,8 @@ from .clock import SystemClock
 from .errors import (EXIT_NEEDS_HUMAN, EXIT_OK, EXIT_RETRY_LATER, BackupDamaged, ConfigError, LoaderError,
                      SinkUnavailable)
 from .heartbeat import Heartbeat
-from .windows import human_duration, parse_time, rfc3339
+from .humanize import human_duration
+from .windows import parse_time, rfc3339
 
 log = logging.getLogger("loader")
 

@@ -16,7 +16,8 @@ from .config import redact
 from .errors import EXIT_RETRY_LATER, ClockError, LoaderError, SourceUnavailable
 from .rollups import Rollups
 from .sink import ArchiveTable, Database
-from .sources import open_source, prove_fields
+from .sources import open_source
+from .sources.proof import prove_fields
 from .state import State, ensure_schema
 from .windows import chunks, floor_to, format_duration, rfc3339
 

@@ -21,8 +21,9 @@ import psycopg2
 import psycopg2.errors
 from psycopg2 import sql
 
-from .backup import check_location, directory_lock, human_size, list_dumps
+from .dumps import check_location, directory_lock, list_dumps
 from .errors import BackupDamaged, BackupError
+from .humanize import human_size
 from .pgtools import PgTools, first_error
 from .rollups import LEVELS
 from .sink import TABLE_COLUMNS, Database

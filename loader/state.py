@@ -9,7 +9,7 @@ import os
 
 from psycopg2 import sql
 
-SCHEMA_SQL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "setup", "schema.sql")
+SCHEMA_SQL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schema.sql")
 
 TRY_LOCK = "SELECT pg_try_advisory_lock(hashtext(%(key)s))"
 UNLOCK = "SELECT pg_advisory_unlock(hashtext(%(key)s))"
@@ -76,7 +76,7 @@ DDL_LOCK = "SELECT pg_advisory_xact_lock(hashtext('influx-archive:ddl'))"
 
 
 def ensure_schema(cur, schema):
-    """Create the schema and the state tables if missing (setup/schema.sql, shared with install.sh).
+    """Create the schema and the state tables if missing (schema.sql beside this module).
 
     Two sessions running CREATE ... IF NOT EXISTS at once can still collide in PostgreSQL's catalogs,
     so our DDL is serialised by a transaction-scoped advisory lock (released at commit).

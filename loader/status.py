@@ -15,12 +15,13 @@ from dataclasses import dataclass, field
 
 from psycopg2 import sql
 
-from .backup import human_size, newest
+from .dumps import newest
 from .errors import EXIT_NEEDS_HUMAN, EXIT_OK, EXIT_RETRY_LATER, BackupError
 from .pgtools import database_name
 from .sink import ArchiveTable, Database
 from .state import State, set_search_path
-from .windows import format_duration, human_duration, rfc3339
+from .humanize import human_duration, human_size
+from .windows import format_duration, rfc3339
 
 STATE_TABLES_EXIST = "SELECT to_regclass(%(name)s) IS NOT NULL"
 RUN_EVERY = 3600  # the schedule install.sh and crontab.txt give `run`

@@ -28,21 +28,6 @@ def format_duration(seconds):
     return f"{seconds}s"
 
 
-def human_duration(seconds):
-    """For people: 45 -> '45s', 724 -> '12m 4s', 10804 -> '3h 0m', 190000 -> '2d 4h'."""
-    seconds = int(seconds)
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{days}d {hours}h"
-    if hours:
-        return f"{hours}h {minutes}m"
-    if minutes:
-        return f"{minutes}m {secs}s"
-    return f"{secs}s"
-
-
 def parse_time(text):
     """An RFC 3339 time ('2026-10-01T00:00:00Z', '2026-10-01T02:00:00+02:00') -> epoch seconds.
 

@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 
 from conftest import FixedClock, _server_or_fail, cli, feed_standin, flux_env, make_config, pulse_points
 from servers import LoopDrive
-from loader.backup import backup, choose_kept, list_dumps
+from loader.backup import backup
+from loader.dumps import choose_kept, list_dumps
 from loader.errors import BackupDamaged, BackupError
 from loader.job import Job
 from loader.restore import SCRATCH_MARK, restore, verify

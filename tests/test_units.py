@@ -13,7 +13,8 @@ from loader.errors import ConfigError
 from loader.config import libpq_url
 from loader.sources.flux import build_query, flux_string
 from loader.sources.influxql import build_statements, identifier, source_name
-from loader.windows import chunks, floor_to, format_duration, human_duration, parse_duration, parse_time, rfc3339
+from loader.humanize import human_duration
+from loader.windows import chunks, floor_to, format_duration, parse_duration, parse_time, rfc3339
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BASE = {"INFLUX_URL": "http://localhost:8086", "INFLUX_TOKEN": "tok-123456", "INFLUX_ORG": "o",

@@ -2,87 +2,8 @@
 
 Both sources return the same rows for the same data: epoch-aligned half-open windows labelled by
 their start, the mean of every point in the window (across all series unless a tag is a key),
-empty windows absent.
+empty windows absent. Before loading, proof.prove_fields has them show that the names exist.
 """
-
-from dataclasses import dataclass, field
-
-from ..errors import SourceRejected
-from ..windows import rfc3339
-
-NUMERIC_TYPES = ("float", "integer")  # InfluxQL's names; Flux does not tell types without reading values
-
-
-@dataclass
-class Block:
-    """CSV lines sharing one column layout, to be COPYed as they are.
-
-    columns names the CSV's columns in order, each a column of the archive: "time", a key tag or a
-    field. Values are as the source wrote them: RFC 3339 times, numbers, '' for none; PostgreSQL
-    parses them.
-    """
-
-    columns: list
-    text: str
-    rows: int
-
-
-@dataclass
-class Batch:
-    """Window means for one chunk: blocks of CSV plus what the source counted on the way."""
-
-    tags: tuple
-    start: int = 0  # the chunk [start, end), epoch seconds
-    end: int = 0
-    fields: list = field(default_factory=list)  # every field any block carries
-    blocks: list = field(default_factory=list)
-    dropped: dict = field(default_factory=dict)  # field -> readings outside VALID_RANGES
-
-    @property
-    def rows(self):
-        return sum(b.rows for b in self.blocks)
-
-
-# The measurement and fields must have data somewhere in the last 30 days (the free plan's retention)
-# or INITIAL_LOOKBACK if longer: a device that is merely off for a while still proves its names.
-PROOF_SPAN = 30 * 86400
-
-
-def prove_fields(config, source, load_start, now):
-    """The fields to load from load_start on, once the source has shown that the measurement and every
-    field in FIELDS have data between the older of load_start and PROOF_SPAN (or INITIAL_LOOKBACK) ago,
-    and now. Until then an empty answer could mean a misspelt name rather than no data, and the
-    watermark would move past readings that are still there: SourceRejected (exit 2) instead, naming
-    what the source does have."""
-    now = int(now)
-    start = now - max(config.initial_lookback, PROOF_SPAN)
-    start = start if load_start is None else min(start, load_start)
-    stop = now + 1
-    found = source.field_keys(start, stop)
-    where = f"bucket {config.bucket!r} between {rfc3339(start)} and {rfc3339(stop)}"
-    if not found:
-        others = [m for m in source.measurements(start, stop) if m != config.measurement]
-        hint = (f"check INFLUX_MEASUREMENT; measurements there: {', '.join(others)}" if others else
-                "check INFLUX_BUCKET and INFLUX_MEASUREMENT, and that the device is writing")
-        raise SourceRejected(f"measurement {config.measurement!r} has no data in {where}; nothing was loaded",
-                             hint=hint)
-    listing = ", ".join(f"{name} ({kind})" if kind else name for name, kind in found.items())
-    missing = [f for f in config.fields if f not in found]
-    if missing:
-        raise SourceRejected(f"FIELDS names {', '.join(missing)}, which measurement {config.measurement!r} does "
-                             f"not have in {where}; nothing was loaded",
-                             hint=f"its fields: {listing}; correct FIELDS, or leave it empty for every numeric field")
-    wrong = [f for f in config.fields if found[f] not in (None,) + NUMERIC_TYPES]
-    if wrong:
-        raise SourceRejected(f"FIELDS names {', '.join(wrong)}, which is not numeric and has no mean",
-                             hint=f"its fields: {listing}; FIELDS may name only float and integer fields")
-    if config.fields:
-        return list(config.fields)
-    numeric = [f for f, kind in found.items() if kind in (None,) + NUMERIC_TYPES and f not in config.tags]
-    if not numeric:
-        raise SourceRejected(f"measurement {config.measurement!r} has no numeric fields in {where}",
-                             hint=f"its fields: {listing}")
-    return numeric
 
 
 def open_source(config):

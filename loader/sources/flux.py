@@ -22,7 +22,7 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 
 from ..errors import SourceQueryError, SourceRejected, SourceUnavailable
 from ..windows import format_duration, rfc3339
-from . import Batch, Block
+from .batch import Batch, Block
 from .http import classify_status, http_rejection, no_answer, retry_after_seconds
 
 log = logging.getLogger(__name__)

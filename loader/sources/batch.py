@@ -1,0 +1,33 @@
+"""What a source hands the sink for one chunk: blocks of CSV lines, as the source wrote them."""
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Block:
+    """CSV lines sharing one column layout, to be COPYed as they are.
+
+    columns names the CSV's columns in order, each a column of the archive: "time", a key tag or a
+    field. Values are as the source wrote them: RFC 3339 times, numbers, '' for none; PostgreSQL
+    parses them.
+    """
+
+    columns: list
+    text: str
+    rows: int
+
+
+@dataclass
+class Batch:
+    """Window means for one chunk: blocks of CSV plus what the source counted on the way."""
+
+    tags: tuple
+    start: int = 0  # the chunk [start, end), epoch seconds
+    end: int = 0
+    fields: list = field(default_factory=list)  # every field any block carries
+    blocks: list = field(default_factory=list)
+    dropped: dict = field(default_factory=dict)  # field -> readings outside VALID_RANGES
+
+    @property
+    def rows(self):
+        return sum(b.rows for b in self.blocks)

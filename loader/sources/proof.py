@@ -1,0 +1,52 @@
+"""The proof a source gives before anything is loaded: the measurement and the fields exist.
+
+Without it an empty answer could be a misspelt name rather than no readings, and the watermark
+would move past data InfluxDB still has; the free plan deletes it after 30 days.
+"""
+
+from ..errors import SourceRejected
+from ..windows import rfc3339
+
+NUMERIC_TYPES = ("float", "integer")  # InfluxQL's names; Flux does not tell types without reading values
+
+
+# The measurement and fields must have data somewhere in the last 30 days (the free plan's retention)
+# or INITIAL_LOOKBACK if longer: a device that is merely off for a while still proves its names.
+PROOF_SPAN = 30 * 86400
+
+
+def prove_fields(config, source, load_start, now):
+    """The fields to load from load_start on, once the source has shown that the measurement and every
+    field in FIELDS have data between the older of load_start and PROOF_SPAN (or INITIAL_LOOKBACK) ago,
+    and now. Until then an empty answer could mean a misspelt name rather than no data, and the
+    watermark would move past readings that are still there: SourceRejected (exit 2) instead, naming
+    what the source does have."""
+    now = int(now)
+    start = now - max(config.initial_lookback, PROOF_SPAN)
+    start = start if load_start is None else min(start, load_start)
+    stop = now + 1
+    found = source.field_keys(start, stop)
+    where = f"bucket {config.bucket!r} between {rfc3339(start)} and {rfc3339(stop)}"
+    if not found:
+        others = [m for m in source.measurements(start, stop) if m != config.measurement]
+        hint = (f"check INFLUX_MEASUREMENT; measurements there: {', '.join(others)}" if others else
+                "check INFLUX_BUCKET and INFLUX_MEASUREMENT, and that the device is writing")
+        raise SourceRejected(f"measurement {config.measurement!r} has no data in {where}; nothing was loaded",
+                             hint=hint)
+    listing = ", ".join(f"{name} ({kind})" if kind else name for name, kind in found.items())
+    missing = [f for f in config.fields if f not in found]
+    if missing:
+        raise SourceRejected(f"FIELDS names {', '.join(missing)}, which measurement {config.measurement!r} does "
+                             f"not have in {where}; nothing was loaded",
+                             hint=f"its fields: {listing}; correct FIELDS, or leave it empty for every numeric field")
+    wrong = [f for f in config.fields if found[f] not in (None,) + NUMERIC_TYPES]
+    if wrong:
+        raise SourceRejected(f"FIELDS names {', '.join(wrong)}, which is not numeric and has no mean",
+                             hint=f"its fields: {listing}; FIELDS may name only float and integer fields")
+    if config.fields:
+        return list(config.fields)
+    numeric = [f for f, kind in found.items() if kind in (None,) + NUMERIC_TYPES and f not in config.tags]
+    if not numeric:
+        raise SourceRejected(f"measurement {config.measurement!r} has no numeric fields in {where}",
+                             hint=f"its fields: {listing}")
+    return numeric
