@@ -21,8 +21,8 @@ sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
 from grafana_macros import expand  # noqa: E402
 from loader import config as config_module  # noqa: E402
 from loader.rollups import Rollups  # noqa: E402
-from loader.sink import ArchiveTable, Database  # noqa: E402
-from loader.state import DDL_LOCK  # noqa: E402
+from loader.pg import DDL_LOCK, Database  # noqa: E402
+from loader.sink import ArchiveTable  # noqa: E402
 from servers import PostgresServer  # noqa: E402
 
 DAY = 86400

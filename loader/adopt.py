@@ -14,8 +14,8 @@ from psycopg2 import sql
 
 from .errors import SinkRejected
 from .rollups import Rollups
-from .sink import TABLE_COLUMNS, TABLE_EXISTS, ArchiveTable, Database
-from .state import PRIMARY_KEY_OF
+from .pg import PRIMARY_KEY_OF, TABLE_COLUMNS, Database, table_exists
+from .sink import ArchiveTable
 from .windows import format_duration
 
 NUMERIC = {"double precision", "real", "bigint", "integer", "smallint", "numeric"}
@@ -56,8 +56,7 @@ def adopt_reference(config, apply):
         with db.errors():
             cur = conn.cursor()
             qualified = db.table.as_string(cur)
-            cur.execute(TABLE_EXISTS, {"table": qualified})
-            if not cur.fetchone()[0]:
+            if not table_exists(cur, qualified):
                 raise SinkRejected(f"there is no table {db.target} to adopt (check PG_URL and PG_TABLE)")
             cur.execute(PRIMARY_KEY_OF, {"table": qualified})
             if sorted(r[0] for r in cur.fetchall()) == ["time"]:
@@ -80,8 +79,7 @@ def adopt_reference(config, apply):
             if not apply:
                 return result
             backup = sql.Identifier(config.pg_schema, backup_name)
-            cur.execute(TABLE_EXISTS, {"table": backup.as_string(cur)})
-            if cur.fetchone()[0]:
+            if table_exists(cur, backup.as_string(cur)):
                 raise SinkRejected(f"{result.backup} already exists; drop or rename it first")
             cur.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(db.table, sql.Identifier(backup_name)))
             table = ArchiveTable(db, ())

@@ -22,7 +22,7 @@ from .dumps import Dump, check_location, choose_kept, directory_lock, dump_name,
 from .errors import BackupError, RemoteCopyFailed
 from .humanize import human_size
 from .pgtools import PgTools, first_error
-from .sink import Database
+from .pg import driver_errors
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +56,9 @@ def backup(config, clock):
     directory = check_location(config)
     check_synchronized(clock, config.require_clock_sync, "backing up")  # names and rotation go by the clock
     tools = PgTools(config)
-    db = Database(config)
     started = time.monotonic()
     with directory_lock(directory):
-        with db.errors():
+        with driver_errors(config):
             conn = tools.connect()
             try:
                 cur = conn.cursor()

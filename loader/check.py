@@ -4,7 +4,8 @@ import psycopg2
 from psycopg2 import sql
 
 from .errors import LoaderError
-from .sink import ArchiveTable, Database
+from .pg import Database
+from .sink import ArchiveTable
 from .sources import open_source
 from .sources.proof import prove_fields
 from .state import ensure_schema

@@ -13,11 +13,11 @@ import stat
 import urllib.parse
 from dataclasses import dataclass, field
 
-import psycopg2
-import psycopg2.extensions
 from dotenv import dotenv_values
 
 from .errors import ConfigError
+from .pg import describe_pg_url, pg_password, pg_url_problem, pg_userinfo
+from .redaction import Secret, redact  # noqa: F401 - redact: where every module has found it
 from .windows import format_duration, parse_duration
 
 LANGUAGES = ("flux", "influxql")
@@ -106,26 +106,6 @@ _BY_KEY = {s.key: s for s in SETTINGS}
 _ALIASES = {alias: s.key for s in SETTINGS for alias in s.aliases}
 
 
-class Secret:
-    """A string that never shows itself in repr, str, logs or tracebacks."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value):
-        self._value = value
-
-    def reveal(self):
-        return self._value
-
-    def __bool__(self):
-        return bool(self._value)
-
-    def __repr__(self):
-        return "Secret('***')"
-
-    __str__ = __repr__
-
-
 @dataclass(frozen=True)
 class Config:
     influx_url: str
@@ -172,80 +152,14 @@ class Config:
         values = [self.influx_token.reveal(), self.influx_password.reveal(),
                   self.healthcheck_url.reveal(), self.backup_healthcheck_url.reveal()]
         url = self.pg_url.reveal()
-        password = _pg_password(url) or (re.search(r"[?&]password=([^&]*)", url) or [None, ""])[1]
+        password = pg_password(url) or (re.search(r"[?&]password=([^&]*)", url) or [None, ""])[1]
         if password:  # a URL without one (peer or .pgpass authentication) holds nothing secret
-            values += [url, password, urllib.parse.unquote(password), _userinfo(url)]
+            values += [url, password, urllib.parse.unquote(password), pg_userinfo(url)]
         return [v for v in values if v]
 
     def describe_pg(self):
         """PG_URL for messages: user, host, port and database, never the password."""
         return describe_pg_url(self.pg_url.reveal())
-
-
-PG_SCHEMES = re.compile(r"^postgres(?:ql)?(?:\+psycopg2)?://")
-ENCODE_HELP = ("percent-encode it (@ as %40, : as %3A, / as %2F, # as %23, ? as %3F, % as %25); this prints "
-               "the encoded form of what you type: python3 -c 'import getpass, urllib.parse; "
-               "print(urllib.parse.quote(getpass.getpass(), safe=\"\"))'")
-
-
-def libpq_url(url):
-    """PG_URL as libpq reads it. SQLAlchemy-style URLs (postgresql+psycopg2://, as the reference
-    script's PG_CONNECT may be) name a driver; libpq takes the same URL without it, query options
-    (sslmode=...) and %-escapes included."""
-    return PG_SCHEMES.sub("postgresql://", url)
-
-
-def _userinfo(url):
-    """The user:password part of a URL (everything before the host's @), or ''."""
-    rest = url.split("://", 1)[1] if "://" in url else ""
-    return rest.rsplit("@", 1)[0] if "@" in rest else ""
-
-
-def _pg_password(url):
-    userinfo = _userinfo(url or "")
-    return userinfo.split(":", 1)[1] if ":" in userinfo else ""
-
-
-def pg_url_problem(url):
-    """What is wrong with PG_URL's form, in words that never repeat any part of it; None when libpq can read it."""
-    if not PG_SCHEMES.match(url):
-        return ("PG_URL must start with postgresql://, as in postgresql://user:password@localhost:5432/dbname "
-                "(the value is not shown: it holds the password)")
-    rest = url.split("://", 1)[1]
-    if rest.count("@") > 1 or any(c in _userinfo(url) for c in "/?#"):
-        return "PG_URL: the password (or user name) has a character that must be encoded: " + ENCODE_HELP
-    hosts = re.split(r"[/?]", rest.rsplit("@", 1)[-1], maxsplit=1)[0]
-    for host in hosts.split(","):
-        port = host.rsplit("]", 1)[-1].rpartition(":")[2] if ":" in host.rsplit("]", 1)[-1] else ""
-        if port and not port.isdigit():
-            return "PG_URL: the port after the host name must be a number, such as 5432"
-    try:
-        psycopg2.extensions.parse_dsn(libpq_url(url))
-    except psycopg2.ProgrammingError:
-        return ("PG_URL cannot be read by libpq: write it as postgresql://user:password@host:5432/dbname; a "
-                "special character in the password must be encoded: " + ENCODE_HELP)
-    return None
-
-
-def describe_pg_url(url):
-    try:
-        params = psycopg2.extensions.parse_dsn(libpq_url(url))
-    except psycopg2.ProgrammingError:
-        return "PG_URL"
-    where = params.get("host", "local socket")
-    if params.get("port"):
-        where += f":{params['port']}"
-    user = f"{params['user']}@" if params.get("user") else ""
-    return f"postgresql://{user}{where}/{params.get('dbname', '')}"
-
-
-def redact(text, secrets):
-    """Replace every secret value inside text with ***."""
-    text = str(text)
-    for value in sorted(secrets, key=len, reverse=True):
-        if value and len(value) >= 4:
-            text = text.replace(value, "***")
-    return text
 
 
 def read_env_file(path, required=False):

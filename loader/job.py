@@ -15,7 +15,8 @@ from .clock import SystemClock, check_synchronized
 from .config import redact
 from .errors import EXIT_RETRY_LATER, ClockError, LoaderError, SourceUnavailable
 from .rollups import Rollups
-from .sink import ArchiveTable, Database
+from .pg import Database
+from .sink import ArchiveTable
 from .sources import open_source
 from .sources.proof import prove_fields
 from .state import State, ensure_schema

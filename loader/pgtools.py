@@ -18,7 +18,8 @@ import tempfile
 import psycopg2
 import psycopg2.extensions
 
-from .config import libpq_url, redact
+from .pg import driver_errors, pg_params
+from .redaction import redact
 from .errors import BackupError
 
 SERVER_MAJOR = "SELECT current_setting('server_version_num')::int / 10000"
@@ -30,7 +31,7 @@ def database_name(config):
 
 
 def _parsed(config):
-    return psycopg2.extensions.parse_dsn(libpq_url(config.pg_url.reveal()))
+    return pg_params(config.pg_url.reveal())
 
 
 def _database_of(params):
@@ -53,7 +54,8 @@ class PgTools:
             params["dbname"] = dbname
         if self._password:
             params["password"] = self._password
-        conn = psycopg2.connect(**params)
+        with driver_errors(self.config):
+            conn = psycopg2.connect(**params)
         conn.autocommit = autocommit
         return conn
 

@@ -26,7 +26,7 @@ from .errors import BackupDamaged, BackupError
 from .humanize import human_size
 from .pgtools import PgTools, first_error
 from .rollups import LEVELS
-from .sink import TABLE_COLUMNS, Database
+from .pg import TABLE_COLUMNS, driver_errors
 from .windows import floor_to, rfc3339
 
 log = logging.getLogger(__name__)
@@ -116,13 +116,12 @@ def restore(config, path, into=None, force=False, mark=None):
         raise BackupError(f"{path}: no such file")
     tools = PgTools(config)
     target = into or tools.dbname
-    db = Database(config)
     started = time.monotonic()
-    with db.errors():
+    with driver_errors(config):
         maintenance = _maintenance_connection(tools)
     created = False
     try:
-        with db.errors():
+        with driver_errors(config):
             cur = maintenance.cursor()
             pg_restore = tools.program("pg_restore", tools.server_major(cur))
             read_whole(tools, pg_restore, path)
@@ -158,7 +157,7 @@ def restore(config, path, into=None, force=False, mark=None):
         code, errors = tools.run(argv + [path])
         if code != 0:
             raise BackupError(f"restoring {path} into {target} failed, nothing was changed: {first_error(errors)}")
-        with db.errors():
+        with driver_errors(config):
             counts = _count_rows(tools, target)
     except BaseException:
         if created:
@@ -225,24 +224,23 @@ def verify(config, path=None):
     else:
         directory = os.path.dirname(os.path.abspath(path))
     scratch = f"{tools.dbname[:56]}_verify"
-    db = Database(config)
     result = VerifyResult(path, os.path.getsize(path) if os.path.isfile(path) else 0)
     lock = directory_lock(directory) if os.access(directory, os.W_OK) else contextlib.nullcontext()
     with lock:
-        with db.errors():
+        with driver_errors(config):
             maintenance = _maintenance_connection(tools)
         scratch_is_ours = False
         try:
-            with db.errors():
+            with driver_errors(config):
                 _drop_leftover_scratch(maintenance, scratch)
             scratch_is_ours = True
             result.restored = restore(config, path, into=scratch, mark=SCRATCH_MARK)
             present = {name for name, _ in result.restored.tables}
-            with db.errors():
+            with driver_errors(config):
                 result.checks = _compare(config, tools, scratch, present)
         finally:
             if scratch_is_ours:
-                with db.errors():
+                with driver_errors(config):
                     drop_database(maintenance, scratch)
             maintenance.close()
     return result

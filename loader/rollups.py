@@ -15,6 +15,7 @@ import logging
 
 from psycopg2 import sql
 
+from .pg import archive_span
 from .windows import ceil_to, floor_to
 
 log = logging.getLogger(__name__)
@@ -83,12 +84,10 @@ class Rollups:
                         self.table(suffix), sql.Identifier(name)))
         self._fields = fields
         if incomplete:
-            cur.execute(sql.SQL("SELECT extract(epoch FROM min(time))::bigint, extract(epoch FROM max(time))::bigint "
-                                "FROM {}").format(self.db.table))
-            first, last = cur.fetchone()
+            first, end = archive_span(cur, self.db.table)
             if first is not None:
                 log.info("building the rollups of the %s rows already archived", self.db.target)
-                self.refresh(cur, fields, first, last + 1)
+                self.refresh(cur, fields, first, end)
 
     def refresh(self, cur, fields, start, end):
         """Recompute every bucket of every level that overlaps [start, end)."""

@@ -1,11 +1,10 @@
-"""The PostgreSQL sink: connection, the archive table's shape, and the one write path.
+"""The PostgreSQL sink: the archive table's shape, and the one write path.
 
 Every chunk is written the same way, whoever asks (run, backfill, tests, install.sh's first load):
 COPY into a temporary table, then INSERT ... ON CONFLICT DO UPDATE into the archive, in the
 caller's transaction, so the watermark can move in that same transaction.
 """
 
-import contextlib
 import io
 import logging
 
@@ -13,85 +12,17 @@ import psycopg2
 import psycopg2.errors
 from psycopg2 import sql
 
-from .config import libpq_url, redact
-from .errors import SinkRejected, SinkUnavailable, SourceQueryError
-from .state import DDL_LOCK, PRIMARY_KEY_OF
+from .errors import SinkRejected, SourceQueryError
+from .pg import DDL_LOCK, PRIMARY_KEY_OF, TABLE_COLUMNS, archive_span, first_line, table_exists
 from .windows import rfc3339
 
 log = logging.getLogger(__name__)
 
 STAGE = "influx_archive_stage"
 
-TABLE_COLUMNS = """
-SELECT a.attname, format_type(a.atttypid, a.atttypmod)
-FROM pg_attribute a
-WHERE a.attrelid = %(table)s::regclass AND a.attnum > 0 AND NOT a.attisdropped
-ORDER BY a.attnum
-"""
-TABLE_EXISTS = "SELECT to_regclass(%(table)s) IS NOT NULL"
-
 NOT_OURS_HELP = ("PG_TABLE {table} exists with primary key ({found}) but influx-archive needs ({wanted}). "
                  "A table made by the reference script has no key: adopt it with install.sh's migration "
                  "flag, or set PG_TABLE to a new name (and TAGS to match the table)")
-
-
-class Database:
-    """A connection factory for PG_URL; each connection is a plain psycopg2 connection."""
-
-    def __init__(self, config, connect_timeout=10):
-        self.config = config
-        self._dsn = libpq_url(config.pg_url.reveal())
-        self._connect_timeout = connect_timeout
-        self.schema = config.pg_schema
-        self.table_name = config.pg_table
-        self.target = f"{config.pg_schema}.{config.pg_table}"
-
-    def connect(self):
-        with self.errors():
-            return psycopg2.connect(self._dsn, connect_timeout=self._connect_timeout,
-                                    application_name="influx-archive")
-
-    @property
-    def table(self):
-        return sql.Identifier(self.schema, self.table_name)
-
-    @contextlib.contextmanager
-    def transaction(self, conn):
-        """One chunk, one transaction: committed when the block ends, rolled back on any error."""
-        with self.errors():
-            try:
-                yield
-                conn.commit()
-            except BaseException:
-                if not conn.closed:
-                    conn.rollback()
-                raise
-
-    @contextlib.contextmanager
-    def errors(self):
-        """Turn driver errors into SinkUnavailable (retry later) or SinkRejected (needs a human)."""
-        try:
-            yield
-        except Exception as exc:
-            if not isinstance(exc, psycopg2.Error):
-                raise
-            raise self._translate(exc) from None
-
-    def _translate(self, exc):
-        text = redact(_first_line(exc), self.config.secrets())
-        if isinstance(exc, psycopg2.errors.CardinalityViolation):
-            return SourceQueryError("the source returned two rows for one window and key; "
-                                    "refusing to let one overwrite the other")
-        if isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError)):
-            if "password authentication failed" in text or ("database" in text and "does not exist" in text):
-                return SinkRejected(f"PostgreSQL at {self.config.describe_pg()}: {text}",
-                                    hint="check PG_URL (user, password, database name)")
-            return SinkUnavailable(f"PostgreSQL at {self.config.describe_pg()} is unavailable: {text}")
-        return SinkRejected(f"PostgreSQL: {text}")
-
-
-def _first_line(exc):
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 class ArchiveTable:
@@ -110,15 +41,11 @@ class ArchiveTable:
 
     def span(self, cur):
         """[first window, last window + width) of the archived rows, as epoch seconds (None, None if empty)."""
-        cur.execute(sql.SQL("SELECT extract(epoch FROM min(time))::bigint, extract(epoch FROM max(time))::bigint "
-                            "FROM {}").format(self.db.table))
-        first, last = cur.fetchone()
-        return (None, None) if first is None else (first, last + 1)
+        return archive_span(cur, self.db.table)
 
     def newest(self, cur):
         """Start of the newest archived window, epoch seconds (None if the table is empty or missing)."""
-        cur.execute(TABLE_EXISTS, {"table": self.db.table.as_string(cur)})
-        if not cur.fetchone()[0]:
+        if not table_exists(cur, self.db.table.as_string(cur)):
             return None
         cur.execute(sql.SQL("SELECT extract(epoch FROM max(time))::bigint FROM {}").format(self.db.table))
         return cur.fetchone()[0]
@@ -130,8 +57,7 @@ class ArchiveTable:
     def check(self, cur):
         """Refuse an existing table whose key or columns do not fit, before anything else is asked;
         creating a missing one waits for ensure(), so a failed run leaves nothing behind."""
-        cur.execute(TABLE_EXISTS, {"table": self.db.table.as_string(cur)})
-        if cur.fetchone()[0]:
+        if table_exists(cur, self.db.table.as_string(cur)):
             self.ensure(cur, ())
 
     def ensure(self, cur, fields):
@@ -148,8 +74,7 @@ class ArchiveTable:
     def _create_or_check(self, cur, fields):
         cur.execute(DDL_LOCK)
         qualified = self.db.table.as_string(cur)
-        cur.execute(TABLE_EXISTS, {"table": qualified})
-        if not cur.fetchone()[0]:
+        if not table_exists(cur, qualified):
             key = [sql.Identifier("time")] + [sql.Identifier(t) for t in self.tags]
             columns = [sql.SQL("time timestamptz NOT NULL")] + [
                 sql.SQL("{} text NOT NULL").format(sql.Identifier(t)) for t in self.tags] + [
@@ -224,7 +149,7 @@ class ArchiveTable:
         try:
             cur.copy_expert(statement, io.StringIO(block.text), size=1 << 20)
         except (psycopg2.errors.DataError, psycopg2.errors.BadCopyFileFormat) as exc:
-            raise SourceQueryError(f"InfluxDB sent a value PostgreSQL cannot read: {_first_line(exc)}") from None
+            raise SourceQueryError(f"InfluxDB sent a value PostgreSQL cannot read: {first_line(exc)}") from None
         except psycopg2.errors.UniqueViolation:
             raise SourceQueryError("the source returned two rows for one window and key; "
                                    "refusing to let one overwrite the other") from None

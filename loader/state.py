@@ -9,6 +9,8 @@ import os
 
 from psycopg2 import sql
 
+from .pg import DDL_LOCK
+
 SCHEMA_SQL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schema.sql")
 
 TRY_LOCK = "SELECT pg_try_advisory_lock(hashtext(%(key)s))"
@@ -65,14 +67,6 @@ SELECT EXISTS (SELECT 1 FROM pg_locks
 
 def set_search_path(cur, schema):
     cur.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(schema)))
-
-
-PRIMARY_KEY_OF = """
-SELECT a.attname
-FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
-WHERE i.indrelid = %(table)s::regclass AND i.indisprimary
-"""
-DDL_LOCK = "SELECT pg_advisory_xact_lock(hashtext('influx-archive:ddl'))"
 
 
 def ensure_schema(cur, schema):

@@ -18,12 +18,12 @@ from psycopg2 import sql
 from .dumps import newest
 from .errors import EXIT_NEEDS_HUMAN, EXIT_OK, EXIT_RETRY_LATER, BackupError
 from .pgtools import database_name
-from .sink import ArchiveTable, Database
+from .pg import Database, table_exists
+from .sink import ArchiveTable
 from .state import State, set_search_path
 from .humanize import human_duration, human_size
 from .windows import format_duration, rfc3339
 
-STATE_TABLES_EXIST = "SELECT to_regclass(%(name)s) IS NOT NULL"
 RUN_EVERY = 3600  # the schedule install.sh and crontab.txt give `run`
 SUCCESS = ("ok", "nothing to do")
 FAILURE = ("failed", "abandoned")
@@ -109,8 +109,7 @@ def _read_state(config, result):
             if result.newest is not None:
                 cur.execute(sql.SQL("SELECT count(*) FROM {}").format(db.table))
                 result.rows = cur.fetchone()[0]
-            cur.execute(STATE_TABLES_EXIST, {"name": "influx_archive_state"})
-            if cur.fetchone()[0]:
+            if table_exists(cur, "influx_archive_state"):
                 state = State(config.pg_schema, db.target)
                 result.watermark = state.watermark(cur)
                 result.running = state.active(cur)

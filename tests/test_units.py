@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from loader import config as config_module
 from loader.config import SETTINGS, redact
 from loader.errors import ConfigError
-from loader.config import libpq_url
+from loader.pg import libpq_url
 from loader.sources.flux import build_query, flux_string
 from loader.sources.influxql import build_statements, identifier, source_name
 from loader.humanize import human_duration

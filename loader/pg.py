@@ -1,0 +1,174 @@
+"""PostgreSQL, the one way the loader reaches it: PG_URL as libpq reads it, connections whose driver
+errors become SinkUnavailable (retry later) or SinkRejected (needs a human), one transaction per
+chunk, and the catalog questions the other modules ask. pgtools runs pg_dump/pg_restore for the same
+URL, with the parameters pg_params() reads and the same error translation; nothing else parses PG_URL.
+"""
+
+import contextlib
+import re
+
+import psycopg2
+import psycopg2.errors
+import psycopg2.extensions
+from psycopg2 import sql
+
+from .errors import SinkRejected, SinkUnavailable, SourceQueryError
+from .redaction import redact
+
+TABLE_COLUMNS = """
+SELECT a.attname, format_type(a.atttypid, a.atttypmod)
+FROM pg_attribute a
+WHERE a.attrelid = %(table)s::regclass AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY a.attnum
+"""
+TABLE_EXISTS = "SELECT to_regclass(%(table)s) IS NOT NULL"
+PRIMARY_KEY_OF = """
+SELECT a.attname
+FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
+WHERE i.indrelid = %(table)s::regclass AND i.indisprimary
+"""
+DDL_LOCK = "SELECT pg_advisory_xact_lock(hashtext('influx-archive:ddl'))"
+
+
+def archive_span(cur, table):
+    """[first window start, last window start + 1) of an archive table (sql.Identifier), epoch seconds;
+    (None, None) when it is empty."""
+    cur.execute(sql.SQL("SELECT extract(epoch FROM min(time))::bigint, extract(epoch FROM max(time))::bigint "
+                        "FROM {}").format(table))
+    first, last = cur.fetchone()
+    return (None, None) if first is None else (first, last + 1)
+
+
+def table_exists(cur, qualified):
+    """Whether a table (a qualified, quoted name as sql.Identifier renders it) exists."""
+    cur.execute(TABLE_EXISTS, {"table": qualified})
+    return cur.fetchone()[0]
+
+
+PG_SCHEMES = re.compile(r"^postgres(?:ql)?(?:\+psycopg2)?://")
+ENCODE_HELP = ("percent-encode it (@ as %40, : as %3A, / as %2F, # as %23, ? as %3F, % as %25); this prints "
+               "the encoded form of what you type: python3 -c 'import getpass, urllib.parse; "
+               "print(urllib.parse.quote(getpass.getpass(), safe=\"\"))'")
+
+
+def libpq_url(url):
+    """PG_URL as libpq reads it. SQLAlchemy-style URLs (postgresql+psycopg2://, as the reference
+    script's PG_CONNECT may be) name a driver; libpq takes the same URL without it, query options
+    (sslmode=...) and %-escapes included."""
+    return PG_SCHEMES.sub("postgresql://", url)
+
+
+def pg_userinfo(url):
+    """The user:password part of a URL (everything before the host's @), or ''."""
+    rest = url.split("://", 1)[1] if "://" in url else ""
+    return rest.rsplit("@", 1)[0] if "@" in rest else ""
+
+
+def pg_password(url):
+    userinfo = pg_userinfo(url or "")
+    return userinfo.split(":", 1)[1] if ":" in userinfo else ""
+
+
+def pg_url_problem(url):
+    """What is wrong with PG_URL's form, in words that never repeat any part of it; None when libpq can read it."""
+    if not PG_SCHEMES.match(url):
+        return ("PG_URL must start with postgresql://, as in postgresql://user:password@localhost:5432/dbname "
+                "(the value is not shown: it holds the password)")
+    rest = url.split("://", 1)[1]
+    if rest.count("@") > 1 or any(c in pg_userinfo(url) for c in "/?#"):
+        return "PG_URL: the password (or user name) has a character that must be encoded: " + ENCODE_HELP
+    hosts = re.split(r"[/?]", rest.rsplit("@", 1)[-1], maxsplit=1)[0]
+    for host in hosts.split(","):
+        port = host.rsplit("]", 1)[-1].rpartition(":")[2] if ":" in host.rsplit("]", 1)[-1] else ""
+        if port and not port.isdigit():
+            return "PG_URL: the port after the host name must be a number, such as 5432"
+    try:
+        pg_params(url)
+    except psycopg2.ProgrammingError:
+        return ("PG_URL cannot be read by libpq: write it as postgresql://user:password@host:5432/dbname; a "
+                "special character in the password must be encoded: " + ENCODE_HELP)
+    return None
+
+
+def pg_params(url):
+    """PG_URL as libpq's keyword parameters (host, port, user, password, dbname, ...)."""
+    return psycopg2.extensions.parse_dsn(libpq_url(url))
+
+
+def describe_pg_url(url):
+    try:
+        params = pg_params(url)
+    except psycopg2.ProgrammingError:
+        return "PG_URL"
+    where = params.get("host", "local socket")
+    if params.get("port"):
+        where += f":{params['port']}"
+    user = f"{params['user']}@" if params.get("user") else ""
+    return f"postgresql://{user}{where}/{params.get('dbname', '')}"
+
+
+
+
+def driver_errors(config):
+    """A context in which driver errors become typed errors, secrets removed (for code that borrows a
+    connection, e.g. pgtools')."""
+    return Database(config).errors()
+
+
+class Database:
+    """A connection factory for PG_URL; each connection is a plain psycopg2 connection."""
+
+    def __init__(self, config, connect_timeout=10):
+        self.config = config
+        self._dsn = libpq_url(config.pg_url.reveal())
+        self._connect_timeout = connect_timeout
+        self.schema = config.pg_schema
+        self.table_name = config.pg_table
+        self.target = f"{config.pg_schema}.{config.pg_table}"
+
+    def connect(self):
+        with self.errors():
+            return psycopg2.connect(self._dsn, connect_timeout=self._connect_timeout,
+                                    application_name="influx-archive")
+
+    @property
+    def table(self):
+        return sql.Identifier(self.schema, self.table_name)
+
+    @contextlib.contextmanager
+    def transaction(self, conn):
+        """One chunk, one transaction: committed when the block ends, rolled back on any error."""
+        with self.errors():
+            try:
+                yield
+                conn.commit()
+            except BaseException:
+                if not conn.closed:
+                    conn.rollback()
+                raise
+
+    @contextlib.contextmanager
+    def errors(self):
+        """Turn driver errors into SinkUnavailable (retry later) or SinkRejected (needs a human)."""
+        try:
+            yield
+        except Exception as exc:
+            if not isinstance(exc, psycopg2.Error):
+                raise
+            raise self._translate(exc) from None
+
+    def _translate(self, exc):
+        text = redact(first_line(exc), self.config.secrets())
+        if isinstance(exc, psycopg2.errors.CardinalityViolation):
+            return SourceQueryError("the source returned two rows for one window and key; "
+                                    "refusing to let one overwrite the other")
+        if isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError)):
+            if "password authentication failed" in text or ("database" in text and "does not exist" in text):
+                return SinkRejected(f"PostgreSQL at {self.config.describe_pg()}: {text}",
+                                    hint="check PG_URL (user, password, database name)")
+            return SinkUnavailable(f"PostgreSQL at {self.config.describe_pg()} is unavailable: {text}")
+        return SinkRejected(f"PostgreSQL: {text}")
+
+
+def first_line(exc):
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
