@@ -90,7 +90,8 @@ def main():
         assert len(via_rollup) == len(via_direct) == args.days
         worst = max(abs(a[1] - b[1]) for a, b in zip(via_rollup, via_direct))
         print(f"machine: {os.cpu_count()} cores; PostgreSQL {conn.server_version // 10000}; "
-              f"{rows} five-second rows over {args.days} days (loaded in {loaded:.1f} s, rollups built in {built:.1f} s)")
+              f"{rows} five-second rows over {args.days} days "
+              f"(loaded in {loaded:.1f} s, rollups built in {built:.1f} s)")
         print(f"1-year SpO2 panel, daily rollup (dashboard SQL): {t_rollup * 1000:8.2f} ms  ({len(via_rollup)} points)")
         print(f"same aggregation over the 5-second table:        {t_direct * 1000:8.2f} ms")
         print(f"ratio: {t_direct / t_rollup:.0f}x faster from the rollup (target >= 50x); "

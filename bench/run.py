@@ -126,7 +126,8 @@ class Bench:
                 samples.append(sample)
         med = tuple(statistics.median(s[i] for s in samples) for i in range(3))
         self.results[name] = med
-        spread = f"   (cpu {min(s[1] for s in samples):.2f}..{max(s[1] for s in samples):.2f})" if len(samples) > 1 else ""
+        cpus = [s[1] for s in samples]
+        spread = f"   (cpu {min(cpus):.2f}..{max(cpus):.2f})" if len(samples) > 1 else ""
         print(f"  {name:<28} wall {med[0]:7.2f} s   cpu {med[1]:7.2f} s   peak RSS {med[2]:6.0f} MB{spread}",
               flush=True)
 
@@ -233,7 +234,8 @@ def main():
         (f"{d}-day backfill CPU vs reference", r[f"loader flux backfill {d}d"][1] / r[f"reference {d}d"][1], 0.1),
         (f"{d}-day backfill wall vs limit", r[f"loader flux backfill {d}d"][0] / r[f"limit curl|psql {d}d"][0], 1.3),
         (f"{d}-day backfill peak RSS (MB)", r[f"loader flux backfill {d}d"][2], 120),
-        (f"{ld}-day vs {d}-day peak RSS", r[f"loader flux backfill {ld}d"][2] / r[f"loader flux backfill {d}d"][2], 1.1),
+        (f"{ld}-day vs {d}-day peak RSS",
+         r[f"loader flux backfill {ld}d"][2] / r[f"loader flux backfill {d}d"][2], 1.1),
         ("hourly run wall vs reference 1h", r["loader run (hourly)"][0] / r["reference 1h"][0], 1.0),
         ("hourly run peak RSS vs reference 1h", r["loader run (hourly)"][2] / r["reference 1h"][2], 1.0),
     ]
@@ -243,8 +245,9 @@ def main():
     keyed = r[f"loader flux backfill {d}d"][0] / r[f"limit curl|psql keyed {d}d"][0]
     print(f"  {d}-day backfill wall vs the limit into a table with the archive's primary key: {keyed:.2f}x "
           "(information, not a target)")
-    print(f"  {'reference ' + str(d) + 'd / loader CPU':<40} {r[f'reference {d}d'][1] / r[f'loader flux backfill {d}d'][1]:8.1f}x")
-    print(f"  {'reference ' + str(d) + 'd / loader peak RSS':<40} {r[f'reference {d}d'][2] / r[f'loader flux backfill {d}d'][2]:8.1f}x")
+    reference, loader = r[f"reference {d}d"], r[f"loader flux backfill {d}d"]
+    print(f"  {'reference ' + str(d) + 'd / loader CPU':<40} {reference[1] / loader[1]:8.1f}x")
+    print(f"  {'reference ' + str(d) + 'd / loader peak RSS':<40} {reference[2] / loader[2]:8.1f}x")
 
 
 if __name__ == "__main__":

@@ -4,8 +4,9 @@ Such a table has no primary key, may hold duplicate windows (every re-run append
 each window by its end (Flux aggregateWindow's default timeSrc "_stop") and stores naive UTC
 timestamps. Adoption, in one transaction: keep the old table as <name>_reference_backup, create the
 archive table with its key, copy each window once with its label moved back to the window start,
-as timestamptz, and build the rollups of those rows. The watermark is left unset, so the next run re-reads the whole INITIAL_LOOKBACK and
-fills the hours the reference script lost while they are still in InfluxDB.
+as timestamptz, and build the rollups of those rows. The watermark is left unset, so the next run
+re-reads the whole INITIAL_LOOKBACK and fills the hours the reference script lost while they are
+still in InfluxDB.
 """
 
 from dataclasses import dataclass

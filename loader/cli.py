@@ -170,7 +170,8 @@ def _backfill(args, config):
               + "; run it again"),
           (2, "needs a human: " + CONFIG_PROBLEM + "; --start and --end not both given, or not in order; a "
               "table that does not fit")],
-         arguments=[(("--start",), dict(type=_time_arg, metavar="TIME", help="first instant (default: the oldest row)")),
+         arguments=[(("--start",), dict(type=_time_arg, metavar="TIME",
+                                        help="first instant (default: the oldest row)")),
                     (("--end",), dict(type=_time_arg, metavar="TIME",
                                       help="end, exclusive (default: after the newest)"))])
 def _rebuild_rollups(args, config):

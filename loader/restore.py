@@ -54,7 +54,8 @@ CREATEDB_HINT = ("the role in PG_URL lacks CREATEDB: re-run install.sh (it grant
                  "database first: sudo -u postgres createdb -O {user} {name}")
 # verify makes and drops its scratch database itself, so only the grant helps there
 VERIFY_CREATEDB_HINT = ("the role in PG_URL lacks CREATEDB, which verify needs for its scratch database: "
-                        "re-run install.sh (it grants it), or: sudo -u postgres psql -c 'ALTER ROLE \"{user}\" CREATEDB'")
+                        "re-run install.sh (it grants it), or: "
+                        "sudo -u postgres psql -c 'ALTER ROLE \"{user}\" CREATEDB'")
 
 
 @dataclass

@@ -60,8 +60,11 @@ class Status:
 
     def lines(self):
         out = [f"archive:     {self.target}"]
-        out.append("newest data: " + (self._ago(self.newest) + f", the window ending {rfc3339(self.newest + self.window)}"
-                                      if self.newest is not None else "none archived yet"))
+        if self.newest is None:
+            out.append("newest data: none archived yet")
+        else:
+            ending = rfc3339(self.newest + self.window)
+            out.append(f"newest data: {self._ago(self.newest)}, the window ending {ending}")
         out.append("loaded to:   " + (self._ago(self.watermark) + " (the watermark)" if self.watermark is not None
                                       else "none (the hourly run has not loaded yet)"))
         out.append("last run:    " + (_describe(self.last_run, self._ago) if self.last_run else

@@ -27,7 +27,8 @@ def readme_table():
 
 def commands_md():
     out = ["# Commands", "",
-           "Generated from `loader/cli.py` by `setup/commands_doc.py`; `python -m loader COMMAND --help` says the same.",
+           "Generated from `loader/cli.py` by `setup/commands_doc.py`; "
+           "`python -m loader COMMAND --help` says the same.",
            "Every command also takes `--env-file PATH` and `-v`, before or after its name.", ""]
     for name, cmd in COMMANDS.items():
         out += [f"## {name}", "", cmd.summary[0].upper() + cmd.summary[1:] + ".", "", "```", usage(name), "```", "",

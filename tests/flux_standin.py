@@ -515,8 +515,8 @@ def f_sort(tables, args):
 
 
 FUNCTIONS = {"range": f_range, "filter": f_filter, "group": f_group, "aggregateWindow": f_aggregate_window,
-             "count": f_count, "toFloat": f_to_float, "keep": f_keep, "drop": f_drop, "pivot": f_pivot, "limit": f_limit,
-             "sort": f_sort, "distinct": f_distinct}
+             "count": f_count, "toFloat": f_to_float, "keep": f_keep, "drop": f_drop, "pivot": f_pivot,
+             "limit": f_limit, "sort": f_sort, "distinct": f_distinct}
 
 
 # ---------------------------------------------------------------- store and execution
@@ -638,7 +638,8 @@ def read_annotated_csv(text):
             types[name] = typ
             cell = row[i] if row[i] != "" else (defaults[i] if defaults else "")
             values[name] = _parse_cell(cell, typ)
-        key = tuple(header[i] for i in range(len(header)) if groups[i] == "true" and header[i] not in ("result", "table"))
+        key = tuple(header[i] for i in range(len(header))
+                    if groups[i] == "true" and header[i] not in ("result", "table"))
         ident = (row[header.index("table")], key)
         if ident not in current:
             current[ident] = Table(key=key, columns=[c for c in header if c not in ("", "result", "table")],
@@ -678,7 +679,8 @@ def execute(program_text, store, env=None):
             return env[node[1]]
         if kind == "pipe":
             name, args = node[2], node[3]
-            if name == "range" and node[1][0] == "call" and node[1][1] == "from" and args.get("start", ("",))[0] == "time":
+            right_after_from = node[1][0] == "call" and node[1][1] == "from"
+            if name == "range" and right_after_from and args.get("start", ("",))[0] == "time":
                 # range() right after from(): read only that span (what InfluxDB's storage does too)
                 stop = args.get("stop", ("time", int(time.time() * NS)))[1]
                 tables = store.from_bucket(node[1][2]["bucket"], args["start"][1], stop)
@@ -758,8 +760,10 @@ def to_annotated_csv(results, header_only=False):
                 if previous is not None:
                     yield "\n"
                 if not header_only:
-                    yield ",".join(["#datatype", "string", "long"] + [t.types.get(c) or "string" for c in t.columns]) + "\n"
-                    yield ",".join(["#group", "false", "false"] + ["true" if c in t.key else "false" for c in t.columns]) + "\n"
+                    types = [t.types.get(c) or "string" for c in t.columns]
+                    yield ",".join(["#datatype", "string", "long"] + types) + "\n"
+                    yield ",".join(["#group", "false", "false"] + ["true" if c in t.key else "false"
+                                                                   for c in t.columns]) + "\n"
                     yield ",".join(["#default", _csv_cell(name), ""] + [""] * len(t.columns)) + "\n"
                 yield ",".join(["", "result", "table"] + [_csv_cell(c) for c in t.columns]) + "\n"
                 previous = schema

@@ -183,7 +183,8 @@ def test_a_damaged_dump_is_reported_by_restore_and_verify_and_nothing_is_left_be
 
     env = flux_env(archive_url, standin, TAGS="uid", BACKUP_DIR=backup_dir)
     by_cli = cli("restore", "--verify", env=env)
-    assert by_cli.returncode == 2 and "cannot be restored" in by_cli.stderr and "truncated or corrupted" in by_cli.stderr
+    assert by_cli.returncode == 2
+    assert "cannot be restored" in by_cli.stderr and "truncated or corrupted" in by_cli.stderr
 
 
 def test_verify_passes_after_later_runs_and_catches_a_rewritten_old_row(pg_server, archive_url, standin, backup_dir):

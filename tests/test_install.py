@@ -100,7 +100,8 @@ def test_render_fills_every_placeholder_of_the_schedule_files():
         assert result.returncode == 0 and "@" not in result.stdout, result.stdout
     cron = sourced("SERVICE_USER=pi; render crontab.txt").stdout
     assert 'MAILTO=""' in cron and "flock -n /run/lock/influx-archive.lock" in cron
-    assert f"cd {APP} && flock -n /run/lock/influx-archive.lock {APP}/.venv/bin/python -m loader --env-file {APP}/.env run" in cron
+    loader = f"{APP}/.venv/bin/python -m loader --env-file {APP}/.env run"
+    assert f"cd {APP} && flock -n /run/lock/influx-archive.lock {loader}" in cron
     assert sum(1 for line in cron.splitlines() if line and line[0].isdigit()) == 3
     assert (f"flock -n /run/lock/influx-archive-backup.lock {APP}/.venv/bin/python -m loader --env-file {APP}/.env "
             f"backup >> /var/log/influx-archive/backup.log 2>&1") in cron
@@ -259,7 +260,8 @@ def test_the_scheduled_backup_restores_to_the_live_archive_and_a_new_pi_restores
         text = log.read()
     assert "backup:  " + backups in text and text.rstrip().endswith("verdict:  restorable and identical")
     dumps = sorted(n for n in os.listdir(backups) if n.endswith(".dump"))
-    assert len(dumps) == 1 and os.stat(os.path.join(backups, dumps[0])).st_uid == os.stat(os.path.join(APP, ".env")).st_uid
+    owner = os.stat(os.path.join(APP, ".env")).st_uid
+    assert len(dumps) == 1 and os.stat(os.path.join(backups, dumps[0])).st_uid == owner
 
     url = _env_value("PG_URL").replace("+psycopg2", "")
     port = int(url.rsplit(":", 1)[1].split("/")[0])

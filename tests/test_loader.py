@@ -421,7 +421,8 @@ def test_a_tag_and_a_field_with_the_same_name_never_mix(pg_url, standin, influxd
 
 def test_nan_and_infinite_values_are_archived_as_the_source_averages_them(pg_url, standin):
     points = pulse_points(NOW - 600, 600)
-    odd = [("spo2", {"uid": "a"}, "spo2", NOW - 300, float("nan")), ("spo2", {"uid": "a"}, "bpm", NOW - 200, float("inf")),
+    odd = [("spo2", {"uid": "a"}, "spo2", NOW - 300, float("nan")),
+           ("spo2", {"uid": "a"}, "bpm", NOW - 200, float("inf")),
            ("spo2", {"uid": "a"}, "bpm", NOW - 100, float("-inf"))]
     feed_standin(standin, points + odd)
     Job(make_config(pg_url, standin.url, INITIAL_LOOKBACK="1h"), clock=FixedClock(NOW)).run()

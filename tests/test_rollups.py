@@ -26,7 +26,8 @@ def with_dips(points):
 
 def direct(cur, width, fields=("bpm", "spo2")):
     cols = ", ".join(f"avg({f}), min({f}), max({f}), count({f})" for f in fields)
-    cur.execute(f"SELECT extract(epoch FROM to_timestamp(floor(extract(epoch FROM time) / {width}) * {width}))::bigint, "
+    bucket = f"to_timestamp(floor(extract(epoch FROM time) / {width}) * {width})"
+    cur.execute(f"SELECT extract(epoch FROM {bucket})::bigint, "
                 f"count(*), {cols}, count(*) FILTER (WHERE spo2 < 90) FROM {BASE} GROUP BY 1 ORDER BY 1")
     return {r[0]: r[1:] for r in cur.fetchall()}
 

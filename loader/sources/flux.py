@@ -96,7 +96,8 @@ def build_query(config, start, end):
         # types; group() would refuse to merge them ("schema collision"), so cast first
         "  |> toFloat()",
         f"  |> group(columns: [{group}])",
-        f'  |> aggregateWindow(every: {format_duration(config.window)}, fn: mean, createEmpty: false, timeSrc: "_start")',
+        f"  |> aggregateWindow(every: {format_duration(config.window)}, fn: mean, createEmpty: false, "
+        'timeSrc: "_start")',
         f"  |> keep(columns: [{keep}])",
         '  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")',
         f"  |> yield(name: {flux_string(MEANS_RESULT)})",
