@@ -1,5 +1,5 @@
 """Benchmark: a 1-year dashboard panel from the daily rollup versus the same aggregation over the
-5-second table, both in one run on a throwaway PostgreSQL (issue #4; target: at least 50x faster).
+5-second table, both in one run on a throwaway PostgreSQL (target: at least 50x faster).
 
   .venv-test/bin/python bench/rollups.py [--days 365] [--repeat 7]
 

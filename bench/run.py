@@ -1,4 +1,4 @@
-"""Benchmark the loader against the reference method and against the limit, in one run (issue #5).
+"""Benchmark the loader against the reference method and against the limit, in one run.
 
   bench/run                      (installs what it needs, then runs this with the test venv)
   .venv-test/bin/python bench/run.py [--days 30] [--long-days 90] [--repeat 3]
@@ -8,14 +8,14 @@ serving synthetic 1 Hz pulse-oximeter readings (generated per query, responses c
 runs measure the client, not the stand-in), and a real influxd 1.x for the InfluxQL figures.
 Each method runs as its own process under GNU time (wall, user+sys CPU, peak RSS), into a fresh
 database, --repeat times after one unmeasured warm-up; the medians are printed, then the ratios
-against the targets of issue #5.
+against its targets.
 
 Methods
   reference    bench/reference_loader.py: the article's script (query_data_frame, then to_sql)
   loader       python -m loader backfill / run (Flux through the stand-in, InfluxQL through influxd)
   limit        the loader's Flux query for the whole range fetched by curl as plain CSV and loaded
                by psql \\copy: what moving the bytes costs, with no processing at all; "keyed" is the
-               same into a table with the archive's primary key (time), which #2 requires
+               same into a table with the archive's primary key (time), which the archive needs
 """
 
 import argparse

@@ -1,4 +1,5 @@
-"""Every setting, declared once, read from the environment and a .env file, checked together.
+"""Every setting, declared once in SETTINGS (its kind, default, limits and help), read from the
+environment and a .env file, and checked together; load() adds only the rules that span settings.
 
 Variables already in the process environment win over the .env file (python-dotenv's default), so
 cron, systemd or a test can override any key. The reference script's keys (CONNECTION, TOKEN, ORG,
@@ -11,7 +12,7 @@ import re
 import shlex
 import stat
 import urllib.parse
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
 
 from dotenv import dotenv_values
 
@@ -21,132 +22,276 @@ from .redaction import Secret, redact  # noqa: F401 - redact: where every module
 from .windows import format_duration, parse_duration
 
 LANGUAGES = ("flux", "influxql")
+NUMBER = r"(-?[0-9.]+(?:e-?\d+)?)"  # a decimal number (never nan or inf)
+API_PATH = re.compile(r"/(query|write|ping|health|api/v2(/query|/write)?)/?$")
+
+
+# Each kind turns a setting's text into its value and its problem (text, a list of texts for a list
+# setting, or None; all are reported together); after a problem the value is a stand-in that the
+# rules across settings skip (None where they look).
+
+def text(setting, raw):
+    return raw, None
+
+
+def name(setting, raw):
+    """A bucket, measurement, schema or table name: never empty; PostgreSQL names fit in 63 bytes."""
+    if not raw:
+        return raw, f"{setting.key} must not be empty"
+    if setting.key.startswith("PG_") and len(raw.encode()) > 63:
+        return raw, f"{setting.key} is longer than PostgreSQL's 63-byte limit for names"
+    return raw, None
+
+
+def duration(setting, raw):
+    try:
+        seconds = parse_duration(raw)
+    except ValueError as exc:
+        return None, f"{setting.key}: {exc}"
+    if seconds < setting.minimum:
+        return None, f"{setting.key} must be at least {format_duration(setting.minimum)}, not {raw}"
+    if setting.key == "WINDOW" and 86400 % seconds:
+        return None, f"WINDOW {raw} must divide one day evenly (e.g. 1s, 5s, 10s, 1m)"
+    return seconds, None
+
+
+def integer(setting, raw):
+    try:
+        value = int(raw)
+    except ValueError:
+        value = None
+    if value is None or value < setting.minimum:
+        return setting.minimum, f"{setting.key} must be a whole number of at least {setting.minimum}, not {raw!r}"
+    return value, None
+
+
+def choice(setting, raw):
+    value = raw.lower()
+    if value not in setting.choices:
+        options = " or ".join(setting.choices) if len(setting.choices) < 3 else \
+            ", ".join(setting.choices[:-1]) + " or " + setting.choices[-1]
+        return None, f"{setting.key} must be {options}, not {value!r}"
+    return value, None
+
+
+def yes_no(setting, raw):
+    value, problem = choice(setting, raw)
+    return value != "no", problem
+
+
+def columns(setting, raw):
+    """Comma-separated field or tag names, each once, none named like the table's time column."""
+    items = tuple(x.strip() for x in raw.split(",") if x.strip())
+    if len(set(items)) != len(items):
+        return items, f"{setting.key} lists a name twice"
+    for item in items:
+        if item.lower() == "time":
+            return items, f"{item!r} cannot be a field or tag column: the table already has a time column"
+    return items, None
+
+
+def _items(raw):
+    return [x.strip() for x in raw.split(",") if x.strip()]
+
+
+def valid_ranges(setting, raw):
+    """field=min..max, comma-separated: {field: (min, max)}."""
+    ranges, problems = {}, []
+    for item in _items(raw):
+        match = re.match(rf"^(.+?)\s*=\s*{NUMBER}\s*\.\.\s*{NUMBER}$", item)
+        try:
+            low, high = float(match.group(2)), float(match.group(3))
+        except (AttributeError, ValueError):
+            problems.append(f"VALID_RANGES: {item!r} is not field=min..max such as spo2=50..100")
+            continue
+        if low > high:
+            problems.append(f"VALID_RANGES: {item!r} has min above max")
+        ranges[match.group(1)] = (low, high)
+    return ranges, problems
+
+
+def thresholds(setting, raw):
+    """field=value, comma-separated: {field: value}."""
+    found, problems = {}, []
+    for item in _items(raw):
+        match = re.match(rf"^(.+?)\s*=\s*{NUMBER}$", item)
+        try:
+            found[match.group(1)] = float(match.group(2))
+        except (AttributeError, ValueError):
+            problems.append(f"{setting.key}: {item!r} is not field=value such as spo2=90")
+    return found, problems
+
+
+def http_url(setting, raw):
+    if raw and not re.match(r"^https?://[^/\s]+", raw):
+        return raw, f"{setting.key} must start with http:// or https://"
+    return raw, None
+
+
+def influx_url(setting, raw):
+    """InfluxDB's base URL: http(s), no credentials (never shown back), no API path."""
+    if raw and "@" in raw.split("://", 1)[-1].split("/", 1)[0]:
+        return "", ("INFLUX_URL must not carry a user name or password (the value is not shown): put the token in "
+                    "INFLUX_TOKEN, or InfluxDB 1.x credentials in INFLUX_USERNAME and INFLUX_PASSWORD")
+    if raw and not re.match(r"^https?://[^/\s]+", raw):
+        return raw, f"INFLUX_URL must start with http:// or https://, not {raw!r}"
+    if raw and API_PATH.search(raw.split("?")[0]):
+        base = API_PATH.sub("", raw.split("?")[0])
+        return raw, f"INFLUX_URL is the server's base URL, without the API path: set it to {base}"
+    return raw.rstrip("/"), None
+
+
+def postgres_url(setting, raw):
+    return raw, (pg_url_problem(raw) if raw else None)
+
+
+def absolute_path(setting, raw):
+    if raw and not os.path.isabs(raw):
+        return raw, f"{setting.key} must be an absolute path, not {raw!r}"
+    return (raw.rstrip("/") or raw), None
+
+
+def existing_file(setting, raw):
+    if raw and not os.path.isfile(raw):
+        return raw, f"{setting.key} {raw} does not exist"
+    return raw, None
+
+
+def command(setting, raw):
+    try:
+        return tuple(shlex.split(raw)), None
+    except ValueError as exc:
+        return (), f"{setting.key}: {exc}"
 
 
 @dataclass(frozen=True)
 class Setting:
+    """One setting, declared once: its key, what it is for, its kind (the parser above) and limits,
+    and the Config attribute it fills (None: it only feeds a rule in load, e.g. INFLUX_TOKEN_FILE)."""
+
     key: str
     help: str
+    attr: str = None
+    kind: object = text
     default: str = None
     required: bool = False
     secret: bool = False
     aliases: tuple = ()
     example: str = ""
+    minimum: int = 0
+    choices: tuple = ()
 
 
 SETTINGS = (
     Setting("INFLUX_URL", "InfluxDB base URL (Cloud region URL or http://host:8086).", required=True,
-            aliases=("CONNECTION",), example="https://eu-central-1-1.aws.cloud2.influxdata.com"),
+            aliases=("CONNECTION",), example="https://eu-central-1-1.aws.cloud2.influxdata.com",
+            attr="influx_url", kind=influx_url),
     Setting("INFLUX_TOKEN", "API token with read access to the bucket (or set INFLUX_TOKEN_FILE).",
-            secret=True, aliases=("TOKEN",), example="paste-your-read-token-here"),
+            secret=True, aliases=("TOKEN",), example="paste-your-read-token-here",
+            attr="influx_token"),
     Setting("INFLUX_TOKEN_FILE", "File whose content is the token (suits cron and systemd).",
             example="/etc/influx-archive/token"),
-    Setting("INFLUX_ORG", "Organisation name or ID (Flux only).", aliases=("ORG",), example="my-org"),
-    Setting("INFLUX_BUCKET", "Bucket (InfluxQL: the database the DBRP mapping names).", default="pulse_oximeter"),
-    Setting("INFLUX_MEASUREMENT", "Measurement to archive.", default="spo2"),
+    Setting("INFLUX_ORG", "Organisation name or ID (Flux only).", aliases=("ORG",), example="my-org",
+            attr="influx_org"),
+    Setting("INFLUX_BUCKET", "Bucket (InfluxQL: the database the DBRP mapping names).", default="pulse_oximeter",
+            attr="bucket", kind=name),
+    Setting("INFLUX_MEASUREMENT", "Measurement to archive.", default="spo2",
+            attr="measurement", kind=name),
     Setting("INFLUX_QUERY_LANGUAGE", "flux (Cloud TSM, OSS 2.x) or influxql (Cloud Serverless, InfluxDB 1.x).",
-            default="flux"),
-    Setting("INFLUX_RETENTION_POLICY", "InfluxQL only: retention policy; empty means the default one.", default=""),
-    Setting("INFLUX_USERNAME", "InfluxDB 1.x with auth only: user name (instead of a token).", default=""),
-    Setting("INFLUX_PASSWORD", "InfluxDB 1.x with auth only: password.", secret=True, default=""),
+            default="flux",
+            attr="language", kind=choice, choices=LANGUAGES),
+    Setting("INFLUX_RETENTION_POLICY", "InfluxQL only: retention policy; empty means the default one.", default="",
+            attr="retention_policy"),
+    Setting("INFLUX_USERNAME", "InfluxDB 1.x with auth only: user name (instead of a token).", default="",
+            attr="influx_username"),
+    Setting("INFLUX_PASSWORD", "InfluxDB 1.x with auth only: password.", secret=True, default="",
+            attr="influx_password"),
     Setting("INFLUX_CA_FILE", "PEM file of a private CA to verify InfluxDB's TLS certificate; "
-            "empty means the system's CAs. Verification is never turned off.", default=""),
-    Setting("INFLUX_TIMEOUT", "How long one query may take before it counts as failed.", default="60s"),
+            "empty means the system's CAs. Verification is never turned off.", default="",
+            attr="ca_file", kind=existing_file),
+    Setting("INFLUX_TIMEOUT", "How long one query may take before it counts as failed.", default="60s",
+            attr="timeout", kind=duration, minimum=1),
     Setting("FIELDS", "Comma-separated fields to keep; empty keeps every numeric field.", default="",
-            example="spo2,bpm"),
+            example="spo2,bpm",
+            attr="fields", kind=columns),
     Setting("TAGS", "Comma-separated tags that become key columns; empty merges all series "
-            "(the mean is taken across them).", default="", example="uid"),
+            "(the mean is taken across them).", default="", example="uid",
+            attr="tags", kind=columns),
     Setting("VALID_RANGES", "Per-field valid ranges applied before averaging, field=min..max, "
             "comma-separated; readings outside are dropped and counted.", default="",
-            example="spo2=50..100,bpm=20..250"),
+            example="spo2=50..100,bpm=20..250",
+            attr="valid_ranges", kind=valid_ranges),
     Setting("PG_URL", "PostgreSQL URL; postgresql:// is used with psycopg2.", required=True,
-            secret=True, aliases=("PG_CONNECT",), example="postgresql://archive:secret@localhost:5432/archive"),
+            secret=True, aliases=("PG_CONNECT",), example="postgresql://archive:secret@localhost:5432/archive",
+            attr="pg_url", kind=postgres_url),
     Setting("ROLLUP_BELOW", "Per field, a threshold whose time-below the rollups count (for the dashboard's "
-            "'time below 90 %'), field=value, comma-separated.", default="spo2=90", example="spo2=90,bpm=50"),
-    Setting("PG_SCHEMA", "Schema holding the archive and its state tables.", default="public"),
-    Setting("PG_TABLE", "Table of window means.", default="pox_five_second_mean"),
-    Setting("WINDOW", "Width of the averaging window; must divide one day.", default="5s"),
-    Setting("INITIAL_LOOKBACK", "How far back the first run starts (the free plan keeps 30 days).", default="30d"),
-    Setting("CHUNK", "Time span fetched and committed at once; memory is bounded by it.", default="1d"),
-    Setting("LATE_DATA", "Trailing period re-read by every run so late points are merged.", default="1h"),
+            "'time below 90 %'), field=value, comma-separated.", default="spo2=90", example="spo2=90,bpm=50",
+            attr="rollup_below", kind=thresholds),
+    Setting("PG_SCHEMA", "Schema holding the archive and its state tables.", default="public",
+            attr="pg_schema", kind=name),
+    Setting("PG_TABLE", "Table of window means.", default="pox_five_second_mean",
+            attr="pg_table", kind=name),
+    Setting("WINDOW", "Width of the averaging window; must divide one day.", default="5s",
+            attr="window", kind=duration, minimum=1),
+    Setting("INITIAL_LOOKBACK", "How far back the first run starts (the free plan keeps 30 days).", default="30d",
+            attr="initial_lookback", kind=duration, minimum=1),
+    Setting("CHUNK", "Time span fetched and committed at once; memory is bounded by it.", default="1d",
+            attr="chunk", kind=duration, minimum=1),
+    Setting("LATE_DATA", "Trailing period re-read by every run so late points are merged.", default="1h",
+            attr="late_data", kind=duration),
     Setting("STALE_AFTER", "`status` pages (exit 2) when the newest archived reading is older than this. An "
             "oximeter worn only at night leaves ~16 h gaps: 1d pages after a missed night; one that records "
-            "around the clock suits 2h.", default="1d"),
+            "around the clock suits 2h.", default="1d",
+            attr="stale_after", kind=duration, minimum=1),
     Setting("FAILED_RUNS_ALERT", "`status` pages when this many hourly runs in a row failed, or none started "
-            "for this many hours; a single failure is a blip the next run catches up (exit 1).", default="3"),
-    Setting("MAX_RETRIES", "Attempts per chunk on 429, 5xx or a dropped connection.", default="5"),
+            "for this many hours; a single failure is a blip the next run catches up (exit 1).", default="3",
+            attr="failed_runs_alert", kind=integer, minimum=1),
+    Setting("MAX_RETRIES", "Attempts per chunk on 429, 5xx or a dropped connection.", default="5",
+            attr="max_retries", kind=integer, minimum=1),
     Setting("MAX_RETRY_WAIT", "Longest single wait (backoff or Retry-After); a longer Retry-After "
-            "ends the run, to be caught up next hour.", default="5m"),
+            "ends the run, to be caught up next hour.", default="5m",
+            attr="max_retry_wait", kind=duration, minimum=1),
     Setting("REQUIRE_CLOCK_SYNC", "auto: refuse to run while systemd reports the clock as not "
             "NTP-synchronised (where it can tell); yes: refuse also when it cannot tell; no: never check.",
-            default="auto"),
+            default="auto",
+            attr="require_clock_sync", kind=choice, choices=("auto", "yes", "no")),
     Setting("GRAFANA_PG_PASSWORD", "Written by install.sh: the password of the read-only Grafana role "
             "(the loader does not use it).", secret=True, default=""),
-    Setting("LOG_FILE", "Append the full log (with tracebacks) here; empty: log to stderr only.", default=""),
+    Setting("LOG_FILE", "Append the full log (with tracebacks) here; empty: log to stderr only.", default="",
+            attr="log_file"),
     Setting("BACKUP_DIR", "Where `backup` writes its dumps: a USB drive or network mount, not the SD card; "
-            "empty: backups are off.", default="", example="/mnt/usb/influx-archive"),
+            "empty: backups are off.", default="", example="/mnt/usb/influx-archive",
+            attr="backup_dir", kind=absolute_path),
     Setting("BACKUP_REQUIRE_MOUNT", "yes: refuse a BACKUP_DIR on the root filesystem (a drive that is not "
-            "mounted leaves an empty directory on the SD card); no: allow it.", default="yes"),
-    Setting("BACKUP_KEEP_DAILY", "Dumps kept: the newest of each of this many most recent days.", default="7"),
-    Setting("BACKUP_KEEP_WEEKLY", "Also kept: the newest of each of this many most recent ISO weeks.", default="4"),
-    Setting("BACKUP_MAX_AGE", "`status` fails when the newest dump is older than this.", default="36h"),
+            "mounted leaves an empty directory on the SD card); no: allow it.", default="yes",
+            attr="backup_require_mount", kind=yes_no, choices=("yes", "no")),
+    Setting("BACKUP_KEEP_DAILY", "Dumps kept: the newest of each of this many most recent days.", default="7",
+            attr="backup_keep_daily", kind=integer, minimum=1),
+    Setting("BACKUP_KEEP_WEEKLY", "Also kept: the newest of each of this many most recent ISO weeks.", default="4",
+            attr="backup_keep_weekly", kind=integer),
+    Setting("BACKUP_MAX_AGE", "`status` fails when the newest dump is older than this.", default="36h",
+            attr="backup_max_age", kind=duration, minimum=1),
     Setting("BACKUP_REMOTE", "Optional rsync destination for a copy of each new dump (its SSH key and "
             "known_hosts stay the service user's, never in this file).", default="",
-            example="backup@nas.local:/srv/backups/influx-archive/"),
+            example="backup@nas.local:/srv/backups/influx-archive/",
+            attr="backup_remote"),
     Setting("BACKUP_REMOTE_SSH", "The remote shell rsync uses for BACKUP_REMOTE.", default="ssh -o BatchMode=yes",
-            example="ssh -o BatchMode=yes -i /etc/influx-archive/backup_key"),
+            example="ssh -o BatchMode=yes -i /etc/influx-archive/backup_key",
+            attr="backup_remote_ssh", kind=command),
     Setting("HEALTHCHECK_URL", "Optional dead-man's-switch URL pinged by `run` (URL/start, URL on success, "
             "URL/fail on failure), e.g. a healthchecks.io check. A failed ping never fails the run.",
-            secret=True, default="", example="https://hc-ping.com/your-check-uuid"),
+            secret=True, default="", example="https://hc-ping.com/your-check-uuid",
+            attr="healthcheck_url", kind=http_url),
     Setting("BACKUP_HEALTHCHECK_URL", "The same for `backup` and `restore --verify` (a separate check: "
             "they run nightly and weekly, not hourly).", secret=True, default="",
-            example="https://hc-ping.com/your-backup-check-uuid"),
+            example="https://hc-ping.com/your-backup-check-uuid",
+            attr="backup_healthcheck_url", kind=http_url),
 )
 _BY_KEY = {s.key: s for s in SETTINGS}
 _ALIASES = {alias: s.key for s in SETTINGS for alias in s.aliases}
 
 
-@dataclass(frozen=True)
-class Config:
-    influx_url: str
-    influx_token: Secret
-    influx_org: str
-    bucket: str
-    measurement: str
-    language: str
-    retention_policy: str
-    influx_username: str
-    influx_password: Secret
-    ca_file: str
-    timeout: int
-    fields: tuple
-    tags: tuple
-    valid_ranges: dict
-    rollup_below: dict
-    pg_url: Secret
-    pg_schema: str
-    pg_table: str
-    window: int
-    initial_lookback: int
-    chunk: int
-    late_data: int
-    stale_after: int
-    failed_runs_alert: int
-    max_retries: int
-    max_retry_wait: int
-    require_clock_sync: str
-    log_file: str
-    backup_dir: str = ""
-    backup_require_mount: bool = True
-    backup_keep_daily: int = 7
-    backup_keep_weekly: int = 4
-    backup_max_age: int = 36 * 3600
-    backup_remote: str = ""
-    backup_remote_ssh: tuple = ("ssh", "-o", "BatchMode=yes")
-    healthcheck_url: Secret = Secret("")
-    backup_healthcheck_url: Secret = Secret("")
-    warnings: tuple = field(default=())
-
+class _ConfigMethods:
     def secrets(self):
         """Every secret value, so error text can be scrubbed of them before it is shown or stored."""
         values = [self.influx_token.reveal(), self.influx_password.reveal(),
@@ -160,6 +305,12 @@ class Config:
     def describe_pg(self):
         """PG_URL for messages: user, host, port and database, never the password."""
         return describe_pg_url(self.pg_url.reveal())
+
+
+# The settings as the loader uses them: one attribute per Setting.attr (secrets as Secret), and the
+# warnings load() found. Declared by SETTINGS, not a second time here.
+Config = make_dataclass("Config", [(s.attr, object) for s in SETTINGS if s.attr]
+                        + [("warnings", tuple, field(default=()))], bases=(_ConfigMethods,), frozen=True)
 
 
 def read_env_file(path, required=False):
@@ -223,186 +374,49 @@ def load(env_file=".env", environ=None, file_required=False):
                         f"--env-file PATH, or set the settings in the environment")
     problems += [f"{names} is required ({_BY_KEY[names.split()[0]].help})" for names in missing]
 
-    def duration(key, minimum=1):
-        """Seconds, or None after recording a problem (rules that combine settings then skip it)."""
-        try:
-            seconds = parse_duration(get(key))
-        except ValueError as exc:
-            problems.append(f"{key}: {exc}")
-            return None
-        if seconds < minimum:
-            problems.append(f"{key} must be at least {format_duration(minimum)}, not {get(key)}")
-            return None
-        return seconds
+    values = {}
+    for setting in SETTINGS:
+        values[setting.key], problem = setting.kind(setting, get(setting.key))
+        problems += problem if isinstance(problem, list) else [problem] if problem else []
+    _check_across(values, get, problems)
+    config = Config(**{s.attr: Secret(values[s.key]) if s.secret else values[s.key] for s in SETTINGS if s.attr},
+                    warnings=tuple(warnings))
+    if problems:
+        raise ConfigError([redact(p, config.secrets()) for p in problems])
+    return config
 
-    def integer(key, minimum):
-        try:
-            value = int(get(key))
-            if value < minimum:
-                raise ValueError
-            return value
-        except ValueError:
-            problems.append(f"{key} must be a whole number of at least {minimum}, not {get(key)!r}")
-            return minimum
 
-    def names(key):
-        items = tuple(x.strip() for x in get(key).split(",") if x.strip())
-        if len(set(items)) != len(items):
-            problems.append(f"{key} lists a name twice")
-        return items
-
-    url = get("INFLUX_URL")
-    if url and "@" in url.split("://", 1)[-1].split("/", 1)[0]:
-        problems.append("INFLUX_URL must not carry a user name or password (the value is not shown): put the "
-                        "token in INFLUX_TOKEN, or InfluxDB 1.x credentials in INFLUX_USERNAME and INFLUX_PASSWORD")
-        url = ""
-    if url and not re.match(r"^https?://[^/\s]+", url):
-        problems.append(f"INFLUX_URL must start with http:// or https://, not {url!r}")
-    elif url and re.search(r"/(query|write|ping|health|api/v2(/query|/write)?)/?$", url.split("?")[0]):
-        base = re.sub(r"/(query|write|ping|health|api/v2(/query|/write)?)/?$", "", url.split("?")[0])
-        problems.append(f"INFLUX_URL is the server's base URL, without the API path: set it to {base}")
-
-    language = get("INFLUX_QUERY_LANGUAGE").lower()
-    if language not in LANGUAGES:
-        problems.append(f"INFLUX_QUERY_LANGUAGE must be flux or influxql, not {language!r}")
-
-    token = get("INFLUX_TOKEN")
-    token_file = get("INFLUX_TOKEN_FILE")
+def _check_across(values, get, problems):
+    """The rules that span several settings (each setting's own are in its kind). Fills in the token
+    from INFLUX_TOKEN_FILE."""
+    token, token_file = values["INFLUX_TOKEN"], get("INFLUX_TOKEN_FILE")
     if token_file:
         if token:
             problems.append("set INFLUX_TOKEN or INFLUX_TOKEN_FILE, not both")
         try:
             with open(token_file, encoding="utf-8") as handle:
-                token = handle.read().strip()
+                token = values["INFLUX_TOKEN"] = handle.read().strip()
             if not token:
                 problems.append(f"INFLUX_TOKEN_FILE {token_file} is empty")
         except OSError as exc:
             problems.append(f"INFLUX_TOKEN_FILE {token_file}: {exc.strerror}")
-    if language == "flux":
+    if values["INFLUX_QUERY_LANGUAGE"] == "flux":
         if not token:
             problems.append("INFLUX_TOKEN (or TOKEN, or INFLUX_TOKEN_FILE) is required for the flux source")
-        if not get("INFLUX_ORG"):
+        if not values["INFLUX_ORG"]:
             problems.append("INFLUX_ORG (or ORG) is required for the flux source")
-    if get("INFLUX_USERNAME") and token:
+    if values["INFLUX_USERNAME"] and token:
         problems.append("set either INFLUX_TOKEN or INFLUX_USERNAME/INFLUX_PASSWORD, not both")
 
-    ca_file = get("INFLUX_CA_FILE")
-    if ca_file and not os.path.isfile(ca_file):
-        problems.append(f"INFLUX_CA_FILE {ca_file} does not exist")
-
-    for key in ("INFLUX_BUCKET", "INFLUX_MEASUREMENT", "PG_SCHEMA", "PG_TABLE"):
-        if not get(key):
-            problems.append(f"{key} must not be empty")
-        elif len(get(key).encode()) > 63 and key.startswith("PG_"):
-            problems.append(f"{key} is longer than PostgreSQL's 63-byte limit for names")
-
-    fields = names("FIELDS")
-    tags = names("TAGS")
-    reserved = {"time"}
-    for name in fields + tags:
-        if name.lower() in reserved:
-            problems.append(f"{name!r} cannot be a field or tag column: the table already has a time column")
+    fields, tags = values["FIELDS"], values["TAGS"]
     overlap = set(fields) & set(tags)
     if overlap:
         problems.append(f"{', '.join(sorted(overlap))} is listed in both FIELDS and TAGS")
+    for name in values["VALID_RANGES"]:
+        if fields and name not in fields:
+            problems.append(f"VALID_RANGES names {name!r}, which FIELDS does not keep")
 
-    valid_ranges = {}
-    for item in names("VALID_RANGES"):
-        match = re.match(r"^(.+?)\s*=\s*(-?[0-9.]+(?:e-?\d+)?)\s*\.\.\s*(-?[0-9.]+(?:e-?\d+)?)$", item)
-        try:
-            low, high = float(match.group(2)), float(match.group(3))
-        except (AttributeError, ValueError):
-            problems.append(f"VALID_RANGES: {item!r} is not field=min..max such as spo2=50..100")
-            continue
-        if low > high:
-            problems.append(f"VALID_RANGES: {item!r} has min above max")
-        elif fields and match.group(1) not in fields:
-            problems.append(f"VALID_RANGES names {match.group(1)!r}, which FIELDS does not keep")
-        valid_ranges[match.group(1)] = (low, high)
-
-    rollup_below = {}
-    for item in names("ROLLUP_BELOW"):
-        match = re.match(r"^(.+?)\s*=\s*(-?[0-9.]+)$", item)
-        try:
-            rollup_below[match.group(1)] = float(match.group(2))
-        except (AttributeError, ValueError):
-            problems.append(f"ROLLUP_BELOW: {item!r} is not field=value such as spo2=90")
-
-    window = duration("WINDOW")
-    if window and 86400 % window:
-        problems.append(f"WINDOW {get('WINDOW')} must divide one day evenly (e.g. 1s, 5s, 10s, 1m)")
-        window = None
-    chunk = duration("CHUNK")
-    if window and chunk and chunk % window:
-        problems.append(f"CHUNK {get('CHUNK')} must be a multiple of WINDOW {get('WINDOW')}")
-    late_data = duration("LATE_DATA", minimum=0)
-    if window and late_data and late_data % window:
-        problems.append(f"LATE_DATA {get('LATE_DATA')} must be a multiple of WINDOW {get('WINDOW')}")
-
-    clock_sync = get("REQUIRE_CLOCK_SYNC").lower()
-    if clock_sync not in ("auto", "yes", "no"):
-        problems.append(f"REQUIRE_CLOCK_SYNC must be auto, yes or no, not {clock_sync!r}")
-
-    backup_dir = get("BACKUP_DIR")
-    if backup_dir and not os.path.isabs(backup_dir):
-        problems.append(f"BACKUP_DIR must be an absolute path, not {backup_dir!r}")
-    require_mount = get("BACKUP_REQUIRE_MOUNT").lower()
-    if require_mount not in ("yes", "no"):
-        problems.append(f"BACKUP_REQUIRE_MOUNT must be yes or no, not {require_mount!r}")
-    try:
-        remote_ssh = tuple(shlex.split(get("BACKUP_REMOTE_SSH")))
-    except ValueError as exc:
-        problems.append(f"BACKUP_REMOTE_SSH: {exc}")
-        remote_ssh = ()
-    for key in ("HEALTHCHECK_URL", "BACKUP_HEALTHCHECK_URL"):
-        if get(key) and not re.match(r"^https?://[^/\s]+", get(key)):
-            problems.append(f"{key} must start with http:// or https://")
-
-    pg_url = get("PG_URL")
-    pg_problem = pg_url and pg_url_problem(pg_url)
-    if pg_problem:
-        problems.append(pg_problem)
-
-    config = Config(
-        influx_url=url.rstrip("/"),
-        influx_token=Secret(token),
-        influx_org=get("INFLUX_ORG"),
-        bucket=get("INFLUX_BUCKET"),
-        measurement=get("INFLUX_MEASUREMENT"),
-        language=language,
-        retention_policy=get("INFLUX_RETENTION_POLICY"),
-        influx_username=get("INFLUX_USERNAME"),
-        influx_password=Secret(get("INFLUX_PASSWORD")),
-        ca_file=ca_file,
-        timeout=duration("INFLUX_TIMEOUT") or 1,
-        fields=fields,
-        tags=tags,
-        valid_ranges=valid_ranges,
-        rollup_below=rollup_below,
-        pg_url=Secret(pg_url),
-        pg_schema=get("PG_SCHEMA"),
-        pg_table=get("PG_TABLE"),
-        window=window or 1,
-        initial_lookback=duration("INITIAL_LOOKBACK") or 1,
-        chunk=chunk or 1,
-        late_data=late_data or 0,
-        stale_after=duration("STALE_AFTER") or 1,
-        failed_runs_alert=integer("FAILED_RUNS_ALERT", 1),
-        max_retries=integer("MAX_RETRIES", 1),
-        max_retry_wait=duration("MAX_RETRY_WAIT") or 1,
-        require_clock_sync=clock_sync,
-        log_file=get("LOG_FILE"),
-        backup_dir=backup_dir.rstrip("/") or backup_dir,
-        backup_require_mount=require_mount != "no",
-        backup_keep_daily=integer("BACKUP_KEEP_DAILY", 1),
-        backup_keep_weekly=integer("BACKUP_KEEP_WEEKLY", 0),
-        backup_max_age=duration("BACKUP_MAX_AGE") or 1,
-        backup_remote=get("BACKUP_REMOTE"),
-        backup_remote_ssh=remote_ssh,
-        healthcheck_url=Secret(get("HEALTHCHECK_URL")),
-        backup_healthcheck_url=Secret(get("BACKUP_HEALTHCHECK_URL")),
-        warnings=tuple(warnings),
-    )
-    if problems:
-        raise ConfigError([redact(p, config.secrets()) for p in problems])
-    return config
+    window = values["WINDOW"]
+    for key in ("CHUNK", "LATE_DATA"):
+        if window and values[key] and values[key] % window:
+            problems.append(f"{key} {get(key)} must be a multiple of WINDOW {get('WINDOW')}")

@@ -19,6 +19,7 @@ with Retry-After, a response that hangs, a body cut off mid-stream, an error tab
 tests/test_flux_standin.py checks the engine against vectors from Flux's own stdlib tests.
 """
 
+import bisect
 import json
 import math
 import re
@@ -533,11 +534,30 @@ class Point:
 class Store:
     def __init__(self):
         self.buckets = {}
+        self.series_times = {}  # bucket -> {(measurement, field, tags): sorted times}: the series index
         self.lock = threading.Lock()
 
     def add(self, bucket, points):
         with self.lock:
             self.buckets.setdefault(bucket, []).extend(points)
+            index = self.series_times.setdefault(bucket, {})
+            for p in points:
+                index.setdefault((p.measurement, p.field, tuple(sorted(p.tags.items()))), []).append(p.time_ns)
+            for times in index.values():
+                times.sort()
+
+    def series_in_range(self, bucket, start, stop):
+        """(measurement, field, tags) of each series with a point in [start, stop), in from()'s order:
+        what InfluxDB's series index answers without reading points."""
+        if bucket not in self.buckets:
+            raise NotFound(f'failed to initialize execute state: could not find bucket "{bucket}"')
+        def has_point(times):
+            at = bisect.bisect_left(times, start)
+            return at < len(times) and times[at] < stop
+
+        with self.lock:
+            found = [ident for ident, times in self.series_times.get(bucket, {}).items() if has_point(times)]
+        return sorted(found, key=lambda ident: (ident[0], ident[2], ident[1]))
 
     def from_bucket(self, bucket, start=None, stop=None):
         """Tables of the bucket's series; start/stop (ns) restrict to a range() that follows from()."""
@@ -583,6 +603,12 @@ class SyntheticStore(Store):
     def add_series(self, bucket, measurement, tags, field, start, end, fn):
         self.series.setdefault(bucket, []).append((measurement, dict(tags), field, start, end, fn))
         self.buckets.setdefault(bucket, [])
+
+    def series_in_range(self, bucket, start, stop):
+        if bucket not in self.series:
+            return super().series_in_range(bucket, start, stop)
+        return sorted(((m, f, tuple(sorted(tags.items()))) for m, tags, f, first, last, fn in self.series[bucket]
+                       if first * NS < stop and last * NS > start), key=lambda ident: (ident[0], ident[2], ident[1]))
 
     def from_bucket(self, bucket, start=None, stop=None):
         if bucket not in self.series:
@@ -663,6 +689,34 @@ def _parse_cell(cell, typ):
     return cell
 
 
+def _index_read(node, store):
+    """from |> range |> filter... |> keep(columns: [c]) |> group() |> distinct(column: c), the shape of
+    schema.tagValues(), answered from the series index as InfluxDB's planner does (its ReadTagValues
+    pushdown) instead of from every point; None for any other shape."""
+    column = node[3].get("column", "_value")
+    chain, inner = [], node[1]
+    while inner[0] == "pipe":
+        chain.append((inner[2], inner[3]))
+        inner = inner[1]
+    chain.reverse()
+    names = [n for n, _ in chain]
+    if (inner[0] != "call" or inner[1] != "from" or len(names) < 3 or names[0] != "range"
+            or names[-2:] != ["keep", "group"] or any(n != "filter" for n in names[1:-2])
+            or list(chain[-2][1]["columns"]) != [column] or chain[-1][1].get("columns")
+            or chain[0][1].get("start", ("",))[0] != "time"):
+        return None
+    start = chain[0][1]["start"][1]
+    stop = chain[0][1].get("stop", ("time", int(time.time() * NS)))[1]
+    rows = [{"_measurement": m, "_field": f, **dict(tags)} for m, f, tags in
+            store.series_in_range(inner[2]["bucket"], start, stop)]
+    for _, args in chain[1:-2]:
+        rows = [r for r in rows if _eval(args["fn"][2], r)]
+    values = list(dict.fromkeys(r.get(column) for r in rows))
+    if not values:
+        return []  # like the point-by-point path: no table at all
+    return [Table(key=(), columns=["_value"], rows=[{"_value": v} for v in values], types={"_value": "string"})]
+
+
 def execute(program_text, store, env=None):
     """Run a Flux program; return [(result name, [tables])]. env binds names to tables (for vectors)."""
     env, results = dict(env or {}), []
@@ -679,6 +733,10 @@ def execute(program_text, store, env=None):
             return env[node[1]]
         if kind == "pipe":
             name, args = node[2], node[3]
+            if name == "distinct":
+                tables = _index_read(node, store)
+                if tables is not None:
+                    return tables
             right_after_from = node[1][0] == "call" and node[1][1] == "from"
             if name == "range" and right_after_from and args.get("start", ("",))[0] == "time":
                 # range() right after from(): read only that span (what InfluxDB's storage does too)

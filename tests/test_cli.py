@@ -372,8 +372,11 @@ def test_ctrl_c_during_a_backfill_is_recorded_as_interrupted_and_a_rerun_complet
     env = flux_env(pg_url, standin, CHUNK="1h")
     standin.faults = [None, ("hang", 20)]  # the second chunk's answer is slow: Ctrl-C lands while waiting for it
     args = ["--start", rfc3339(start), "--end", rfc3339(start + 5 * HOUR)]
+    # as at a terminal: a runner started in the background (CI, `cmd &`) passes SIGINT on as ignored,
+    # and Python then installs no KeyboardInterrupt handler
     proc = subprocess.Popen([sys.executable, "-m", "loader", "--env-file", os.devnull, "backfill", *args], cwd=ROOT,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     conn = psycopg2.connect(pg_url)
     conn.autocommit = True
     cur = conn.cursor()

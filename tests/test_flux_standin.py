@@ -114,3 +114,39 @@ def test_annotated_csv_round_trip_through_the_loader_parser():
             got.append((cells["time"], cells["uid"], cells.get("spo2"), cells.get("bpm")))
     assert sorted(got) == [("2026-01-01T00:00:00Z", "a", "97.5", "61"), ("2026-01-01T00:00:00Z", "b", "95", None)]
     assert batch.fields == ["bpm", "spo2"] and batch.rows == 2
+
+
+def test_the_schema_pipeline_from_the_series_index_equals_the_point_by_point_answer(monkeypatch):
+    """The stand-in answers schema.tagValues()' shape from its series index, as InfluxDB does, without
+    reading points; the answer must be the one evaluating it point by point gives."""
+    import flux_standin
+
+    class CountingStore(Store):
+        reads = 0
+
+        def from_bucket(self, *args):
+            self.reads += 1
+            return super().from_bucket(*args)
+
+    store = CountingStore()
+    ns = 10**9
+    store.add("b", [Point("spo2", {"uid": "a"}, "spo2", 100 * ns, 97.0),
+                    Point("spo2", {"uid": "a"}, "bpm", 100 * ns, 60.0),
+                    Point("spo2", {"uid": "b"}, "note", 5000 * ns, "x"),
+                    Point("other", {}, "t", 150 * ns, 1.0)])
+
+    def rows(query):
+        return [[r["_value"] for t in tables for r in t.rows] for _, tables in execute(query, store)]
+
+    for measurement, start, stop in (("spo2", "00:00:00", "00:03:20"), ("spo2", "00:00:00", "03:00:00"),
+                                     ("spo2", "00:01:41", "00:03:20"), ("nope", "00:00:00", "03:00:00")):
+        query = (f'from(bucket: "b") |> range(start: 1970-01-01T{start}Z, stop: 1970-01-01T{stop}Z) '
+                 f'|> filter(fn: (r) => r._measurement == "{measurement}") '
+                 '|> keep(columns: ["_field"]) |> group() |> distinct(column: "_field")')
+        store.reads = 0
+        fast = rows(query)
+        assert store.reads == 0  # the index answered
+        with monkeypatch.context() as patch:
+            patch.setattr(flux_standin, "_index_read", lambda node, store: None)
+            assert rows(query) == fast and store.reads == 1
+    assert fast == [[]] and rows(query.replace('"nope"', '"spo2"')) == [["bpm", "spo2", "note"]]

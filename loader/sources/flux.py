@@ -3,8 +3,8 @@
 The request is the one influxdb-client's query_raw() sends (JSON body with the query and the CSV
 dialect, `Authorization: Token`, `org` as a query parameter), made with urllib3, the HTTP library
 influxdb-client itself uses. influxdb-client is not imported: its package imports numpy and
-reactivex for its write API, 0.35 s of CPU and 28 MB on a fast machine and seconds on a Pi 3B+, in
-every hourly run, for a request this small (issue #5).
+reactivex for its write API, which would cost every hourly run more start-up time and memory than
+the request itself (figures in docs/benchmarks.md).
 
 No DataFrame and no per-row objects: each chunk's response (a day of 5-second windows is about
 1 MB, so memory stays bounded by CHUNK) is split into its tables, checked for the error table Flux
