@@ -128,9 +128,10 @@ class State:
         cur.execute(LOCK_HELD, {"key": self.lock_key})
         return cur.fetchone()[0]
 
-    def last_runs(self, cur, limit=200):
-        """The newest runs first, as dicts; a 'running' row without a lock holder reads 'abandoned'."""
-        self._q(cur, LAST_RUNS, active=self.active(cur), limit=limit)
+    def last_runs(self, cur, active, limit=200):
+        """The newest runs first, as dicts; a 'running' row reads 'abandoned' unless a process holds the
+        run lock (active, as active() said)."""
+        self._q(cur, LAST_RUNS, active=active, limit=limit)
         keys = ("id", "command", "started", "finished", "outcome", "rows", "error", "exit_code")
         runs = [dict(zip(keys, row)) for row in cur.fetchall()]
         for run in runs:

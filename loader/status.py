@@ -116,7 +116,7 @@ def _read_state(config, result):
                 state = State(config.pg_schema, db.target)
                 result.watermark = state.watermark(cur)
                 result.running = state.active(cur)
-                _read_runs(state.last_runs(cur), result)
+                _read_runs(state.last_runs(cur, result.running), result)
             conn.rollback()
     finally:
         conn.close()
