@@ -82,14 +82,18 @@ def http_rejection(url, status, message):
     return None
 
 
+def _header(headers, name):
+    """A response header's value by its name in any case (None when absent)."""
+    value = None
+    for key in headers or {}:
+        if key.lower() == name:
+            value = headers[key]
+    return value
+
+
 def retry_after_seconds(headers):
     """Seconds from a Retry-After header (delta-seconds or HTTP date); None when absent or bad."""
-    if not headers:
-        return None
-    value = None
-    for key in headers:
-        if key.lower() == "retry-after":
-            value = headers[key]
+    value = _header(headers, "retry-after")
     if value is None:
         return None
     value = str(value).strip()
@@ -103,8 +107,5 @@ def retry_after_seconds(headers):
 
 def server_kind(headers):
     """'1.x', '2.x', '3.x' from InfluxDB's X-Influxdb-Version header, or '' when it does not say."""
-    version = ""
-    for key in headers or {}:
-        if key.lower() == "x-influxdb-version":
-            version = str(headers[key]).strip().lstrip("v")
+    version = str(_header(headers, "x-influxdb-version") or "").strip().lstrip("v")
     return f"{version.split('.')[0]}.x" if re.match(r"^\d+\.", version) else ""
