@@ -1,7 +1,7 @@
 """Benchmark: a 1-year dashboard panel from the daily rollup versus the same aggregation over the
 5-second table, both in one run on a throwaway PostgreSQL (target: at least 50x faster).
 
-  .venv-test/bin/python bench/rollups.py [--days 365] [--repeat 7]
+  .venv-test/bin/python -m bench.rollups [--days 365] [--repeat 7]
 
 Loads a year of 5-second rows (two fields; 6.3 million rows) with generate_series, builds the
 rollups with the loader's own code, then times each query (median of --repeat, after a warm-up).
@@ -11,19 +11,16 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import time
 
+from loader import config as config_module
+from loader.pg import DDL_LOCK, Database
+from loader.rollups import Rollups
+from loader.sink import ArchiveTable
+from tests.support.grafana_macros import expand
+from tests.support.servers import PostgresServer
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
-
-
-from grafana_macros import expand  # noqa: E402
-from loader import config as config_module  # noqa: E402
-from loader.rollups import Rollups  # noqa: E402
-from loader.pg import DDL_LOCK, Database  # noqa: E402
-from loader.sink import ArchiveTable  # noqa: E402
-from servers import PostgresServer  # noqa: E402
 
 DAY = 86400
 # The same result as the panel's daily branch, computed from the 5-second rows.

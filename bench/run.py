@@ -1,7 +1,7 @@
 """Benchmark the loader against the reference method and against the limit, in one run.
 
   bench/run                      (installs what it needs, then runs this with the test venv)
-  .venv-test/bin/python bench/run.py [--days 30] [--long-days 90] [--repeat 3]
+  .venv-test/bin/python -m bench.run [--days 30] [--long-days 90] [--repeat 3]
 
 Same data, same servers for every method: a throwaway PostgreSQL, the Flux stand-in from tests/
 serving synthetic 1 Hz pulse-oximeter readings (generated per query, responses cached so repeated
@@ -28,18 +28,17 @@ import tempfile
 import time
 import uuid
 
+import psycopg2
+
+from loader import config as config_module
+from loader.sources.flux import build_query
+from loader.windows import rfc3339
+from setup.demo_seed import lines as demo_lines
+from setup.demo_seed import reading
+from tests.support.flux_standin import StandIn, SyntheticStore
+from tests.support.servers import InfluxdServer, PostgresServer
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [ROOT, os.path.join(ROOT, "tests"), os.path.join(ROOT, "setup")]
-
-import psycopg2  # noqa: E402
-
-from demo_seed import lines as demo_lines  # noqa: E402
-from demo_seed import reading  # noqa: E402
-from flux_standin import StandIn, SyntheticStore  # noqa: E402
-from loader import config as config_module  # noqa: E402
-from loader.sources.flux import build_query  # noqa: E402
-from loader.windows import rfc3339  # noqa: E402
-from servers import InfluxdServer, PostgresServer  # noqa: E402
 
 TOKEN = "bench-token"
 ORG = "bench-org"

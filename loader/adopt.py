@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from psycopg2 import sql
 
 from .errors import SinkRejected
-from .rollups import Rollups
 from .pg import PRIMARY_KEY_OF, TABLE_COLUMNS, Database, table_exists
+from .rollups import Rollups
 from .sink import ArchiveTable
 from .windows import format_duration
 

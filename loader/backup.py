@@ -21,8 +21,8 @@ from .clock import check_synchronized
 from .dumps import Dump, check_location, choose_kept, directory_lock, dump_name, list_dumps
 from .errors import BackupError, RemoteCopyFailed
 from .humanize import human_size
-from .pgtools import PgTools, first_error
 from .pg import driver_errors
+from .pgtools import PgTools, first_error
 
 log = logging.getLogger(__name__)
 

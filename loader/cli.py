@@ -15,8 +15,15 @@ from dataclasses import dataclass
 from . import __version__
 from . import config as config_module
 from .clock import SystemClock
-from .errors import (EXIT_NEEDS_HUMAN, EXIT_OK, EXIT_RETRY_LATER, BackupDamaged, ConfigError, LoaderError,
-                     SinkUnavailable)
+from .errors import (
+    EXIT_NEEDS_HUMAN,
+    EXIT_OK,
+    EXIT_RETRY_LATER,
+    BackupDamaged,
+    ConfigError,
+    LoaderError,
+    SinkUnavailable,
+)
 from .heartbeat import Heartbeat
 from .humanize import human_duration
 from .windows import parse_time, rfc3339

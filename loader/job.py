@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from .clock import SystemClock, check_synchronized
 from .config import redact
 from .errors import EXIT_RETRY_LATER, ClockError, LoaderError, SourceUnavailable
-from .rollups import Rollups
 from .pg import Database
+from .rollups import Rollups
 from .sink import ArchiveTable
 from .sources import open_source
 from .sources.proof import prove_fields

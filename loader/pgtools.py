@@ -18,9 +18,9 @@ import tempfile
 import psycopg2
 import psycopg2.extensions
 
+from .errors import BackupError
 from .pg import driver_errors, pg_params
 from .redaction import redact
-from .errors import BackupError
 
 SERVER_MAJOR = "SELECT current_setting('server_version_num')::int / 10000"
 

@@ -24,9 +24,9 @@ from psycopg2 import sql
 from .dumps import check_location, directory_lock, list_dumps
 from .errors import BackupDamaged, BackupError
 from .humanize import human_size
+from .pg import TABLE_COLUMNS, driver_errors
 from .pgtools import PgTools, first_error
 from .rollups import LEVELS
-from .pg import TABLE_COLUMNS, driver_errors
 from .windows import floor_to, rfc3339
 
 log = logging.getLogger(__name__)

@@ -17,11 +17,11 @@ from psycopg2 import sql
 
 from .dumps import newest
 from .errors import EXIT_NEEDS_HUMAN, EXIT_OK, EXIT_RETRY_LATER, BackupError
-from .pgtools import database_name
+from .humanize import human_duration, human_size
 from .pg import Database, table_exists
+from .pgtools import database_name
 from .sink import ArchiveTable
 from .state import State, set_search_path
-from .humanize import human_duration, human_size
 from .windows import format_duration, rfc3339
 
 RUN_EVERY = 3600  # the schedule install.sh and crontab.txt give `run`

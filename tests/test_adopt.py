@@ -10,9 +10,9 @@ import pandas as pd
 import psycopg2
 from sqlalchemy import create_engine
 
-from conftest import TOKEN, archive_rows, feed_standin, pulse_points, expected_means
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.support.archive import archive_rows
+from tests.support.harness import ROOT, TOKEN
+from tests.support.readings import expected_means, feed_standin, pulse_points
 
 
 def reference_table(pg_url, windows):

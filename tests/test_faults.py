@@ -1,87 +1,34 @@
-"""Faults and mistakes, each made for real, ending with the archive equal to the source (nothing
-skipped, no duplicates), the documented exit code and the exact line a user reads: server errors, a
-wrong token, PostgreSQL down, the clock, a misspelt measurement or field, and every way InfluxDB can
-fail to answer. (Other fault cases live beside the behaviour they test; README.md lists them all.)"""
+"""Every fault and mistake, each made for real, ending with the archive equal to the source
+(nothing lost, nothing twice) or a clear exit 2 -- never a quiet skip. InfluxDB side: server errors, 429,
+hangs, cut or malformed bodies, wrong token, bucket, org or database, wrong names, no answer. PostgreSQL side:
+down at start, restarted mid-run. The clock: before the watermark, not synchronised."""
 
+import os
 import re
+import subprocess
+import sys
 import time
 
 import psycopg2
 import pytest
 
-from conftest import (FixedClock, archive_rows, cli, count_rows, expected_means, feed_influxd, feed_standin,
-                      first_loaded, flux_env, make_config, pulse_points, watermark)
-from servers import free_port
-from loader.errors import ClockError, SinkUnavailable, SourceRejected, SourceUnavailable
+from loader.errors import ClockError, SinkUnavailable, SourceQueryError, SourceRejected, SourceUnavailable
 from loader.job import Job
+from loader.windows import rfc3339
+from tests.support.archive import archive_rows, count_rows, first_loaded, watermark
+from tests.support.harness import DAY, HOUR, ROOT, FixedClock, cli, flux_env, make_config, now
+from tests.support.readings import expected_means, feed_influxd, feed_standin, pulse_points
+from tests.support.servers import free_port
 
-NOW = 1_790_000_000 - 1_790_000_000 % 86400 + 3 * 3600 + 17
-HOUR = 3600
+NOW = 1_790_000_000 - 1_790_000_000 % 86400 + 3 * 3600 + 17  # 2026-09-21T03:00:17Z: mid-window
+MEANS_HEADER = ("#datatype,string,long,dateTime:RFC3339,double,double\n#group,false,false,false,false,false\n"
+                "#default,means,,,,\n,result,table,_time,bpm,spo2\n")
 
 
 def assert_complete(pg_url, points):
     assert archive_rows(pg_url) == expected_means(points, start=0, end=NOW - NOW % 5)
     total, distinct = count_rows(pg_url)
     assert total == distinct
-
-
-@pytest.mark.parametrize("status", [500, 503])
-def test_server_errors_beyond_the_retries_exit_1_and_the_next_run_catches_up(pg_url, standin, status):
-    points = pulse_points(NOW - 2 * HOUR, 2 * HOUR)
-    feed_standin(standin, points)
-    cfg = make_config(pg_url, standin.url, INITIAL_LOOKBACK="2h", MAX_RETRIES=3)
-    standin.faults = [("status", status, None)] * 3
-    waits = []
-    with pytest.raises(SourceUnavailable, match=f"HTTP {status}") as exc:
-        Job(cfg, clock=FixedClock(NOW), sleep=waits.append).run()
-    assert exc.value.exit_code == 1 and waits == [2, 4] and watermark(pg_url) is None
-    Job(cfg, clock=FixedClock(NOW)).run()
-    assert_complete(pg_url, points)
-
-
-def test_a_wrong_token_exits_2_without_retrying_and_the_fixed_token_loads_everything(pg_url, standin):
-    points = pulse_points(NOW - HOUR, HOUR)
-    feed_standin(standin, points)
-    with pytest.raises(SourceRejected) as exc:
-        Job(make_config(pg_url, standin.url, INFLUX_TOKEN="expired", INITIAL_LOOKBACK="1h"), clock=FixedClock(NOW),
-            sleep=pytest.fail).run()
-    assert exc.value.exit_code == 2 and "token" in str(exc.value)
-    Job(make_config(pg_url, standin.url, INITIAL_LOOKBACK="1h"), clock=FixedClock(NOW)).run()
-    assert_complete(pg_url, points)
-
-
-def test_postgres_down_at_start_exits_1_before_asking_influxdb_and_the_next_run_catches_up(pg_server, pg_url,
-                                                                                           standin):
-    points = pulse_points(NOW - HOUR, HOUR)
-    feed_standin(standin, points)
-    cfg = make_config(pg_url, standin.url, INITIAL_LOOKBACK="1h")
-    pg_server.stop()
-    try:
-        with pytest.raises(SinkUnavailable) as exc:
-            Job(cfg, clock=FixedClock(NOW)).run()
-        assert exc.value.exit_code == 1 and standin.queries == []
-    finally:
-        pg_server.start()
-    Job(cfg, clock=FixedClock(NOW)).run()
-    assert_complete(pg_url, points)
-
-
-def test_a_clock_set_before_the_watermark_moves_nothing_and_the_right_clock_catches_up(pg_url, standin):
-    points = pulse_points(NOW - 3 * HOUR, 3 * HOUR)
-    feed_standin(standin, points)
-    cfg = make_config(pg_url, standin.url, INITIAL_LOOKBACK="3h")
-    Job(cfg, clock=FixedClock(NOW - 2 * HOUR)).run()
-    mark = watermark(pg_url)
-    with pytest.raises(ClockError) as exc:
-        Job(cfg, clock=FixedClock(NOW - 5 * 86400)).run()
-    assert exc.value.exit_code == 1 and watermark(pg_url) == mark
-    Job(cfg, clock=FixedClock(NOW)).run()
-    assert_complete(pg_url, points)
-
-
-# ------------------------------------------------------------------ never silently wrong (wrong names)
-
-DAY = 86400
 
 
 def source_env(language, pg_url, standin, influxd, influx_db, **extra):
@@ -102,6 +49,197 @@ def feed(language, standin, influxd, influx_db, points):
 
 def last_line(result):
     return result.stderr.strip().splitlines()[-1]
+
+
+def influxql_env(pg_url, standin, url, **extra):
+    return flux_env(pg_url, standin, INFLUX_URL=url, INFLUX_QUERY_LANGUAGE="influxql", INFLUX_TOKEN="",
+                    MAX_RETRIES="1", **extra)
+
+
+def no_answer_case(case, pg_server):
+    """(INFLUX_URL, the line the user reads) for each way InfluxDB can fail to answer that a later run fixes."""
+    if case == "nothing listening":
+        where = f"127.0.0.1:{free_port()}"
+        return f"http://{where}", (f"nothing is listening at {where} (connection refused) (is InfluxDB running "
+                                   "there, and is INFLUX_URL's port right? The next run catches up once it answers)")
+    if case == "host not found":
+        return "http://no-such-host.invalid:8086", (
+            "host no-such-host.invalid not found (DNS) (check the spelling of INFLUX_URL; if no-such-host.invalid "
+            "is right, this machine's network or DNS is down and the next run catches up)")
+    where = f"127.0.0.1:{pg_server.port}"  # PostgreSQL's port: it closes an HTTP request without a word
+    return f"http://{where}", (f"{where} closed the connection without an HTTP answer (is INFLUX_URL's port "
+                               "InfluxDB's (8086 by default; 5432 is PostgreSQL's)? If it is, InfluxDB was "
+                               "restarting and the next run catches up)")
+
+
+@pytest.mark.parametrize("status", [500, 503])
+def test_server_errors_beyond_the_retries_exit_1_and_the_next_run_catches_up(pg_url, standin, status):
+    points = pulse_points(NOW - 2 * HOUR, 2 * HOUR)
+    feed_standin(standin, points)
+    cfg = make_config(pg_url, standin.url, INITIAL_LOOKBACK="2h", MAX_RETRIES=3)
+    standin.faults = [("status", status, None)] * 3
+    waits = []
+    with pytest.raises(SourceUnavailable, match=f"HTTP {status}") as exc:
+        Job(cfg, clock=FixedClock(NOW), sleep=waits.append).run()
+    assert exc.value.exit_code == 1 and waits == [2, 4] and watermark(pg_url) is None
+    Job(cfg, clock=FixedClock(NOW)).run()
+    assert_complete(pg_url, points)
+
+
+def test_outage_source_500s_then_postgres_down_then_everything_is_filled(pg_server, pg_url, standin):
+    points = pulse_points(NOW - 10 * HOUR, 10 * HOUR + 3 * HOUR)
+    feed_standin(standin, points)
+    cfg = make_config(pg_url, standin.url, INITIAL_LOOKBACK="6h", CHUNK="1h", MAX_RETRIES=3)
+    clock = FixedClock(NOW - 4 * HOUR)
+    Job(cfg, clock=clock).run()
+    mark = watermark(pg_url)
+
+    # the cloud answers 500 for a while: the hourly run fails (exit 1), the watermark stays
+    clock.value += HOUR
+    standin.faults = [("status", 500, None)] * 3
+    waits = []
+    with pytest.raises(SourceUnavailable) as failed:
+        Job(cfg, clock=clock, sleep=waits.append).run()
+    assert failed.value.exit_code == 1
+    assert waits == [2, 4]  # bounded backoff between the three attempts
+    assert watermark(pg_url) == mark
+
+    # then PostgreSQL is down for the next hour's run
+    clock.value += HOUR
+    pg_server.stop()
+    try:
+        with pytest.raises(SinkUnavailable) as down:
+            Job(cfg, clock=clock).run()
+        assert down.value.exit_code == 1
+    finally:
+        pg_server.start()
+
+    # back to normal two hours later: one run fills every missing window
+    clock.value += 2 * HOUR
+    Job(cfg, clock=clock).run()
+    assert watermark(pg_url) == clock.value - clock.value % 5
+    assert archive_rows(pg_url) == expected_means(points, start=NOW - 10 * HOUR, end=clock.value - clock.value % 5)
+
+
+def test_retry_after_is_honoured_then_the_chunk_loads(pg_url, standin):
+    feed_standin(standin, pulse_points(NOW - HOUR, HOUR))
+    standin.faults = [("status", 429, 7), ("status", 503, None)]
+    waits = []
+    cfg = make_config(pg_url, standin.url, INITIAL_LOOKBACK="1h")
+    Job(cfg, clock=FixedClock(NOW), sleep=waits.append).run()
+    assert waits == [7, 4]
+    assert len(archive_rows(pg_url)) == HOUR // 5
+
+
+def test_retry_after_longer_than_allowed_ends_the_run_without_waiting(pg_url, standin):
+    feed_standin(standin, pulse_points(NOW - HOUR, HOUR))
+    standin.faults = [("status", 429, 3600)]
+    waits = []
+    cfg = make_config(pg_url, standin.url, INITIAL_LOOKBACK="1h", MAX_RETRY_WAIT="5m")
+    with pytest.raises(SourceUnavailable, match="MAX_RETRY_WAIT"):
+        Job(cfg, clock=FixedClock(NOW), sleep=waits.append).run()
+    assert waits == []
+
+
+def test_a_response_hanging_past_the_timeout_is_retried(pg_url, standin):
+    points = pulse_points(NOW - HOUR, HOUR)
+    feed_standin(standin, points)
+    standin.faults = [("hang", 4)]
+    waits = []
+    cfg = make_config(pg_url, standin.url, INITIAL_LOOKBACK="1h", INFLUX_TIMEOUT="1s")
+    Job(cfg, clock=FixedClock(NOW), sleep=waits.append).run()
+    assert waits == [2]
+    assert archive_rows(pg_url) == expected_means(points, start=0, end=NOW - NOW % 5)
+
+
+def test_body_cut_mid_stream_commits_nothing_and_is_retried(pg_url, standin):
+    points = pulse_points(NOW - 2 * HOUR, 2 * HOUR)
+    feed_standin(standin, points)
+    standin.faults = [("cut", 4000)]
+    once = make_config(pg_url, standin.url, INITIAL_LOOKBACK="2h", CHUNK="1h", MAX_RETRIES=1)
+    with pytest.raises(SourceUnavailable):
+        Job(once, clock=FixedClock(NOW)).run()
+    assert archive_rows(pg_url) == {}  # the rows before the cut were parsed but never written
+    assert watermark(pg_url) is None
+
+    standin.faults = [("cut", 4000)]
+    waits = []
+    retried = make_config(pg_url, standin.url, INITIAL_LOOKBACK="2h", CHUNK="1h", MAX_RETRIES=2)
+    Job(retried, clock=FixedClock(NOW), sleep=waits.append).run()
+    assert waits == [2]
+    assert archive_rows(pg_url) == expected_means(points, start=0, end=NOW - NOW % 5)
+
+
+def test_error_table_inside_http_200_commits_nothing(pg_url, standin):
+    feed_standin(standin, pulse_points(NOW - 2 * HOUR, 2 * HOUR))
+    cfg = make_config(pg_url, standin.url, INITIAL_LOOKBACK="2h", CHUNK="1h")
+    standin.faults = [None, ("error_table", "panic: runtime error: out of memory")]
+    with pytest.raises(SourceQueryError, match="out of memory"):
+        Job(cfg, clock=FixedClock(NOW)).run()
+    first_chunk_end = NOW - 2 * HOUR - (NOW - 2 * HOUR) % HOUR + HOUR
+    assert watermark(pg_url) == first_chunk_end  # the first chunk committed, the failed one did not
+    assert max(k[0] for k in archive_rows(pg_url)) < first_chunk_end
+    Job(cfg, clock=FixedClock(NOW)).run()  # the next run completes the archive
+    assert archive_rows(pg_url) == expected_means(pulse_points(NOW - 2 * HOUR, 2 * HOUR), start=0,
+                                                  end=NOW - NOW % 5)
+
+
+@pytest.mark.parametrize("body, message", [
+    (MEANS_HEADER + ",,0,2026-09-21T02:00:00Z,61.5,97\n,,0,2026-09-21T02:00:05Z,sixty,97\n", "cannot read"),
+    (MEANS_HEADER + ",,0,2026-09-21T02:00:00Z,61.5,97\nnot,a,flux,row\n", "without result and table cells"),
+    (MEANS_HEADER + "2026-09-21T02:00:00Z,61.5\n", "without result and table cells"),
+    ("<html><body>502 Bad Gateway</body></html>", "unexpected table"),
+])
+def test_a_malformed_body_commits_nothing_and_the_next_run_loads_everything(pg_url, standin, body, message):
+    points = pulse_points(NOW - 2 * HOUR, 2 * HOUR)
+    feed_standin(standin, points)
+    cfg = make_config(pg_url, standin.url, INITIAL_LOOKBACK="2h", CHUNK="1h")
+    standin.faults = [("body", body)]
+    with pytest.raises(SourceQueryError, match=message) as exc:
+        Job(cfg, clock=FixedClock(NOW)).run()
+    assert exc.value.exit_code == 1
+    assert archive_rows(pg_url) == {} and watermark(pg_url) is None
+    Job(cfg, clock=FixedClock(NOW)).run()
+    assert archive_rows(pg_url) == expected_means(points, start=0, end=NOW - NOW % 5)
+
+
+def test_a_wrong_token_exits_2_without_retrying_and_the_fixed_token_loads_everything(pg_url, standin):
+    points = pulse_points(NOW - HOUR, HOUR)
+    feed_standin(standin, points)
+    with pytest.raises(SourceRejected) as exc:
+        Job(make_config(pg_url, standin.url, INFLUX_TOKEN="expired", INITIAL_LOOKBACK="1h"), clock=FixedClock(NOW),
+            sleep=pytest.fail).run()
+    assert exc.value.exit_code == 2 and "token" in str(exc.value)
+    assert "expired" not in str(exc.value) + exc.value.hint and standin.queries == []  # refused before any query
+    Job(make_config(pg_url, standin.url, INITIAL_LOOKBACK="1h"), clock=FixedClock(NOW)).run()
+    assert_complete(pg_url, points)
+
+
+def test_unknown_bucket_fails_with_exit_2_for_flux(pg_url, standin):
+    points = pulse_points(NOW - HOUR, HOUR)
+    feed_standin(standin, points)
+    cfg = make_config(pg_url, standin.url, bucket="no_such_bucket", INITIAL_LOOKBACK="1h")
+    with pytest.raises(SourceRejected, match="no_such_bucket") as exc:
+        Job(cfg, clock=FixedClock(NOW), sleep=pytest.fail).run()
+    assert exc.value.exit_code == 2 and "INFLUX_BUCKET" in exc.value.hint
+    Job(make_config(pg_url, standin.url, INITIAL_LOOKBACK="1h"), clock=FixedClock(NOW)).run()  # bucket fixed
+    assert archive_rows(pg_url) == expected_means(points, start=0, end=NOW - NOW % 5)
+
+
+def test_unknown_org_fails_with_exit_2_for_flux(pg_url, standin):
+    cfg = make_config(pg_url, standin.url, INFLUX_ORG="someone-else", INITIAL_LOOKBACK="1h")
+    with pytest.raises(SourceRejected, match='organization name "someone-else" not found') as exc:
+        Job(cfg, clock=FixedClock(NOW), sleep=pytest.fail).run()
+    assert exc.value.exit_code == 2 and "INFLUX_ORG (someone-else)" in exc.value.hint
+
+
+def test_missing_database_fails_with_exit_2_and_the_databases_an_influxdb_1_server_has(pg_url, influxd, influx_db):
+    cfg = make_config(pg_url, influxd.url, language="influxql", bucket="not_mapped", INITIAL_LOOKBACK="1h")
+    with pytest.raises(SourceRejected, match="database not found") as exc:
+        Job(cfg, clock=FixedClock(NOW), sleep=pytest.fail).run()
+    assert exc.value.hint.startswith("this InfluxDB 1.x server has no database not_mapped; set INFLUX_BUCKET to one "
+                                     "it has (")
+    assert influx_db in exc.value.hint and "dbrp" not in exc.value.hint.lower()  # 1.x has no DBRP mappings
 
 
 @pytest.mark.parametrize("language", ["flux", "influxql"])
@@ -157,29 +295,6 @@ def test_a_fields_name_of_a_string_field_is_refused_with_its_type(pg_url, influx
                                   "fields)")
 
 
-# ------------------------------------------------------------------ never silently wrong (no answer)
-
-def influxql_env(pg_url, standin, url, **extra):
-    return flux_env(pg_url, standin, INFLUX_URL=url, INFLUX_QUERY_LANGUAGE="influxql", INFLUX_TOKEN="",
-                    MAX_RETRIES="1", **extra)
-
-
-def no_answer_case(case, pg_server):
-    """(INFLUX_URL, the line the user reads) for each way InfluxDB can fail to answer that a later run fixes."""
-    if case == "nothing listening":
-        where = f"127.0.0.1:{free_port()}"
-        return f"http://{where}", (f"nothing is listening at {where} (connection refused) (is InfluxDB running "
-                                   "there, and is INFLUX_URL's port right? The next run catches up once it answers)")
-    if case == "host not found":
-        return "http://no-such-host.invalid:8086", (
-            "host no-such-host.invalid not found (DNS) (check the spelling of INFLUX_URL; if no-such-host.invalid "
-            "is right, this machine's network or DNS is down and the next run catches up)")
-    where = f"127.0.0.1:{pg_server.port}"  # PostgreSQL's port: it closes an HTTP request without a word
-    return f"http://{where}", (f"{where} closed the connection without an HTTP answer (is INFLUX_URL's port "
-                               "InfluxDB's (8086 by default; 5432 is PostgreSQL's)? If it is, InfluxDB was "
-                               "restarting and the next run catches up)")
-
-
 @pytest.mark.parametrize("case", ["nothing listening", "host not found", "PostgreSQL's port"])
 def test_influxdb_not_answering_is_said_in_the_users_words_with_exit_1(pg_url, pg_server, standin, case):
     url, said = no_answer_case(case, pg_server)
@@ -210,3 +325,80 @@ def test_an_influx_url_with_the_api_path_is_refused_with_the_base_url(pg_url, st
     assert result.returncode == 2
     assert ("  - INFLUX_URL is the server's base URL, without the API path: set it to http://192.0.2.7:8086"
             in result.stderr.splitlines())
+
+
+def test_a_backfill_of_a_range_influxdb_no_longer_has_says_so(pg_url, standin):
+    feed_standin(standin, pulse_points(now() - HOUR, HOUR))
+    old = now() - now() % HOUR - 40 * 86400
+    result = cli("backfill", "--start", rfc3339(old), "--end", rfc3339(old + 2 * HOUR), env=flux_env(pg_url, standin))
+    assert result.returncode == 0, result.stderr
+    assert (f"InfluxDB has no spo2 readings between {rfc3339(old)} and {rfc3339(old + 2 * HOUR)}: there was nothing "
+            "to load (the free plan keeps 30 days)") in result.stderr
+
+
+def test_postgres_down_at_start_exits_1_before_asking_influxdb_and_the_next_run_catches_up(pg_server, pg_url,
+                                                                                           standin):
+    points = pulse_points(NOW - HOUR, HOUR)
+    feed_standin(standin, points)
+    cfg = make_config(pg_url, standin.url, INITIAL_LOOKBACK="1h")
+    pg_server.stop()
+    try:
+        with pytest.raises(SinkUnavailable) as exc:
+            Job(cfg, clock=FixedClock(NOW)).run()
+        assert exc.value.exit_code == 1 and standin.queries == []
+    finally:
+        pg_server.start()
+    Job(cfg, clock=FixedClock(NOW)).run()
+    assert_complete(pg_url, points)
+
+
+def test_postgres_restarted_mid_run_fails_the_run_with_exit_1_and_the_next_run_completes(pg_server, pg_url, standin):
+    end = now() - now() % 3600
+    start = end - 6 * HOUR
+    points = pulse_points(start, 6 * HOUR)
+    feed_standin(standin, points)
+    env = flux_env(pg_url, standin, CHUNK="1h")
+    args = ["backfill", "--start", rfc3339(start), "--end", rfc3339(end)]
+    standin.faults = [None, None, ("hang", 4)]  # the third chunk's answer is slow: PostgreSQL restarts meanwhile
+    proc = subprocess.Popen([sys.executable, "-m", "loader", "--env-file", os.devnull, *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 30
+    while len(standin.queries) < 3 and time.time() < deadline:
+        time.sleep(0.05)
+    pg_server.stop()
+    pg_server.start()
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, err
+    errors = [line for line in err.splitlines() if line.startswith("influx-archive:")]
+    assert len(errors) == 1 and "PostgreSQL" in errors[0] and "unavailable" in errors[0]
+    rows = archive_rows(pg_url)
+    assert {k[0] for k in rows} <= set(range(start, start + 2 * HOUR, 5))  # only whole, committed chunks
+    assert cli(*args, env=env).returncode == 0
+    assert archive_rows(pg_url) == expected_means(points, start=start, end=end)
+
+
+def test_a_clock_set_before_the_watermark_moves_nothing_and_the_right_clock_catches_up(pg_url, standin):
+    points = pulse_points(NOW - 3 * HOUR, 3 * HOUR)
+    feed_standin(standin, points)
+    cfg = make_config(pg_url, standin.url, INITIAL_LOOKBACK="3h")
+    Job(cfg, clock=FixedClock(NOW - 2 * HOUR)).run()
+    mark = watermark(pg_url)
+    with pytest.raises(ClockError) as exc:
+        Job(cfg, clock=FixedClock(NOW - 5 * 86400)).run()
+    assert exc.value.exit_code == 1 and watermark(pg_url) == mark
+    Job(cfg, clock=FixedClock(NOW)).run()
+    assert_complete(pg_url, points)
+
+
+def test_unsynchronised_clock_does_not_run(pg_url, standin):
+    feed_standin(standin, pulse_points(NOW - HOUR, 2 * HOUR))
+    cfg = make_config(pg_url, standin.url, INITIAL_LOOKBACK="1h")
+    with pytest.raises(ClockError, match="NTP"):
+        Job(cfg, clock=FixedClock(NOW, synchronized=False)).run()
+    assert watermark(pg_url) is None
+    assert standin.queries == []
+    # where it cannot tell (no systemd), auto goes ahead and yes refuses
+    Job(cfg, clock=FixedClock(NOW, synchronized=None)).run()
+    strict = make_config(pg_url, standin.url, INITIAL_LOOKBACK="1h", REQUIRE_CLOCK_SYNC="yes")
+    with pytest.raises(ClockError):
+        Job(strict, clock=FixedClock(NOW + HOUR, synchronized=None)).run()

@@ -6,8 +6,8 @@ aggregate_empty_window_mean, aggregate_window mean_empty_windows, pivot) — see
 import csv
 import io
 
-from flux_standin import Point, Store, execute, read_annotated_csv, to_annotated_csv
 from loader.sources.flux import parse_annotated_csv
+from tests.support.flux_standin import Point, Store, execute, read_annotated_csv, to_annotated_csv
 
 IN = """
 #datatype,string,long,dateTime:RFC3339,dateTime:RFC3339,dateTime:RFC3339,double,string,string,string
@@ -21,6 +21,8 @@ IN = """
 ,,1,2026-01-01T00:00:00Z,2026-01-01T00:01:00Z,2026-01-01T00:00:02Z,98,spo2,spo2,b
 ,,2,2026-01-01T00:00:00Z,2026-01-01T00:01:00Z,2026-01-01T00:00:03Z,60,bpm,spo2,a
 """
+T0 = 1767225600 * 10**9  # 2026-01-01T00:00:00Z
+S = 10**9
 
 
 def rows(tables, *cols):
@@ -29,10 +31,6 @@ def rows(tables, *cols):
 
 def run(program):
     return execute(program, Store(), env={"inData": read_annotated_csv(IN)})[-1][1]
-
-
-T0 = 1767225600 * 10**9  # 2026-01-01T00:00:00Z
-S = 10**9
 
 
 def test_aggregate_window_labels_by_stop_unless_timesrc_start_and_windows_are_half_open():
@@ -119,7 +117,7 @@ def test_annotated_csv_round_trip_through_the_loader_parser():
 def test_the_schema_pipeline_from_the_series_index_equals_the_point_by_point_answer(monkeypatch):
     """The stand-in answers schema.tagValues()' shape from its series index, as InfluxDB does, without
     reading points; the answer must be the one evaluating it point by point gives."""
-    import flux_standin
+    from tests.support import flux_standin
 
     class CountingStore(Store):
         reads = 0

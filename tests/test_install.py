@@ -18,6 +18,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 APP = "/opt/influx-archive"  # where install.sh deploys the code, venv and .env
 SCRIPTS = ["install.sh", "tests/run", ".ci/run"]
 FULL = os.environ.get("INFLUX_ARCHIVE_INSTALL_TEST") == "1"
+FAKE_CRONTAB = """#!/bin/sh
+# a stand-in for crontab(1): -l -u USER prints $FAKE_DIR/USER; -u USER - stores standard input there
+if [ "$1" = "-l" ]; then [ -f "$FAKE_DIR/$3" ] && exec cat "$FAKE_DIR/$3"; exit 1; fi
+if [ "$1" = "-u" ] && [ "$3" = "-" ]; then cat > "$FAKE_DIR/$2"; exit 0; fi
+exit 2
+"""
+REFERENCE_LINE = "0 * * * * /usr/bin/python3 /home/pi/pg_loader/health_metrics_loader.py >> ~/cron.log 2>&1"
 
 
 def sourced(snippet):
@@ -303,15 +310,6 @@ def _tables(url):
         return out
     finally:
         conn.close()
-
-
-FAKE_CRONTAB = """#!/bin/sh
-# a stand-in for crontab(1): -l -u USER prints $FAKE_DIR/USER; -u USER - stores standard input there
-if [ "$1" = "-l" ]; then [ -f "$FAKE_DIR/$3" ] && exec cat "$FAKE_DIR/$3"; exit 1; fi
-if [ "$1" = "-u" ] && [ "$3" = "-" ]; then cat > "$FAKE_DIR/$2"; exit 0; fi
-exit 2
-"""
-REFERENCE_LINE = "0 * * * * /usr/bin/python3 /home/pi/pg_loader/health_metrics_loader.py >> ~/cron.log 2>&1"
 
 
 def test_the_reference_scripts_cron_line_is_reported_and_disabled_only_with_the_flag(tmp_path):

@@ -9,14 +9,14 @@ import re
 import psycopg2
 import pytest
 
-from conftest import FixedClock, feed_standin, make_config, pulse_points
-from grafana_macros import expand
 from loader.job import Job
+from tests.support.grafana_macros import expand
+from tests.support.harness import DAY, HOUR, ROOT, FixedClock, make_config
+from tests.support.readings import feed_standin, pulse_points
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DAY, HOUR = 86400, 3600
 NOW = 1_790_000_000 - 1_790_000_000 % DAY + 10 * HOUR + 17
 BASE = "pox_five_second_mean"
+RANGES = {"3 hours": 3 * HOUR, "3 days": 3 * DAY, "60 days": 60 * DAY, "2 years": 730 * DAY}
 
 
 def with_dips(points):
@@ -62,6 +62,23 @@ def assert_equal_rollups(pg_url):
         conn.close()
 
 
+@pytest.fixture
+def loaded_with_reader(pg_url, standin):
+    """Two years of data at the rollup levels (5-second rows only for the last days, as if older rows
+    were loaded long ago), and a role that may only SELECT, like Grafana's."""
+    feed_standin(standin, with_dips(pulse_points(NOW - 3 * DAY, 3 * DAY)))
+    cfg = make_config(pg_url, standin.url, INITIAL_LOOKBACK="3d")
+    Job(cfg, clock=FixedClock(NOW)).run()
+    conn = psycopg2.connect(pg_url)
+    conn.autocommit = True
+    cur = conn.cursor()
+    cur.execute("DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'grafana_test') THEN "
+                "CREATE ROLE grafana_test LOGIN; END IF; END $$")
+    cur.execute("GRANT SELECT ON ALL TABLES IN SCHEMA public TO grafana_test")
+    conn.close()
+    return pg_url.replace("postgresql://postgres@", "postgresql://grafana_test@")
+
+
 def test_rollups_stay_equal_to_the_5_second_table_through_backfills_late_data_and_reruns(pg_url, standin):
     points = with_dips(pulse_points(NOW - 4 * DAY, 4 * DAY, gap=(NOW - 2 * DAY, NOW - 2 * DAY + 5000)))
     feed_standin(standin, points)
@@ -99,26 +116,6 @@ def test_rebuild_rollups_recomputes_them_from_the_5_second_table(pg_url, standin
     for suffix in ("1m", "1h", "1d"):
         assert_same_buckets(rolled(cur, suffix), before[suffix], suffix)
     conn.close()
-
-
-@pytest.fixture
-def loaded_with_reader(pg_url, standin):
-    """Two years of data at the rollup levels (5-second rows only for the last days, as if older rows
-    were loaded long ago), and a role that may only SELECT, like Grafana's."""
-    feed_standin(standin, with_dips(pulse_points(NOW - 3 * DAY, 3 * DAY)))
-    cfg = make_config(pg_url, standin.url, INITIAL_LOOKBACK="3d")
-    Job(cfg, clock=FixedClock(NOW)).run()
-    conn = psycopg2.connect(pg_url)
-    conn.autocommit = True
-    cur = conn.cursor()
-    cur.execute("DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'grafana_test') THEN "
-                "CREATE ROLE grafana_test LOGIN; END IF; END $$")
-    cur.execute("GRANT SELECT ON ALL TABLES IN SCHEMA public TO grafana_test")
-    conn.close()
-    return pg_url.replace("postgresql://postgres@", "postgresql://grafana_test@")
-
-
-RANGES = {"3 hours": 3 * HOUR, "3 days": 3 * DAY, "60 days": 60 * DAY, "2 years": 730 * DAY}
 
 
 @pytest.mark.parametrize("range_name", sorted(RANGES))

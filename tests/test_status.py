@@ -5,15 +5,17 @@ are, and one exit-code rule a monitor can page on. Real PostgreSQL, the Flux sta
 import psycopg2
 import pytest
 
-from conftest import FixedClock, archive_rows, cli, expected_means, feed_standin, flux_env, make_config, pulse_points
+from loader.backup import backup
 from loader.errors import SourceRejected, SourceUnavailable
 from loader.job import Job
-from loader.state import State
 from loader.status import status
 from loader.windows import rfc3339
+from tests.support.archive import archive_rows
+from tests.support.harness import DAY, HOUR, FixedClock, cli, flux_env, load, make_config
+from tests.support.readings import expected_means, feed_standin, pulse_points
 
-HOUR = 3600
 NOW = 1_795_388_400  # 2026-11-22T08:00:00Z, on the hour
+BACKUP_NOW = 1_790_000_000 - 1_790_000_000 % DAY + 3 * HOUR + 17 * 60  # 03:17 UTC, when install.sh's cron backs up
 TARGET = "public.pox_five_second_mean"
 
 
@@ -133,27 +135,6 @@ def test_running_is_said_only_while_a_process_holds_the_run_lock(pg_url, pg_serv
     assert "the process ended without reporting (killed, power loss or lost connection)" in text(dead)
 
 
-def test_the_lock_check_finds_advisory_keys_of_either_sign(pg_url):
-    """pg_locks splits a bigint key into two unsigned halves; hashtext() is negative half the time."""
-    conn = psycopg2.connect(pg_url)
-    conn.autocommit = True
-    cur = conn.cursor()
-    signs = set()
-    for n in range(12):
-        target = f"public.table_{n}"
-        cur.execute("SELECT hashtext(%s) < 0", (f"influx-archive:{target}",))
-        signs.add(cur.fetchone()[0])
-        holder = psycopg2.connect(pg_url)
-        State("public", target).try_lock(holder.cursor())
-        assert State("public", target).active(cur)
-        assert not State("public", target + "_other").active(cur)
-        State("public", target).unlock(holder.cursor())
-        assert not State("public", target).active(cur)
-        holder.close()
-    conn.close()
-    assert signs == {True, False}
-
-
 def test_a_complete_backfill_into_an_empty_archive_is_not_never_run(pg_url, standin):
     feed_standin(standin, pulse_points(NOW - 6 * HOUR, 6 * HOUR))
     config = make_config(pg_url, standin.url)
@@ -184,3 +165,28 @@ def test_status_exit_codes_from_the_command_line(pg_url, pg_server, standin):
     assert down.returncode == 2  # a monitor that cannot see the archive must not stay quiet
     assert down.stderr.startswith("influx-archive: PostgreSQL at postgresql://postgres@127.0.0.1:1/no_such_db is "
                                   "unavailable")
+
+
+def test_status_shows_the_newest_backup_and_fails_when_it_is_too_old_or_the_drive_is_gone(archive_url, standin,
+                                                                                          backup_dir):
+    # only the backup decides here: data never goes stale and runs are not missed
+    config = make_config(archive_url, standin.url, TAGS="uid", BACKUP_DIR=backup_dir, BACKUP_MAX_AGE="36h",
+                         STALE_AFTER="1000d", FAILED_RUNS_ALERT="1000")
+    never = status(config, BACKUP_NOW)  # before the first run, the backup line is there too
+    assert never.exit_code == 2 and "no dump yet" in never.backup and "nothing archived yet" in never.verdict
+    load(config, standin, BACKUP_NOW, hours=1)
+    none_yet = status(config, BACKUP_NOW)
+    assert none_yet.exit_code == 1 and "no backup yet" in none_yet.verdict
+    made = backup(config, FixedClock(BACKUP_NOW))
+    fresh = status(config, BACKUP_NOW + 5 * HOUR)
+    text = "\n".join(fresh.lines())
+    assert fresh.exit_code == 0, text
+    assert "backup:      2026-09-21T03:17:00Z (5h 0m ago)" in text and "1 dump(s)" in text
+    assert made.dump.size > 1000 and "kB" in text or "MB" in text
+    old = status(config, BACKUP_NOW + 2 * DAY)
+    assert old.exit_code == 2 and old.verdict.startswith("backup stale"), old.verdict  # two nightly dumps missed: page
+    gone = status(make_config(archive_url, standin.url, TAGS="uid", BACKUP_DIR=backup_dir + "-unplugged",
+                              STALE_AFTER="1000d"), BACKUP_NOW)
+    assert gone.exit_code == 2 and "does not exist" in "\n".join(gone.lines())
+    off = status(make_config(archive_url, standin.url, TAGS="uid", STALE_AFTER="1000d"), BACKUP_NOW)
+    assert off.exit_code == 0 and "not configured" in "\n".join(off.lines())

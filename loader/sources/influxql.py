@@ -16,8 +16,8 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from ..errors import LoaderError, SourceQueryError, SourceRejected, SourceUnavailable
 from ..windows import format_duration
 from .batch import Batch, Block
-from .proof import NUMERIC_TYPES
 from .http import classify_status, http_rejection, no_answer, retry_after_seconds, server_kind
+from .proof import NUMERIC_TYPES
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""Install-time helpers, run as scripts by install.sh; bench/ imports demo_seed from here."""

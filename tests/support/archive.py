@@ -1,0 +1,96 @@
+"""Reading the archive back from PostgreSQL, independently of the loader's own SQL."""
+
+import psycopg2
+from psycopg2 import sql
+
+LOADER, GRAFANA = "ia_loader_t", "ia_grafana_t"  # the roles of the archive_url fixture (setup/roles.sql)
+
+
+def archive_rows(pg_url, table="pox_five_second_mean", schema="public"):
+    """{(epoch window start, *tags): {field: value}} read back from PostgreSQL."""
+    conn = psycopg2.connect(pg_url)
+    try:
+        cur = conn.cursor()
+        name = sql.Identifier(schema, table)
+        qualified = name.as_string(conn)
+        cur.execute("SELECT to_regclass(%s)", (qualified,))
+        if cur.fetchone()[0] is None:
+            return {}
+        cur.execute("SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
+                    "AND NOT attisdropped ORDER BY attnum", (qualified,))
+        cols = [r[0] for r in cur.fetchall()]
+        cur.execute("SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
+                    "AND a.attnum = ANY(i.indkey) WHERE i.indrelid = %s::regclass AND i.indisprimary", (qualified,))
+        key_names = {r[0] for r in cur.fetchall()}
+        key = [c for c in cols if c in key_names]
+        fields = [c for c in cols if c not in key]
+        selected = [sql.SQL("extract(epoch FROM time)::bigint")] + [sql.Identifier(c) for c in key[1:] + fields]
+        cur.execute(sql.SQL("SELECT {} FROM {}").format(sql.SQL(", ").join(selected), name))
+        out = {}
+        for row in cur.fetchall():
+            k = (row[0], *row[1:len(key)])
+            out[k] = {f: v for f, v in zip(fields, row[len(key):]) if v is not None}
+        return out
+    finally:
+        conn.close()
+
+
+def count_rows(pg_url, table="pox_five_second_mean"):
+    conn = psycopg2.connect(pg_url)
+    try:
+        cur = conn.cursor()
+        cur.execute(f'SELECT count(*), count(DISTINCT time) FROM "{table}"')
+        return cur.fetchone()
+    finally:
+        conn.close()
+
+
+def first_loaded(pg_url):
+    """Where the first run's range began (epoch seconds): a run floors its own clock, which may have
+    crossed a window boundary since the test computed its times."""
+    conn = psycopg2.connect(pg_url)
+    try:
+        cur = conn.cursor()
+        cur.execute("SELECT extract(epoch FROM min(range_start))::bigint FROM influx_archive_runs")
+        return cur.fetchone()[0]
+    finally:
+        conn.close()
+
+
+def watermark(pg_url, table="public.pox_five_second_mean"):
+    conn = psycopg2.connect(pg_url)
+    try:
+        cur = conn.cursor()
+        cur.execute("SELECT extract(epoch FROM watermark)::bigint FROM influx_archive_state WHERE target = %s",
+                    (table,))
+        row = cur.fetchone()
+        return row[0] if row else None
+    finally:
+        conn.close()
+
+
+def superuser(pg_server, statement):
+    conn = psycopg2.connect(pg_server.url())
+    conn.autocommit = True
+    try:
+        cur = conn.cursor()
+        cur.execute(statement)
+        return cur.fetchall() if cur.description else None
+    finally:
+        conn.close()
+
+
+def everything(url):
+    """Every row of every table, in a stable order: what 'identical' means for a restore."""
+    conn = psycopg2.connect(url)
+    try:
+        cur = conn.cursor()
+        cur.execute("SELECT schemaname, tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY 2")
+        tables = [t for _, t in cur.fetchall()]
+        out = {}
+        for table in tables:
+            cur.execute(f'SELECT * FROM "{table}" ORDER BY 1, 2')
+            out[table] = cur.fetchall()
+        return out
+    finally:
+        conn.close()

@@ -1,0 +1,71 @@
+"""Synthetic oximeter readings, how they reach InfluxDB (stand-in or real influxd), and the window means
+expected of them, computed here independently of any database."""
+
+from tests.support.flux_standin import Point
+
+BUCKET = "pulse_oximeter"
+
+
+def pulse_points(start, seconds, uids=("a",), gap=None, finger_off_every=0):
+    """Synthetic 1 Hz readings as (measurement, tags, field, epoch seconds, value).
+
+    Values are multiples of 0.25 so every sum is exact in binary floating point: means computed
+    by InfluxDB, the stand-in and the test agree to the last bit.
+    """
+    out = []
+    for uid_index, uid in enumerate(uids):
+        for t in range(start, start + seconds):
+            if gap and gap[0] <= t < gap[1]:
+                continue
+            k = t + 13 * uid_index
+            spo2 = 94 + (k * 7 % 23) * 0.25
+            bpm = 58 + (k * 11 % 61) * 0.5
+            if finger_off_every and t % finger_off_every == 0:
+                spo2, bpm = 0.0, 127.0
+            out.append(("spo2", {"uid": uid}, "spo2", t, spo2))
+            out.append(("spo2", {"uid": uid}, "bpm", t, bpm))
+    return out
+
+
+def feed_standin(standin, points, bucket=BUCKET):
+    standin.store.add(bucket, [Point(m, tags, f, t * 10**9, v) for m, tags, f, t, v in points])
+
+
+def line_protocol(points):
+    """Line protocol, one line per (measurement, tags, time) with all its fields."""
+    rows = {}
+    for m, tags, f, t, v in points:
+        key = (m, tuple(sorted(tags.items())), t)
+        rows.setdefault(key, []).append((f, v))
+    lines = []
+    for (m, tags, t), fields in rows.items():
+        tag_text = "".join(f",{_lp_escape(k, ',= ')}={_lp_escape(v, ',= ')}" for k, v in tags)
+        field_text = ",".join(f"{_lp_escape(f, ',= ')}={float(v)!r}" for f, v in fields)
+        lines.append(f"{_lp_escape(m, ', ')}{tag_text} {field_text} {t}")
+    return lines
+
+
+def _lp_escape(text, special):
+    """Line-protocol escaping: a backslash before each special character."""
+    for ch in special:
+        text = text.replace(ch, "\\" + ch)
+    return text
+
+
+def feed_influxd(influxd, db, points):
+    influxd.write(db, line_protocol(points))
+
+
+def expected_means(points, window=5, tags=(), valid_ranges=None, start=None, end=None):
+    """Window means computed here, independently of any database: {(window_start, *tags): {field: mean}}."""
+    sums = {}
+    for m, ptags, f, t, v in points:
+        if start is not None and not (start <= t < end):
+            continue
+        if valid_ranges and f in valid_ranges and not (valid_ranges[f][0] <= v <= valid_ranges[f][1]):
+            continue
+        key = (t - t % window, *(ptags.get(tag, "") for tag in tags))
+        acc = sums.setdefault(key, {}).setdefault(f, [0.0, 0])
+        acc[0] += v
+        acc[1] += 1
+    return {k: {f: s / n for f, (s, n) in fields.items()} for k, fields in sums.items()}

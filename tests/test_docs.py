@@ -1,0 +1,48 @@
+"""The docs say what the code does: the commands table and reference are generated from the CLI's
+declarations, .env.example from SETTINGS, and every test docs/testing.md names exists where it says."""
+
+import ast
+import glob
+import os
+import re
+
+from loader.cli import COMMANDS
+from loader.config import SETTINGS
+from setup import commands_doc
+from tests.support.harness import ROOT
+
+
+def test_the_commands_table_and_reference_are_generated_from_the_cli_declarations():
+    """README's table and docs/commands.md say what the code declares (setup/commands_commands_doc.py rewrites them)."""
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as handle:
+        readme = handle.read()
+    assert commands_doc.readme_with_table(readme) == readme, "run: python3 setup/commands_commands_doc.py"
+    with open(os.path.join(ROOT, "docs", "commands.md"), encoding="utf-8") as handle:
+        assert handle.read() == commands_doc.commands_md(), "run: python3 setup/commands_commands_doc.py"
+    for name in COMMANDS:
+        assert f"## {name}\n" in commands_doc.commands_md()
+
+def test_env_example_documents_every_setting():
+    text = open(os.path.join(ROOT, ".env.example"), encoding="utf-8").read()
+    documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", text, re.M))
+    assert documented == {s.key for s in SETTINGS}
+    for s in SETTINGS:
+        block = text.split(f"{s.key}=")[0].rsplit("\n\n", 1)[-1]
+        assert ("Required" in block) or ("Optional" in block), s.key
+
+
+
+def test_every_test_the_docs_name_is_in_the_file_they_name():
+    defined = {}
+    for path in glob.glob(os.path.join(ROOT, "tests", "test_*.py")):
+        with open(path, encoding="utf-8") as handle:
+            for node in ast.parse(handle.read()).body:
+                if isinstance(node, ast.FunctionDef) and node.name.startswith("test_"):
+                    defined[node.name] = os.path.basename(path)
+    named = []
+    for doc in [os.path.join(ROOT, "README.md")] + glob.glob(os.path.join(ROOT, "docs", "*.md")):
+        with open(doc, encoding="utf-8") as handle:
+            named += re.findall(r"`(test_\w+\.py)::(test_\w+)", handle.read())
+    assert len(named) > 30  # the fault matrix
+    wrong = [f"{file}::{name}" for file, name in named if defined.get(name) != file]
+    assert not wrong, f"named in the docs but not there: {wrong}"

@@ -1,0 +1,139 @@
+"""What InfluxDB answers becomes the right rows: the Flux source (stand-in) and the InfluxQL source
+(real influxd 1.x) give identical rows, equal to means computed here independently."""
+
+import math
+
+import pytest
+
+from loader.job import Job
+from tests.support.archive import archive_rows
+from tests.support.harness import DAY, HOUR, FixedClock, make_config
+from tests.support.readings import expected_means, feed_influxd, feed_standin, pulse_points
+
+NOW = 1_790_000_000 - 1_790_000_000 % 86400 + 3 * 3600 + 17  # 2026-09-21T03:00:17Z: mid-window
+
+
+def test_flux_and_influxql_give_identical_rows_equal_to_independent_means(pg_url, standin, influxd, influx_db):
+    points = pulse_points(NOW - 3 * HOUR, 3 * HOUR, uids=("a", "b"), gap=(NOW - 2 * HOUR, NOW - 2 * HOUR + 600))
+    feed_standin(standin, points)
+    feed_influxd(influxd, influx_db, points)
+    clock = FixedClock(NOW)
+    flux = make_config(pg_url, standin.url, INITIAL_LOOKBACK="4h", CHUNK="1h", PG_TABLE="via_flux")
+    influxql = make_config(pg_url, influxd.url, language="influxql", bucket=influx_db, INITIAL_LOOKBACK="4h",
+                           CHUNK="1h", PG_TABLE="via_influxql")
+    Job(flux, clock=clock).run()
+    Job(influxql, clock=clock).run()
+
+    via_flux = archive_rows(pg_url, "via_flux")
+    via_influxql = archive_rows(pg_url, "via_influxql")
+    end = NOW - NOW % 5  # the last complete window ends here; the current one is not loaded
+    expected = expected_means(points, start=NOW - 4 * HOUR, end=end)
+    assert via_flux == via_influxql  # same windows, same labels, same values to the last bit
+    assert via_flux == expected
+    # 2160 windows in 3 hours; the 10-minute gap starts and ends mid-window, so 119 are empty
+    # and absent (not zero-filled), while the two it cuts keep the readings they have
+    assert len(expected) == 2160 - 119
+    assert not any(NOW - 2 * HOUR < k[0] < NOW - 2 * HOUR + 595 for k in via_flux)
+    assert min(k[0] for k in via_flux) == NOW - 3 * HOUR - (NOW - 3 * HOUR) % 5  # labelled by window start
+
+
+def test_key_tags_keep_series_apart_through_both_sources(pg_url, standin, influxd, influx_db):
+    points = pulse_points(NOW - HOUR, HOUR, uids=("a", "b", "c d"))
+    feed_standin(standin, points)
+    feed_influxd(influxd, influx_db, points)
+    clock = FixedClock(NOW)
+    Job(make_config(pg_url, standin.url, TAGS="uid", PG_TABLE="f", INITIAL_LOOKBACK="2h"), clock=clock).run()
+    Job(make_config(pg_url, influxd.url, language="influxql", bucket=influx_db, TAGS="uid", PG_TABLE="q",
+                    INITIAL_LOOKBACK="2h"), clock=clock).run()
+    expected = expected_means(points, tags=("uid",), start=0, end=NOW - NOW % 5)
+    assert archive_rows(pg_url, "f") == expected
+    assert archive_rows(pg_url, "q") == expected
+    assert {k[1] for k in expected} == {"a", "b", "c d"}
+
+
+@pytest.mark.parametrize("language", ["flux", "influxql"])
+def test_valid_ranges_drop_finger_off_readings_before_averaging(pg_url, standin, influxd, influx_db, language,
+                                                                caplog):
+    points = pulse_points(NOW - HOUR, HOUR, finger_off_every=7)
+    ranges = {"spo2": (50, 100), "bpm": (20, 120)}
+    if language == "flux":
+        feed_standin(standin, points)
+        cfg = make_config(pg_url, standin.url, VALID_RANGES="spo2=50..100,bpm=20..120", INITIAL_LOOKBACK="2h")
+    else:
+        feed_influxd(influxd, influx_db, points)
+        cfg = make_config(pg_url, influxd.url, language="influxql", bucket=influx_db,
+                          VALID_RANGES="spo2=50..100,bpm=20..120", INITIAL_LOOKBACK="2h")
+    caplog.set_level("INFO")
+    outcome = Job(cfg, clock=FixedClock(NOW)).run()
+    rows = archive_rows(pg_url)
+    assert rows == expected_means(points, valid_ranges=ranges, start=0, end=NOW - NOW % 5)
+    assert min(r["spo2"] for r in rows.values()) >= 50
+    finger_off = sum(1 for t in range(NOW - HOUR, NOW - NOW % 5) if t % 7 == 0)
+    assert outcome.dropped == {"spo2": finger_off, "bpm": finger_off}
+    assert "outside VALID_RANGES" in caplog.text
+
+
+def test_finger_off_readings_count_in_the_mean_when_no_range_is_set(pg_url, standin):
+    points = pulse_points(NOW - HOUR, HOUR, finger_off_every=7)
+    feed_standin(standin, points)
+    outcome = Job(make_config(pg_url, standin.url, INITIAL_LOOKBACK="2h"), clock=FixedClock(NOW)).run()
+    rows = archive_rows(pg_url)
+    assert rows == expected_means(points, start=0, end=NOW - NOW % 5) and outcome.dropped == {}
+    assert min(r["spo2"] for r in rows.values()) < 90  # the zeros drag the means down, as asked
+
+
+def test_a_field_that_is_integer_in_one_shard_and_float_in_another(pg_url, standin, influxd, influx_db):
+    """InfluxDB keeps one type per field per shard; across shards a field can change type. Flux then
+    has two tables of different types that group() refuses to merge unless cast first."""
+    early = [("spo2", {"uid": "a"}, "bpm", t, 60 + t % 7) for t in range(NOW - 9 * DAY, NOW - 9 * DAY + 600)]
+    late = [("spo2", {"uid": "a"}, "bpm", t, 60.5 + t % 7) for t in range(NOW - HOUR, NOW)]
+    feed_standin(standin, early + late)
+    from tests.support.flux_standin import execute
+    raw = 'from(bucket: "pulse_oximeter") |> range(start: 2026-01-01T00:00:00Z, stop: 2027-01-01T00:00:00Z)'
+    with pytest.raises(Exception, match="schema collision"):
+        execute(raw + ' |> group(columns: ["_field"])', standin.store)
+    cfg = make_config(pg_url, standin.url, INITIAL_LOOKBACK="10d", PG_TABLE="f")
+    Job(cfg, clock=FixedClock(NOW)).run()
+    assert archive_rows(pg_url, "f") == expected_means(early + late, start=0, end=NOW - NOW % 5)
+
+    lines = [f"spo2,uid=a bpm={60 + t % 7}i {t}" for _, _, _, t, _ in early] + \
+            [f"spo2,uid=a bpm={60.5 + t % 7} {t}" for _, _, _, t, _ in late]
+    influxd.write(influx_db, lines)
+    cfg = make_config(pg_url, influxd.url, language="influxql", bucket=influx_db, INITIAL_LOOKBACK="10d",
+                      PG_TABLE="q")
+    Job(cfg, clock=FixedClock(NOW)).run()
+    assert archive_rows(pg_url, "q") == archive_rows(pg_url, "f")
+
+
+@pytest.mark.parametrize("language", ["flux", "influxql"])
+def test_a_tag_and_a_field_with_the_same_name_never_mix(pg_url, standin, influxd, influx_db, language):
+    """With TAGS=uid, a field also called uid is left out: its values must not become key values."""
+    points = pulse_points(NOW - HOUR, HOUR, uids=("a", "b"))
+    clash = [("spo2", {"uid": "a"}, "uid", t, 7.0) for t in range(NOW - HOUR, NOW)]
+    if language == "flux":
+        feed_standin(standin, points + clash)
+        cfg = make_config(pg_url, standin.url, TAGS="uid", INITIAL_LOOKBACK="2h")
+    else:
+        feed_influxd(influxd, influx_db, points + clash)
+        cfg = make_config(pg_url, influxd.url, language="influxql", bucket=influx_db, TAGS="uid",
+                          INITIAL_LOOKBACK="2h")
+    Job(cfg, clock=FixedClock(NOW)).run()
+    rows = archive_rows(pg_url)
+    assert {k[1] for k in rows} == {"a", "b"}
+    assert rows == expected_means(points, tags=("uid",), start=0, end=NOW - NOW % 5)
+
+
+def test_nan_and_infinite_values_are_archived_as_the_source_averages_them(pg_url, standin):
+    points = pulse_points(NOW - 600, 600)
+    odd = [("spo2", {"uid": "a"}, "spo2", NOW - 300, float("nan")),
+           ("spo2", {"uid": "a"}, "bpm", NOW - 200, float("inf")),
+           ("spo2", {"uid": "a"}, "bpm", NOW - 100, float("-inf"))]
+    feed_standin(standin, points + odd)
+    Job(make_config(pg_url, standin.url, INITIAL_LOOKBACK="1h"), clock=FixedClock(NOW)).run()
+    rows = archive_rows(pg_url)
+    w = lambda t: (t - t % 5,)  # noqa: E731
+    assert math.isnan(rows[w(NOW - 300)]["spo2"])
+    assert rows[w(NOW - 200)]["bpm"] == float("inf") and rows[w(NOW - 100)]["bpm"] == float("-inf")
+    untouched = {k: v for k, v in rows.items() if k not in (w(NOW - 300), w(NOW - 200), w(NOW - 100))}
+    want = expected_means(points, start=0, end=NOW - NOW % 5)
+    assert untouched == {k: v for k, v in want.items() if k in untouched} and len(untouched) == len(want) - 3
