@@ -7,6 +7,7 @@ PG_CONNECT) are accepted as aliases. `.env.example` mirrors SETTINGS; a test kee
 """
 
 import difflib
+import math
 import os
 import re
 import shlex
@@ -34,13 +35,28 @@ def text(setting, raw):
     return raw, None
 
 
+def control_characters(text):
+    """Problem text for names InfluxQL cannot carry: a line break or another control character ends
+    or breaks a quoted name in InfluxDB 1.x's parser, and no dialect needs one. None when clean."""
+    found = sorted({f"U+{ord(c):04X}" for c in text if ord(c) < 0x20 or ord(c) == 0x7F})
+    return f"contains control character(s) {', '.join(found)} (a line break or tab pasted in?)" if found else None
+
+
 def name(setting, raw):
-    """A bucket, measurement, schema or table name: never empty; PostgreSQL names fit in 63 bytes."""
+    """A bucket, measurement, schema or table name: never empty, no control characters; PostgreSQL
+    names fit in 63 bytes."""
     if not raw:
         return raw, f"{setting.key} must not be empty"
+    if control_characters(raw):
+        return raw, f"{setting.key} {control_characters(raw)}"
     if setting.key.startswith("PG_") and len(raw.encode()) > 63:
         return raw, f"{setting.key} is longer than PostgreSQL's 63-byte limit for names"
     return raw, None
+
+
+def optional_name(setting, raw):
+    """A name that may be empty (INFLUX_RETENTION_POLICY): no control characters."""
+    return raw, (f"{setting.key} {control_characters(raw)}" if control_characters(raw) else None)
 
 
 def duration(setting, raw):
@@ -85,6 +101,8 @@ def columns(setting, raw):
     if len(set(items)) != len(items):
         return items, f"{setting.key} lists a name twice"
     for item in items:
+        if control_characters(item):
+            return items, f"{setting.key}: {item!r} {control_characters(item)}"
         if item.lower() == "time":
             return items, f"{item!r} cannot be a field or tag column: the table already has a time column"
     return items, None
@@ -103,6 +121,12 @@ def valid_ranges(setting, raw):
             low, high = float(match.group(2)), float(match.group(3))
         except (AttributeError, ValueError):
             problems.append(f"VALID_RANGES: {item!r} is not field=min..max such as spo2=50..100")
+            continue
+        if not (math.isfinite(low) and math.isfinite(high)):
+            problems.append(f"VALID_RANGES: {item!r} has a bound too large for a number")
+            continue
+        if control_characters(match.group(1)):
+            problems.append(f"VALID_RANGES: {match.group(1)!r} {control_characters(match.group(1))}")
             continue
         if low > high:
             problems.append(f"VALID_RANGES: {item!r} has min above max")
@@ -201,7 +225,7 @@ SETTINGS = (
             default="flux",
             attr="language", kind=choice, choices=LANGUAGES),
     Setting("INFLUX_RETENTION_POLICY", "InfluxQL only: retention policy; empty means the default one.", default="",
-            attr="retention_policy"),
+            attr="retention_policy", kind=optional_name),
     Setting("INFLUX_USERNAME", "InfluxDB 1.x with auth only: user name (instead of a token).", default="",
             attr="influx_username"),
     Setting("INFLUX_PASSWORD", "InfluxDB 1.x with auth only: password.", secret=True, default="",

@@ -13,6 +13,7 @@ import pytest
 from tests.support.archive import GRAFANA, LOADER, superuser
 from tests.support.flux_standin import StandIn
 from tests.support.harness import ORG, ROOT, TOKEN
+from tests.support.influxdb3_standin import InfluxDB3StandIn
 from tests.support.servers import InfluxdServer, LoopDrive, PostgresServer, server_or_skip
 
 
@@ -84,3 +85,11 @@ def backup_dir(usb_drive):
     os.mkdir(path)
     yield path
     shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def influxdb3(influxd):
+    """InfluxDB 3's v1 /query API as the stand-in answers it (one statement per request, Core <= 3.6)."""
+    server = InfluxDB3StandIn(influxd)
+    yield server
+    server.close()

@@ -110,3 +110,26 @@ def test_sqlalchemy_style_urls_reach_libpq_unchanged_but_for_the_driver():
     assert libpq_url("postgres://u@h/d") == "postgresql://u@h/d"
     assert libpq_url("postgresql+psycopg2://u:p%40x@h/d?sslmode=require") == \
         "postgresql://u:p%40x@h/d?sslmode=require"
+
+
+def test_names_with_control_characters_and_bounds_too_large_are_refused_together():
+    with pytest.raises(ConfigError) as exc:
+        config_module.load(None, environ=dict(BASE, INFLUX_MEASUREMENT="sp\ro2", FIELDS="spo2,bp\tm", TAGS="u\nid",
+                                              INFLUX_BUCKET="pulse\r\nox", INFLUX_RETENTION_POLICY="autogen\x7f",
+                                              VALID_RANGES="spo2=50..1e400"))
+    text = "\n".join(exc.value.problems)
+    for expected in ("INFLUX_MEASUREMENT contains control character(s) U+000D",
+                     "FIELDS: 'bp\\tm' contains control character(s) U+0009",
+                     "TAGS: 'u\\nid' contains control character(s) U+000A",
+                     "INFLUX_BUCKET contains control character(s) U+000A, U+000D",
+                     "INFLUX_RETENTION_POLICY contains control character(s) U+007F",
+                     "VALID_RANGES: 'spo2=50..1e400' has a bound too large for a number"):
+        assert expected in text
+
+
+def test_a_carriage_return_in_the_measurement_is_one_line_exit_2_before_influxdb_is_asked(pg_url, standin):
+    """Inside a name (at its ends it is whitespace, stripped like a CRLF line end)."""
+    result = cli("run", env=flux_env(pg_url, standin, INFLUX_MEASUREMENT="sp\ro2"))
+    assert result.returncode == 2, result.stderr
+    assert "INFLUX_MEASUREMENT contains control character(s) U+000D (a line break or tab pasted in?)" in result.stderr
+    assert standin.queries == [] and "Traceback" not in result.stderr

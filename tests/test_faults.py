@@ -14,9 +14,11 @@ import pytest
 
 from loader.errors import ClockError, SinkUnavailable, SourceQueryError, SourceRejected, SourceUnavailable
 from loader.job import Job
+from loader.sources.influxql import InfluxQLSource, influx_kind
 from loader.windows import rfc3339
 from tests.support.archive import archive_rows, count_rows, first_loaded, watermark
 from tests.support.harness import DAY, HOUR, ROOT, FixedClock, cli, flux_env, make_config, now
+from tests.support.influxdb3_standin import InfluxDB3StandIn
 from tests.support.readings import expected_means, feed_influxd, feed_standin, pulse_points
 from tests.support.servers import free_port
 
@@ -402,3 +404,40 @@ def test_unsynchronised_clock_does_not_run(pg_url, standin):
     strict = make_config(pg_url, standin.url, INITIAL_LOOKBACK="1h", REQUIRE_CLOCK_SYNC="yes")
     with pytest.raises(ClockError):
         Job(strict, clock=FixedClock(NOW + HOUR, synchronized=None)).run()
+
+
+@pytest.mark.parametrize("status", [404, 500])
+def test_a_database_influxdb_3_lacks_exits_2_at_once_with_its_own_advice(pg_url, influxd, status):
+    """InfluxDB 3 says "Database x not found" (HTTP 404, or 500 from older versions: by meaning, not
+    status, so never retried); the advice is its database name, not a DBRP mapping."""
+    server = InfluxDB3StandIn(influxd, not_found_status=status)
+    try:
+        cfg = make_config(pg_url, server.url, language="influxql", bucket="sensors", INITIAL_LOOKBACK="1h")
+        with pytest.raises(SourceRejected) as exc:
+            Job(cfg, clock=FixedClock(NOW), sleep=pytest.fail).run()
+    finally:
+        server.close()
+    assert exc.value.exit_code == 2 and "Database sensors not found" in str(exc.value)
+    assert "influxdb3 show databases" in exc.value.hint and "dbrp create" not in exc.value.hint
+    assert len(server.requests) == 1
+
+
+@pytest.mark.parametrize("url, headers, message, kind", [
+    ("http://127.0.0.1:8086", {"X-Influxdb-Version": "1.6.7"}, "database not found: x", "1.x"),
+    ("http://pi.local:8086", {"X-Influxdb-Version": "v2.7.11"}, "database not found: x", "dbrp"),
+    ("https://us-east-1-1.aws.cloud2.influxdata.com", {}, "database not found: x", "dbrp"),
+    ("https://us-east-1-1.aws.cloud2.influxdata.com", {}, "Database x not found", "dbrp"),
+    ("https://abc123.a.influxdb.io", {}, "database not found: x", "3"),
+    ("http://127.0.0.1:8181", {}, "Database x not found", "3"),
+])
+def test_which_influxdb_answered_decides_the_advice_for_a_missing_database(url, headers, message, kind):
+    assert influx_kind(url, headers, message) == kind
+
+
+def test_several_statements_refused_by_influxdb_3_is_exit_2_not_a_transient_500(pg_url, influxdb3):
+    """The loader sends one statement per request; were a refusal of several to come back, it is said
+    for what it is (HTTP 500 there would otherwise be retried every hour, for ever)."""
+    source = InfluxQLSource(make_config(pg_url, influxdb3.url, language="influxql", bucket="x"))
+    with pytest.raises(SourceRejected, match="only one InfluxQl statement") as exc:
+        source._query('SHOW DATABASES; SHOW MEASUREMENTS ON "x"')
+    assert exc.value.exit_code == 2 and len(influxdb3.requests) == 1

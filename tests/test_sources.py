@@ -8,6 +8,7 @@ import pytest
 from loader.job import Job
 from tests.support.archive import archive_rows
 from tests.support.harness import DAY, HOUR, FixedClock, make_config
+from tests.support.influxdb3_standin import InfluxDB3StandIn, statement_count
 from tests.support.readings import expected_means, feed_influxd, feed_standin, pulse_points
 
 NOW = 1_790_000_000 - 1_790_000_000 % 86400 + 3 * 3600 + 17  # 2026-09-21T03:00:17Z: mid-window
@@ -137,3 +138,53 @@ def test_nan_and_infinite_values_are_archived_as_the_source_averages_them(pg_url
     untouched = {k: v for k, v in rows.items() if k not in (w(NOW - 300), w(NOW - 200), w(NOW - 100))}
     want = expected_means(points, start=0, end=NOW - NOW % 5)
     assert untouched == {k: v for k, v in want.items() if k in untouched} and len(untouched) == len(want) - 3
+
+
+@pytest.mark.parametrize("language", ["flux", "influxql"])
+def test_valid_ranges_with_exponent_bounds_reach_both_dialects_as_plain_decimals(pg_url, standin, influxd, influx_db,
+                                                                                language):
+    """1e-7 and 1e22 are written 0.0000001 and 10000000000000000000000.0: InfluxDB 1.x refuses
+    exponents (HTTP 400), InfluxDB 3's and Flux's grammars have none."""
+    points = pulse_points(NOW - HOUR, HOUR, finger_off_every=7)
+    setting = "spo2=1e-7..1e22,bpm=-1e22..1.2e2"
+    ranges = {"spo2": (1e-7, 1e22), "bpm": (-1e22, 120.0)}
+    if language == "flux":
+        feed_standin(standin, points)
+        cfg = make_config(pg_url, standin.url, VALID_RANGES=setting, INITIAL_LOOKBACK="2h")
+    else:
+        feed_influxd(influxd, influx_db, points)
+        cfg = make_config(pg_url, influxd.url, language="influxql", bucket=influx_db, VALID_RANGES=setting,
+                          INITIAL_LOOKBACK="2h")
+    outcome = Job(cfg, clock=FixedClock(NOW)).run()
+    assert archive_rows(pg_url) == expected_means(points, valid_ranges=ranges, start=0, end=NOW - NOW % 5)
+    finger_off = sum(1 for t in range(NOW - HOUR, NOW - NOW % 5) if t % 7 == 0)
+    assert outcome.dropped == {"spo2": finger_off, "bpm": finger_off}
+
+
+@pytest.mark.parametrize("several", [False, True], ids=["one-statement-per-request", "several-accepted"])
+def test_influxdb_3_gives_the_rows_influxdb_1_gives_with_ranges_and_devices(pg_url, influxd, influx_db, several):
+    """Against InfluxDB 3's v1 API (the stand-in: Core <= 3.6 refuses several statements in one
+    request, and GROUP BY tags arrive as columns, not as series tags) the archive equals the means
+    computed here, and no request carries more than one statement."""
+    points = pulse_points(NOW - 2 * HOUR, 2 * HOUR, uids=("a", "b"), finger_off_every=7)
+    feed_influxd(influxd, influx_db, points)
+    server = InfluxDB3StandIn(influxd, several_statements=several)
+    try:
+        cfg = make_config(pg_url, server.url, language="influxql", bucket=influx_db, INITIAL_LOOKBACK="3h",
+                          CHUNK="1h", TAGS="uid", VALID_RANGES="spo2=50..100,bpm=20..120")
+        outcome = Job(cfg, clock=FixedClock(NOW), sleep=pytest.fail).run()
+    finally:
+        server.close()
+    ranges = {"spo2": (50, 100), "bpm": (20, 120)}
+    assert archive_rows(pg_url) == expected_means(points, tags=("uid",), valid_ranges=ranges, start=0,
+                                                  end=NOW - NOW % 5)
+    assert outcome.dropped["spo2"] > 0
+    assert server.requests and all(statement_count(q) == 1 for q in server.requests)
+
+
+def test_influxdb_3_without_ranges_or_tags_loads_each_series_as_it_came(pg_url, influxdb3, influxd, influx_db):
+    points = pulse_points(NOW - HOUR, HOUR, uids=("a", "b"))
+    feed_influxd(influxd, influx_db, points)
+    Job(make_config(pg_url, influxdb3.url, language="influxql", bucket=influx_db, INITIAL_LOOKBACK="2h"),
+        clock=FixedClock(NOW)).run()
+    assert archive_rows(pg_url) == expected_means(points, start=0, end=NOW - NOW % 5)

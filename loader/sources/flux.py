@@ -24,6 +24,7 @@ from ..errors import SourceQueryError, SourceRejected, SourceUnavailable
 from ..windows import format_duration, rfc3339
 from .batch import Batch, Block
 from .http import classify_status, http_rejection, no_answer, retry_after_seconds
+from .literal import number
 
 log = logging.getLogger(__name__)
 
@@ -44,10 +45,6 @@ def flux_string(value):
     escaped = (str(value).replace("\\", "\\\\").replace('"', '\\"').replace("${", "\\${")
                .replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t"))
     return f'"{escaped}"'
-
-
-def flux_float(value):
-    return repr(float(value)) if "e" not in repr(float(value)) else f"{float(value):.17f}"
 
 
 def build_query(config, start, end):
@@ -78,7 +75,7 @@ def build_query(config, start, end):
     ]
     if config.valid_ranges:
         in_range = " and ".join(
-            f"(r._field != {flux_string(f)} or (r._value >= {flux_float(lo)} and r._value <= {flux_float(hi)}))"
+            f"(r._field != {flux_string(f)} or (r._value >= {number(lo)} and r._value <= {number(hi)}))"
             for f, (lo, hi) in sorted(config.valid_ranges.items()))
         body.append(f"  |> filter(fn: (r) => {in_range})")
         dropped = [

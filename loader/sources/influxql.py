@@ -9,14 +9,17 @@ import io
 import json
 import logging
 import re
+from urllib.parse import urlsplit
 
 import urllib3
 from urllib3.exceptions import HTTPError as Urllib3Error
 
+from ..config import control_characters
 from ..errors import LoaderError, SourceQueryError, SourceRejected, SourceUnavailable
 from ..windows import format_duration
 from .batch import Batch, Block
 from .http import classify_status, http_rejection, no_answer, retry_after_seconds, server_kind
+from .literal import number
 from .proof import NUMERIC_TYPES
 
 log = logging.getLogger(__name__)
@@ -26,12 +29,36 @@ DBRP_HELP = ("InfluxQL reads a bucket through a DBRP mapping named like the buck
              "(or in the Cloud UI), or set INFLUX_BUCKET to the mapped database name")
 DATABASE_HELP = ("this InfluxDB 1.x server has no database {bucket}; set INFLUX_BUCKET to one it has "
                  "({databases})")
+DATABASE3_HELP = ("InfluxDB 3 (Core, Enterprise, Cloud Dedicated) reads a database by its name, with no DBRP "
+                  "mapping, and has none called {bucket}: set INFLUX_BUCKET to one it has (`influxdb3 show "
+                  "databases`; on Cloud Dedicated `influxctl database list`)")
 TOKEN_HELP = ("check that INFLUX_TOKEN is a current token with read access to {bucket} "
               "(InfluxDB 1.x: INFLUX_USERNAME/INFLUX_PASSWORD)")
 PATH_HELP = ("INFLUX_URL should be the server's base URL, e.g. http://raspberrypi.local:8086, without "
              "/query or another path after the port")
-# "database not found: x" (1.x, 2.x), "Database x not found" (InfluxDB 3's v1 query API)
+# "database not found: x" (1.x, 2.x), "Database x not found" (InfluxDB 3: influxdb3_server's query
+# executor, its v1 /query handler answering it as an HTTP error)
 NOT_FOUND = re.compile(r"(?i)\b(database|bucket)\b.*\bnot found\b|\bnot found\b.*\b(database|bucket)\b")
+# InfluxDB 3 Core up to 3.6 (influxdb3_server http.rs, Error::InfluxqlSingleStatement; HTTP 500)
+ONE_STATEMENT = re.compile(r"(?i)only one InfluxQl statement")
+
+
+def influx_kind(url, headers, message=""):
+    """Which InfluxDB answered, for advice: '1.x' (X-Influxdb-Version 1.x), '3' (InfluxDB 3 Core or
+    Enterprise -- X-Influxdb-Version 3.x or its own "Database x not found" wording -- or Cloud Dedicated,
+    whose URLs end in .influxdb.io), or 'dbrp': InfluxDB 2.x and Cloud Serverless (URLs on
+    cloud2.influxdata.com), which map InfluxQL's database to a bucket through a DBRP mapping."""
+    host = (urlsplit(url).hostname or "").lower()
+    if host.endswith("cloud2.influxdata.com"):
+        return "dbrp"
+    if host.endswith(".influxdb.io"):
+        return "3"
+    kind = server_kind(headers)
+    if kind in ("1.x", "2.x"):
+        return "1.x" if kind == "1.x" else "dbrp"
+    if kind == "3.x" or re.search(r"\bDatabase \S.* not found\b", message or ""):
+        return "3"
+    return "dbrp"
 
 
 def identifier(name):
@@ -41,10 +68,6 @@ def identifier(name):
 
 def string_literal(value):
     return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n") + "'"
-
-
-def number(value):
-    return repr(float(value))
 
 
 def source_name(config):
@@ -118,14 +141,19 @@ class InfluxQLSource:
         if response.status >= 300:
             message = (payload or {}).get("error") if isinstance(payload, dict) else None
             message = message or (body[:200].decode("utf-8", "replace").strip() if body else response.reason)
+            # by meaning first: InfluxDB 3 says these with HTTP 500, which is otherwise worth a retry
+            if NOT_FOUND.search(message or ""):
+                raise self._not_found(message, response.headers)
+            if ONE_STATEMENT.search(message or ""):
+                raise SourceRejected(f"InfluxDB refused the query (HTTP {response.status}): {message}",
+                                     hint="this server takes one InfluxQL statement per request and "
+                                          "influx-archive sends one; please report this with the server's version")
             if classify_status(response.status) == "retry":
                 raise SourceUnavailable(f"InfluxDB answered HTTP {response.status} {message}",
                                         retry_after=retry_after_seconds(response.headers))
             if response.status in (401, 403):
                 raise SourceRejected(f"InfluxDB refused the credentials (HTTP {response.status}): {message}",
                                      hint=TOKEN_HELP.format(bucket=self.config.bucket))
-            if NOT_FOUND.search(message or ""):
-                raise self._not_found(message, response.headers)
             if response.status == 404:
                 raise SourceRejected(f"nothing answers InfluxQL at {url} (HTTP 404)", hint=PATH_HELP)
             raise http_rejection(url, response.status, message) or SourceQueryError(
@@ -146,9 +174,13 @@ class InfluxQLSource:
         return results
 
     def _not_found(self, message, headers):
-        """The database (bucket) is missing: the advice depends on the kind of server."""
+        """The database (bucket) is missing: the advice depends on the kind of server (see
+        influx_kind)."""
         bucket = self.config.bucket
-        if server_kind(headers) == "1.x":
+        kind = influx_kind(self.config.influx_url, headers, message)
+        if kind == "3":
+            return SourceRejected(f"InfluxDB answered: {message}", hint=DATABASE3_HELP.format(bucket=bucket))
+        if kind == "1.x":
             try:
                 series = self._query("SHOW DATABASES")[0].get("series", [])
                 names = [row[0] for s in series for row in s.get("values", []) if not row[0].startswith("_")]
@@ -180,6 +212,9 @@ class InfluxQLSource:
         fields = []
         for name, kind in self.field_keys().items():
             if kind in NUMERIC_TYPES:
+                if control_characters(name):
+                    log.warning("field %r is not archived: its name %s", name, control_characters(name))
+                    continue
                 if name in self.config.tags:
                     log.warning("field %s has the name of a key tag and is not archived", name)
                     continue
@@ -187,44 +222,92 @@ class InfluxQLSource:
         return fields
 
     def fetch(self, start, end):
+        """The chunk's window means: one request per statement (InfluxDB 3 Core up to 3.6 refuses
+        several in one), every answer in hand before the Batch exists, so a chunk is written whole
+        or not at all. With one statement (no VALID_RANGES) each series' rows go to CSV as they
+        came; with several, each row's fields are merged from the statements' answers."""
         if self._fields is None:
             self._fields = self.numeric_fields()
         tags = tuple(self.config.tags)
         batch = Batch(tags=tags, start=start, end=end, fields=list(self._fields))
         if not self._fields:
             return batch
-        index = {f: i for i, f in enumerate(self._fields)}
         statements = build_statements(self.config, self._fields, start, end)
-        results = self._query(";".join(s for _, _, s in statements))
-        if len(results) != len(statements):
-            raise SourceQueryError("InfluxDB answered fewer statements than were sent")
-        by_key = {}
-        for (kind, fld, _), result in zip(statements, results):
-            for series in result.get("series", []):
-                columns = series["columns"]
-                if kind == "dropped":
-                    batch.dropped[fld] = int(series["values"][0][1]) if series.get("values") else 0
-                    continue
-                series_tags = series.get("tags") or {}
-                tag_values = [series_tags.get(t) or "" for t in tags]
-                slots = [(i, index[c]) for i, c in enumerate(columns) if c in index]
-                for values in series.get("values", []):
-                    key = (values[0], *tag_values)
-                    row = by_key.get(key)
-                    if row is None:
-                        row = by_key[key] = [values[0], *tag_values] + [None] * len(self._fields)
-                    for i, slot in slots:
-                        if values[i] is not None:
-                            row[1 + len(tags) + slot] = _number_text(values[i])
-        if by_key:
-            out = io.StringIO()
-            csv.writer(out, lineterminator="\n").writerows(by_key.values())
-            batch.blocks.append(Block(columns=["time", *tags, *self._fields], text=out.getvalue(), rows=len(by_key)))
+        answers = [(kind, fld, self._single(statement)) for kind, fld, statement in statements]
+        means = [series for kind, _, series in answers if kind == "means"]
+        for kind, fld, series in answers:
+            if kind == "dropped":
+                batch.dropped[fld] = sum(int(row[1]) for s in series for row in s.get("values") or [])
+        if len(means) == 1:
+            batch.blocks.extend(self._blocks(means[0], tags))
+        else:
+            block = self._merged(means, tags)
+            if block:
+                batch.blocks.append(block)
         return batch
 
+    def _single(self, statement):
+        """The series of one statement's answer."""
+        results = self._query(statement)
+        if len(results) != 1:
+            raise SourceQueryError(f"InfluxDB answered {len(results)} results to one statement")
+        return results[0].get("series") or []
 
+    def _layout(self, series, tags):
+        """(the CSV columns of a series' rows, its tag values not among them): InfluxDB 1.x and 2.x give
+        GROUP BY tags as the series' "tags"; InfluxDB 3's v1 API as columns of the rows."""
+        columns = ["time" if c == "time" else c for c in series.get("columns") or []]
+        known = {"time", *tags, *self._fields}
+        stray = [c for c in columns if c not in known]
+        if not columns or columns[0] != "time" or stray:
+            raise SourceQueryError(f"unexpected columns in InfluxDB's answer: {', '.join(columns)}")
+        series_tags = series.get("tags") or {}
+        outside = [t for t in tags if t not in columns]
+        return columns, [series_tags.get(t) or "" for t in outside], outside
 
-def _number_text(value):
-    if isinstance(value, float):
-        return repr(value)
-    return str(value)
+    def _blocks(self, all_series, tags):
+        """One Block per series, its rows written by the csv module as they came (no per-value work
+        in Python); the series' tag values, when not columns, appended to every line."""
+        blocks = []
+        for series in all_series:
+            values = series.get("values") or []
+            if not values:
+                continue
+            columns, tag_values, outside = self._layout(series, tags)
+            out = io.StringIO()
+            csv.writer(out, lineterminator="\n").writerows(values)
+            text = out.getvalue()
+            if outside:
+                suffix = io.StringIO()
+                csv.writer(suffix, lineterminator="").writerow(["", *tag_values])
+                text = text.replace("\n", suffix.getvalue() + "\n")
+            blocks.append(Block(columns=columns + outside, text=text, rows=len(values)))
+        return blocks
+
+    def _merged(self, answers, tags):
+        """One Block from several statements' answers (a statement per ranged field), merged by
+        window and tag values."""
+        width = 1 + len(tags) + len(self._fields)
+        at = {c: i for i, c in enumerate(["time", *tags, *self._fields])}
+        by_key = {}
+        for all_series in answers:
+            for series in all_series:
+                columns, tag_values, outside = self._layout(series, tags)
+                slots = [(i, at[c]) for i, c in enumerate(columns)]
+                fixed = [(at[t], v) for t, v in zip(outside, tag_values)]
+                key_slots = [i for i, c in enumerate(columns) if c == "time" or c in tags]
+                for values in series.get("values") or []:
+                    key = (tuple(values[i] for i in key_slots), tuple(tag_values))
+                    row = by_key.get(key)
+                    if row is None:
+                        row = by_key[key] = [None] * width
+                        for slot, value in fixed:
+                            row[slot] = value
+                    for i, slot in slots:
+                        if values[i] is not None:
+                            row[slot] = values[i]
+        if not by_key:
+            return None
+        out = io.StringIO()
+        csv.writer(out, lineterminator="\n").writerows(by_key.values())
+        return Block(columns=["time", *tags, *self._fields], text=out.getvalue(), rows=len(by_key))

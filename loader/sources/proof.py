@@ -4,10 +4,11 @@ Without it an empty answer could be a misspelt name rather than no readings, and
 would move past data InfluxDB still has; the free plan deletes it after 30 days.
 """
 
+from ..config import control_characters
 from ..errors import SourceRejected
 from ..windows import rfc3339
 
-NUMERIC_TYPES = ("float", "integer")  # InfluxQL's names; Flux does not tell types without reading values
+NUMERIC_TYPES = ("float", "integer", "unsigned")  # InfluxQL's names; Flux does not tell types without reading values
 
 
 # The measurement and fields must have data somewhere in the last 30 days (the free plan's retention)
@@ -45,7 +46,8 @@ def prove_fields(config, source, load_start, now):
                              hint=f"its fields: {listing}; FIELDS may name only float and integer fields")
     if config.fields:
         return list(config.fields)
-    numeric = [f for f, kind in found.items() if kind in (None,) + NUMERIC_TYPES and f not in config.tags]
+    numeric = [f for f, kind in found.items()
+               if kind in (None,) + NUMERIC_TYPES and f not in config.tags and not control_characters(f)]
     if not numeric:
         raise SourceRejected(f"measurement {config.measurement!r} has no numeric fields in {where}",
                              hint=f"its fields: {listing}")
