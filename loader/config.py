@@ -23,6 +23,8 @@ from .redaction import Secret, redact  # noqa: F401 - redact: where every module
 from .windows import format_duration, parse_duration
 
 LANGUAGES = ("flux", "influxql")
+CLOUD_HOSTS = ("cloud2.influxdata.com", ".influxdb.io")  # Cloud Serverless/TSM; Cloud Dedicated
+CLOUD_QUERY_LIMIT = 90  # seconds a Cloud query may run (InfluxDB Cloud limits and adjustable quotas)
 NUMBER = r"(-?[0-9.]+(?:e-?\d+)?)"  # a decimal number (never nan or inf)
 API_PATH = re.compile(r"/(query|write|ping|health|api/v2(/query|/write)?)/?$")
 
@@ -235,7 +237,8 @@ SETTINGS = (
             attr="ca_file", kind=existing_file),
     Setting("INFLUX_TIMEOUT", "How long one query may take before it counts as failed.", default="60s",
             attr="timeout", kind=duration, minimum=1),
-    Setting("FIELDS", "Comma-separated fields to keep; empty keeps every numeric field.", default="",
+    Setting("FIELDS", "Comma-separated fields to keep; empty keeps every numeric field (float, integer, "
+            "unsigned; string and boolean fields have no mean).", default="",
             example="spo2,bpm",
             attr="fields", kind=columns),
     Setting("TAGS", "Comma-separated tags that become key columns; empty merges all series "
@@ -431,6 +434,12 @@ def _check_across(values, get, problems):
             problems.append("INFLUX_ORG (or ORG) is required for the flux source")
     if values["INFLUX_USERNAME"] and token:
         problems.append("set either INFLUX_TOKEN or INFLUX_USERNAME/INFLUX_PASSWORD, not both")
+
+    # InfluxDB Cloud ends a query after 90 s (its documented limit): waiting longer only delays the retry
+    host = (urllib.parse.urlsplit(values["INFLUX_URL"] or "").hostname or "").lower()
+    if host.endswith(CLOUD_HOSTS) and values["INFLUX_TIMEOUT"] and values["INFLUX_TIMEOUT"] > CLOUD_QUERY_LIMIT:
+        problems.append(f"INFLUX_TIMEOUT {get('INFLUX_TIMEOUT')} is longer than the {CLOUD_QUERY_LIMIT} s InfluxDB "
+                        "Cloud lets a query run; set 90s or less (a smaller CHUNK makes each query shorter)")
 
     fields, tags = values["FIELDS"], values["TAGS"]
     overlap = set(fields) & set(tags)

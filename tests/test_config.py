@@ -133,3 +133,11 @@ def test_a_carriage_return_in_the_measurement_is_one_line_exit_2_before_influxdb
     assert result.returncode == 2, result.stderr
     assert "INFLUX_MEASUREMENT contains control character(s) U+000D (a line break or tab pasted in?)" in result.stderr
     assert standin.queries == [] and "Traceback" not in result.stderr
+
+
+def test_a_timeout_beyond_influxdb_clouds_query_limit_is_refused_for_cloud_urls_only():
+    cloud = dict(BASE, INFLUX_URL="https://eu-central-1-1.aws.cloud2.influxdata.com", INFLUX_TIMEOUT="2m")
+    with pytest.raises(ConfigError, match="longer than the 90 s InfluxDB Cloud lets a query run"):
+        config_module.load(None, environ=cloud)
+    assert config_module.load(None, environ=dict(cloud, INFLUX_TIMEOUT="90s")).timeout == 90
+    assert config_module.load(None, environ=dict(BASE, INFLUX_TIMEOUT="2m")).timeout == 120  # own server: yours

@@ -270,7 +270,7 @@ def test_a_fields_name_the_measurement_lacks_is_refused_by_run_and_check_and_lea
     env = source_env(language, pg_url, standin, influxd, influx_db, INITIAL_LOOKBACK="2h", FIELDS="spo2,pulse")
     wrong = cli("run", env=env)
     assert wrong.returncode == 2, wrong.stderr
-    listing = "bpm, spo2" if language == "flux" else "bpm (float), spo2 (float)"
+    listing = "bpm (float), spo2 (float)"  # both sources name the types InfluxDB reports
     assert re.fullmatch(rf"influx-archive: FIELDS names pulse, which measurement 'spo2' does not have in bucket "
                         rf"'{bucket}' between \S+Z and \S+Z; nothing was loaded \(its fields: {re.escape(listing)}; "
                         r"correct FIELDS, or leave it empty for every numeric field\)", last_line(wrong))
@@ -293,8 +293,8 @@ def test_a_fields_name_of_a_string_field_is_refused_with_its_type(pg_url, influx
     refused = cli("run", env=env)
     assert refused.returncode == 2
     assert last_line(refused) == ("influx-archive: FIELDS names note, which is not numeric and has no mean (its "
-                                  "fields: note (string), spo2 (float); FIELDS may name only float and integer "
-                                  "fields)")
+                                  "fields: note (string), spo2 (float); FIELDS may name only numeric (float, "
+                                  "integer, unsigned) fields)")
 
 
 @pytest.mark.parametrize("case", ["nothing listening", "host not found", "PostgreSQL's port"])
@@ -441,3 +441,15 @@ def test_several_statements_refused_by_influxdb_3_is_exit_2_not_a_transient_500(
     with pytest.raises(SourceRejected, match="only one InfluxQl statement") as exc:
         source._query('SHOW DATABASES; SHOW MEASUREMENTS ON "x"')
     assert exc.value.exit_code == 2 and len(influxdb3.requests) == 1
+
+
+def test_a_query_the_server_ended_for_its_time_limit_is_retried_and_advises_a_smaller_chunk(pg_url, standin):
+    points = pulse_points(NOW - HOUR, HOUR)
+    feed_standin(standin, points)
+    standin.faults = [("status", 500, None, "query terminated: deadline exceeded after 90s")] * 2
+    cfg = make_config(pg_url, standin.url, INITIAL_LOOKBACK="1h", MAX_RETRIES=2)
+    with pytest.raises(SourceUnavailable) as exc:
+        Job(cfg, clock=FixedClock(NOW), sleep=lambda seconds: None).run()
+    assert exc.value.exit_code == 1 and "smaller CHUNK" in exc.value.hint
+    Job(cfg, clock=FixedClock(NOW)).run()
+    assert_complete(pg_url, points)

@@ -148,3 +148,26 @@ def test_the_schema_pipeline_from_the_series_index_equals_the_point_by_point_ans
             patch.setattr(flux_standin, "_index_read", lambda node, store: None)
             assert rows(query) == fast and store.reads == 1
     assert fast == [[]] and rows(query.replace('"nope"', '"spo2"')) == [["bpm", "spo2", "note"]]
+
+
+def test_a_bare_first_from_the_series_index_equals_the_point_by_point_answer_types_included(monkeypatch):
+    """The fields' types come from first() per series (its #datatype); the stand-in answers that shape
+    from its index, as InfluxDB pushes the bare aggregate down: it must equal the full evaluation."""
+    from tests.support import flux_standin
+
+    store = Store()
+    ns = 10**9
+    store.add("b", [Point("spo2", {"uid": "a"}, "bpm", t * ns, 60 + t % 7) for t in range(100, 110)] +
+                   [Point("spo2", {"uid": "a"}, "bpm", t * ns, 60.5) for t in range(200, 210)] +
+                   [Point("spo2", {"uid": "a"}, "spo2", t * ns, 97.0) for t in range(105, 300)] +
+                   [Point("spo2", {"uid": "b"}, "clip", 150 * ns, True), Point("other", {}, "t", 150 * ns, 1.0)])
+    query = ('from(bucket: "b") |> range(start: 1970-01-01T00:01:45Z, stop: 1970-01-01T00:05:00Z) '
+             '|> filter(fn: (r) => r._measurement == "spo2") |> first()')
+    fast = "".join(to_annotated_csv(execute(query, store)))
+    with monkeypatch.context() as patch:
+        patch.setattr(flux_standin, "_index_first", lambda node, store: None)
+        assert "".join(to_annotated_csv(execute(query, store))) == fast
+    text = fast
+    for datatype in ("long", "double", "boolean"):
+        assert f"#datatype,string,long,dateTime:RFC3339,dateTime:RFC3339,dateTime:RFC3339,{datatype}" in text
+    assert "1970-01-01T00:01:45Z,60,bpm" in text and ",60.5,bpm" in text and ",97,spo2" in text

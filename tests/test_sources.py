@@ -3,8 +3,10 @@
 
 import math
 
+import psycopg2
 import pytest
 
+from loader.errors import SourceRejected
 from loader.job import Job
 from tests.support.archive import archive_rows
 from tests.support.harness import DAY, HOUR, FixedClock, make_config
@@ -188,3 +190,32 @@ def test_influxdb_3_without_ranges_or_tags_loads_each_series_as_it_came(pg_url, 
     Job(make_config(pg_url, influxdb3.url, language="influxql", bucket=influx_db, INITIAL_LOOKBACK="2h"),
         clock=FixedClock(NOW)).run()
     assert archive_rows(pg_url) == expected_means(points, start=0, end=NOW - NOW % 5)
+
+
+@pytest.mark.parametrize("language", ["flux", "influxql"])
+def test_string_and_boolean_fields_are_left_out_by_both_sources_by_one_rule(pg_url, standin, influxd, influx_db,
+                                                                           language):
+    """FIELDS empty keeps the numeric fields (float, integer, unsigned) -- the types InfluxDB itself
+    reports: SHOW FIELD KEYS, Flux's #datatype -- so a string or a boolean field is neither averaged
+    as 0/1 nor a query failing every hour; FIELDS naming one is refused with its type."""
+    points = pulse_points(NOW - HOUR, HOUR)
+    points += [("spo2", {"uid": "a"}, "note", t, "finger off") for t in range(NOW - HOUR, NOW, 60)]
+    points += [("spo2", {"uid": "a"}, "clip", t, t % 120 == 0) for t in range(NOW - HOUR, NOW, 60)]
+    if language == "flux":
+        feed_standin(standin, points)
+        url, extra = standin.url, {}
+    else:
+        feed_influxd(influxd, influx_db, points)
+        url, extra = influxd.url, {"language": "influxql", "bucket": influx_db}
+    Job(make_config(pg_url, url, INITIAL_LOOKBACK="2h", **extra), clock=FixedClock(NOW)).run()
+    numeric = [p for p in points if p[2] in ("spo2", "bpm")]
+    assert archive_rows(pg_url) == expected_means(numeric, start=0, end=NOW - NOW % 5)
+    with psycopg2.connect(pg_url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT attname FROM pg_attribute WHERE attrelid = 'pox_five_second_mean'::regclass "
+                    "AND attnum > 0 AND NOT attisdropped ORDER BY 1")
+        assert [r[0] for r in cur.fetchall()] == ["bpm", "spo2", "time"]
+    with pytest.raises(SourceRejected) as exc:
+        Job(make_config(pg_url, url, INITIAL_LOOKBACK="2h", FIELDS="spo2,clip", PG_TABLE="other", **extra),
+            clock=FixedClock(NOW)).run()
+    assert exc.value.exit_code == 2 and "FIELDS names clip, which is not numeric" in str(exc.value)
+    assert "clip (boolean)" in exc.value.hint and "note (string)" in exc.value.hint

@@ -20,11 +20,13 @@ import urllib.parse
 import urllib3
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-from ..errors import SourceQueryError, SourceRejected, SourceUnavailable
+from ..config import control_characters
+from ..errors import SourceQueryError, SourceRejected
 from ..windows import format_duration, rfc3339
 from .batch import Batch, Block
-from .http import classify_status, http_rejection, no_answer, retry_after_seconds
+from .http import classify_status, http_rejection, no_answer, server_trouble
 from .literal import number
+from .proof import NUMERIC_TYPES, one_kind
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +49,7 @@ def flux_string(value):
     return f'"{escaped}"'
 
 
-def build_query(config, start, end):
+def build_query(config, start, end, fields=None):
     """The Flux query for [start, end): group explicitly, average, label by window start, pivot.
 
     aggregateWindow labels each window by its stop unless timeSrc is "_start" (Flux docs, universe
@@ -59,9 +61,10 @@ def build_query(config, start, end):
         f"  |> range(start: {rfc3339(start)}, stop: {rfc3339(end)})",
         f"  |> filter(fn: (r) => r._measurement == {flux_string(config.measurement)})",
     ]
-    if config.fields:
-        fields = " or ".join(f"r._field == {flux_string(f)}" for f in config.fields)
-        lines.append(f"  |> filter(fn: (r) => {fields})")
+    fields = list(fields if fields is not None else config.fields)
+    if fields:
+        wanted = " or ".join(f"r._field == {flux_string(f)}" for f in fields)
+        lines.append(f"  |> filter(fn: (r) => {wanted})")
     elif config.tags:
         # a field named like a key tag would land in the tag's column after pivot: leave it out
         # (FIELDS cannot name one: config refuses the overlap)
@@ -144,17 +147,25 @@ def parse_annotated_csv(text, tags):
 _LEADING_CELLS = re.compile(r"^,[^,\n]*,[^,\n]*,", re.M)
 
 
-def _tables(text):
-    """(header cells, data lines) of each table of an annotated-CSV response, its annotations skipped."""
+def _tables(text, datatypes=None):
+    """(header cells, data lines) of each table of an annotated-CSV response, its annotations skipped;
+    with datatypes=[] that list holds, for the table just yielded, its #datatype cells."""
     for section in text.replace("\r\n", "\n").split("\n\n"):
         body = section.strip("\n")
         while body.startswith("#"):
+            if datatypes is not None and body.startswith("#datatype,"):
+                datatypes[:] = next(csv.reader([body.split("\n", 1)[0]]))
             body = body[body.find("\n") + 1:] if "\n" in body else ""
         if not body:
             continue
         line_end = body.find("\n")
         header_line, data = (body, "") if line_end < 0 else (body[:line_end], body[line_end + 1:])
         yield next(csv.reader([header_line])), data
+
+
+# Flux's annotated-CSV datatypes, named as InfluxQL's SHOW FIELD KEYS names them
+FLUX_TYPES = {"double": "float", "long": "integer", "unsignedLong": "unsigned", "string": "string",
+              "boolean": "boolean"}
 
 
 def _is_error_table(header):
@@ -182,6 +193,8 @@ def _classify(header, tags):
 class FluxSource:
     def __init__(self, config):
         self.config = config
+        self._fields = list(config.fields) or None
+        self._field_keys = None
         self._http = urllib3.PoolManager(
             cert_reqs="CERT_REQUIRED", ca_certs=config.ca_file or None,
             timeout=urllib3.Timeout(connect=min(10, config.timeout), read=config.timeout),
@@ -209,7 +222,9 @@ class FluxSource:
             raise SourceQueryError(f"malformed CSV from InfluxDB: {exc}") from None
 
     def fetch(self, start, end):
-        query = build_query(self.config, start, end)
+        if self._fields is None:
+            self._fields = self.numeric_fields()
+        query = build_query(self.config, start, end, self._fields)
         log.debug("flux query:\n%s", query)
         text = self._post(query)
         try:
@@ -220,9 +235,46 @@ class FluxSource:
         return batch
 
     def field_keys(self, start, stop):
-        """{field: None} of the measurement's fields with data in [start, stop) (Flux does not tell
-        their types without reading values); empty when it has none."""
-        return dict.fromkeys(self._distinct("_field", start, stop, self.config.measurement))
+        """{field: type} of the measurement's fields with data in [start, stop), types named as
+        InfluxQL's SHOW FIELD KEYS names them; empty when it has none.
+
+        Flux tells a value's type only in the #datatype annotation of the tables that carry it, so
+        this reads one point per series: first(), which InfluxDB answers from storage without
+        scanning (a bare aggregate pushed down). A field written as integer in one shard and float in
+        another comes as two tables, both numeric; one with any non-numeric table is not."""
+        lines = [f"from(bucket: {flux_string(self.config.bucket)})",
+                 f"  |> range(start: {rfc3339(start)}, stop: {rfc3339(stop)})",
+                 f"  |> filter(fn: (r) => r._measurement == {flux_string(self.config.measurement)})",
+                 "  |> first()"]
+        kinds, datatypes = {}, []
+        for header, data in _tables(self._post("\n".join(lines) + "\n"), datatypes):
+            if _is_error_table(header):
+                if data:
+                    _raise_query_error(header, data)
+                continue
+            if "_field" not in header or "_value" not in header or len(datatypes) != len(header):
+                raise SourceQueryError(f"unexpected columns in the Flux response: {', '.join(header)}")
+            kind = FLUX_TYPES.get(datatypes[header.index("_value")], datatypes[header.index("_value")])
+            at = header.index("_field")
+            for row in csv.reader(data.split("\n")):
+                if len(row) > at:
+                    kinds.setdefault(row[at], set()).add(kind)
+        self._field_keys = {name: one_kind(found) for name, found in kinds.items()}
+        return self._field_keys
+
+    def numeric_fields(self):
+        """The fields to load when FIELDS is empty: the numeric ones field_keys found (the proof asks
+        first), less any named like a key tag."""
+        if self._field_keys is None:
+            raise SourceQueryError("the fields were not looked up before loading")
+        fields = []
+        for name, kind in self._field_keys.items():
+            if kind in NUMERIC_TYPES and not control_characters(name):
+                if name in self.config.tags:
+                    log.warning("field %s has the name of a key tag and is not archived", name)
+                    continue
+                fields.append(name)
+        return fields
 
     def measurements(self, start, stop, limit=20):
         """Names of measurements with data in [start, stop) (for advice when ours has none)."""
@@ -262,8 +314,7 @@ class FluxSource:
             message = response.data[:200].decode("utf-8", "replace").strip()
         message = message or response.reason or ""
         if classify_status(status) == "retry":
-            return SourceUnavailable(f"InfluxDB answered HTTP {status} {message}".strip(),
-                                     retry_after=retry_after_seconds(response.headers))
+            return server_trouble(status, message, response.headers)
         if status in (401, 403):
             return SourceRejected(f"InfluxDB refused the token (HTTP {status})",
                                   hint=TOKEN_HELP.format(bucket=self.config.bucket, org=self.config.influx_org))

@@ -75,6 +75,21 @@ def no_answer(url, exc):
                              hint="the next run catches up")
 
 
+# a query the server ended for taking too long (Cloud: 90 s) fails the same way next time
+SERVER_TIMEOUT = re.compile(r"(?i)time ?out|deadline exceeded|took too long")
+
+
+def server_trouble(status, message, headers):
+    """The retryable error for a 429 or 5xx answer: Retry-After honoured; a query the server ended
+    for its time limit gets the advice that makes the next one shorter."""
+    hint = ""
+    if status != 429 and SERVER_TIMEOUT.search(message or ""):
+        hint = ("InfluxDB ended the query for its time limit (InfluxDB Cloud: 90 s): a smaller CHUNK "
+                "makes each query shorter")
+    return SourceUnavailable(f"InfluxDB answered HTTP {status} {message}".strip(),
+                             retry_after=retry_after_seconds(headers), hint=hint)
+
+
 def http_rejection(url, status, message):
     """Advice for an HTTP error status that is neither 401/403 nor a retry; None when there is none."""
     if status == 400 and PLAIN_HTTP_TO_TLS in message:

@@ -15,12 +15,12 @@ import urllib3
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from ..config import control_characters
-from ..errors import LoaderError, SourceQueryError, SourceRejected, SourceUnavailable
+from ..errors import LoaderError, SourceQueryError, SourceRejected
 from ..windows import format_duration
 from .batch import Batch, Block
-from .http import classify_status, http_rejection, no_answer, retry_after_seconds, server_kind
+from .http import classify_status, http_rejection, no_answer, server_kind, server_trouble
 from .literal import number
-from .proof import NUMERIC_TYPES
+from .proof import NUMERIC_TYPES, one_kind
 
 log = logging.getLogger(__name__)
 
@@ -149,8 +149,7 @@ class InfluxQLSource:
                                      hint="this server takes one InfluxQL statement per request and "
                                           "influx-archive sends one; please report this with the server's version")
             if classify_status(response.status) == "retry":
-                raise SourceUnavailable(f"InfluxDB answered HTTP {response.status} {message}",
-                                        retry_after=retry_after_seconds(response.headers))
+                raise server_trouble(response.status, message, response.headers)
             if response.status in (401, 403):
                 raise SourceRejected(f"InfluxDB refused the credentials (HTTP {response.status}): {message}",
                                      hint=TOKEN_HELP.format(bucket=self.config.bucket))
@@ -195,11 +194,11 @@ class InfluxQLSource:
         """{field: type} of the measurement (SHOW FIELD KEYS: every retained shard, so the range is not
         used); empty when the measurement has no data in the database."""
         if self._field_keys is None:
-            found = {}
+            kinds = {}
             for series in self._query(f"SHOW FIELD KEYS FROM {source_name(self.config)}")[0].get("series", []):
                 for name, kind in series.get("values", []):
-                    found.setdefault(name, kind)
-            self._field_keys = found
+                    kinds.setdefault(name, set()).add(kind)
+            self._field_keys = {name: one_kind(found) for name, found in kinds.items()}
         return self._field_keys
 
     def measurements(self, start=None, stop=None, limit=20):

@@ -8,7 +8,14 @@ from ..config import control_characters
 from ..errors import SourceRejected
 from ..windows import rfc3339
 
-NUMERIC_TYPES = ("float", "integer", "unsigned")  # InfluxQL's names; Flux does not tell types without reading values
+NUMERIC_TYPES = ("float", "integer", "unsigned")  # as InfluxQL's SHOW FIELD KEYS names them
+
+
+def one_kind(kinds):
+    """One type for a field seen with several (InfluxDB keeps a type per shard): a non-numeric one if
+    any -- such a field has no mean --, else float if any, else the numeric one."""
+    odd = sorted(k for k in kinds if k not in NUMERIC_TYPES)
+    return odd[0] if odd else ("float" if "float" in kinds else sorted(kinds)[0])
 
 
 # The measurement and fields must have data somewhere in the last 30 days (the free plan's retention)
@@ -34,20 +41,21 @@ def prove_fields(config, source, load_start, now):
                 "check INFLUX_BUCKET and INFLUX_MEASUREMENT, and that the device is writing")
         raise SourceRejected(f"measurement {config.measurement!r} has no data in {where}; nothing was loaded",
                              hint=hint)
-    listing = ", ".join(f"{name} ({kind})" if kind else name for name, kind in found.items())
+    listing = ", ".join(f"{name} ({kind})" for name, kind in found.items())
     missing = [f for f in config.fields if f not in found]
     if missing:
         raise SourceRejected(f"FIELDS names {', '.join(missing)}, which measurement {config.measurement!r} does "
                              f"not have in {where}; nothing was loaded",
                              hint=f"its fields: {listing}; correct FIELDS, or leave it empty for every numeric field")
-    wrong = [f for f in config.fields if found[f] not in (None,) + NUMERIC_TYPES]
+    wrong = [f for f in config.fields if found[f] not in NUMERIC_TYPES]
     if wrong:
         raise SourceRejected(f"FIELDS names {', '.join(wrong)}, which is not numeric and has no mean",
-                             hint=f"its fields: {listing}; FIELDS may name only float and integer fields")
+                             hint=f"its fields: {listing}; FIELDS may name only numeric (float, integer, "
+                                  "unsigned) fields")
     if config.fields:
         return list(config.fields)
     numeric = [f for f, kind in found.items()
-               if kind in (None,) + NUMERIC_TYPES and f not in config.tags and not control_characters(f)]
+               if kind in NUMERIC_TYPES and f not in config.tags and not control_characters(f)]
     if not numeric:
         raise SourceRejected(f"measurement {config.measurement!r} has no numeric fields in {where}",
                              hint=f"its fields: {listing}")

@@ -507,6 +507,12 @@ def f_distinct(tables, args):
     return out
 
 
+def f_first(tables, args):
+    """first(): each table's earliest row (rows are in time order), its columns and types kept; an
+    empty table gives none."""
+    return [Table(key=t.key, columns=t.columns, rows=t.rows[:1], types=t.types) for t in tables if t.rows]
+
+
 def f_sort(tables, args):
     cols = args.get("columns", ["_value"])
     desc = args.get("desc", False)
@@ -517,7 +523,7 @@ def f_sort(tables, args):
 
 FUNCTIONS = {"range": f_range, "filter": f_filter, "group": f_group, "aggregateWindow": f_aggregate_window,
              "count": f_count, "toFloat": f_to_float, "keep": f_keep, "drop": f_drop, "pivot": f_pivot,
-             "limit": f_limit, "sort": f_sort, "distinct": f_distinct}
+             "limit": f_limit, "sort": f_sort, "distinct": f_distinct, "first": f_first}
 
 
 # ---------------------------------------------------------------- store and execution
@@ -535,16 +541,37 @@ class Store:
     def __init__(self):
         self.buckets = {}
         self.series_times = {}  # bucket -> {(measurement, field, tags): sorted times}: the series index
+        self.series_values = {}  # bucket -> {(measurement, field, tags): the values, in the times' order}
         self.lock = threading.Lock()
 
     def add(self, bucket, points):
         with self.lock:
             self.buckets.setdefault(bucket, []).extend(points)
             index = self.series_times.setdefault(bucket, {})
+            values = self.series_values.setdefault(bucket, {})
+            touched = set()
             for p in points:
-                index.setdefault((p.measurement, p.field, tuple(sorted(p.tags.items()))), []).append(p.time_ns)
-            for times in index.values():
-                times.sort()
+                ident = (p.measurement, p.field, tuple(sorted(p.tags.items())))
+                index.setdefault(ident, []).append(p.time_ns)
+                values.setdefault(ident, []).append(p.value)
+                touched.add(ident)
+            for ident in touched:
+                order = sorted(range(len(index[ident])), key=index[ident].__getitem__)
+                index[ident] = [index[ident][i] for i in order]
+                values[ident] = [values[ident][i] for i in order]
+
+    def first_points(self, bucket, ident, start, stop):
+        """[(time_ns, value)] of the series' first point of each type in [start, stop): what first()
+        reads of each table, found from the index."""
+        times, values = self.series_times[bucket][ident], self.series_values[bucket][ident]
+        found = {}
+        for at in range(bisect.bisect_left(times, start), len(times)):
+            if times[at] >= stop:
+                break
+            found.setdefault(_type_of(values[at]), (times[at], values[at]))
+            if len(found) == 2:  # at most int and float per field (shards); strings and bools alone
+                break
+        return list(found.values())
 
     def series_in_range(self, bucket, start, stop):
         """(measurement, field, tags) of each series with a point in [start, stop), in from()'s order:
@@ -609,6 +636,16 @@ class SyntheticStore(Store):
             return super().series_in_range(bucket, start, stop)
         return sorted(((m, f, tuple(sorted(tags.items()))) for m, tags, f, first, last, fn in self.series[bucket]
                        if first * NS < stop and last * NS > start), key=lambda ident: (ident[0], ident[2], ident[1]))
+
+    def first_points(self, bucket, ident, start, stop):
+        if bucket not in self.series:
+            return super().first_points(bucket, ident, start, stop)
+        for measurement, tags, field_name, first, last, fn in self.series[bucket]:
+            if (measurement, field_name, tuple(sorted(tags.items()))) == ident:
+                for t in range(max(first, -(-start // NS)), min(last, -(-stop // NS))):
+                    if fn(t) is not None:
+                        return [(t * NS, fn(t))]
+        return []
 
     def from_bucket(self, bucket, start=None, stop=None):
         if bucket not in self.series:
@@ -717,6 +754,39 @@ def _index_read(node, store):
     return [Table(key=(), columns=["_value"], rows=[{"_value": v} for v in values], types={"_value": "string"})]
 
 
+def _index_first(node, store):
+    """from |> range |> filter(on names and tags)... |> first(), answered from the series index as
+    InfluxDB pushes a bare first() down to storage, instead of reading every point; None for any
+    other shape."""
+    chain, inner = [], node[1]
+    while inner[0] == "pipe":
+        chain.append((inner[2], inner[3]))
+        inner = inner[1]
+    chain.reverse()
+    names = [n for n, _ in chain]
+    if (inner[0] != "call" or inner[1] != "from" or not names or names[0] != "range"
+            or any(n != "filter" for n in names[1:]) or chain[0][1].get("start", ("",))[0] != "time"
+            or any("_value" in repr(args) or "_time" in repr(args) for _, args in chain[1:])):
+        return None
+    bucket, range_args = inner[2]["bucket"], chain[0][1]
+    start = range_args["start"][1]
+    stop = range_args.get("stop", ("time", int(time.time() * NS)))[1]
+    tables = []
+    for ident in store.series_in_range(bucket, start, stop):
+        measurement, fld, tags = ident
+        tag_names = [k for k, _ in tags]
+        for t_ns, value in store.first_points(bucket, ident, start, stop):
+            row = {"_time": t_ns, "_value": value, "_field": fld, "_measurement": measurement, **dict(tags)}
+            tables.append(Table(key=("_measurement", "_field") + tuple(tag_names),
+                                columns=["_time", "_value", "_field", "_measurement"] + tag_names, rows=[row],
+                                types={"_time": "dateTime:RFC3339", "_value": _type_of(value), "_field": "string",
+                                       "_measurement": "string", **{t: "string" for t in tag_names}}))
+    tables = FUNCTIONS["range"](tables, range_args)
+    for _, args in chain[1:]:
+        tables = FUNCTIONS["filter"](tables, args)
+    return f_first(tables, {})
+
+
 def execute(program_text, store, env=None):
     """Run a Flux program; return [(result name, [tables])]. env binds names to tables (for vectors)."""
     env, results = dict(env or {}), []
@@ -733,8 +803,8 @@ def execute(program_text, store, env=None):
             return env[node[1]]
         if kind == "pipe":
             name, args = node[2], node[3]
-            if name == "distinct":
-                tables = _index_read(node, store)
+            if name in ("distinct", "first"):
+                tables = (_index_read if name == "distinct" else _index_first)(node, store)
                 if tables is not None:
                     return tables
             right_after_from = node[1][0] == "call" and node[1][1] == "from"
@@ -842,7 +912,7 @@ def error_table(message):
 
 class StandIn:
     """The server. `faults` is a list of planned faults consumed one per query that reads points:
-    ("status", code, retry_after) | ("hang", seconds) | ("cut", after_bytes) | ("error_table", message)
+    ("status", code, retry_after[, message]) | ("hang", seconds) | ("cut", after_bytes) | ("error_table", message)
     | ("body", text)."""
 
     def __init__(self, token="test-token", org="test-org", store=None, cache=False, tls=None):
@@ -932,7 +1002,7 @@ class StandIn:
         if fault and fault[0] == "status":
             headers = [("Retry-After", str(fault[2]))] if fault[2] is not None else []
             return self._json(h, fault[1], "too many requests" if fault[1] == 429 else "internal error",
-                              "injected fault", headers)
+                              fault[3] if len(fault) > 3 else "injected fault", headers)
         if fault and fault[0] == "hang":
             time.sleep(fault[1])
         try:

@@ -40,9 +40,18 @@ def line_protocol(points):
     lines = []
     for (m, tags, t), fields in rows.items():
         tag_text = "".join(f",{_lp_escape(k, ',= ')}={_lp_escape(v, ',= ')}" for k, v in tags)
-        field_text = ",".join(f"{_lp_escape(f, ',= ')}={float(v)!r}" for f, v in fields)
+        field_text = ",".join(f"{_lp_escape(f, ',= ')}={_lp_value(v)}" for f, v in fields)
         lines.append(f"{_lp_escape(m, ', ')}{tag_text} {field_text} {t}")
     return lines
+
+
+def _lp_value(value):
+    """A field value: a float (an int too: as the oximeter writes), a boolean, or a quoted string."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return repr(float(value))
 
 
 def _lp_escape(text, special):
