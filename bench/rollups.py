@@ -78,8 +78,7 @@ def main():
         cur.execute("VACUUM ANALYZE")
 
         dashboard = json.load(open(os.path.join(ROOT, "setup/grafana/dashboard.json")))
-        panel_sql = expand(dashboard["panels"][0]["targets"][0]["rawSql"], start, end,
-                           {"table": "pox_five_second_mean"})
+        panel_sql = expand(dashboard["panels"][0]["targets"][0]["rawSql"], start, end, {})
         t_rollup, via_rollup = timed(cur, panel_sql, None, args.repeat)
         t_direct, via_direct = timed(cur, DIRECT, {"start": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start)),
                                                    "end": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(end))},

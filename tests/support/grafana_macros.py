@@ -3,7 +3,9 @@
 
   $__timeFilter(c)         c BETWEEN '<from>' AND '<to>'
   $__timeFrom(), $__timeTo() '<from>', '<to>'           (RFC 3339, UTC)
-  $__timeGroup(c, i)       floor(extract(epoch from c)/<i seconds>)*<i seconds>
+  $__timeGroup(c, i)       floor(extract(epoch from c)/<i seconds>)*<i seconds>, or with the data
+                           source's TimescaleDB switch on time_bucket('<i seconds>s',c)
+                           (pkg/tsdb/grafana-postgresql-datasource/macros.go)
   $__timeGroupAlias(c, i)  the same AS "time"
   $__interval              the panel interval: range / max data points, rounded to a nice step,
                            never below the panel's min interval
@@ -37,7 +39,7 @@ def _time(epoch):
     return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def expand(sql, start, end, variables, min_interval=5):
+def expand(sql, start, end, variables, min_interval=5, timescaledb=False):
     interval = interval_for(start, end, min_interval)
     text = sql.replace("$__interval", interval)
     for name, value in variables.items():
@@ -50,6 +52,8 @@ def expand(sql, start, end, variables, min_interval=5):
     def group(m, alias):
         column, step = (x.strip() for x in m.group(1).rsplit(",", 1))
         secs = seconds_of(step)
+        if timescaledb:
+            return f"time_bucket('{secs}s',{column})" + (' AS "time"' if alias else "")
         return f"floor(extract(epoch from {column})/{secs})*{secs}" + (' AS "time"' if alias else "")
     text = re.sub(r"\$__timeGroupAlias\(([^)]+)\)", lambda m: group(m, True), text)
     text = re.sub(r"\$__timeGroup\(([^)]+)\)", lambda m: group(m, False), text)
