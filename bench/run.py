@@ -230,7 +230,8 @@ def main():
     if args.only:
         return
     checks = [
-        (f"{d}-day backfill CPU vs reference", r[f"loader flux backfill {d}d"][1] / r[f"reference {d}d"][1], 0.1),
+        (f"{d}-day Flux backfill CPU vs reference", r[f"loader flux backfill {d}d"][1] / r[f"reference {d}d"][1],
+         0.1),
         (f"{d}-day backfill wall vs limit", r[f"loader flux backfill {d}d"][0] / r[f"limit curl|psql {d}d"][0], 1.3),
         (f"{d}-day backfill peak RSS (MB)", r[f"loader flux backfill {d}d"][2], 120),
         (f"{ld}-day vs {d}-day peak RSS",
@@ -238,6 +239,9 @@ def main():
         ("hourly run wall vs reference 1h", r["loader run (hourly)"][0] / r["reference 1h"][0], 1.0),
         ("hourly run peak RSS vs reference 1h", r["loader run (hourly)"][2] / r["reference 1h"][2], 1.0),
     ]
+    if f"loader influxql backfill {d}d" in r:
+        checks.insert(1, (f"{d}-day InfluxQL backfill CPU vs reference",
+                          r[f"loader influxql backfill {d}d"][1] / r[f"reference {d}d"][1], 0.1))
     print("\nratios (target):")
     for label, value, target in checks:
         print(f"  {label:<40} {value:8.3f}  (<= {target:g})  {'met' if value <= target else 'MISSED'}")

@@ -35,38 +35,31 @@ def archive_rows(pg_url, table="pox_five_second_mean", schema="public"):
         conn.close()
 
 
-def count_rows(pg_url, table="pox_five_second_mean"):
+def _one_row(pg_url, statement, params=()):
     conn = psycopg2.connect(pg_url)
     try:
         cur = conn.cursor()
-        cur.execute(f'SELECT count(*), count(DISTINCT time) FROM "{table}"')
+        cur.execute(statement, params)
         return cur.fetchone()
     finally:
         conn.close()
 
 
+def count_rows(pg_url, table="pox_five_second_mean"):
+    """(rows, distinct times) of the archive table."""
+    return _one_row(pg_url, f'SELECT count(*), count(DISTINCT time) FROM "{table}"')
+
+
 def first_loaded(pg_url):
     """Where the first run's range began (epoch seconds): a run floors its own clock, which may have
     crossed a window boundary since the test computed its times."""
-    conn = psycopg2.connect(pg_url)
-    try:
-        cur = conn.cursor()
-        cur.execute("SELECT extract(epoch FROM min(range_start))::bigint FROM influx_archive_runs")
-        return cur.fetchone()[0]
-    finally:
-        conn.close()
+    return _one_row(pg_url, "SELECT extract(epoch FROM min(range_start))::bigint FROM influx_archive_runs")[0]
 
 
 def watermark(pg_url, table="public.pox_five_second_mean"):
-    conn = psycopg2.connect(pg_url)
-    try:
-        cur = conn.cursor()
-        cur.execute("SELECT extract(epoch FROM watermark)::bigint FROM influx_archive_state WHERE target = %s",
-                    (table,))
-        row = cur.fetchone()
-        return row[0] if row else None
-    finally:
-        conn.close()
+    row = _one_row(pg_url, "SELECT extract(epoch FROM watermark)::bigint FROM influx_archive_state "
+                           "WHERE target = %s", (table,))
+    return row[0] if row else None
 
 
 def superuser(pg_server, statement):
