@@ -20,13 +20,12 @@ import urllib.parse
 import urllib3
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-from ..config import control_characters
 from ..errors import SourceQueryError, SourceRejected
 from ..windows import format_duration, rfc3339
 from .batch import Batch, Block
 from .http import classify_status, http_rejection, no_answer, server_trouble
 from .literal import number
-from .proof import NUMERIC_TYPES, one_kind
+from .proof import numeric_fields, one_kind
 
 log = logging.getLogger(__name__)
 
@@ -263,18 +262,11 @@ class FluxSource:
         return self._field_keys
 
     def numeric_fields(self):
-        """The fields to load when FIELDS is empty: the numeric ones field_keys found (the proof asks
-        first), less any named like a key tag."""
+        """The fields to load when FIELDS is empty (proof.numeric_fields of what field_keys found:
+        the proof asks first)."""
         if self._field_keys is None:
             raise SourceQueryError("the fields were not looked up before loading")
-        fields = []
-        for name, kind in self._field_keys.items():
-            if kind in NUMERIC_TYPES and not control_characters(name):
-                if name in self.config.tags:
-                    log.warning("field %s has the name of a key tag and is not archived", name)
-                    continue
-                fields.append(name)
-        return fields
+        return numeric_fields(self._field_keys, self.config)
 
     def measurements(self, start, stop, limit=20):
         """Names of measurements with data in [start, stop) (for advice when ours has none)."""

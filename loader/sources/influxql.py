@@ -14,13 +14,12 @@ from urllib.parse import urlsplit
 import urllib3
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-from ..config import control_characters
 from ..errors import LoaderError, SourceQueryError, SourceRejected
 from ..windows import format_duration
 from .batch import Batch, Block
 from .http import classify_status, http_rejection, no_answer, server_kind, server_trouble
 from .literal import number
-from .proof import NUMERIC_TYPES, one_kind
+from .proof import numeric_fields, one_kind
 
 log = logging.getLogger(__name__)
 
@@ -209,18 +208,8 @@ class InfluxQLSource:
         return [row[0] for s in series for row in s.get("values", [])]
 
     def numeric_fields(self):
-        """The measurement's float and integer fields, for FIELDS left empty."""
-        fields = []
-        for name, kind in self.field_keys().items():
-            if kind in NUMERIC_TYPES:
-                if control_characters(name):
-                    log.warning("field %r is not archived: its name %s", name, control_characters(name))
-                    continue
-                if name in self.config.tags:
-                    log.warning("field %s has the name of a key tag and is not archived", name)
-                    continue
-                fields.append(name)
-        return fields
+        """The fields to load when FIELDS is empty (proof.numeric_fields of SHOW FIELD KEYS)."""
+        return numeric_fields(self.field_keys(), self.config)
 
     def fetch(self, start, end):
         """The chunk's window means: one request per statement (InfluxDB 3 Core up to 3.6 refuses
@@ -257,7 +246,7 @@ class InfluxQLSource:
     def _layout(self, series, tags):
         """(the CSV columns of a series' rows, its tag values not among them): InfluxDB 1.x and 2.x give
         GROUP BY tags as the series' "tags"; InfluxDB 3's v1 API as columns of the rows."""
-        columns = ["time" if c == "time" else c for c in series.get("columns") or []]
+        columns = list(series.get("columns") or [])
         known = {"time", *tags, *self._fields}
         stray = [c for c in columns if c not in known]
         if not columns or columns[0] != "time" or stray:

@@ -4,9 +4,13 @@ Without it an empty answer could be a misspelt name rather than no readings, and
 would move past data InfluxDB still has; the free plan deletes it after 30 days.
 """
 
+import logging
+
 from ..config import control_characters
 from ..errors import SourceRejected
 from ..windows import rfc3339
+
+log = logging.getLogger(__name__)
 
 NUMERIC_TYPES = ("float", "integer", "unsigned")  # as InfluxQL's SHOW FIELD KEYS names them
 
@@ -54,9 +58,24 @@ def prove_fields(config, source, load_start, now):
                                   "unsigned) fields")
     if config.fields:
         return list(config.fields)
-    numeric = [f for f, kind in found.items()
-               if kind in NUMERIC_TYPES and f not in config.tags and not control_characters(f)]
+    numeric = numeric_fields(found, config, warn=False)
     if not numeric:
         raise SourceRejected(f"measurement {config.measurement!r} has no numeric fields in {where}",
                              hint=f"its fields: {listing}")
     return numeric
+
+
+def numeric_fields(found, config, warn=True):
+    """The fields an empty FIELDS loads, from {field: type}: the numeric ones, less any named like a
+    key tag (its values would land in the tag's column) or with a control character in its name."""
+    fields = []
+    for name, kind in found.items():
+        if kind not in NUMERIC_TYPES:
+            continue
+        if control_characters(name) or name in config.tags:
+            if warn:
+                why = control_characters(name) or "is a key tag's name"
+                log.warning("field %r is not archived: its name %s", name, why)
+            continue
+        fields.append(name)
+    return fields
