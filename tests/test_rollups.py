@@ -204,3 +204,16 @@ def test_an_archive_made_before_rollups_gets_them_built_complete_on_the_next_run
     Job(cfg, clock=FixedClock(NOW)).run()  # writes only the last hour, yet every bucket is there
     conn.close()
     assert_equal_rollups(pg_url)
+
+
+def test_the_dashboard_asks_on_import_for_its_data_source_and_names_no_other():
+    """Import (the only way README installs it) shows a data-source choice from __inputs: the
+    provisioned influx-archive or one added by hand under any name; no panel names a uid of its own."""
+    dashboard = json.load(open(os.path.join(ROOT, "setup/grafana/dashboard.json")))
+    [source] = dashboard["__inputs"]
+    assert source["type"] == "datasource" and source["pluginId"] == "grafana-postgresql-datasource"
+    wanted = {"type": "grafana-postgresql-datasource", "uid": "${" + source["name"] + "}"}
+    for panel in dashboard["panels"]:
+        assert panel["datasource"] == wanted, panel["title"]
+        assert all(target["datasource"] == wanted for target in panel["targets"]), panel["title"]
+    assert not [v for v in dashboard["templating"]["list"] if v["type"] == "textbox"]  # nothing a viewer types
