@@ -69,7 +69,7 @@ def main():
         conn.commit()
         loaded = time.perf_counter() - began
         began = time.perf_counter()
-        rollups = Rollups(db, (), cfg.rollup_below)
+        rollups = Rollups(db, (), cfg.rollup_below, cfg.window)
         for lo in range(start, end, 30 * DAY):
             rollups.refresh(cur, table.fields, lo, min(lo + 30 * DAY, end))
             conn.commit()

@@ -97,7 +97,7 @@ def adopt_reference(config, apply):
             result.rows_after = cur.rowcount
             first, end = table.span(cur)
             if first is not None:
-                Rollups(db, (), config.rollup_below).refresh(cur, table.fields, first, end)
+                Rollups(db, (), config.rollup_below, config.window).refresh(cur, table.fields, first, end)
             conn.commit()
             result.done = True
             return result

@@ -167,8 +167,9 @@ def _backfill(args, config):
 
 
 @command("rebuild-rollups", "recompute the 1-minute, 1-hour and 1-day rollups from the 5-second table",
-         """run and backfill keep the rollups current themselves; this is for an archive made before
-         rollups existed, an adopted table, or a change of ROLLUP_BELOW. Without --start and --end it
+         """run and backfill keep the rollups current themselves, and the first run after a change of
+         ROLLUP_BELOW or WINDOW recounts every bucket; this is for rows changed behind the loader's
+         back (an adopted table, a restore of part of the archive). Without --start and --end it
          covers every archived row.""",
          "python -m loader rebuild-rollups\n"
          "  python -m loader rebuild-rollups --start 2026-10-01T00:00:00Z --end 2026-11-01T00:00:00Z",

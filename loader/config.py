@@ -251,8 +251,9 @@ SETTINGS = (
     Setting("PG_URL", "PostgreSQL URL; postgresql:// is used with psycopg2.", required=True,
             secret=True, aliases=("PG_CONNECT",), example="postgresql://archive:secret@localhost:5432/archive",
             attr="pg_url", kind=postgres_url),
-    Setting("ROLLUP_BELOW", "Per field, a threshold whose time-below the rollups count (for the dashboard's "
-            "'time below 90 %'), field=value, comma-separated.", default="spo2=90", example="spo2=90,bpm=50",
+    Setting("ROLLUP_BELOW", "Per field, a threshold whose time-below the rollups count (the dashboard's "
+            "time below the spo2 threshold), field=value, comma-separated; a change recounts every bucket at "
+            "the next run.", default="spo2=90", example="spo2=90,bpm=50",
             attr="rollup_below", kind=thresholds),
     Setting("PG_SCHEMA", "Schema holding the archive and its state tables.", default="public",
             attr="pg_schema", kind=name),

@@ -162,7 +162,7 @@ class Job:
                 outcome.fields = self._retrying(prove_fields, config, source, outcome.start, self.clock.now())
             with db.errors():
                 table.ensure(cur, config.fields)
-                rollups = Rollups(db, config.tags, config.rollup_below)
+                rollups = Rollups(db, config.tags, config.rollup_below, config.window)
                 rollups.ensure(cur, table.fields)
                 if outcome.start is None:  # rebuild-rollups of everything: the archive's own span
                     outcome.start, outcome.end = table.span(cur)

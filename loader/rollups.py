@@ -3,9 +3,15 @@
 What TimescaleDB's continuous aggregates do, in plain PostgreSQL (TimescaleDB is not packaged for
 a 32-bit Pi). Tables <PG_TABLE>_1m, <PG_TABLE>_1h, <PG_TABLE>_1d: bucket start `time`, the key
 tags, `windows` (5-second rows behind the bucket), and per field <f>_mean, <f>_min, <f>_max,
-<f>_n (5-second windows with a value) and, for fields named in ROLLUP_BELOW, <f>_below_<x> (5-second
-windows whose mean is below x). Each level is computed from the one below it with the mean weighted
+<f>_n (5-second windows with a value) and, for fields named in ROLLUP_BELOW, <f>_below (windows whose
+mean is below the threshold). Each level is computed from the one below it with the mean weighted
 by <f>_n, so a rollup of a rollup equals the rollup of the 5-second rows.
+
+What the counts mean is written beside them, for the dashboard to read and label: the comment on
+`windows` is the window in seconds (WINDOW), the comment on <f>_below its threshold. A ROLLUP_BELOW
+or WINDOW that no longer matches them makes the loader recount every bucket from the 5-second rows
+in the same transaction (no NULL, no count of an old threshold), and a field dropped from
+ROLLUP_BELOW loses its column; columns an older version named <f>_below_<x> are dropped.
 
 `refresh` recomputes exactly the buckets a written range touched, inside the caller's transaction:
 a rollup is never ahead of or behind the rows it summarises.
@@ -20,24 +26,30 @@ from .windows import ceil_to, floor_to
 
 log = logging.getLogger(__name__)
 
-EXISTING_COLUMNS = """
-SELECT attname FROM pg_attribute
-WHERE attrelid = to_regclass(%(table)s) AND attnum > 0 AND NOT attisdropped
-"""
-
 LEVELS = (("1m", 60), ("1h", 3600), ("1d", 86400))
 
 
-def below_column(field, threshold):
-    text = f"{threshold:g}".replace(".", "_").replace("-", "minus")
-    return f"{field}_below_{text}"
+COMMENTS = """
+SELECT a.attname, col_description(a.attrelid, a.attnum) FROM pg_attribute a
+WHERE a.attrelid = to_regclass(%(table)s) AND a.attnum > 0 AND NOT a.attisdropped
+"""
+
+
+def below_column(field):
+    return f"{field}_below"
+
+
+def number_text(value):
+    """A threshold or window as the comment holds it: 90, 88.5."""
+    return f"{float(value):g}"
 
 
 class Rollups:
-    def __init__(self, db, tags, below=None):
+    def __init__(self, db, tags, below=None, window=5):
         self.db = db
         self.tags = tuple(tags)
         self.below = dict(below or {})  # field -> threshold
+        self.window = window
         self._fields = None
 
     def table(self, suffix):
@@ -50,7 +62,7 @@ class Rollups:
         cols = [(f"{field}_mean", "double precision"), (f"{field}_min", "double precision"),
                 (f"{field}_max", "double precision"), (f"{field}_n", "integer")]
         if field in self.below:
-            cols.append((below_column(field, self.below[field]), "integer"))
+            cols.append((below_column(field), "integer"))
         return cols
 
     def ensure(self, cur, fields):
@@ -66,28 +78,48 @@ class Rollups:
         key = [sql.Identifier("time")] + [sql.Identifier(t) for t in self.tags]
         incomplete = False
         for suffix, _ in LEVELS:
-            cur.execute(EXISTING_COLUMNS, {"table": self.table(suffix).as_string(cur)})
-            existing = {r[0] for r in cur.fetchall()}
+            table = self.table(suffix)
+            cur.execute(COMMENTS, {"table": table.as_string(cur)})
+            existing = dict(cur.fetchall())
             incomplete = incomplete or not existing
             columns = [sql.SQL("time timestamptz NOT NULL")] + [
                 sql.SQL("{} text NOT NULL").format(sql.Identifier(t)) for t in self.tags] + [
                 sql.SQL("windows integer NOT NULL")]
             cur.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({}))").format(
-                self.table(suffix), sql.SQL(", ").join(columns), sql.SQL(", ").join(key)))
+                table, sql.SQL(", ").join(columns), sql.SQL(", ").join(key)))
+            wanted = {below_column(f): number_text(t) for f, t in self.below.items() if f in fields}
+            for name in existing:
+                if self._stale(name, fields, wanted):
+                    cur.execute(sql.SQL("ALTER TABLE {} DROP COLUMN {}").format(table, sql.Identifier(name)))
             for field in fields:
                 for name, kind in self._field_columns(field):
-                    if name in existing:
-                        continue
-                    incomplete = incomplete or (existing and name.startswith(f"{field}_below_")
-                                                and f"{field}_n" in existing)
-                    cur.execute(sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} " + kind).format(
-                        self.table(suffix), sql.Identifier(name)))
+                    if name not in existing:
+                        incomplete = incomplete or (bool(existing) and name in wanted)
+                        cur.execute(sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} " + kind).format(
+                            table, sql.Identifier(name)))
+            for name, meaning in list(wanted.items()) + [("windows", number_text(self.window))]:
+                if existing.get(name) != meaning:
+                    incomplete = incomplete or (bool(existing) and name in existing)
+                    cur.execute(sql.SQL("COMMENT ON COLUMN {}.{} IS {}").format(
+                        table, sql.Identifier(name), sql.Literal(meaning)))
         self._fields = fields
         if incomplete:
             first, end = archive_span(cur, self.db.table)
             if first is not None:
                 log.info("building the rollups of the %s rows already archived", self.db.target)
                 self.refresh(cur, fields, first, end)
+
+    @staticmethod
+    def _stale(name, fields, wanted):
+        """A below-count column nothing configures any more: <f>_below of a field dropped from
+        ROLLUP_BELOW, or <f>_below_<x>, the name older versions gave it."""
+        for field in fields:
+            if name == below_column(field) and name not in wanted:
+                return True
+            rest = name[len(field) + len("_below_"):] if name.startswith(field + "_below_") else None
+            if rest and rest not in ("mean", "min", "max", "n", "below"):
+                return True
+        return False
 
     def refresh(self, cur, fields, start, end):
         """Recompute every bucket of every level that overlaps [start, end)."""
@@ -126,8 +158,7 @@ class Rollups:
                           sql.SQL("min({})").format(lo), sql.SQL("max({})").format(hi),
                           sql.SQL("coalesce(sum({}), 0)").format(n)]
                 if f in self.below:
-                    exprs.append(sql.SQL("coalesce(sum({}), 0)").format(
-                        sql.Identifier(below_column(f, self.below[f]))))
+                    exprs.append(sql.SQL("coalesce(sum({}), 0)").format(sql.Identifier(below_column(f))))
         for f in fields:
             out_cols += [sql.Identifier(name) for name, _ in self._field_columns(f)]
         group = sql.SQL(", ").join([sql.SQL("1")] + [sql.SQL(str(i + 2)) for i in range(len(tags))])

@@ -25,17 +25,17 @@ def with_dips(points):
     return [(m, tags, f, t, 86.5 if f == "spo2" and t % 3600 < 300 else v) for m, tags, f, t, v in points]
 
 
-def direct(cur, width, fields=("bpm", "spo2")):
+def direct(cur, width, fields=("bpm", "spo2"), below=90):
     cols = ", ".join(f"avg({f}), min({f}), max({f}), count({f})" for f in fields)
     bucket = f"to_timestamp(floor(extract(epoch FROM time) / {width}) * {width})"
     cur.execute(f"SELECT extract(epoch FROM {bucket})::bigint, "
-                f"count(*), {cols}, count(*) FILTER (WHERE spo2 < 90) FROM {BASE} GROUP BY 1 ORDER BY 1")
+                f"count(*), {cols}, count(*) FILTER (WHERE spo2 < {below}) FROM {BASE} GROUP BY 1 ORDER BY 1")
     return {r[0]: r[1:] for r in cur.fetchall()}
 
 
 def rolled(cur, suffix, fields=("bpm", "spo2")):
     cols = ", ".join(f"{f}_mean, {f}_min, {f}_max, {f}_n" for f in fields)
-    cur.execute(f"SELECT extract(epoch FROM time)::bigint, windows, {cols}, spo2_below_90 FROM {BASE}_{suffix} "
+    cur.execute(f"SELECT extract(epoch FROM time)::bigint, windows, {cols}, spo2_below FROM {BASE}_{suffix} "
                 "ORDER BY 1")
     return {r[0]: r[1:] for r in cur.fetchall()}
 
@@ -53,12 +53,12 @@ def assert_same_buckets(got, want, suffix):
                 assert w == g, (suffix, bucket, want[bucket], got[bucket])
 
 
-def assert_equal_rollups(pg_url):
+def assert_equal_rollups(pg_url, below=90):
     conn = psycopg2.connect(pg_url)
     cur = conn.cursor()
     try:
         for suffix, width in (("1m", 60), ("1h", 3600), ("1d", 86400)):
-            assert_same_buckets(rolled(cur, suffix), direct(cur, width), suffix)
+            assert_same_buckets(rolled(cur, suffix), direct(cur, width, below=below), suffix)
     finally:
         conn.close()
 
@@ -97,7 +97,7 @@ def test_rollups_stay_equal_to_the_5_second_table_through_backfills_late_data_an
     assert_equal_rollups(pg_url)
     conn = psycopg2.connect(pg_url)
     cur = conn.cursor()
-    cur.execute(f"SELECT sum(windows), sum(spo2_below_90) FROM {BASE}_1d")
+    cur.execute(f"SELECT sum(windows), sum(spo2_below) FROM {BASE}_1d")
     windows, below = cur.fetchone()
     cur.execute(f"SELECT count(*), count(*) FILTER (WHERE spo2 < 90) FROM {BASE}")
     assert (windows, below) == cur.fetchone() and below > 0
@@ -161,7 +161,7 @@ def test_every_dashboard_panel_runs_as_a_read_only_role(loaded_with_reader, rang
             else:
                 assert names[0] == "Period" and [r[0] for r in rows] == ["Last day", "Last week", "Last month",
                                                                        "Last year"]
-                assert rows[0][3].total_seconds() > 0  # the dips count as time below 90 %
+                assert rows[0][3] == "SpO2 < 90 %" and rows[0][4].total_seconds() > 0  # the dips count
     conn.close()
 
 
@@ -217,3 +217,41 @@ def test_the_dashboard_asks_on_import_for_its_data_source_and_names_no_other():
         assert panel["datasource"] == wanted, panel["title"]
         assert all(target["datasource"] == wanted for target in panel["targets"]), panel["title"]
     assert not [v for v in dashboard["templating"]["list"] if v["type"] == "textbox"]  # nothing a viewer types
+
+
+def test_rollup_below_changed_mid_life_recounts_every_bucket_and_leaves_no_stale_column(pg_url, standin):
+    """An archive whose rollups an older version made (spo2_below_90), then ROLLUP_BELOW=spo2=95:
+    the next run recounts every bucket from the 5-second rows in its transaction; no NULL, no column
+    of the old threshold, and the Summaries panel says the new threshold and the time below it."""
+    feed_standin(standin, with_dips(pulse_points(NOW - 2 * DAY, 2 * DAY)))
+    Job(make_config(pg_url, standin.url, INITIAL_LOOKBACK="2d"), clock=FixedClock(NOW - HOUR)).run()
+    conn = psycopg2.connect(pg_url)
+    conn.autocommit = True
+    cur = conn.cursor()
+    for suffix in ("1m", "1h", "1d"):  # as the previous version named and left it
+        cur.execute(f"ALTER TABLE {BASE}_{suffix} RENAME COLUMN spo2_below TO spo2_below_90")
+        cur.execute(f"COMMENT ON COLUMN {BASE}_{suffix}.windows IS NULL")
+    Job(make_config(pg_url, standin.url, INITIAL_LOOKBACK="2d", ROLLUP_BELOW="spo2=95"), clock=FixedClock(NOW)).run()
+    assert_equal_rollups(pg_url, below=95)
+    for suffix in ("1m", "1h", "1d"):
+        cur.execute("SELECT attname, col_description(attrelid, attnum) FROM pg_attribute WHERE attrelid = "
+                    "%s::regclass AND attnum > 0 AND NOT attisdropped AND attname LIKE %s",
+                    (f"{BASE}_{suffix}", "%below%"))
+        assert cur.fetchall() == [("spo2_below", "95")]
+        cur.execute(f"SELECT count(*) FROM {BASE}_{suffix} WHERE spo2_below IS NULL")
+        assert cur.fetchone() == (0,)
+    dashboard = json.load(open(os.path.join(ROOT, "setup/grafana/dashboard.json")))
+    cur.execute(expand(dashboard["panels"][2]["targets"][0]["rawSql"], NOW - 3 * HOUR, NOW, {}))
+    last_day = cur.fetchone()
+    first_hour = -(-(NOW - DAY) // HOUR) * HOUR  # the hourly buckets that start within the last day
+    cur.execute(f"SELECT count(*) FROM {BASE} WHERE spo2 < 95 AND time >= to_timestamp(%s)", (first_hour,))
+    assert last_day[3] == "SpO2 < 95 %" and last_day[4].total_seconds() == 5 * cur.fetchone()[0] > 0
+    Job(make_config(pg_url, standin.url, INITIAL_LOOKBACK="2d", ROLLUP_BELOW="bpm=70"), clock=FixedClock(NOW)).run()
+    cur.execute("SELECT attname, col_description(attrelid, attnum) FROM pg_attribute WHERE attrelid = %s::regclass "
+                "AND attname LIKE %s AND NOT attisdropped", (f"{BASE}_1h", "%below%"))
+    assert cur.fetchall() == [("bpm_below", "70")]  # spo2 dropped from ROLLUP_BELOW: its column goes too
+    cur.execute(f"SELECT sum(bpm_below) FROM {BASE}_1d")
+    below = cur.fetchone()[0]
+    cur.execute(f"SELECT count(*) FROM {BASE} WHERE bpm < 70")
+    assert below == cur.fetchone()[0] > 0
+    conn.close()
