@@ -76,7 +76,7 @@ class Rollups:
         if self._fields == fields:
             return
         key = [sql.Identifier("time")] + [sql.Identifier(t) for t in self.tags]
-        incomplete = False
+        incomplete, recount = False, ""
         for suffix, _ in LEVELS:
             table = self.table(suffix)
             cur.execute(COMMENTS, {"table": table.as_string(cur)})
@@ -99,14 +99,20 @@ class Rollups:
                             table, sql.Identifier(name)))
             for name, meaning in list(wanted.items()) + [("windows", number_text(self.window))]:
                 if existing.get(name) != meaning:
-                    incomplete = incomplete or (bool(existing) and name in existing)
+                    if existing and name in existing and not recount:
+                        recount = f"{name} counted {existing.get(name) or 'an unrecorded setting'}, now {meaning}"
+                    incomplete = incomplete or bool(recount)
                     cur.execute(sql.SQL("COMMENT ON COLUMN {}.{} IS {}").format(
                         table, sql.Identifier(name), sql.Literal(meaning)))
         self._fields = fields
         if incomplete:
             first, end = archive_span(cur, self.db.table)
             if first is not None:
-                log.info("building the rollups of the %s rows already archived", self.db.target)
+                if recount:
+                    log.info("ROLLUP_BELOW or WINDOW changed (%s): recounting the rollups of every archived row",
+                             recount)
+                else:
+                    log.info("building the rollups of the %s rows already archived", self.db.target)
                 self.refresh(cur, fields, first, end)
 
     @staticmethod
