@@ -23,7 +23,9 @@ from .redaction import Secret, redact  # noqa: F401 - redact: where every module
 from .windows import format_duration, parse_duration
 
 LANGUAGES = ("flux", "influxql")
-CLOUD_HOSTS = ("cloud2.influxdata.com", ".influxdb.io")  # Cloud Serverless/TSM; Cloud Dedicated
+SERVERLESS_HOST = "cloud2.influxdata.com"  # InfluxDB Cloud Serverless and TSM URLs end so
+DEDICATED_HOST = ".influxdb.io"  # InfluxDB Cloud Dedicated clusters' URLs end so
+CLOUD_HOSTS = (SERVERLESS_HOST, DEDICATED_HOST)
 CLOUD_QUERY_LIMIT = 90  # seconds a Cloud query may run (InfluxDB Cloud limits and adjustable quotas)
 NUMBER = r"(-?[0-9.]+(?:e-?\d+)?)"  # a decimal number (never nan or inf)
 API_PATH = re.compile(r"/(query|write|ping|health|api/v2(/query|/write)?)/?$")
@@ -49,8 +51,9 @@ def name(setting, raw):
     names fit in 63 bytes."""
     if not raw:
         return raw, f"{setting.key} must not be empty"
-    if control_characters(raw):
-        return raw, f"{setting.key} {control_characters(raw)}"
+    bad = control_characters(raw)
+    if bad:
+        return raw, f"{setting.key} {bad}"
     if setting.key.startswith("PG_") and len(raw.encode()) > 63:
         return raw, f"{setting.key} is longer than PostgreSQL's 63-byte limit for names"
     return raw, None
@@ -58,7 +61,8 @@ def name(setting, raw):
 
 def optional_name(setting, raw):
     """A name that may be empty (INFLUX_RETENTION_POLICY): no control characters."""
-    return raw, (f"{setting.key} {control_characters(raw)}" if control_characters(raw) else None)
+    bad = control_characters(raw)
+    return raw, (f"{setting.key} {bad}" if bad else None)
 
 
 def duration(setting, raw):
@@ -103,8 +107,9 @@ def columns(setting, raw):
     if len(set(items)) != len(items):
         return items, f"{setting.key} lists a name twice"
     for item in items:
-        if control_characters(item):
-            return items, f"{setting.key}: {item!r} {control_characters(item)}"
+        bad = control_characters(item)
+        if bad:
+            return items, f"{setting.key}: {item!r} {bad}"
         if item.lower() == "time":
             return items, f"{item!r} cannot be a field or tag column: the table already has a time column"
     return items, None
@@ -127,8 +132,9 @@ def valid_ranges(setting, raw):
         if not (math.isfinite(low) and math.isfinite(high)):
             problems.append(f"VALID_RANGES: {item!r} has a bound too large for a number")
             continue
-        if control_characters(match.group(1)):
-            problems.append(f"VALID_RANGES: {match.group(1)!r} {control_characters(match.group(1))}")
+        bad = control_characters(match.group(1))
+        if bad:
+            problems.append(f"VALID_RANGES: {match.group(1)!r} {bad}")
             continue
         if low > high:
             problems.append(f"VALID_RANGES: {item!r} has min above max")

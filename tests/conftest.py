@@ -7,7 +7,6 @@ import shutil
 import subprocess
 import uuid
 
-import psycopg2
 import pytest
 
 from tests.support.archive import GRAFANA, LOADER, superuser
@@ -27,12 +26,7 @@ def pg_server():
 @pytest.fixture
 def pg_url(pg_server):
     """A fresh database per test on the session's cluster."""
-    name = "t_" + uuid.uuid4().hex[:12]
-    conn = psycopg2.connect(pg_server.url())
-    conn.autocommit = True
-    conn.cursor().execute(f'CREATE DATABASE "{name}"')
-    conn.close()
-    yield pg_server.url(name)
+    return pg_server.new_database()
 
 
 @pytest.fixture(scope="session")

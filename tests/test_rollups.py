@@ -5,7 +5,6 @@ import json
 import math
 import os
 import re
-import uuid
 
 import psycopg2
 import pytest
@@ -70,12 +69,7 @@ def loaded_with_reader(pg_server):
     """Three days of readings with two gaps (GAPS: the oximeter off for 8 hours, and for 20 minutes
     inside the last 3 hours), and a role that may only SELECT, like Grafana's. Loaded once for the
     module: the tests that use it only read."""
-    name = "t_" + uuid.uuid4().hex[:12]
-    conn = psycopg2.connect(pg_server.url())
-    conn.autocommit = True
-    conn.cursor().execute(f'CREATE DATABASE "{name}"')
-    conn.close()
-    pg_url = pg_server.url(name)
+    pg_url = pg_server.new_database()
     standin = StandIn(token=TOKEN, org=ORG)
     try:
         points = with_dips(pulse_points(NOW - 3 * DAY, 3 * DAY, gap=GAPS[0]))

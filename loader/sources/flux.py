@@ -241,17 +241,10 @@ class FluxSource:
         this reads one point per series: first(), which InfluxDB answers from storage without
         scanning (a bare aggregate pushed down). A field written as integer in one shard and float in
         another comes as two tables, both numeric; one with any non-numeric table is not."""
-        lines = [f"from(bucket: {flux_string(self.config.bucket)})",
-                 f"  |> range(start: {rfc3339(start)}, stop: {rfc3339(stop)})",
-                 f"  |> filter(fn: (r) => r._measurement == {flux_string(self.config.measurement)})",
-                 "  |> first()"]
         kinds, datatypes = {}, []
-        for header, data in _tables(self._post("\n".join(lines) + "\n"), datatypes):
-            if _is_error_table(header):
-                if data:
-                    _raise_query_error(header, data)
-                continue
-            if "_field" not in header or "_value" not in header or len(datatypes) != len(header):
+        pipeline = [f"filter(fn: (r) => r._measurement == {flux_string(self.config.measurement)})", "first()"]
+        for header, data in self._lookup(start, stop, pipeline, datatypes):
+            if "_field" not in header or len(datatypes) != len(header):
                 raise SourceQueryError(f"unexpected columns in the Flux response: {', '.join(header)}")
             kind = FLUX_TYPES.get(datatypes[header.index("_value")], datatypes[header.index("_value")])
             at = header.index("_field")
@@ -272,30 +265,34 @@ class FluxSource:
         """Names of measurements with data in [start, stop) (for advice when ours has none)."""
         return self._distinct("_measurement", start, stop, limit=limit)
 
-    def _distinct(self, column, start, stop, measurement=None, limit=None):
+    def _distinct(self, column, start, stop, limit=None):
         """Distinct values of a column: the pipeline schema.tagValues() is made of (Flux stdlib,
         influxdata/influxdb/schema), which InfluxDB answers from its index without reading points."""
-        lines = [f"from(bucket: {flux_string(self.config.bucket)})",
-                 f"  |> range(start: {rfc3339(start)}, stop: {rfc3339(stop)})"]
-        if measurement is not None:
-            lines.append(f"  |> filter(fn: (r) => r._measurement == {flux_string(measurement)})")
-        lines += [f"  |> keep(columns: [{flux_string(column)}])", "  |> group()",
-                  f"  |> distinct(column: {flux_string(column)})"]
+        pipeline = [f"keep(columns: [{flux_string(column)}])", "group()", f"distinct(column: {flux_string(column)})"]
         if limit:
-            lines.append(f"  |> limit(n: {int(limit)})")
+            pipeline.append(f"limit(n: {int(limit)})")
         values = []
-        for header, data in _tables(self._post("\n".join(lines) + "\n")):
+        for header, data in self._lookup(start, stop, pipeline):
+            at = header.index("_value")
+            for row in csv.reader(data.split("\n")):
+                if len(row) > at and row[at] not in values:
+                    values.append(row[at])
+        return values
+
+    def _lookup(self, start, stop, pipeline, datatypes=None):
+        """(header, data) of each table that from(bucket) |> range(start, stop) |> pipeline answers
+        (the look-ups before loading); an error table raises, a table without _value is unexpected.
+        datatypes as for _tables."""
+        lines = [f"from(bucket: {flux_string(self.config.bucket)})",
+                 f"  |> range(start: {rfc3339(start)}, stop: {rfc3339(stop)})"] + [f"  |> {p}" for p in pipeline]
+        for header, data in _tables(self._post("\n".join(lines) + "\n"), datatypes):
             if _is_error_table(header):
                 if data:
                     _raise_query_error(header, data)
                 continue
             if "_value" not in header:
                 raise SourceQueryError(f"unexpected columns in the Flux response: {', '.join(header)}")
-            at = header.index("_value")
-            for row in csv.reader(data.split("\n")):
-                if len(row) > at and row[at] not in values:
-                    values.append(row[at])
-        return values
+            yield header, data
 
     def _http_error(self, response):
         status = response.status

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 import urllib3
 from urllib3.exceptions import HTTPError as Urllib3Error
 
+from ..config import DEDICATED_HOST, SERVERLESS_HOST
 from ..errors import LoaderError, SourceQueryError, SourceRejected
 from ..windows import format_duration
 from .batch import Batch, Block
@@ -48,9 +49,9 @@ def influx_kind(url, headers, message=""):
     whose URLs end in .influxdb.io), or 'dbrp': InfluxDB 2.x and Cloud Serverless (URLs on
     cloud2.influxdata.com), which map InfluxQL's database to a bucket through a DBRP mapping."""
     host = (urlsplit(url).hostname or "").lower()
-    if host.endswith("cloud2.influxdata.com"):
+    if host.endswith(SERVERLESS_HOST):
         return "dbrp"
-    if host.endswith(".influxdb.io"):
+    if host.endswith(DEDICATED_HOST):
         return "3"
     kind = server_kind(headers)
     if kind in ("1.x", "2.x"):

@@ -72,9 +72,9 @@ def numeric_fields(found, config, warn=True):
     for name, kind in found.items():
         if kind not in NUMERIC_TYPES:
             continue
-        if control_characters(name) or name in config.tags:
+        why = control_characters(name) or ("is a key tag's name" if name in config.tags else None)
+        if why:
             if warn:
-                why = control_characters(name) or "is a key tag's name"
                 log.warning("field %r is not archived: its name %s", name, why)
             continue
         fields.append(name)

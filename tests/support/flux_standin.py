@@ -726,16 +726,22 @@ def _parse_cell(cell, typ):
     return cell
 
 
+def _below(node):
+    """The calls piped into node's function, in program order as [(name, args)], and what they start
+    from (from(), or another expression)."""
+    chain, inner = [], node[1]
+    while inner[0] == "pipe":
+        chain.append((inner[2], inner[3]))
+        inner = inner[1]
+    return chain[::-1], inner
+
+
 def _index_read(node, store):
     """from |> range |> filter... |> keep(columns: [c]) |> group() |> distinct(column: c), the shape of
     schema.tagValues(), answered from the series index as InfluxDB's planner does (its ReadTagValues
     pushdown) instead of from every point; None for any other shape."""
     column = node[3].get("column", "_value")
-    chain, inner = [], node[1]
-    while inner[0] == "pipe":
-        chain.append((inner[2], inner[3]))
-        inner = inner[1]
-    chain.reverse()
+    chain, inner = _below(node)
     names = [n for n, _ in chain]
     if (inner[0] != "call" or inner[1] != "from" or len(names) < 3 or names[0] != "range"
             or names[-2:] != ["keep", "group"] or any(n != "filter" for n in names[1:-2])
@@ -758,11 +764,7 @@ def _index_first(node, store):
     """from |> range |> filter(on names and tags)... |> first(), answered from the series index as
     InfluxDB pushes a bare first() down to storage, instead of reading every point; None for any
     other shape."""
-    chain, inner = [], node[1]
-    while inner[0] == "pipe":
-        chain.append((inner[2], inner[3]))
-        inner = inner[1]
-    chain.reverse()
+    chain, inner = _below(node)
     names = [n for n, _ in chain]
     if (inner[0] != "call" or inner[1] != "from" or not names or names[0] != "range"
             or any(n != "filter" for n in names[1:]) or chain[0][1].get("start", ("",))[0] != "time"

@@ -11,6 +11,9 @@ import tempfile
 import time
 import urllib.parse
 import urllib.request
+import uuid
+
+import psycopg2
 
 
 def free_port():
@@ -60,6 +63,17 @@ class PostgresServer:
 
     def stop(self, mode="fast"):
         self._run("pg_ctl", "-D", self.data, "-m", mode, "-w", "stop")
+
+    def new_database(self):
+        """The URL of a fresh, empty database on this cluster (the superuser's)."""
+        name = "t_" + uuid.uuid4().hex[:12]
+        conn = psycopg2.connect(self.url())
+        conn.autocommit = True
+        try:
+            conn.cursor().execute(f'CREATE DATABASE "{name}"')
+        finally:
+            conn.close()
+        return self.url(name)
 
     def url(self, dbname="postgres", user="postgres", password=None):
         auth = user + (":" + urllib.parse.quote(password, safe="") if password else "")
