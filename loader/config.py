@@ -261,6 +261,16 @@ SETTINGS = (
             "time below the spo2 threshold), field=value, comma-separated; a change recounts every bucket at "
             "the next run.", default="spo2=90", example="spo2=90,bpm=50",
             attr="rollup_below", kind=thresholds),
+    Setting("SESSION_SPO2", "The field holding SpO2 in %, whose recording sessions (nights) the loader keeps in "
+            "<PG_TABLE>_sessions with T90 and ODI; empty: no sessions.", default="spo2",
+            attr="session_spo2", kind=optional_name),
+    Setting("SESSION_PULSE", "The field holding the pulse in bpm, summarised per session; empty: none.",
+            default="bpm", attr="session_pulse", kind=optional_name),
+    Setting("SESSION_GAP", "A session ends where no SpO2 was recorded for longer than this.", default="15m",
+            attr="session_gap", kind=duration, minimum=1),
+    Setting("SESSION_MIN", "Shorter runs of readings are not sessions (a finger check, a test); at most 1d.",
+            default="1h",
+            attr="session_min", kind=duration, minimum=1),
     Setting("PG_SCHEMA", "Schema holding the archive and its state tables.", default="public",
             attr="pg_schema", kind=name),
     Setting("PG_TABLE", "Table of window means.", default="pox_five_second_mean",
@@ -412,7 +422,7 @@ def load(env_file=".env", environ=None, file_required=False):
     for setting in SETTINGS:
         values[setting.key], problem = setting.kind(setting, get(setting.key))
         problems += problem if isinstance(problem, list) else [problem] if problem else []
-    _check_across(values, get, problems)
+    _check_across(values, get, problems, warnings)
     config = Config(**{s.attr: Secret(values[s.key]) if s.secret else values[s.key] for s in SETTINGS if s.attr},
                     warnings=tuple(warnings))
     if problems:
@@ -420,7 +430,7 @@ def load(env_file=".env", environ=None, file_required=False):
     return config
 
 
-def _check_across(values, get, problems):
+def _check_across(values, get, problems, warnings):
     """The rules that span several settings (each setting's own are in its kind). Fills in the token
     from INFLUX_TOKEN_FILE."""
     token, token_file = values["INFLUX_TOKEN"], get("INFLUX_TOKEN_FILE")
@@ -452,6 +462,12 @@ def _check_across(values, get, problems):
     overlap = set(fields) & set(tags)
     if overlap:
         problems.append(f"{', '.join(sorted(overlap))} is listed in both FIELDS and TAGS")
+    if values["SESSION_MIN"] and values["SESSION_MIN"] > 86400:
+        problems.append(f"SESSION_MIN {get('SESSION_MIN')} must be at most 1d: a session is cut every 24 hours")
+    for key, lost in (("SESSION_SPO2", "no sessions are kept"), ("SESSION_PULSE", "sessions have no pulse")):
+        if fields and values[key] and values[key] not in fields:
+            warnings.append(f"{key} {values[key]} is not in FIELDS, so {lost}; add it to FIELDS, or set {key} "
+                            "empty to say so")
     for name in values["VALID_RANGES"]:
         if fields and name not in fields:
             problems.append(f"VALID_RANGES names {name!r}, which FIELDS does not keep")

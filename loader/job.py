@@ -16,6 +16,7 @@ from .config import redact
 from .errors import EXIT_RETRY_LATER, ClockError, LoaderError, SourceUnavailable
 from .pg import Database
 from .rollups import Rollups
+from .sessions import Sessions
 from .sink import ArchiveTable
 from .sources import open_source
 from .sources.proof import prove_fields
@@ -92,7 +93,7 @@ class Background:
 
 
 @dataclass
-class Session:
+class Work:
     """What one run, backfill or rebuild holds while it works: the connection and its cursor, the
     tables, the run-history row and the watermark as last read or moved."""
 
@@ -100,6 +101,7 @@ class Session:
     cur: object
     table: ArchiveTable
     rollups: Rollups
+    sessions: Sessions
     state: State
     run_id: int
     outcome: Outcome
@@ -121,14 +123,15 @@ class Job:
         def plan(watermark, now):
             self._check_clock()
             return plan_run(self.config, watermark, now)
-        return self._execute("run", plan, lambda session: self._load(session, always_advance=True), load=True)
+        return self._execute("run", plan, lambda work: self._load(work, always_advance=True), load=True)
 
     def backfill(self, start, end):
         return self._execute("backfill", lambda watermark, now: plan_backfill(self.config, start, end, now),
-                             lambda session: self._load(session, always_advance=False), load=True)
+                             lambda work: self._load(work, always_advance=False), load=True)
 
     def rebuild_rollups(self, start=None, end=None):
-        """Recompute the rollups of [start, end) (default: all archived rows) from the 5-second table."""
+        """Recompute the rollups and sessions of [start, end) (default: all archived rows) from the
+        5-second table."""
         return self._execute("rebuild-rollups", lambda watermark, now: (start, end), self._rebuild)
 
     def _check_clock(self):
@@ -164,11 +167,14 @@ class Job:
                 table.ensure(cur, config.fields)
                 rollups = Rollups(db, config.tags, config.rollup_below, config.window)
                 rollups.ensure(cur, table.fields)
+                sessions = Sessions(db, config.tags, config.session_spo2, config.session_pulse, config.session_gap,
+                                    config.session_min, config.window, config.rollup_below.get(config.session_spo2))
+                sessions.ensure(cur, table.fields)
                 if outcome.start is None:  # rebuild-rollups of everything: the archive's own span
                     outcome.start, outcome.end = table.span(cur)
                 conn.commit()
             if not outcome.nothing_to_do:
-                work(Session(conn, cur, table, rollups, state, run_id, outcome, watermark, source))
+                work(Work(conn, cur, table, rollups, sessions, state, run_id, outcome, watermark, source))
             with db.errors():
                 outcome.newest = table.newest(cur)
                 result = "nothing to do" if outcome.nothing_to_do else "ok"
@@ -184,25 +190,26 @@ class Job:
                 source.close()
             conn.close()
 
-    def _rebuild(self, session):
-        outcome = session.outcome
+    def _rebuild(self, work):
+        outcome = work.outcome
         pieces = chunks(outcome.start, outcome.end, self.config.chunk)
         for index, (lo, hi) in enumerate(pieces, 1):
-            with session.table.db.transaction(session.conn):
-                session.rollups.refresh(session.cur, session.table.fields, lo, hi)
+            with work.table.db.transaction(work.conn):
+                work.rollups.refresh(work.cur, work.table.fields, lo, hi)
+                work.sessions.refresh(work.cur, work.table.fields, lo, hi)
                 outcome.chunks += 1
-                session.state.progress(session.cur, session.run_id, outcome.start, outcome.end, outcome.chunks,
+                work.state.progress(work.cur, work.run_id, outcome.start, outcome.end, outcome.chunks,
                                        outcome.rows)
             if self.progress:
                 self.progress(index, len(pieces), lo, hi, 0, 0)
 
-    def _load(self, session, always_advance):
-        config, outcome, cur = self.config, session.outcome, session.cur
-        table, db = session.table, session.table.db
+    def _load(self, work, always_advance):
+        config, outcome, cur = self.config, work.outcome, work.cur
+        table, db = work.table, work.table.db
         pieces = chunks(outcome.start, outcome.end, config.chunk)
         log.info("%s %s .. %s in %d chunk(s) of up to %s", outcome.command, rfc3339(outcome.start),
                  rfc3339(outcome.end), len(pieces), format_duration(config.chunk))
-        source = session.source
+        source = work.source
         # InfluxDB answers the next chunk while PostgreSQL writes this one: at most two chunks
         # are in memory, and requests still go out one at a time, in order
         upcoming = Background(self._retrying, source.fetch, *pieces[0])
@@ -213,18 +220,19 @@ class Job:
                 if count:
                     outcome.dropped[name] = outcome.dropped.get(name, 0) + count
                     log.info("%s: dropped %d %s reading(s) outside VALID_RANGES", rfc3339(lo), count, name)
-            advance = always_advance or (session.watermark is not None and lo <= session.watermark)
-            with db.transaction(session.conn):  # rows, rollups and watermark move together or not at all
+            advance = always_advance or (work.watermark is not None and lo <= work.watermark)
+            with db.transaction(work.conn):  # rows, rollups, sessions and watermark move together or not at all
                 written = table.write(cur, batch)
                 if written:
-                    session.rollups.refresh(cur, table.fields, lo, hi)
+                    work.rollups.refresh(cur, table.fields, lo, hi)
+                    work.sessions.refresh(cur, table.fields, lo, hi)
                 if advance:
-                    session.state.advance(cur, hi)
-                    session.watermark = max(session.watermark or hi, hi)
+                    work.state.advance(cur, hi)
+                    work.watermark = max(work.watermark or hi, hi)
                 outcome.chunks += 1
                 outcome.rows += written
                 outcome.windows += batch.rows
-                session.state.progress(cur, session.run_id, outcome.start, outcome.end, outcome.chunks,
+                work.state.progress(cur, work.run_id, outcome.start, outcome.end, outcome.chunks,
                                        outcome.rows)
             log.debug("chunk %s .. %s: %d windows fetched, %d rows written", rfc3339(lo), rfc3339(hi),
                       batch.rows, written)

@@ -1,0 +1,229 @@
+"""Recording sessions, T90 and ODI: constructed signals whose answers are known by construction, and
+the sessions table equal to a recomputation from the 5-second table after backfills, late data,
+re-runs and a rebuild, per device."""
+
+import math
+
+import psycopg2
+import pytest
+
+from loader.job import Job
+from loader.sessions import MAX_S, desaturations, sessions_of
+from tests.support.archive import archive_rows
+from tests.support.harness import DAY, HOUR, FixedClock, make_config
+from tests.support.readings import feed_standin
+
+W = 5
+T0 = 1_790_000_000 - 1_790_000_000 % DAY + 22 * HOUR  # 22:00 UTC
+
+
+def means(readings, window=W):
+    """1 Hz readings {t: spo2} -> 5-second means [(window start, mean, pulse 60)], as the loader keeps them."""
+    sums = {}
+    for t, v in readings.items():
+        sums.setdefault(t - t % window, []).append(v)
+    return [(t, math.fsum(vs) / len(vs), 60.0) for t, vs in sorted(sums.items())]
+
+
+def with_dips(seconds, depth, length, every=300, first=150, offset=0, base=96.0):
+    """`seconds` of 1 Hz SpO2 at `base` with a dip `depth` points deep, `length` s long, every `every` s."""
+    readings = {T0 + s: base for s in range(seconds)}
+    for start in range(first, seconds, every):
+        for s in range(start + offset, min(seconds, start + offset + length)):
+            readings[T0 + s] = base - depth
+    return readings
+
+
+def night(rows, **kwargs):
+    [session] = sessions_of(rows, W, 900, 3600, **kwargs)
+    return session.row
+
+
+def test_twelve_dips_of_5_points_lasting_20_s_in_an_hour_are_odi4_and_odi3_of_12():
+    row = night(means(with_dips(3600, 5, 20)))
+    assert (row["desat3"], row["desat4"]) == (12, 12)
+    assert math.isclose(row["odi3"], 12) and math.isclose(row["odi4"], 12)
+    assert row["recorded_s"] == 3600 and row["spo2_min"] == 91.0
+
+
+def test_dips_that_do_not_line_up_with_the_windows_still_count():
+    row = night(means(with_dips(3600, 5, 20, offset=2)))  # 20 s from second 2 of a window: 3 windows at 91
+    assert (row["desat3"], row["desat4"]) == (12, 12)
+
+
+def test_dips_of_3_and_a_half_points_count_for_odi3_only():
+    row = night(means(with_dips(3600, 3.5, 20)))
+    assert (row["desat3"], row["desat4"]) == (12, 0)
+
+
+def test_a_dip_of_one_window_is_not_an_event():
+    row = night(means(with_dips(3600, 6, 5)))
+    assert (row["desat3"], row["desat4"]) == (0, 0)
+
+
+def test_a_slow_drift_below_90_is_time_below_90_not_desaturations():
+    readings = {T0 + s: 97 - 8 * s / 3600 for s in range(3600)}  # 97 % to 89 % over the hour
+    row = night(means(readings))
+    assert (row["desat3"], row["desat4"]) == (0, 0)
+    below = sum(1 for _, v, _ in means(readings) if v < 90) * W
+    assert row["t90_s"] == below > 0 and math.isclose(row["t90_pct"], 100 * below / 3600)
+
+
+def test_a_long_desaturation_is_one_event_and_a_missing_window_ends_one():
+    rows = means(with_dips(3600, 5, 600, every=3600, first=600))  # ten minutes at 91 %
+    assert desaturations([r[0] for r in rows], [r[1] for r in rows], W) == {3: 1, 4: 1}
+    rows = means(with_dips(3600, 5, 15, every=3600, first=600))  # 15 s: three windows, an event
+    assert desaturations([r[0] for r in rows], [r[1] for r in rows], W) == {3: 1, 4: 1}
+    holed = [r for r in rows if r[0] != T0 + 605]  # the oximeter lost the middle one: two of 5 s, none
+    assert desaturations([r[0] for r in holed], [r[1] for r in holed], W) == {3: 0, 4: 0}
+
+
+def test_without_a_minute_of_baseline_no_event_starts():
+    rows = means(with_dips(3600, 5, 20, every=3600, first=30))  # a dip 30 s after the oximeter went on
+    assert desaturations([r[0] for r in rows], [r[1] for r in rows], W) == {3: 0, 4: 0}
+
+
+def test_sessions_split_at_gaps_longer_than_session_gap_and_short_runs_are_not_sessions():
+    hour = means({T0 + s: 96.0 for s in range(3600)})
+    later = [(t + 3600 + 14 * 60, v, p) for t, v, p in hour]  # 14 minutes after: the same session
+    apart = [(t + 2 * 3600 + 30 * 60, v, p) for t, v, p in hour]  # 16 minutes after that: a new one
+    short = [(t + 5 * 3600, v, p) for t, v, p in hour[:700]]  # 58 minutes: not a session
+    found = list(sessions_of(hour + later + apart + short, W, 900, 3600))
+    assert [(s.started - T0, s.row["ended"] - T0, s.row["recorded_s"]) for s in found] == [
+        (0, 2 * 3600 + 14 * 60, 7200), (2 * 3600 + 30 * 60, 3 * 3600 + 30 * 60, 3600)]
+
+
+def test_a_run_worn_around_the_clock_is_cut_every_24_hours_and_each_part_knows_its_run():
+    rows = [(T0 + s, 96.0, 60.0) for s in range(0, 2 * DAY + 2 * HOUR, W)]
+    found = list(sessions_of(rows, W, 900, 3600))
+    assert [(s.started - T0, s.row["ended"] - T0) for s in found] == [
+        (0, MAX_S), (MAX_S, 2 * MAX_S), (2 * MAX_S, 2 * MAX_S + 2 * HOUR)]
+    assert {s.row["run_started"] for s in found} == {T0}
+
+
+def test_the_rollup_below_threshold_is_counted_beside_t90():
+    readings = {T0 + s: (88.5 if s % 600 < 60 else 95.0) for s in range(3600)}
+    row = night(means(readings), below=89)
+    assert row["t90_s"] == row["below_s"] == 360 and math.isclose(row["below_pct"], 10)
+    assert night(means(readings))["below_s"] is None
+
+
+# --- the table, kept by the loader -------------------------------------------------------------------
+
+NOW = T0 + DAY + 10 * HOUR
+
+
+def oximeter_nights(devices=("a", "b"), nights=2, first=T0 - DAY):
+    """Nights 22:00..06:30 UTC (each crosses midnight, the default CHUNK's boundary), dips every
+    5 minutes, a 10-minute pause at 02:00 (shorter than SESSION_GAP); device b starts 13 minutes
+    later and dips 4.5 points."""
+    points = []
+    for index, uid in enumerate(devices):
+        for n in range(nights):
+            start = first + n * DAY + 13 * 60 * index
+            for s in range(0, 8 * HOUR + 30 * 60):
+                if 4 * HOUR <= s < 4 * HOUR + 10 * 60:
+                    continue
+                spo2 = 95.0 - (5.0 - index / 2 if 150 <= s % 300 < 175 else 0) + (s % 7) * 0.25
+                points.append(("spo2", {"uid": uid}, "spo2", start + s, spo2))
+                points.append(("spo2", {"uid": uid}, "bpm", start + s, 55.0 + (s % 11)))
+    return points
+
+
+def stored(pg_url, tags=("uid",)):
+    conn = psycopg2.connect(pg_url)
+    try:
+        cur = conn.cursor()
+        cur.execute(f"SELECT {', '.join(tags) + ', ' if tags else ''}extract(epoch FROM started)::bigint, "
+                    "extract(epoch FROM ended)::bigint, recorded_s, spo2_mean, spo2_min, t90_s, below_s, desat3, "
+                    "desat4, odi3, odi4, pulse_mean, pulse_min, pulse_max "
+                    "FROM pox_five_second_mean_sessions ORDER BY 1, 2")
+        return cur.fetchall()
+    finally:
+        conn.close()
+
+
+def recomputed(pg_url, tags=("uid",)):
+    """The sessions computed afresh from the 5-second table as it is now."""
+    rows = archive_rows(pg_url)
+    out = []
+    for device in sorted({k[1:] for k in rows}):
+        series = [(k[0], v["spo2"], v.get("bpm")) for k, v in sorted(rows.items()) if k[1:] == device and "spo2" in v]
+        for s in sessions_of(series, W, 900, 3600, below=90.0):
+            r = s.row
+            out.append((*device, s.started, r["ended"], r["recorded_s"], r["spo2_mean"], r["spo2_min"], r["t90_s"],
+                        r["below_s"], r["desat3"], r["desat4"], r["odi3"], r["odi4"], r["pulse_mean"],
+                        r["pulse_min"], r["pulse_max"]))
+    return out
+
+
+def assert_same_sessions(got, want):
+    assert len(got) == len(want), (got, want)
+    for g, w in zip(got, want):
+        for a, b in zip(g, w):
+            if isinstance(a, float) or isinstance(b, float):  # means: PostgreSQL and Python round alike,
+                assert math.isclose(a, b, rel_tol=1e-12), (g, w)  # but an fsum is not a sum in order
+            else:
+                assert a == b, (g, w)
+
+
+def test_a_night_crossing_midnight_and_a_chunk_boundary_is_one_session_per_device(pg_url, standin):
+    feed_standin(standin, oximeter_nights())
+    cfg = make_config(pg_url, standin.url, TAGS="uid", INITIAL_LOOKBACK="3d", CHUNK="1d")
+    Job(cfg, clock=FixedClock(NOW)).run()
+    got = stored(pg_url)
+    assert [(r[0], r[1] - T0) for r in got] == [("a", -DAY), ("a", 0), ("b", -DAY + 780), ("b", 780)]
+    for uid, started, ended, recorded, *_, desat3, desat4, odi3, odi4, _, pmin, pmax in [r[:1] + r[1:] for r in got]:
+        assert ended - started == 8 * HOUR + 30 * 60 and recorded == ended - started - 10 * 60
+        assert desat3 == desat4 == (8 * HOUR + 20 * 60) // 300  # every dip, none in the pause
+        assert (pmin, pmax) == (57.0, 63.0)  # 5-second means of 55..65
+    assert_same_sessions(got, recomputed(pg_url))
+
+
+def test_sessions_equal_a_recomputation_after_backfill_late_data_reruns_and_a_rebuild(pg_url, standin):
+    points = oximeter_nights(nights=3, first=T0 - 2 * DAY)
+    late_start = T0 + 3 * HOUR
+    feed_standin(standin, [p for p in points if not late_start <= p[3] < late_start + HOUR])
+    cfg = make_config(pg_url, standin.url, TAGS="uid", INITIAL_LOOKBACK="1d", CHUNK="6h", LATE_DATA="2h")
+    Job(cfg, clock=FixedClock(T0 + 5 * HOUR)).run()  # the night so far, with an hour missing
+    assert_same_sessions(stored(pg_url), recomputed(pg_url))
+    for hour in range(6, 12):  # hourly runs through the morning
+        Job(cfg, clock=FixedClock(T0 + hour * HOUR)).run()
+    assert_same_sessions(stored(pg_url), recomputed(pg_url))
+    # the missing hour arrives late, beyond LATE_DATA: a backfill brings it, joining two runs into one
+    feed_standin(standin, [p for p in points if late_start <= p[3] < late_start + HOUR])
+    Job(cfg, clock=FixedClock(T0 + 12 * HOUR)).backfill(late_start, late_start + HOUR)
+    Job(cfg, clock=FixedClock(T0 + 12 * HOUR)).backfill(T0 - 2 * DAY, T0)  # the older nights
+    Job(cfg, clock=FixedClock(T0 + 12 * HOUR)).run()
+    got = stored(pg_url)
+    assert [(r[0], r[1] - T0) for r in got] == [("a", -2 * DAY), ("a", -DAY), ("a", 0),
+                                               ("b", -2 * DAY + 780), ("b", -DAY + 780), ("b", 780)]
+    assert_same_sessions(got, recomputed(pg_url))
+    conn = psycopg2.connect(pg_url)
+    conn.cursor().execute("UPDATE pox_five_second_mean_sessions SET desat3 = 0, odi3 = 0")
+    conn.commit()
+    conn.close()
+    Job(cfg, clock=FixedClock(T0 + 12 * HOUR)).rebuild_rollups()
+    assert_same_sessions(stored(pg_url), got)
+
+
+@pytest.mark.parametrize("change", ["SESSION_GAP", "ROLLUP_BELOW"])
+def test_a_changed_session_setting_recomputes_every_session(pg_url, standin, change):
+    feed_standin(standin, oximeter_nights(devices=("a",)))
+    cfg = make_config(pg_url, standin.url, INITIAL_LOOKBACK="3d")
+    Job(cfg, clock=FixedClock(NOW)).run()
+    assert len(stored(pg_url, tags=())) == 2
+    setting = {"SESSION_GAP": "30m", "ROLLUP_BELOW": "spo2=93"}[change]
+    Job(make_config(pg_url, standin.url, INITIAL_LOOKBACK="3d", **{change: setting}), clock=FixedClock(NOW)).run()
+    conn = psycopg2.connect(pg_url)
+    cur = conn.cursor()
+    cur.execute("SELECT obj_description('pox_five_second_mean_sessions'::regclass, 'pg_class'), "
+                "col_description('pox_five_second_mean_sessions'::regclass, 9)")  # below_s
+    definition, threshold = cur.fetchone()
+    cur.execute("SELECT count(*), min(below_s), min(t90_s) FROM pox_five_second_mean_sessions")
+    count, below, t90 = cur.fetchone()
+    conn.close()
+    if change == "SESSION_GAP":
+        assert "SESSION_GAP=1800s" in definition and count == 2
+    else:
+        assert threshold == "93" and "below=93" in definition and below > t90  # 93: dips from ~95 count
