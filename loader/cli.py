@@ -166,11 +166,12 @@ def _backfill(args, config):
     return EXIT_OK
 
 
-@command("rebuild-rollups", "recompute the 1-minute, 1-hour and 1-day rollups from the 5-second table",
-         """run and backfill keep the rollups current themselves, and the first run after a change of
-         ROLLUP_BELOW or WINDOW recounts every bucket; this is for rows changed behind the loader's
-         back (an adopted table, a restore of part of the archive). Without --start and --end it
-         covers every archived row.""",
+@command("rebuild-rollups", "recompute the 1-minute, 1-hour and 1-day rollups and the sessions from the 5-second "
+         "table",
+         """run and backfill keep the rollups and sessions current themselves, and the first run after a
+         change of ROLLUP_BELOW, WINDOW or a SESSION_ setting recomputes them all; this is for rows
+         changed behind the loader's back (an adopted table, a restore of part of the archive). Without
+         --start and --end it covers every archived row.""",
          "python -m loader rebuild-rollups\n"
          "  python -m loader rebuild-rollups --start 2026-10-01T00:00:00Z --end 2026-11-01T00:00:00Z",
          [(0, "rebuilt, or nothing to rebuild (the archive is empty)"),
@@ -196,8 +197,8 @@ def _rebuild_rollups(args, config):
     if outcome.nothing_to_do:
         log.info("nothing to rebuild: the archive is empty")
     else:
-        log.info("rollups rebuilt for %s .. %s in %d chunk(s)", rfc3339(outcome.start), rfc3339(outcome.end),
-                 outcome.chunks)
+        log.info("rollups and sessions rebuilt for %s .. %s in %d chunk(s)", rfc3339(outcome.start),
+                 rfc3339(outcome.end), outcome.chunks)
     return EXIT_OK
 
 

@@ -1,0 +1,263 @@
+"""Write the Grafana dashboards in setup/grafana/ from one description:
+    python3 setup/dashboard.py
+dashboard.json for an archive without TAGS, dashboard-devices.json for TAGS=uid (a device variable,
+one series per device). A test keeps the files in step with this script.
+
+Every panel's SQL is written for Grafana's PostgreSQL data source (macros $__timeFilter, $__timeFrom,
+$__timeTo, $__interval; the device variable as Grafana's SQL formatting quotes it, 'a','b') and runs
+as the read-only role; tests/test_dashboard.py expands and runs each one.
+"""
+
+import json
+import os
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TABLE = "pox_five_second_mean"
+DS = {"type": "grafana-postgresql-datasource", "uid": "${DS_INFLUX_ARCHIVE}"}
+RANGE = "($__timeTo()::timestamptz - $__timeFrom()::timestamptz)"
+# (table suffix, largest range it serves, its bucket): 5-second rows bucketed by $__interval up to 6 hours
+LEVELS = (("", "6 hours", None), ("_1m", "7 days", "1 minute"), ("_1h", "120 days", "1 hour"),
+          ("_1d", None, "1 day"))
+FIVE_SECOND_BUCKET = "greatest('$__interval'::interval, interval '5 seconds')"
+DEVICE = "uid"
+
+# Colours at clinically meaningful thresholds (README "Reading the dashboard" says where each comes from)
+ODI_STEPS = [("green", None), ("yellow", 5), ("orange", 15), ("red", 30)]  # normal, mild, moderate, severe
+T90_STEPS = [("green", None), ("yellow", 1), ("red", 10)]  # % of recorded time below 90 %
+SPO2_LOW_STEPS = [("red", None), ("orange", 80), ("yellow", 85), ("green", 90)]  # lowest SpO2
+SPO2_MEAN_STEPS = [("red", None), ("yellow", 90), ("green", 94)]
+SPO2_BANDS = [("red", None), ("#FF9830", 90), ("transparent", 94)]  # below 90 red, 90-94 amber
+
+
+def steps(pairs):
+    return {"mode": "absolute", "steps": [{"color": c, "value": v} for c, v in pairs]}
+
+
+def bucket_case():
+    cases = [f"WHEN {RANGE} <= interval '{top}' THEN " + (FIVE_SECOND_BUCKET if bucket is None else
+                                                          f"interval '{bucket}'")
+             for _, top, bucket in LEVELS[:-1]]
+    return "CASE " + " ".join(cases) + f" ELSE interval '{LEVELS[-1][2]}' END"
+
+
+def series_sql(field, label, aggregates, devices):
+    """A time series of `field` from the table that fits the range, with a row of NULLs after every gap
+    longer than two buckets (Grafana draws a line across anything but a null). aggregates: (name, SQL
+    function, rollup column suffix)."""
+    tag = f", {DEVICE}" if devices else ""
+    where_device = f" AND {DEVICE} IN ($device)" if devices else ""
+    branches = []
+    for index, (suffix, top, _) in enumerate(LEVELS):
+        low = LEVELS[index - 1][1] if index else None
+        limits = ([f"{RANGE} > interval '{low}'"] if low else []) + ([f"{RANGE} <= interval '{top}'"] if top else [])
+        cond = f"$__timeFilter(time){where_device} AND " + " AND ".join(limits)
+        if suffix == "":
+            cols = ", ".join(f"{fn}({field}) AS {name}" for name, fn, _ in aggregates)
+            branches.append(f"  SELECT date_bin({FIVE_SECOND_BUCKET}, time, timestamptz '1970-01-01') AS time{tag},\n"
+                            f"         {cols}\n    FROM {TABLE}\n   WHERE {cond} GROUP BY 1{', 2' if devices else ''}")
+        else:
+            cols = ", ".join(f"{field}_{col}" for _, _, col in aggregates)
+            branches.append(f"  SELECT time{tag}, {cols} FROM {TABLE}{suffix}\n   WHERE {cond}")
+    names = [name for name, _, _ in aggregates]
+    shown = ", ".join(f'{name} AS "{label} {name}"' for name in names)
+    nulls = ", ".join("NULL" for _ in names)
+    metric = f"{DEVICE} AS metric, " if devices else ""
+    partition = f"PARTITION BY {DEVICE} " if devices else ""
+    return (f"-- {label}: from the table that fits the dashboard's range (5-second rows up to 6 hours, the 1-minute\n"
+            "-- rollup up to 7 days, hourly up to 120 days, daily beyond); PostgreSQL skips the other branches at\n"
+            "-- plan time, their conditions being constants once Grafana has filled in the range. After every gap\n"
+            "-- longer than two buckets comes a row of NULLs: Grafana draws a line across anything but a null.\n"
+            "-- Buckets by date_bin, not the time-group macro, whose form changes with the TimescaleDB switch.\n"
+            + ("-- One series per device: the metric column names it.\n" if devices else "")
+            + "WITH chosen AS (\n" + "\n  UNION ALL\n".join(branches) + "\n)\n"
+            f"SELECT time, {metric}{shown} FROM chosen\nUNION ALL\n"
+            f"SELECT time + {bucket_case()}{tag}, {nulls}\n"
+            f"  FROM (SELECT time{tag}, lead(time) OVER ({partition}ORDER BY time) AS next FROM chosen) AS gaps\n"
+            f" WHERE next > time + 2 * ({bucket_case()})\nORDER BY 1")
+
+
+def summaries_sql(devices):
+    tag = f"r.{DEVICE}, " if devices else ""
+    device_column = f'r.{DEVICE} AS "Device", ' if devices else ""
+    return ("-- Last day, week, month and year (rolling, up to the end of the dashboard's range) from the hourly\n"
+            "-- rollup (means weighted by the windows behind each hour). Time below the threshold: the windows\n"
+            "-- whose mean is below ROLLUP_BELOW's spo2 threshold, times the window; both read from the rollup's\n"
+            "-- column comments, which the loader keeps true (a changed setting recounts every bucket). Without\n"
+            "-- spo2 in ROLLUP_BELOW this panel says column spo2_below does not exist, rather than show zero.\n"
+            "WITH meaning AS (\n"
+            "  SELECT max(col_description(a.attrelid, a.attnum)) FILTER (WHERE a.attname = 'windows')::float AS "
+            "window_s,\n"
+            "         max(col_description(a.attrelid, a.attnum)) FILTER (WHERE a.attname = 'spo2_below') AS threshold\n"
+            "    FROM pg_attribute AS a\n"
+            f"   WHERE a.attrelid = '{TABLE}_1h'::regclass AND a.attnum > 0 AND NOT a.attisdropped\n)\n"
+            f"SELECT {device_column}p.period AS \"Period\",\n"
+            "       round((sum(r.spo2_mean * r.spo2_n) / nullif(sum(r.spo2_n), 0))::numeric, 1) AS \"SpO2 mean\",\n"
+            "       min(r.spo2_min) AS \"SpO2 lowest\",\n"
+            "       'SpO2 < ' || m.threshold || ' %' AS \"Threshold\",\n"
+            "       m.window_s * coalesce(sum(r.spo2_below), 0) AS \"Time below threshold\",\n"
+            "       round((sum(r.bpm_mean * r.bpm_n) / nullif(sum(r.bpm_n), 0))::numeric, 0) AS \"Pulse mean\",\n"
+            "       min(r.bpm_min) AS \"Pulse min\", max(r.bpm_max) AS \"Pulse max\"\n"
+            "  FROM (VALUES (1, 'Last day', interval '1 day'), (2, 'Last week', interval '7 days'),\n"
+            "               (3, 'Last month', interval '30 days'), (4, 'Last year', interval '365 days')) "
+            "AS p(ord, period, span)\n"
+            "  CROSS JOIN meaning AS m\n"
+            f"  {'JOIN' if devices else 'LEFT JOIN'} {TABLE}_1h AS r\n"
+            "    ON r.time >= $__timeTo()::timestamptz - p.span AND r.time < $__timeTo()::timestamptz"
+            + (f" AND r.{DEVICE} IN ($device)" if devices else "") + "\n"
+            f" GROUP BY {tag}p.ord, p.period, m.threshold, m.window_s\n"
+            f" ORDER BY {tag}p.ord")
+
+
+SESSION_COLUMNS = ("started AS \"Started\", ended AS \"Ended\", recorded_s AS \"Recorded\", "
+                   "round(spo2_mean::numeric, 1) AS \"SpO2 mean\", spo2_min AS \"SpO2 lowest\", "
+                   "round(t90_pct::numeric, 1) AS \"T90 %\", round(odi3::numeric, 1) AS \"ODI3\", "
+                   "round(odi4::numeric, 1) AS \"ODI4\", round(pulse_mean::numeric) AS \"Pulse mean\", "
+                   "pulse_min AS \"Pulse min\", pulse_max AS \"Pulse max\"")
+
+
+def sessions_sql(devices):
+    device_column = f'{DEVICE} AS "Device", ' if devices else ""
+    return ("-- Every session (a night: readings without a gap longer than SESSION_GAP, at least SESSION_MIN\n"
+            "-- long) overlapping the dashboard's range, newest first; kept by the loader (README: Sessions, T90\n"
+            "-- and ODI).\n"
+            f"SELECT {device_column}{SESSION_COLUMNS}\n"
+            f"  FROM {TABLE}_sessions\n"
+            " WHERE started < $__timeTo()::timestamptz AND ended > $__timeFrom()::timestamptz"
+            + (f" AND {DEVICE} IN ($device)" if devices else "") + "\n ORDER BY started DESC")
+
+
+def last_session_sql(columns, devices):
+    """The newest session that ended by the end of the dashboard's range (per device)."""
+    if devices:
+        return (f"-- The last session of each chosen device ended by the end of the range.\n"
+                f"SELECT DISTINCT ON ({DEVICE}) {DEVICE} AS \"Device\", {columns}\n  FROM {TABLE}_sessions\n"
+                f" WHERE ended <= $__timeTo()::timestamptz AND {DEVICE} IN ($device)\n"
+                f" ORDER BY {DEVICE}, started DESC")
+    return (f"-- The last session ended by the end of the dashboard's range.\n"
+            f"SELECT {columns}\n  FROM {TABLE}_sessions\n WHERE ended <= $__timeTo()::timestamptz\n"
+            " ORDER BY started DESC LIMIT 1")
+
+
+def target(sql, fmt):
+    return [{"refId": "A", "datasource": DS, "format": fmt, "rawQuery": True, "editorMode": "code", "rawSql": sql}]
+
+
+def stat(pid, title, sql, x, w, unit, thresholds, description, decimals=None):
+    defaults = {"unit": unit, "thresholds": steps(thresholds), "color": {"mode": "thresholds"}}
+    if decimals is not None:
+        defaults["decimals"] = decimals
+    return {"id": pid, "type": "stat", "title": title, "description": description, "datasource": DS,
+            "gridPos": {"h": 4, "w": w, "x": x, "y": 0},
+            "options": {"reduceOptions": {"values": True, "calcs": ["lastNotNull"], "fields": ""},
+                        "colorMode": "background", "graphMode": "none", "textMode": "value_and_name",
+                        "justifyMode": "center"},
+            "fieldConfig": {"defaults": defaults, "overrides": []}, "targets": target(sql, "table")}
+
+
+def column(name, props):
+    return {"matcher": {"id": "byName", "options": name}, "properties": props}
+
+
+def coloured(thresholds, unit=None):
+    props = [{"id": "thresholds", "value": steps(thresholds)},
+             {"id": "custom.cellOptions", "value": {"type": "color-background", "mode": "basic"}}]
+    return props + ([{"id": "unit", "value": unit}] if unit else [])
+
+
+def dashboard(devices):
+    panels = [
+        stat(1, "ODI4 (last session)", last_session_sql('round(odi4::numeric, 1) AS "ODI4"', devices), 0, 4,
+             "none", ODI_STEPS, "Desaturations of at least 4 points per hour of recorded time (README: Sessions, T90 "
+             "and ODI). Under 5 normal, 5-15 mild, 15-30 moderate, 30 and over severe.", 1),
+        stat(2, "T90 (last session)", last_session_sql('t90_pct AS "T90"', devices), 4, 4, "percent", T90_STEPS,
+             "Share of recorded time with the 5-second mean SpO2 below 90 %.", 1),
+        stat(3, "Lowest SpO2", last_session_sql('spo2_min AS "Lowest"', devices), 8, 4, "percent", SPO2_LOW_STEPS,
+             "Lowest 5-second mean of the last session (a 1-second reading may have been lower).", 1),
+        stat(4, "Mean SpO2", last_session_sql('spo2_mean AS "Mean"', devices), 12, 4, "percent", SPO2_MEAN_STEPS,
+             "Mean SpO2 of the last session.", 1),
+        stat(5, "Pulse range", last_session_sql('pulse_min AS "Min", pulse_max AS "Max"', devices), 16, 4,
+             "suffix: bpm", [("blue", None)], "Lowest and highest 5-second mean pulse of the last session.", 0),
+        stat(6, "Last session ended", last_session_sql('ended AS "Ended"', devices), 20, 4, "dateTimeFromNow",
+             [("text", None)], "When the last session's last reading was taken."),
+        {"id": 7, "type": "timeseries", "title": "SpO2", "datasource": DS, "interval": "5s",
+         "gridPos": {"h": 9, "w": 24, "x": 0, "y": 4},
+         "description": "Mean and lowest SpO2 per bucket. Red below 90 %, amber 90-94 %; a break where no "
+                        "readings were taken.",
+         "fieldConfig": {"defaults": {"unit": "percent", "min": 70, "max": 100, "decimals": 1,
+                                      "thresholds": steps(SPO2_BANDS),
+                                      "custom": {"spanNulls": False, "thresholdsStyle": {"mode": "line+area"}}},
+                         "overrides": []},
+         "targets": target(series_sql("spo2", "SpO2", (("mean", "avg", "mean"), ("lowest", "min", "min")), devices),
+                           "time_series")},
+        {"id": 8, "type": "timeseries", "title": "Pulse", "datasource": DS, "interval": "5s",
+         "gridPos": {"h": 9, "w": 24, "x": 0, "y": 13},
+         "description": "Mean, lowest and highest pulse per bucket; a break where no readings were taken.",
+         "fieldConfig": {"defaults": {"unit": "suffix: bpm", "decimals": 0, "custom": {"spanNulls": False}},
+                         "overrides": []},
+         "targets": target(series_sql("bpm", "Pulse", (("mean", "avg", "mean"), ("min", "min", "min"),
+                                                        ("max", "max", "max")), devices), "time_series")},
+        {"id": 9, "type": "table", "title": "Sessions", "datasource": DS, "gridPos": {"h": 9, "w": 24, "x": 0, "y": 22},
+         "description": "Recording sessions overlapping the range, newest first; click a header to sort.",
+         "fieldConfig": {"defaults": {}, "overrides": [
+             column("Recorded", [{"id": "unit", "value": "dtdurations"}]),
+             column("SpO2 mean", coloured(SPO2_MEAN_STEPS, "percent")),
+             column("SpO2 lowest", coloured(SPO2_LOW_STEPS, "percent")),
+             column("T90 %", coloured(T90_STEPS)),
+             column("ODI3", coloured(ODI_STEPS)), column("ODI4", coloured(ODI_STEPS)),
+             column("Pulse mean", [{"id": "unit", "value": "suffix: bpm"}]),
+             column("Pulse min", [{"id": "unit", "value": "suffix: bpm"}]),
+             column("Pulse max", [{"id": "unit", "value": "suffix: bpm"}])]},
+         "targets": target(sessions_sql(devices), "table")},
+        {"id": 10, "type": "table", "title": "Summaries", "datasource": DS,
+         "gridPos": {"h": 7, "w": 24, "x": 0, "y": 31},
+         "description": "Rolling periods ending at the end of the range, from the hourly rollup.",
+         "fieldConfig": {"defaults": {}, "overrides": [
+             column("Time below threshold", [{"id": "unit", "value": "dtdurations"}]),
+             column("SpO2 mean", [{"id": "unit", "value": "percent"}]),
+             column("SpO2 lowest", [{"id": "unit", "value": "percent"}]),
+             column("Pulse mean", [{"id": "unit", "value": "suffix: bpm"}]),
+             column("Pulse min", [{"id": "unit", "value": "suffix: bpm"}]),
+             column("Pulse max", [{"id": "unit", "value": "suffix: bpm"}])]},
+         "targets": target(summaries_sql(devices), "table")},
+    ]
+    variables = []
+    if devices:
+        variables.append({
+            "name": "device", "label": "Device", "type": "query", "datasource": DS, "multi": True,
+            "includeAll": True, "refresh": 2, "sort": 1,
+            "definition": f"SELECT DISTINCT {DEVICE} FROM {TABLE}_1d ORDER BY 1",
+            "query": f"SELECT DISTINCT {DEVICE} FROM {TABLE}_1d ORDER BY 1",
+            "current": {"selected": True, "text": ["All"], "value": ["$__all"]}})
+    return {
+        "__inputs": [{"name": "DS_INFLUX_ARCHIVE", "label": "influx-archive PostgreSQL",
+                      "description": "The archive's PostgreSQL data source (read-only role): the provisioned "
+                                     "influx-archive, or one added by hand under any name",
+                      "type": "datasource", "pluginId": "grafana-postgresql-datasource", "pluginName": "PostgreSQL"}],
+        "__requires": [{"type": "grafana", "id": "grafana", "name": "Grafana", "version": "10.3.0"},
+                       {"type": "datasource", "id": "grafana-postgresql-datasource", "name": "PostgreSQL",
+                        "version": "1.0.0"},
+                       {"type": "panel", "id": "timeseries", "name": "Time series", "version": ""},
+                       {"type": "panel", "id": "table", "name": "Table", "version": ""},
+                       {"type": "panel", "id": "stat", "name": "Stat", "version": ""}],
+        "uid": "influx-archive-devices" if devices else "influx-archive",
+        "title": "Pulse oximeter archive" + (" (devices)" if devices else ""),
+        "schemaVersion": 39, "version": 1, "editable": True, "timezone": "browser", "refresh": "",
+        "tags": ["influx-archive"], "time": {"from": "now-7d", "to": "now"},
+        "templating": {"list": variables}, "panels": panels}
+
+
+FILES = {"dashboard.json": False, "dashboard-devices.json": True}
+
+
+def render(devices):
+    return json.dumps(dashboard(devices), indent=2) + "\n"
+
+
+def main():
+    for name, devices in FILES.items():
+        with open(os.path.join(ROOT, "setup", "grafana", name), "w", encoding="utf-8") as handle:
+            handle.write(render(devices))
+
+
+if __name__ == "__main__":
+    main()

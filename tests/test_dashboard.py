@@ -1,0 +1,213 @@
+"""The Grafana dashboards (setup/grafana/, written by setup/dashboard.py): every panel's SQL expanded as
+Grafana's PostgreSQL data source expands it (macros, $__interval from range and width, the device
+variable as Grafana quotes it, the TimescaleDB switch on or off) and run on the real PostgreSQL as a
+SELECT-only role, with TAGS empty and TAGS=uid with two devices, for 3 hours to 2 years and inside a gap."""
+
+import json
+import os
+import re
+from collections import defaultdict
+
+import psycopg2
+import pytest
+
+from loader.job import Job
+from setup import dashboard as generator
+from tests.support.flux_standin import StandIn
+from tests.support.grafana_macros import expand, interval_for, seconds_of
+from tests.support.harness import DAY, HOUR, ORG, ROOT, TOKEN, FixedClock, make_config
+from tests.support.readings import feed_standin, pulse_points
+
+NOW = 1_790_000_000 - 1_790_000_000 % DAY + 10 * HOUR + 17
+BASE = "pox_five_second_mean"
+RANGES = {"3 hours": 3 * HOUR, "3 days": 3 * DAY, "60 days": 60 * DAY, "2 years": 730 * DAY}
+GAPS = ((NOW - 2 * DAY, NOW - 2 * DAY + 8 * HOUR), (NOW - 2 * HOUR, NOW - 2 * HOUR + 20 * 60))
+KINDS = {"one series": ("dashboard.json", ()), "two devices": ("dashboard-devices.json", ("a", "b"))}
+ALL = {(): {}, ("a", "b"): {"device": "'a','b'"}}  # "All", as Grafana's SQL formatting quotes the values
+
+
+def with_dips(points):
+    """Some SpO2 readings below 90 (the first 5 minutes of every hour), for T90 and the below-counts."""
+    return [(m, tags, f, t, 86.5 if f == "spo2" and t % 3600 < 300 else v) for m, tags, f, t, v in points]
+
+
+def panels(name):
+    return json.load(open(os.path.join(ROOT, "setup", "grafana", name)))["panels"]
+
+
+@pytest.fixture(scope="module", params=sorted(KINDS))
+def archive(request, pg_server):
+    """Three days of readings with two gaps (GAPS: the oximeter off for 8 hours, and for 20 minutes
+    inside the last 3 hours), loaded once per kind, and a role that may only SELECT, like Grafana's."""
+    name, uids = KINDS[request.param]
+    pg_url = pg_server.new_database()
+    standin = StandIn(token=TOKEN, org=ORG)
+    try:
+        points = with_dips(pulse_points(NOW - 3 * DAY, 3 * DAY, uids=uids or ("a",), gap=GAPS[0]))
+        feed_standin(standin, [p for p in points if not GAPS[1][0] <= p[3] < GAPS[1][1]])
+        tags = {"TAGS": "uid"} if uids else {}
+        Job(make_config(pg_url, standin.url, INITIAL_LOOKBACK="3d", **tags), clock=FixedClock(NOW)).run()
+    finally:
+        standin.close()
+    conn = psycopg2.connect(pg_url)
+    conn.autocommit = True
+    cur = conn.cursor()
+    cur.execute("DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'grafana_test') THEN "
+                "CREATE ROLE grafana_test LOGIN; END IF; END $$")
+    cur.execute("GRANT SELECT ON ALL TABLES IN SCHEMA public TO grafana_test")
+    conn.close()
+    return name, uids, pg_url.replace("postgresql://postgres@", "postgresql://grafana_test@")
+
+
+def bucket_width(start, end):
+    """The panels' bucket for a range: $__interval (never under 5 s) up to 6 hours, then the rollups'."""
+    span = end - start
+    if span <= 6 * HOUR:
+        return max(5, seconds_of(interval_for(start, end)))
+    return 60 if span <= 7 * DAY else HOUR if span <= 120 * DAY else DAY
+
+
+def series(rows, names):
+    """Rows of a time-series answer by series: the metric column names it where there is one."""
+    out = defaultdict(list)
+    for row in rows:
+        if names[1] == "metric":
+            out[row[1]].append((row[0], *row[2:]))
+        else:
+            out[None].append(row)
+    return out
+
+
+def check_series(title, rows, names, start, end, width, devices, range_name):
+    found = series(rows, names)
+    assert set(found) == (set(devices) if devices else {None}), (title, range_name, set(found))
+    for key, points in found.items():
+        times = [p[0].timestamp() for p in points]
+        assert times == sorted(times) and len(set(times)) == len(times), (title, key, range_name)
+        assert all(start - DAY <= t <= end for t in times)
+        assert [p for p in points if p[1] is not None], (title, key, range_name)
+        for before, after in zip(points, points[1:]):
+            if before[1] is not None and after[1] is not None:  # drawn as one line: no gap between
+                assert after[0].timestamp() - before[0].timestamp() <= 2 * width, (title, key, before)
+        breaks = [p[0].timestamp() for p in points if p[1] is None]
+        for gap_start, gap_end in GAPS:
+            if start <= gap_start and gap_end <= end and gap_end - gap_start > 2 * width:
+                assert any(gap_start - width <= t <= gap_end for t in breaks), (title, key, range_name, breaks)
+
+
+def check_table(title, rows, names, devices):
+    device = 1 if devices else 0
+    if devices:
+        assert names[0] == "Device" and {r[0] for r in rows} == set(devices), (title, rows)
+    if title == "Summaries":
+        for uid in devices or (None,):
+            mine = [r for r in rows if not devices or r[0] == uid]
+            assert [r[device] for r in mine] == ["Last day", "Last week", "Last month", "Last year"]
+            assert mine[0][device + 3] == "SpO2 < 90 %" and mine[0][device + 4] > 0  # the dips count
+    elif title == "Sessions":
+        started = [r[device] for r in rows]
+        assert rows and started == sorted(started, reverse=True)
+        assert all(r[device + 5] > 0 for r in rows)  # T90 %: the dips are below 90
+    else:  # a stat of the last session: one row per device
+        assert len(rows) == (len(devices) or 1) and all(v is not None for r in rows for v in r), (title, rows)
+
+
+@pytest.mark.parametrize("range_name", sorted(RANGES))
+def test_every_panel_runs_as_a_read_only_role(archive, range_name):
+    """As Grafana expands it (macros, $__interval, the TimescaleDB switch on or off): no error; a time
+    series ascending, no timestamp twice within a series (one per device), and a gap longer than two
+    buckets broken by a row of NULLs, the only thing Grafana does not draw a line across."""
+    name, devices, url = archive
+    start, end = NOW - RANGES[range_name], NOW
+    width = bucket_width(start, end)
+    conn = psycopg2.connect(url)
+    cur = conn.cursor()
+    for panel, timescaledb in [(p, mode) for p in panels(name) for mode in (False, True)]:
+        [target] = panel["targets"]
+        cur.execute(expand(target["rawSql"], start, end, ALL[devices], timescaledb=timescaledb))
+        rows, names = cur.fetchall(), [d[0] for d in cur.description]
+        if target["format"] == "time_series":
+            assert names[0] == "time", panel["title"]
+            check_series(panel["title"], rows, names, start, end, width, devices, range_name)
+        else:
+            check_table(panel["title"], rows, names, devices)
+    conn.close()
+
+
+def test_one_device_chosen_shows_that_device_only(archive):
+    """With TAGS=uid; the dashboard for an archive without TAGS has no device to choose."""
+    name, devices, url = archive
+    if not devices:
+        assert "$device" not in json.dumps(panels(name))
+        return
+    conn = psycopg2.connect(url)
+    cur = conn.cursor()
+    for panel in panels(name):
+        cur.execute(expand(panel["targets"][0]["rawSql"], NOW - 3 * DAY, NOW, {"device": "'b'"}))
+        rows, names = cur.fetchall(), [d[0] for d in cur.description]
+        column = names.index("metric") if "metric" in names else names.index("Device")
+        assert rows and {r[column] for r in rows} == {"b"}, panel["title"]
+    conn.close()
+
+
+def test_a_range_inside_a_gap_is_empty_not_an_error(archive):
+    name, devices, url = archive
+    conn = psycopg2.connect(url)
+    cur = conn.cursor()
+    for panel in panels(name):
+        if panel["type"] == "timeseries":
+            cur.execute(expand(panel["targets"][0]["rawSql"], GAPS[0][0] + HOUR, GAPS[0][0] + 4 * HOUR, ALL[devices]))
+            assert cur.fetchall() == [], panel["title"]
+    conn.close()
+
+
+def test_each_series_reads_one_table_per_range(archive):
+    """The branches not chosen for a range are never executed (constant conditions, pruned at plan time)."""
+    name, devices, url = archive
+    conn = psycopg2.connect(url)
+    cur = conn.cursor()
+    for panel in [p for p in panels(name) if p["type"] == "timeseries"]:
+        for range_name, expected in (("3 hours", BASE), ("3 days", BASE + "_1m"), ("60 days", BASE + "_1h"),
+                                     ("2 years", BASE + "_1d")):
+            cur.execute("EXPLAIN (ANALYZE, COSTS OFF) " + expand(panel["targets"][0]["rawSql"],
+                                                                   NOW - RANGES[range_name], NOW, ALL[devices]))
+            plan = "\n".join(r[0] for r in cur.fetchall())
+            executed = {re.search(r" on (\S+)", line).group(1).removesuffix("_pkey") for line in plan.splitlines()
+                        if "Scan" in line and " on " in line and "never executed" not in line
+                        and "CTE Scan" not in line and "Subquery Scan" not in line}  # tables only
+            assert executed == {expected}, (panel["title"], range_name, plan)
+    conn.close()
+
+
+@pytest.mark.parametrize("name", sorted(generator.FILES))
+def test_the_dashboard_asks_on_import_for_its_data_source_and_names_no_other(name):
+    """Import (the only way README installs it) shows a data-source choice from __inputs: the
+    provisioned influx-archive or one added by hand under any name; no panel names a uid of its own,
+    and no variable takes typed text."""
+    board = json.load(open(os.path.join(ROOT, "setup", "grafana", name)))
+    [source] = board["__inputs"]
+    assert source["type"] == "datasource" and source["pluginId"] == "grafana-postgresql-datasource"
+    wanted = {"type": "grafana-postgresql-datasource", "uid": "${" + source["name"] + "}"}
+    for panel in board["panels"]:
+        assert panel["datasource"] == wanted, panel["title"]
+        assert all(target["datasource"] == wanted for target in panel["targets"]), panel["title"]
+    for variable in board["templating"]["list"]:
+        assert variable["type"] == "query" and variable["datasource"] == wanted and variable["multi"]
+    assert {p["type"] for p in board["panels"]} <= {r["id"] for r in board["__requires"]}
+
+
+@pytest.mark.parametrize("name", sorted(generator.FILES))
+def test_the_dashboard_files_are_what_setup_dashboard_py_writes(name):
+    with open(os.path.join(ROOT, "setup", "grafana", name), encoding="utf-8") as handle:
+        assert handle.read() == generator.render(generator.FILES[name]), "run: python3 setup/dashboard.py"
+
+
+def test_the_device_variable_lists_the_archived_devices(archive):
+    name, devices, url = archive
+    board = json.load(open(os.path.join(ROOT, "setup", "grafana", name)))
+    conn = psycopg2.connect(url)
+    cur = conn.cursor()
+    for variable in board["templating"]["list"]:
+        cur.execute(variable["query"])
+        assert [r[0] for r in cur.fetchall()] == list(devices)
+    conn.close()
