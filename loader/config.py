@@ -65,6 +65,13 @@ def optional_name(setting, raw):
     return raw, (f"{setting.key} {bad}" if bad else None)
 
 
+def field_or_none(setting, raw):
+    """A field name, or none (an empty value means the default, like every setting's)."""
+    if raw.lower() == "none":
+        return "", None
+    return optional_name(setting, raw)
+
+
 def duration(setting, raw):
     try:
         seconds = parse_duration(raw)
@@ -262,10 +269,10 @@ SETTINGS = (
             "the next run.", default="spo2=90", example="spo2=90,bpm=50",
             attr="rollup_below", kind=thresholds),
     Setting("SESSION_SPO2", "The field holding SpO2 in %, whose recording sessions (nights) the loader keeps in "
-            "<PG_TABLE>_sessions with T90 and ODI; empty: no sessions.", default="spo2",
-            attr="session_spo2", kind=optional_name),
-    Setting("SESSION_PULSE", "The field holding the pulse in bpm, summarised per session; empty: none.",
-            default="bpm", attr="session_pulse", kind=optional_name),
+            "<PG_TABLE>_sessions with T90 and ODI; none: no sessions.", default="spo2",
+            attr="session_spo2", kind=field_or_none),
+    Setting("SESSION_PULSE", "The field holding the pulse in bpm, summarised per session; none: no pulse.",
+            default="bpm", attr="session_pulse", kind=field_or_none),
     Setting("SESSION_GAP", "A session ends where no SpO2 was recorded for longer than this.", default="15m",
             attr="session_gap", kind=duration, minimum=1),
     Setting("SESSION_MIN", "Shorter runs of readings are not sessions (a finger check, a test); at most 1d.",
@@ -466,8 +473,8 @@ def _check_across(values, get, problems, warnings):
         problems.append(f"SESSION_MIN {get('SESSION_MIN')} must be at most 1d: a session is cut every 24 hours")
     for key, lost in (("SESSION_SPO2", "no sessions are kept"), ("SESSION_PULSE", "sessions have no pulse")):
         if fields and values[key] and values[key] not in fields:
-            warnings.append(f"{key} {values[key]} is not in FIELDS, so {lost}; add it to FIELDS, or set {key} "
-                            "empty to say so")
+            warnings.append(f"{key} {values[key]} is not in FIELDS, so {lost}; add it to FIELDS, or set "
+                            f"{key}=none to say so")
     for name in values["VALID_RANGES"]:
         if fields and name not in fields:
             problems.append(f"VALID_RANGES names {name!r}, which FIELDS does not keep")

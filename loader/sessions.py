@@ -185,7 +185,7 @@ class Sessions:
         if not self.enabled(fields):
             if self.spo2 and fields:  # said once per run: the fields are known only once InfluxDB answered
                 log.warning("no sessions are kept: the archive has no field %s (SESSION_SPO2); set SESSION_SPO2 "
-                            "to the field holding SpO2, or empty to keep none", self.spo2)
+                            "to the field holding SpO2, or to none to keep no sessions", self.spo2)
                 self._ready = True
             return
         self._ready = True

@@ -10,7 +10,7 @@ from loader import config as config_module
 from loader.errors import ConfigError
 from loader.pg import libpq_url
 from tests.support.archive import archive_rows
-from tests.support.harness import HOUR, ROOT, TOKEN, cli, flux_env, now
+from tests.support.harness import HOUR, ROOT, TOKEN, cli, flux_env, make_config, now
 from tests.support.readings import feed_standin, pulse_points
 
 BASE = {"INFLUX_URL": "http://localhost:8086", "INFLUX_TOKEN": "tok-123456", "INFLUX_ORG": "o",
@@ -141,3 +141,14 @@ def test_a_timeout_beyond_influxdb_clouds_query_limit_is_refused_for_cloud_urls_
         config_module.load(None, environ=cloud)
     assert config_module.load(None, environ=dict(cloud, INFLUX_TIMEOUT="90s")).timeout == 90
     assert config_module.load(None, environ=dict(BASE, INFLUX_TIMEOUT="2m")).timeout == 120  # own server: yours
+
+
+def test_fields_without_the_session_fields_warn_saying_what_is_lost_and_how_to_say_so():
+    url = "postgresql://archive@localhost/archive"
+    cfg = make_config(url, "http://localhost:8086", FIELDS="spo2")
+    assert cfg.warnings == ("SESSION_PULSE bpm is not in FIELDS, so sessions have no pulse; add it to FIELDS, "
+                            "or set SESSION_PULSE=none to say so",)
+    quiet = make_config(url, "http://localhost:8086", FIELDS="spo2", SESSION_PULSE="none")
+    assert quiet.warnings == () and quiet.session_pulse == ""
+    with pytest.raises(ConfigError, match="SESSION_MIN 2d must be at most 1d"):
+        make_config(url, "http://localhost:8086", SESSION_MIN="2d")
