@@ -85,12 +85,13 @@ def main():
         cur.execute("VACUUM ANALYZE")
 
         dashboard = json.load(open(os.path.join(ROOT, "setup/grafana/dashboard.json")))
-        panel_sql = expand(dashboard["panels"][0]["targets"][0]["rawSql"], start, end, {})
+        [spo2_panel] = [p for p in dashboard["panels"] if p["title"] == "SpO2"]
+        panel_sql = expand(spo2_panel["targets"][0]["rawSql"], start, end, {})
         t_rollup, via_rollup = timed(cur, panel_sql, None, args.repeat)
         t_direct, via_direct = timed(cur, DIRECT, {"start": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(start)),
                                                    "end": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(end))},
                                      args.repeat)
-        assert len(via_rollup) == len(via_direct) == args.days
+        assert len(via_rollup) == len(via_direct) == args.days, (len(via_rollup), len(via_direct))
         worst = max(abs(a[1] - b[1]) for a, b in zip(via_rollup, via_direct))
         print(f"machine: {os.cpu_count()} cores; PostgreSQL {conn.server_version // 10000}; "
               f"{rows} five-second rows over {args.days} days "

@@ -63,33 +63,35 @@ def desaturations(times, values, window, drops=DROPS):
     lasts while the following windows, with none missing, stay at or below it, and counts when it
     spans EVENT_MIN_S. Detection resumes at the window that ends it."""
     need = max(1, math.ceil(EVENT_MIN_S / window))
-    recent, running = deque(), 0.0
-    state = {d: [None, 0, None] for d in drops}  # level, windows so far, last window
+    enough = math.ceil(BASELINE_MIN_S / window)  # windows of baseline needed
+    shallowest = min(drops)
+    recent_t, recent_v, running = deque(), deque(), 0.0
+    events = {}  # drop -> [fixed level, windows so far, last window] of an event under way
     counts = dict.fromkeys(drops, 0)
     for t, v in zip(times, values):
-        while recent and recent[0][0] < t - BASELINE_S:
-            running -= recent.popleft()[1]
-        baseline = None
-        for drop in drops:
-            event = state[drop]
-            if event[0] is not None:
+        while recent_t and recent_t[0] < t - BASELINE_S:
+            recent_t.popleft()
+            running -= recent_v.popleft()
+        if events:
+            for drop, event in list(events.items()):
                 if v <= event[0] and t == event[2] + window:
                     event[1], event[2] = event[1] + 1, t
-                    continue
-                counts[drop] += event[1] >= need
-                event[0] = None
-            # the running sum only shortlists: the baseline compared is summed exactly, so a long night's
-            # rounding never decides an event
-            if len(recent) * window >= BASELINE_MIN_S and v <= running / len(recent) - drop + 1e-6:
-                if baseline is None:
-                    baseline = math.fsum(x for _, x in recent) / len(recent)
-                if v <= baseline - drop:
-                    event[:] = [baseline - drop, 1, t]
-        recent.append((t, v))
+                else:
+                    counts[drop] += event[1] >= need
+                    del events[drop]
+        n = len(recent_v)
+        # the running sum only shortlists: the baseline compared is summed exactly, so a long night's
+        # rounding never decides an event
+        if n >= enough and v <= running / n - shallowest + 1e-6 and len(events) < len(drops):
+            baseline = math.fsum(recent_v) / n
+            for drop in drops:
+                if drop not in events and v <= baseline - drop:
+                    events[drop] = [baseline - drop, 1, t]
+        recent_t.append(t)
+        recent_v.append(v)
         running += v
-    for drop, event in state.items():
-        if event[0] is not None:
-            counts[drop] += event[1] >= need
+    for drop, event in events.items():
+        counts[drop] += event[1] >= need
     return counts
 
 
