@@ -199,7 +199,7 @@ class Job:
                 work.sessions.refresh(work.cur, work.table.fields, lo, hi)
                 outcome.chunks += 1
                 work.state.progress(work.cur, work.run_id, outcome.start, outcome.end, outcome.chunks,
-                                       outcome.rows)
+                                    outcome.rows)
             if self.progress:
                 self.progress(index, len(pieces), lo, hi, 0, 0)
 
@@ -233,7 +233,7 @@ class Job:
                 outcome.rows += written
                 outcome.windows += batch.rows
                 work.state.progress(cur, work.run_id, outcome.start, outcome.end, outcome.chunks,
-                                       outcome.rows)
+                                    outcome.rows)
             log.debug("chunk %s .. %s: %d windows fetched, %d rows written", rfc3339(lo), rfc3339(hi),
                       batch.rows, written)
             if self.progress:
