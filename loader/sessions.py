@@ -215,14 +215,11 @@ class Sessions:
                          "row", found, self.definition())
             else:
                 log.info("computing the sessions of the rows already archived in %s", self.db.target)
-            self.rebuild(cur, fields)
+            self._compute_all(cur, fields)
 
-    def rebuild(self, cur, fields):
-        """Every session again, from every archived row, read in time order a device at a time."""
-        if not self.enabled(fields):
-            return
-        self.ensure(cur, fields)
-        cur.execute(sql.SQL("DELETE FROM {}").format(self.table))
+    def _compute_all(self, cur, fields):
+        """Every session of the (new, empty) table, from every archived row, read in time order a device
+        at a time."""
         for device in self._devices(cur):
             where, params = self._device(device)
             with self._rows(cur, fields, where, "", params) as rows:
@@ -303,11 +300,7 @@ class Sessions:
             kept = cur.fetchone()
             if kept:
                 return kept[0]
-            params.update(lo=edge - span, hi=edge)
-            cur.execute(sql.SQL("SELECT extract(epoch FROM time)::bigint FROM {} WHERE {} AND {} IS NOT NULL "
-                                "AND time >= to_timestamp(%(lo)s) AND time < to_timestamp(%(hi)s) "
-                                "ORDER BY time DESC").format(self.db.table, where, sql.Identifier(self.spo2)), params)
-            times = [r[0] for r in cur.fetchall()]
+            times = self._window_times(cur, where, params, edge - span, edge, newest_first=True)
             for t in times:
                 if edge - (t + self.window) > self.gap:
                     return began
@@ -329,17 +322,22 @@ class Sessions:
             kept = cur.fetchone()[0]
             if kept is not None and kept > edge:
                 edge = kept
-            params.update(lo=edge, hi=edge + span)
-            cur.execute(sql.SQL("SELECT extract(epoch FROM time)::bigint FROM {} WHERE {} AND {} IS NOT NULL "
-                                "AND time >= to_timestamp(%(lo)s) AND time < to_timestamp(%(hi)s) "
-                                "ORDER BY time").format(self.db.table, where, sql.Identifier(self.spo2)), params)
-            times = [r[0] for r in cur.fetchall()]
+            times = self._window_times(cur, where, params, edge, edge + span, newest_first=False)
             for t in times:
                 if t - edge > self.gap:
                     return edge
                 edge = t + self.window
             if not times:
                 return edge
+
+    def _window_times(self, cur, where, params, lo, hi, newest_first):
+        """Starts (epoch seconds) of a device's windows with SpO2 in [lo, hi), in the order asked."""
+        params.update(lo=lo, hi=hi)
+        cur.execute(sql.SQL("SELECT extract(epoch FROM time)::bigint FROM {} WHERE {} AND {} IS NOT NULL "
+                            "AND time >= to_timestamp(%(lo)s) AND time < to_timestamp(%(hi)s) ORDER BY time "
+                            + ("DESC" if newest_first else "ASC")).format(
+            self.db.table, where, sql.Identifier(self.spo2)), params)
+        return [r[0] for r in cur.fetchall()]
 
     def _insert(self, cur, device, summary):
         names = list(self.tags) + ["started"] + [n for n, _ in COLUMNS]
