@@ -16,7 +16,7 @@ from setup import dashboard as generator
 from tests.support.flux_standin import StandIn
 from tests.support.grafana_macros import expand, interval_for, seconds_of
 from tests.support.harness import DAY, HOUR, ORG, ROOT, TOKEN, FixedClock, make_config
-from tests.support.readings import feed_standin, pulse_points
+from tests.support.readings import feed_standin, pulse_points, with_dips
 
 NOW = 1_790_000_000 - 1_790_000_000 % DAY + 10 * HOUR + 17
 BASE = "pox_five_second_mean"
@@ -24,11 +24,6 @@ RANGES = {"3 hours": 3 * HOUR, "3 days": 3 * DAY, "60 days": 60 * DAY, "2 years"
 GAPS = ((NOW - 2 * DAY, NOW - 2 * DAY + 8 * HOUR), (NOW - 2 * HOUR, NOW - 2 * HOUR + 20 * 60))
 KINDS = {"one series": ("dashboard.json", ()), "two devices": ("dashboard-devices.json", ("a", "b"))}
 ALL = {(): {}, ("a", "b"): {"device": "'a','b'"}}  # "All", as Grafana's SQL formatting quotes the values
-
-
-def with_dips(points):
-    """Some SpO2 readings below 90 (the first 5 minutes of every hour), for T90 and the below-counts."""
-    return [(m, tags, f, t, 86.5 if f == "spo2" and t % 3600 < 300 else v) for m, tags, f, t, v in points]
 
 
 def panels(name):

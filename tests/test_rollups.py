@@ -11,15 +11,10 @@ import psycopg2
 from loader.job import Job
 from tests.support.grafana_macros import expand
 from tests.support.harness import DAY, HOUR, ROOT, FixedClock, make_config
-from tests.support.readings import feed_standin, pulse_points
+from tests.support.readings import feed_standin, pulse_points, with_dips
 
 NOW = 1_790_000_000 - 1_790_000_000 % DAY + 10 * HOUR + 17
 BASE = "pox_five_second_mean"
-
-
-def with_dips(points):
-    """Some SpO2 readings below 90, so the below-threshold counts have something to count."""
-    return [(m, tags, f, t, 86.5 if f == "spo2" and t % 3600 < 300 else v) for m, tags, f, t, v in points]
 
 
 def direct(cur, width, fields=("bpm", "spo2"), below=90):
