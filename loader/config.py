@@ -127,8 +127,10 @@ def _items(raw):
 
 
 def valid_ranges(setting, raw):
-    """field=min..max, comma-separated: {field: (min, max)}."""
+    """field=min..max, comma-separated: {field: (min, max)}; none: {}."""
     ranges, problems = {}, []
+    if raw.lower() == "none":
+        return ranges, problems
     for item in _items(raw):
         match = re.match(rf"^(.+?)\s*=\s*{NUMBER}\s*\.\.\s*{NUMBER}$", item)
         try:
@@ -258,8 +260,10 @@ SETTINGS = (
             "(the mean is taken across them).", default="", example="uid",
             attr="tags", kind=columns),
     Setting("VALID_RANGES", "Per-field valid ranges applied before averaging, field=min..max, "
-            "comma-separated; readings outside are dropped and counted.", default="",
-            example="spo2=50..100,bpm=20..250",
+            "comma-separated; readings outside (a finger-off 0, a glitch such as 65535) are dropped, counted and "
+            "logged. The default is a pulse oximeter's physiological range and applies to the fields of those "
+            "names that InfluxDB has; none: keep every reading.", default="spo2=50..100,bpm=20..250",
+            example="spo2=50..100,bpm=20..250,temp=30..45",
             attr="valid_ranges", kind=valid_ranges),
     Setting("PG_URL", "PostgreSQL URL; postgresql:// is used with psycopg2.", required=True,
             secret=True, aliases=("PG_CONNECT",), example="postgresql://archive:secret@localhost:5432/archive",
@@ -290,6 +294,10 @@ SETTINGS = (
             attr="chunk", kind=duration, minimum=1),
     Setting("LATE_DATA", "Trailing period re-read by every run so late points are merged.", default="1h",
             attr="late_data", kind=duration),
+    Setting("LATE_LOOKBACK", "How far back every run compares InfluxDB's count of readings per hour and series "
+            "with what the archive was loaded from, and reloads the hours InfluxDB holds more of (a phone "
+            "synced hours later, a sensor back from an outage, a second device); the free plan's retention. "
+            "0s: never.", default="30d", attr="late_lookback", kind=duration),
     Setting("STALE_AFTER", "`status` pages (exit 2) when the newest archived reading is older than this. An "
             "oximeter worn only at night leaves ~16 h gaps: 1d pages after a missed night; one that records "
             "around the clock suits 2h.", default="1d",
@@ -361,7 +369,8 @@ class _ConfigMethods:
 # The settings as the loader uses them: one attribute per Setting.attr (secrets as Secret), and the
 # warnings load() found. Declared by SETTINGS, not a second time here.
 Config = make_dataclass("Config", [(s.attr, object) for s in SETTINGS if s.attr]
-                        + [("warnings", tuple, field(default=()))], bases=(_ConfigMethods,), frozen=True)
+                        + [("warnings", tuple, field(default=())), ("explicit", frozenset, field(default=frozenset()))],
+                        bases=(_ConfigMethods,), frozen=True)
 
 
 def read_env_file(path, required=False):
@@ -430,8 +439,9 @@ def load(env_file=".env", environ=None, file_required=False):
         values[setting.key], problem = setting.kind(setting, get(setting.key))
         problems += problem if isinstance(problem, list) else [problem] if problem else []
     _check_across(values, get, problems, warnings)
+    explicit = frozenset(s.key for s in SETTINGS if (merged.get(s.key) or "").strip())
     config = Config(**{s.attr: Secret(values[s.key]) if s.secret else values[s.key] for s in SETTINGS if s.attr},
-                    warnings=tuple(warnings))
+                    warnings=tuple(warnings), explicit=explicit)
     if problems:
         raise ConfigError([redact(p, config.secrets()) for p in problems])
     return config
@@ -475,7 +485,8 @@ def _check_across(values, get, problems, warnings):
         if fields and values[key] and values[key] not in fields:
             warnings.append(f"{key} {values[key]} is not in FIELDS, so {lost}; add it to FIELDS, or set "
                             f"{key}=none to say so")
-    for name in values["VALID_RANGES"]:
+    ranges = values["VALID_RANGES"] if get("VALID_RANGES") != _BY_KEY["VALID_RANGES"].default else {}
+    for name in ranges:  # the default ranges apply to whichever of their fields the archive keeps
         if fields and name not in fields:
             problems.append(f"VALID_RANGES names {name!r}, which FIELDS does not keep")
 

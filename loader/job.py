@@ -11,6 +11,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from . import late
 from .clock import SystemClock, check_synchronized
 from .config import redact
 from .errors import EXIT_RETRY_LATER, ClockError, LoaderError, SourceUnavailable
@@ -21,7 +22,7 @@ from .sink import ArchiveTable
 from .sources import open_source
 from .sources.proof import prove_fields
 from .state import State, ensure_schema
-from .windows import chunks, floor_to, format_duration, rfc3339
+from .windows import HOUR, chunks, floor_to, format_duration, rfc3339, whole_hours
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,8 @@ class Outcome:
     locked_out: bool = False  # another run holds the lock; nothing was done
     fields: list = None  # the fields the source proved it has (None: not asked)
     newest: int = None  # start of the newest archived window after the run, epoch seconds
+    late: list = field(default_factory=list)  # late.Behind entries the comparison found (and loaded)
+    counted: dict = field(default_factory=dict)  # field -> readings InfluxDB held in the whole hours read
 
     @property
     def nothing_to_do(self):
@@ -46,15 +49,19 @@ class Outcome:
 
 def plan_run(config, watermark, now):
     """The range the cron job loads: from the watermark less LATE_DATA (first run: now less
-    INITIAL_LOOKBACK) up to the end of the last complete window."""
+    INITIAL_LOOKBACK), back to the start of its hour, up to the end of the last complete window.
+    Starting on the hour, every hour is read whole by some run, so the readings InfluxDB held in it
+    are counted and kept (late.py compares them later)."""
     end = floor_to(now, config.window)
     if watermark is None:
-        return floor_to(now - config.initial_lookback, config.window), end
-    if now < watermark:
+        start = now - config.initial_lookback
+    elif now < watermark:
         raise ClockError(f"the system clock ({rfc3339(int(now))}) is earlier than the watermark "
                          f"({rfc3339(watermark)}); not loading until the clock is right",
                          hint="check `timedatectl`; a Pi without a real-time clock needs NTP after boot")
-    return min(watermark - config.late_data, end), end
+    else:
+        start = min(watermark - config.late_data, end)
+    return floor_to(floor_to(start, HOUR), config.window), end
 
 
 def plan_backfill(config, start, end, now):
@@ -123,11 +130,13 @@ class Job:
         def plan(watermark, now):
             self._check_clock()
             return plan_run(self.config, watermark, now)
-        return self._execute("run", plan, lambda work: self._load(work, always_advance=True), load=True)
+        return self._execute("run", plan, self._load_and_catch_up, load=True)
 
     def backfill(self, start, end):
+        def work(work):
+            self._load(work, chunks(work.outcome.start, work.outcome.end, self.config.chunk), always_advance=False)
         return self._execute("backfill", lambda watermark, now: plan_backfill(self.config, start, end, now),
-                             lambda work: self._load(work, always_advance=False), load=True)
+                             work, load=True)
 
     def rebuild_rollups(self, start=None, end=None):
         """Recompute the rollups and sessions of [start, end) (default: all archived rows) from the
@@ -153,6 +162,7 @@ class Job:
                     return outcome
                 ensure_schema(cur, config.pg_schema)
                 run_id = state.start_run(cur, command, self.clock.now())
+                conn.commit()  # the run row stays whatever fails next, with its outcome (status reads it)
                 watermark = state.watermark(cur)
                 table = ArchiveTable(db, config.tags)
                 table.check(cur)  # a table that does not fit is refused before InfluxDB is asked anything
@@ -203,12 +213,50 @@ class Job:
             if self.progress:
                 self.progress(index, len(pieces), lo, hi, 0, 0)
 
-    def _load(self, work, always_advance):
+    def _load_and_catch_up(self, work):
+        """The hourly run: what is new since the watermark, then the hours InfluxDB holds more readings
+        of than the archive was made from (late.py)."""
+        outcome = work.outcome
+        self._load(work, chunks(outcome.start, outcome.end, self.config.chunk), always_advance=True)
+        self._catch_up(work)
+
+    def _catch_up(self, work):
+        """Compare InfluxDB's readings per hour, series and field over LATE_LOOKBACK (up to where this
+        run began reading) with what the archive was made from; read every hour that is behind again."""
+        config, cur, state, db = self.config, work.cur, work.state, work.table.db
+        now = self.clock.now()
+        with db.transaction(work.conn):  # read only; not left open while InfluxDB counts
+            began = [t for t in (state.loaded_from(cur), work.table.span(cur)[0]) if t is not None]
+        bounds = late.span(now, config.late_lookback, min(began) if began else None)
+        if bounds is None or bounds[0] >= min(bounds[1], work.outcome.start):
+            return
+        lo, hi = bounds[0], min(bounds[1], work.outcome.start)
+        influx = {}
+        for piece in chunks(lo, hi, late.COUNT_SPAN):
+            influx.update(self._retrying(work.source.counts, *piece))
+        with db.transaction(work.conn):
+            behind = late.compare(influx, state.counts(cur, lo, hi))
+            lost = [b for b in state.behind(cur) if b[0] < lo]
+            if lost:
+                log.warning("late data: %d hour(s) InfluxDB held readings of that were never loaded are now older "
+                            "than LATE_LOOKBACK (%s); the oldest %s", len({b[0] for b in lost}),
+                            format_duration(config.late_lookback), rfc3339(lost[0][0]))
+            state.clear_behind(cur, 0, hi)
+            state.record_behind(cur, [(b.hour, b.series, b.field, b.in_influx, b.loaded) for b in behind], now)
+            state.late_hours(cur, work.run_id, len({b.hour for b in behind}))
+        work.outcome.late = behind
+        if not behind:
+            log.debug("late data: InfluxDB and the archive agree on every hour from %s to %s", rfc3339(lo), rfc3339(hi))
+            return
+        log.info("late data: InfluxDB holds readings the archive lacks in %s; loading them", late.describe(behind, now))
+        self._load(work, late.reload_pieces(behind, config.window, config.chunk), always_advance=False,
+                   what="late data")
+
+    def _load(self, work, pieces, always_advance, what=None):
         config, outcome, cur = self.config, work.outcome, work.cur
         table, db = work.table, work.table.db
-        pieces = chunks(outcome.start, outcome.end, config.chunk)
-        log.info("%s %s .. %s in %d chunk(s) of up to %s", outcome.command, rfc3339(outcome.start),
-                 rfc3339(outcome.end), len(pieces), format_duration(config.chunk))
+        log.info("%s %s .. %s in %d chunk(s) of up to %s", what or outcome.command, rfc3339(pieces[0][0]),
+                 rfc3339(pieces[-1][1]), len(pieces), format_duration(config.chunk))
         source = work.source
         # InfluxDB answers the next chunk while PostgreSQL writes this one: at most two chunks
         # are in memory, and requests still go out one at a time, in order
@@ -219,13 +267,19 @@ class Job:
             for name, count in batch.dropped.items():
                 if count:
                     outcome.dropped[name] = outcome.dropped.get(name, 0) + count
-                    log.info("%s: dropped %d %s reading(s) outside VALID_RANGES", rfc3339(lo), count, name)
+                    low, high = config.valid_ranges[name]
+                    log.info("refused %d %s reading(s) outside VALID_RANGES %g..%g between %s and %s", count, name,
+                             low, high, rfc3339(lo), rfc3339(hi))
+            for (_, _, name), count in batch.counts.items():
+                outcome.counted[name] = outcome.counted.get(name, 0) + count
             advance = always_advance or (work.watermark is not None and lo <= work.watermark)
             with db.transaction(work.conn):  # rows, rollups, sessions and watermark move together or not at all
                 written = table.write(cur, batch)
                 if written:
                     work.rollups.refresh(cur, table.fields, lo, hi)
                     work.sessions.refresh(cur, table.fields, lo, hi)
+                work.state.record_counts(cur, late.whole_hours_of(batch.counts, lo, hi))
+                work.state.clear_behind(cur, *whole_hours(lo, hi))
                 if advance:
                     work.state.advance(cur, hi)
                     work.watermark = max(work.watermark or hi, hi)
@@ -234,6 +288,9 @@ class Job:
                 outcome.windows += batch.rows
                 work.state.progress(cur, work.run_id, outcome.start, outcome.end, outcome.chunks,
                                     outcome.rows)
+                if outcome.dropped:
+                    work.state.refused(cur, work.run_id, {f: [n, outcome.counted.get(f, 0)]
+                                                          for f, n in outcome.dropped.items()})
             log.debug("chunk %s .. %s: %d windows fetched, %d rows written", rfc3339(lo), rfc3339(hi),
                       batch.rows, written)
             if self.progress:

@@ -152,7 +152,10 @@ class Rollups:
             exprs.append(sql.SQL("count(*)"))
             for f in fields:
                 v = sql.Identifier(f)
-                exprs += [sql.SQL("avg({})").format(v), sql.SQL("min({})").format(v), sql.SQL("max({})").format(v),
+                # sum / count, not avg(): avg(double precision) also sums the squares, which overflows
+                # ("value out of range") at a reading of 1e155 and would stop the archive for good
+                exprs += [sql.SQL("sum({}) / nullif(count({}), 0)").format(v, v), sql.SQL("min({})").format(v),
+                          sql.SQL("max({})").format(v),
                           sql.SQL("count({})").format(v)]
                 if f in self.below:
                     exprs.append(sql.SQL("count(*) FILTER (WHERE {} < {})").format(v, sql.Literal(self.below[f])))

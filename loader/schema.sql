@@ -26,3 +26,31 @@ CREATE TABLE IF NOT EXISTS influx_archive_runs (
 ALTER TABLE influx_archive_runs ADD COLUMN IF NOT EXISTS exit_code smallint;
 CREATE INDEX IF NOT EXISTS influx_archive_runs_target_started
     ON influx_archive_runs (target, started_at DESC);
+-- Late data (added in 2026-11): the readings InfluxDB held in each whole hour, per series and field,
+-- when the loader last read that hour, counted by InfluxDB before the means were asked. A later run
+-- that finds InfluxDB holding more reloads the hour.
+CREATE TABLE IF NOT EXISTS influx_archive_counts (
+    target    text NOT NULL,
+    hour      timestamptz NOT NULL,
+    series    text NOT NULL,                 -- its tags: 'uid=a' ('' for none)
+    field     text NOT NULL,
+    readings  bigint NOT NULL,
+    PRIMARY KEY (target, hour, series, field)
+);
+-- The hours the last comparison found InfluxDB holding readings the archive lacks, until they are
+-- loaded: what `status` pages on before InfluxDB's retention deletes them.
+CREATE TABLE IF NOT EXISTS influx_archive_behind (
+    target    text NOT NULL,
+    hour      timestamptz NOT NULL,
+    series    text NOT NULL,
+    field     text NOT NULL,
+    in_influx bigint NOT NULL,               -- readings InfluxDB holds
+    loaded    bigint NOT NULL,               -- readings the archive's rows were made from (0: none)
+    found_at  timestamptz NOT NULL,
+    PRIMARY KEY (target, hour, series, field)
+);
+-- Hours a run found behind (InfluxDB held readings the archive lacked) and reloaded.
+ALTER TABLE influx_archive_runs ADD COLUMN IF NOT EXISTS late_hours integer;
+-- Readings a run refused at the door (outside VALID_RANGES), per field: {"spo2": [refused, counted]},
+-- counted = the readings InfluxDB held in the whole hours the run read.
+ALTER TABLE influx_archive_runs ADD COLUMN IF NOT EXISTS refused jsonb;

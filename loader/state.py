@@ -5,11 +5,14 @@ database says exactly what is archived. The lock is a session advisory lock: it 
 process's connection, so a killed run never leaves a stale lock behind.
 """
 
+import json
 import os
 
 from psycopg2 import sql
+from psycopg2.extras import execute_values
 
 from .pg import DDL_LOCK
+from .windows import rfc3339
 
 SCHEMA_SQL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schema.sql")
 
@@ -44,13 +47,42 @@ SET finished_at = to_timestamp(%(finished)s), range_start = coalesce(range_start
     outcome = %(outcome)s, error = %(error)s, exit_code = %(exit_code)s
 WHERE id = %(id)s
 """
+RECORD_COUNTS = """
+INSERT INTO influx_archive_counts (target, hour, series, field, readings) VALUES %s
+ON CONFLICT (target, hour, series, field) DO UPDATE SET readings = EXCLUDED.readings
+"""
+GET_COUNTS = """
+SELECT extract(epoch FROM hour)::bigint, series, field, readings FROM influx_archive_counts
+WHERE target = %(target)s AND hour >= to_timestamp(%(lo)s) AND hour < to_timestamp(%(hi)s)
+"""
+CLEAR_BEHIND = """
+DELETE FROM influx_archive_behind
+WHERE target = %(target)s AND hour >= to_timestamp(%(lo)s) AND hour < to_timestamp(%(hi)s)
+"""
+RECORD_BEHIND = """
+INSERT INTO influx_archive_behind (target, hour, series, field, in_influx, loaded, found_at) VALUES %s
+ON CONFLICT (target, hour, series, field) DO UPDATE
+SET in_influx = EXCLUDED.in_influx, loaded = EXCLUDED.loaded, found_at = EXCLUDED.found_at
+"""
+GET_BEHIND = """
+SELECT extract(epoch FROM hour)::bigint, series, field, in_influx, loaded FROM influx_archive_behind
+WHERE target = %(target)s ORDER BY hour, series, field
+"""
+# Where loading began: the earliest range a run or backfill committed a chunk of.
+LOADED_FROM = """
+SELECT extract(epoch FROM min(range_start))::bigint FROM influx_archive_runs
+WHERE target = %(target)s AND command IN ('run', 'backfill') AND chunks > 0
+"""
+LATE_HOURS = "UPDATE influx_archive_runs SET late_hours = %(hours)s WHERE id = %(id)s"
+REFUSED = "UPDATE influx_archive_runs SET refused = %(refused)s WHERE id = %(id)s"
 # Runs in the order they started (id, not the clock: a Pi's clock can step back). A row still
 # 'running' whose process no longer holds the run lock is a dead one. to_jsonb(r) reads exit_code
 # also from a table made before that column existed (status changes nothing, not even the schema).
 LAST_RUNS = """
 SELECT r.id, r.command, extract(epoch FROM r.started_at), extract(epoch FROM r.finished_at),
        CASE WHEN r.outcome = 'running' AND NOT %(active)s THEN 'abandoned' ELSE r.outcome END,
-       r.rows_written, r.error, (to_jsonb(r) ->> 'exit_code')::int
+       r.rows_written, r.error, (to_jsonb(r) ->> 'exit_code')::int, (to_jsonb(r) ->> 'late_hours')::int,
+       to_jsonb(r) -> 'refused'
 FROM influx_archive_runs r WHERE r.target = %(target)s
 ORDER BY r.id DESC LIMIT %(limit)s
 """
@@ -110,6 +142,46 @@ class State:
         """Move the watermark forward to `watermark` (never back)."""
         self._q(cur, ADVANCE_WATERMARK, watermark=watermark)
 
+    def record_counts(self, cur, counts):
+        """Keep {(hour, series, field): readings} as what the archive's rows of those hours hold."""
+        if counts:
+            set_search_path(cur, self.schema)
+            execute_values(cur, RECORD_COUNTS, [(self.target, rfc3339(h), s, f, n) for (h, s, f), n in counts.items()],
+                           template="(%s, %s::timestamptz, %s, %s, %s)")
+
+    def counts(self, cur, lo, hi):
+        """{(hour, series, field): readings} kept for the hours in [lo, hi)."""
+        self._q(cur, GET_COUNTS, lo=lo, hi=hi)
+        return {(h, s, f): n for h, s, f, n in cur.fetchall()}
+
+    def record_behind(self, cur, behind, found_at):
+        """Keep what a comparison found behind: [(hour, series, field, in_influx, loaded)]."""
+        set_search_path(cur, self.schema)
+        execute_values(cur, RECORD_BEHIND, [(self.target, rfc3339(h), s, f, n, m, rfc3339(found_at))
+                                            for h, s, f, n, m in behind],
+                       template="(%s, %s::timestamptz, %s, %s, %s, %s, %s::timestamptz)")
+
+    def clear_behind(self, cur, lo, hi):
+        """The hours in [lo, hi) are loaded (or compared equal): no longer behind."""
+        self._q(cur, CLEAR_BEHIND, lo=lo, hi=hi)
+
+    def behind(self, cur):
+        """[(hour, series, field, in_influx, loaded)] still behind, oldest first."""
+        self._q(cur, GET_BEHIND)
+        return cur.fetchall()
+
+    def loaded_from(self, cur):
+        """Start of the earliest range a run or backfill committed a chunk of (None: none yet)."""
+        self._q(cur, LOADED_FROM)
+        return cur.fetchone()[0]
+
+    def late_hours(self, cur, run_id, hours):
+        self._q(cur, LATE_HOURS, id=run_id, hours=hours)
+
+    def refused(self, cur, run_id, refused):
+        """{field: [readings refused, readings counted]} of the run so far."""
+        self._q(cur, REFUSED, id=run_id, refused=json.dumps(refused))
+
     def start_run(self, cur, command, started):
         """Record a run as started; a run still marked running can only be a dead one (we hold the lock)."""
         self._q(cur, ABANDON_RUNNING, error=ABANDONED_ERROR)
@@ -132,7 +204,8 @@ class State:
         """The newest runs first, as dicts; a 'running' row reads 'abandoned' unless a process holds the
         run lock (active, as active() said)."""
         self._q(cur, LAST_RUNS, active=active, limit=limit)
-        keys = ("id", "command", "started", "finished", "outcome", "rows", "error", "exit_code")
+        keys = ("id", "command", "started", "finished", "outcome", "rows", "error", "exit_code", "late_hours",
+                "refused")
         runs = [dict(zip(keys, row)) for row in cur.fetchall()]
         for run in runs:
             if run["outcome"] == "abandoned" and not run["error"]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from psycopg2 import sql
 
+from . import late
 from .dumps import newest
 from .errors import EXIT_NEEDS_HUMAN, EXIT_OK, EXIT_RETRY_LATER, BackupError
 from .humanize import human_duration, human_size
@@ -41,6 +42,7 @@ class Status:
     later: dict = None  # a backfill or rebuild newer than last_run
     running: bool = False
     rows: int = None
+    behind: list = field(default_factory=list)  # late.Behind: InfluxDB holds readings the archive lacks
     backup: str = "not configured (set BACKUP_DIR; README, Backups)"
     problems: list = field(default_factory=list)  # (exit code, text)
 
@@ -77,6 +79,16 @@ class Status:
             out.append(f"since then:  {self.later['command']} {_describe(self.later, self._ago)}")
             if self.later["error"]:
                 out.append(f"its error:   {self.later['error']}")
+        if self.last_run and self.last_run.get("late_hours"):
+            out.append(f"late data:   the last hourly run found {self.last_run['late_hours']} hour(s) in which "
+                       "InfluxDB held readings the archive lacked" + (", and loaded them" if not self.behind else ""))
+        if self.behind:
+            out.append(f"behind:      {late.describe(self.behind, self.now)}")
+        refused = (self.last_run or {}).get("refused") or {}
+        if refused:
+            out.append("refused:     the last hourly run refused " + ", ".join(
+                f"{name}: {n} of {counted or '?'} reading(s)" for name, (n, counted) in sorted(refused.items()))
+                + " (outside VALID_RANGES)")
         if self.running:
             out.append("running:     yes, a run, backfill or rebuild holds the lock now")
         if self.rows is not None:
@@ -117,6 +129,8 @@ def _read_state(config, result):
                 result.watermark = state.watermark(cur)
                 result.running = state.active(cur)
                 _read_runs(state.last_runs(cur, result.running), result)
+                if table_exists(cur, "influx_archive_behind"):
+                    result.behind = [late.Behind(*row) for row in state.behind(cur)]
             conn.rollback()
     finally:
         conn.close()
@@ -147,6 +161,8 @@ def _judge(config, result):
             add((EXIT_NEEDS_HUMAN, f"stale: no new reading for {human_duration(quiet)} (STALE_AFTER "
                                    f"{format_duration(config.stale_after)}): is the oximeter recording, and "
                                    f"the hourly run working? `python -m loader check` shows what InfluxDB has"))
+    _judge_behind(config, result)
+    _judge_refused(config, result)
     run = result.last_run
     if run is None:
         if result.newest is not None:
@@ -162,6 +178,36 @@ def _judge(config, result):
     if not result.running and result.now - run["started"] > alert * RUN_EVERY:
         add((EXIT_NEEDS_HUMAN, f"no hourly run started for {human_duration(result.now - run['started'])}: "
                                f"is cron running? (`grep influx-archive /etc/cron.d/*`)"))
+
+
+def _judge_behind(config, result):
+    """Readings InfluxDB holds that the archive lacks: a look while the next run can load them, a page
+    once they are close to leaving InfluxDB (late.leaving_after)."""
+    if not result.behind:
+        return
+    soon = [b for b in result.behind if result.now - b.hour > late.leaving_after(config.late_lookback)]
+    if soon:
+        left = human_duration(max(0, soon[0].hour + config.late_lookback - result.now))
+        result.problems.append((EXIT_NEEDS_HUMAN, f"InfluxDB holds readings the archive lacks that pass LATE_LOOKBACK "
+                                                  f"({format_duration(config.late_lookback)}, InfluxDB's retention) "
+                                                  f"in about {left}: {late.describe(soon)}; `python -m loader run` "
+                                                  f"loads them (its error says what stops it)"))
+    else:
+        result.problems.append((EXIT_RETRY_LATER, f"InfluxDB holds readings the archive lacks in "
+                                                  f"{len({b.hour for b in result.behind})} hour(s); the next run "
+                                                  f"loads them"))
+
+
+def _judge_refused(config, result):
+    """A field that lost most of its readings to VALID_RANGES is worth a look: a device reporting another
+    unit (0.95 for 95 %) would otherwise archive nothing of it, quietly."""
+    for name, (refused, counted) in sorted(((result.last_run or {}).get("refused") or {}).items()):
+        if counted and refused * 2 > counted and name in config.valid_ranges:
+            low, high = config.valid_ranges[name]
+            result.problems.append((EXIT_RETRY_LATER, f"{name}: {refused} of the {counted} readings the last hourly "
+                                                      f"run read were outside VALID_RANGES {low:g}..{high:g}: does the "
+                                                      f"device report another unit (0.95 for 95 %)? Correct "
+                                                      f"VALID_RANGES (none: keep every reading)"))
 
 
 def _backup_status(config, now, result):

@@ -9,6 +9,7 @@ import re
 from datetime import datetime, timezone
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+HOUR = 3600  # InfluxDB counts readings per hour and series; the archive keeps what it loaded per hour
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 
 
@@ -61,6 +62,11 @@ def floor_to(epoch_seconds, width):
 
 def ceil_to(epoch_seconds, width):
     return -floor_to(-int(epoch_seconds), width)
+
+
+def whole_hours(start, end):
+    """[first, last) of the whole hours inside [start, end) (first >= last when there are none)."""
+    return ceil_to(start, HOUR), floor_to(end, HOUR)
 
 
 def chunks(start, end, chunk_seconds):

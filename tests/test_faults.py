@@ -287,6 +287,25 @@ def test_a_fields_name_the_measurement_lacks_is_refused_by_run_and_check_and_lea
     assert archive_rows(pg_url) == expected_means(points, start=first_loaded(pg_url), end=watermark(pg_url))
 
 
+@pytest.mark.parametrize("language", ["flux", "influxql"])
+def test_every_name_another_setting_gives_is_proven_and_a_misspelt_one_is_exit_2_naming_what_influxdb_has(
+        pg_url, standin, influxd, influx_db, language):
+    bucket = feed(language, standin, influxd, influx_db, pulse_points(int(time.time()) - HOUR, HOUR))
+    url = standin.url if language == "flux" else influxd.url
+    clock = FixedClock(int(time.time()))
+    misspelt = {"TAGS": "uidd", "VALID_RANGES": "bmp=20..250", "ROLLUP_BELOW": "sp02=90", "SESSION_SPO2": "sp02",
+                "SESSION_PULSE": "bmp"}
+    for key, value in misspelt.items():
+        config = make_config(pg_url, url, language=language, bucket=bucket, INITIAL_LOOKBACK="2h", **{key: value})
+        with pytest.raises(SourceRejected) as refused:
+            Job(config, clock=clock).run()
+        assert refused.value.exit_code == 2
+        name = value.split("=")[0]
+        assert f"{key} names '{name}', which measurement 'spo2' does not have" in str(refused.value), key
+        assert ("its tags: uid" if key == "TAGS" else "its fields: bpm (float), spo2 (float)") in refused.value.hint
+        assert archive_rows(pg_url) == {} and watermark(pg_url) is None
+
+
 def test_a_fields_name_of_a_string_field_is_refused_with_its_type(pg_url, influxd, influx_db, standin):
     influxd.write(influx_db, [f'spo2,uid=a spo2=97.0,note="finger off" {int(time.time()) - 60}'])
     env = source_env("influxql", pg_url, standin, influxd, influx_db, FIELDS="spo2,note")

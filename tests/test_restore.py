@@ -63,7 +63,8 @@ def test_backup_drop_restore_gives_back_every_row_of_every_table(pg_server, arch
 
     # the restored archive carries its watermark: the next run continues where the dump left off
     later = Job(config, clock=FixedClock(NOW + HOUR)).run()
-    assert later.start == NOW - NOW % 5 - HOUR  # watermark less LATE_DATA, not a fresh INITIAL_LOOKBACK
+    # the watermark less LATE_DATA from the start of its hour, not a fresh INITIAL_LOOKBACK
+    assert later.start == NOW - NOW % HOUR - HOUR
 
 
 def test_restore_into_a_new_database_never_over_a_live_one_without_force(archive_url, standin, backup_dir):

@@ -76,13 +76,20 @@ def test_valid_ranges_drop_finger_off_readings_before_averaging(pg_url, standin,
     assert "outside VALID_RANGES" in caplog.text
 
 
-def test_finger_off_readings_count_in_the_mean_when_no_range_is_set(pg_url, standin):
-    points = pulse_points(NOW - HOUR, HOUR, finger_off_every=7)
+@pytest.mark.parametrize("setting", [None, "none"])
+def test_finger_off_zeros_are_dropped_by_default_and_averaged_only_with_valid_ranges_none(pg_url, standin, setting):
+    points = pulse_points(NOW - HOUR, HOUR, finger_off_every=7)  # finger off: spo2 0, bpm 127 (a real pulse)
     feed_standin(standin, points)
-    outcome = Job(make_config(pg_url, standin.url, INITIAL_LOOKBACK="2h"), clock=FixedClock(NOW)).run()
+    extra = {"VALID_RANGES": setting} if setting else {}
+    outcome = Job(make_config(pg_url, standin.url, INITIAL_LOOKBACK="2h", **extra), clock=FixedClock(NOW)).run()
     rows = archive_rows(pg_url)
-    assert rows == expected_means(points, start=0, end=NOW - NOW % 5) and outcome.dropped == {}
-    assert min(r["spo2"] for r in rows.values()) < 90  # the zeros drag the means down, as asked
+    if setting is None:  # the hand route's defaults and install.sh's alike: the oximeter's ranges
+        assert rows == expected_means(points, valid_ranges={"spo2": (50, 100), "bpm": (20, 250)}, start=0,
+                                      end=NOW - NOW % 5)
+        assert set(outcome.dropped) == {"spo2"} and min(r["spo2"] for r in rows.values()) >= 90
+    else:
+        assert rows == expected_means(points, start=0, end=NOW - NOW % 5) and outcome.dropped == {}
+        assert min(r["spo2"] for r in rows.values()) < 90  # the zeros drag the means down, as asked
 
 
 def test_a_field_that_is_integer_in_one_shard_and_float_in_another(pg_url, standin, influxd, influx_db):
@@ -126,13 +133,19 @@ def test_a_tag_and_a_field_with_the_same_name_never_mix(pg_url, standin, influxd
     assert rows == expected_means(points, tags=("uid",), start=0, end=NOW - NOW % 5)
 
 
-def test_nan_and_infinite_values_are_archived_as_the_source_averages_them(pg_url, standin):
+def test_nan_and_infinite_values_are_refused_by_default_and_archived_as_averaged_with_valid_ranges_none(
+        pg_url, standin):
     points = pulse_points(NOW - 600, 600)
     odd = [("spo2", {"uid": "a"}, "spo2", NOW - 300, float("nan")),
            ("spo2", {"uid": "a"}, "bpm", NOW - 200, float("inf")),
            ("spo2", {"uid": "a"}, "bpm", NOW - 100, float("-inf"))]
     feed_standin(standin, points + odd)
-    Job(make_config(pg_url, standin.url, INITIAL_LOOKBACK="1h"), clock=FixedClock(NOW)).run()
+    outcome = Job(make_config(pg_url, standin.url, INITIAL_LOOKBACK="1h"), clock=FixedClock(NOW)).run()
+    assert outcome.dropped == {"spo2": 1, "bpm": 2}  # outside the oximeter's ranges: refused and counted
+    assert archive_rows(pg_url) == expected_means(points, start=0, end=NOW - NOW % 5)
+
+    Job(make_config(pg_url, standin.url, INITIAL_LOOKBACK="1h", VALID_RANGES="none"), clock=FixedClock(NOW)).backfill(
+        NOW - HOUR, NOW)
     rows = archive_rows(pg_url)
     w = lambda t: (t - t % 5,)  # noqa: E731
     assert math.isnan(rows[w(NOW - 300)]["spo2"])

@@ -22,7 +22,7 @@ def test_first_run_archives_initial_lookback_and_watermark_follows(pg_url, stand
     cfg = make_config(pg_url, standin.url, INITIAL_LOOKBACK="2d", CHUNK="6h")
     outcome = Job(cfg, clock=FixedClock(NOW)).run()
     end = NOW - NOW % 5
-    start = NOW - 2 * DAY - (NOW - 2 * DAY) % 5
+    start = NOW - 2 * DAY - (NOW - 2 * DAY) % HOUR  # from the start of its hour: every hour is read whole
     assert (outcome.start, outcome.end) == (start, end)
     assert outcome.chunks == 9  # chunk boundaries fall on multiples of 6h
     assert watermark(pg_url) == end
@@ -41,7 +41,7 @@ def test_backfill_moves_watermark_only_when_contiguous(pg_url, standin):
     Job(cfg, clock=FixedClock(NOW)).backfill(mark - HOUR, mark + DAY)
     assert watermark(pg_url) == mark + DAY
     rows = archive_rows(pg_url)
-    assert rows == expected_means(pulse_points(NOW - 5 * DAY, 5 * DAY), start=NOW - 4 * DAY - (NOW - 4 * DAY) % 5,
+    assert rows == expected_means(pulse_points(NOW - 5 * DAY, 5 * DAY), start=NOW - 4 * DAY - (NOW - 4 * DAY) % HOUR,
                                   end=mark + 2 * DAY)
 
 

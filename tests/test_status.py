@@ -6,7 +6,7 @@ import psycopg2
 import pytest
 
 from loader.backup import backup
-from loader.errors import SourceRejected, SourceUnavailable
+from loader.errors import SinkRejected, SourceRejected, SourceUnavailable
 from loader.job import Job
 from loader.status import status
 from loader.windows import rfc3339
@@ -190,3 +190,19 @@ def test_status_shows_the_newest_backup_and_fails_when_it_is_too_old_or_the_driv
     assert gone.exit_code == 2 and "does not exist" in "\n".join(gone.lines())
     off = status(make_config(archive_url, standin.url, TAGS="uid", STALE_AFTER="1000d"), BACKUP_NOW)
     assert off.exit_code == 0 and "not configured" in "\n".join(off.lines())
+
+
+def test_a_run_failing_on_the_tables_key_leaves_its_row_and_status_pages_with_its_error(pg_url, standin):
+    """TAGS added to an archive made without it: the table's key does not fit. The run row is kept
+    (it was rolled back with the failed transaction before), so status names the failure at once."""
+    start = 1_790_000_000
+    feed_standin(standin, pulse_points(start - 3600, 3600, uids=("a", "b")))
+    Job(make_config(pg_url, standin.url, INITIAL_LOOKBACK="2h"), clock=FixedClock(start)).run()
+    tagged = make_config(pg_url, standin.url, INITIAL_LOOKBACK="2h", TAGS="uid")
+    with pytest.raises(SinkRejected):
+        Job(tagged, clock=FixedClock(start + 3600)).run()
+    result = status(tagged, start + 3600 + 60)
+    assert result.exit_code == 2
+    assert result.last_run["outcome"] == "failed" and "primary key (time) but influx-archive needs" in \
+        result.last_run["error"]
+    assert "the last hourly run needs a human" in result.verdict

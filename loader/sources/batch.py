@@ -27,7 +27,15 @@ class Batch:
     fields: list = field(default_factory=list)  # every field any block carries
     blocks: list = field(default_factory=list)
     dropped: dict = field(default_factory=dict)  # field -> readings outside VALID_RANGES
+    # (hour, series, field) -> readings InfluxDB held in that hour of the chunk (part hours at its ends
+    # labelled as the source's count labels them), counted before the means were asked
+    counts: dict = field(default_factory=dict)
 
     @property
     def rows(self):
         return sum(b.rows for b in self.blocks)
+
+
+def series_key(tags):
+    """A series named by its tags, as the counts table keeps it: 'uid=a,zone=b' ('' without tags)."""
+    return ",".join(f"{k}={v}" for k, v in sorted(tags.items()) if v not in (None, ""))

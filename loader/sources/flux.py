@@ -21,8 +21,8 @@ import urllib3
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from ..errors import SourceQueryError, SourceRejected
-from ..windows import format_duration, rfc3339
-from .batch import Batch, Block
+from ..windows import HOUR, format_duration, parse_time, rfc3339
+from .batch import Batch, Block, series_key
 from .http import classify_status, http_rejection, no_answer, server_trouble
 from .literal import number
 from .proof import numeric_fields, one_kind
@@ -48,6 +48,10 @@ def flux_string(value):
     return f'"{escaped}"'
 
 
+def _field_filter(fields):
+    return "filter(fn: (r) => " + " or ".join(f"r._field == {flux_string(f)}" for f in fields) + ")"
+
+
 def build_query(config, start, end, fields=None):
     """The Flux query for [start, end): group explicitly, average, label by window start, pivot.
 
@@ -62,8 +66,7 @@ def build_query(config, start, end, fields=None):
     ]
     fields = list(fields if fields is not None else config.fields)
     if fields:
-        wanted = " or ".join(f"r._field == {flux_string(f)}" for f in fields)
-        lines.append(f"  |> filter(fn: (r) => {wanted})")
+        lines.append(f"  |> {_field_filter(fields)}")
     elif config.tags:
         # a field named like a key tag would land in the tag's column after pivot: leave it out
         # (FIELDS cannot name one: config refuses the overlap)
@@ -102,6 +105,19 @@ def build_query(config, start, end, fields=None):
         f"  |> yield(name: {flux_string(MEANS_RESULT)})",
     ]
     return "\n".join(lines + body + dropped) + "\n"
+
+
+def counts_pipeline(config, fields):
+    """What follows from |> range for the readings per hour, series and field: every reading, valid or
+    not (they compare with what InfluxDB holds later); a bare count InfluxDB pushes down to storage
+    (no point reaches the query engine), one table per series, labelled by the hour's start."""
+    return [f"filter(fn: (r) => r._measurement == {flux_string(config.measurement)})", _field_filter(fields),
+            f'aggregateWindow(every: {format_duration(HOUR)}, fn: count, createEmpty: false, timeSrc: "_start")',
+            'drop(columns: ["_start", "_stop", "_measurement"])']
+
+
+# columns of a counts table that are not the series' tags
+_COUNT_COLUMNS = {"", "result", "table", "_time", "_value", "_field"}
 
 
 def parse_annotated_csv(text, tags):
@@ -193,7 +209,7 @@ class FluxSource:
     def __init__(self, config):
         self.config = config
         self._fields = list(config.fields) or None
-        self._field_keys = None
+        self._field_keys = self._tag_keys = None
         self._http = urllib3.PoolManager(
             cert_reqs="CERT_REQUIRED", ca_certs=config.ca_file or None,
             timeout=urllib3.Timeout(connect=min(10, config.timeout), read=config.timeout),
@@ -220,9 +236,30 @@ class FluxSource:
         except UnicodeDecodeError as exc:
             raise SourceQueryError(f"malformed CSV from InfluxDB: {exc}") from None
 
+    def counts(self, start, end):
+        """{(hour start, series, field): readings} in [start, end), as InfluxDB counts them (a part hour
+        at either end is labelled by where the range cuts it). A field typed differently in two shards
+        comes as two tables: their counts add up."""
+        if self._fields is None:
+            self._fields = self.numeric_fields()
+        found = {}
+        if not self._fields or start >= end:
+            return found
+        for header, data in self._lookup(start, end, counts_pipeline(self.config, self._fields)):
+            if "_time" not in header or "_field" not in header:
+                raise SourceQueryError(f"unexpected columns in the Flux response: {', '.join(header)}")
+            at_time, at_field, at_value = header.index("_time"), header.index("_field"), header.index("_value")
+            tag_columns = [(i, c) for i, c in enumerate(header) if c not in _COUNT_COLUMNS]
+            for row in csv.reader(data.split("\n")):
+                if len(row) == len(header) and row[at_value] not in ("", "0"):
+                    key = (parse_time(row[at_time]), series_key({c: row[i] for i, c in tag_columns}), row[at_field])
+                    found[key] = found.get(key, 0) + int(row[at_value])
+        return found
+
     def fetch(self, start, end):
         if self._fields is None:
             self._fields = self.numeric_fields()
+        counts = self.counts(start, end)  # before the means: they then hold at least these readings
         query = build_query(self.config, start, end, self._fields)
         log.debug("flux query:\n%s", query)
         text = self._post(query)
@@ -230,7 +267,7 @@ class FluxSource:
             batch = parse_annotated_csv(text, self.config.tags)
         except csv.Error as exc:
             raise SourceQueryError(f"malformed CSV from InfluxDB: {exc}") from None
-        batch.start, batch.end = start, end
+        batch.start, batch.end, batch.counts = start, end, counts
         return batch
 
     def field_keys(self, start, stop):
@@ -241,18 +278,27 @@ class FluxSource:
         this reads one point per series: first(), which InfluxDB answers from storage without
         scanning (a bare aggregate pushed down). A field written as integer in one shard and float in
         another comes as two tables, both numeric; one with any non-numeric table is not."""
-        kinds, datatypes = {}, []
+        kinds, datatypes, tags = {}, [], set()
         pipeline = [f"filter(fn: (r) => r._measurement == {flux_string(self.config.measurement)})", "first()"]
         for header, data in self._lookup(start, stop, pipeline, datatypes):
             if "_field" not in header or len(datatypes) != len(header):
                 raise SourceQueryError(f"unexpected columns in the Flux response: {', '.join(header)}")
+            tags.update(c for c in header if c not in _FLUX_COLUMNS | {"_value", "_field"})
             kind = FLUX_TYPES.get(datatypes[header.index("_value")], datatypes[header.index("_value")])
             at = header.index("_field")
             for row in csv.reader(data.split("\n")):
                 if len(row) > at:
                     kinds.setdefault(row[at], set()).add(kind)
         self._field_keys = {name: one_kind(found) for name, found in kinds.items()}
+        self._tag_keys = sorted(tags)
         return self._field_keys
+
+    def tag_keys(self, start, stop):
+        """The tag keys of the measurement's series with data in [start, stop) (the columns of the
+        tables field_keys read)."""
+        if self._tag_keys is None:
+            self.field_keys(start, stop)
+        return self._tag_keys
 
     def numeric_fields(self):
         """The fields to load when FIELDS is empty (proof.numeric_fields of what field_keys found:

@@ -9,6 +9,7 @@ import io
 import json
 import logging
 import re
+from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
 import urllib3
@@ -16,8 +17,8 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 
 from ..config import DEDICATED_HOST, SERVERLESS_HOST
 from ..errors import LoaderError, SourceQueryError, SourceRejected
-from ..windows import format_duration
-from .batch import Batch, Block
+from ..windows import HOUR, format_duration
+from .batch import Batch, Block, series_key
 from .http import classify_status, http_rejection, no_answer, server_kind, server_trouble
 from .literal import number
 from .proof import numeric_fields, one_kind
@@ -61,6 +62,13 @@ def influx_kind(url, headers, message=""):
     return "dbrp"
 
 
+def _epoch(text):
+    """InfluxDB's RFC 3339 time (what /query writes without epoch=) as epoch seconds; UTC if it
+    names no offset."""
+    moment = datetime.fromisoformat(re.sub(r"[Zz]$", "+00:00", str(text)))
+    return int((moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp())
+
+
 def identifier(name):
     """An InfluxQL double-quoted identifier."""
     return '"' + str(name).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
@@ -102,6 +110,15 @@ def build_statements(config, fields, start, end):
             statements.append(("dropped", f, f"SELECT count({identifier(f)}) FROM {src} "
                                              f"WHERE {where_time} AND {outside}"))
     return statements
+
+
+def build_counts(config, fields, start, end):
+    """Readings per hour, series and field in [start, end), counted by InfluxDB from storage: every
+    reading, valid or not, so they compare with what InfluxDB holds later. GROUP BY * gives each
+    series (tag set) apart."""
+    cols = ", ".join(f"count({identifier(f)}) AS {identifier(f)}" for f in fields)
+    return (f"SELECT {cols} FROM {source_name(config)} WHERE time >= {start}s AND time < {end}s "
+            f"GROUP BY time({format_duration(HOUR)}), * fill(none)")
 
 
 class InfluxQLSource:
@@ -203,6 +220,11 @@ class InfluxQLSource:
             self._field_keys = {name: one_kind(found) for name, found in kinds.items()}
         return self._field_keys
 
+    def tag_keys(self, start=None, stop=None):
+        """The measurement's tag keys (SHOW TAG KEYS: every retained shard)."""
+        series = self._query(f"SHOW TAG KEYS FROM {source_name(self.config)}")[0].get("series", [])
+        return sorted({row[0] for s in series for row in s.get("values", [])})
+
     def measurements(self, start=None, stop=None, limit=20):
         """Names of measurements in the database (for advice when ours has no data)."""
         series = self._query(f"SHOW MEASUREMENTS LIMIT {int(limit)}")[0].get("series", [])
@@ -211,6 +233,28 @@ class InfluxQLSource:
     def numeric_fields(self):
         """The fields to load when FIELDS is empty (proof.numeric_fields of SHOW FIELD KEYS)."""
         return numeric_fields(self.field_keys(), self.config)
+
+    def counts(self, start, end):
+        """{(hour start, series, field): readings} in [start, end), as InfluxDB counts them (a part hour
+        at the start is labelled by its hour). Tags come as the series' "tags" (1.x, 2.x) or as columns
+        (InfluxDB 3)."""
+        if self._fields is None:
+            self._fields = self.numeric_fields()
+        found = {}
+        if not self._fields or start >= end:
+            return found
+        for series in self._single(build_counts(self.config, self._fields, start, end)):
+            columns = list(series.get("columns") or [])
+            tags = dict(series.get("tags") or {})
+            for values in series.get("values") or []:
+                row = dict(zip(columns, values))
+                key_tags = dict(tags, **{c: v for c, v in row.items() if c != "time" and c not in self._fields})
+                hour = _epoch(row["time"])
+                for f in self._fields:
+                    if row.get(f) not in (None, "", "0"):
+                        key = (hour, series_key(key_tags), f)
+                        found[key] = found.get(key, 0) + int(row[f])
+        return found
 
     def fetch(self, start, end):
         """The chunk's window means: one request per statement (InfluxDB 3 Core up to 3.6 refuses
@@ -223,6 +267,7 @@ class InfluxQLSource:
         batch = Batch(tags=tags, start=start, end=end, fields=list(self._fields))
         if not self._fields:
             return batch
+        batch.counts = self.counts(start, end)  # before the means: they then hold at least these readings
         statements = build_statements(self.config, self._fields, start, end)
         answers = [(kind, fld, self._single(statement)) for kind, fld, statement in statements]
         means = [series for kind, _, series in answers if kind == "means"]

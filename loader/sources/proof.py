@@ -51,6 +51,7 @@ def prove_fields(config, source, load_start, now):
         raise SourceRejected(f"FIELDS names {', '.join(missing)}, which measurement {config.measurement!r} does "
                              f"not have in {where}; nothing was loaded",
                              hint=f"its fields: {listing}; correct FIELDS, or leave it empty for every numeric field")
+    _prove_named(config, source, found, listing, where, start, stop)
     wrong = [f for f in config.fields if found[f] not in NUMERIC_TYPES]
     if wrong:
         raise SourceRejected(f"FIELDS names {', '.join(wrong)}, which is not numeric and has no mean",
@@ -63,6 +64,33 @@ def prove_fields(config, source, load_start, now):
         raise SourceRejected(f"measurement {config.measurement!r} has no numeric fields in {where}",
                              hint=f"its fields: {listing}")
     return numeric
+
+
+def named_fields(config):
+    """{setting: [field names]} of the settings the user set that name fields (a default names fields
+    only where InfluxDB has them: the oximeter's ranges, spo2 and bpm for sessions)."""
+    named = {"VALID_RANGES": list(config.valid_ranges), "ROLLUP_BELOW": list(config.rollup_below),
+             "SESSION_SPO2": [config.session_spo2] if config.session_spo2 else [],
+             "SESSION_PULSE": [config.session_pulse] if config.session_pulse else []}
+    return {key: names for key, names in named.items() if key in config.explicit and names}
+
+
+def _prove_named(config, source, found, listing, where, start, stop):
+    """Every field another setting names, and every TAGS name, exists in InfluxDB (SourceRejected naming
+    them all, with what InfluxDB has): a misspelt name would otherwise range, count or summarise
+    nothing, quietly."""
+    problems = [f"{key} names {', '.join(repr(n) for n in names if n not in found)}"
+                for key, names in named_fields(config).items() if any(n not in found for n in names)]
+    hints = [f"its fields: {listing}"] if problems else []
+    if config.tags:
+        tags = source.tag_keys(start, stop)
+        missing = [t for t in config.tags if t not in tags]
+        if missing:
+            problems.append(f"TAGS names {', '.join(repr(t) for t in missing)}")
+            hints.append(f"its tags: {', '.join(tags) or 'none'}")
+    if problems:
+        raise SourceRejected(f"{'; '.join(problems)}, which measurement {config.measurement!r} does not have in "
+                             f"{where}; nothing was loaded", hint="; ".join(hints) + "; correct the names")
 
 
 def numeric_fields(found, config, warn=True):

@@ -997,9 +997,10 @@ class StandIn:
             return self._json(h, 400, "invalid", "failed to decode request body")
         with self.lock:
             self.queries.append(query)
-            # planned faults hit the queries that read points (one per chunk); the loader's metadata
-            # queries (which fields exist) pass, so a test's faults land on the chunks it means
-            reads_points = "aggregateWindow" in query
+            # planned faults hit the queries that read the means (one per chunk); the loader's metadata
+            # queries (which fields exist, how many readings per hour) pass, so a test's faults land on
+            # the chunks it means
+            reads_points = "fn: mean" in query
             fault = self.faults.pop(0) if self.faults and reads_points else None
         if fault and fault[0] == "status":
             headers = [("Retry-After", str(fault[2]))] if fault[2] is not None else []

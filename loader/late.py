@@ -1,0 +1,105 @@
+"""Late data: readings that reach InfluxDB after the hour they belong to was loaded.
+
+A phone-synced oximeter uploads a night hours after it ends, a sensor buffers through a Wi-Fi
+outage for days, a second device appears in hours already archived. Re-reading LATE_DATA catches
+only the last hour or so; this module catches the rest while InfluxDB still has it, without
+re-reading its whole retention every hour.
+
+Every chunk the loader reads also keeps, per whole hour, series and field, how many readings
+InfluxDB held (counted by InfluxDB before the means were asked, so the rows hold at least those:
+state's influx_archive_counts). Every run then asks InfluxDB for the same counts over LATE_LOOKBACK
+(a count per hour and series that InfluxDB computes from storage: a few hundred kB for 30 days of
+one device) and compares: an hour where InfluxDB holds more readings of any series or field than
+the archive's rows were made from is "behind", and is read again whole. Its windows get the means
+of all their readings (the upsert replaces them), and the rollups and sessions follow in the same
+transaction, as for any written range. An hour where InfluxDB holds fewer (retention, a delete) is
+left as archived: the archive outlives InfluxDB on purpose.
+"""
+
+from dataclasses import dataclass
+
+from .humanize import human_duration
+from .windows import HOUR, ceil_to, chunks, floor_to, rfc3339
+
+# one count request covers at most this span: a week of one device is ~350 rows of answer, and
+# InfluxDB Cloud ends a query after 90 s
+COUNT_SPAN = 7 * 86400
+
+
+@dataclass(frozen=True)
+class Behind:
+    """An hour, series and field for which InfluxDB holds more readings than the archive was made from."""
+
+    hour: int
+    series: str
+    field: str
+    in_influx: int
+    loaded: int  # 0: the archive never read any of them
+
+    @property
+    def missing(self):
+        return self.in_influx - self.loaded
+
+
+def whole_hours_of(counts, lo, hi):
+    """The counts of the whole hours inside [lo, hi): what the archive may keep as read (a part hour
+    at either end of a chunk is labelled by its hour's start or by the cut; neither is whole)."""
+    return {k: n for k, n in counts.items() if k[0] % HOUR == 0 and lo <= k[0] and k[0] + HOUR <= hi}
+
+
+def compare(influx, archived):
+    """The Behind entries, oldest first, from {(hour, series, field): readings} as InfluxDB counts them
+    now and as the archive keeps them."""
+    found = [Behind(h, s, f, n, archived.get((h, s, f), 0)) for (h, s, f), n in influx.items()
+             if n > archived.get((h, s, f), 0)]
+    return sorted(found, key=lambda b: (b.hour, b.series, b.field))
+
+
+def span(now, lookback, loaded_from):
+    """[lo, hi) of whole hours to compare: LATE_LOOKBACK back from now, but not before loading began
+    (INITIAL_LOOKBACK's start: older hours were never asked for); None when off or empty."""
+    if not lookback or loaded_from is None:
+        return None
+    lo = max(floor_to(now - lookback, HOUR), floor_to(loaded_from, HOUR))
+    return lo, floor_to(now, HOUR)
+
+
+def reload_pieces(behind, window, chunk):
+    """The ranges to read again: each behind hour whole (window-aligned), adjacent hours joined, cut
+    at CHUNK boundaries like every load."""
+    ranges = []
+    for hour in sorted({b.hour for b in behind}):
+        lo, hi = floor_to(hour, window), ceil_to(hour + HOUR, window)
+        if ranges and lo <= ranges[-1][1]:
+            ranges[-1][1] = max(ranges[-1][1], hi)
+        else:
+            ranges.append([lo, hi])
+    return [piece for lo, hi in ranges for piece in chunks(lo, hi, chunk)]
+
+
+def leaving_after(lookback):
+    """Age after which readings still behind are close to leaving InfluxDB: the last sixth of
+    LATE_LOOKBACK (25 days of 30), time enough for a person to act."""
+    return lookback - lookback // 6
+
+
+def describe(behind, now=None, limit=6):
+    """'3 hours (2026-11-20T02:00Z .. 2026-11-20T05:00Z): uid=b spo2 3600 readings, archive 0, ...' for
+    the log, status and check: the hours as ranges, and what was missing per series and field."""
+    hours = sorted({b.hour for b in behind})
+    spans, start = [], None
+    for i, hour in enumerate(hours):
+        start = hour if start is None else start
+        if i + 1 == len(hours) or hours[i + 1] != hour + HOUR:
+            spans.append((start, hour + HOUR))
+            start = None
+    shown = ", ".join(f"{rfc3339(lo)} .. {rfc3339(hi)}" for lo, hi in spans[:limit])
+    if len(spans) > limit:
+        shown += f" and {len(spans) - limit} more span(s)"
+    per = {}
+    for b in behind:
+        key = (b.series or "all series", b.field)
+        per[key] = per.get(key, 0) + b.missing
+    what = ", ".join(f"{series} {field}: {missing} reading(s)" for (series, field), missing in sorted(per.items()))
+    oldest = f", the oldest {human_duration(now - hours[0])} old" if now is not None and hours else ""
+    return f"{len(hours)} hour(s) ({shown}{oldest}); missing {what}"
