@@ -3,12 +3,14 @@
 import psycopg2
 from psycopg2 import sql
 
+from . import late
 from .errors import LoaderError
-from .pg import Database
+from .pg import Database, table_exists
 from .sink import ArchiveTable
 from .sources import open_source
 from .sources.proof import prove_fields
-from .state import ensure_schema
+from .state import State, ensure_schema, set_search_path
+from .windows import format_duration, rfc3339
 
 
 def _failed(side, exc):
@@ -54,3 +56,38 @@ def check_postgres(config):
             pass
         conn.close()
     return True, f"PostgreSQL: can create and write {db.target} at {config.describe_pg()}"
+
+
+def check_late(config, now):
+    """(ok, message): InfluxDB's readings per hour and series over LATE_LOOKBACK against what the archive
+    was loaded from; the hours behind are what the next run loads. Changes nothing."""
+    if not config.late_lookback:
+        return True, "late data: not compared (LATE_LOOKBACK is 0s)"
+    db = Database(config)
+    source = open_source(config)
+    try:
+        conn = db.connect()
+        try:
+            with db.errors():
+                cur = conn.cursor()
+                set_search_path(cur, config.pg_schema)
+                if not table_exists(cur, "influx_archive_counts"):
+                    return True, "late data: nothing loaded yet to compare"
+                state = State(config.pg_schema, db.target)
+                bounds = late.span(cur, state, ArchiveTable(db, config.tags), now, config.late_lookback)
+                if bounds is None:
+                    return True, "late data: nothing loaded yet to compare"
+                prove_fields(config, source, bounds[0], now)
+                behind = late.compare(late.influx_counts(source.counts, *bounds), state.counts(cur, *bounds))
+        finally:
+            conn.rollback()
+            conn.close()
+    except LoaderError as exc:
+        return _failed("late data", exc)
+    finally:
+        source.close()
+    where = f"{rfc3339(bounds[0])} .. {rfc3339(bounds[1])} (LATE_LOOKBACK {format_duration(config.late_lookback)})"
+    if not behind:
+        return True, f"late data: InfluxDB and the archive agree on every hour of {where}"
+    return True, (f"late data: InfluxDB holds readings the archive lacks in {late.describe(behind, now)}; "
+                  "the next `python -m loader run` loads them")

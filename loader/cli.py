@@ -308,18 +308,21 @@ def _restore(args, config):
          """Asks InfluxDB which fields the measurement has in the last INITIAL_LOOKBACK (the proof run
          makes before loading; InfluxQL: also proves the DBRP mapping or database exists) and checks
          FIELDS against them, then creates the tables and writes a test row in a transaction it rolls
-         back.""",
+         back. Last, it compares InfluxDB's readings per hour and series over LATE_LOOKBACK with what the
+         archive was loaded from, and names the hours the next run will load again.""",
          "python -m loader check",
          [(0, "both sides are ready"),
           (1, UNEXPECTED),
           (2, "a side failed (its line says what to do), or " + CONFIG_PROBLEM)])
 def _check(args, config):
-    from .check import check_influx, check_postgres
-    worst = EXIT_OK
-    for ok, message in (check_influx(config, SystemClock().now()), check_postgres(config)):
+    from .check import check_influx, check_late, check_postgres
+    now = SystemClock().now()
+    results = [check_influx(config, now), check_postgres(config)]
+    if all(ok for ok, _ in results):  # the comparison needs both sides; a failure is said once
+        results.append(check_late(config, now))
+    for ok, message in results:
         print(("ok    " if ok else "FAIL  ") + config_module.redact(message, config.secrets()))
-        worst = worst if ok else EXIT_NEEDS_HUMAN
-    return worst
+    return EXIT_OK if all(ok for ok, _ in results) else EXIT_NEEDS_HUMAN
 
 
 def _common_options(parser, defaults):

@@ -226,14 +226,11 @@ class Job:
         config, cur, state, db = self.config, work.cur, work.state, work.table.db
         now = self.clock.now()
         with db.transaction(work.conn):  # read only; not left open while InfluxDB counts
-            began = [t for t in (state.loaded_from(cur), work.table.span(cur)[0]) if t is not None]
-        bounds = late.span(now, config.late_lookback, min(began) if began else None)
-        if bounds is None or bounds[0] >= min(bounds[1], work.outcome.start):
+            bounds = late.span(cur, state, work.table, now, config.late_lookback, upto=work.outcome.start)
+        if bounds is None:
             return
-        lo, hi = bounds[0], min(bounds[1], work.outcome.start)
-        influx = {}
-        for piece in chunks(lo, hi, late.COUNT_SPAN):
-            influx.update(self._retrying(work.source.counts, *piece))
+        lo, hi = bounds
+        influx = late.influx_counts(lambda a, b: self._retrying(work.source.counts, a, b), lo, hi)
         with db.transaction(work.conn):
             behind = late.compare(influx, state.counts(cur, lo, hi))
             lost = [b for b in state.behind(cur) if b[0] < lo]

@@ -55,13 +55,25 @@ def compare(influx, archived):
     return sorted(found, key=lambda b: (b.hour, b.series, b.field))
 
 
-def span(now, lookback, loaded_from):
+def span(cur, state, table, now, lookback, upto=None):
     """[lo, hi) of whole hours to compare: LATE_LOOKBACK back from now, but not before loading began
-    (INITIAL_LOOKBACK's start: older hours were never asked for); None when off or empty."""
-    if not lookback or loaded_from is None:
+    (INITIAL_LOOKBACK's start or the oldest archived row: older hours were never asked for), up to
+    `upto` (where a run began reading: it has just counted the rest); None when off or empty."""
+    began = [t for t in (state.loaded_from(cur), table.span(cur)[0]) if t is not None]
+    if not lookback or not began:
         return None
-    lo = max(floor_to(now - lookback, HOUR), floor_to(loaded_from, HOUR))
-    return lo, floor_to(now, HOUR)
+    lo = max(floor_to(now - lookback, HOUR), floor_to(min(began), HOUR))
+    hi = floor_to(now, HOUR) if upto is None else min(floor_to(now, HOUR), upto)
+    return (lo, hi) if lo < hi else None
+
+
+def influx_counts(counts, lo, hi):
+    """InfluxDB's {(hour, series, field): readings} over [lo, hi), asked COUNT_SPAN at a time through
+    counts(start, end) (the source's, or a retrying wrapper of it)."""
+    found = {}
+    for piece in chunks(lo, hi, COUNT_SPAN):
+        found.update(counts(*piece))
+    return found
 
 
 def reload_pieces(behind, window, chunk):

@@ -101,11 +101,11 @@ def test_run_against_real_influxd_via_cli_fills_postgres(pg_url, influxd, influx
     assert {k: v for k, v in again.items() if k[0] < mark} == rows
 
 
-def test_check_reports_both_sides(pg_url, standin, influxd, influx_db):
+def test_check_reports_both_sides_and_then_the_late_data_comparison(pg_url, standin, influxd, influx_db):
     feed_standin(standin, pulse_points(now() - 30, 30))
     ok = cli("check", env=flux_env(pg_url, standin))
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    assert ok.stdout.count("ok ") == 2
+    assert ok.stdout.count("ok ") == 3 and "ok    late data: nothing loaded yet to compare" in ok.stdout
 
     bad = cli("check", env=flux_env(pg_url.rsplit("/", 1)[0] + "/no_such_db", standin, INFLUX_TOKEN="nope"))
     assert bad.returncode == 2

@@ -13,12 +13,12 @@ from tests.support.harness import ROOT
 
 
 def test_the_commands_table_and_reference_are_generated_from_the_cli_declarations():
-    """README's table and docs/commands.md say what the code declares (setup/commands_commands_doc.py rewrites them)."""
+    """README's table and docs/commands.md say what the code declares (setup/commands_doc.py rewrites them)."""
     with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as handle:
         readme = handle.read()
-    assert commands_doc.readme_with_table(readme) == readme, "run: python3 setup/commands_commands_doc.py"
+    assert commands_doc.readme_with_table(readme) == readme, "run: python3 setup/commands_doc.py"
     with open(os.path.join(ROOT, "docs", "commands.md"), encoding="utf-8") as handle:
-        assert handle.read() == commands_doc.commands_md(), "run: python3 setup/commands_commands_doc.py"
+        assert handle.read() == commands_doc.commands_md(), "run: python3 setup/commands_doc.py"
     for name in COMMANDS:
         assert f"## {name}\n" in commands_doc.commands_md()
 
