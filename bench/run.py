@@ -162,9 +162,11 @@ class Bench:
                     rfc3339(self.end - days * DAY), "--end", rfc3339(self.end)], env
         return prepare
 
-    def hourly_run(self):
+    def hourly_run(self, lookback="3h"):
+        """An hourly run on an archive made by a first run of INITIAL_LOOKBACK: with 30d, the steady state
+        of a Pi, whose every run also compares InfluxDB's counts of 30 days with the archive's (late.py)."""
         def prepare():
-            env = self.loader_env(self.database()) | {"INITIAL_LOOKBACK": "3h"}
+            env = self.loader_env(self.database()) | {"INITIAL_LOOKBACK": lookback}
             subprocess.run([PYTHON, "-m", "loader", "--env-file", os.devnull, "run"], env=env, cwd=ROOT, check=True,
                            capture_output=True)  # the archive is current: the measured run is an hourly one
             conn = psycopg2.connect(env["PG_URL"])
@@ -224,6 +226,7 @@ def main():
             bench.run(f"loader influxql backfill {d}d", bench.backfill(d, "influxql"))
         bench.run("reference 1h", bench.reference(0))
         bench.run("loader run (hourly)", bench.hourly_run())
+        bench.run("loader run (hourly, 30d)", bench.hourly_run("30d"))
     finally:
         bench.close()
     r = bench.results

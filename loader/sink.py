@@ -14,7 +14,7 @@ from psycopg2 import sql
 
 from .errors import SinkRejected, SourceQueryError
 from .pg import DDL_LOCK, PRIMARY_KEY_OF, TABLE_COLUMNS, archive_span, first_line, table_exists
-from .windows import rfc3339
+from .windows import format_duration, rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -25,12 +25,23 @@ NOT_OURS_HELP = ("PG_TABLE {table} exists with primary key ({found}) but influx-
                  "flag, or set PG_TABLE to a new name (and TAGS to match the table)")
 
 
+WINDOW_CHANGED_HELP = ("set WINDOW back to {was}, or keep {now} windows in a new table: set PG_TABLE to a new name "
+                       "(the {was} rows stay where they are)")
+# The width of the rows, as a comment on the table; archives made before it was recorded have it on
+# their 1-minute rollup's `windows` column (rollups.py)
+TABLE_COMMENT = """
+SELECT obj_description(to_regclass(%(table)s), 'pg_class'), col_description(to_regclass(%(rollup)s),
+       (SELECT attnum FROM pg_attribute WHERE attrelid = to_regclass(%(rollup)s) AND attname = 'windows'))
+"""
+
+
 class ArchiveTable:
     """The archive table: time + key tags as primary key, one double precision column per field."""
 
-    def __init__(self, db, tags, announce=True):
+    def __init__(self, db, tags, announce=True, window=None):
         self.db = db
         self.tags = tuple(tags)
+        self.window = window  # WINDOW, seconds: rows of another width are refused (None: not checked)
         self.announce = announce  # False for `check`, whose changes are rolled back
         self._columns = None  # field columns known to exist, cached for the process
 
@@ -89,12 +100,31 @@ class ArchiveTable:
         if found != wanted:
             raise SinkRejected(NOT_OURS_HELP.format(table=self.db.target, found=", ".join(found) or "none",
                                                     wanted=", ".join(wanted)))
+        self._check_window(cur, qualified)
         cur.execute(TABLE_COLUMNS, {"table": qualified})
         columns = dict(cur.fetchall())
         bad = [n for n, t in columns.items() if n not in wanted and t != "double precision"]
         if bad:
             raise SinkRejected(f"{self.db.target} has column(s) {', '.join(bad)} that are not double precision")
         self._columns = {n for n in columns if n not in wanted}
+
+    def _check_window(self, cur, qualified):
+        """Refuse a WINDOW other than the width of the rows already there (recomputing sessions over
+        5-second rows as if they were 10-second ones would double every night's recorded time)."""
+        if self.window is None:
+            return
+        rollup = sql.Identifier(self.db.schema, f"{self.db.table_name}_1m").as_string(cur)
+        cur.execute(TABLE_COMMENT, {"table": qualified, "rollup": rollup})
+        comment, rollup_window = cur.fetchone()
+        was = comment[len("WINDOW="):] if comment and comment.startswith("WINDOW=") else None
+        if was is None and rollup_window and archive_span(cur, self.db.table)[0] is not None:
+            was = format_duration(int(float(rollup_window)))
+        now = format_duration(self.window)
+        if was is not None and was != now:
+            raise SinkRejected(f"{self.db.target} holds rows {was} wide, but WINDOW is {now}",
+                               hint=WINDOW_CHANGED_HELP.format(was=was, now=now))
+        if comment != f"WINDOW={now}":
+            cur.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(self.db.table, sql.Literal(f"WINDOW={now}")))
 
     def write(self, cur, batch):
         """Write the batch; returns rows inserted or changed. Runs in the caller's transaction.

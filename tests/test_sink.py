@@ -1,7 +1,9 @@
 """The archive table: created, extended by a new field, refused when it does not fit."""
 
+import psycopg2
 import pytest
 
+from loader.errors import SinkRejected
 from loader.job import Job
 from tests.support.archive import archive_rows
 from tests.support.harness import HOUR, FixedClock, make_config
@@ -33,3 +35,23 @@ def test_a_table_without_our_key_is_refused_not_appended_to(pg_url, standin):
         Job(make_config(pg_url, standin.url, INITIAL_LOOKBACK="1h"), clock=FixedClock(NOW)).run()
     assert exc.value.exit_code == 2
     assert "reference script" in str(exc.value)
+
+
+def test_a_changed_window_on_an_archive_of_another_width_is_refused_with_what_to_do(pg_url, standin):
+    now = 1_790_000_000
+    feed_standin(standin, pulse_points(now - 7200, 7200))
+    Job(make_config(pg_url, standin.url, INITIAL_LOOKBACK="2h"), clock=FixedClock(now)).run()
+    rows = archive_rows(pg_url)
+    with pytest.raises(SinkRejected) as refused:
+        Job(make_config(pg_url, standin.url, WINDOW="10s"), clock=FixedClock(now + 3600)).run()
+    assert str(refused.value) == "public.pox_five_second_mean holds rows 5s wide, but WINDOW is 10s"
+    assert refused.value.hint.startswith("set WINDOW back to 5s, or keep 10s windows in a new table")
+    assert archive_rows(pg_url) == rows  # nothing changed
+    # an archive made before the width was recorded: its rollups still tell
+    conn = psycopg2.connect(pg_url)
+    conn.cursor().execute("COMMENT ON TABLE pox_five_second_mean IS NULL")
+    conn.commit()
+    conn.close()
+    with pytest.raises(SinkRejected):
+        Job(make_config(pg_url, standin.url, WINDOW="10s"), clock=FixedClock(now + 3600)).run()
+    Job(make_config(pg_url, standin.url), clock=FixedClock(now + 3600)).run()  # 5s again: loads
