@@ -177,8 +177,9 @@ class Bench:
         return prepare
 
     def limit(self, days, keyed=False):
+        # the means alone, as the reference asks them: no range filter and no table of refused counts
         cfg = config_module.load(None, environ={"INFLUX_URL": self.standin.url, "INFLUX_TOKEN": TOKEN,
-                                                "INFLUX_ORG": ORG, "PG_URL": self.pg.url()})
+                                                "INFLUX_ORG": ORG, "PG_URL": self.pg.url(), "VALID_RANGES": "none"})
         body = json.dumps({"query": build_query(cfg, self.end - days * DAY, self.end), "type": "flux",
                            "dialect": {"header": True, "annotations": [], "delimiter": ","}})
         if json.loads(body)["query"] not in self.standin.cache:
