@@ -40,7 +40,7 @@ class Outcome:
     fields: list = None  # the fields the source proved it has (None: not asked)
     newest: int = None  # start of the newest archived window after the run, epoch seconds
     late: list = field(default_factory=list)  # late.Behind entries the comparison found (and loaded)
-    counted: dict = field(default_factory=dict)  # field -> readings InfluxDB held in the whole hours read
+    counted: dict = field(default_factory=dict)  # field -> readings InfluxDB held in the ranges read
 
     @property
     def nothing_to_do(self):
@@ -283,11 +283,9 @@ class Job:
                 outcome.chunks += 1
                 outcome.rows += written
                 outcome.windows += batch.rows
+                refused = {f: [n, outcome.counted.get(f, 0)] for f, n in outcome.dropped.items()}
                 work.state.progress(cur, work.run_id, outcome.start, outcome.end, outcome.chunks,
-                                    outcome.rows)
-                if outcome.dropped:
-                    work.state.refused(cur, work.run_id, {f: [n, outcome.counted.get(f, 0)]
-                                                          for f, n in outcome.dropped.items()})
+                                    outcome.rows, refused)
             log.debug("chunk %s .. %s: %d windows fetched, %d rows written", rfc3339(lo), rfc3339(hi),
                       batch.rows, written)
             if self.progress:

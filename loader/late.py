@@ -19,7 +19,7 @@ left as archived: the archive outlives InfluxDB on purpose.
 from dataclasses import dataclass
 
 from .humanize import human_duration
-from .windows import HOUR, ceil_to, chunks, floor_to, rfc3339
+from .windows import HOUR, ceil_to, chunks, floor_to, rfc3339, whole_hours
 
 # one count request covers at most this span: a week of one device is ~350 rows of answer, and
 # InfluxDB Cloud ends a query after 90 s
@@ -44,7 +44,8 @@ class Behind:
 def whole_hours_of(counts, lo, hi):
     """The counts of the whole hours inside [lo, hi): what the archive may keep as read (a part hour
     at either end of a chunk is labelled by its hour's start or by the cut; neither is whole)."""
-    return {k: n for k, n in counts.items() if k[0] % HOUR == 0 and lo <= k[0] and k[0] + HOUR <= hi}
+    first, last = whole_hours(lo, hi)
+    return {k: n for k, n in counts.items() if k[0] % HOUR == 0 and first <= k[0] < last}
 
 
 def compare(influx, archived):

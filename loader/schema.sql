@@ -52,5 +52,5 @@ CREATE TABLE IF NOT EXISTS influx_archive_behind (
 -- Hours a run found behind (InfluxDB held readings the archive lacked) and reloaded.
 ALTER TABLE influx_archive_runs ADD COLUMN IF NOT EXISTS late_hours integer;
 -- Readings a run refused at the door (outside VALID_RANGES), per field: {"spo2": [refused, counted]},
--- counted = the readings InfluxDB held in the whole hours the run read.
+-- counted = the readings InfluxDB held in the ranges the run read.
 ALTER TABLE influx_archive_runs ADD COLUMN IF NOT EXISTS refused jsonb;

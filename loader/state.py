@@ -37,7 +37,7 @@ RETURNING id
 PROGRESS_RUN = """
 UPDATE influx_archive_runs
 SET range_start = to_timestamp(%(start)s), range_end = to_timestamp(%(end)s),
-    chunks = %(chunks)s, rows_written = %(rows)s
+    chunks = %(chunks)s, rows_written = %(rows)s, refused = coalesce(%(refused)s::jsonb, refused)
 WHERE id = %(id)s
 """
 FINISH_RUN = """
@@ -74,7 +74,6 @@ SELECT extract(epoch FROM min(range_start))::bigint FROM influx_archive_runs
 WHERE target = %(target)s AND command IN ('run', 'backfill') AND chunks > 0
 """
 LATE_HOURS = "UPDATE influx_archive_runs SET late_hours = %(hours)s WHERE id = %(id)s"
-REFUSED = "UPDATE influx_archive_runs SET refused = %(refused)s WHERE id = %(id)s"
 # Runs in the order they started (id, not the clock: a Pi's clock can step back). A row still
 # 'running' whose process no longer holds the run lock is a dead one. to_jsonb(r) reads exit_code
 # also from a table made before that column existed (status changes nothing, not even the schema).
@@ -178,18 +177,16 @@ class State:
     def late_hours(self, cur, run_id, hours):
         self._q(cur, LATE_HOURS, id=run_id, hours=hours)
 
-    def refused(self, cur, run_id, refused):
-        """{field: [readings refused, readings counted]} of the run so far."""
-        self._q(cur, REFUSED, id=run_id, refused=json.dumps(refused))
-
     def start_run(self, cur, command, started):
         """Record a run as started; a run still marked running can only be a dead one (we hold the lock)."""
         self._q(cur, ABANDON_RUNNING, error=ABANDONED_ERROR)
         self._q(cur, START_RUN, command=command, started=started)
         return cur.fetchone()[0]
 
-    def progress(self, cur, run_id, start, end, chunks, rows):
-        self._q(cur, PROGRESS_RUN, id=run_id, start=start, end=end, chunks=chunks, rows=rows)
+    def progress(self, cur, run_id, start, end, chunks, rows, refused=None):
+        """What the run has done so far; refused: {field: [readings refused, readings counted]}."""
+        self._q(cur, PROGRESS_RUN, id=run_id, start=start, end=end, chunks=chunks, rows=rows,
+                refused=json.dumps(refused) if refused else None)
 
     def finish_run(self, cur, run_id, finished, start, end, chunks, rows, outcome, error=None, exit_code=None):
         self._q(cur, FINISH_RUN, id=run_id, finished=finished, start=start, end=end, chunks=chunks,

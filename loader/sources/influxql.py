@@ -9,7 +9,6 @@ import io
 import json
 import logging
 import re
-from datetime import datetime, timezone
 from urllib.parse import urlsplit
 
 import urllib3
@@ -17,7 +16,7 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 
 from ..config import DEDICATED_HOST, SERVERLESS_HOST
 from ..errors import LoaderError, SourceQueryError, SourceRejected
-from ..windows import HOUR, format_duration
+from ..windows import HOUR, format_duration, parse_time
 from .batch import Batch, Block, series_key
 from .http import classify_status, http_rejection, no_answer, server_kind, server_trouble
 from .literal import number
@@ -60,13 +59,6 @@ def influx_kind(url, headers, message=""):
     if kind == "3.x" or re.search(r"\bDatabase \S.* not found\b", message or ""):
         return "3"
     return "dbrp"
-
-
-def _epoch(text):
-    """InfluxDB's RFC 3339 time (what /query writes without epoch=) as epoch seconds; UTC if it
-    names no offset."""
-    moment = datetime.fromisoformat(re.sub(r"[Zz]$", "+00:00", str(text)))
-    return int((moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).timestamp())
 
 
 def identifier(name):
@@ -249,7 +241,7 @@ class InfluxQLSource:
             for values in series.get("values") or []:
                 row = dict(zip(columns, values))
                 key_tags = dict(tags, **{c: v for c, v in row.items() if c != "time" and c not in self._fields})
-                hour = _epoch(row["time"])
+                hour = parse_time(row["time"])
                 for f in self._fields:
                     if row.get(f) not in (None, "", "0"):
                         key = (hour, series_key(key_tags), f)
