@@ -256,8 +256,9 @@ SETTINGS = (
             "unsigned; string and boolean fields have no mean).", default="",
             example="spo2,bpm",
             attr="fields", kind=columns),
-    Setting("TAGS", "Comma-separated tags that become key columns; empty merges all series "
-            "(the mean is taken across them).", default="", example="uid",
+    Setting("TAGS", "Comma-separated tags that become key columns (one per device: uid); empty keeps one "
+            "series: readings of two series in the same hour are refused, naming the tag to set.", default="",
+            example="uid",
             attr="tags", kind=columns),
     Setting("VALID_RANGES", "Per-field valid ranges applied before averaging, field=min..max, "
             "comma-separated; readings outside (a finger-off 0, a glitch such as 65535) are dropped, counted and "

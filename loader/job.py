@@ -7,6 +7,7 @@ the watermark just behind them, so the next run resumes there.
 """
 
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from . import late
 from .clock import SystemClock, check_synchronized
 from .config import redact
-from .errors import EXIT_RETRY_LATER, ClockError, LoaderError, SourceUnavailable
+from .errors import EXIT_RETRY_LATER, ClockError, LoaderError, SourceRejected, SourceUnavailable
 from .pg import Database
 from .rollups import Rollups
 from .sessions import Sessions
@@ -41,10 +42,28 @@ class Outcome:
     newest: int = None  # start of the newest archived window after the run, epoch seconds
     late: list = field(default_factory=list)  # late.Behind entries the comparison found (and loaded)
     counted: dict = field(default_factory=dict)  # field -> readings InfluxDB held in the ranges read
+    refused_seen: dict = field(default_factory=dict)  # field -> (lowest, highest) of the readings refused
+    skipped: dict = field(default_factory=dict)  # field -> readings InfluxDB holds as text or booleans
+
+    def refusals(self):
+        """What the run kept out, per field, as the runs table records it (status reads it): readings
+        refused by VALID_RANGES, of how many counted, their lowest and highest; readings skipped as
+        not numbers."""
+        found = {}
+        for name in sorted(set(self.dropped) | set(self.skipped)):
+            low, high = (_json_number(x) for x in self.refused_seen.get(name, (None, None)))
+            found[name] = {"refused": self.dropped.get(name, 0), "counted": self.counted.get(name, 0),
+                           "lowest": low, "highest": high, "skipped": self.skipped.get(name, 0)}
+        return found
 
     @property
     def nothing_to_do(self):
         return not self.locked_out and (self.start is None or self.end is None or self.start >= self.end)
+
+
+def _json_number(value):
+    """A number as JSON holds it: NaN and the infinities (a glitch InfluxDB stored) as text."""
+    return value if value is None or math.isfinite(value) else str(value)
 
 
 def plan_run(config, watermark, now):
@@ -231,6 +250,7 @@ class Job:
             return
         lo, hi = bounds
         influx = late.influx_counts(lambda a, b: self._retrying(work.source.counts, a, b), lo, hi)
+        self._one_series(influx)
         with db.transaction(work.conn):
             behind = late.compare(influx, state.counts(cur, lo, hi))
             lost = [b for b in state.behind(cur) if b[0] < lo]
@@ -260,13 +280,9 @@ class Job:
         upcoming = Background(self._retrying, source.fetch, *pieces[0])
         for index, (lo, hi) in enumerate(pieces, 1):
             batch = upcoming.result()
+            self._one_series(batch.counts)
             upcoming = Background(self._retrying, source.fetch, *pieces[index]) if index < len(pieces) else None
-            for name, count in batch.dropped.items():
-                if count:
-                    outcome.dropped[name] = outcome.dropped.get(name, 0) + count
-                    low, high = config.valid_ranges[name]
-                    log.info("refused %d %s reading(s) outside VALID_RANGES %g..%g between %s and %s", count, name,
-                             low, high, rfc3339(lo), rfc3339(hi))
+            self._kept_out(batch, lo, hi, outcome)
             for (_, _, name), count in batch.counts.items():
                 outcome.counted[name] = outcome.counted.get(name, 0) + count
             advance = always_advance or (work.watermark is not None and lo <= work.watermark)
@@ -283,13 +299,52 @@ class Job:
                 outcome.chunks += 1
                 outcome.rows += written
                 outcome.windows += batch.rows
-                refused = {f: [n, outcome.counted.get(f, 0)] for f, n in outcome.dropped.items()}
                 work.state.progress(cur, work.run_id, outcome.start, outcome.end, outcome.chunks,
-                                    outcome.rows, refused)
+                                    outcome.rows, outcome.refusals())
             log.debug("chunk %s .. %s: %d windows fetched, %d rows written", rfc3339(lo), rfc3339(hi),
                       batch.rows, written)
             if self.progress:
                 self.progress(index, len(pieces), lo, hi, batch.rows, outcome.rows)
+
+    def _one_series(self, counts):
+        """With TAGS empty, every series of the measurement is averaged into one row per window: right for
+        one device, wrong for two (a night with 25 desaturations archived as one). Hours in which InfluxDB
+        holds readings of more than one series are refused (SourceRejected, exit 2) before anything of
+        them is written, naming the series and the tag to set."""
+        merged = late.merged_series(counts) if not self.config.tags else {}
+        if not merged:
+            return
+        series = sorted({s for found in merged.values() for s in found})
+        tags = late.differing_tags(series) or ["<the tag that names the device>"]
+        first = next(iter(merged))
+        named = ", ".join(s or "(no tags)" for s in series[:5]) + (", ..." if len(series) > 5 else "")
+        raise SourceRejected(
+            f"InfluxDB holds readings of {len(series)} series in the same hours ({named}; "
+            f"{len(merged)} hour(s) from {rfc3339(first)}): with TAGS empty they would be averaged into one; "
+            "nothing of them was loaded",
+            hint=f"to keep each device apart set TAGS={','.join(tags)}, and, when this archive already has rows, "
+                 "PG_TABLE to a new name (the key changes; the old table keeps what it has and the new one loads "
+                 "INITIAL_LOOKBACK); or write the other device to another measurement or bucket")
+
+    def _kept_out(self, batch, lo, hi, outcome):
+        """The chunk's readings refused by VALID_RANGES and skipped as not numbers: added up in the
+        outcome, named in the log with the field, the range, the values seen and the time span."""
+        for name, count in batch.dropped.items():
+            if count:
+                outcome.dropped[name] = outcome.dropped.get(name, 0) + count
+                low, high = self.config.valid_ranges[name]
+                seen = batch.refused_seen.get(name)
+                if seen and None not in seen:
+                    was = outcome.refused_seen.get(name, seen)
+                    outcome.refused_seen[name] = (min(was[0], seen[0]), max(was[1], seen[1]))
+                log.info("refused %d %s reading(s) outside VALID_RANGES %g..%g between %s and %s%s", count, name,
+                         low, high, rfc3339(lo), rfc3339(hi), f" (values {seen[0]:g} to {seen[1]:g})" if seen and
+                         None not in seen else "")
+        for name, count in batch.skipped.items():
+            if count:
+                outcome.skipped[name] = outcome.skipped.get(name, 0) + count
+                log.warning("skipped %d %s reading(s) between %s and %s that InfluxDB holds as text or booleans, "
+                            "not numbers (no mean)", count, name, rfc3339(lo), rfc3339(hi))
 
     def _retrying(self, request, *args):
         """request(*args) (a chunk's fetch, the proof of fields), waiting out 429s (Retry-After) and

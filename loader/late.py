@@ -116,3 +116,20 @@ def describe(behind, now=None, limit=6):
     what = ", ".join(f"{series} {field}: {missing} reading(s)" for (series, field), missing in sorted(per.items()))
     oldest = f", the oldest {human_duration(now - hours[0])} old" if now is not None and hours else ""
     return f"{len(hours)} hour(s) ({shown}{oldest}); missing {what}"
+
+
+def merged_series(counts):
+    """{hour: [series]} of the hours in which InfluxDB holds readings of more than one series (tag set),
+    from {(hour, series, field): readings}: with TAGS empty their readings would be averaged into one."""
+    by_hour = {}
+    for (hour, series, _), readings in counts.items():
+        if readings:
+            by_hour.setdefault(hour, set()).add(series)
+    return {hour: sorted(found) for hour, found in sorted(by_hour.items()) if len(found) > 1}
+
+
+def differing_tags(series):
+    """The tag keys whose values differ between series keys ('uid=a,zone=x'): the ones TAGS needs."""
+    tags = [dict(pair.split("=", 1) for pair in key.split(",") if pair) for key in series]
+    names = sorted({name for t in tags for name in t})
+    return [name for name in names if len({t.get(name) for t in tags}) > 1]

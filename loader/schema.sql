@@ -51,6 +51,8 @@ CREATE TABLE IF NOT EXISTS influx_archive_behind (
 );
 -- Hours a run found behind (InfluxDB held readings the archive lacked) and reloaded.
 ALTER TABLE influx_archive_runs ADD COLUMN IF NOT EXISTS late_hours integer;
--- Readings a run refused at the door (outside VALID_RANGES), per field: {"spo2": [refused, counted]},
--- counted = the readings InfluxDB held in the ranges the run read.
+-- Readings a run kept out, per field: {"spo2": {"refused": n, "counted": n, "lowest": x, "highest": x,
+-- "skipped": n}}: refused at the door (outside VALID_RANGES; their lowest and highest value), of counted =
+-- the readings InfluxDB held in the ranges the run read; skipped: held as text or booleans, not numbers.
+-- (Runs of the version before: {"spo2": [refused, counted]}.)
 ALTER TABLE influx_archive_runs ADD COLUMN IF NOT EXISTS refused jsonb;

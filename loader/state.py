@@ -184,7 +184,7 @@ class State:
         return cur.fetchone()[0]
 
     def progress(self, cur, run_id, start, end, chunks, rows, refused=None):
-        """What the run has done so far; refused: {field: [readings refused, readings counted]}."""
+        """What the run has done so far; refused: Outcome.refusals()."""
         self._q(cur, PROGRESS_RUN, id=run_id, start=start, end=end, chunks=chunks, rows=rows,
                 refused=json.dumps(refused) if refused else None)
 

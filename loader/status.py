@@ -84,11 +84,17 @@ class Status:
                        "InfluxDB held readings the archive lacked" + (", and loaded them" if not self.behind else ""))
         if self.behind:
             out.append(f"behind:      {late.describe(self.behind, self.now)}")
-        refused = (self.last_run or {}).get("refused") or {}
+        kept_out = refusals(self.last_run)
+        refused = {name: r for name, r in kept_out.items() if r["refused"]}
         if refused:
             out.append("refused:     the last hourly run refused " + ", ".join(
-                f"{name}: {n} of {counted or '?'} reading(s)" for name, (n, counted) in sorted(refused.items()))
-                + " (outside VALID_RANGES)")
+                f"{name}: {r['refused']} of {r['counted'] or '?'} reading(s){_values(r)}"
+                for name, r in refused.items()) + " (outside VALID_RANGES)")
+        skipped = {name: r["skipped"] for name, r in kept_out.items() if r["skipped"]}
+        if skipped:
+            out.append("skipped:     the last hourly run skipped " + ", ".join(
+                f"{name}: {n} reading(s)" for name, n in skipped.items())
+                + " that InfluxDB holds as text or booleans, not numbers")
         if self.running:
             out.append("running:     yes, a run, backfill or rebuild holds the lock now")
         if self.rows is not None:
@@ -198,16 +204,37 @@ def _judge_behind(config, result):
                                                   f"loads them"))
 
 
+def refusals(run):
+    """{field: {"refused", "counted", "lowest", "highest", "skipped"}} of a run row's refused column (a run
+    of the version before recorded [refused, counted])."""
+    found = {}
+    for name, value in sorted(((run or {}).get("refused") or {}).items()):
+        if isinstance(value, list):
+            value = {"refused": value[0], "counted": value[1] if len(value) > 1 else 0}
+        found[name] = {"refused": 0, "counted": 0, "lowest": None, "highest": None, "skipped": 0, **value}
+    return found
+
+
+def _values(refusal):
+    """' (values 0.91 to 0.99)': the lowest and highest refused reading, when the run recorded them."""
+    low, high = refusal["lowest"], refusal["highest"]
+    if low is None or high is None:
+        return ""
+    number = lambda x: f"{x:g}" if isinstance(x, (int, float)) else str(x)  # noqa: E731 - 'nan' is kept as text
+    return f" (values {number(low)} to {number(high)})"
+
+
 def _judge_refused(config, result):
     """A field that lost most of its readings to VALID_RANGES is worth a look: a device reporting another
     unit (0.95 for 95 %) would otherwise archive nothing of it, quietly."""
-    for name, (refused, counted) in sorted(((result.last_run or {}).get("refused") or {}).items()):
+    for name, r in refusals(result.last_run).items():
+        refused, counted = r["refused"], r["counted"]
         if counted and refused * 2 > counted and name in config.valid_ranges:
             low, high = config.valid_ranges[name]
             result.problems.append((EXIT_RETRY_LATER, f"{name}: {refused} of the {counted} readings the last hourly "
-                                                      f"run read were outside VALID_RANGES {low:g}..{high:g}: does the "
-                                                      f"device report another unit (0.95 for 95 %)? Correct "
-                                                      f"VALID_RANGES (none: keep every reading)"))
+                                                      f"run read were outside VALID_RANGES {low:g}..{high:g}"
+                                                      f"{_values(r)}: does the device report another unit (0.95 for "
+                                                      f"95 %)? Correct VALID_RANGES (none: keep every reading)"))
 
 
 def _backup_status(config, now, result):

@@ -35,6 +35,7 @@ def test_glitches_inside_a_night_are_refused_by_the_hand_routes_defaults_and_sai
     assert outcome.dropped == {"spo2": 3, "bpm": 2}
     assert archive_rows(pg_url) == expected_means(night, start=0, end=NOW)
     assert "refused 3 spo2 reading(s) outside VALID_RANGES 50..100 between" in caplog.text
+    assert "(values 0 to 1e+300)" in caplog.text  # the lowest and highest refused: what the device sent
     # nothing absurd in the rollups or the night's session
     top = _max(pg_url, "SELECT max(spo2_max), max(bpm_max), min(spo2_min), min(bpm_min) FROM pox_five_second_mean_1m")
     assert top[0] <= 100 and top[1] <= 250 and top[2] >= 50 and top[3] >= 20
@@ -42,6 +43,7 @@ def test_glitches_inside_a_night_are_refused_by_the_hand_routes_defaults_and_sai
     assert 90 < session[0] <= 100 and session[1] >= 50 and session[2] <= 250 and session[3] >= 20
     lines = status(cfg, NOW).lines()
     assert "refused:     the last hourly run refused bpm: 2 of" in "\n".join(lines)
+    assert "spo2: 3 of 25203 reading(s) (values 0 to 1e+300)" in "\n".join(lines)
 
 
 def test_a_reading_of_1e300_where_no_range_applies_never_stops_the_archive(pg_url, standin):
@@ -65,5 +67,5 @@ def test_a_field_losing_most_of_its_readings_to_valid_ranges_is_worth_a_look_in_
     Job(cfg, clock=FixedClock(NOW)).run()
     result = status(cfg, NOW)
     assert result.exit_code == 1
-    assert ("spo2: 7200 of the 7200 readings the last hourly run read were outside VALID_RANGES 50..100"
-            in result.verdict)
+    assert ("spo2: 7200 of the 7200 readings the last hourly run read were outside VALID_RANGES 50..100 "
+            "(values 0.94 to 0.995): does the device report another unit" in result.verdict)

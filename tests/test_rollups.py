@@ -57,6 +57,7 @@ def assert_equal_rollups(pg_url, below=90):
 
 def test_rollups_stay_equal_to_the_5_second_table_through_backfills_late_data_and_reruns(pg_url, standin):
     points = with_dips(pulse_points(NOW - 4 * DAY, 4 * DAY, gap=(NOW - 2 * DAY, NOW - 2 * DAY + 5000)))
+    points = [p for p in points if not (p[2] == "spo2" and NOW - 3000 <= p[3] < NOW - 2900)]  # they come late
     feed_standin(standin, points)
     cfg = make_config(pg_url, standin.url, INITIAL_LOOKBACK="1d", CHUNK="6h", LATE_DATA="2h")
     Job(cfg, clock=FixedClock(NOW - DAY)).run()
@@ -64,7 +65,7 @@ def test_rollups_stay_equal_to_the_5_second_table_through_backfills_late_data_an
     Job(cfg, clock=FixedClock(NOW)).backfill(NOW - 4 * DAY, NOW - 2 * DAY - 3 * HOUR)  # older, with a hole
     Job(cfg, clock=FixedClock(NOW)).run()
     assert_equal_rollups(pg_url)
-    late = [("spo2", {"uid": "late"}, "spo2", t, 70.0) for t in range(NOW - 3000, NOW - 2900)]
+    late = [("spo2", {"uid": "a"}, "spo2", t, 70.0) for t in range(NOW - 3000, NOW - 2900)]
     feed_standin(standin, late)
     Job(cfg, clock=FixedClock(NOW + HOUR)).run()
     Job(cfg, clock=FixedClock(NOW + HOUR)).run()

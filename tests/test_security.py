@@ -132,7 +132,11 @@ def test_hostile_names_stay_inside_literals_in_whole_queries(name):
                                                 FIELDS=name.replace(",", ""), TAGS="uid",
                                                 VALID_RANGES=f"{name.replace(',', '')}=1..2"))
     program = Parser(build_query(cfg, 0, 3600)).program()
-    assert [stmt[0] for stmt in program] == ["assign", "expr", "expr"]  # nothing injected
+    # nothing injected: data, its means; the refused readings, their count, lowest and highest
+    assert [stmt[0] for stmt in program] == ["assign", "expr", "assign", "expr", "expr", "expr"]
+    field = name.replace(",", "")
+    program = Parser(build_query(cfg, 0, 3600, [field], skipped=[field])).program()
+    assert [stmt[0] for stmt in program] == ["assign", "assign", "expr", "assign", "expr", "expr", "expr", "expr"]
     text = identifier(name)
     assert text.startswith('"') and text.endswith('"') and '"' not in text[1:-1].replace('\\"', "")
     statements = build_statements(cfg, [name], 0, 3600)

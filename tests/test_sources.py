@@ -17,7 +17,7 @@ NOW = 1_790_000_000 - 1_790_000_000 % 86400 + 3 * 3600 + 17  # 2026-09-21T03:00:
 
 
 def test_flux_and_influxql_give_identical_rows_equal_to_independent_means(pg_url, standin, influxd, influx_db):
-    points = pulse_points(NOW - 3 * HOUR, 3 * HOUR, uids=("a", "b"), gap=(NOW - 2 * HOUR, NOW - 2 * HOUR + 600))
+    points = pulse_points(NOW - 3 * HOUR, 3 * HOUR, gap=(NOW - 2 * HOUR, NOW - 2 * HOUR + 600))
     feed_standin(standin, points)
     feed_influxd(influxd, influx_db, points)
     clock = FixedClock(NOW)
@@ -198,7 +198,7 @@ def test_influxdb_3_gives_the_rows_influxdb_1_gives_with_ranges_and_devices(pg_u
 
 
 def test_influxdb_3_without_ranges_or_tags_loads_each_series_as_it_came(pg_url, influxdb3, influxd, influx_db):
-    points = pulse_points(NOW - HOUR, HOUR, uids=("a", "b"))
+    points = pulse_points(NOW - HOUR, HOUR)
     feed_influxd(influxd, influx_db, points)
     Job(make_config(pg_url, influxdb3.url, language="influxql", bucket=influx_db, INITIAL_LOOKBACK="2h"),
         clock=FixedClock(NOW)).run()

@@ -196,7 +196,7 @@ def test_a_run_failing_on_the_tables_key_leaves_its_row_and_status_pages_with_it
     """TAGS added to an archive made without it: the table's key does not fit. The run row is kept
     (it was rolled back with the failed transaction before), so status names the failure at once."""
     start = 1_790_000_000
-    feed_standin(standin, pulse_points(start - 3600, 3600, uids=("a", "b")))
+    feed_standin(standin, pulse_points(start - 3600, 3600))
     Job(make_config(pg_url, standin.url, INITIAL_LOOKBACK="2h"), clock=FixedClock(start)).run()
     tagged = make_config(pg_url, standin.url, INITIAL_LOOKBACK="2h", TAGS="uid")
     with pytest.raises(SinkRejected):

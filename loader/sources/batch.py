@@ -27,6 +27,8 @@ class Batch:
     fields: list = field(default_factory=list)  # every field any block carries
     blocks: list = field(default_factory=list)
     dropped: dict = field(default_factory=dict)  # field -> readings outside VALID_RANGES
+    refused_seen: dict = field(default_factory=dict)  # field -> (lowest, highest) of those readings
+    skipped: dict = field(default_factory=dict)  # field -> readings InfluxDB holds as text or booleans
     # (hour, series, field) -> readings InfluxDB held in that hour of the chunk (part hours at its ends
     # labelled as the source's count labels them), counted before the means were asked
     counts: dict = field(default_factory=dict)

@@ -25,12 +25,15 @@ from ..windows import HOUR, format_duration, parse_time, rfc3339
 from .batch import Batch, Block, series_key
 from .http import classify_status, http_rejection, no_answer, server_trouble
 from .literal import number
-from .proof import numeric_fields, one_kind
+from .proof import numeric_fields, one_kind, other_kinds
 
 log = logging.getLogger(__name__)
 
 MEANS_RESULT = "means"
 DROPPED_RESULT = "dropped"
+LOWEST_RESULT = "dropped_lowest"
+HIGHEST_RESULT = "dropped_highest"
+SKIPPED_RESULT = "skipped"
 # Columns Flux adds itself; everything else in the pivoted table is a field or a key tag.
 _FLUX_COLUMNS = {"", "result", "table", "_start", "_stop", "_time", "_measurement"}
 # InfluxDB API reference, POST /api/v2/query: the Dialect object
@@ -52,51 +55,53 @@ def _field_filter(fields):
     return "filter(fn: (r) => " + " or ".join(f"r._field == {flux_string(f)}" for f in fields) + ")"
 
 
-def build_query(config, start, end, fields=None):
+def build_query(config, start, end, fields=None, skipped=()):
     """The Flux query for [start, end): group explicitly, average, label by window start, pivot.
 
     aggregateWindow labels each window by its stop unless timeSrc is "_start" (Flux docs, universe
     aggregateWindow). group() before it merges every series on purpose, so pivot never has two
-    values for one (time, key tags) to silently overwrite.
+    values for one (time, key tags) to silently overwrite. Beside the means: the count, lowest and
+    highest of the readings refused by VALID_RANGES; and when a field is also held as text or
+    booleans in some shards (skipped), only numbers are read (types.isType, Flux 0.141+) and the
+    others counted.
     """
-    lines = [
-        f"data = from(bucket: {flux_string(config.bucket)})",
-        f"  |> range(start: {rfc3339(start)}, stop: {rfc3339(end)})",
-        f"  |> filter(fn: (r) => r._measurement == {flux_string(config.measurement)})",
-    ]
     fields = list(fields if fields is not None else config.fields)
+    source = [f"from(bucket: {flux_string(config.bucket)})",
+              f"  |> range(start: {rfc3339(start)}, stop: {rfc3339(end)})",
+              f"  |> filter(fn: (r) => r._measurement == {flux_string(config.measurement)})"]
     if fields:
-        lines.append(f"  |> {_field_filter(fields)}")
+        source.append(f"  |> {_field_filter(fields)}")
     elif config.tags:
         # a field named like a key tag would land in the tag's column after pivot: leave it out
         # (FIELDS cannot name one: config refuses the overlap)
         clash = " and ".join(f"r._field != {flux_string(t)}" for t in config.tags)
-        lines.append(f"  |> filter(fn: (r) => {clash})")
+        source.append(f"  |> filter(fn: (r) => {clash})")
+    if skipped:
+        numeric = " or ".join(f'types.isType(v: r._value, type: "{t}")' for t in ("float", "int", "uint"))
+        head = ['import "types"', "", "raw = " + source[0], *source[1:], "data = raw",
+                f"  |> filter(fn: (r) => {numeric})"]
+        others = ["", "raw", f"  |> filter(fn: (r) => not ({numeric}))", '  |> group(columns: ["_field"])',
+                  "  |> count()", f"  |> yield(name: {flux_string(SKIPPED_RESULT)})"]
+    else:
+        head, others = ["data = " + source[0], *source[1:]], []
+    # a field written as int in one shard and float in another arrives as two tables of different
+    # types; group() would refuse to merge them ("schema collision"), so cast first
+    head.append("  |> toFloat()")
     group = ", ".join(flux_string(c) for c in ("_field",) + tuple(config.tags))
     keep = ", ".join(flux_string(c) for c in ("_time", "_field", "_value") + tuple(config.tags))
-    body = [
-        "",
-        "data",
-    ]
+    body = ["", "data"]
+    refused = []
     if config.valid_ranges:
         in_range = " and ".join(
             f"(r._field != {flux_string(f)} or (r._value >= {number(lo)} and r._value <= {number(hi)}))"
             for f, (lo, hi) in sorted(config.valid_ranges.items()))
         body.append(f"  |> filter(fn: (r) => {in_range})")
-        dropped = [
-            "",
-            "data",
-            f"  |> filter(fn: (r) => not ({in_range}))",
-            '  |> group(columns: ["_field"])',
-            "  |> count()",
-            f"  |> yield(name: {flux_string(DROPPED_RESULT)})",
-        ]
-    else:
-        dropped = []
+        refused = ["", "refused = data", f"  |> filter(fn: (r) => not ({in_range}))", '  |> group(columns: ["_field"])',
+                   "", "refused", "  |> count()", f"  |> yield(name: {flux_string(DROPPED_RESULT)})"]
+        for name, fn in ((LOWEST_RESULT, "min"), (HIGHEST_RESULT, "max")):
+            refused += ["", "refused", f"  |> {fn}()", '  |> keep(columns: ["_field", "_value"])',
+                        f"  |> yield(name: {flux_string(name)})"]
     body += [
-        # a field written as int in one shard and float in another arrives as two tables of different
-        # types; group() would refuse to merge them ("schema collision"), so cast first
-        "  |> toFloat()",
         f"  |> group(columns: [{group}])",
         f"  |> aggregateWindow(every: {format_duration(config.window)}, fn: mean, createEmpty: false, "
         'timeSrc: "_start")',
@@ -104,7 +109,7 @@ def build_query(config, start, end, fields=None):
         '  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")',
         f"  |> yield(name: {flux_string(MEANS_RESULT)})",
     ]
-    return "\n".join(lines + body + dropped) + "\n"
+    return "\n".join(head + body + refused + others) + "\n"
 
 
 def counts_pipeline(config, fields):
@@ -130,16 +135,15 @@ def parse_annotated_csv(text, tags):
     from some tables (a series without bpm) is simply absent from their block.
     """
     batch = Batch(tags=tuple(tags))
-    for header, data in _tables(text):
+    annotations = {}
+    for header, data in _tables(text, annotations):
         kind = _classify(header, tags)
         if "\n#" in data or data.startswith("#"):
             raise SourceQueryError("malformed CSV from InfluxDB: annotations inside a table")
         if kind == "error":
             _raise_query_error(header, data)
-        if kind == "dropped":
-            for row in csv.reader(data.split("\n")):
-                if row:
-                    batch.dropped[row[header.index("_field")]] = int(row[header.index("_value")])
+        if kind == "counted":
+            _counted(batch, header, data, annotations.get("default") or [])
             continue
         if not data:
             continue
@@ -162,14 +166,39 @@ def parse_annotated_csv(text, tags):
 _LEADING_CELLS = re.compile(r"^,[^,\n]*,[^,\n]*,", re.M)
 
 
-def _tables(text, datatypes=None):
+def _counted(batch, header, data, default):
+    """A table of what the query counted beside the means, by field: the refused readings' count,
+    lowest and highest, or the readings skipped as not numbers; which one, its result name says (in
+    each row's result cell, or, when that is empty, in the #default annotation)."""
+    at_field, at_value, at_result = header.index("_field"), header.index("_value"), header.index("result")
+    for row in csv.reader(data.split("\n")):
+        if not row:
+            continue
+        result = row[at_result] or (default[at_result] if len(default) > at_result else "")
+        name, value = row[at_field], row[at_value]
+        if result == DROPPED_RESULT:
+            batch.dropped[name] = int(value)
+        elif result in (LOWEST_RESULT, HIGHEST_RESULT):
+            low, high = batch.refused_seen.get(name, (None, None))
+            batch.refused_seen[name] = (float(value), high) if result == LOWEST_RESULT else (low, float(value))
+        elif result == SKIPPED_RESULT:
+            batch.skipped[name] = batch.skipped.get(name, 0) + int(value)
+        else:
+            raise SourceQueryError(f"unexpected table in the Flux response: result {result!r}")
+
+
+def _tables(text, annotations=None):
     """(header cells, data lines) of each table of an annotated-CSV response, its annotations skipped;
-    with datatypes=[] that list holds, for the table just yielded, its #datatype cells."""
+    with annotations={} that dict holds, for the table just yielded, its annotation rows' cells by name
+    ("datatype", "group", "default")."""
     for section in text.replace("\r\n", "\n").split("\n\n"):
         body = section.strip("\n")
+        if annotations is not None and body.startswith("#"):
+            annotations.clear()
         while body.startswith("#"):
-            if datatypes is not None and body.startswith("#datatype,"):
-                datatypes[:] = next(csv.reader([body.split("\n", 1)[0]]))
+            if annotations is not None:
+                cells = next(csv.reader([body.split("\n", 1)[0]]))
+                annotations[cells[0][1:]] = cells
             body = body[body.find("\n") + 1:] if "\n" in body else ""
         if not body:
             continue
@@ -201,7 +230,7 @@ def _classify(header, tags):
             raise SourceQueryError(f"Flux response table lacks column(s) {', '.join(missing)}")
         return "means"
     if "_field" in header and "_value" in header:
-        return "dropped"
+        return "counted"
     raise SourceQueryError(f"unexpected table in the Flux response: columns {', '.join(header)}")
 
 
@@ -209,7 +238,7 @@ class FluxSource:
     def __init__(self, config):
         self.config = config
         self._fields = list(config.fields) or None
-        self._field_keys = self._tag_keys = None
+        self._field_keys = self._tag_keys = self._kinds = None
         self._http = urllib3.PoolManager(
             cert_reqs="CERT_REQUIRED", ca_certs=config.ca_file or None,
             timeout=urllib3.Timeout(connect=min(10, config.timeout), read=config.timeout),
@@ -260,7 +289,8 @@ class FluxSource:
         if self._fields is None:
             self._fields = self.numeric_fields()
         counts = self.counts(start, end)  # before the means: they then hold at least these readings
-        query = build_query(self.config, start, end, self._fields)
+        skipped = [f for f in self._fields if f in self.other_kinds()]
+        query = build_query(self.config, start, end, self._fields, skipped)
         log.debug("flux query:\n%s", query)
         text = self._post(query)
         try:
@@ -278,9 +308,10 @@ class FluxSource:
         this reads one point per series: first(), which InfluxDB answers from storage without
         scanning (a bare aggregate pushed down). A field written as integer in one shard and float in
         another comes as two tables, both numeric; one with any non-numeric table is not."""
-        kinds, datatypes, tags = {}, [], set()
+        kinds, annotations, tags = {}, {}, set()
         pipeline = [f"filter(fn: (r) => r._measurement == {flux_string(self.config.measurement)})", "first()"]
-        for header, data in self._lookup(start, stop, pipeline, datatypes):
+        for header, data in self._lookup(start, stop, pipeline, annotations):
+            datatypes = annotations.get("datatype") or []
             if "_field" not in header or len(datatypes) != len(header):
                 raise SourceQueryError(f"unexpected columns in the Flux response: {', '.join(header)}")
             tags.update(c for c in header if c not in _FLUX_COLUMNS | {"_value", "_field"})
@@ -290,8 +321,15 @@ class FluxSource:
                 if len(row) > at:
                     kinds.setdefault(row[at], set()).add(kind)
         self._field_keys = {name: one_kind(found) for name, found in kinds.items()}
-        self._tag_keys = sorted(tags)
+        self._kinds, self._tag_keys = kinds, sorted(tags)
         return self._field_keys
+
+    def other_kinds(self):
+        """{field: [non-numeric types]} of the fields InfluxDB holds as numbers in some shards and not
+        in others (the proof asks field_keys first)."""
+        if self._kinds is None:
+            raise SourceQueryError("the fields were not looked up before loading")
+        return other_kinds(self._kinds)
 
     def tag_keys(self, start, stop):
         """The tag keys of the measurement's series with data in [start, stop) (the columns of the
@@ -325,13 +363,13 @@ class FluxSource:
                     values.append(row[at])
         return values
 
-    def _lookup(self, start, stop, pipeline, datatypes=None):
+    def _lookup(self, start, stop, pipeline, annotations=None):
         """(header, data) of each table that from(bucket) |> range(start, stop) |> pipeline answers
         (the look-ups before loading); an error table raises, a table without _value is unexpected.
-        datatypes as for _tables."""
+        annotations as for _tables."""
         lines = [f"from(bucket: {flux_string(self.config.bucket)})",
                  f"  |> range(start: {rfc3339(start)}, stop: {rfc3339(stop)})"] + [f"  |> {p}" for p in pipeline]
-        for header, data in _tables(self._post("\n".join(lines) + "\n"), datatypes):
+        for header, data in _tables(self._post("\n".join(lines) + "\n"), annotations):
             if _is_error_table(header):
                 if data:
                     _raise_query_error(header, data)

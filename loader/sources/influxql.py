@@ -20,7 +20,7 @@ from ..windows import HOUR, format_duration, parse_time
 from .batch import Batch, Block, series_key
 from .http import classify_status, http_rejection, no_answer, server_kind, server_trouble
 from .literal import number
-from .proof import numeric_fields, one_kind
+from .proof import mixed_kinds, numeric_fields, one_kind, other_kinds
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +66,6 @@ def identifier(name):
     return '"' + str(name).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
-def string_literal(value):
-    return "'" + str(value).replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n") + "'"
-
-
 def source_name(config):
     """FROM target: the measurement, or "db"."rp"."measurement" when a retention policy is set."""
     if config.retention_policy:
@@ -77,10 +73,18 @@ def source_name(config):
     return identifier(config.measurement)
 
 
-def build_statements(config, fields, start, end):
+def field_ref(name, cast=()):
+    """A field in a SELECT or WHERE: `"bpm"::float` when InfluxDB holds it with several types (a type per
+    shard; InfluxDB 1.x casts integers and skips strings and booleans, and without the cast a range whose
+    shards hold only strings fails: "unsupported mean iterator type")."""
+    return identifier(name) + ("::float" if name in cast else "")
+
+
+def build_statements(config, fields, start, end, cast=(), skipped=None):
     """One SELECT for the fields without a valid range, one per ranged field (a WHERE on a field
-    value drops whole points in InfluxQL, so each ranged field needs its own), plus counts of the
-    readings dropped. Returns [(kind, field-or-None, statement)]."""
+    value drops whole points in InfluxQL, so each ranged field needs its own), plus the count, lowest
+    and highest of the readings refused, and, for a field InfluxDB also holds as text or booleans
+    (skipped: {field: [types]}), the count of those. Returns [(kind, field-or-None, statement)]."""
     where_time = f"time >= {start}s AND time < {end}s"
     group = f"GROUP BY time({format_duration(config.window)})"
     for tag in config.tags:
@@ -90,25 +94,28 @@ def build_statements(config, fields, start, end):
     statements = []
     plain = [f for f in fields if f not in config.valid_ranges]
     if plain:
-        cols = ", ".join(f"mean({identifier(f)}) AS {identifier(f)}" for f in plain)
+        cols = ", ".join(f"mean({field_ref(f, cast)}) AS {identifier(f)}" for f in plain)
         statements.append(("means", None, f"SELECT {cols} FROM {src} WHERE {where_time} {group}"))
     for f in fields:
+        ref = field_ref(f, cast)
         if f in config.valid_ranges:
             lo, hi = config.valid_ranges[f]
-            inside = f"{identifier(f)} >= {number(lo)} AND {identifier(f)} <= {number(hi)}"
-            statements.append(("means", f, f"SELECT mean({identifier(f)}) AS {identifier(f)} FROM {src} "
+            inside = f"{ref} >= {number(lo)} AND {ref} <= {number(hi)}"
+            statements.append(("means", f, f"SELECT mean({ref}) AS {identifier(f)} FROM {src} "
                                            f"WHERE {where_time} AND {inside} {group}"))
-            outside = f"({identifier(f)} < {number(lo)} OR {identifier(f)} > {number(hi)})"
-            statements.append(("dropped", f, f"SELECT count({identifier(f)}) FROM {src} "
+            outside = f"({ref} < {number(lo)} OR {ref} > {number(hi)})"
+            statements.append(("dropped", f, f"SELECT count({ref}), min({ref}), max({ref}) FROM {src} "
                                              f"WHERE {where_time} AND {outside}"))
+        for kind in (skipped or {}).get(f, ()):
+            statements.append(("skipped", f, f"SELECT count({identifier(f)}::{kind}) FROM {src} WHERE {where_time}"))
     return statements
 
 
-def build_counts(config, fields, start, end):
+def build_counts(config, fields, start, end, cast=()):
     """Readings per hour, series and field in [start, end), counted by InfluxDB from storage: every
     reading, valid or not, so they compare with what InfluxDB holds later. GROUP BY * gives each
     series (tag set) apart."""
-    cols = ", ".join(f"count({identifier(f)}) AS {identifier(f)}" for f in fields)
+    cols = ", ".join(f"count({field_ref(f, cast)}) AS {identifier(f)}" for f in fields)
     return (f"SELECT {cols} FROM {source_name(config)} WHERE time >= {start}s AND time < {end}s "
             f"GROUP BY time({format_duration(HOUR)}), * fill(none)")
 
@@ -117,7 +124,7 @@ class InfluxQLSource:
     def __init__(self, config):
         self.config = config
         self._fields = list(config.fields) or None
-        self._field_keys = None
+        self._field_keys = self._kinds = None
         self._http = urllib3.PoolManager(
             cert_reqs="CERT_REQUIRED", ca_certs=config.ca_file or None,
             timeout=urllib3.Timeout(connect=min(10, config.timeout), read=config.timeout),
@@ -210,7 +217,18 @@ class InfluxQLSource:
                 for name, kind in series.get("values", []):
                     kinds.setdefault(name, set()).add(kind)
             self._field_keys = {name: one_kind(found) for name, found in kinds.items()}
+            self._kinds = kinds
         return self._field_keys
+
+    def other_kinds(self):
+        """{field: [non-numeric types]} of the fields InfluxDB holds as numbers in some shards and not
+        in others (InfluxQL's cast names: string, boolean)."""
+        self.field_keys()
+        return other_kinds(self._kinds)
+
+    def _cast(self):
+        self.field_keys()
+        return mixed_kinds(self._kinds)
 
     def tag_keys(self, start=None, stop=None):
         """The measurement's tag keys (SHOW TAG KEYS: every retained shard)."""
@@ -235,7 +253,7 @@ class InfluxQLSource:
         found = {}
         if not self._fields or start >= end:
             return found
-        for series in self._single(build_counts(self.config, self._fields, start, end)):
+        for series in self._single(build_counts(self.config, self._fields, start, end, self._cast())):
             columns = list(series.get("columns") or [])
             tags = dict(series.get("tags") or {})
             for values in series.get("values") or []:
@@ -260,12 +278,16 @@ class InfluxQLSource:
         if not self._fields:
             return batch
         batch.counts = self.counts(start, end)  # before the means: they then hold at least these readings
-        statements = build_statements(self.config, self._fields, start, end)
+        statements = build_statements(self.config, self._fields, start, end, self._cast(), self.other_kinds())
         answers = [(kind, fld, self._single(statement)) for kind, fld, statement in statements]
         means = [series for kind, _, series in answers if kind == "means"]
         for kind, fld, series in answers:
-            if kind == "dropped":
-                batch.dropped[fld] = sum(int(row[1]) for s in series for row in s.get("values") or [])
+            rows = [row for s in series for row in s.get("values") or [] if row[1] not in (None, "0")]
+            if kind == "dropped" and rows:
+                batch.dropped[fld] = int(rows[0][1])
+                batch.refused_seen[fld] = (float(rows[0][2]), float(rows[0][3]))
+            elif kind == "skipped" and rows:
+                batch.skipped[fld] = batch.skipped.get(fld, 0) + int(rows[0][1])
         if len(means) == 1:
             batch.blocks.extend(self._blocks(means[0], tags))
         else:

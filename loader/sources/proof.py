@@ -16,10 +16,25 @@ NUMERIC_TYPES = ("float", "integer", "unsigned")  # as InfluxQL's SHOW FIELD KEY
 
 
 def one_kind(kinds):
-    """One type for a field seen with several (InfluxDB keeps a type per shard): a non-numeric one if
-    any -- such a field has no mean --, else float if any, else the numeric one."""
-    odd = sorted(k for k in kinds if k not in NUMERIC_TYPES)
-    return odd[0] if odd else ("float" if "float" in kinds else sorted(kinds)[0])
+    """One type for a field seen with several (InfluxDB keeps a type per shard, so a point `bpm="--"`
+    written on another day makes bpm a string there): float if any, else another numeric one -- the
+    field's numeric readings are averaged and the others skipped --, else the non-numeric one."""
+    numeric = sorted(k for k in kinds if k in NUMERIC_TYPES)
+    if numeric:
+        return "float" if "float" in numeric else numeric[0]
+    return sorted(kinds)[0]
+
+
+def other_kinds(kinds):
+    """{field: [its non-numeric types]} of the fields that are numeric in some shards and not in others,
+    from {field: set of types}: their numeric readings are loaded, these counted as skipped."""
+    return {name: sorted(k for k in found if k not in NUMERIC_TYPES) for name, found in kinds.items()
+            if any(k in NUMERIC_TYPES for k in found) and any(k not in NUMERIC_TYPES for k in found)}
+
+
+def mixed_kinds(kinds):
+    """The fields seen with more than one type, from {field: set of types}."""
+    return {name for name, found in kinds.items() if len(found) > 1}
 
 
 # The measurement and fields must have data somewhere in the last 30 days (the free plan's retention)
@@ -45,7 +60,9 @@ def prove_fields(config, source, load_start, now):
                 "check INFLUX_BUCKET and INFLUX_MEASUREMENT, and that the device is writing")
         raise SourceRejected(f"measurement {config.measurement!r} has no data in {where}; nothing was loaded",
                              hint=hint)
-    listing = ", ".join(f"{name} ({kind})" for name, kind in found.items())
+    skipped = source.other_kinds()
+    listing = ", ".join(f"{name} ({kind}" + (f"; {', '.join(skipped[name])} in some shards" if name in skipped else "")
+                        + ")" for name, kind in found.items())
     missing = [f for f in config.fields if f not in found]
     if missing:
         raise SourceRejected(f"FIELDS names {', '.join(missing)}, which measurement {config.measurement!r} does "
@@ -57,12 +74,15 @@ def prove_fields(config, source, load_start, now):
         raise SourceRejected(f"FIELDS names {', '.join(wrong)}, which is not numeric and has no mean",
                              hint=f"its fields: {listing}; FIELDS may name only numeric (float, integer, "
                                   "unsigned) fields")
-    if config.fields:
-        return list(config.fields)
-    numeric = numeric_fields(found, config, warn=False)
+    numeric = list(config.fields) or numeric_fields(found, config, warn=False)
     if not numeric:
         raise SourceRejected(f"measurement {config.measurement!r} has no numeric fields in {where}",
                              hint=f"its fields: {listing}")
+    for name in numeric:
+        if name in skipped:
+            log.warning("field %s holds %s readings in some of InfluxDB's shards beside numbers: they have no mean "
+                        "and are skipped; the numeric ones are loaded (each chunk's log says how many were skipped)",
+                        name, " and ".join(skipped[name]))
     return numeric
 
 

@@ -159,6 +159,7 @@ class Parser:
     def __init__(self, text):
         self.toks = tokenize(text)
         self.i = 0
+        self.imported = set()
 
     def peek(self, k=0):
         return self.toks[self.i + k]
@@ -175,10 +176,15 @@ class Parser:
         return tok
 
     def program(self):
-        stmts = []
+        stmts, imported = [], self.imported
         while self.peek()[0] != "eof":
             if self.peek()[1] == "import":
-                raise FluxError("imports are not supported by the stand-in")
+                self.next()
+                package = _unescape(self.next()[1])
+                if package not in PACKAGES:
+                    raise FluxError(f'package "{package}" is not supported by the stand-in')
+                imported.add(package)
+                continue
             if self.peek()[0] == "name" and self.peek(1)[1] == "=":
                 name = self.next()[1]
                 self.next()
@@ -250,7 +256,12 @@ class Parser:
                 return text == "true"
             if self.peek()[1] == ".":
                 self.next()
-                return ("member", text, self.next()[1])
+                member = self.next()[1]
+                if self.peek()[1] == "(":  # a package's function: types.isType(v: r._value, type: "float")
+                    if text not in self.imported:
+                        raise FluxError(f"undefined identifier {text}")
+                    return ("call", f"{text}.{member}", self.args())
+                return ("member", text, member)
             return ("ref", text)
         if text == "(":
             inner = self.expr()
@@ -297,6 +308,10 @@ def _eval(node, row):
             return row.get(node[2])
         if kind == "time":
             return node[1]
+        if kind == "call":
+            if node[1] not in PREDICATES:
+                raise FluxError(f"function {node[1]} is not supported by the stand-in")
+            return PREDICATES[node[1]]({k: _eval(v, row) for k, v in node[2].items()})
         if kind == "cmp":
             a, b = _eval(node[2], row), _eval(node[3], row)
             if a is None or b is None:
@@ -310,6 +325,21 @@ def _eval(node, row):
 
 
 # ---------------------------------------------------------------- functions
+
+def _is_type(args):
+    """types.isType(v:, type:) (Flux 0.141+, stdlib types): whether v is of the named basic type."""
+    value, name = args["v"], args["type"]
+    kinds = {"string": str, "bool": bool, "int": int, "float": float}
+    if name == "uint":
+        return False  # the stand-in stores no unsigned integers
+    if name not in kinds:
+        raise FluxError(f"types.isType: type {name!r} is not supported by the stand-in")
+    return isinstance(value, kinds[name]) and (name == "bool" or not isinstance(value, bool))
+
+
+PACKAGES = {"types"}
+PREDICATES = {"types.isType": _is_type}
+
 
 def f_range(tables, args):
     start = args["start"][1]
@@ -476,10 +506,21 @@ def _sortable(values):
     return tuple((v is None, v if v is not None else 0) for v in values)
 
 
+def _float(value):
+    """toFloat() of one value: numbers, booleans and numeric strings convert; another string is a runtime
+    error, as in Flux (strconv)."""
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise FluxRuntimeError(f'failed to evaluate map function: cannot convert string "{value}" to float') from None
+
+
 def f_to_float(tables, args):
     out = []
     for t in tables:
-        rows = [dict(r, _value=float(r["_value"]) if r.get("_value") is not None else None) for r in t.rows]
+        rows = [dict(r, _value=_float(r.get("_value"))) for r in t.rows]
         out.append(Table(key=t.key, columns=t.columns, rows=rows, types=dict(t.types, _value="double")))
     return out
 
@@ -513,6 +554,21 @@ def f_first(tables, args):
     return [Table(key=t.key, columns=t.columns, rows=t.rows[:1], types=t.types) for t in tables if t.rows]
 
 
+def _selector(pick):
+    """min()/max(): each table's row with the lowest/highest _value (the first of equal ones), all its
+    columns kept; an empty table gives none."""
+    def select(tables, args):
+        column = args.get("column", "_value")
+        out = []
+        for t in tables:
+            rows = [r for r in t.rows if r.get(column) is not None]
+            if rows:
+                best = pick(rows, key=lambda r: r[column])
+                out.append(Table(key=t.key, columns=t.columns, rows=[best], types=t.types))
+        return out
+    return select
+
+
 def f_sort(tables, args):
     cols = args.get("columns", ["_value"])
     desc = args.get("desc", False)
@@ -523,7 +579,8 @@ def f_sort(tables, args):
 
 FUNCTIONS = {"range": f_range, "filter": f_filter, "group": f_group, "aggregateWindow": f_aggregate_window,
              "count": f_count, "toFloat": f_to_float, "keep": f_keep, "drop": f_drop, "pivot": f_pivot,
-             "limit": f_limit, "sort": f_sort, "distinct": f_distinct, "first": f_first}
+             "limit": f_limit, "sort": f_sort, "distinct": f_distinct, "first": f_first,
+             "min": _selector(min), "max": _selector(max)}
 
 
 # ---------------------------------------------------------------- store and execution
@@ -542,6 +599,7 @@ class Store:
         self.buckets = {}
         self.series_times = {}  # bucket -> {(measurement, field, tags): sorted times}: the series index
         self.series_values = {}  # bucket -> {(measurement, field, tags): the values, in the times' order}
+        self.series_kinds = {}  # bucket -> {(measurement, field, tags): the types of its values}
         self.lock = threading.Lock()
 
     def add(self, bucket, points):
@@ -549,11 +607,13 @@ class Store:
             self.buckets.setdefault(bucket, []).extend(points)
             index = self.series_times.setdefault(bucket, {})
             values = self.series_values.setdefault(bucket, {})
+            kinds = self.series_kinds.setdefault(bucket, {})
             touched = set()
             for p in points:
                 ident = (p.measurement, p.field, tuple(sorted(p.tags.items())))
                 index.setdefault(ident, []).append(p.time_ns)
                 values.setdefault(ident, []).append(p.value)
+                kinds.setdefault(ident, set()).add(_type_of(p.value))
                 touched.add(ident)
             for ident in touched:
                 order = sorted(range(len(index[ident])), key=index[ident].__getitem__)
@@ -564,12 +624,13 @@ class Store:
         """[(time_ns, value)] of the series' first point of each type in [start, stop): what first()
         reads of each table, found from the index."""
         times, values = self.series_times[bucket][ident], self.series_values[bucket][ident]
+        kinds = self.series_kinds[bucket][ident]
         found = {}
         for at in range(bisect.bisect_left(times, start), len(times)):
             if times[at] >= stop:
                 break
             found.setdefault(_type_of(values[at]), (times[at], values[at]))
-            if len(found) == 2:  # at most int and float per field (shards); strings and bools alone
+            if len(found) == len(kinds):  # every type the series holds has its first point
                 break
         return list(found.values())
 
