@@ -278,7 +278,8 @@ SETTINGS = (
             attr="session_spo2", kind=field_or_none),
     Setting("SESSION_PULSE", "The field holding the pulse in bpm, summarised per session; none: no pulse.",
             default="bpm", attr="session_pulse", kind=field_or_none),
-    Setting("SESSION_GAP", "A session ends where no SpO2 was recorded for longer than this.", default="15m",
+    Setting("SESSION_GAP", "A session ends where no SpO2 was recorded for longer than this: a night's bathroom "
+            "break or a re-clipped sensor stays inside it.", default="45m",
             attr="session_gap", kind=duration, minimum=1),
     Setting("SESSION_MIN", "Shorter runs of readings are not sessions (a finger check, a test); at most 1d.",
             default="1h",

@@ -3,17 +3,9 @@
 A session is a run of windows with an SpO2 mean, per device (the TAGS key), in which no two
 consecutive windows are more than SESSION_GAP apart (end of one to start of the next), lasting at
 least SESSION_MIN from its first window's start to its last window's end. Table <PG_TABLE>_sessions,
-one row per session, keyed by the tags and `started`:
-
-  started, ended        first window's start, last window's end
-  recorded_s            windows with an SpO2 mean x WINDOW (the time the ODI is per hour of)
-  spo2_mean, spo2_min   mean and lowest of the window means
-  t90_s, t90_pct        time (and % of recorded_s) whose window mean is below 90 %
-  below_s, below_pct    the same below ROLLUP_BELOW's SpO2 threshold (its value: the column comment);
-                        NULL when ROLLUP_BELOW names no threshold for the SpO2 field
-  desat3, desat4        desaturations of at least 3 / 4 points (DESATURATION below)
-  odi3, odi4            those per hour of recorded_s
-  pulse_mean, pulse_min, pulse_max   of the pulse field's window means in the session
+one row per session, keyed by the tags and `started`, with the columns of METRICS (each declared
+once below: its type, unit, title and definition, which become the column's comment, docs/sessions.md
+and the dashboard's Sessions table).
 
 The definition the rows were computed with is the table's comment; a run that finds it different
 (SESSION_GAP, SESSION_MIN, WINDOW, the fields, the threshold, this module's rule) recomputes every
@@ -25,7 +17,6 @@ backfill or a rebuild replace the sessions they touch and never add a second one
 import contextlib
 import logging
 import math
-from collections import deque
 from dataclasses import dataclass
 
 from psycopg2 import sql
@@ -35,64 +26,161 @@ from .windows import rfc3339
 
 log = logging.getLogger(__name__)
 
-# DESATURATION, the rule odi3/odi4 count (README "Sessions, T90 and ODI" says why each choice):
-BASELINE_S = 120  # baseline: mean SpO2 of the windows in the 120 s before a window
-BASELINE_MIN_S = 60  # ... with at least 60 s of them recorded, else no event can start there
-EVENT_MIN_S = 10  # an event lasts at least 10 s: ceil(10 s / WINDOW) consecutive windows
+# DESATURATION, the rule desat3/desat4 count: Jung/Hwang's fiducial points (the detector PhysioZoo's pobm
+# implements) on window means; docs/sessions.md says why each choice.
+RISE_ALLOWED = 0.2  # points a mean may rise above the lowest so far on the way down (window means wobble)
+RECOVERED = 1.0  # an event has ended once the mean is back within this of the level before it
+EVENT_MIN_S = 10  # from its first fallen window's start to the recovering window's
+EVENT_MAX_S = 120  # longer is a change of baseline, not an event (T90 counts it)
+HELD = 2  # windows: an event has this many more than RECOVERED below its level; nadir and pulse extremes
+#           are held this long (a one-second artefact moves one window mean)
 DROPS = (3, 4)
-T90 = 90.0
+T90, T88 = 90.0, 88.0
 MAX_S = 86400  # a longer run (an oximeter worn around the clock) is cut every 24 h from its start
-RULE = "desat-v1"  # changes when the rules above change, so stored sessions are recomputed
+RULE = "desat-v2"  # changes when the rules above or the columns change, so stored sessions are recomputed
 
-COLUMNS = (("run_started", "timestamptz NOT NULL"), ("ended", "timestamptz NOT NULL"),
-           ("recorded_s", "integer NOT NULL"),
-           ("spo2_mean", "double precision NOT NULL"), ("spo2_min", "double precision NOT NULL"),
-           ("t90_s", "integer NOT NULL"), ("t90_pct", "double precision NOT NULL"),
-           ("below_s", "integer"), ("below_pct", "double precision"),
-           ("desat3", "integer NOT NULL"), ("desat4", "integer NOT NULL"),
-           ("odi3", "double precision NOT NULL"), ("odi4", "double precision NOT NULL"),
-           ("pulse_mean", "double precision"), ("pulse_min", "double precision"),
-           ("pulse_max", "double precision"))
+
+# Colour bands at clinically meaningful thresholds ((colour, from value), lowest first), for the dashboard
+# and docs/sessions.md: ODI under 5 normal, 5-15 mild, 15-30 moderate, 30 and over severe (the AASM's
+# AHI bands, which ODI studies use); T90 over 1 % and 10 % of the night; SpO2 below 90 % hypoxaemia.
+ODI_BANDS = (("green", None), ("yellow", 5), ("orange", 15), ("red", 30))
+T90_BANDS = (("green", None), ("yellow", 1), ("red", 10))
+NADIR_BANDS = (("red", None), ("orange", 80), ("yellow", 85), ("green", 90))
+MEAN_BANDS = (("red", None), ("yellow", 90), ("green", 94))
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One column of the sessions table: declared once, read by the table, the computation (summarise
+    returns exactly these keys), docs/sessions.md and the dashboard."""
+
+    column: str
+    kind: str  # PostgreSQL type
+    unit: str  # as people read it
+    title: str  # the dashboard's column header
+    definition: str
+    decimals: int = None  # shown in the dashboard's Sessions table with these decimals; None: not shown
+    grafana_unit: str = None  # Grafana's unit id for it there
+    bands: tuple = ()  # colour bands there
+
+
+METRICS = (
+    Metric("run_started", "timestamptz NOT NULL", "", "Run started",
+           "Start of the run of windows the session belongs to (a run worn around the clock is cut every 24 h "
+           "from here)."),
+    Metric("ended", "timestamptz NOT NULL", "", "Ended", "End of the session's last window.", 0),
+    Metric("recorded_s", "integer NOT NULL", "s", "Recorded",
+           "Windows with an SpO2 mean × WINDOW: the time every per-hour figure is per hour of.", 0, "dtdurations"),
+    Metric("spo2_mean", "double precision NOT NULL", "%", "SpO2 mean", "Mean of the window means.", 1, "percent",
+           MEAN_BANDS),
+    Metric("spo2_min", "double precision NOT NULL", "%", "SpO2 lowest window",
+           "Lowest window mean (one window can hold an artefact: see nadir)."),
+    Metric("nadir", "double precision NOT NULL", "%", "Nadir",
+           "Lowest SpO2 held for 10 s, as pulse_min (the lowest window when no two windows follow each other).", 1,
+           "percent", NADIR_BANDS),
+    Metric("t90_s", "integer NOT NULL", "s", "T90",
+           "Time whose window mean is below 90 % (from 5-second means: docs/sessions.md says how far from "
+           "1-second readings)."),
+    Metric("t90_pct", "double precision NOT NULL", "%", "T90 %", "t90_s as a percentage of recorded_s.", 1, "percent",
+           T90_BANDS),
+    Metric("t88_s", "integer NOT NULL", "s", "T88",
+           "Time whose window mean is at or below 88 % (Medicare's home-oxygen criterion: 5 minutes or more "
+           "at or below 88 %).", 0, "dtdurations"),
+    Metric("t88_pct", "double precision NOT NULL", "%", "T88 %", "t88_s as a percentage of recorded_s."),
+    Metric("below_s", "integer", "s", "Below",
+           "Time whose window mean is below ROLLUP_BELOW's SpO2 threshold (the column comment holds it); NULL "
+           "when ROLLUP_BELOW names none."),
+    Metric("below_pct", "double precision", "%", "Below %", "below_s as a percentage of recorded_s."),
+    Metric("desat3", "integer NOT NULL", "", "Desaturations ≥3",
+           "Desaturations of at least 3 points (the rule in docs/sessions.md)."),
+    Metric("desat4", "integer NOT NULL", "", "Desaturations ≥4", "The same of at least 4 points."),
+    Metric("odi3", "double precision NOT NULL", "/h", "ODI3", "desat3 per hour of recorded_s.", 1, "none", ODI_BANDS),
+    Metric("odi4", "double precision NOT NULL", "/h", "ODI4", "desat4 per hour of recorded_s.", 1, "none", ODI_BANDS),
+    Metric("hypoxic_burden", "double precision NOT NULL", "%·min/h", "Hypoxic burden",
+           "Area of the ≥3-point desaturations below the level before each (percentage points × minutes) per "
+           "hour of recorded_s, after Azarbarzin et al., Eur Heart J 2019 (there: respiratory events and an "
+           "ensemble-averaged search window).", 1, "none"),
+    Metric("desat_depth", "double precision", "points", "Desat depth",
+           "Mean depth of the ≥3-point desaturations (level before − lowest mean); NULL without any.", 1, "none"),
+    Metric("desat_duration", "double precision", "s", "Desat duration",
+           "Mean duration of the ≥3-point desaturations (first fallen window's start to the recovering "
+           "window's); NULL without any.", 0, "s"),
+    Metric("pulse_mean", "double precision", "bpm", "Pulse mean", "Mean of the pulse field's window means.", 0,
+           "suffix:bpm"),
+    Metric("pulse_min", "double precision", "bpm", "Pulse min",
+           "Lowest pulse held for 10 s: the lowest, over two consecutive windows, of the higher of their "
+           "means (a one-second artefact moves one window).", 0, "suffix:bpm"),
+    Metric("pulse_max", "double precision", "bpm", "Pulse max", "Highest pulse held for 10 s, likewise.", 0,
+           "suffix:bpm"),
+)
+
+
+@dataclass(frozen=True)
+class Event:
+    """One desaturation: start of its first fallen window, duration to the recovering window's start (s),
+    depth below the level before it (points) and area below that level (points × seconds)."""
+
+    start: int
+    duration: int
+    depth: float
+    area: float
+
+
+def desaturation_events(times, values, window, drop):
+    """The desaturations of at least `drop` points in window means (times ascending, epoch seconds).
+
+    Jung/Hwang's fiducial points, on window means (docs/sessions.md): a window whose mean is lower than
+    the one just before it starts a candidate, that earlier mean being its level; the means fall on (a
+    rise of more than RISE_ALLOWED above the lowest so far abandons it, and the search goes on from the
+    next window) until the lowest is `drop` below the level; the event ends at the first window at least
+    EVENT_MIN_S after its start that is back within RECOVERED of the level, or `drop` above its lowest.
+    It counts when it lasted at most EVENT_MAX_S and held HELD windows more than RECOVERED below its
+    level; the search resumes after its end. A missing window ends a candidate or an event uncounted."""
+    events, n, i = [], len(times), 1
+    while i < n:
+        if times[i] - times[i - 1] != window or values[i] >= values[i - 1]:
+            i += 1
+            continue
+        level, first, lowest, j = values[i - 1], i, values[i], i + 1
+        while lowest > level - drop and j < n and times[j] - times[j - 1] == window:
+            if values[j] > lowest + RISE_ALLOWED:
+                break
+            lowest = min(lowest, values[j])
+            j += 1
+        if lowest > level - drop:
+            i = first + 1
+            continue
+        k = j
+        while k < n and times[k] - times[k - 1] == window:
+            lowest = min(lowest, values[k])
+            back = level - values[k] <= RECOVERED or values[k] - lowest >= drop
+            if back and times[k] - times[first] >= EVENT_MIN_S:
+                break
+            k += 1
+        if k >= n or times[k] - times[k - 1] != window:
+            i = k + 1
+            continue
+        below = [level - values[q] for q in range(first, k)]
+        if times[k] - times[first - 1] <= EVENT_MAX_S and sum(d > RECOVERED for d in below) >= HELD:
+            events.append(Event(times[first], times[k] - times[first], level - lowest,
+                                math.fsum(d for d in below if d > 0) * window))
+        i = k + 1
+    return events
 
 
 def desaturations(times, values, window, drops=DROPS):
-    """{drop: how many desaturations of at least `drop` points the window means hold} (times ascending).
+    """{drop: how many desaturations of at least `drop` points the window means hold}."""
+    return {drop: len(desaturation_events(times, values, window, drop)) for drop in drops}
 
-    An event starts at a window whose mean is at least `drop` below its baseline (the mean of the
-    windows in the BASELINE_S before it, if they cover BASELINE_MIN_S); that level is then fixed. It
-    lasts while the following windows, with none missing, stay at or below it, and counts when it
-    spans EVENT_MIN_S. Detection resumes at the window that ends it."""
-    need = max(1, math.ceil(EVENT_MIN_S / window))
-    enough = math.ceil(BASELINE_MIN_S / window)  # windows of baseline needed
-    shallowest = min(drops)
-    recent_t, recent_v, running = deque(), deque(), 0.0
-    events = {}  # drop -> [fixed level, windows so far, last window] of an event under way
-    counts = dict.fromkeys(drops, 0)
-    for t, v in zip(times, values):
-        while recent_t and recent_t[0] < t - BASELINE_S:
-            recent_t.popleft()
-            running -= recent_v.popleft()
-        if events:
-            for drop, event in list(events.items()):
-                if v <= event[0] and t == event[2] + window:
-                    event[1], event[2] = event[1] + 1, t
-                else:
-                    counts[drop] += event[1] >= need
-                    del events[drop]
-        n = len(recent_v)
-        # the running sum only shortlists: the baseline compared is summed exactly, so a long night's
-        # rounding never decides an event
-        if n >= enough and v <= running / n - shallowest + 1e-6 and len(events) < len(drops):
-            baseline = math.fsum(recent_v) / n
-            for drop in drops:
-                if drop not in events and v <= baseline - drop:
-                    events[drop] = [baseline - drop, 1, t]
-        recent_t.append(t)
-        recent_v.append(v)
-        running += v
-    for drop, event in events.items():
-        counts[drop] += event[1] >= need
-    return counts
+
+def held(times, values, window, lowest=True):
+    """The lowest (or highest) value held for HELD consecutive windows: of each HELD windows in a row,
+    the highest (lowest) mean, then the lowest (highest) of those; a one-window artefact never sets it.
+    Without HELD windows in a row, the lowest (highest) window."""
+    pick, keep = (max, min) if lowest else (min, max)
+    found = [pick(values[i - HELD + 1:i + 1]) for i in range(HELD - 1, len(values))
+             if times[i] - times[i - HELD + 1] == (HELD - 1) * window]
+    return keep(found) if found else keep(values)
 
 
 @dataclass
@@ -102,20 +190,29 @@ class Summary:
 
 
 def summarise(rows, window, run_started, below=None):
-    """One session's row from its windows [(epoch start, spo2, pulse)], spo2 never None."""
+    """One session's row, keyed by METRICS' columns, from its windows [(epoch start, spo2, pulse)], spo2
+    never None."""
     times = [r[0] for r in rows]
     spo2 = [r[1] for r in rows]
-    pulse = [r[2] for r in rows if r[2] is not None]
+    timed_pulse = [(r[0], r[2]) for r in rows if r[2] is not None]
+    pulse = [p for _, p in timed_pulse]
     recorded = len(rows) * window
-    t90 = sum(v < T90 for v in spo2) * window
-    events = desaturations(times, spo2, window)
     hours = recorded / 3600
+    t90 = sum(v < T90 for v in spo2) * window
+    t88 = sum(v <= T88 for v in spo2) * window
+    counts = desaturations(times, spo2, window)
+    events = desaturation_events(times, spo2, window, min(DROPS))
     row = {"run_started": run_started, "ended": times[-1] + window, "recorded_s": recorded,
-           "spo2_mean": math.fsum(spo2) / len(spo2), "spo2_min": min(spo2),
-           "t90_s": t90, "t90_pct": 100.0 * t90 / recorded, "below_s": None, "below_pct": None,
-           "desat3": events[3], "desat4": events[4], "odi3": events[3] / hours, "odi4": events[4] / hours,
+           "spo2_mean": math.fsum(spo2) / len(spo2), "spo2_min": min(spo2), "nadir": held(times, spo2, window),
+           "t90_s": t90, "t90_pct": 100.0 * t90 / recorded, "t88_s": t88, "t88_pct": 100.0 * t88 / recorded,
+           "below_s": None, "below_pct": None,
+           "desat3": counts[3], "desat4": counts[4], "odi3": counts[3] / hours, "odi4": counts[4] / hours,
+           "hypoxic_burden": math.fsum(e.area for e in events) / 60 / hours,
+           "desat_depth": math.fsum(e.depth for e in events) / len(events) if events else None,
+           "desat_duration": math.fsum(e.duration for e in events) / len(events) if events else None,
            "pulse_mean": math.fsum(pulse) / len(pulse) if pulse else None,
-           "pulse_min": min(pulse) if pulse else None, "pulse_max": max(pulse) if pulse else None}
+           "pulse_min": held([t for t, _ in timed_pulse], pulse, window) if pulse else None,
+           "pulse_max": held([t for t, _ in timed_pulse], pulse, window, lowest=False) if pulse else None}
     if below is not None:
         row["below_s"] = sum(v < below for v in spo2) * window
         row["below_pct"] = 100.0 * row["below_s"] / recorded
@@ -201,14 +298,20 @@ class Sessions:
             cur.execute(sql.SQL("DROP TABLE {}").format(self.table))
         columns = [sql.SQL("{} text NOT NULL").format(sql.Identifier(t)) for t in self.tags]
         columns.append(sql.SQL("started timestamptz NOT NULL"))
-        columns += [sql.SQL("{} " + kind).format(sql.Identifier(n)) for n, kind in COLUMNS]
+        columns += [sql.SQL("{} " + m.kind).format(sql.Identifier(m.column)) for m in METRICS]
         key = [sql.Identifier(t) for t in self.tags] + [sql.Identifier("started")]
         cur.execute(sql.SQL("CREATE TABLE {} ({}, PRIMARY KEY ({}))").format(
             self.table, sql.SQL(", ").join(columns), sql.SQL(", ").join(key)))
         cur.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(self.table, sql.Literal(self.definition())))
-        if self.below is not None:
-            cur.execute(sql.SQL("COMMENT ON COLUMN {}.below_s IS {}").format(
-                self.table, sql.Literal(f"{self.below:g}")))
+        for metric in METRICS:  # below_s: its threshold, which the dashboard reads
+            if metric.column != "below_s":
+                comment = f"{metric.definition} Unit: {metric.unit}." if metric.unit else metric.definition
+            elif self.below is not None:
+                comment = f"{self.below:g}"
+            else:
+                continue
+            cur.execute(sql.SQL("COMMENT ON COLUMN {}.{} IS {}").format(
+                self.table, sql.Identifier(metric.column), sql.Literal(comment)))
         if archive_span(cur, self.db.table)[0] is not None:
             if found:
                 log.info("the sessions were computed with %s, now %s: computing them again from every archived "
@@ -340,9 +443,9 @@ class Sessions:
         return [r[0] for r in cur.fetchall()]
 
     def _insert(self, cur, device, summary):
-        names = list(self.tags) + ["started"] + [n for n, _ in COLUMNS]
+        names = list(self.tags) + ["started"] + [m.column for m in METRICS]
         row = dict(summary.row, run_started=rfc3339(summary.row["run_started"]), ended=rfc3339(summary.row["ended"]))
-        values = list(device) + [rfc3339(summary.started)] + [row[n] for n, _ in COLUMNS]
+        values = list(device) + [rfc3339(summary.started)] + [row[m.column] for m in METRICS]
         cur.execute(sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
             self.table, sql.SQL(", ").join(sql.Identifier(n) for n in names),
             sql.SQL(", ").join(sql.Placeholder() * len(names))), values)

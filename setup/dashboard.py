@@ -10,8 +10,12 @@ as the read-only role; tests/test_dashboard.py expands and runs each one.
 
 import json
 import os
+import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+from loader.sessions import MEAN_BANDS, METRICS, NADIR_BANDS, ODI_BANDS, T90_BANDS  # noqa: E402
+
 TABLE = "pox_five_second_mean"
 DS = {"type": "grafana-postgresql-datasource", "uid": "${DS_INFLUX_ARCHIVE}"}
 RANGE = "($__timeTo()::timestamptz - $__timeFrom()::timestamptz)"
@@ -21,12 +25,11 @@ LEVELS = (("", "6 hours", None), ("_1m", "7 days", "1 minute"), ("_1h", "120 day
 FIVE_SECOND_BUCKET = "greatest('$__interval'::interval, interval '5 seconds')"
 DEVICE = "uid"
 
-# Colours at clinically meaningful thresholds (README "Reading the dashboard" says where each comes from)
-ODI_STEPS = [("green", None), ("yellow", 5), ("orange", 15), ("red", 30)]  # normal, mild, moderate, severe
-T90_STEPS = [("green", None), ("yellow", 1), ("red", 10)]  # % of recorded time below 90 %
-SPO2_LOW_STEPS = [("red", None), ("orange", 80), ("yellow", 85), ("green", 90)]  # lowest SpO2
-SPO2_MEAN_STEPS = [("red", None), ("yellow", 90), ("green", 94)]
-SPO2_BANDS = [("red", None), ("#FF9830", 90), ("transparent", 94)]  # below 90 red, 90-94 amber
+# The session metrics' colour bands are declared with them (loader/sessions.py); the SpO2 graph's bands
+# are the mean's: below 90 red, 90-94 yellow (the same yellow as every stat and table cell)
+SPO2_BANDS = [("red", None), ("yellow", 90), ("transparent", 94)]
+BPM = "suffix:bpm"  # Grafana puts the space before the suffix itself
+DURATION = [{"id": "unit", "value": "dtdurations"}, {"id": "decimals", "value": 2}]  # 7 hours, 59 minutes
 
 
 def steps(pairs):
@@ -108,18 +111,35 @@ def summaries_sql(devices):
             f" ORDER BY {tag}p.ord")
 
 
-SESSION_COLUMNS = ("started AS \"Started\", ended AS \"Ended\", recorded_s AS \"Recorded\", "
-                   "round(spo2_mean::numeric, 1) AS \"SpO2 mean\", spo2_min AS \"SpO2 lowest\", "
-                   "round(t90_pct::numeric, 1) AS \"T90 %\", round(odi3::numeric, 1) AS \"ODI3\", "
-                   "round(odi4::numeric, 1) AS \"ODI4\", round(pulse_mean::numeric) AS \"Pulse mean\", "
-                   "pulse_min AS \"Pulse min\", pulse_max AS \"Pulse max\"")
+def session_column(metric):
+    """A sessions column as the Sessions table shows it: rounded to its decimals, titled."""
+    if metric.kind.startswith("double precision"):
+        return f'round({metric.column}::numeric, {metric.decimals}) AS "{metric.title}"'
+    return f'{metric.column} AS "{metric.title}"'
+
+
+SHOWN = [m for m in METRICS if m.decimals is not None]
+SESSION_COLUMNS = ", ".join(['started AS "Started"'] + [session_column(m) for m in SHOWN])
+
+
+def session_overrides():
+    """The Sessions table's units and colours, from the metrics' declarations."""
+    out = []
+    for m in SHOWN:
+        props = DURATION if m.grafana_unit == "dtdurations" else (
+            [{"id": "unit", "value": m.grafana_unit}] if m.grafana_unit else [])
+        if m.bands:
+            props = props + [{"id": "thresholds", "value": steps(m.bands)},
+                             {"id": "custom.cellOptions", "value": {"type": "color-background", "mode": "basic"}}]
+        if props:
+            out.append(column(m.title, props))
+    return out
 
 
 def sessions_sql(devices):
     device_column = f'{DEVICE} AS "Device", ' if devices else ""
     return ("-- Every session (a night: readings without a gap longer than SESSION_GAP, at least SESSION_MIN\n"
-            "-- long) overlapping the dashboard's range, newest first; kept by the loader (README: Sessions, T90\n"
-            "-- and ODI).\n"
+            "-- long) overlapping the dashboard's range, newest first; kept by the loader (docs/sessions.md).\n"
             f"SELECT {device_column}{SESSION_COLUMNS}\n"
             f"  FROM {TABLE}_sessions\n"
             " WHERE started < $__timeTo()::timestamptz AND ended > $__timeFrom()::timestamptz"
@@ -142,13 +162,15 @@ def target(sql, fmt):
     return [{"refId": "A", "datasource": DS, "format": fmt, "rawQuery": True, "editorMode": "code", "rawSql": sql}]
 
 
-def stat(pid, title, sql, x, w, unit, thresholds, description, decimals=None):
+def stat(pid, title, sql, x, w, unit, thresholds, description, decimals=None, fields=""):
+    """A stat of the last session; fields: which columns it shows ("": the numeric ones; a time needs
+    its name, as a /regex/)."""
     defaults = {"unit": unit, "thresholds": steps(thresholds), "color": {"mode": "thresholds"}}
     if decimals is not None:
         defaults["decimals"] = decimals
     return {"id": pid, "type": "stat", "title": title, "description": description, "datasource": DS,
             "gridPos": {"h": 4, "w": w, "x": x, "y": 0},
-            "options": {"reduceOptions": {"values": True, "calcs": ["lastNotNull"], "fields": ""},
+            "options": {"reduceOptions": {"values": True, "calcs": ["lastNotNull"], "fields": fields},
                         "colorMode": "background", "graphMode": "none", "textMode": "value_and_name",
                         "justifyMode": "center"},
             "fieldConfig": {"defaults": defaults, "overrides": []}, "targets": target(sql, "table")}
@@ -158,66 +180,54 @@ def column(name, props):
     return {"matcher": {"id": "byName", "options": name}, "properties": props}
 
 
-def coloured(thresholds, unit=None):
-    props = [{"id": "thresholds", "value": steps(thresholds)},
-             {"id": "custom.cellOptions", "value": {"type": "color-background", "mode": "basic"}}]
-    return props + ([{"id": "unit", "value": unit}] if unit else [])
-
-
 def dashboard(devices):
     panels = [
         stat(1, "ODI4 (last session)", last_session_sql('round(odi4::numeric, 1) AS "ODI4"', devices), 0, 4,
-             "none", ODI_STEPS, "Desaturations of at least 4 points per hour of recorded time (README: Sessions, T90 "
-             "and ODI). Under 5 normal, 5-15 mild, 15-30 moderate, 30 and over severe.", 1),
-        stat(2, "T90 (last session)", last_session_sql('t90_pct AS "T90"', devices), 4, 4, "percent", T90_STEPS,
+             "none", ODI_BANDS, "Desaturations of at least 4 points per hour of recorded time (docs/sessions.md). "
+             "Under 5 normal, 5-15 mild, 15-30 moderate, 30 and over severe.", 1),
+        stat(2, "T90 (last session)", last_session_sql('t90_pct AS "T90"', devices), 4, 4, "percent", T90_BANDS,
              "Share of recorded time with the 5-second mean SpO2 below 90 %.", 1),
-        stat(3, "Lowest SpO2", last_session_sql('spo2_min AS "Lowest"', devices), 8, 4, "percent", SPO2_LOW_STEPS,
-             "Lowest 5-second mean of the last session (a 1-second reading may have been lower).", 1),
-        stat(4, "Mean SpO2", last_session_sql('spo2_mean AS "Mean"', devices), 12, 4, "percent", SPO2_MEAN_STEPS,
+        stat(3, "Nadir", last_session_sql('nadir AS "Nadir"', devices), 8, 4, "percent", NADIR_BANDS,
+             "Lowest SpO2 of the last session held for 10 s (two 5-second means): a one-second artefact "
+             "never sets it.", 1),
+        stat(4, "Mean SpO2", last_session_sql('spo2_mean AS "Mean"', devices), 12, 4, "percent", MEAN_BANDS,
              "Mean SpO2 of the last session.", 1),
         stat(5, "Pulse range", last_session_sql('pulse_min AS "Min", pulse_max AS "Max"', devices), 16, 4,
-             "suffix: bpm", [("blue", None)], "Lowest and highest 5-second mean pulse of the last session.", 0),
+             BPM, [("blue", None)], "Lowest and highest pulse of the last session held for 10 s.", 0),
         stat(6, "Last session ended", last_session_sql('ended AS "Ended"', devices), 20, 4, "dateTimeFromNow",
-             [("text", None)], "When the last session's last reading was taken."),
+             [("text", None)], "When the last session's last reading was taken.", fields="/^Ended$/"),
         {"id": 7, "type": "timeseries", "title": "SpO2", "datasource": DS, "interval": "5s",
          "gridPos": {"h": 9, "w": 24, "x": 0, "y": 4},
-         "description": "Mean and lowest SpO2 per bucket. Red below 90 %, amber 90-94 %; a break where no "
-                        "readings were taken.",
-         "fieldConfig": {"defaults": {"unit": "percent", "min": 70, "max": 100, "decimals": 1,
+         "description": "Mean and lowest SpO2 per bucket. Red below 90 %, yellow 90-94 %; a break where no "
+                        "readings were taken. The axis starts at 70 % unless a reading is lower.",
+         "fieldConfig": {"defaults": {"unit": "percent", "max": 100, "decimals": 1,
                                       "thresholds": steps(SPO2_BANDS),
-                                      "custom": {"spanNulls": False, "thresholdsStyle": {"mode": "line+area"}}},
+                                      "custom": {"spanNulls": False, "axisSoftMin": 70,
+                                                 "thresholdsStyle": {"mode": "line+area"}}},
                          "overrides": []},
          "targets": target(series_sql("spo2", "SpO2", (("mean", "avg", "mean"), ("lowest", "min", "min")), devices),
                            "time_series")},
         {"id": 8, "type": "timeseries", "title": "Pulse", "datasource": DS, "interval": "5s",
          "gridPos": {"h": 9, "w": 24, "x": 0, "y": 13},
          "description": "Mean, lowest and highest pulse per bucket; a break where no readings were taken.",
-         "fieldConfig": {"defaults": {"unit": "suffix: bpm", "decimals": 0, "custom": {"spanNulls": False}},
+         "fieldConfig": {"defaults": {"unit": BPM, "decimals": 0, "custom": {"spanNulls": False}},
                          "overrides": []},
          "targets": target(series_sql("bpm", "Pulse", (("mean", "avg", "mean"), ("min", "min", "min"),
                                                         ("max", "max", "max")), devices), "time_series")},
         {"id": 9, "type": "table", "title": "Sessions", "datasource": DS, "gridPos": {"h": 9, "w": 24, "x": 0, "y": 22},
          "description": "Recording sessions overlapping the range, newest first; click a header to sort.",
-         "fieldConfig": {"defaults": {}, "overrides": [
-             column("Recorded", [{"id": "unit", "value": "dtdurations"}]),
-             column("SpO2 mean", coloured(SPO2_MEAN_STEPS, "percent")),
-             column("SpO2 lowest", coloured(SPO2_LOW_STEPS, "percent")),
-             column("T90 %", coloured(T90_STEPS)),
-             column("ODI3", coloured(ODI_STEPS)), column("ODI4", coloured(ODI_STEPS)),
-             column("Pulse mean", [{"id": "unit", "value": "suffix: bpm"}]),
-             column("Pulse min", [{"id": "unit", "value": "suffix: bpm"}]),
-             column("Pulse max", [{"id": "unit", "value": "suffix: bpm"}])]},
+         "fieldConfig": {"defaults": {}, "overrides": session_overrides()},
          "targets": target(sessions_sql(devices), "table")},
         {"id": 10, "type": "table", "title": "Summaries", "datasource": DS,
          "gridPos": {"h": 7, "w": 24, "x": 0, "y": 31},
          "description": "Rolling periods ending at the end of the range, from the hourly rollup.",
          "fieldConfig": {"defaults": {}, "overrides": [
-             column("Time below threshold", [{"id": "unit", "value": "dtdurations"}]),
+             column("Time below threshold", DURATION),
              column("SpO2 mean", [{"id": "unit", "value": "percent"}]),
              column("SpO2 lowest", [{"id": "unit", "value": "percent"}]),
-             column("Pulse mean", [{"id": "unit", "value": "suffix: bpm"}]),
-             column("Pulse min", [{"id": "unit", "value": "suffix: bpm"}]),
-             column("Pulse max", [{"id": "unit", "value": "suffix: bpm"}])]},
+             column("Pulse mean", [{"id": "unit", "value": BPM}]),
+             column("Pulse min", [{"id": "unit", "value": BPM}]),
+             column("Pulse max", [{"id": "unit", "value": BPM}])]},
          "targets": target(summaries_sql(devices), "table")},
     ]
     variables = []

@@ -10,7 +10,8 @@ from loader.config import SETTINGS  # noqa: E402
 NEEDED_FOR_FLUX = {"INFLUX_TOKEN": "Required for flux (and for Cloud with influxql)", "INFLUX_ORG": "Required for flux"}
 
 
-def main():
+def env_example():
+    """The text of .env.example."""
     out = ["# influx-archive settings. Copy to .env (chmod 600) and fill in the Required ones.",
            "# Variables already in the environment override this file. Durations: 5s, 15m, 1h, 30d, 2w.",
            "# The reference script's keys CONNECTION, TOKEN, ORG and PG_CONNECT are accepted as aliases.",
@@ -26,7 +27,11 @@ def main():
             out.append(f"# e.g. {s.key}={s.example}")
         out.append(f"{s.key}={s.example}" if active else f"# {s.key}={s.default or ''}")
         out.append("")
-    print("\n".join(out), end="")
+    return "\n".join(out)
+
+
+def main():
+    print(env_example(), end="")
 
 
 if __name__ == "__main__":

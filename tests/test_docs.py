@@ -8,7 +8,7 @@ import re
 
 from loader.cli import COMMANDS
 from loader.config import SETTINGS
-from setup import commands_doc
+from setup import commands_doc, env_example, sessions_doc
 from tests.support.harness import ROOT
 
 
@@ -22,8 +22,14 @@ def test_the_commands_table_and_reference_are_generated_from_the_cli_declaration
     for name in COMMANDS:
         assert f"## {name}\n" in commands_doc.commands_md()
 
+def test_the_sessions_reference_is_generated_from_the_metrics_declarations():
+    with open(os.path.join(ROOT, "docs", "sessions.md"), encoding="utf-8") as handle:
+        assert handle.read() == sessions_doc.sessions_md(), "run: python3 setup/sessions_doc.py"
+
+
 def test_env_example_documents_every_setting():
     text = open(os.path.join(ROOT, ".env.example"), encoding="utf-8").read()
+    assert text == env_example.env_example(), "run: python3 setup/env_example.py > .env.example"  # help texts too
     documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", text, re.M))
     assert documented == {s.key for s in SETTINGS}
     for s in SETTINGS:

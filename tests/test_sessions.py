@@ -8,7 +8,7 @@ import psycopg2
 import pytest
 
 from loader.job import Job
-from loader.sessions import MAX_S, desaturations, sessions_of
+from loader.sessions import MAX_S, METRICS, desaturations, sessions_of
 from tests.support.archive import archive_rows
 from tests.support.harness import DAY, HOUR, FixedClock, make_config
 from tests.support.readings import feed_standin
@@ -69,8 +69,10 @@ def test_a_slow_drift_below_90_is_time_below_90_not_desaturations():
     assert row["t90_s"] == below > 0 and math.isclose(row["t90_pct"], 100 * below / 3600)
 
 
-def test_a_long_desaturation_is_one_event_and_a_missing_window_ends_one():
-    rows = means(with_dips(3600, 5, 600, every=3600, first=600))  # ten minutes at 91 %
+def test_a_long_fall_is_a_change_of_baseline_and_a_missing_window_ends_an_event():
+    rows = means(with_dips(3600, 5, 600, every=3600, first=600))  # ten minutes at 91 %: T90's, not an event
+    assert desaturations([r[0] for r in rows], [r[1] for r in rows], W) == {3: 0, 4: 0}
+    rows = means(with_dips(3600, 5, 100, every=3600, first=600))  # 100 s: within EVENT_MAX_S (120 s)
     assert desaturations([r[0] for r in rows], [r[1] for r in rows], W) == {3: 1, 4: 1}
     rows = means(with_dips(3600, 5, 15, every=3600, first=600))  # 15 s: three windows, an event
     assert desaturations([r[0] for r in rows], [r[1] for r in rows], W) == {3: 1, 4: 1}
@@ -78,9 +80,49 @@ def test_a_long_desaturation_is_one_event_and_a_missing_window_ends_one():
     assert desaturations([r[0] for r in holed], [r[1] for r in holed], W) == {3: 0, 4: 0}
 
 
-def test_without_a_minute_of_baseline_no_event_starts():
-    rows = means(with_dips(3600, 5, 20, every=3600, first=30))  # a dip 30 s after the oximeter went on
+def test_a_cluster_of_30_dips_of_5_points_20_s_each_40_s_apart_in_one_hour_is_odi4_30():
+    readings = with_dips(3600, 5, 20, every=60, first=600)  # 30 dips from minute 10 to minute 40
+    readings = {t: v if t < T0 + 600 + 30 * 60 else 96.0 for t, v in readings.items()}
+    row = night(means(readings))
+    assert (row["desat3"], row["desat4"]) == (30, 30) and math.isclose(row["odi4"], 30)
+    assert math.isclose(row["desat_depth"], 5) and row["desat_duration"] == 20
+    # each event's area below its level: 5 points for 20 s
+    assert math.isclose(row["hypoxic_burden"], 30 * 5 * 20 / 60)
+
+
+@pytest.mark.parametrize("offset", [0, 3])
+def test_dips_of_12_s_count_whether_or_not_they_line_up_with_the_windows(offset):
+    row = night(means(with_dips(3600, 5, 12, offset=offset)))
+    assert (row["desat3"], row["desat4"]) == (12, 12)
+
+
+def test_a_dip_that_starts_with_the_recording_has_no_level_and_is_not_counted():
+    rows = means(with_dips(3600, 5, 20, every=3600, first=0))
     assert desaturations([r[0] for r in rows], [r[1] for r in rows], W) == {3: 0, 4: 0}
+
+
+def test_one_second_artefacts_set_neither_an_event_the_nadir_nor_the_pulse_extremes():
+    readings = with_dips(3600, 0, 0)
+    readings[T0 + 1802] = 84.0  # a motion artefact: one reading 12 points low
+    rows = [(t, v, 40.0 if t == T0 + 900 else 240.0 if t == T0 + 2700 else 60.0) for t, v, _ in means(readings)]
+    row = night(rows)
+    assert (row["desat3"], row["desat4"]) == (0, 0)
+    assert row["spo2_min"] < 94 and row["nadir"] == 96.0  # the lowest window holds it; held 10 s, nothing does
+    assert (row["pulse_min"], row["pulse_max"]) == (60.0, 60.0)  # a window at 40 bpm, one at 240: neither held
+
+
+def test_a_20_minute_break_inside_a_night_is_one_session_by_default():
+    gap = make_config("postgresql://localhost/x", "http://localhost:8086").session_gap
+    first = means({T0 + s: 96.0 for s in range(3 * 3600)})
+    after = [(t + 3 * 3600 + 20 * 60, v, p) for t, v, p in first[:480]]  # 20 minutes out, then 40 more
+    [session] = sessions_of(first + after, W, gap, 3600)
+    assert session.row["recorded_s"] == 3 * 3600 + 40 * 60
+    assert session.row["ended"] == T0 + 4 * 3600
+
+
+def test_a_session_row_has_exactly_the_declared_columns():
+    row = night(means(with_dips(3600, 5, 20)))
+    assert list(row) == [m.column for m in METRICS]
 
 
 def test_sessions_split_at_gaps_longer_than_session_gap_and_short_runs_are_not_sessions():
@@ -130,6 +172,12 @@ def oximeter_nights(devices=("a", "b"), nights=2, first=T0 - DAY):
     return points
 
 
+# the pulse of oximeter_nights, 55 + (s % 11) bpm, as 5-second means (57..63): the lowest and highest of
+# them held for two windows in a row
+_PULSE = [sum(55 + (5 * k + i) % 11 for i in range(5)) / 5 for k in range(12)]
+PULSE_HELD = (min(max(a, b) for a, b in zip(_PULSE, _PULSE[1:])), max(min(a, b) for a, b in zip(_PULSE, _PULSE[1:])))
+
+
 def stored(pg_url, tags=("uid",)):
     conn = psycopg2.connect(pg_url)
     try:
@@ -176,7 +224,7 @@ def test_a_night_crossing_midnight_and_a_chunk_boundary_is_one_session_per_devic
     for uid, started, ended, recorded, *_, desat3, desat4, odi3, odi4, _, pmin, pmax in [r[:1] + r[1:] for r in got]:
         assert ended - started == 8 * HOUR + 30 * 60 and recorded == ended - started - 10 * 60
         assert desat3 == desat4 == (8 * HOUR + 20 * 60) // 300  # every dip, none in the pause
-        assert (pmin, pmax) == (57.0, 63.0)  # 5-second means of 55..65
+        assert (pmin, pmax) == PULSE_HELD
     assert_same_sessions(got, recomputed(pg_url))
 
 
@@ -217,8 +265,8 @@ def test_a_changed_session_setting_recomputes_every_session(pg_url, standin, cha
     Job(make_config(pg_url, standin.url, INITIAL_LOOKBACK="3d", **{change: setting}), clock=FixedClock(NOW)).run()
     conn = psycopg2.connect(pg_url)
     cur = conn.cursor()
-    cur.execute("SELECT obj_description('pox_five_second_mean_sessions'::regclass, 'pg_class'), "
-                "col_description('pox_five_second_mean_sessions'::regclass, 9)")  # below_s
+    cur.execute("SELECT obj_description(attrelid, 'pg_class'), col_description(attrelid, attnum) FROM pg_attribute "
+                "WHERE attrelid = 'pox_five_second_mean_sessions'::regclass AND attname = 'below_s'")
     definition, threshold = cur.fetchone()
     cur.execute("SELECT count(*), min(below_s), min(t90_s) FROM pox_five_second_mean_sessions")
     count, below, t90 = cur.fetchone()
