@@ -29,7 +29,7 @@ DEVICE = "uid"
 # are the mean's: below 90 red, 90-94 yellow (the same yellow as every stat and table cell)
 SPO2_BANDS = [("red", None), ("yellow", 90), ("transparent", 94)]
 BPM = "suffix:bpm"  # Grafana puts the space before the suffix itself
-DURATION = [{"id": "unit", "value": "dtdurations"}, {"id": "decimals", "value": 2}]  # 7 hours, 59 minutes
+DURATION = [{"id": "unit", "value": "dtdurations"}, {"id": "decimals", "value": 1}]  # 7 hours, 59 minutes
 
 
 def steps(pairs):

@@ -3,9 +3,12 @@ Grafana's PostgreSQL data source expands it (macros, $__interval from range and 
 variable as Grafana quotes it, the TimescaleDB switch on or off) and run on the real PostgreSQL as a
 SELECT-only role, with TAGS empty and TAGS=uid with two devices, for 3 hours to 2 years and inside a gap."""
 
+import datetime
+import decimal
 import json
 import os
 import re
+import subprocess
 from collections import defaultdict
 
 import psycopg2
@@ -102,7 +105,7 @@ def check_table(title, rows, names, devices):
     elif title == "Sessions":
         started = [r[device] for r in rows]
         assert rows and started == sorted(started, reverse=True)
-        assert all(r[device + 5] > 0 for r in rows)  # T90 %: the dips are below 90
+        assert all(r[names.index("T90 %")] > 0 for r in rows)  # the dips are below 90
     else:  # a stat of the last session: one row per device
         assert len(rows) == (len(devices) or 1) and all(v is not None for r in rows for v in r), (title, rows)
 
@@ -206,3 +209,78 @@ def test_the_device_variable_lists_the_archived_devices(archive):
         cur.execute(variable["query"])
         assert [r[0] for r in cur.fetchall()] == list(devices)
     conn.close()
+
+
+GRAFANA = os.path.join(ROOT, "tests", "grafana")
+DURATIONS = {"Recorded", "T88", "Time below threshold"}  # dtdurations columns
+
+
+def grafana_display(payload):
+    """What Grafana's own display code (tests/grafana/display.cjs, @grafana/data) shows of each panel."""
+    if not os.path.isdir(os.path.join(GRAFANA, "node_modules", "@grafana", "data")):
+        pytest.fail("Grafana's packages are missing: tests/run installs them (npm ci in tests/grafana)")
+    out = subprocess.run(["node", os.path.join(GRAFANA, "display.cjs")], input=json.dumps(payload),
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout)
+
+
+def frame_field(name, values):
+    """A column of a query's answer as a data frame field, typed as Grafana's PostgreSQL data source
+    types it: timestamptz a time (epoch ms), numbers numbers, the rest strings."""
+    present = [v for v in values if v is not None]
+    if present and all(isinstance(v, datetime.datetime) for v in present):
+        return {"name": name, "type": "time", "values": [v and v.timestamp() * 1000 for v in values]}
+    if present and all(isinstance(v, (int, float, decimal.Decimal)) for v in present):
+        return {"name": name, "type": "number", "values": [None if v is None else float(v) for v in values]}
+    return {"name": name, "type": "string", "values": values}
+
+
+def colour_names(field_config):
+    found = [s["color"] for s in (field_config["defaults"].get("thresholds") or {}).get("steps", [])]
+    for override in field_config["overrides"]:
+        for prop in override["properties"]:
+            if prop["id"] == "thresholds":
+                found += [s["color"] for s in prop["value"]["steps"]]
+    return found
+
+
+def test_every_stat_and_table_cell_shows_its_value_in_grafanas_own_display_code(archive):
+    """Each stat and table panel's answer (run as the read-only role) through @grafana/data's field
+    display, as the Stat and Table panels show it: every stat a value (not "No data"), no doubled
+    space, a night's duration in hours and minutes; one yellow for 90-94 % everywhere; no time series
+    axis with a hard minimum that could hide a reading."""
+    name, devices, url = archive
+    conn = psycopg2.connect(url)
+    cur = conn.cursor()
+    payload = []
+    for panel in panels(name):
+        if panel["type"] == "timeseries":
+            assert "min" not in panel["fieldConfig"]["defaults"], panel["title"]  # soft minimums only
+            continue
+        [target] = panel["targets"]
+        cur.execute(expand(target["rawSql"], NOW - 3 * DAY, NOW, ALL[devices]))
+        rows, names = cur.fetchall(), [d[0] for d in cur.description]
+        payload.append({"title": panel["title"], "type": panel["type"], "fieldConfig": panel["fieldConfig"],
+                        "options": panel.get("options", {}), "colours": colour_names(panel["fieldConfig"]),
+                        "fields": [frame_field(n, [r[i] for r in rows]) for i, n in enumerate(names)]})
+        raw = {n: [r[i] for r in rows] for i, n in enumerate(names)}
+        payload[-1]["raw"] = {n: [v is None for v in vs] for n, vs in raw.items()}
+    conn.close()
+    shown = grafana_display(payload)
+    for panel, sent in zip(shown["panels"], payload):
+        assert panel["values"], panel["title"]
+        nulls = {n: list(flags) for n, flags in sent["raw"].items()}
+        for value in panel["values"]:
+            was_null = sent["type"] == "table" and nulls[value["name"]].pop(0)
+            assert value["text"] not in ("No data", "") or was_null, (panel["title"], value)
+            assert "  " not in value["text"], (panel["title"], value)
+            if value["name"] in DURATIONS and re.search(r"hour|day", value["text"]):
+                assert ", " in value["text"], (panel["title"], value)  # 7 hours, 59 minutes: not "7 hours"
+    graph = next(p for p in panels(name) if p["title"] == "SpO2")
+    band = {s["value"]: s["color"] for s in graph["fieldConfig"]["defaults"]["thresholds"]["steps"]}[90]
+    stat_band = {s["value"]: s["color"] for s in next(p for p in panels(name) if p["title"] == "Mean SpO2")[
+        "fieldConfig"]["defaults"]["thresholds"]["steps"]}[90]
+    colours = grafana_display([{"title": "bands", "type": "table", "fieldConfig": {"defaults": {}, "overrides": []},
+                                "options": {}, "fields": [], "colours": [band, stat_band]}])["colours"]
+    assert colours[band] == colours[stat_band]  # the 90-94 % band: one colour on the graph and the stats
