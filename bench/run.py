@@ -31,6 +31,8 @@ import uuid
 import psycopg2
 
 from loader import config as config_module
+from loader import late
+from loader.sources import open_source
 from loader.sources.flux import build_query
 from loader.windows import rfc3339
 from setup.demo_seed import lines as demo_lines
@@ -162,11 +164,14 @@ class Bench:
                     rfc3339(self.end - days * DAY), "--end", rfc3339(self.end)], env
         return prepare
 
-    def hourly_run(self, lookback="3h"):
+    def hourly_run(self, lookback="3h", late_lookback=None):
         """An hourly run on an archive made by a first run of INITIAL_LOOKBACK: with 30d, the steady state
-        of a Pi, whose every run also compares InfluxDB's counts of 30 days with the archive's (late.py)."""
+        of a Pi, whose every run also compares InfluxDB's counts of 30 days with the archive's (late.py);
+        late_lookback="0s" leaves the comparison out (its cost is the difference)."""
         def prepare():
             env = self.loader_env(self.database()) | {"INITIAL_LOOKBACK": lookback}
+            if late_lookback:
+                env["LATE_LOOKBACK"] = late_lookback
             subprocess.run([PYTHON, "-m", "loader", "--env-file", os.devnull, "run"], env=env, cwd=ROOT, check=True,
                            capture_output=True)  # the archive is current: the measured run is an hourly one
             conn = psycopg2.connect(env["PG_URL"])
@@ -175,6 +180,29 @@ class Bench:
             conn.close()
             return [PYTHON, "-m", "loader", "--env-file", os.devnull, "run"], env
         return prepare
+
+    def comparison_bytes(self, days, language="flux"):
+        """Bytes of InfluxDB's answers to the comparison's count requests over `days` (late.influx_counts,
+        a week per request), through the loader's own source."""
+        env = {"INFLUX_QUERY_LANGUAGE": language, "PG_URL": self.pg.url(), "FIELDS": "spo2,bpm"}
+        if language == "flux":
+            env |= {"INFLUX_URL": self.standin.url, "INFLUX_TOKEN": TOKEN, "INFLUX_ORG": ORG}
+        else:
+            env |= {"INFLUX_URL": self.influxd.url, "INFLUX_BUCKET": "pulse_oximeter"}
+        source = open_source(config_module.load(None, environ=env))
+        seen = []
+        request = source._http.request
+
+        def counting(*args, **kwargs):
+            response = request(*args, **kwargs)
+            seen.append(len(response.data))
+            return response
+        source._http.request = counting
+        try:
+            late.influx_counts(source.counts, self.end - days * DAY, self.end)
+        finally:
+            source.close()
+        return sum(seen), len(seen)
 
     def limit(self, days, keyed=False):
         # the means alone, as the reference asks them: no range filter and no table of refused counts
@@ -228,9 +256,22 @@ def main():
         bench.run("reference 1h", bench.reference(0))
         bench.run("loader run (hourly)", bench.hourly_run())
         bench.run("loader run (hourly, 30d)", bench.hourly_run("30d"))
+        bench.run("loader run (hourly, 30d, LATE_LOOKBACK=0s)", bench.hourly_run("30d", "0s"))
+        comparison = {"flux": bench.comparison_bytes(d)}
+        if not args.skip_influxql:
+            comparison["influxql"] = bench.comparison_bytes(d, "influxql")
     finally:
         bench.close()
     r = bench.results
+    if "loader run (hourly, 30d)" in r and "loader run (hourly, 30d, LATE_LOOKBACK=0s)" in r:
+        with_it, without = r["loader run (hourly, 30d)"], r["loader run (hourly, 30d, LATE_LOOKBACK=0s)"]
+        print(f"\nthe late-data comparison of {d} days, per hourly run, per day compared:")
+        wall, cpu = (with_it[0] - without[0]) / d * 1000, (with_it[1] - without[1]) / d * 1000
+        print(f"  wall {wall:6.1f} ms   cpu {cpu:6.1f} ms   (the difference between the two hourly runs on a "
+              f"{d}-day archive, / {d})")
+        for language, (size, requests) in comparison.items():
+            print(f"  {language:<9} {size / d / 1024:6.1f} kB asked of InfluxDB per day ({size / 1024:.0f} kB in "
+                  f"{requests} request(s); the free plan allows 300 MB per 5 minutes)")
     if args.only:
         return
     checks = [

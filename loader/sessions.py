@@ -133,17 +133,23 @@ def desaturation_events(times, values, window, drop):
     the one just before it starts a candidate, that earlier mean being its level; the means fall on (a
     rise of more than RISE_ALLOWED above the lowest so far abandons it, and the search goes on from the
     next window) until the lowest is `drop` below the level; the event ends at the first window at least
-    EVENT_MIN_S after its start that is back within RECOVERED of the level, or `drop` above its lowest.
+    EVENT_MIN_S after its start that is back within RECOVERED of the level, or `drop` above its lowest
+    (a fall that takes longer than EVENT_MAX_S to reach `drop` is abandoned like one that rises).
     It counts when it lasted at most EVENT_MAX_S and held HELD windows more than RECOVERED below its
     level; the search resumes after its end. A missing window ends a candidate or an event uncounted."""
     events, n, i = [], len(times), 1
+    # the lowest mean of each stretch of windows an event could reach its nadir in (a block of `span` and
+    # the next): where even that is not `drop` below, no candidate starts there (a smooth decline would
+    # otherwise be walked from each of its windows in turn)
+    span = EVENT_MAX_S // window + 1
+    reach = [min(values[b:b + 2 * span]) for b in range(0, n, span)]  # covers [i, i + span) from b = i // span
     while i < n:
-        if times[i] - times[i - 1] != window or values[i] >= values[i - 1]:
+        if times[i] - times[i - 1] != window or values[i] >= values[i - 1] or reach[i // span] > values[i - 1] - drop:
             i += 1
             continue
         level, first, lowest, j = values[i - 1], i, values[i], i + 1
         while lowest > level - drop and j < n and times[j] - times[j - 1] == window:
-            if values[j] > lowest + RISE_ALLOWED:
+            if values[j] > lowest + RISE_ALLOWED or times[j] - times[first - 1] > EVENT_MAX_S:
                 break
             lowest = min(lowest, values[j])
             j += 1
@@ -178,8 +184,11 @@ def held(times, values, window, lowest=True):
     the highest (lowest) mean, then the lowest (highest) of those; a one-window artefact never sets it.
     Without HELD windows in a row, the lowest (highest) window."""
     pick, keep = (max, min) if lowest else (min, max)
-    found = [pick(values[i - HELD + 1:i + 1]) for i in range(HELD - 1, len(values))
-             if times[i] - times[i - HELD + 1] == (HELD - 1) * window]
+    if times[-1] - times[0] == (len(times) - 1) * window:  # no window missing: the usual night, in C
+        return keep(map(pick, *(values[k:] for k in range(HELD)))) if len(values) >= HELD else keep(values)
+    runs = zip(*(values[k:] for k in range(HELD)))
+    spans = zip(times, times[HELD - 1:])
+    found = [pick(run) for run, (first, last) in zip(runs, spans) if last - first == (HELD - 1) * window]
     return keep(found) if found else keep(values)
 
 
@@ -200,8 +209,8 @@ def summarise(rows, window, run_started, below=None):
     hours = recorded / 3600
     t90 = sum(v < T90 for v in spo2) * window
     t88 = sum(v <= T88 for v in spo2) * window
-    counts = desaturations(times, spo2, window)
-    events = desaturation_events(times, spo2, window, min(DROPS))
+    found = {drop: desaturation_events(times, spo2, window, drop) for drop in DROPS}
+    counts, events = {drop: len(e) for drop, e in found.items()}, found[min(DROPS)]
     row = {"run_started": run_started, "ended": times[-1] + window, "recorded_s": recorded,
            "spo2_mean": math.fsum(spo2) / len(spo2), "spo2_min": min(spo2), "nadir": held(times, spo2, window),
            "t90_s": t90, "t90_pct": 100.0 * t90 / recorded, "t88_s": t88, "t88_pct": 100.0 * t88 / recorded,
