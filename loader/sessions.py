@@ -17,7 +17,9 @@ backfill or a rebuild replace the sessions they touch and never add a second one
 import contextlib
 import logging
 import math
+import operator
 from dataclasses import dataclass
+from itertools import compress
 
 from psycopg2 import sql
 
@@ -184,12 +186,10 @@ def held(times, values, window, lowest=True):
     the highest (lowest) mean, then the lowest (highest) of those; a one-window artefact never sets it.
     Without HELD windows in a row, the lowest (highest) window."""
     pick, keep = (max, min) if lowest else (min, max)
-    if times[-1] - times[0] == (len(times) - 1) * window:  # no window missing: the usual night, in C
-        return keep(map(pick, *(values[k:] for k in range(HELD)))) if len(values) >= HELD else keep(values)
-    runs = zip(*(values[k:] for k in range(HELD)))
-    spans = zip(times, times[HELD - 1:])
-    found = [pick(run) for run, (first, last) in zip(runs, spans) if last - first == (HELD - 1) * window]
-    return keep(found) if found else keep(values)
+    step = (HELD - 1) * window
+    picks = map(pick, *(values[k:] for k in range(HELD)))  # all in C: a night has some 6,000 windows
+    in_a_row = map(step.__eq__, map(operator.sub, times[HELD - 1:], times))
+    return keep(compress(picks, in_a_row), default=keep(values))
 
 
 @dataclass
@@ -201,14 +201,13 @@ class Summary:
 def summarise(rows, window, run_started, below=None):
     """One session's row, keyed by METRICS' columns, from its windows [(epoch start, spo2, pulse)], spo2
     never None."""
-    times = [r[0] for r in rows]
-    spo2 = [r[1] for r in rows]
-    timed_pulse = [(r[0], r[2]) for r in rows if r[2] is not None]
-    pulse = [p for _, p in timed_pulse]
+    times, spo2, pulses = map(list, zip(*rows))
+    pulse = [p for p in pulses if p is not None]
+    pulse_times = times if len(pulse) == len(times) else [t for t, p in zip(times, pulses) if p is not None]
     recorded = len(rows) * window
     hours = recorded / 3600
-    t90 = sum(v < T90 for v in spo2) * window
-    t88 = sum(v <= T88 for v in spo2) * window
+    t90 = sum(map(T90.__gt__, spo2)) * window
+    t88 = sum(map(T88.__ge__, spo2)) * window
     found = {drop: desaturation_events(times, spo2, window, drop) for drop in DROPS}
     counts, events = {drop: len(e) for drop, e in found.items()}, found[min(DROPS)]
     row = {"run_started": run_started, "ended": times[-1] + window, "recorded_s": recorded,
@@ -220,10 +219,10 @@ def summarise(rows, window, run_started, below=None):
            "desat_depth": math.fsum(e.depth for e in events) / len(events) if events else None,
            "desat_duration": math.fsum(e.duration for e in events) / len(events) if events else None,
            "pulse_mean": math.fsum(pulse) / len(pulse) if pulse else None,
-           "pulse_min": held([t for t, _ in timed_pulse], pulse, window) if pulse else None,
-           "pulse_max": held([t for t, _ in timed_pulse], pulse, window, lowest=False) if pulse else None}
+           "pulse_min": held(pulse_times, pulse, window) if pulse else None,
+           "pulse_max": held(pulse_times, pulse, window, lowest=False) if pulse else None}
     if below is not None:
-        row["below_s"] = sum(v < below for v in spo2) * window
+        row["below_s"] = sum(map(float(below).__gt__, spo2)) * window
         row["below_pct"] = 100.0 * row["below_s"] / recorded
     return Summary(times[0], row)
 
@@ -234,30 +233,35 @@ def sessions_of(rows, window, gap, minimum, below=None, run_started=None, last_e
     `gap` after the previous one's end; runs shorter than `minimum` are not sessions; longer than
     MAX_S, they are cut every MAX_S from their start. run_started, last_end: the run that the rows
     may continue (its earlier sessions already kept): where it began and where its last window ended."""
-    piece, run_start, index = [], run_started, None
+    piece, run_start, cut = [], run_started, None  # cut: where the run's next MAX_S begins
+    limit = None if last_end is None else last_end + gap  # a window starting after this ends the run
 
     def finish(run_goes_on):
         if piece and (run_goes_on or piece[-1][0] + window - run_start >= minimum):
             return summarise(piece, window, run_start, below)
         return None
 
-    for row in rows:
+    append = piece.append
+    for row in rows:  # a month of windows worn around the clock: kept to two comparisons a row
         t = row[0]
-        if last_end is not None and t - last_end > gap:  # a gap ends the run
+        if limit is not None and t > limit:  # a gap ends the run
             done = finish(False)
             if done:
                 yield done
-            piece, run_start = [], None
+            piece, run_start, cut = [], None, None
+            append = piece.append
         if run_start is None:
             run_start = t
-        if piece and (t - run_start) // MAX_S != index:  # the run goes on into its next MAX_S
-            done = finish(True)
-            if done:
-                yield done
-            piece = []
-        index = (t - run_start) // MAX_S
-        piece.append(row)
-        last_end = t + window
+        if cut is None or t >= cut:
+            if piece:  # the run goes on into its next MAX_S
+                done = finish(True)
+                if done:
+                    yield done
+                piece = []
+                append = piece.append
+            cut = run_start + ((t - run_start) // MAX_S + 1) * MAX_S
+        append(row)
+        limit = t + window + gap
     done = finish(False)
     if done:
         yield done
