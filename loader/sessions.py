@@ -17,9 +17,7 @@ backfill or a rebuild replace the sessions they touch and never add a second one
 import contextlib
 import logging
 import math
-import operator
 from dataclasses import dataclass
-from itertools import compress
 
 from psycopg2 import sql
 
@@ -181,15 +179,31 @@ def desaturations(times, values, window, drops=DROPS):
     return {drop: len(desaturation_events(times, values, window, drop)) for drop in drops}
 
 
-def held(times, values, window, lowest=True):
+def stretches(times, window):
+    """[(first, end)] index ranges of the windows that follow each other without one missing. Times are
+    whole windows apart and ascending, so [a, b] is unbroken exactly when times[b] - times[a] is
+    (b - a) windows: a binary search finds each break (a night has few)."""
+    out, first, n = [], 0, len(times)
+    while first < n:
+        lo, hi = first, n - 1
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if times[mid] - times[first] == (mid - first) * window:
+                lo = mid
+            else:
+                hi = mid - 1
+        out.append((first, lo + 1))
+        first = lo + 1
+    return out
+
+
+def held(values, runs, lowest=True):
     """The lowest (or highest) value held for HELD consecutive windows: of each HELD windows in a row,
     the highest (lowest) mean, then the lowest (highest) of those; a one-window artefact never sets it.
-    Without HELD windows in a row, the lowest (highest) window."""
+    runs: stretches() of the values' times. Without HELD windows in a row, the lowest (highest) window."""
     pick, keep = (max, min) if lowest else (min, max)
-    step = (HELD - 1) * window
-    picks = map(pick, *(values[k:] for k in range(HELD)))  # all in C: a night has some 6,000 windows
-    in_a_row = map(step.__eq__, map(operator.sub, times[HELD - 1:], times))
-    return keep(compress(picks, in_a_row), default=keep(values))
+    found = [keep(map(pick, *(values[a + k:b] for k in range(HELD)))) for a, b in runs if b - a >= HELD]
+    return keep(found) if found else keep(values)
 
 
 @dataclass
@@ -203,7 +217,9 @@ def summarise(rows, window, run_started, below=None):
     never None."""
     times, spo2, pulses = map(list, zip(*rows))
     pulse = [p for p in pulses if p is not None]
-    pulse_times = times if len(pulse) == len(times) else [t for t, p in zip(times, pulses) if p is not None]
+    runs = stretches(times, window)
+    pulse_runs = runs if len(pulse) == len(times) else stretches([t for t, p in zip(times, pulses) if p is not None],
+                                                                  window)
     recorded = len(rows) * window
     hours = recorded / 3600
     t90 = sum(map(T90.__gt__, spo2)) * window
@@ -211,7 +227,7 @@ def summarise(rows, window, run_started, below=None):
     found = {drop: desaturation_events(times, spo2, window, drop) for drop in DROPS}
     counts, events = {drop: len(e) for drop, e in found.items()}, found[min(DROPS)]
     row = {"run_started": run_started, "ended": times[-1] + window, "recorded_s": recorded,
-           "spo2_mean": math.fsum(spo2) / len(spo2), "spo2_min": min(spo2), "nadir": held(times, spo2, window),
+           "spo2_mean": math.fsum(spo2) / len(spo2), "spo2_min": min(spo2), "nadir": held(spo2, runs),
            "t90_s": t90, "t90_pct": 100.0 * t90 / recorded, "t88_s": t88, "t88_pct": 100.0 * t88 / recorded,
            "below_s": None, "below_pct": None,
            "desat3": counts[3], "desat4": counts[4], "odi3": counts[3] / hours, "odi4": counts[4] / hours,
@@ -219,8 +235,8 @@ def summarise(rows, window, run_started, below=None):
            "desat_depth": math.fsum(e.depth for e in events) / len(events) if events else None,
            "desat_duration": math.fsum(e.duration for e in events) / len(events) if events else None,
            "pulse_mean": math.fsum(pulse) / len(pulse) if pulse else None,
-           "pulse_min": held(pulse_times, pulse, window) if pulse else None,
-           "pulse_max": held(pulse_times, pulse, window, lowest=False) if pulse else None}
+           "pulse_min": held(pulse, pulse_runs) if pulse else None,
+           "pulse_max": held(pulse, pulse_runs, lowest=False) if pulse else None}
     if below is not None:
         row["below_s"] = sum(map(float(below).__gt__, spo2)) * window
         row["below_pct"] = 100.0 * row["below_s"] / recorded
