@@ -158,6 +158,41 @@ def last_session_sql(columns, devices):
             " ORDER BY started DESC LIMIT 1")
 
 
+def nights_sql(metric, devices):
+    """Each session (night) that started in the range, at its start: one point per night and device."""
+    device = f"{DEVICE} AS metric, " if devices else ""
+    return (f"-- Each night (session) started in the range, at its start; kept by the loader (docs/sessions.md).\n"
+            f"SELECT started AS time, {device}{session_column(metric)}\n"
+            f"  FROM {TABLE}_sessions\n"
+            " WHERE started >= $__timeFrom()::timestamptz AND started < $__timeTo()::timestamptz"
+            + (f" AND {DEVICE} IN ($device)" if devices else "") + "\n ORDER BY started")
+
+
+NIGHTS = ("odi4", "t90_pct", "nadir", "hypoxic_burden")  # the nights-over-months panels, left to right
+NIGHTS_RANGE = "1y"  # they show the last year whatever the dashboard's range: the record the archive is for
+
+
+def nights_panels(devices, first_id, y):
+    by_column = {m.column: m for m in METRICS}
+    panels = []
+    for index, column in enumerate(NIGHTS):
+        m = by_column[column]
+        custom = {"drawStyle": "line", "showPoints": "always", "pointSize": 5, "spanNulls": True}
+        if m.bands:
+            custom["thresholdsStyle"] = {"mode": "area"}
+        defaults = {"unit": m.grafana_unit, "decimals": m.decimals, "custom": custom}
+        if m.bands:
+            defaults["thresholds"] = steps(m.bands)
+        panels.append({
+            "id": first_id + index, "type": "timeseries", "title": f"{m.title}, night by night",
+            "datasource": DS, "timeFrom": NIGHTS_RANGE, "gridPos": {"h": 8, "w": 6, "x": 6 * index, "y": y},
+            "description": f"{m.definition} One point per night over the last year"
+                           + (", one line per device." if devices else "."),
+            "fieldConfig": {"defaults": defaults, "overrides": []},
+            "targets": target(nights_sql(m, devices), "time_series")})
+    return panels
+
+
 def target(sql, fmt):
     return [{"refId": "A", "datasource": DS, "format": fmt, "rawQuery": True, "editorMode": "code", "rawSql": sql}]
 
@@ -229,6 +264,7 @@ def dashboard(devices):
              column("Pulse min", [{"id": "unit", "value": BPM}]),
              column("Pulse max", [{"id": "unit", "value": BPM}])]},
          "targets": target(summaries_sql(devices), "table")},
+        *nights_panels(devices, 11, 38),
     ]
     variables = []
     if devices:
