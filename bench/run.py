@@ -276,12 +276,13 @@ def main():
         return
     checks = [
         (f"{d}-day Flux backfill CPU vs reference", r[f"loader flux backfill {d}d"][1] / r[f"reference {d}d"][1],
-         0.1),
+         0.06),  # with sessions and rollups (#19, #20)
         (f"{d}-day backfill wall vs limit", r[f"loader flux backfill {d}d"][0] / r[f"limit curl|psql {d}d"][0], 1.3),
         (f"{d}-day backfill peak RSS (MB)", r[f"loader flux backfill {d}d"][2], 120),
         (f"{ld}-day vs {d}-day peak RSS",
          r[f"loader flux backfill {ld}d"][2] / r[f"loader flux backfill {d}d"][2], 1.1),
         ("hourly run wall vs reference 1h", r["loader run (hourly)"][0] / r["reference 1h"][0], 1.0),
+        ("hourly run on a 30-day archive, wall", r["loader run (hourly, 30d)"][0] / r["reference 1h"][0], 1.0),
         ("hourly run peak RSS vs reference 1h", r["loader run (hourly)"][2] / r["reference 1h"][2], 1.0),
     ]
     if f"loader influxql backfill {d}d" in r:

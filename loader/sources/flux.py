@@ -289,7 +289,8 @@ class FluxSource:
         if self._fields is None:
             self._fields = self.numeric_fields()
         counts = self.counts(start, end)  # before the means: they then hold at least these readings
-        skipped = [f for f in self._fields if f in self.other_kinds()]
+        others = self.other_kinds()
+        skipped = [f for f in self._fields if f in others]
         query = build_query(self.config, start, end, self._fields, skipped)
         log.debug("flux query:\n%s", query)
         text = self._post(query)
