@@ -14,10 +14,9 @@ import os
 import statistics
 import time
 
+from loader import archive
 from loader import config as config_module
 from loader.pg import DDL_LOCK, Database
-from loader.rollups import Rollups
-from loader.sessions import Sessions
 from loader.sink import ArchiveTable
 from tests.support.grafana_macros import expand
 from tests.support.servers import PostgresServer
@@ -71,14 +70,13 @@ def main():
         conn.commit()
         loaded = time.perf_counter() - began
         began = time.perf_counter()
-        rollups = Rollups(db, (), cfg.rollup_below, cfg.window)
+        rollups = archive.rollups(db, cfg)
         for lo in range(start, end, 30 * DAY):
             rollups.refresh(cur, table.fields, lo, min(lo + 30 * DAY, end))
             conn.commit()
         built = time.perf_counter() - began
         began = time.perf_counter()
-        Sessions(db, (), cfg.session_spo2, cfg.session_pulse, cfg.session_gap, cfg.session_min, cfg.window,
-                 cfg.rollup_below.get("spo2")).ensure(cur, table.fields)  # new table: computes them all
+        archive.sessions(db, cfg).ensure(cur, table.fields)  # new table: computes them all
         conn.commit()
         sessions_built = time.perf_counter() - began
         conn.autocommit = True

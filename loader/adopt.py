@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 from psycopg2 import sql
 
+from . import archive
 from .errors import SinkRejected
 from .pg import PRIMARY_KEY_OF, TABLE_COLUMNS, Database, table_exists
-from .rollups import Rollups
 from .sink import ArchiveTable
 from .windows import format_duration
 
@@ -97,7 +97,7 @@ def adopt_reference(config, apply):
             result.rows_after = cur.rowcount
             first, end = table.span(cur)
             if first is not None:
-                Rollups(db, (), config.rollup_below, config.window).refresh(cur, table.fields, first, end)
+                archive.rollups(db, config, tags=()).refresh(cur, table.fields, first, end)
             conn.commit()
             result.done = True
             return result

@@ -12,7 +12,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from . import late
+from . import archive, late
 from .clock import SystemClock, check_synchronized
 from .config import redact
 from .errors import EXIT_RETRY_LATER, ClockError, LoaderError, SourceRejected, SourceUnavailable
@@ -194,10 +194,9 @@ class Job:
                 outcome.fields = self._retrying(prove_fields, config, source, outcome.start, self.clock.now())
             with db.errors():
                 table.ensure(cur, config.fields)
-                rollups = Rollups(db, config.tags, config.rollup_below, config.window)
+                rollups = archive.rollups(db, config)
                 rollups.ensure(cur, table.fields)
-                sessions = Sessions(db, config.tags, config.session_spo2, config.session_pulse, config.session_gap,
-                                    config.session_min, config.window, config.rollup_below.get(config.session_spo2))
+                sessions = archive.sessions(db, config)
                 sessions.ensure(cur, table.fields)
                 if outcome.start is None:  # rebuild-rollups of everything: the archive's own span
                     outcome.start, outcome.end = table.span(cur)

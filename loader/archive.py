@@ -1,0 +1,20 @@
+"""The archive's derived tables as the settings describe them, made in this one place: the rollups and
+the sessions of the 5-second table. Every caller (job, adopt, bench) asks here, so a setting reaches
+them all the same way."""
+
+from .rollups import Rollups
+from .sessions import Sessions
+
+
+def rollups(db, config, tags=None):
+    """The 1-minute, 1-hour and 1-day rollups (ROLLUP_BELOW, WINDOW); tags: the key tags, TAGS unless
+    the caller's table has others (adopt's has none)."""
+    return Rollups(db, config.tags if tags is None else tags, config.rollup_below, config.window)
+
+
+def sessions(db, config, tags=None):
+    """The sessions (SESSION_SPO2, SESSION_PULSE, SESSION_GAP, SESSION_MIN, WINDOW, and ROLLUP_BELOW's
+    threshold for the SpO2 field)."""
+    return Sessions(db, config.tags if tags is None else tags, config.session_spo2, config.session_pulse,
+                    config.session_gap, config.session_min, config.window,
+                    config.rollup_below.get(config.session_spo2))
