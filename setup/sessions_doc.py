@@ -42,7 +42,8 @@ Medicine 4:1, 2021), applied to window means instead of 1 Hz readings:
   {sessions.RECOVERED:g} point of the level, or 3 (4) points above the lowest (the next event of a cluster can start
   there).
 - It **counts** when it lasted at most {sessions.EVENT_MAX_S} s (longer is a change of baseline, which T90
-  shows; pobm allows up to 120 s too) and held {sessions.HELD} windows more than {sessions.RECOVERED:g} point
+  shows; pobm's detector defaults to 90 s and its authors note events up to 120 s, which the validation
+  passes it) and held {sessions.HELD} windows more than {sessions.RECOVERED:g} point
   below its level (a one-second motion artefact moves one window mean). A missing window ends a
   candidate uncounted; the search resumes after the event's end.
 
