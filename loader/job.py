@@ -332,13 +332,13 @@ class Job:
             if count:
                 outcome.dropped[name] = outcome.dropped.get(name, 0) + count
                 low, high = self.config.valid_ranges[name]
-                seen = batch.refused_seen.get(name)
-                if seen and None not in seen:
+                seen, values = batch.refused_seen.get(name, (None, None)), ""
+                if None not in seen:
                     was = outcome.refused_seen.get(name, seen)
                     outcome.refused_seen[name] = (min(was[0], seen[0]), max(was[1], seen[1]))
+                    values = f" (values {seen[0]:g} to {seen[1]:g})"
                 log.info("refused %d %s reading(s) outside VALID_RANGES %g..%g between %s and %s%s", count, name,
-                         low, high, rfc3339(lo), rfc3339(hi), f" (values {seen[0]:g} to {seen[1]:g})" if seen and
-                         None not in seen else "")
+                         low, high, rfc3339(lo), rfc3339(hi), values)
         for name, count in batch.skipped.items():
             if count:
                 outcome.skipped[name] = outcome.skipped.get(name, 0) + count
