@@ -8,7 +8,9 @@ serving synthetic 1 Hz pulse-oximeter readings (generated per query, responses c
 runs measure the client, not the stand-in), and a real influxd 1.x for the InfluxQL figures.
 Each method runs as its own process under GNU time (wall, user+sys CPU, peak RSS), into a fresh
 database, --repeat times after one unmeasured warm-up; the medians are printed, then the ratios
-against its targets.
+against its targets. Where the stand-in computed an answer while a method waited (an uncached query:
+the hourly runs' ranges move with the clock), its computing time is printed and the wall ratios use
+the wall less it: InfluxDB answers from storage, the stand-in in Python.
 
 Methods
   reference    bench/reference_loader.py: the article's script (query_data_frame, then to_sql)
@@ -122,14 +124,16 @@ class Bench:
         samples = []
         for attempt in range(self.args.repeat + 1):
             argv, env = prepare()
-            sample = measure(argv, env)
-            if attempt:
-                samples.append(sample)
-        med = tuple(statistics.median(s[i] for s in samples) for i in range(3))
+            busy = self.standin.busy
+            wall, cpu, rss = measure(argv, env)
+            if attempt:  # the client's wall: less the time the Flux stand-in spent computing answers it waited for
+                samples.append((wall, cpu, rss, wall - (self.standin.busy - busy)))
+        med = tuple(statistics.median(s[i] for s in samples) for i in range(4))
         self.results[name] = med
         cpus = [s[1] for s in samples]
         spread = f"   (cpu {min(cpus):.2f}..{max(cpus):.2f})" if len(samples) > 1 else ""
-        print(f"  {name:<28} wall {med[0]:7.2f} s   cpu {med[1]:7.2f} s   peak RSS {med[2]:6.0f} MB{spread}",
+        standin = f"   (wall less the stand-in's computing {med[3]:.2f} s)" if med[0] - med[3] >= 0.01 else ""
+        print(f"  {name:<28} wall {med[0]:7.2f} s   cpu {med[1]:7.2f} s   peak RSS {med[2]:6.0f} MB{spread}{standin}",
               flush=True)
 
     # -- methods
@@ -266,7 +270,7 @@ def main():
     if "loader run (hourly, 30d)" in r and "loader run (hourly, 30d, LATE_LOOKBACK=0s)" in r:
         with_it, without = r["loader run (hourly, 30d)"], r["loader run (hourly, 30d, LATE_LOOKBACK=0s)"]
         print(f"\nthe late-data comparison of {d} days, per hourly run, per day compared:")
-        wall, cpu = (with_it[0] - without[0]) / d * 1000, (with_it[1] - without[1]) / d * 1000
+        wall, cpu = (with_it[3] - without[3]) / d * 1000, (with_it[1] - without[1]) / d * 1000
         print(f"  wall {wall:6.1f} ms   cpu {cpu:6.1f} ms   (the difference between the two hourly runs on a "
               f"{d}-day archive, / {d})")
         for language, (size, requests) in comparison.items():
@@ -281,8 +285,9 @@ def main():
         (f"{d}-day backfill peak RSS (MB)", r[f"loader flux backfill {d}d"][2], 120),
         (f"{ld}-day vs {d}-day peak RSS",
          r[f"loader flux backfill {ld}d"][2] / r[f"loader flux backfill {d}d"][2], 1.1),
-        ("hourly run wall vs reference 1h", r["loader run (hourly)"][0] / r["reference 1h"][0], 1.0),
-        ("hourly run on a 30-day archive, wall", r["loader run (hourly, 30d)"][0] / r["reference 1h"][0], 1.0),
+        # the client's wall (index 3): the stand-in computes answers in Python, InfluxDB does not
+        ("hourly run wall vs reference 1h", r["loader run (hourly)"][3] / r["reference 1h"][3], 1.0),
+        ("hourly run on a 30-day archive, wall", r["loader run (hourly, 30d)"][3] / r["reference 1h"][3], 1.0),
         ("hourly run peak RSS vs reference 1h", r["loader run (hourly)"][2] / r["reference 1h"][2], 1.0),
     ]
     if f"loader influxql backfill {d}d" in r:

@@ -143,8 +143,15 @@ def desaturation_events(times, values, window, drop):
     # otherwise be walked from each of its windows in turn)
     span = EVENT_MAX_S // window + 1
     reach = [min(values[b:b + 2 * span]) for b in range(0, n, span)]  # covers [i, i + span) from b = i // span
+    # and the highest level a candidate starting in the block can have (values[i - 1]): a block whose
+    # highest is not `drop` above its reach is passed whole, as each of its windows would be
+    peak = [max(values[max(b - 1, 0):b + span - 1]) for b in range(0, n, span)]
     while i < n:
-        if times[i] - times[i - 1] != window or values[i] >= values[i - 1] or reach[i // span] > values[i - 1] - drop:
+        block = i // span
+        if reach[block] > peak[block] - drop:
+            i = (block + 1) * span
+            continue
+        if times[i] - times[i - 1] != window or values[i] >= values[i - 1] or reach[block] > values[i - 1] - drop:
             i += 1
             continue
         level, first, lowest, j = values[i - 1], i, values[i], i + 1
