@@ -205,14 +205,16 @@ def _rebuild_rollups(args, config):
 @command("status", "is the archive healthy? newest data, last hourly run, failures, newest backup",
          """Prints each part and a verdict. The exit code is the rule a monitor pages on: 2 pages, 1
          is worth a look, 0 is healthy. One failed hourly run is a blip (1); FAILED_RUNS_ALERT of them in a
-         row, or no new reading for STALE_AFTER, pages (2).""",
+         row, or no new reading for STALE_AFTER (with TAGS: from any device RETIRED_DEVICES does not name),
+         pages (2).""",
          "python -m loader status && echo archive is healthy",
          [(0, "healthy: new readings within STALE_AFTER, the last hourly run ok, backups current"),
           (1, "worth a look: the last hourly run failed (fewer than FAILED_RUNS_ALERT in a row), data but no "
               "hourly run yet, backups on but none made yet, or " + UNEXPECTED),
-          (2, "page: nothing archived; no new reading for STALE_AFTER; FAILED_RUNS_ALERT hourly runs failed in "
-              "a row, or one that needs a human; no hourly run for FAILED_RUNS_ALERT hours; newest dump older "
-              "than BACKUP_MAX_AGE or BACKUP_DIR unusable; PostgreSQL unreachable; " + CONFIG_PROBLEM)])
+          (2, "page: nothing archived; no new reading for STALE_AFTER (per device with TAGS); FAILED_RUNS_ALERT "
+              "hourly runs failed in a row, or one that needs a human; no hourly run for FAILED_RUNS_ALERT hours; "
+              "newest dump older than BACKUP_MAX_AGE or BACKUP_DIR unusable; PostgreSQL unreachable; "
+              + CONFIG_PROBLEM)])
 def _status(args, config):
     from .status import status
     try:

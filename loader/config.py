@@ -163,6 +163,22 @@ def thresholds(setting, raw):
     return found, problems
 
 
+def devices(setting, raw):
+    """Devices as `status` names them, tag=value (tags of one device joined by commas), separated by
+    semicolons: uid=ring1;uid=old. Each kept as that text with its tags in name order."""
+    found, problems = [], []
+    for item in (x.strip() for x in raw.split(";")):
+        if not item:
+            continue
+        pairs = [p.strip().split("=", 1) for p in item.split(",") if p.strip()]
+        if not pairs or any(len(p) != 2 or not p[0].strip() or not p[1].strip() for p in pairs):
+            problems.append(f"{setting.key}: {item!r} is not tag=value such as uid=ring1 (several devices: "
+                            f"uid=ring1;uid=old)")
+            continue
+        found.append(",".join(f"{k.strip()}={v.strip()}" for k, v in sorted(pairs)))
+    return tuple(found), problems
+
+
 def http_url(setting, raw):
     if raw and not re.match(r"^https?://[^/\s]+", raw):
         return raw, f"{setting.key} must start with http:// or https://"
@@ -304,6 +320,10 @@ SETTINGS = (
             "oximeter worn only at night leaves ~16 h gaps: 1d pages after a missed night; one that records "
             "around the clock suits 2h.", default="1d",
             attr="stale_after", kind=duration, minimum=1),
+    Setting("RETIRED_DEVICES", "Devices `status` no longer expects readings from (a sensor replaced or given "
+            "back), as it names them, separated by semicolons; their rows stay archived. With TAGS set, `status` "
+            "judges every other device it has archived against STALE_AFTER.", default="",
+            example="uid=old-ring;uid=loaner", attr="retired_devices", kind=devices),
     Setting("FAILED_RUNS_ALERT", "`status` pages when this many hourly runs in a row failed, or none started "
             "for this many hours; a single failure is a blip the next run catches up (exit 1).", default="3",
             attr="failed_runs_alert", kind=integer, minimum=1),
@@ -481,6 +501,11 @@ def _check_across(values, get, problems, warnings):
     overlap = set(fields) & set(tags)
     if overlap:
         problems.append(f"{', '.join(sorted(overlap))} is listed in both FIELDS and TAGS")
+    for device in values["RETIRED_DEVICES"] or ():
+        unknown = sorted({pair.split("=", 1)[0] for pair in device.split(",")} - set(tags))
+        if unknown:
+            problems.append(f"RETIRED_DEVICES names tag {', '.join(unknown)} in {device!r}, which TAGS does not hold "
+                            f"(TAGS={','.join(tags) or 'empty: one device, nothing to retire'})")
     if values["SESSION_MIN"] and values["SESSION_MIN"] > 86400:
         problems.append(f"SESSION_MIN {get('SESSION_MIN')} must be at most 1d: a session is cut every 24 hours")
     for key, lost in (("SESSION_SPO2", "no sessions are kept"), ("SESSION_PULSE", "sessions have no pulse")):

@@ -2,7 +2,8 @@
 newest backup, and one exit code a monitor can page on.
 
 The rule (README, `python -m loader status --help`):
-  2 page: nothing archived yet; no new reading for longer than STALE_AFTER; the last hourly run
+  2 page: nothing archived yet; no new reading for longer than STALE_AFTER (with TAGS: from any
+    device archived that RETIRED_DEVICES does not name); the last hourly run
     failed in a way that needs a human, or FAILED_RUNS_ALERT of them failed in a row; no hourly run
     started for FAILED_RUNS_ALERT hours; the newest dump older than BACKUP_MAX_AGE, or BACKUP_DIR
     unusable.
@@ -19,9 +20,10 @@ from . import late
 from .dumps import newest
 from .errors import EXIT_NEEDS_HUMAN, EXIT_OK, EXIT_RETRY_LATER, BackupError
 from .humanize import human_duration, human_size
-from .pg import Database, table_exists
+from .pg import TABLE_COLUMNS, Database, table_exists
 from .pgtools import database_name
 from .sink import ArchiveTable
+from .sources.batch import series_key
 from .state import State, set_search_path
 from .windows import format_duration, rfc3339
 
@@ -43,6 +45,7 @@ class Status:
     running: bool = False
     rows: int = None
     behind: list = field(default_factory=list)  # late.Behind: InfluxDB holds readings the archive lacks
+    devices: dict = field(default_factory=dict)  # with TAGS: device (as series_key names it) -> its newest window
     backup: str = "not configured (set BACKUP_DIR; README, Backups)"
     problems: list = field(default_factory=list)  # (exit code, text)
 
@@ -67,6 +70,8 @@ class Status:
         else:
             ending = rfc3339(self.newest + self.window)
             out.append(f"newest data: {self._ago(self.newest)}, the window ending {ending}")
+        for device, last in sorted(self.devices.items()):
+            out.append(f"device:      {device}, newest data {self._ago(last)}")
         out.append("loaded to:   " + (self._ago(self.watermark) + " (the watermark)" if self.watermark is not None
                                       else "none (the hourly run has not loaded yet)"))
         out.append("last run:    " + (_describe(self.last_run, self._ago) if self.last_run else
@@ -130,6 +135,8 @@ def _read_state(config, result):
             if result.newest is not None:
                 cur.execute(sql.SQL("SELECT count(*) FROM {}").format(db.table))
                 result.rows = cur.fetchone()[0]
+                if config.tags:
+                    result.devices = _devices(cur, db, config.tags)
             if table_exists(cur, "influx_archive_state"):
                 state = State(config.pg_schema, db.target)
                 result.watermark = state.watermark(cur)
@@ -140,6 +147,30 @@ def _read_state(config, result):
             conn.rollback()
     finally:
         conn.close()
+
+
+def _devices(cur, db, tags):
+    """{device: start of its newest window} of every device archived: each device's last day from the
+    1-day rollup (small), then its newest window from that day on (the key's index); without the
+    rollup, from the whole table. Nothing when the table lacks a tag's column."""
+    def has_tags(table):
+        cur.execute(TABLE_COLUMNS, {"table": table.as_string(cur)})
+        return set(tags) <= {name for name, _ in cur.fetchall()}
+
+    if not has_tags(db.table):
+        return {}  # TAGS set on a table made without them: the hourly run's error says so
+    names = sql.SQL(", ").join(sql.Identifier(t) for t in tags)
+    daily = sql.Identifier(db.schema, f"{db.table_name}_1d")
+    source = daily if table_exists(cur, daily.as_string(cur)) and has_tags(daily) else db.table
+    cur.execute(sql.SQL("SELECT {}, extract(epoch FROM max(time))::bigint FROM {} GROUP BY {}").format(
+        names, source, names))
+    found = {}
+    for *values, day in cur.fetchall():
+        where = sql.SQL(" AND ").join(sql.SQL("{} = %s").format(sql.Identifier(t)) for t in tags)
+        cur.execute(sql.SQL("SELECT extract(epoch FROM max(time))::bigint FROM {} WHERE {} AND "
+                            "time >= to_timestamp(%s)").format(db.table, where), [*values, day])
+        found[series_key(dict(zip(tags, values))) or f"(readings without {', '.join(tags)})"] = cur.fetchone()[0]
+    return found
 
 
 def _read_runs(runs, result):
@@ -162,11 +193,7 @@ def _judge(config, result):
     if result.newest is None:
         add((EXIT_NEEDS_HUMAN, "nothing archived yet: run `python -m loader run` (`check` first if it fails)"))
     else:
-        quiet = result.now - (result.newest + config.window)
-        if quiet > config.stale_after:
-            add((EXIT_NEEDS_HUMAN, f"stale: no new reading for {human_duration(quiet)} (STALE_AFTER "
-                                   f"{format_duration(config.stale_after)}): is the oximeter recording, and "
-                                   f"the hourly run working? `python -m loader check` shows what InfluxDB has"))
+        _judge_fresh(config, result)
     _judge_behind(config, result)
     _judge_refused(config, result)
     run = result.last_run
@@ -184,6 +211,28 @@ def _judge(config, result):
     if not result.running and result.now - run["started"] > alert * RUN_EVERY:
         add((EXIT_NEEDS_HUMAN, f"no hourly run started for {human_duration(result.now - run['started'])}: "
                                f"is cron running? (`grep influx-archive /etc/cron.d/*`)"))
+
+
+def _judge_fresh(config, result):
+    """No new reading for longer than STALE_AFTER pages: with TAGS, for each device not retired (one
+    oximeter silent beside a live one is named), else for the archive as a whole."""
+    watched = {d: newest for d, newest in result.devices.items() if d not in config.retired_devices}
+    if not watched:
+        watched = {None: result.newest}
+    limit = format_duration(config.stale_after)
+    for device, last in sorted(watched.items(), key=lambda item: item[1]):
+        quiet = result.now - (last + config.window)
+        if quiet <= config.stale_after:
+            continue
+        if device is None:
+            result.problems.append((EXIT_NEEDS_HUMAN, f"stale: no new reading for {human_duration(quiet)} (STALE_AFTER "
+                                                      f"{limit}): is the oximeter recording, and the hourly run "
+                                                      f"working? `python -m loader check` shows what InfluxDB has"))
+        else:
+            result.problems.append((EXIT_NEEDS_HUMAN, f"stale: device {device} has no new reading for "
+                                                      f"{human_duration(quiet)} (STALE_AFTER {limit}): is it recording "
+                                                      f"and uploading? One no longer used: add {device} to "
+                                                      f"RETIRED_DEVICES"))
 
 
 def _judge_behind(config, result):

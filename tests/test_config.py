@@ -152,3 +152,13 @@ def test_fields_without_the_session_fields_warn_saying_what_is_lost_and_how_to_s
     assert quiet.warnings == () and quiet.session_pulse == ""
     with pytest.raises(ConfigError, match="SESSION_MIN 2d must be at most 1d"):
         make_config(url, "http://localhost:8086", SESSION_MIN="2d")
+
+
+def test_retired_devices_are_named_as_status_names_them_and_only_by_tags_the_archive_keeps():
+    config = config_module.load(None, environ=BASE | {"TAGS": "uid,zone", "RETIRED_DEVICES": "zone=b, uid=a ;uid=c"})
+    assert config.retired_devices == ("uid=a,zone=b", "uid=c")  # series_key's order: status's text matches
+    with pytest.raises(ConfigError) as exc:
+        config_module.load(None, environ=BASE | {"TAGS": "uid", "RETIRED_DEVICES": "uid=a;ring7;room=x"})
+    assert exc.value.problems == [
+        "RETIRED_DEVICES: 'ring7' is not tag=value such as uid=ring1 (several devices: uid=ring1;uid=old)",
+        "RETIRED_DEVICES names tag room in 'room=x', which TAGS does not hold (TAGS=uid)"]

@@ -41,6 +41,27 @@ def test_freshness_is_the_newest_reading_not_the_watermark(pg_url, standin):
     assert status(night_wearer, NOW + 60).exit_code == 0
 
 
+def test_each_device_is_judged_and_the_quiet_one_is_named_until_it_is_retired(pg_url, standin):
+    """Two oximeters (TAGS=uid): ring "a" records on, ring "b" went quiet 1 h 50 min ago. The archive's
+    newest reading is fresh, yet status pages naming b; retired, b is no longer expected."""
+    feed_standin(standin, pulse_points(NOW - 3 * HOUR, 3 * HOUR, uids=("a",)))
+    feed_standin(standin, pulse_points(NOW - 3 * HOUR, 3 * HOUR - 110 * 60, uids=("b",)))
+    config = make_config(pg_url, standin.url, INITIAL_LOOKBACK="3h", STALE_AFTER="1h", TAGS="uid")
+    Job(config, clock=FixedClock(NOW)).run()
+    result = status(config, NOW)
+    assert result.devices == {"uid=a": NOW - 5, "uid=b": NOW - 110 * 60 - 5}
+    assert f"device:      uid=b, newest data {rfc3339(NOW - 110 * 60 - 5)} (1h 50m ago)" in text(result)
+    assert result.exit_code == 2
+    assert result.verdict == ("stale: device uid=b has no new reading for 1h 50m (STALE_AFTER 1h): is it recording "
+                              "and uploading? One no longer used: add uid=b to RETIRED_DEVICES")
+    retired = make_config(pg_url, standin.url, STALE_AFTER="1h", TAGS="uid", RETIRED_DEVICES="uid=b")
+    assert status(retired, NOW).exit_code == 0
+    assert status(retired, NOW + 2 * HOUR).verdict.startswith("stale: device uid=a has no new reading for 2h")
+    everyone = make_config(pg_url, standin.url, STALE_AFTER="1h", TAGS="uid", RETIRED_DEVICES="uid=a;uid=b")
+    assert status(everyone, NOW + 2 * HOUR).verdict.startswith("stale: no new reading for 2h")  # all retired:
+    # the archive as a whole is judged
+
+
 def test_one_failed_run_is_a_blip_and_failed_runs_alert_in_a_row_page_until_a_run_succeeds(pg_url, standin):
     points = pulse_points(NOW - 2 * HOUR, 6 * HOUR)  # readings keep coming until NOW + 4h
     feed_standin(standin, points)
