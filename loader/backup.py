@@ -6,7 +6,9 @@ optionally copied off the Pi.
 - Atomic: written as .<name>.partial, read back with `pg_restore --list`, synced, then renamed; a dump
   under its final name is always complete, and a killed backup leaves only a .partial that the next
   backup removes.
-- Somewhere else, rotated: dumps.py says where a dump may go and which ones rotation keeps.
+- Somewhere else, rotated: dumps.py says where a dump may go and which ones rotation keeps (and the
+  dump last restored from BACKUP_DIR, for BACKUP_KEEP_DAILY days after the restore).
+- The service user's: run with sudo, what it writes in BACKUP_DIR still belongs to BACKUP_DIR's owner.
 """
 
 import logging
@@ -18,7 +20,16 @@ import time
 from dataclasses import dataclass, field
 
 from .clock import check_synchronized
-from .dumps import Dump, check_location, choose_kept, directory_lock, dump_name, list_dumps
+from .dumps import (
+    Dump,
+    check_location,
+    choose_kept,
+    directory_lock,
+    dump_name,
+    give_to_directory_owner,
+    list_dumps,
+    restored_from,
+)
 from .errors import BackupError, RemoteCopyFailed
 from .humanize import human_size
 from .pg import driver_errors
@@ -93,6 +104,7 @@ def backup(config, clock):
                 raise BackupError(f"the new dump cannot be read back ({first_error(errors)}); no dump was kept",
                                   hint="check the drive (dmesg) and run backup again")
             os.chmod(partial, 0o600)  # health data: readable by the service user only, like .env
+            give_to_directory_owner(partial, directory)
             _fsync(partial)
             os.replace(partial, final)
             _fsync(directory)
@@ -102,9 +114,10 @@ def backup(config, clock):
         dumps = list_dumps(directory, tools.dbname)
         kept_stamps = choose_kept([d.stamp for d in dumps], config.backup_keep_daily, config.backup_keep_weekly)
         kept_stamps.add(stamp)  # the dump just made, even if a clock set back dates it before older ones
+        restored = restored_from(directory, clock.now(), config.backup_keep_daily)
         result = BackupResult(dump=next(d for d in dumps if d.path == final), seconds=0.0)
         for dump in dumps:
-            if dump.stamp in kept_stamps:
+            if dump.stamp in kept_stamps or os.path.basename(dump.path) == restored:
                 result.kept.append(dump.path)
             else:
                 os.unlink(dump.path)

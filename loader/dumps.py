@@ -10,8 +10,8 @@ directory lock. `backup`, `restore` and `status` share this model; none of them 
 
 import contextlib
 import fcntl
-import getpass
 import os
+import pwd
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -73,6 +73,30 @@ def choose_kept(stamps, keep_daily, keep_weekly):
 VOLATILE_FILESYSTEMS = ("tmpfs", "ramfs", "devtmpfs")
 
 
+RESTORED_NAME = ".influx-archive.restored"  # names the dump of BACKUP_DIR that `restore` last restored
+
+
+def mark_restored(directory, path):
+    """Record that the dump at path, in BACKUP_DIR, was restored (its file's time is the restore's)."""
+    marker = os.path.join(directory, RESTORED_NAME)
+    with open(marker, "w", encoding="utf-8") as handle:
+        handle.write(os.path.basename(path) + "\n")
+    give_to_directory_owner(marker, directory)
+
+
+def restored_from(directory, now, keep_daily):
+    """The name of the dump last restored from BACKUP_DIR if that was less than keep_daily days ago (rotation
+    keeps it so long, whatever else that day made), else None."""
+    marker = os.path.join(directory, RESTORED_NAME)
+    try:
+        if now - os.stat(marker).st_mtime >= keep_daily * 86400:
+            return None
+        with open(marker, encoding="utf-8") as handle:
+            return handle.read().strip() or None
+    except OSError:
+        return None
+
+
 def filesystem_type(path):
     """The type of the filesystem holding path, from /proc/self/mountinfo (the longest mount point
     that contains it); '' where that cannot be read."""
@@ -112,17 +136,36 @@ def check_location(config, for_writing=True):
                           hint="set BACKUP_DIR to a directory on a USB drive or network mount (README, Backups); "
                                "to keep dumps there anyway set BACKUP_REQUIRE_MOUNT=no")
     if for_writing and not os.access(directory, os.W_OK | os.X_OK):
-        user = getpass.getuser()
+        user = _me()
         raise BackupError(f"BACKUP_DIR {directory} is not writable by user {user}",
                           hint=f"sudo chown {user}: {directory}")
     return directory
 
 
+def give_to_directory_owner(path, directory):
+    """A file made in BACKUP_DIR by root (`sudo ... backup`) becomes its owner's (the service user's, as
+    install.sh makes it), so the nightly backup, rotation and verify can use it; others' files stay."""
+    if os.geteuid() != 0:
+        return
+    owner = os.stat(directory)
+    made = os.stat(path)
+    if (made.st_uid, made.st_gid) != (owner.st_uid, owner.st_gid):
+        os.chown(path, owner.st_uid, owner.st_gid)
+
+
 @contextlib.contextmanager
 def directory_lock(directory):
-    """One backup or verify per BACKUP_DIR at a time (rotation must not delete what another reads)."""
+    """One backup or verify per BACKUP_DIR at a time (rotation must not delete what another reads). The
+    lock file holds nothing: readable by all, it is locked through a read-only descriptor whoever runs."""
     path = os.path.join(directory, LOCK_NAME)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
+    except PermissionError:
+        owner = _owner(path)
+        raise BackupError(f"{path} belongs to {owner} and user {_me()} cannot open it (left by a "
+                          f"backup run with sudo by an older version)",
+                          hint=f"sudo chown {_me()}: {path}") from None
+    give_to_directory_owner(path, directory)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -131,6 +174,21 @@ def directory_lock(directory):
         yield
     finally:
         os.close(fd)
+
+
+def _me():
+    """This process's user name, as the system knows it (not $USER, which sudo and cron may leave)."""
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return str(os.geteuid())
+
+
+def _owner(path):
+    try:
+        return pwd.getpwuid(os.stat(path).st_uid).pw_name
+    except (KeyError, OSError):
+        return "another user"
 
 
 def newest(config, dbname):

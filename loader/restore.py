@@ -21,7 +21,7 @@ import psycopg2
 import psycopg2.errors
 from psycopg2 import sql
 
-from .dumps import check_location, directory_lock, list_dumps
+from .dumps import check_location, directory_lock, list_dumps, mark_restored
 from .errors import BackupDamaged, BackupError
 from .humanize import human_size
 from .pg import TABLE_COLUMNS, driver_errors
@@ -169,6 +169,9 @@ def restore(config, path, into=None, force=False, mark=None):
         raise
     finally:
         maintenance.close()
+    directory, came_from = config.backup_dir, os.path.dirname(os.path.abspath(path))
+    if mark is None and directory and os.path.isdir(directory) and os.path.samefile(came_from, directory):
+        mark_restored(directory, path)  # rotation keeps it a while: the last copy of the Pi it came from
     return RestoreResult(path, target, created, counts, time.monotonic() - started)
 
 

@@ -1,6 +1,7 @@
 """`backup`: pg_dump to BACKUP_DIR on a real (loop-mounted) drive, rotation, refusals, the remote
 copy."""
 
+import contextlib
 import os
 import pathlib
 import shutil
@@ -12,8 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from loader.backup import backup
-from loader.dumps import choose_kept, list_dumps
+from loader.dumps import LOCK_NAME, RESTORED_NAME, choose_kept, list_dumps
 from loader.errors import BackupError
+from loader.restore import restore
 from tests.support.harness import DAY, HOUR, FixedClock, cli, flux_env, load, make_config
 from tests.support.servers import LoopDrive, server_or_skip
 
@@ -151,3 +153,67 @@ def test_remote_copy_with_rsync_and_its_failure_keeps_the_local_dump(archive_url
     assert failed.returncode == 1, failed.stderr
     assert "but copying it to" in failed.stderr
     assert len(list_dumps(backup_dir, archive_url.rsplit("/", 1)[1])) == 2  # the local dumps stay
+
+
+@contextlib.contextmanager
+def as_user(uid, gid):
+    """This process as another user for a while (root can switch back): the nightly backup run by the
+    service user, in process."""
+    os.setegid(gid)
+    os.seteuid(uid)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+        os.setegid(0)
+
+
+def test_a_backup_run_with_sudo_leaves_backup_dir_to_the_service_user(archive_url, standin, backup_dir):
+    """`sudo ... backup` once (root), then the nightly backup as the service user that owns BACKUP_DIR:
+    the lock and the dump root made are the service user's, the nightly backup and its rotation work."""
+    if os.geteuid() != 0:
+        pytest.skip("switching users needs root")
+    service = (65534, 65534)  # nobody: a user that is not root, owning BACKUP_DIR as install.sh makes it
+    os.chown(backup_dir, *service)
+    config = make_config(archive_url, standin.url, TAGS="uid", BACKUP_DIR=backup_dir, BACKUP_KEEP_DAILY=1,
+                         BACKUP_KEEP_WEEKLY=0)
+    load(config, standin, NOW, hours=1)
+    by_root = backup(config, FixedClock(NOW - HOUR))
+    for name in (by_root.dump.path, os.path.join(backup_dir, LOCK_NAME)):
+        assert (os.stat(name).st_uid, os.stat(name).st_gid) == service, name
+    with as_user(*service):
+        nightly = backup(config, FixedClock(NOW))
+    assert nightly.removed == [by_root.dump.path]  # rotation (one day kept) removed root's dump of the same day
+    assert os.stat(nightly.dump.path).st_uid == service[0]
+
+
+def test_a_backup_dir_lock_an_older_version_left_to_root_is_one_line_saying_what_to_run(archive_url, standin,
+                                                                                        backup_dir):
+    if os.geteuid() != 0:
+        pytest.skip("switching users needs root")
+    os.chown(backup_dir, 65534, 65534)
+    lock = os.path.join(backup_dir, LOCK_NAME)
+    with open(lock, "w"):
+        pass
+    os.chmod(lock, 0o600)  # as root made it before: unreadable to the service user
+    config = make_config(archive_url, standin.url, BACKUP_DIR=backup_dir)
+    with as_user(65534, 65534), pytest.raises(BackupError) as exc:
+        backup(config, FixedClock(NOW))
+    assert str(exc.value) == (f"{lock} belongs to root and user nobody cannot open it (left by a backup run with "
+                              "sudo by an older version)")
+    assert exc.value.hint == f"sudo chown nobody: {lock}"
+
+
+def test_the_dump_a_restore_came_from_outlives_the_next_backup_of_its_day(archive_url, standin, backup_dir, pg_url):
+    """A new Pi restored from this morning's dump: its first backup the same day would rotate that dump away
+    (one per day is kept); it stays BACKUP_KEEP_DAILY days after the restore."""
+    config = make_config(archive_url, standin.url, TAGS="uid", BACKUP_DIR=backup_dir, BACKUP_KEEP_DAILY=2,
+                         BACKUP_KEEP_WEEKLY=0)
+    load(config, standin, NOW, hours=1)
+    morning = backup(config, FixedClock(NOW))
+    restore(config, morning.dump.path, into="ia_restored_" + uuid.uuid4().hex[:8])
+    evening = backup(config, FixedClock(NOW + 15 * HOUR))
+    assert morning.dump.path in evening.kept and not evening.removed
+    unmarked = make_config(archive_url, standin.url, BACKUP_DIR=backup_dir, BACKUP_KEEP_DAILY=2, BACKUP_KEEP_WEEKLY=0)
+    os.unlink(os.path.join(backup_dir, RESTORED_NAME))  # without the restore, the day keeps its newest only
+    assert backup(unmarked, FixedClock(NOW + 16 * HOUR)).removed == [evening.dump.path, morning.dump.path]
