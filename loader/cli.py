@@ -123,8 +123,9 @@ CONFIG_PROBLEM = "settings (.env, the environment) are missing or wrong"
          that the measurement and every field in FIELDS exist: an empty answer then means no readings,
          never a misspelt name, and nothing is skipped. Safe to re-run: windows are upserted, never
          duplicated. A second run while one is active steps aside at once.""",
-         "python -m loader run\n  python -m loader --env-file /etc/influx-archive/.env run",
-         [(0, "loaded what was new, or nothing was new, or another run is active (it loads the same)"),
+         "python -m loader run\n  python -m loader --env-file /opt/influx-archive/.env run",
+         [(0, "loaded what was new, or nothing was new, or another command held the lock (the next hourly run loads "
+              "what is new)"),
           (1, "failed, and the next hourly run catches up: InfluxDB or PostgreSQL unreachable, rate-limited, "
               "the clock not synchronised, or " + UNEXPECTED),
           (2, "needs a human: " + CONFIG_PROBLEM + "; token refused; bucket, measurement or a FIELDS name not "
@@ -133,7 +134,8 @@ CONFIG_PROBLEM = "settings (.env, the environment) are missing or wrong"
 def _run(args, config):
     outcome = _job(config).run()
     if outcome.locked_out:
-        _say("another run is active for this archive and loads what this one would; nothing to do")
+        _say("another run, backfill or rebuild holds this archive's lock; this run did nothing (the next hourly run "
+             "loads what is new)")
         return EXIT_OK
     _report_load(outcome, config, SystemClock().now())
     return EXIT_OK

@@ -21,8 +21,9 @@ log = logging.getLogger(__name__)
 STAGE = "influx_archive_stage"
 
 NOT_OURS_HELP = ("PG_TABLE {table} exists with primary key ({found}) but influx-archive needs ({wanted}). "
-                 "A table made by the reference script has no key: adopt it with install.sh's migration "
-                 "flag, or set PG_TABLE to a new name (and TAGS to match the table)")
+                 "A table made by the reference script has no key: adopt it with `sudo ./install.sh "
+                 "--adopt-reference` (or `python -m loader adopt-reference`), or set PG_TABLE to a new name (and TAGS "
+                 "to match the table)")
 
 
 WINDOW_CHANGED_HELP = ("set WINDOW back to {was}, or keep {now} windows in a new table: set PG_TABLE to a new name "

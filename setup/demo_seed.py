@@ -1,7 +1,7 @@
 """Seed a local InfluxDB 1.x with synthetic 1 Hz pulse-oximeter data (install.sh --demo). Stdlib only.
 
 Realistic enough to look at in Grafana: SpO2 around 96-98 % with slow drifts and a few short dips,
-pulse 55-110 bpm following a day/night rhythm, a two-hour gap (the sensor off), and finger-off
+pulse 55-110 bpm following a day/night rhythm, a one-hour gap (the sensor off), and finger-off
 readings (SpO2 0, pulse 127) now and then. Every value is a function of its timestamp, so seeding
 again writes identical points: InfluxDB overwrites them, nothing is duplicated.
 

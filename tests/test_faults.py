@@ -7,7 +7,10 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import psycopg2
 import pytest
@@ -19,7 +22,7 @@ from loader.windows import rfc3339
 from tests.support.archive import archive_rows, count_rows, first_loaded, watermark
 from tests.support.harness import DAY, HOUR, ROOT, FixedClock, cli, flux_env, make_config, now
 from tests.support.influxdb3_standin import InfluxDB3StandIn
-from tests.support.readings import expected_means, feed_influxd, feed_standin, pulse_points
+from tests.support.readings import expected_means, feed_influxd, feed_standin, line_protocol, pulse_points
 from tests.support.servers import free_port
 
 NOW = 1_790_000_000 - 1_790_000_000 % 86400 + 3 * 3600 + 17  # 2026-09-21T03:00:17Z: mid-window
@@ -472,3 +475,59 @@ def test_a_query_the_server_ended_for_its_time_limit_is_retried_and_advises_a_sm
     assert exc.value.exit_code == 1 and "smaller CHUNK" in exc.value.hint
     Job(cfg, clock=FixedClock(NOW)).run()
     assert_complete(pg_url, points)
+
+
+def test_data_in_another_retention_policy_is_named_in_the_advice_and_found_with_it(pg_url, influxd, influx_db,
+                                                                                  standin):
+    """A database whose readings sit in a retention policy other than its default (a `DURATION INF` one made
+    to keep them): the default answers nothing, and the advice names INFLUX_RETENTION_POLICY."""
+    influxd.query(f'CREATE RETENTION POLICY "forever" ON "{influx_db}" DURATION INF REPLICATION 1')
+    points = pulse_points(int(time.time()) - HOUR, 600)
+    request = urllib.request.Request(f"{influxd.url}/write?db={influx_db}&rp=forever&precision=s", method="POST",
+                                     data="\n".join(line_protocol(points)).encode())
+    urllib.request.urlopen(request, timeout=60).close()
+    env = source_env("influxql", pg_url, standin, influxd, influx_db)
+    refused = cli("run", env=env)
+    assert refused.returncode == 2
+    assert last_line(refused).endswith(
+        f"(check INFLUX_BUCKET and INFLUX_MEASUREMENT, and that the device is writing; data kept in a retention "
+        f"policy other than the database's default needs INFLUX_RETENTION_POLICY (`SHOW RETENTION POLICIES ON "
+        f"\"{influx_db}\"` lists them))")
+    loaded = cli("run", env=dict(env, INFLUX_RETENTION_POLICY="forever"))
+    assert loaded.returncode == 0, loaded.stderr
+    assert archive_rows(pg_url) == expected_means(points)
+
+
+def test_credentials_refused_name_the_settings_in_use(pg_url, standin):
+    """InfluxDB 1.x with auth answers 401 {"error": "authorization failed"}: with INFLUX_USERNAME set, the advice
+    is about the user and password, not a token the person never set."""
+    class Refusing(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = b'{"error":"authorization failed"}'
+            self.send_response(401)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        with_user = cli("run", env=influxql_env(pg_url, standin, url, INFLUX_USERNAME="reader",
+                                                INFLUX_PASSWORD="pw-not-shown"))
+        with_token = cli("run", env=dict(influxql_env(pg_url, standin, url), INFLUX_TOKEN="tok-not-shown"))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert with_user.returncode == with_token.returncode == 2
+    assert last_line(with_user) == ("influx-archive: InfluxDB refused the credentials (HTTP 401): authorization failed "
+                                    "(check INFLUX_USERNAME and INFLUX_PASSWORD: a user of this InfluxDB 1.x server "
+                                    "with READ on pulse_oximeter (`SHOW GRANTS FOR \"<user>\"` as an admin))")
+    assert "(check that INFLUX_TOKEN is a current token" in last_line(with_token)
+    assert "pw-not-shown" not in with_user.stderr and "tok-not-shown" not in with_token.stderr

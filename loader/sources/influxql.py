@@ -34,6 +34,8 @@ DATABASE3_HELP = ("InfluxDB 3 (Core, Enterprise, Cloud Dedicated) reads a databa
                   "databases`; on Cloud Dedicated `influxctl database list`)")
 TOKEN_HELP = ("check that INFLUX_TOKEN is a current token with read access to {bucket} "
               "(InfluxDB 1.x: INFLUX_USERNAME/INFLUX_PASSWORD)")
+PASSWORD_HELP = ("check INFLUX_USERNAME and INFLUX_PASSWORD: a user of this InfluxDB 1.x server with READ on "
+                 "{bucket} (`SHOW GRANTS FOR \"<user>\"` as an admin)")
 PATH_HELP = ("INFLUX_URL should be the server's base URL, e.g. http://raspberrypi.local:8086, without "
              "/query or another path after the port")
 # "database not found: x" (1.x, 2.x), "Database x not found" (InfluxDB 3: influxdb3_server's query
@@ -170,7 +172,8 @@ class InfluxQLSource:
                 raise server_trouble(response.status, message, response.headers)
             if response.status in (401, 403):
                 raise SourceRejected(f"InfluxDB refused the credentials (HTTP {response.status}): {message}",
-                                     hint=TOKEN_HELP.format(bucket=self.config.bucket))
+                                     hint=(PASSWORD_HELP if self.config.influx_username else TOKEN_HELP).format(
+                                         bucket=self.config.bucket))
             if response.status == 404:
                 raise SourceRejected(f"nothing answers InfluxQL at {url} (HTTP 404)", hint=PATH_HELP)
             raise http_rejection(url, response.status, message) or SourceQueryError(

@@ -58,6 +58,9 @@ def prove_fields(config, source, load_start, now):
         others = [m for m in source.measurements(start, stop) if m != config.measurement]
         hint = (f"check INFLUX_MEASUREMENT; measurements there: {', '.join(others)}" if others else
                 "check INFLUX_BUCKET and INFLUX_MEASUREMENT, and that the device is writing")
+        if not others and config.language == "influxql" and not config.retention_policy:
+            hint += (f"; data kept in a retention policy other than the database's default needs "
+                     f"INFLUX_RETENTION_POLICY (`SHOW RETENTION POLICIES ON \"{config.bucket}\"` lists them)")
         raise SourceRejected(f"measurement {config.measurement!r} has no data in {where}; nothing was loaded",
                              hint=hint)
     skipped = source.other_kinds()
