@@ -6,7 +6,9 @@ exit code, and a /fail heartbeat ping; nothing escapes as a bare traceback.
 """
 
 import argparse
+import contextlib
 import logging
+import os
 import sys
 import textwrap
 import traceback
@@ -72,6 +74,21 @@ def _time_arg(text):
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def time_range(required, start_help, end_help):
+    """--start and --end, declared once for every command that takes a range; range_problem checks them."""
+    return ((("--start",), dict(required=required, type=_time_arg, metavar="TIME", help=start_help)),
+            (("--end",), dict(required=required, type=_time_arg, metavar="TIME", help=end_help)))
+
+
+def range_problem(args):
+    """What is wrong with the --start and --end given, as one line; None when they are fine."""
+    if (args.start is None) != (args.end is None):
+        return "give both --start and --end, or neither (then every archived row)"
+    if args.start is not None and args.start >= args.end:
+        return f"--start ({rfc3339(args.start)}) must be before --end ({rfc3339(args.end)})"
+    return None
+
+
 def _progress_printer(stream):
     """Progress on a terminal only: one line, rewritten per chunk. Cron logs get the INFO lines."""
     if not stream.isatty():
@@ -113,8 +130,8 @@ def _report_load(outcome, config, now):
                     "STALE_AFTER", rfc3339(outcome.newest), human_duration(now - outcome.newest))
 
 
-ABOUT_UNEXPECTED = (1, UNEXPECTED)
 CONFIG_PROBLEM = "settings (.env, the environment) are missing or wrong"
+LOCKED = "another run, backfill or rebuild holds this archive's lock"
 
 
 @command("run", "load everything new since the last run (the hourly cron job)",
@@ -134,8 +151,7 @@ CONFIG_PROBLEM = "settings (.env, the environment) are missing or wrong"
 def _run(args, config):
     outcome = _job(config).run()
     if outcome.locked_out:
-        _say("another run, backfill or rebuild holds this archive's lock; this run did nothing (the next hourly run "
-             "loads what is new)")
+        _say(f"{LOCKED}; this run did nothing (the next hourly run loads what is new)")
         return EXIT_OK
     _report_load(outcome, config, SystemClock().now())
     return EXIT_OK
@@ -147,22 +163,20 @@ def _run(args, config):
          a failure: committed chunks are kept and re-reading them changes nothing.""",
          "python -m loader backfill --start 2026-10-01T00:00:00Z --end 2026-10-08T00:00:00Z",
          [(0, "the range is loaded (every reading InfluxDB has in it)"),
-          (1, "not finished: InfluxDB or PostgreSQL unreachable, another run active, interrupted, or "
+          (1, "not finished: InfluxDB or PostgreSQL unreachable, another command holding the lock, interrupted, or "
               + UNEXPECTED + "; what was committed is kept: run the same command again"),
           (2, "needs a human: " + CONFIG_PROBLEM + "; --start not before --end; token refused; bucket, "
               "measurement or a FIELDS name not found")],
-         arguments=[(("--start",), dict(required=True, type=_time_arg, metavar="TIME",
-                                        help="first instant to load, e.g. 2026-10-01T00:00:00Z")),
-                    (("--end",), dict(required=True, type=_time_arg, metavar="TIME",
-                                      help="instant to stop at (exclusive), e.g. 2026-10-08T00:00:00Z"))])
+         arguments=time_range(True, "first instant to load, e.g. 2026-10-01T00:00:00Z",
+                              "instant to stop at (exclusive), e.g. 2026-10-08T00:00:00Z"))
 def _backfill(args, config):
-    if args.start >= args.end:
-        _say(f"--start ({rfc3339(args.start)}) must be before --end ({rfc3339(args.end)})")
+    if range_problem(args):
+        _say(range_problem(args))
         return EXIT_NEEDS_HUMAN
     outcome = _job(config).backfill(args.start, args.end)
     if outcome.locked_out:
-        _say("another run is active for this archive; nothing was loaded: run this backfill again when it "
-             "has finished (`python -m loader status` shows it)")
+        _say(f"{LOCKED}; nothing was loaded: run this backfill again when it has finished (`python -m loader "
+             "status` shows it)")
         return EXIT_RETRY_LATER
     _report_load(outcome, config, SystemClock().now())
     return EXIT_OK
@@ -177,24 +191,19 @@ def _backfill(args, config):
          "python -m loader rebuild-rollups\n"
          "  python -m loader rebuild-rollups --start 2026-10-01T00:00:00Z --end 2026-11-01T00:00:00Z",
          [(0, "rebuilt, or nothing to rebuild (the archive is empty)"),
-          (1, "not finished: PostgreSQL unreachable, another run active, interrupted, or " + UNEXPECTED
+          (1, "not finished: PostgreSQL unreachable, another command holding the lock, interrupted, or " + UNEXPECTED
               + "; run it again"),
           (2, "needs a human: " + CONFIG_PROBLEM + "; --start and --end not both given, or not in order; a "
               "table that does not fit")],
-         arguments=[(("--start",), dict(type=_time_arg, metavar="TIME",
-                                        help="first instant (default: the oldest row)")),
-                    (("--end",), dict(type=_time_arg, metavar="TIME",
-                                      help="end, exclusive (default: after the newest)"))])
+         arguments=time_range(False, "first instant (default: the oldest row)",
+                              "end, exclusive (default: after the newest)"))
 def _rebuild_rollups(args, config):
-    if (args.start is None) != (args.end is None):
-        _say("give both --start and --end, or neither (then every archived row)")
-        return EXIT_NEEDS_HUMAN
-    if args.start is not None and args.start >= args.end:
-        _say(f"--start ({rfc3339(args.start)}) must be before --end ({rfc3339(args.end)})")
+    if range_problem(args):
+        _say(range_problem(args))
         return EXIT_NEEDS_HUMAN
     outcome = _job(config).rebuild_rollups(args.start, args.end)
     if outcome.locked_out:
-        _say("another run is active for this archive; nothing was rebuilt: run this again when it has finished")
+        _say(f"{LOCKED}; nothing was rebuilt: run this again when it has finished")
         return EXIT_RETRY_LATER
     if outcome.nothing_to_do:
         log.info("nothing to rebuild: the archive is empty")
@@ -402,7 +411,60 @@ def _fail(line, verbose):
         traceback.print_exc()
 
 
+class _Reader:
+    """stdout or stderr for a reader that may leave early (`status | head`, `check | grep -q ok`): once
+    the pipe is closed, the rest goes to /dev/null and the command goes on to its own exit code, with no
+    traceback and no exit 120 from the interpreter's last flush."""
+
+    def __init__(self, stream):
+        self._stream = stream
+        self._gone = False
+
+    def _closed(self):
+        self._gone = True
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._stream.fileno())  # the interpreter's own flush at exit goes there too
+            os.close(devnull)
+
+    def write(self, text):
+        if not self._gone:
+            try:
+                return self._stream.write(text)
+            except BrokenPipeError:
+                self._closed()
+        return len(text)
+
+    def flush(self):
+        if not self._gone:
+            try:
+                self._stream.flush()
+            except BrokenPipeError:
+                self._closed()
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def _readers_may_leave():
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _Reader(sys.stdout), _Reader(sys.stderr)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        sys.stdout, sys.stderr = saved
+
+
 def main(argv=None):
+    """The command line; whatever happens, an exit code (argparse's own exit for --help and usage errors)."""
+    with _readers_may_leave():
+        return _main(argv)
+
+
+def _main(argv):
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.command:

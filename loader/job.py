@@ -38,7 +38,6 @@ class Outcome:
     windows: int = 0  # windows the source answered (re-read unchanged ones included)
     dropped: dict = field(default_factory=dict)
     locked_out: bool = False  # another run holds the lock; nothing was done
-    fields: list = None  # the fields the source proved it has (None: not asked)
     newest: int = None  # start of the newest archived window after the run, epoch seconds
     late: list = field(default_factory=list)  # late.Behind entries the comparison found (and loaded)
     counted: dict = field(default_factory=dict)  # field -> readings InfluxDB held in the ranges read
@@ -191,7 +190,7 @@ class Job:
                 # an empty answer proves "no data" only once the measurement and fields are known to
                 # exist; asked before any table is made, so a misspelt FIELDS leaves no column behind
                 source = self.source_factory(config)
-                outcome.fields = self._retrying(prove_fields, config, source, outcome.start, self.clock.now())
+                self._retrying(prove_fields, config, source, outcome.start, self.clock.now())
             with db.errors():
                 table.ensure(cur, config.fields)
                 rollups = archive.rollups(db, config)

@@ -4,6 +4,8 @@ the log, the heartbeat."""
 import http.server
 import os
 import re
+import subprocess
+import sys
 import threading
 import time
 
@@ -13,7 +15,7 @@ import pytest
 from loader.cli import COMMANDS
 from loader.windows import parse_time
 from tests.support.archive import archive_rows, watermark
-from tests.support.harness import HOUR, cli, flux_env, now
+from tests.support.harness import HOUR, ROOT, cli, flux_env, now
 from tests.support.readings import expected_means, feed_influxd, feed_standin, pulse_points
 
 
@@ -132,9 +134,9 @@ def test_a_typed_command_refused_by_the_lock_exits_1_but_the_cron_run_steps_asid
     try:
         backfill = cli("backfill", "--start", "2026-11-01T00:00:00Z", "--end", "2026-11-02T00:00:00Z", env=env)
         assert backfill.returncode == 1
-        assert backfill.stderr.strip() == ("influx-archive: another run is active for this archive; nothing was "
-                                           "loaded: run this backfill again when it has finished (`python -m loader "
-                                           "status` shows it)")
+        assert backfill.stderr.strip() == ("influx-archive: another run, backfill or rebuild holds this archive's "
+                                           "lock; nothing was loaded: run this backfill again when it has finished "
+                                           "(`python -m loader status` shows it)")
         rebuild = cli("rebuild-rollups", env=env)
         assert rebuild.returncode == 1 and "nothing was rebuilt" in rebuild.stderr
         run = cli("run", env=env)
@@ -244,3 +246,39 @@ def test_heartbeat_pings_start_success_and_fail_and_a_dead_listener_breaks_nothi
     dead = cli("run", env=env)  # the listener is gone: connection refused
     assert dead.returncode == 0, dead.stderr
     assert "heartbeat ping/start to 127.0.0.1" in dead.stderr and "3f2a-check" not in dead.stderr
+
+
+def closed_pipe():
+    """The write end of a pipe whose reader has already left (`| head` that has read its lines)."""
+    read, write = os.pipe()
+    os.close(read)
+    return write
+
+
+@pytest.mark.parametrize("argv", [
+    ["--help"], ["status", "--help"], ["status"], ["check"], ["run"], ["rebuild-rollups"], ["adopt-reference"],
+    ["backup"], ["restore", "--verify"],
+    ["backfill", "--start", "2026-11-01T00:00:00Z", "--end", "2026-11-01T01:00:00Z"],
+], ids=lambda argv: " ".join(argv[:2]))
+def test_every_command_piped_into_a_reader_that_leaves_early_keeps_its_exit_code_without_a_traceback(
+        pg_url, standin, tmp_path, argv):
+    """`status | head -1`, `check | grep -q ok`: the reader closes the pipe before the command writes. The exit
+    code is the one the command gives with a reader that stays, and nothing but its own lines reaches stderr
+    or LOG_FILE (no BrokenPipeError, no interpreter's exit 120)."""
+    feed_standin(standin, pulse_points(now() - 2 * HOUR, HOUR))
+    log_file = tmp_path / "loader.log"
+    env = flux_env(pg_url, standin, INITIAL_LOOKBACK="3h", LOG_FILE=log_file)
+    command = [sys.executable, "-m", "loader", "--env-file", os.devnull, *argv]
+    stays = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert stays.stdout or stays.stderr  # something to write: the reader's leaving is met
+    write = closed_pipe()
+    try:
+        leaves = subprocess.run(command, cwd=ROOT, env=env, stdout=write, stderr=subprocess.PIPE, text=True,
+                                timeout=120)
+        both = subprocess.run(command, cwd=ROOT, env=env, stdout=write, stderr=write, timeout=120)  # 2>&1 | head
+    finally:
+        os.close(write)
+    assert leaves.returncode == both.returncode == stays.returncode
+    assert "Traceback" not in leaves.stderr and "BrokenPipe" not in leaves.stderr
+    log = log_file.read_text() if log_file.exists() else ""  # a failure's traceback is there by design: not ours
+    assert "BrokenPipe" not in log and "Logging error" not in log
