@@ -28,6 +28,7 @@ BACKUP_LOG=$LOG_DIR/backup.log
 BACKUP_LOCK=/run/lock/$APP_NAME-backup.lock
 CRON_FILE=/etc/cron.d/$APP_NAME
 LOGROTATE_FILE=/etc/logrotate.d/$APP_NAME
+COMMAND_FILE=/usr/local/bin/$APP_NAME  # the loader as the service user, from any directory (setup/command.sh)
 SYSTEMD_DIR=/etc/systemd/system
 SYSTEMD_UNITS=("$APP_NAME.service" "$APP_NAME.timer" "$APP_NAME-backup.service" "$APP_NAME-backup.timer"
                "$APP_NAME-verify.service" "$APP_NAME-verify.timer")
@@ -361,6 +362,8 @@ install_file() {  # install_file TEMPLATE DEST MODE: only when the content diffe
 
 install_schedule() {
   install_file "$APP_DIR/setup/logrotate.conf" "$LOGROTATE_FILE" 0644
+  install_file "$APP_DIR/setup/command.sh" "$COMMAND_FILE" 0755
+  ok "command: $APP_NAME (e.g. \`$APP_NAME status\`), the loader as $SERVICE_USER with $ENV_FILE, from any directory"
   if [ "$USE_SYSTEMD" -eq 1 ]; then
     has_systemd || die "--systemd: systemd is not running on this machine; use the default cron schedule"
     local unit
@@ -445,7 +448,7 @@ loader() { (cd "$APP_DIR" && runuser -u "$SERVICE_USER" -- "$VENV/bin/python" -m
 
 first_run() {
   if [ -z "$(env_get INFLUX_URL)" ] || { [ "$(env_get INFLUX_QUERY_LANGUAGE)" != influxql ] && [ -z "$(env_get INFLUX_TOKEN)$(env_get INFLUX_TOKEN_FILE)" ]; }; then
-    warn "InfluxDB settings are not complete in $ENV_FILE: fill them in, then run: $VENV/bin/python -m loader check"
+    warn "InfluxDB settings are not complete in $ENV_FILE: fill them in, then run: $APP_NAME check"
     return 0
   fi
   say "first load (this can take a while on a Pi: up to INITIAL_LOOKBACK of data)"
@@ -464,6 +467,7 @@ summary() {
   cat >&2 <<EOF
 
 influx-archive is installed.
+  command            $APP_NAME status | check | backfill | backup | --help  (as $SERVICE_USER, from any directory)
   code and settings  $APP_DIR  (.env, mode 0600, owner $SERVICE_USER)
   schedule           $([ "$USE_SYSTEMD" -eq 1 ] && echo "systemd timer $APP_NAME.timer" || echo "$CRON_FILE") (hourly)
   log                $LOG  (install log: $INSTALL_LOG)
@@ -478,7 +482,7 @@ EOF
 
 uninstall() {
   say "removing the schedule and the venv"
-  rm -f "$CRON_FILE" "$LOGROTATE_FILE"
+  rm -f "$CRON_FILE" "$LOGROTATE_FILE" "$COMMAND_FILE"
   if has_systemd; then
     disable_timers
     local unit

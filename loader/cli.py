@@ -393,7 +393,7 @@ def _setup_logging(config, verbose):
     root.addHandler(console)
     if config is not None and config.log_file:
         try:
-            handler = logging.FileHandler(config.log_file, encoding="utf-8")
+            handler = _LogFile(config.log_file, encoding="utf-8")
         except OSError as exc:
             raise ConfigError([f"LOG_FILE {config.log_file}: {exc.strerror}; fix its directory or permissions, "
                                f"or leave LOG_FILE empty"]) from None
@@ -401,6 +401,21 @@ def _setup_logging(config, verbose):
         handler.setFormatter(_Redacting(secrets))
         root.addHandler(handler)
     logging.getLogger("urllib3").setLevel(logging.WARNING)
+
+
+class _LogFile(logging.FileHandler):
+    """LOG_FILE. One that cannot be written mid-run (a full disk, a failing card) is said once on stderr and
+    left alone: the command's own outcome and exit code stand, with no `--- Logging error ---` tracebacks."""
+
+    said = False
+
+    def handleError(self, record):
+        if not self.said:
+            self.said = True
+            problem = sys.exc_info()[1]
+            why = getattr(problem, "strerror", None) or str(problem)
+            print(f"influx-archive: LOG_FILE {self.baseFilename} cannot be written ({why}); the rest of this "
+                  f"command's log goes to stderr only (free space there, or set LOG_FILE elsewhere)", file=sys.stderr)
 
 
 def _fail(line, verbose):
@@ -412,9 +427,10 @@ def _fail(line, verbose):
 
 
 class _Reader:
-    """stdout or stderr for a reader that may leave early (`status | head`, `check | grep -q ok`): once
-    the pipe is closed, the rest goes to /dev/null and the command goes on to its own exit code, with no
-    traceback and no exit 120 from the interpreter's last flush."""
+    """stdout or stderr for a reader that may leave early (`status | head`, `check | grep -q ok`) or a
+    file that fills up (cron's `>> loader.log` on a full disk): from then on the rest goes to /dev/null and
+    the command goes on to its own exit code, with no traceback and no exit 120 from the interpreter's
+    last flush."""
 
     def __init__(self, stream):
         self._stream = stream
@@ -431,7 +447,7 @@ class _Reader:
         if not self._gone:
             try:
                 return self._stream.write(text)
-            except BrokenPipeError:
+            except OSError:  # the reader left (EPIPE), or the file it is redirected to is full (ENOSPC)
                 self._closed()
         return len(text)
 
@@ -439,7 +455,7 @@ class _Reader:
         if not self._gone:
             try:
                 self._stream.flush()
-            except BrokenPipeError:
+            except OSError:
                 self._closed()
 
     def __getattr__(self, name):

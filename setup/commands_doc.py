@@ -19,9 +19,14 @@ def usage(name):
     return text.replace("usage: ", "").replace(" [-h]", "").replace(" [--env-file PATH] [-v]", "")
 
 
+INSTALLED = "influx-archive"  # the command install.sh puts on PATH (setup/command.sh)
+
+
 def readme_table():
+    """The commands as a person types them after install.sh; by hand, `python -m loader` stands for it."""
     rows = ["| command | what it does |", "| --- | --- |"]
-    rows += [f"| `{usage(name)}` | {cmd.summary} |" for name, cmd in COMMANDS.items()]
+    rows += [f"| `{usage(name).replace('python -m loader', INSTALLED, 1)}` | {cmd.summary} |"
+             for name, cmd in COMMANDS.items()]
     return "\n".join([START] + rows + [END])
 
 
@@ -29,6 +34,8 @@ def commands_md():
     out = ["# Commands", "",
            "Generated from `loader/cli.py` by `setup/commands_doc.py`; "
            "`python -m loader COMMAND --help` says the same.",
+           "After install.sh, `influx-archive` stands for `python -m loader` (it runs it as the service user "
+           "with the installed `.env`, from any directory).",
            "Every command also takes `--env-file PATH` and `-v`, before or after its name.", ""]
     for name, cmd in COMMANDS.items():
         out += [f"## {name}", "", cmd.summary[0].upper() + cmd.summary[1:] + ".", "", "```", usage(name), "```", "",

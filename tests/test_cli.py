@@ -1,6 +1,7 @@
 """The command line as cron and a user meet it: real processes, help, exit codes, one-line messages,
 the log, the heartbeat."""
 
+import contextlib
 import http.server
 import os
 import re
@@ -17,6 +18,7 @@ from loader.windows import parse_time
 from tests.support.archive import archive_rows, watermark
 from tests.support.harness import HOUR, ROOT, cli, flux_env, now
 from tests.support.readings import expected_means, feed_influxd, feed_standin, pulse_points
+from tests.support.servers import LoopDrive, server_or_skip
 
 
 class Listener:
@@ -282,3 +284,31 @@ def test_every_command_piped_into_a_reader_that_leaves_early_keeps_its_exit_code
     assert "Traceback" not in leaves.stderr and "BrokenPipe" not in leaves.stderr
     log = log_file.read_text() if log_file.exists() else ""  # a failure's traceback is there by design: not ours
     assert "BrokenPipe" not in log and "Logging error" not in log
+
+
+@pytest.fixture
+def full_drive():
+    """A tiny loop-mounted ext4 drive filled to the last block: where a log on a full card ends up."""
+    drive = server_or_skip(lambda: LoopDrive(size_kb=1024))
+    try:
+        with open(os.path.join(drive.path, "filler"), "wb") as filler:
+            with contextlib.suppress(OSError):
+                while True:
+                    filler.write(b"\0" * 4096)
+                    filler.flush()
+        yield drive.path
+    finally:
+        drive.close()
+
+
+def test_a_log_file_on_a_full_disk_keeps_the_runs_outcome_and_says_so_in_one_line(pg_url, standin, full_drive):
+    points = pulse_points(now() - 2 * HOUR, HOUR)
+    feed_standin(standin, points)
+    log_file = os.path.join(full_drive, "loader.log")
+    result = cli("run", env=flux_env(pg_url, standin, INITIAL_LOOKBACK="3h", LOG_FILE=log_file))
+    assert result.returncode == 0, result.stderr  # loaded: not 120, not 1
+    said = [line for line in result.stderr.splitlines() if "LOG_FILE" in line]
+    assert said == [f"influx-archive: LOG_FILE {log_file} cannot be written (No space left on device); the rest of "
+                    "this command's log goes to stderr only (free space there, or set LOG_FILE elsewhere)"]
+    assert "Logging error" not in result.stderr and "Traceback" not in result.stderr
+    assert archive_rows(pg_url) == expected_means(points)

@@ -16,7 +16,7 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 APP = "/opt/influx-archive"  # where install.sh deploys the code, venv and .env
-SCRIPTS = ["install.sh", "tests/run", ".ci/run"]
+SCRIPTS = ["install.sh", "tests/run", ".ci/run", "setup/command.sh"]
 FULL = os.environ.get("INFLUX_ARCHIVE_INSTALL_TEST") == "1"
 FAKE_CRONTAB = """#!/bin/sh
 # a stand-in for crontab(1): -l -u USER prints $FAKE_DIR/USER; -u USER - stores standard input there
@@ -102,9 +102,9 @@ def test_parse_args_accepts_options_and_refuses_bad_ones():
 def test_render_fills_every_placeholder_of_the_schedule_files():
     units = sorted("setup/systemd/" + name for name in os.listdir(os.path.join(ROOT, "setup/systemd")))
     assert len(units) == 6
-    for template in ["crontab.txt", "setup/logrotate.conf"] + units:
+    for template in ["crontab.txt", "setup/logrotate.conf", "setup/command.sh"] + units:
         result = sourced(f"SERVICE_USER=pi; render {template}")
-        assert result.returncode == 0 and "@" not in result.stdout, result.stdout
+        assert result.returncode == 0 and not re.search(r"@[A-Z_]+@", result.stdout), result.stdout
     cron = sourced("SERVICE_USER=pi; render crontab.txt").stdout
     assert 'MAILTO=""' in cron and "flock -n /run/lock/influx-archive.lock" in cron
     loader = f"{APP}/.venv/bin/python -m loader --env-file {APP}/.env run"
@@ -115,6 +115,30 @@ def test_render_fills_every_placeholder_of_the_schedule_files():
     assert "restore --verify >> /var/log/influx-archive/backup.log" in cron
     listed = sourced('echo "${SYSTEMD_UNITS[@]}"').stdout.split()
     assert sorted("setup/systemd/" + unit for unit in listed) == units  # every template is installed
+
+
+def test_the_installed_command_runs_the_loader_with_the_installed_settings_from_any_directory(tmp_path, pg_url,
+                                                                                             standin):
+    """/usr/local/bin/influx-archive as install.sh renders it (here for this user, over a copy of the code's
+    place): run from / with none of the settings in the environment, it reads the installed .env."""
+    app = tmp_path / "app"
+    app.mkdir()
+    os.symlink(os.path.join(ROOT, "loader"), app / "loader")
+    (app / ".env").write_text(f"INFLUX_URL={standin.url}\nINFLUX_TOKEN=t\nINFLUX_ORG=o\nPG_URL={pg_url}\n")
+    (app / ".env").chmod(0o600)
+    venv = os.path.dirname(os.path.dirname(sys.executable))
+    rendered = sourced(f"APP_DIR={app}; VENV={venv}; SERVICE_USER=$(id -un); render setup/command.sh")
+    assert rendered.returncode == 0, rendered.stderr
+    command = tmp_path / "influx-archive"
+    command.write_text(rendered.stdout)
+    command.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("INFLUX_", "PG_"))}
+    status = subprocess.run([str(command), "status"], cwd="/", env=env, capture_output=True, text=True, timeout=60)
+    assert status.returncode == 2  # the installed archive is empty: a monitor pages
+    assert "archive:     public.pox_five_second_mean" in status.stdout
+    assert "verdict:     nothing archived yet" in status.stdout
+    usage = subprocess.run([str(command), "--help"], cwd="/", env=env, capture_output=True, text=True, timeout=60)
+    assert usage.returncode == 0 and "backfill" in usage.stdout
 
 
 def test_detect_system_on_this_machine_and_refusal_of_others(tmp_path):
@@ -197,6 +221,10 @@ def test_demo_install_fills_the_archive_and_a_second_run_changes_nothing(backups
                              "loader", "--env-file", os.path.join(APP, ".env"), "status"], cwd=APP,
                             capture_output=True, text=True)
     assert status.returncode == 0, status.stdout + status.stderr
+    for who in ([], ["runuser", "-u", "influx-archive", "--"]):  # root (sudo), and the service user
+        command = subprocess.run([*who, "influx-archive", "status"], cwd="/", capture_output=True, text=True,
+                                 env={"PATH": "/usr/local/bin:/usr/bin:/bin"})
+        assert command.returncode == 0 and "verdict:     fresh" in command.stdout, command.stdout + command.stderr
 
     port = int(_env_value("PG_URL").rsplit(":", 1)[1].split("/")[0])
     loader = psycopg2.connect(_env_value("PG_URL").replace("+psycopg2", ""))
@@ -331,11 +359,12 @@ def test_the_reference_scripts_cron_line_is_reported_and_disabled_only_with_the_
 
 
 def test_uninstall_removes_the_schedule_and_venv_and_keeps_the_data(tmp_path):
-    for name in ("cron", "logrotate"):
+    for name in ("cron", "logrotate", "command"):
         (tmp_path / name).write_text("x")
     (tmp_path / "venv" / "bin").mkdir(parents=True)
     result = sourced(f'INSTALL_LOG=/dev/null; CRON_FILE="{tmp_path}/cron"; LOGROTATE_FILE="{tmp_path}/logrotate"; '
-                     f'VENV="{tmp_path}/venv"; has_systemd() {{ return 1; }}; uninstall')
+                     f'COMMAND_FILE="{tmp_path}/command"; VENV="{tmp_path}/venv"; has_systemd() {{ return 1; }}; '
+                     f'uninstall')
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == []
     assert "influx_archive and .env are kept" in result.stderr

@@ -1,0 +1,13 @@
+#!/bin/sh
+# @NAME@: the loader as its service user (@USER@) with the installed settings (@APP_DIR@/.env), from any
+# directory: `@NAME@ status`, `@NAME@ backfill --start ... --end ...`, `@NAME@ --help`.
+# Written by install.sh from setup/command.sh (edit that, re-run install.sh).
+cd @APP_DIR@ || exit 2
+if [ "$(id -un)" = "@USER@" ]; then
+  exec @PYTHON@ -m loader --env-file @APP_DIR@/.env "$@"
+elif [ "$(id -u)" -eq 0 ]; then
+  exec runuser -u @USER@ -- @PYTHON@ -m loader --env-file @APP_DIR@/.env "$@"
+else
+  # the settings hold secrets and are the service user's alone (mode 0600): sudo asks for your password
+  exec sudo -u @USER@ -- @PYTHON@ -m loader --env-file @APP_DIR@/.env "$@"
+fi
