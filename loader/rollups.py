@@ -4,8 +4,9 @@ What TimescaleDB's continuous aggregates do, in plain PostgreSQL (TimescaleDB is
 a 32-bit Pi). Tables <PG_TABLE>_1m, <PG_TABLE>_1h, <PG_TABLE>_1d: bucket start `time`, the key
 tags, `windows` (5-second rows behind the bucket), and per field <f>_mean, <f>_min, <f>_max,
 <f>_n (5-second windows with a value) and, for fields named in ROLLUP_BELOW, <f>_below (windows whose
-mean is below the threshold). Each level is computed from the one below it with the mean weighted
-by <f>_n, so a rollup of a rollup equals the rollup of the 5-second rows.
+mean is below the threshold); counts are 0, never NULL, in buckets from before their field appeared.
+Each level is computed from the one below it with the mean weighted by <f>_n, so a rollup of a rollup
+equals the rollup of the 5-second rows.
 
 What the counts mean is written beside them, for the dashboard to read and label: the comment on
 `windows` is the window in seconds (WINDOW), the comment on <f>_below its threshold. A ROLLUP_BELOW
@@ -33,6 +34,11 @@ COMMENTS = """
 SELECT a.attname, col_description(a.attrelid, a.attnum) FROM pg_attribute a
 WHERE a.attrelid = to_regclass(%(table)s) AND a.attnum > 0 AND NOT a.attisdropped
 """
+NULLABLE = """
+SELECT a.attname FROM pg_attribute a
+WHERE a.attrelid = to_regclass(%(table)s) AND a.attnum > 0 AND NOT a.attisdropped AND NOT a.attnotnull
+"""
+COUNT = "integer NOT NULL DEFAULT 0"  # a count column: a bucket from before its field appeared counts 0, not NULL
 
 
 def below_column(field):
@@ -60,9 +66,9 @@ class Rollups:
 
     def _field_columns(self, field):
         cols = [(f"{field}_mean", "double precision"), (f"{field}_min", "double precision"),
-                (f"{field}_max", "double precision"), (f"{field}_n", "integer")]
+                (f"{field}_max", "double precision"), (f"{field}_n", COUNT)]
         if field in self.below:
-            cols.append((below_column(field), "integer"))
+            cols.append((below_column(field), COUNT))
         return cols
 
     def ensure(self, cur, fields):
@@ -91,12 +97,18 @@ class Rollups:
             for name in existing:
                 if self._stale(name, fields, wanted):
                     cur.execute(sql.SQL("ALTER TABLE {} DROP COLUMN {}").format(table, sql.Identifier(name)))
+            cur.execute(NULLABLE, {"table": table.as_string(cur)})
+            nullable = {name for (name,) in cur.fetchall()}
             for field in fields:
                 for name, kind in self._field_columns(field):
                     if name not in existing:
                         incomplete = incomplete or (bool(existing) and name in wanted)
                         cur.execute(sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} " + kind).format(
                             table, sql.Identifier(name)))
+                    elif kind == COUNT and name in nullable:  # made by a version that left older buckets NULL
+                        cur.execute(sql.SQL("UPDATE {t} SET {c} = 0 WHERE {c} IS NULL; ALTER TABLE {t} ALTER COLUMN "
+                                            "{c} SET DEFAULT 0, ALTER COLUMN {c} SET NOT NULL").format(
+                            t=table, c=sql.Identifier(name)))
             for name, meaning in list(wanted.items()) + [("windows", number_text(self.window))]:
                 if existing.get(name) != meaning:
                     if existing and name in existing and not recount:

@@ -6,8 +6,11 @@ cd @APP_DIR@ || exit 2
 if [ "$(id -un)" = "@USER@" ]; then
   exec @PYTHON@ -m loader --env-file @APP_DIR@/.env "$@"
 elif [ "$(id -u)" -eq 0 ]; then
-  exec runuser -u @USER@ -- @PYTHON@ -m loader --env-file @APP_DIR@/.env "$@"
-else
+  exec /usr/sbin/runuser -u @USER@ -- @PYTHON@ -m loader --env-file @APP_DIR@/.env "$@"
+elif command -v sudo >/dev/null 2>&1; then
   # the settings hold secrets and are the service user's alone (mode 0600): sudo asks for your password
   exec sudo -u @USER@ -- @PYTHON@ -m loader --env-file @APP_DIR@/.env "$@"
+else
+  echo "@NAME@: run it as @USER@ or as root (its settings are theirs alone, and sudo is not installed)" >&2
+  exit 2
 fi

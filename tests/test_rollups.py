@@ -145,3 +145,32 @@ def test_rollup_below_changed_mid_life_recounts_every_bucket_and_leaves_no_stale
     cur.execute(f"SELECT count(*) FROM {BASE} WHERE bpm < 70")
     assert below == cur.fetchone()[0] > 0
     conn.close()
+
+
+def test_a_field_that_appears_mid_life_counts_0_in_older_buckets_never_null(pg_url, standin):
+    """bpm appears a day after spo2: the buckets from before it count 0 windows of bpm, as a rebuild would;
+    an archive a version made with NULL there gets 0s and the column's NOT NULL on its next run."""
+    spo2_only = [p for p in pulse_points(NOW - 2 * DAY, DAY) if p[2] == "spo2"]
+    feed_standin(standin, spo2_only)
+    cfg = make_config(pg_url, standin.url, INITIAL_LOOKBACK="2d")
+    Job(cfg, clock=FixedClock(NOW - DAY)).run()
+    feed_standin(standin, pulse_points(NOW - DAY, DAY))  # now bpm too
+    Job(cfg, clock=FixedClock(NOW)).run()
+    conn = psycopg2.connect(pg_url)
+    cur = conn.cursor()
+    for suffix in ("1m", "1h", "1d"):
+        cur.execute(f"SELECT count(*) FILTER (WHERE bpm_n IS NULL), count(*) FILTER (WHERE bpm_n = 0), "
+                    f"count(*) FILTER (WHERE bpm_n > 0) FROM {BASE}_{suffix}")
+        nulls, zeros, counted = cur.fetchone()
+        assert nulls == 0 and zeros > 0 and counted > 0, suffix
+    assert_equal_rollups(pg_url)
+    # as a version before this one left it: bpm_n nullable, NULL in the buckets from before bpm
+    cur.execute(f"ALTER TABLE {BASE}_1h ALTER COLUMN bpm_n DROP NOT NULL, ALTER COLUMN bpm_n DROP DEFAULT")
+    cur.execute(f"UPDATE {BASE}_1h SET bpm_n = NULL WHERE bpm_n = 0")
+    conn.commit()
+    Job(cfg, clock=FixedClock(NOW + HOUR)).run()
+    cur.execute(f"SELECT count(*) FILTER (WHERE bpm_n IS NULL), bool_and(a.attnotnull) FROM {BASE}_1h, pg_attribute a "
+                f"WHERE a.attrelid = '{BASE}_1h'::regclass AND a.attname = 'bpm_n'")
+    assert cur.fetchone() == (0, True)
+    conn.close()
+    assert_equal_rollups(pg_url)
