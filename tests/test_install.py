@@ -221,7 +221,7 @@ def test_demo_install_fills_the_archive_and_a_second_run_changes_nothing(backups
                              "loader", "--env-file", os.path.join(APP, ".env"), "status"], cwd=APP,
                             capture_output=True, text=True)
     assert status.returncode == 0, status.stdout + status.stderr
-    for who in ([], ["runuser", "-u", "influx-archive", "--"]):  # root (sudo), and the service user
+    for who in ([], ["/usr/sbin/runuser", "-u", "influx-archive", "--"]):  # root (sudo), and the service user
         command = subprocess.run([*who, "influx-archive", "status"], cwd="/", capture_output=True, text=True,
                                  env={"PATH": "/usr/local/bin:/usr/bin:/bin"})
         assert command.returncode == 0 and "verdict:     fresh" in command.stdout, command.stdout + command.stderr
