@@ -251,6 +251,16 @@ install_code() {
   ok "code in $APP_DIR$([ "$changed" -eq 1 ] && echo ' (updated)' || echo ' (unchanged)')"
 }
 
+# setup/grafana/datasource.yaml with the port this cluster listens on (5433 or later when 5432 was taken):
+# the file to copy to the Grafana machine.
+grafana_datasource() {
+  local port
+  port=$(pg_port)
+  sed "s#\${INFLUX_ARCHIVE_HOST}:5432#\${INFLUX_ARCHIVE_HOST}:$port#" "$APP_DIR/setup/grafana/datasource.yaml" \
+    > "$APP_DIR/grafana-datasource.yaml"
+  chmod 0644 "$APP_DIR/grafana-datasource.yaml"
+}
+
 # The venv (--system-site-packages, no pip) only isolates the loader from other Python programs; its
 # packages are apt's. One that an earlier version filled with pip packages (influxdb-client, reactivex)
 # is made anew, so nothing unused stays on the SD card.
@@ -473,7 +483,8 @@ influx-archive is installed.
   log                $LOG  (install log: $INSTALL_LOG)
   backups            $(b=$(env_get BACKUP_DIR); [ -n "$b" ] && echo "$b, nightly at 03:17, verified Sundays; log $BACKUP_LOG" || echo "off: re-run with --backup-dir DIR on a mounted drive (README, Backups)")
   Grafana            PostgreSQL data source: host ${host:-<this machine>}:$(pg_port), database $DB_NAME,
-                     user $GRAFANA_ROLE, password GRAFANA_PG_PASSWORD in $ENV_FILE, TLS off on a home LAN
+                     user $GRAFANA_ROLE, password GRAFANA_PG_PASSWORD in $ENV_FILE, TLS off on a home LAN;
+                     its provisioning file, this port filled in: $APP_DIR/grafana-datasource.yaml
                      $([ -n "$LAN_CIDR" ] && echo "reachable from $LAN_CIDR" || echo "local only; re-run with --lan CIDR to reach it from Grafana")
 EOF
   echo "status:" >&2
@@ -520,6 +531,7 @@ main() {
   say "configuring PostgreSQL";         find_postgres; configure_postgres
   say "creating roles and database";    create_roles
   say "installing the code";            install_code
+  grafana_datasource
   say "creating the Python venv";       create_venv
   say "writing settings";               write_env; configure_backups
   install_demo_source

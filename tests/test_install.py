@@ -141,6 +141,18 @@ def test_the_installed_command_runs_the_loader_with_the_installed_settings_from_
     assert usage.returncode == 0 and "backfill" in usage.stdout
 
 
+def test_the_grafana_data_source_file_carries_the_port_postgresql_listens_on(tmp_path):
+    """A Pi whose port 5432 was taken runs the archive's cluster on 5433: the provisioning file says so."""
+    (tmp_path / "setup").symlink_to(os.path.join(ROOT, "setup"))
+    result = sourced(f'APP_DIR="{tmp_path}"; pg_port() {{ echo 5433; }}; grafana_datasource')
+    assert result.returncode == 0, result.stderr
+    written = (tmp_path / "grafana-datasource.yaml").read_text()
+    with open(os.path.join(ROOT, "setup/grafana/datasource.yaml"), encoding="utf-8") as handle:
+        template = handle.read()
+    assert "url: ${INFLUX_ARCHIVE_HOST}:5432" in template
+    assert written == template.replace("url: ${INFLUX_ARCHIVE_HOST}:5432", "url: ${INFLUX_ARCHIVE_HOST}:5433")
+
+
 def test_detect_system_on_this_machine_and_refusal_of_others(tmp_path):
     here = sourced("INSTALL_LOG=/dev/null; detect_system")
     if os.path.exists("/etc/debian_version") and here.returncode == 0:
@@ -227,6 +239,8 @@ def test_demo_install_fills_the_archive_and_a_second_run_changes_nothing(backups
         assert command.returncode == 0 and "verdict:     fresh" in command.stdout, command.stdout + command.stderr
 
     port = int(_env_value("PG_URL").rsplit(":", 1)[1].split("/")[0])
+    with open(os.path.join(APP, "grafana-datasource.yaml"), encoding="utf-8") as handle:
+        assert f"url: ${{INFLUX_ARCHIVE_HOST}}:{port}\n" in handle.read()
     loader = psycopg2.connect(_env_value("PG_URL").replace("+psycopg2", ""))
     cur = loader.cursor()
     cur.execute("SELECT count(*), count(DISTINCT time) FROM pox_five_second_mean")
