@@ -81,7 +81,7 @@ class Bench:
             self.influxd.query('CREATE DATABASE "pulse_oximeter"')
             started = time.time()
             batch = []
-            for line in demo_lines(self.end - args.days * DAY, self.end, (0, 0)):
+            for line in demo_lines(self.end - args.days * DAY, self.end, gap=False):
                 batch.append(line)
                 if len(batch) == 20000:
                     self.influxd.write("pulse_oximeter", batch, batch=20000)

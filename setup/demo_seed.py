@@ -1,9 +1,10 @@
 """Seed a local InfluxDB 1.x with synthetic 1 Hz pulse-oximeter data (install.sh --demo). Stdlib only.
 
 Realistic enough to look at in Grafana: SpO2 around 96-98 % with slow drifts and a few short dips,
-pulse 55-110 bpm following a day/night rhythm, a one-hour gap (the sensor off), and finger-off
-readings (SpO2 0, pulse 127) now and then. Every value is a function of its timestamp, so seeding
-again writes identical points: InfluxDB overwrites them, nothing is duplicated.
+pulse 55-110 bpm following a day/night rhythm, a one-hour gap every three days (the sensor off), and
+finger-off readings (SpO2 0, pulse 127) now and then. Every value, and the gap, is a function of its
+timestamp, so seeding again writes identical points: InfluxDB overwrites them, nothing is duplicated,
+and an earlier seed's gap is never filled by a later one (the late-data comparison would load it).
 
   python3 setup/demo_seed.py --url http://127.0.0.1:8086 --db pulse_oximeter --days 3
 """
@@ -29,9 +30,16 @@ def reading(t):
     return round(min(spo2, 100.0), 1), round(bpm, 1)
 
 
-def lines(start, end, gap):
+GAP_EVERY, GAP_AT = 72 * 3600, 26 * 3600  # the sensor is off one hour in every 72, at the same hours
+
+
+def in_gap(t):
+    return GAP_AT <= t % GAP_EVERY < GAP_AT + 3600
+
+
+def lines(start, end, gap=True):
     for t in range(start, end):
-        if gap[0] <= t < gap[1]:
+        if gap and in_gap(t):
             continue
         spo2, bpm = reading(t)
         yield f"spo2,uid=demo spo2={spo2},bpm={bpm} {t}"
@@ -46,20 +54,19 @@ def main():
     args = parser.parse_args()
     end = int(time.time()) // 60 * 60
     start = end - int(args.days * 86400)
-    gap = (start + 86400 + 7200, start + 86400 + 3 * 3600)
     query = urllib.parse.urlencode({"q": f'CREATE DATABASE "{args.db}"'}).encode()
     urllib.request.urlopen(f"{args.url}/query", data=query, timeout=30).read()
     url = f"{args.url}/write?" + urllib.parse.urlencode({"db": args.db, "precision": "s"})
     batch, written = [], 0
-    for line in lines(start, end, gap):
+    for line in lines(start, end):
         batch.append(line)
         if len(batch) == args.batch:
             written += _post(url, batch)
             batch = []
     if batch:
         written += _post(url, batch)
-    print(f"seeded {written} points ({args.days:g} days at 1 Hz, one gap, some finger-off readings) "
-          f"into {args.db}")
+    print(f"seeded {written} points ({args.days:g} days at 1 Hz, a one-hour gap every three days, some finger-off "
+          f"readings) into {args.db}")
 
 
 def _post(url, batch):
