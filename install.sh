@@ -7,7 +7,7 @@
 #   sudo ./install.sh --lan 192.168.1.0/24        also let Grafana on that network read the archive
 #   sudo ./install.sh --backup-dir /mnt/usb/influx-archive   nightly backups to a mounted drive
 #   sudo ./install.sh --restore FILE              a new Pi: restore a backup before the first load
-#   sudo ./install.sh --uninstall [--purge]       remove schedule and venv (--purge: also the data)
+#   sudo ./install.sh --uninstall [--purge]       remove schedule, command and venv (--purge: also data, code, logs)
 #
 # Sourcing it (`. ./install.sh`) defines the steps without running them (tests do that).
 set -euo pipefail
@@ -32,6 +32,7 @@ COMMAND_FILE=/usr/local/bin/$APP_NAME  # the loader as the service user, from an
 SYSTEMD_DIR=/etc/systemd/system
 SYSTEMD_UNITS=("$APP_NAME.service" "$APP_NAME.timer" "$APP_NAME-backup.service" "$APP_NAME-backup.timer"
                "$APP_NAME-verify.service" "$APP_NAME-verify.timer")
+DEMO_MARK="# the demo's InfluxDB (install.sh --demo): loopback only, it has no auth"
 DB_NAME=influx_archive
 LOADER_ROLE=influx_archive
 GRAFANA_ROLE=grafana_reader
@@ -65,7 +66,8 @@ Options:
   --adopt-reference       adopt a table made by the reference script (dedupe, key, labels to window start)
   --backup-dir DIR        set BACKUP_DIR: nightly dumps there (an existing directory on a mounted drive)
   --restore FILE          restore a dump made by `backup` before the first load (a new Pi, an empty archive)
-  --uninstall [--purge]   remove schedule and venv; --purge also drops the database and roles
+  --uninstall [--purge]   remove schedule, command and venv; --purge also the database, roles, code, .env,
+                          logs and the demo's InfluxDB (the dumps in BACKUP_DIR are kept)
   -y, --yes               do not ask
 EOF
 }
@@ -332,8 +334,14 @@ write_env() {
 install_demo_source() {
   [ "$DEMO" -eq 1 ] || return 0
   # the demo InfluxDB has no auth: keep it on loopback (Debian's default listens on every interface)
-  if ! grep -qs '^INFLUXDB_HTTP_BIND_ADDRESS=' /etc/default/influxdb; then
-    echo 'INFLUXDB_HTTP_BIND_ADDRESS=127.0.0.1:8086' >> /etc/default/influxdb
+  if ! grep -qsxF "$DEMO_MARK" /etc/default/influxdb; then  # marked, so --uninstall --purge stops it
+    if grep -qs '^INFLUXDB_HTTP_BIND_ADDRESS=' /etc/default/influxdb \
+       && ! grep -qsx 'INFLUXDB_HTTP_BIND_ADDRESS=127.0.0.1:8086' /etc/default/influxdb; then
+      die "/etc/default/influxdb binds InfluxDB elsewhere than loopback; the demo's InfluxDB has no auth: remove that line, or install without --demo"
+    fi
+    local rest
+    rest=$(grep -vxF 'INFLUXDB_HTTP_BIND_ADDRESS=127.0.0.1:8086' /etc/default/influxdb 2>/dev/null || true)
+    printf '%s\n%s\n%s\n' "$rest" "$DEMO_MARK" 'INFLUXDB_HTTP_BIND_ADDRESS=127.0.0.1:8086' > /etc/default/influxdb
   fi
   if ! curl_ok http://127.0.0.1:8086/ping; then
     if has_systemd; then
@@ -510,10 +518,32 @@ DROP ROLE IF EXISTS $GRAFANA_ROLE;
 DROP ROLE IF EXISTS $LOADER_ROLE;
 EOF
     rm -f "$(pg_conf_dir)/conf.d/influx-archive.conf" "$(pg_conf_dir)/conf.d/influx-archive-lan.conf"
-    ok "data removed; .env kept at $ENV_FILE"
+    stop_demo_source
+    local backups=""
+    if [ -f "$ENV_FILE" ]; then backups=$(env_get BACKUP_DIR); fi
+    if id -u "$APP_NAME" >/dev/null 2>&1 && [ "$(getent passwd "$APP_NAME" | cut -d: -f7)" = /usr/sbin/nologin ]; then
+      userdel "$APP_NAME" >/dev/null 2>&1 || true  # the system user install.sh made (a login user stays)
+    fi
+    rm -rf "${APP_DIR:?}" "${LOG_DIR:?}"  # code, .env with its secrets, logs
+    printf '    ok: %s\n' "removed the database, its roles, $APP_DIR (.env included) and $LOG_DIR" >&2
+    printf '    kept: %s\n' "PostgreSQL $PG_VERSION/$PG_CLUSTER (port $(pg_port); other databases may use it: \
+\`pg_dropcluster --stop $PG_VERSION $PG_CLUSTER\` removes it), cron, the apt packages" \
+      "${backups:-no BACKUP_DIR was set}$([ -n "$backups" ] && echo ': its dumps, the only copy of the archive now')" >&2
   else
     ok "the archive database $DB_NAME and .env are kept (add --purge to remove the data)"
   fi
+}
+
+# The demo's InfluxDB has no auth: --purge stops it with the archive it fed (marked when --demo set it up).
+stop_demo_source() {
+  grep -qsxF "$DEMO_MARK" /etc/default/influxdb || return 0
+  if has_systemd; then systemctl disable --now influxdb >>"$INSTALL_LOG" 2>&1 || true
+  else service influxdb stop >>"$INSTALL_LOG" 2>&1 || true; fi
+  pkill -u influxdb -x influxd >/dev/null 2>&1 || true  # one started directly (a container without init)
+  local rest
+  rest=$(grep -vxF -e "$DEMO_MARK" -e 'INFLUXDB_HTTP_BIND_ADDRESS=127.0.0.1:8086' /etc/default/influxdb || true)
+  printf '%s\n' "$rest" > /etc/default/influxdb
+  ok "stopped the demo's InfluxDB (its readings stay in /var/lib/influxdb: \`apt purge influxdb\` removes them)"
 }
 
 main() {

@@ -340,6 +340,29 @@ def test_the_scheduled_backup_restores_to_the_live_archive_and_a_new_pi_restores
     grafana.close()
 
 
+@pytest.mark.skipif(not FULL, reason="needs the demo install above (tests/run --install, as CI does)")
+def test_uninstall_purge_leaves_no_process_file_or_role_of_ours_and_names_what_it_keeps(backups):
+    """The last install test: after it the machine has no influx-archive, as before the first."""
+    port = int(_env_value("PG_URL").rsplit(":", 1)[1].split("/")[0])
+    purged = subprocess.run(["./install.sh", "--uninstall", "--purge"], cwd=ROOT, capture_output=True, text=True,
+                            stdin=subprocess.DEVNULL, timeout=600)
+    assert purged.returncode == 0, purged.stderr
+    for path in (APP, "/usr/local/bin/influx-archive", "/etc/cron.d/influx-archive", "/var/log/influx-archive",
+                 "/etc/logrotate.d/influx-archive"):
+        assert not os.path.exists(path), path
+    assert subprocess.run(["pgrep", "-x", "influxd"], capture_output=True).returncode == 1  # the demo's: stopped
+    with open("/etc/default/influxdb", encoding="utf-8") as handle:
+        assert "127.0.0.1:8086" not in handle.read()
+    roles = subprocess.run(["runuser", "-u", "postgres", "--", "psql", "-p", str(port), "-XAtc",
+                            "SELECT rolname FROM pg_roles WHERE rolname IN ('influx_archive', 'grafana_reader') UNION "
+                            "ALL SELECT datname FROM pg_database WHERE datname = 'influx_archive'"],
+                           capture_output=True, text=True, check=True)
+    assert roles.stdout == ""
+    assert subprocess.run(["id", "influx-archive"], capture_output=True).returncode == 1
+    assert f"kept: {backups}: its dumps, the only copy of the archive now" in purged.stderr
+    assert os.listdir(backups)  # the dumps stay
+
+
 def _tables(url):
     """Rows no later run may change: 5-second windows older than LATE_DATA, days that ended before that."""
     conn = psycopg2.connect(url)
