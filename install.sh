@@ -470,7 +470,16 @@ first_run() {
     return 0
   fi
   say "first load (this can take a while on a Pi: up to INITIAL_LOOKBACK of data)"
-  loader run 2>&1 | tee -a "$LOG" >&2 || warn "the first load failed; the hourly job will retry (see $LOG)"
+  local code
+  set +e
+  loader run 2>&1 | tee -a "$LOG" >&2
+  code=${PIPESTATUS[0]}
+  set -e
+  if [ "$code" -eq 2 ]; then
+    warn "the first load needs you: the line above says what to do; every hourly run stops the same way until then (after the fix: $APP_NAME run)"
+  elif [ "$code" -ne 0 ]; then
+    warn "the first load failed (exit $code); the hourly job will retry (see $LOG)"
+  fi
 }
 
 first_backup() {

@@ -1,8 +1,10 @@
 """`restore`: a dump back into a database, and `restore --verify`: proof that the newest dump restores.
 
 restore reads the whole dump first (a truncated or corrupted file is reported before any database
-is touched), then restores it in one transaction into a new or empty database, never over a live one
-without --force (which replaces the dump's tables with `pg_restore --clean`). A restore that fails
+is touched) and, restoring the archive the loader loads, refuses one kept with other PG_SCHEMA/PG_TABLE,
+TAGS or WINDOW (the first run after would fail), naming them; then it restores it in one transaction
+into a new or empty database, never over a live one without --force (which replaces the dump's tables
+with `pg_restore --clean`). A restore that fails
 changes nothing, and a database it created for the purpose is dropped again.
 
 verify restores the newest dump of BACKUP_DIR into a scratch database, compares each archive table
@@ -14,6 +16,8 @@ windows that ended before the dump's watermark less LATE_DATA.
 import contextlib
 import logging
 import os
+import re
+import tempfile
 import time
 from dataclasses import dataclass, field
 
@@ -27,7 +31,7 @@ from .humanize import human_size
 from .pg import TABLE_COLUMNS, driver_errors
 from .pgtools import PgTools, first_error
 from .rollups import LEVELS
-from .windows import floor_to, rfc3339
+from .windows import floor_to, format_duration, rfc3339
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +85,48 @@ def read_whole(tools, pg_restore, path):
         raise BackupDamaged(f"{path} cannot be restored: {first_error(errors)}", hint=DAMAGED_HINT)
 
 
+def pg_dump_name(name):
+    """A name as pg_dump writes it: bare when it is a plain lower-case identifier, else double-quoted."""
+    return name if re.fullmatch(r"[a-z_][a-z0-9_$]*", name) else '"' + name.replace('"', '""') + '"'
+
+
+def check_fits(config, tools, pg_restore, path):
+    """Refuse, before anything is changed, a dump whose archive the loader could not go on loading with
+    these settings (the first run would fail on the table's key or width): its PG_SCHEMA/PG_TABLE,
+    TAGS (the key) and WINDOW (the table's comment), read from the dump's schema. BackupError naming
+    each setting to set."""
+    with tempfile.NamedTemporaryFile("r", suffix=".sql", encoding="utf-8") as schema_sql:
+        code, errors = tools.run([pg_restore, "--schema-only", "--file", schema_sql.name, path])
+        if code != 0:
+            raise BackupDamaged(f"{path} cannot be restored: {first_error(errors)}", hint=DAMAGED_HINT)
+        text = schema_sql.read()
+    table = f"{pg_dump_name(config.pg_schema)}.{pg_dump_name(config.pg_table)}"
+    if f"CREATE TABLE {table} (" not in text:
+        archives = sorted(set(re.findall(r"^COMMENT ON TABLE (\S+) IS 'WINDOW=", text, re.M)))
+        found = ", ".join(archives) or "none of influx-archive's"
+        raise BackupError(f"{path} holds no table {table} (PG_SCHEMA.PG_TABLE); its archive tables: {found}; "
+                          f"nothing was restored",
+                          hint="set PG_SCHEMA and PG_TABLE to the archive's in .env" if archives else
+                          "is it a dump made by `backup`?")
+    want, problems = {}, []
+    key = re.search(rf"^ALTER TABLE ONLY {re.escape(table)}\s+ADD CONSTRAINT \S+ PRIMARY KEY \(([^)]*)\);", text, re.M)
+    if key:
+        tags = [c.strip().strip('"') for c in key.group(1).split(",") if c.strip().strip('"') != "time"]
+        if tuple(tags) != tuple(config.tags):
+            want["TAGS"] = ",".join(tags)
+            problems.append(f"its archive keeps {'devices apart by ' + ', '.join(tags) if tags else 'one device'} "
+                            f"(TAGS={','.join(tags)}), these settings "
+                            f"{'TAGS=' + ','.join(config.tags) if config.tags else 'TAGS empty'}")
+    width = re.search(rf"^COMMENT ON TABLE {re.escape(table)} IS 'WINDOW=([^']*)';", text, re.M)
+    if width and width.group(1) != format_duration(config.window):
+        want["WINDOW"] = width.group(1)
+        problems.append(f"its rows are {width.group(1)} wide, WINDOW is {format_duration(config.window)}")
+    if problems:
+        raise BackupError(f"{path} does not fit these settings: {'; '.join(problems)}; nothing was restored",
+                          hint="set " + " and ".join(f"{k}={v}" for k, v in want.items())
+                               + " in .env (the settings the archive was kept with), then restore again")
+
+
 def _maintenance_connection(tools):
     """A connection for CREATE/DROP DATABASE: PG_URL's database, or postgres when that one is gone."""
     for dbname in (None, "postgres", "template1"):
@@ -126,6 +172,8 @@ def restore(config, path, into=None, force=False, mark=None):
             cur = maintenance.cursor()
             pg_restore = tools.program("pg_restore", tools.server_major(cur))
             read_whole(tools, pg_restore, path)
+            if mark is None and target == tools.dbname:  # the archive the loader goes on loading
+                check_fits(config, tools, pg_restore, path)
             cur.execute(DATABASE_EXISTS, {"name": target})
             replace = False
             if cur.fetchone():

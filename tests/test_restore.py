@@ -179,3 +179,32 @@ def test_verify_without_createdb_gives_advice_that_works_when_followed(pg_server
         assert verified.returncode == 0, verified.stdout + verified.stderr
     finally:
         superuser(pg_server, f'ALTER ROLE "{LOADER}" CREATEDB')
+
+
+def test_a_restore_onto_settings_the_archive_was_not_kept_with_is_refused_naming_each_before_anything_changes(
+        pg_server, archive_url, standin, backup_dir):
+    """A new Pi whose .env lacks the old one's TAGS=uid (and has another WINDOW): restoring would succeed and
+    every run after fail on the table's key; refused first, naming the settings, the new database untouched.
+    With them set, it restores and the first run loads."""
+    config = make_config(archive_url, standin.url, TAGS="uid", BACKUP_DIR=backup_dir)
+    load(config, standin, NOW)
+    made = backup(config, FixedClock(NOW))
+    dbname = archive_url.rsplit("/", 1)[1]
+    superuser(pg_server, f'DROP DATABASE "{dbname}"')
+    superuser(pg_server, f'CREATE DATABASE "{dbname}" OWNER {LOADER}')
+    new_pi = make_config(archive_url, standin.url, BACKUP_DIR=backup_dir, WINDOW="10s")
+    with pytest.raises(BackupError) as refused:
+        restore(new_pi, made.dump.path)
+    assert str(refused.value) == (f"{made.dump.path} does not fit these settings: its archive keeps devices apart by "
+                                  f"uid (TAGS=uid), these settings TAGS empty; its rows are 5s wide, WINDOW is 10s; "
+                                  f"nothing was restored")
+    assert refused.value.hint == ("set TAGS=uid and WINDOW=5s in .env (the settings the archive was kept with), then "
+                                  "restore again")
+    assert everything(archive_url) == {}  # nothing changed
+    elsewhere = make_config(archive_url, standin.url, TAGS="uid", PG_TABLE="nights")
+    with pytest.raises(BackupError, match=r"holds no table public\.nights \(PG_SCHEMA\.PG_TABLE\); its archive "
+                                          r"tables: public\.pox_five_second_mean; nothing was restored"):
+        restore(elsewhere, made.dump.path)
+    restore(config, made.dump.path)
+    outcome = Job(config, clock=FixedClock(NOW + HOUR)).run()  # the first load after it works
+    assert outcome.chunks >= 1
