@@ -79,7 +79,8 @@ class Status:
         if self.failures:
             out.append(f"failures:    {self.failures} hourly run(s) in a row")
         if self.last_run and self.last_run["error"] and self.last_run["outcome"] not in SUCCESS:
-            out.append(f"last error:  {self.last_run['error']}")
+            at = self.last_run["finished"] or self.last_run["started"]
+            out.append(f"last error:  {rfc3339(int(at))}: {self.last_run['error']}")
         if self.later:
             out.append(f"since then:  {self.later['command']} {_describe(self.later, self._ago)}")
             if self.later["error"]:

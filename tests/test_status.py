@@ -76,7 +76,7 @@ def test_one_failed_run_is_a_blip_and_failed_runs_alert_in_a_row_page_until_a_ru
         result = status(config, NOW + hour * HOUR + 60)
         assert result.exit_code == expected[hour], text(result)
         assert f"failures:    {hour} hourly run(s) in a row" in text(result)
-        assert "last error:  InfluxDB answered HTTP 500" in text(result)
+        assert f"last error:  {rfc3339(NOW + hour * HOUR)}: InfluxDB answered HTTP 500" in text(result)
         if hour == 1:
             assert result.verdict == ("the last hourly run failed; the next one should catch up (this pages after "
                                       "3 in a row, FAILED_RUNS_ALERT)")
@@ -97,7 +97,7 @@ def test_a_failure_that_needs_a_human_pages_at_once(pg_url, standin):
     result = status(config, NOW + HOUR + 60)
     assert result.exit_code == 2
     assert result.verdict == "failing: the last hourly run needs a human (see last error)"
-    assert "last error:  InfluxDB refused the token (HTTP 401)" in text(result)
+    assert f"last error:  {rfc3339(NOW + HOUR)}: InfluxDB refused the token (HTTP 401)" in text(result)
 
 
 def test_last_run_is_the_hourly_run_and_a_later_rebuild_is_shown_apart(pg_url, standin):
