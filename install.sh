@@ -45,7 +45,7 @@ APT_PACKAGES=(postgresql python3-venv python3-psycopg2 python3-urllib3 python3-d
               cron logrotate util-linux ca-certificates rsync)
 
 # Options (set by parse_args)
-DEMO=0 USE_SYSTEMD=0 UNINSTALL=0 PURGE=0 ADOPT_REFERENCE=0 ASSUME_YES=0
+DEMO=0 USE_SYSTEMD=0 UNINSTALL=0 PURGE=0 ADOPT_REFERENCE=0 ASSUME_YES=0 REPLACE_DEMO=0
 LAN_CIDR="" SERVICE_USER="" INFLUX_URL_OPT="" INFLUX_ORG_OPT="" INFLUX_TOKEN_FILE_OPT=""
 INFLUX_BUCKET_OPT="" LANGUAGE_OPT="" BACKUP_DIR_OPT="" RESTORE_FILE=""
 PG_VERSION="" PG_CLUSTER=main ARCH="" RELEASE=""
@@ -64,6 +64,8 @@ Options:
   --systemd               schedule with a systemd timer instead of cron
   --user NAME             run the loader as NAME (default: the sudo user, else a system user)
   --adopt-reference       adopt a table made by the reference script (dedupe, key, labels to window start)
+  --replace-demo          after --demo: load your InfluxDB (the options above) instead, the demo's rows and
+                          InfluxDB removed
   --backup-dir DIR        set BACKUP_DIR: nightly dumps there (an existing directory on a mounted drive)
   --restore FILE          restore a dump made by `backup` before the first load (a new Pi, an empty archive)
   --uninstall [--purge]   remove schedule, command and venv; --purge also the database, roles, code, .env,
@@ -85,6 +87,7 @@ parse_args() {
       --uninstall) UNINSTALL=1 ;;
       --purge) PURGE=1 ;;
       --adopt-reference) ADOPT_REFERENCE=1 ;;
+      --replace-demo) REPLACE_DEMO=1 ;;
       -y|--yes) ASSUME_YES=1 ;;
       --lan) LAN_CIDR=${2:?--lan needs a CIDR such as 192.168.1.0/24}; shift ;;
       --user) SERVICE_USER=${2:?--user needs a name}; shift ;;
@@ -298,10 +301,22 @@ write_env() {
     install -m 0600 "$SRC_DIR/.env" "$ENV_FILE"  # settings the user already wrote in the clone
     ok "took $SRC_DIR/.env as $ENV_FILE"
   fi
+  if [ -f "$ENV_FILE" ] && [ -f "$SRC_DIR/.env" ] && [ "$SRC_DIR" != "$APP_DIR" ] && ! cmp -s "$SRC_DIR/.env" "$ENV_FILE"; then
+    warn "$SRC_DIR/.env is not what runs: the installed settings are $ENV_FILE (edit that one)"
+  fi
   if [ -f "$ENV_FILE" ]; then
-    local added
+    local added differ
     added=$(IA_SET_GRAFANA_PG_PASSWORD=$GRAFANA_PW "$SYSTEM_PYTHON" "$APP_DIR/setup/envfile.py" add-missing "$ENV_FILE")
-    ok "$ENV_FILE exists; kept as it is${added:+ (added $added)}"
+    differ=$(env_differences)
+    if [ -n "$differ" ] && demo_source_in_use; then
+      [ "$REPLACE_DEMO" -eq 1 ] \
+        || die "$ENV_FILE loads the demo's synthetic readings, and the options given differ ($(echo "$differ" | paste -sd ';' | sed 's/;/; /g')): to load your InfluxDB instead, dropping the demo's rows, add --replace-demo"
+      replace_demo
+    elif [ -n "$differ" ]; then
+      die "the options given differ from $ENV_FILE ($(echo "$differ" | paste -sd ';' | sed 's/;/; /g')); install.sh never overwrites settings: edit $ENV_FILE (then \`$APP_NAME check\`), or run it without those options"
+    else
+      ok "$ENV_FILE exists; kept as it is${added:+ (added $added)}"
+    fi
   else
     local url org bucket language token_file
     if [ "$DEMO" -eq 1 ]; then
@@ -329,6 +344,42 @@ write_env() {
   fi
   chown "$SERVICE_USER:" "$ENV_FILE"
   chmod 0600 "$ENV_FILE"
+}
+
+# Each option given on the command line that .env sets otherwise, one per line (a token is not shown).
+env_differences() {
+  local pair key given have
+  for pair in "INFLUX_URL=$INFLUX_URL_OPT" "INFLUX_QUERY_LANGUAGE=$LANGUAGE_OPT" "INFLUX_ORG=$INFLUX_ORG_OPT" \
+              "INFLUX_BUCKET=$INFLUX_BUCKET_OPT"; do
+    key=${pair%%=*} given=${pair#*=}
+    [ -n "$given" ] || continue
+    have=$(env_get "$key")
+    [ "$have" = "$given" ] || echo "$key: given $given, .env has ${have:-nothing}"
+  done
+  if [ -n "$INFLUX_TOKEN_FILE_OPT" ] && [ "$(cat "$INFLUX_TOKEN_FILE_OPT")" != "$(env_get INFLUX_TOKEN)" ]; then
+    echo "INFLUX_TOKEN: $INFLUX_TOKEN_FILE_OPT holds another (not shown)"
+  fi
+}
+
+demo_source_in_use() { [ "$(env_get INFLUX_URL)" = http://127.0.0.1:8086 ] && grep -qsxF "$DEMO_MARK" /etc/default/influxdb; }
+
+# The move from the demo to the person's InfluxDB: their settings in .env, the archive database made anew
+# (no synthetic row stays beside their readings), the demo's InfluxDB stopped; the first run then loads
+# INITIAL_LOOKBACK (30 days) of theirs.
+replace_demo() {
+  [ -n "$INFLUX_URL_OPT" ] || die "--replace-demo needs --influx-url (and --language, --influx-token-file as for a first install)"
+  local token="" key
+  if [ -n "$INFLUX_TOKEN_FILE_OPT" ]; then token=$(cat "$INFLUX_TOKEN_FILE_OPT") || die "cannot read $INFLUX_TOKEN_FILE_OPT"; fi
+  for key in INFLUX_URL INFLUX_QUERY_LANGUAGE INFLUX_BUCKET INFLUX_ORG INFLUX_TOKEN; do
+    IA_SET_INFLUX_URL=$INFLUX_URL_OPT IA_SET_INFLUX_QUERY_LANGUAGE=${LANGUAGE_OPT:-flux} \
+    IA_SET_INFLUX_BUCKET=${INFLUX_BUCKET_OPT:-pulse_oximeter} IA_SET_INFLUX_ORG=$INFLUX_ORG_OPT \
+    IA_SET_INFLUX_TOKEN=$token "$SYSTEM_PYTHON" "$APP_DIR/setup/envfile.py" set "$ENV_FILE" "$key"
+  done
+  runuser -u postgres -- psql -p "$(pg_port)" -X -q -d postgres -v ON_ERROR_STOP=1 \
+    -c "DROP DATABASE IF EXISTS $DB_NAME WITH (FORCE)" >>"$INSTALL_LOG" 2>&1 || die "dropping the demo's archive failed; see $INSTALL_LOG"
+  create_roles
+  stop_demo_source
+  ok "the demo is replaced: $ENV_FILE loads $INFLUX_URL_OPT, the archive starts empty"
 }
 
 install_demo_source() {

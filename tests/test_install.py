@@ -10,9 +10,13 @@ import shutil
 import stat
 import subprocess
 import sys
+import time
 
 import psycopg2
 import pytest
+
+from tests.support.archive import archive_rows
+from tests.support.readings import expected_means, feed_influxd, pulse_points
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 APP = "/opt/influx-archive"  # where install.sh deploys the code, venv and .env
@@ -338,6 +342,27 @@ def test_the_scheduled_backup_restores_to_the_live_archive_and_a_new_pi_restores
     cur.execute("SELECT count(*) FROM pox_five_second_mean_1h")  # restored tables are readable by Grafana
     assert cur.fetchone()[0] > 0
     grafana.close()
+
+
+@pytest.mark.skipif(not FULL, reason="needs the demo install above (tests/run --install, as CI does)")
+def test_the_demo_is_replaced_by_the_persons_influxdb_leaving_no_synthetic_row(influxd, influx_db):
+    """After --demo, install.sh with the person's InfluxDB: refused with what to add (it would keep loading the
+    demo, silently, before); with --replace-demo, their readings alone are archived and the demo's InfluxDB stops."""
+    points = pulse_points(int(time.time()) - 3 * 3600, 2 * 3600)
+    feed_influxd(influxd, influx_db, points)
+    args = ["./install.sh", "--influx-url", influxd.url, "--language", "influxql", "--bucket", influx_db]
+    refused = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=1200)
+    assert refused.returncode != 0
+    assert (f"loads the demo's synthetic readings, and the options given differ (INFLUX_URL: given {influxd.url}, "
+            f".env has http://127.0.0.1:8086; INFLUX_BUCKET: given {influx_db}, .env has pulse_oximeter): to load "
+            f"your InfluxDB instead, dropping the demo's rows, add --replace-demo") in refused.stderr
+    moved = subprocess.run(args + ["--replace-demo"], cwd=ROOT, capture_output=True, text=True,
+                           stdin=subprocess.DEVNULL, timeout=1200)
+    assert moved.returncode == 0, moved.stderr[-3000:]
+    assert "verdict:     fresh" in moved.stderr
+    assert archive_rows(_env_value("PG_URL").replace("+psycopg2", "")) == expected_means(points)  # theirs alone
+    demo = subprocess.run(["pgrep", "-u", "influxdb", "-x", "influxd"], capture_output=True)
+    assert demo.returncode == 1  # the demo's InfluxDB (no auth) is stopped
 
 
 @pytest.mark.skipif(not FULL, reason="needs the demo install above (tests/run --install, as CI does)")
