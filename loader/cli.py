@@ -80,6 +80,20 @@ def time_range(required, start_help, end_help):
             (("--end",), dict(required=required, type=_time_arg, metavar="TIME", help=end_help)))
 
 
+def _over_range(args, work, nothing_done):
+    """What the commands over --start/--end share: the range checked, the work done, the lock's answer
+    said. (outcome, None), or (None, the exit code) when there is no outcome to report."""
+    problem = range_problem(args)
+    if problem:
+        _say(problem)
+        return None, EXIT_NEEDS_HUMAN
+    outcome = work()
+    if outcome.locked_out:
+        _say(f"{LOCKED}; {nothing_done}")
+        return None, EXIT_RETRY_LATER
+    return outcome, None
+
+
 def range_problem(args):
     """What is wrong with the --start and --end given, as one line; None when they are fine."""
     if (args.start is None) != (args.end is None):
@@ -132,6 +146,7 @@ def _report_load(outcome, config, now):
 
 CONFIG_PROBLEM = "settings (.env, the environment) are missing or wrong"
 LOCKED = "another run, backfill or rebuild holds this archive's lock"
+INTERRUPTED = "another command holding the lock, interrupted, or " + UNEXPECTED
 
 
 @command("run", "load everything new since the last run (the hourly cron job)",
@@ -163,21 +178,18 @@ def _run(args, config):
          a failure: committed chunks are kept and re-reading them changes nothing.""",
          "python -m loader backfill --start 2026-10-01T00:00:00Z --end 2026-10-08T00:00:00Z",
          [(0, "the range is loaded (every reading InfluxDB has in it)"),
-          (1, "not finished: InfluxDB or PostgreSQL unreachable, another command holding the lock, interrupted, or "
-              + UNEXPECTED + "; what was committed is kept: run the same command again"),
+          (1, f"not finished: InfluxDB or PostgreSQL unreachable, {INTERRUPTED}; what was committed is kept: run the "
+              "same command again"),
           (2, "needs a human: " + CONFIG_PROBLEM + "; --start not before --end; token refused; bucket, "
               "measurement or a FIELDS name not found")],
          arguments=time_range(True, "first instant to load, e.g. 2026-10-01T00:00:00Z",
                               "instant to stop at (exclusive), e.g. 2026-10-08T00:00:00Z"))
 def _backfill(args, config):
-    if range_problem(args):
-        _say(range_problem(args))
-        return EXIT_NEEDS_HUMAN
-    outcome = _job(config).backfill(args.start, args.end)
-    if outcome.locked_out:
-        _say(f"{LOCKED}; nothing was loaded: run this backfill again when it has finished (`python -m loader "
-             "status` shows it)")
-        return EXIT_RETRY_LATER
+    outcome, code = _over_range(args, lambda: _job(config).backfill(args.start, args.end),
+                                "nothing was loaded: run this backfill again when it has finished (`python -m loader "
+                                "status` shows it)")
+    if outcome is None:
+        return code
     _report_load(outcome, config, SystemClock().now())
     return EXIT_OK
 
@@ -191,20 +203,16 @@ def _backfill(args, config):
          "python -m loader rebuild-rollups\n"
          "  python -m loader rebuild-rollups --start 2026-10-01T00:00:00Z --end 2026-11-01T00:00:00Z",
          [(0, "rebuilt, or nothing to rebuild (the archive is empty)"),
-          (1, "not finished: PostgreSQL unreachable, another command holding the lock, interrupted, or " + UNEXPECTED
-              + "; run it again"),
+          (1, f"not finished: PostgreSQL unreachable, {INTERRUPTED}; run it again"),
           (2, "needs a human: " + CONFIG_PROBLEM + "; --start and --end not both given, or not in order; a "
               "table that does not fit")],
          arguments=time_range(False, "first instant (default: the oldest row)",
                               "end, exclusive (default: after the newest)"))
 def _rebuild_rollups(args, config):
-    if range_problem(args):
-        _say(range_problem(args))
-        return EXIT_NEEDS_HUMAN
-    outcome = _job(config).rebuild_rollups(args.start, args.end)
-    if outcome.locked_out:
-        _say(f"{LOCKED}; nothing was rebuilt: run this again when it has finished")
-        return EXIT_RETRY_LATER
+    outcome, code = _over_range(args, lambda: _job(config).rebuild_rollups(args.start, args.end),
+                                "nothing was rebuilt: run this again when it has finished")
+    if outcome is None:
+        return code
     if outcome.nothing_to_do:
         log.info("nothing to rebuild: the archive is empty")
     else:
