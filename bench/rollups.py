@@ -17,7 +17,6 @@ import time
 from loader import archive
 from loader import config as config_module
 from loader.pg import DDL_LOCK, Database
-from loader.sink import ArchiveTable
 from tests.support.grafana_macros import expand
 from tests.support.servers import PostgresServer
 
@@ -59,7 +58,7 @@ def main():
         conn = db.connect()
         cur = conn.cursor()
         cur.execute(DDL_LOCK)
-        table = ArchiveTable(db, (), announce=False)
+        table = archive.table(db, cfg, tags=(), announce=False)
         table.ensure(cur, ("bpm", "spo2"))
         began = time.perf_counter()
         cur.execute("INSERT INTO pox_five_second_mean (time, spo2, bpm) "

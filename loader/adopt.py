@@ -16,7 +16,6 @@ from psycopg2 import sql
 from . import archive
 from .errors import SinkRejected
 from .pg import PRIMARY_KEY_OF, TABLE_COLUMNS, Database, table_exists
-from .sink import ArchiveTable
 from .windows import format_duration
 
 NUMERIC = {"double precision", "real", "bigint", "integer", "smallint", "numeric"}
@@ -83,7 +82,7 @@ def adopt_reference(config, apply):
             if table_exists(cur, backup.as_string(cur)):
                 raise SinkRejected(f"{result.backup} already exists; drop or rename it first")
             cur.execute(sql.SQL("ALTER TABLE {} RENAME TO {}").format(db.table, sql.Identifier(backup_name)))
-            table = ArchiveTable(db, ())
+            table = archive.table(db, config, tags=(), checked=False)
             table.ensure(cur, result.fields)
             # naive timestamps from pandas are UTC; the label moves from window end to window start
             as_utc = sql.SQL("time AT TIME ZONE 'UTC'") if time_type == "timestamp without time zone" \

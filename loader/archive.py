@@ -1,9 +1,19 @@
-"""The archive's derived tables as the settings describe them, made in this one place: the rollups and
-the sessions of the 5-second table. Every caller (job, adopt, bench) asks here, so a setting reaches
-them all the same way."""
+"""The archive's tables as the settings describe them, made in this one place: the 5-second table
+(the sink), its rollups and its sessions. Every caller (job, check, status, adopt, bench) asks here,
+so a setting reaches them all the same way. (The source is sources.open_source(config), likewise the
+one place for it.)"""
 
 from .rollups import Rollups
 from .sessions import Sessions
+from .sink import ArchiveTable
+
+
+def table(db, config, tags=None, announce=True, checked=True):
+    """The 5-second table (TAGS, WINDOW); tags: the key tags, TAGS unless the caller's table has others
+    (adopt's has none); announce=False for `check`, whose changes are rolled back; checked=False leaves
+    its width unchecked (adopt labels a table the reference script made, whose width is its own)."""
+    return ArchiveTable(db, config.tags if tags is None else tags, announce=announce,
+                        window=config.window if checked else None)
 
 
 def rollups(db, config, tags=None):

@@ -3,10 +3,9 @@
 import psycopg2
 from psycopg2 import sql
 
-from . import late
+from . import archive, late
 from .errors import LoaderError
 from .pg import Database, table_exists
-from .sink import ArchiveTable
 from .sources import open_source
 from .sources.proof import prove_fields
 from .state import State, ensure_schema, set_search_path
@@ -43,7 +42,7 @@ def check_postgres(config):
         with db.errors():
             cur = conn.cursor()
             ensure_schema(cur, config.pg_schema)
-            ArchiveTable(db, config.tags, announce=False).ensure(cur, config.fields)
+            archive.table(db, config, announce=False).ensure(cur, config.fields)
             cur.execute(sql.SQL("INSERT INTO {} ({}) VALUES ({}) ON CONFLICT DO NOTHING").format(
                 db.table, sql.SQL(", ").join(sql.Identifier(c) for c in ("time",) + config.tags),
                 sql.SQL(", ").join([sql.SQL("to_timestamp(0)")] + [sql.Literal("")] * len(config.tags))))
@@ -74,7 +73,7 @@ def check_late(config, now):
                 if not table_exists(cur, "influx_archive_counts"):
                     return True, "late data: nothing loaded yet to compare"
                 state = State(config.pg_schema, db.target)
-                bounds = late.span(cur, state, ArchiveTable(db, config.tags), now, config.late_lookback)
+                bounds = late.span(cur, state, archive.table(db, config), now, config.late_lookback)
                 if bounds is None:
                     return True, "late data: nothing loaded yet to compare"
                 prove_fields(config, source, bounds[0], now)

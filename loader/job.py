@@ -182,7 +182,7 @@ class Job:
                 run_id = state.start_run(cur, command, self.clock.now())
                 conn.commit()  # the run row stays whatever fails next, with its outcome (status reads it)
                 watermark = state.watermark(cur)
-                table = ArchiveTable(db, config.tags, window=config.window)
+                table = archive.table(db, config)
                 table.check(cur)  # a table that does not fit is refused before InfluxDB is asked anything
                 conn.commit()
             outcome.start, outcome.end = plan(watermark, self.clock.now())

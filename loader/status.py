@@ -16,13 +16,12 @@ from dataclasses import dataclass, field
 
 from psycopg2 import sql
 
-from . import late
+from . import archive, late
 from .dumps import newest
 from .errors import EXIT_NEEDS_HUMAN, EXIT_OK, EXIT_RETRY_LATER, BackupError
 from .humanize import human_duration, human_size
 from .pg import TABLE_COLUMNS, Database, table_exists
 from .pgtools import database_name
-from .sink import ArchiveTable
 from .sources.batch import series_key
 from .state import State, set_search_path
 from .windows import format_duration, rfc3339
@@ -132,7 +131,7 @@ def _read_state(config, result):
         with db.errors():
             cur = conn.cursor()
             set_search_path(cur, config.pg_schema)
-            result.newest = ArchiveTable(db, config.tags).newest(cur)
+            result.newest = archive.table(db, config).newest(cur)
             if result.newest is not None:
                 cur.execute(sql.SQL("SELECT count(*) FROM {}").format(db.table))
                 result.rows = cur.fetchone()[0]
