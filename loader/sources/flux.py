@@ -17,13 +17,12 @@ import logging
 import re
 import urllib.parse
 
-import urllib3
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from ..errors import SourceQueryError, SourceRejected
 from ..windows import HOUR, format_duration, parse_time, rfc3339
 from .batch import Batch, Block, series_key
-from .http import classify_status, http_rejection, no_answer, server_trouble
+from .http import classify_status, connection_pool, http_rejection, no_answer, server_trouble
 from .literal import number
 from .proof import numeric_fields, one_kind, other_kinds
 
@@ -239,10 +238,7 @@ class FluxSource:
         self.config = config
         self._fields = list(config.fields) or None
         self._field_keys = self._tag_keys = self._kinds = None
-        self._http = urllib3.PoolManager(
-            cert_reqs="CERT_REQUIRED", ca_certs=config.ca_file or None,
-            timeout=urllib3.Timeout(connect=min(10, config.timeout), read=config.timeout),
-            retries=False)
+        self._http = connection_pool(config)
         self._url = f"{config.influx_url}/api/v2/query?" + urllib.parse.urlencode({"org": config.influx_org})
         self._headers = {"Authorization": "Token " + config.influx_token.reveal(),
                          "Content-Type": "application/json", "Accept": "application/csv",

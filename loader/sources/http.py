@@ -1,17 +1,27 @@
-"""HTTP handling shared by both sources (InfluxDB v2 and v1 APIs answer alike): status codes, and
-requests that got no HTTP answer at all, said in the user's words with advice that works."""
+"""HTTP handling shared by both sources (InfluxDB v2 and v1 APIs answer alike): the connection pool,
+status codes, and requests that got no HTTP answer at all, said in the user's words with advice that
+works."""
 
 import re
 from email.utils import parsedate_to_datetime
 from time import time as _now
 from urllib.parse import urlsplit
 
+import urllib3
 from urllib3.exceptions import MaxRetryError, SSLError
 
 from ..errors import SourceRejected, SourceUnavailable
 
 # 429: rate limited (Cloud free plan: 300 MB of reads per 5 minutes); 5xx: server trouble.
 RETRY_STATUSES = {429, 500, 502, 503, 504}
+
+
+def connection_pool(config):
+    """The pool a source asks InfluxDB through: TLS always verified (INFLUX_CA_FILE or the system's CAs),
+    INFLUX_TIMEOUT per request, no retries of urllib3's own (the job retries whole chunks)."""
+    return urllib3.PoolManager(cert_reqs="CERT_REQUIRED", ca_certs=config.ca_file or None,
+                               timeout=urllib3.Timeout(connect=min(10, config.timeout), read=config.timeout),
+                               retries=False)
 
 
 def classify_status(status):

@@ -18,7 +18,7 @@ from ..config import DEDICATED_HOST, SERVERLESS_HOST
 from ..errors import LoaderError, SourceQueryError, SourceRejected
 from ..windows import HOUR, format_duration, parse_time
 from .batch import Batch, Block, series_key
-from .http import classify_status, http_rejection, no_answer, server_kind, server_trouble
+from .http import classify_status, connection_pool, http_rejection, no_answer, server_kind, server_trouble
 from .literal import number
 from .proof import mixed_kinds, numeric_fields, one_kind, other_kinds
 
@@ -127,10 +127,7 @@ class InfluxQLSource:
         self.config = config
         self._fields = list(config.fields) or None
         self._field_keys = self._kinds = None
-        self._http = urllib3.PoolManager(
-            cert_reqs="CERT_REQUIRED", ca_certs=config.ca_file or None,
-            timeout=urllib3.Timeout(connect=min(10, config.timeout), read=config.timeout),
-            retries=False)
+        self._http = connection_pool(config)
         self._headers = {"Accept": "application/json"}
         if config.influx_token:
             self._headers["Authorization"] = "Token " + config.influx_token.reveal()
