@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from psycopg2 import sql
 
 from .pg import archive_span, table_exists
+from .sources.batch import READING_COUNTS
 from .windows import rfc3339
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ HELD = 2  # windows: an event has this many more than RECOVERED below its level;
 DROPS = (3, 4)
 T90, T88 = 90.0, 88.0
 MAX_S = 86400  # a longer run (an oximeter worn around the clock) is cut every 24 h from its start
-RULE = "desat-v2"  # changes when the rules above or the columns change, so stored sessions are recomputed
+RULE = "desat-v2 t90-readings"  # changes when the rules above or the columns change, so stored sessions are recomputed
 
 
 # Colour bands at clinically meaningful thresholds ((colour, from value), lowest first), for the dashboard
@@ -79,12 +80,12 @@ METRICS = (
            "Lowest SpO2 held for 10 s, as pulse_min (the lowest window when no two windows follow each other).", 1,
            "percent", NADIR_BANDS),
     Metric("t90_s", "integer NOT NULL", "s", "T90",
-           "Time whose window mean is below 90 % (from 5-second means: docs/sessions.md says how far from "
-           "1-second readings)."),
+           "Time below 90 % by the readings: per window, its share of readings below 90 times its width (a window "
+           "archived before the loader kept reading counts: whole when its mean is below 90)."),
     Metric("t90_pct", "double precision NOT NULL", "%", "T90 %", "t90_s as a percentage of recorded_s.", 1, "percent",
            T90_BANDS),
     Metric("t88_s", "integer NOT NULL", "s", "T88",
-           "Time whose window mean is at or below 88 % (Medicare's home-oxygen criterion: 5 minutes or more "
+           "Time at or below 88 % by the readings, likewise (Medicare's home-oxygen criterion: 5 minutes or more "
            "at or below 88 %).", 0, "dtdurations"),
     Metric("t88_pct", "double precision NOT NULL", "%", "T88 %", "t88_s as a percentage of recorded_s."),
     Metric("below_s", "integer", "s", "Below",
@@ -213,6 +214,23 @@ def held(values, runs, lowest=True):
     return keep(found) if found else keep(values)
 
 
+def time_below(spo2, counts, window):
+    """(T90, T88) in whole seconds: per window, its share of readings below 90 (at or below 88) times its
+    width, from READING_COUNTS; a window without counts (archived before they were kept, an adopted
+    table) counts whole when its mean is below 90 (at or below 88)."""
+    if not counts or all(n is None for n in counts[0]):
+        return sum(map(T90.__gt__, spo2)) * window, sum(map(T88.__ge__, spo2)) * window
+    t90 = t88 = 0.0
+    for mean, n, below, atmost in zip(spo2, *counts):
+        if n:
+            t90 += below / n
+            t88 += atmost / n
+        else:
+            t90 += mean < T90
+            t88 += mean <= T88
+    return round(t90 * window), round(t88 * window)
+
+
 @dataclass
 class Summary:
     started: int
@@ -222,15 +240,14 @@ class Summary:
 def summarise(rows, window, run_started, below=None):
     """One session's row, keyed by METRICS' columns, from its windows [(epoch start, spo2, pulse)], spo2
     never None."""
-    times, spo2, pulses = map(list, zip(*rows))
+    times, spo2, pulses, *counts = map(list, zip(*rows))
     pulse = [p for p in pulses if p is not None]
     runs = stretches(times, window)
     pulse_runs = runs if len(pulse) == len(times) else stretches([t for t, p in zip(times, pulses) if p is not None],
                                                                   window)
     recorded = len(rows) * window
     hours = recorded / 3600
-    t90 = sum(map(T90.__gt__, spo2)) * window
-    t88 = sum(map(T88.__ge__, spo2)) * window
+    t90, t88 = time_below(spo2, counts, window)
     found = {drop: desaturation_events(times, spo2, window, drop) for drop in DROPS}
     counts, events = {drop: len(e) for drop, e in found.items()}, found[min(DROPS)]
     row = {"run_started": run_started, "ended": times[-1] + window, "recorded_s": recorded,
@@ -397,15 +414,27 @@ class Sessions:
 
     @contextlib.contextmanager
     def _rows(self, cur, fields, where, bounds, params):
-        """(epoch, spo2, pulse) of a device's windows with SpO2 in time order, read from the server a
-        part at a time (a run worn around the clock may hold months)."""
-        pulse = sql.Identifier(self.pulse) if self.pulse and self.pulse in fields else sql.SQL("NULL::float8")
+        """(epoch, spo2, pulse, readings, below 90, at or below 88) of a device's windows with SpO2 in time
+        order, read from the server a part at a time (a run worn around the clock may hold months); the
+        counts from <PG_TABLE>_readings, None where it has none (rows archived before it, an adopted table)."""
+        pulse = sql.SQL("a.{}").format(sql.Identifier(self.pulse)) if self.pulse and self.pulse in fields \
+            else sql.SQL("NULL::float8")
+        readings = sql.Identifier(self.db.schema, f"{self.db.table_name}_readings")
+        counts = [sql.SQL("r.{}").format(sql.Identifier(c)) for c, _, _ in READING_COUNTS]
+        joined = sql.SQL("")
+        if table_exists(cur, readings.as_string(cur)):
+            joined = sql.SQL(" LEFT JOIN {} r USING ({})").format(readings, sql.SQL(", ").join(
+                sql.Identifier(c) for c in ("time", *self.tags)))
+        else:
+            counts = [sql.SQL("NULL::integer")] * len(counts)
         rows = cur.connection.cursor(name="influx_archive_session_rows")
         rows.itersize = 20000
         try:
-            rows.execute(sql.SQL("SELECT extract(epoch FROM time)::bigint, {spo2}, {pulse} FROM {table} "
-                                 "WHERE {where} AND {spo2} IS NOT NULL " + bounds + " ORDER BY time").format(
-                spo2=sql.Identifier(self.spo2), pulse=pulse, table=self.db.table, where=where), params)
+            rows.execute(sql.SQL("SELECT extract(epoch FROM time)::bigint, {spo2}, {pulse}, {counts} FROM {table} a"
+                                 "{joined} WHERE {where} AND {spo2} IS NOT NULL " + bounds + " ORDER BY time").format(
+                spo2=sql.SQL("a.{}").format(sql.Identifier(self.spo2)), pulse=pulse,
+                counts=sql.SQL(", ").join(counts), table=self.db.table,
+                joined=joined, where=where), params)
             yield rows
         finally:
             rows.close()

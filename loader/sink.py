@@ -14,6 +14,7 @@ from psycopg2 import sql
 
 from .errors import SinkRejected, SourceQueryError
 from .pg import DDL_LOCK, PRIMARY_KEY_OF, TABLE_COLUMNS, archive_span, first_line, table_exists
+from .sources.batch import READING_COUNTS
 from .windows import format_duration, rfc3339
 
 log = logging.getLogger(__name__)
@@ -138,6 +139,8 @@ class ArchiveTable:
         if not batch.rows:
             return 0
         self.ensure(cur, batch.fields)
+        if batch.readings:
+            self._write_readings(cur, batch)
         cur.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE time >= %(lo)s AND time < %(hi)s)").format(
             self.db.table), {"lo": rfc3339(batch.start), "hi": rfc3339(batch.end)})
         if not cur.fetchone()[0]:
@@ -168,6 +171,36 @@ class ArchiveTable:
         changed = cur.rowcount
         cur.execute(sql.SQL("DROP TABLE {}").format(stage))
         return changed
+
+    @property
+    def readings_table(self):
+        """<PG_TABLE>_readings: per window, the SpO2 readings' counts of READING_COUNTS (T90, T88)."""
+        return sql.Identifier(self.db.schema, f"{self.db.table_name}_readings")
+
+    def _write_readings(self, cur, batch):
+        """The chunk's READING_COUNTS, replacing what [start, end) held: each count's blocks COPYed into a
+        temporary table, one row per window and key made of them (a count InfluxDB sent no row for is 0)."""
+        key = [sql.Identifier(c) for c in ("time", *self.tags)]
+        counts = [c for c, _, _ in READING_COUNTS]
+        columns = [sql.SQL("time timestamptz NOT NULL")] + [
+            sql.SQL("{} text NOT NULL").format(sql.Identifier(t)) for t in self.tags] + [
+            sql.SQL("{} integer NOT NULL DEFAULT 0").format(sql.Identifier(c)) for c in counts]
+        cur.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({}))").format(
+            self.readings_table, sql.SQL(", ").join(columns), sql.SQL(", ").join(key)))
+        stage = sql.Identifier(STAGE + "_readings")  # each block fills its count; the others stay NULL
+        cur.execute(sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} ({}) ON COMMIT DROP").format(stage, sql.SQL(", ").join(
+            [sql.SQL("time timestamptz")] + [sql.SQL("{} text").format(sql.Identifier(t)) for t in self.tags]
+            + [sql.SQL("{} integer").format(sql.Identifier(c)) for c in counts])))
+        for block in batch.readings:
+            self._copy(cur, stage, block)
+        cur.execute(sql.SQL("DELETE FROM {} WHERE time >= %(lo)s AND time < %(hi)s").format(self.readings_table),
+                    {"lo": rfc3339(batch.start), "hi": rfc3339(batch.end)})
+        sums = [sql.SQL("coalesce(sum({}), 0)").format(sql.Identifier(c)) for c in counts[1:]]
+        cur.execute(sql.SQL("INSERT INTO {table} ({key}, {names}) SELECT {key}, max({n}), {sums} FROM {stage} "
+                            "GROUP BY {key} HAVING max({n}) IS NOT NULL").format(
+            table=self.readings_table, key=sql.SQL(", ").join(key), n=sql.Identifier(counts[0]),
+            names=sql.SQL(", ").join(sql.Identifier(c) for c in counts), sums=sql.SQL(", ").join(sums), stage=stage))
+        cur.execute(sql.SQL("DROP TABLE {}").format(stage))
 
     def _copy(self, cur, table, block):
         options = sql.SQL("FORMAT csv")

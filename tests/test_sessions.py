@@ -275,3 +275,22 @@ def test_a_changed_session_setting_recomputes_every_session(pg_url, standin, cha
         assert "SESSION_GAP=1800s" in definition and count == 2
     else:
         assert threshold == "93" and "below=93" in definition and below > t90  # 93: dips from ~95 count
+
+
+def test_t90_and_t88_are_the_time_the_readings_spent_there_not_the_windows_whose_mean_did(pg_url, standin):
+    """Readings 89, 91, 91, 88, 92 in every window: each mean is 90.2, so no window mean is below 90, yet
+    two readings in five are below 90 and one is at or below 88: T90 is 40 % of the night, T88 20 %."""
+    cycle = (89.0, 91.0, 91.0, 88.0, 92.0)
+    start = T0 - T0 % W
+    points = [("spo2", {"uid": "a"}, "spo2", start + s, cycle[s % W]) for s in range(2 * HOUR)]
+    points += [("spo2", {"uid": "a"}, "bpm", start + s, 60.0) for s in range(2 * HOUR)]
+    feed_standin(standin, points)
+    Job(make_config(pg_url, standin.url, INITIAL_LOOKBACK="1d"), clock=FixedClock(start + 3 * HOUR)).run()
+    conn = psycopg2.connect(pg_url)
+    cur = conn.cursor()
+    cur.execute("SELECT recorded_s, spo2_min, t90_s, t90_pct, t88_s, t88_pct FROM pox_five_second_mean_sessions")
+    recorded, lowest_mean, t90, t90_pct, t88, t88_pct = cur.fetchone()
+    conn.close()
+    assert recorded == 2 * HOUR and math.isclose(lowest_mean, 90.2)
+    assert (t90, t88) == (2 * HOUR * 2 // 5, 2 * HOUR // 5)
+    assert math.isclose(t90_pct, 40.0) and math.isclose(t88_pct, 20.0)

@@ -232,3 +232,47 @@ def test_string_and_boolean_fields_are_left_out_by_both_sources_by_one_rule(pg_u
             clock=FixedClock(NOW)).run()
     assert exc.value.exit_code == 2 and "FIELDS names clip, which is not numeric" in str(exc.value)
     assert "clip (boolean)" in exc.value.hint and "note (string)" in exc.value.hint
+
+
+LOWS = (87.5, 88.0, 89.75, 90.0, 93.25, 0.0, 96.5)  # either side of 88 and 90, and a finger-off 0 (refused)
+
+
+def expected_readings(points, window=5, valid=(50, 100)):
+    """{(window start, uid): (readings, below 90, at or below 88)} of the SpO2 readings within range,
+    counted here from the points themselves."""
+    out = {}
+    for _, tags, field, t, v in points:
+        if field != "spo2" or not valid[0] <= v <= valid[1]:
+            continue
+        n, below, atmost = out.get((t - t % window, tags["uid"]), (0, 0, 0))
+        out[(t - t % window, tags["uid"])] = (n + 1, below + (v < 90), atmost + (v <= 88))
+    return out
+
+
+def readings_rows(pg_url, table):
+    conn = psycopg2.connect(pg_url)
+    try:
+        cur = conn.cursor()
+        cur.execute(f"SELECT extract(epoch FROM time)::bigint, uid, n, below_90, atmost_88 FROM {table}_readings")
+        return {(t, uid): (n, below, atmost) for t, uid, n, below, atmost in cur.fetchall()}
+    finally:
+        conn.close()
+
+
+def test_each_windows_readings_below_90_and_at_or_below_88_are_counted_exactly_through_both_sources(
+        pg_url, standin, influxd, influx_db):
+    """T90 and T88 come from the readings: per window and device, how many SpO2 readings within VALID_RANGES,
+    how many below 90 and at or below 88, as InfluxDB counts them (Flux: the stand-in; InfluxQL: influxd)."""
+    points = [(m, tags, f, t, LOWS[(t * 3 + len(tags["uid"])) % len(LOWS)] if f == "spo2" else v)
+              for m, tags, f, t, v in pulse_points(NOW - HOUR, HOUR, uids=("a", "bb"))]
+    feed_standin(standin, points)
+    feed_influxd(influxd, influx_db, points)
+    clock = FixedClock(NOW)
+    Job(make_config(pg_url, standin.url, TAGS="uid", PG_TABLE="f", INITIAL_LOOKBACK="2h", CHUNK="30m"),
+        clock=clock).run()
+    Job(make_config(pg_url, influxd.url, language="influxql", bucket=influx_db, TAGS="uid", PG_TABLE="q",
+                    INITIAL_LOOKBACK="2h", CHUNK="30m"), clock=clock).run()
+    expected = {k: v for k, v in expected_readings(points).items() if k[0] < NOW - NOW % 5}
+    assert readings_rows(pg_url, "f") == expected
+    assert readings_rows(pg_url, "q") == expected
+    assert {v[1] > v[2] > 0 for v in expected.values()} >= {True}  # windows with readings at 88 < v < 90 too

@@ -2,6 +2,13 @@
 
 from dataclasses import dataclass, field
 
+# Per window, of the SpO2 field's readings (SESSION_SPO2, within VALID_RANGES): how many, how many below
+# 90 and how many at or below 88, so T90 and T88 are the time the readings spent there, not the time
+# whose window mean was there (a mean of 90, 90, 89, 90, 89 is 89.6 and would count 5 s below 90 for 2).
+# (column, comparison, bound); the sink keeps them in <PG_TABLE>_readings.
+T90, T88 = 90, 88
+READING_COUNTS = (("n", None, None), ("below_90", "<", T90), ("atmost_88", "<=", T88))
+
 
 @dataclass
 class Block:
@@ -32,6 +39,7 @@ class Batch:
     # (hour, series, field) -> readings InfluxDB held in that hour of the chunk (part hours at its ends
     # labelled as the source's count labels them), counted before the means were asked
     counts: dict = field(default_factory=dict)
+    readings: list = field(default_factory=list)  # Blocks of READING_COUNTS: time, key tags, one count column
 
     @property
     def rows(self):

@@ -21,7 +21,7 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 
 from ..errors import SourceQueryError, SourceRejected
 from ..windows import HOUR, format_duration, parse_time, rfc3339
-from .batch import Batch, Block, series_key
+from .batch import READING_COUNTS, Batch, Block, series_key
 from .http import classify_status, connection_pool, http_rejection, no_answer, server_trouble
 from .literal import number
 from .proof import numeric_fields, one_kind, other_kinds
@@ -33,6 +33,7 @@ DROPPED_RESULT = "dropped"
 LOWEST_RESULT = "dropped_lowest"
 HIGHEST_RESULT = "dropped_highest"
 SKIPPED_RESULT = "skipped"
+READINGS_RESULT = "readings_"  # + a READING_COUNTS column
 # Columns Flux adds itself; everything else in the pivoted table is a field or a key tag.
 _FLUX_COLUMNS = {"", "result", "table", "_start", "_stop", "_time", "_measurement"}
 # InfluxDB API reference, POST /api/v2/query: the Dialect object
@@ -88,7 +89,7 @@ def build_query(config, start, end, fields=None, skipped=()):
     head.append("  |> toFloat()")
     group = ", ".join(flux_string(c) for c in ("_field",) + tuple(config.tags))
     keep = ", ".join(flux_string(c) for c in ("_time", "_field", "_value") + tuple(config.tags))
-    body = ["", "data"]
+    body = ["", "kept = data"]
     refused = []
     if config.valid_ranges:
         in_range = " and ".join(
@@ -100,15 +101,26 @@ def build_query(config, start, end, fields=None, skipped=()):
         for name, fn in ((LOWEST_RESULT, "min"), (HIGHEST_RESULT, "max")):
             refused += ["", "refused", f"  |> {fn}()", '  |> keep(columns: ["_field", "_value"])',
                         f"  |> yield(name: {flux_string(name)})"]
+    window = f"  |> aggregateWindow(every: {format_duration(config.window)}, fn: {{}}, createEmpty: false, " \
+             'timeSrc: "_start")'
     body += [
+        "", "kept",
         f"  |> group(columns: [{group}])",
-        f"  |> aggregateWindow(every: {format_duration(config.window)}, fn: mean, createEmpty: false, "
-        'timeSrc: "_start")',
+        window.format("mean"),
         f"  |> keep(columns: [{keep}])",
         '  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")',
         f"  |> yield(name: {flux_string(MEANS_RESULT)})",
     ]
-    return "\n".join(head + body + refused + others) + "\n"
+    readings = []
+    spo2 = config.session_spo2
+    if spo2 and (not fields or spo2 in fields):  # T90 and T88 from readings: batch.READING_COUNTS
+        tags = ", ".join(flux_string(t) for t in config.tags)
+        for column, compare, bound in READING_COUNTS:
+            which = f"r._field == {flux_string(spo2)}" + (f" and r._value {compare} {number(bound)}" if compare else "")
+            readings += ["", "kept", f"  |> filter(fn: (r) => {which})", f"  |> group(columns: [{tags}])",
+                         window.format("count"), f'  |> keep(columns: ["_time", "_value"{", " * bool(tags)}{tags}])',
+                         f"  |> yield(name: {flux_string(READINGS_RESULT + column)})"]
+    return "\n".join(head + body + readings + refused + others) + "\n"
 
 
 def counts_pipeline(config, fields):
@@ -146,6 +158,10 @@ def parse_annotated_csv(text, tags):
             continue
         if not data:
             continue
+        result = _result_name(header, data, annotations.get("default") or [])
+        if result.startswith(READINGS_RESULT):
+            batch.readings.append(_readings_block(header, data, result[len(READINGS_RESULT):]))
+            continue
         if header[:3] != ["", "result", "table"] or any(c in _FLUX_COLUMNS for c in header[3:] if c != "_time"):
             raise SourceQueryError(f"unexpected columns in the Flux response: {', '.join(header)}")
         columns = ["time" if name == "_time" else name for name in header[3:]]
@@ -163,6 +179,25 @@ def parse_annotated_csv(text, tags):
 
 
 _LEADING_CELLS = re.compile(r"^,[^,\n]*,[^,\n]*,", re.M)
+
+
+def _result_name(header, data, default):
+    """The yield a table belongs to: its rows' result cell, or, when that is empty, the #default annotation's."""
+    at = header.index("result")
+    first = next(csv.reader([data.split("\n", 1)[0]]))
+    return (first[at] if len(first) > at else "") or (default[at] if len(default) > at else "")
+
+
+def _readings_block(header, data, column):
+    """A Block of one READING_COUNTS column: its table's _time, _value (the count) and key tags."""
+    if column not in {c for c, _, _ in READING_COUNTS} or header[:3] != ["", "result", "table"]:
+        raise SourceQueryError(f"unexpected table in the Flux response: result {READINGS_RESULT + column!r}")
+    columns = ["time" if c == "_time" else column if c == "_value" else c for c in header[3:]]
+    stripped, cut = _LEADING_CELLS.subn("", data)
+    rows = data.count("\n") + 1
+    if cut != rows:
+        raise SourceQueryError("malformed CSV from InfluxDB: a row without result and table cells")
+    return Block(columns=columns, text=stripped + "\n", rows=rows)
 
 
 def _counted(batch, header, data, default):

@@ -17,7 +17,7 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from ..config import DEDICATED_HOST, SERVERLESS_HOST
 from ..errors import LoaderError, SourceQueryError, SourceRejected
 from ..windows import HOUR, format_duration, parse_time
-from .batch import Batch, Block, series_key
+from .batch import READING_COUNTS, Batch, Block, series_key
 from .http import classify_status, connection_pool, http_rejection, no_answer, server_kind, server_trouble
 from .literal import number
 from .proof import mixed_kinds, numeric_fields, one_kind, other_kinds
@@ -110,6 +110,17 @@ def build_statements(config, fields, start, end, cast=(), skipped=None):
                                              f"WHERE {where_time} AND {outside}"))
         for kind in (skipped or {}).get(f, ()):
             statements.append(("skipped", f, f"SELECT count({identifier(f)}::{kind}) FROM {src} WHERE {where_time}"))
+    spo2 = config.session_spo2
+    if spo2 and spo2 in fields:  # T90 and T88 from readings: batch.READING_COUNTS, per window
+        ref = field_ref(spo2, cast)
+        inside = []
+        if spo2 in config.valid_ranges:
+            lo, hi = config.valid_ranges[spo2]
+            inside = [f"{ref} >= {number(lo)} AND {ref} <= {number(hi)}"]
+        for column, compare, bound in READING_COUNTS:
+            where = " AND ".join([where_time, *inside] + ([f"{ref} {compare} {number(bound)}"] if compare else []))
+            statements.append(("readings", column,
+                               f"SELECT count({ref}) AS {identifier(column)} FROM {src} WHERE {where} {group}"))
     return statements
 
 
@@ -288,6 +299,8 @@ class InfluxQLSource:
                 batch.refused_seen[fld] = (float(rows[0][2]), float(rows[0][3]))
             elif kind == "skipped" and rows:
                 batch.skipped[fld] = batch.skipped.get(fld, 0) + int(rows[0][1])
+            elif kind == "readings":
+                batch.readings.extend(self._blocks(series, tags, extra=(fld,)))
         if len(means) == 1:
             batch.blocks.extend(self._blocks(means[0], tags))
         else:
@@ -303,11 +316,12 @@ class InfluxQLSource:
             raise SourceQueryError(f"InfluxDB answered {len(results)} results to one statement")
         return results[0].get("series") or []
 
-    def _layout(self, series, tags):
+    def _layout(self, series, tags, extra=()):
         """(the CSV columns of a series' rows, its tag values not among them): InfluxDB 1.x and 2.x give
-        GROUP BY tags as the series' "tags"; InfluxDB 3's v1 API as columns of the rows."""
+        GROUP BY tags as the series' "tags"; InfluxDB 3's v1 API as columns of the rows. extra: the
+        columns a statement names besides the fields (a READING_COUNTS column)."""
         columns = list(series.get("columns") or [])
-        known = {"time", *tags, *self._fields}
+        known = {"time", *tags, *(extra or self._fields)}
         stray = [c for c in columns if c not in known]
         if not columns or columns[0] != "time" or stray:
             raise SourceQueryError(f"unexpected columns in InfluxDB's answer: {', '.join(columns)}")
@@ -315,7 +329,7 @@ class InfluxQLSource:
         outside = [t for t in tags if t not in columns]
         return columns, [series_tags.get(t) or "" for t in outside], outside
 
-    def _blocks(self, all_series, tags):
+    def _blocks(self, all_series, tags, extra=()):
         """One Block per series, its rows written by the csv module as they came (no per-value work
         in Python); the series' tag values, when not columns, appended to every line."""
         blocks = []
@@ -323,7 +337,7 @@ class InfluxQLSource:
             values = series.get("values") or []
             if not values:
                 continue
-            columns, tag_values, outside = self._layout(series, tags)
+            columns, tag_values, outside = self._layout(series, tags, extra)
             out = io.StringIO()
             csv.writer(out, lineterminator="\n").writerows(values)
             text = out.getvalue()
