@@ -91,7 +91,7 @@ def main():
         standin.close()
         pg.close()
     print(f"influx-archive night numbers, {time.strftime('%Y-%m-%d')}, seed {args.seed}: truth / pobm 1.2.0 on 1 Hz / "
-          "this loader on 5-second means")
+          "this loader (5-second means; T90 from their reading counts)")
     print(f"{'night':<10} {'sessions':>8}  {'ODI3':>17}  {'ODI4':>17}  {'T90 % (1 Hz / ours)':>19}  {'nadir':>16}  "
           "HB %min/h  depth  dur s  verdict")
     missed = 0
