@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from psycopg2 import sql
 
 from .pg import archive_span, table_exists
-from .sources.batch import READING_COUNTS
+from .sources.batch import READING_COUNTS, T88, T90  # the thresholds the readings are counted at
 from .windows import rfc3339
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,6 @@ EVENT_MAX_S = 120  # longer is a change of baseline, not an event (T90 counts it
 HELD = 2  # windows: an event has this many more than RECOVERED below its level; nadir and pulse extremes
 #           are held this long (a one-second artefact moves one window mean)
 DROPS = (3, 4)
-T90, T88 = 90.0, 88.0
 MAX_S = 86400  # a longer run (an oximeter worn around the clock) is cut every 24 h from its start
 RULE = "desat-v2 t90-readings"  # changes when the rules above or the columns change, so stored sessions are recomputed
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 # 90 and how many at or below 88, so T90 and T88 are the time the readings spent there, not the time
 # whose window mean was there (a mean of 90, 90, 89, 90, 89 is 89.6 and would count 5 s below 90 for 2).
 # (column, comparison, bound); the sink keeps them in <PG_TABLE>_readings.
-T90, T88 = 90, 88
+T90, T88 = 90.0, 88.0
 READING_COUNTS = (("n", None, None), ("below_90", "<", T90), ("atmost_88", "<=", T88))
 
 
