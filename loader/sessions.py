@@ -213,21 +213,14 @@ def held(values, runs, lowest=True):
     return keep(found) if found else keep(values)
 
 
-def time_below(spo2, counts, window):
+def time_below(spo2, shares, window):
     """(T90, T88) in whole seconds: per window, its share of readings below 90 (at or below 88) times its
-    width, from READING_COUNTS; a window without counts (archived before they were kept, an adopted
-    table) counts whole when its mean is below 90 (at or below 88)."""
-    if not counts or all(n is None for n in counts[0]):
+    width (shares: the two lists _rows reads, from READING_COUNTS); without them, each window whose mean
+    is below 90 (at or below 88) whole."""
+    if not shares:
         return sum(map(T90.__gt__, spo2)) * window, sum(map(T88.__ge__, spo2)) * window
-    t90 = t88 = 0.0
-    for mean, n, below, atmost in zip(spo2, *counts):
-        if n:
-            t90 += below / n
-            t88 += atmost / n
-        else:
-            t90 += mean < T90
-            t88 += mean <= T88
-    return round(t90 * window), round(t88 * window)
+    below, atmost = shares
+    return round(math.fsum(below) * window), round(math.fsum(atmost) * window)
 
 
 @dataclass
@@ -413,25 +406,30 @@ class Sessions:
 
     @contextlib.contextmanager
     def _rows(self, cur, fields, where, bounds, params):
-        """(epoch, spo2, pulse, readings, below 90, at or below 88) of a device's windows with SpO2 in time
-        order, read from the server a part at a time (a run worn around the clock may hold months); the
-        counts from <PG_TABLE>_readings, None where it has none (rows archived before it, an adopted table)."""
+        """(epoch, spo2, pulse, share below 90, share at or below 88) of a device's windows with SpO2 in
+        time order, read from the server a part at a time (a run worn around the clock may hold months).
+        The shares are of the window's readings, from <PG_TABLE>_readings (READING_COUNTS); a window it has
+        no counts for (archived before it, an adopted table) is 1 or 0 by its mean."""
+        spo2 = sql.SQL("a.{}").format(sql.Identifier(self.spo2))
         pulse = sql.SQL("a.{}").format(sql.Identifier(self.pulse)) if self.pulse and self.pulse in fields \
             else sql.SQL("NULL::float8")
         readings = sql.Identifier(self.db.schema, f"{self.db.table_name}_readings")
-        counts = [sql.SQL("r.{}").format(sql.Identifier(c)) for c, _, _ in READING_COUNTS]
-        joined = sql.SQL("")
-        if table_exists(cur, readings.as_string(cur)):
-            joined = sql.SQL(" LEFT JOIN {} r USING ({})").format(readings, sql.SQL(", ").join(
-                sql.Identifier(c) for c in ("time", *self.tags)))
-        else:
-            counts = [sql.SQL("NULL::integer")] * len(counts)
+        (n, _, _), *thresholds = READING_COUNTS
+        counted = table_exists(cur, readings.as_string(cur))
+        joined = sql.SQL(" LEFT JOIN {} r USING ({})").format(readings, sql.SQL(", ").join(
+            sql.Identifier(c) for c in ("time", *self.tags))) if counted else sql.SQL("")
+        shares = []
+        for column, compare, bound in thresholds:
+            by_mean = sql.SQL("({} " + compare + " {})::int::float8").format(spo2, sql.Literal(bound))
+            shares.append(sql.SQL("coalesce(r.{c}::float8 / nullif(r.{n}, 0), {m})").format(
+                c=sql.Identifier(column), n=sql.Identifier(n), m=by_mean) if counted else by_mean)
+        counts = shares
         rows = cur.connection.cursor(name="influx_archive_session_rows")
         rows.itersize = 20000
         try:
             rows.execute(sql.SQL("SELECT extract(epoch FROM time)::bigint, {spo2}, {pulse}, {counts} FROM {table} a"
                                  "{joined} WHERE {where} AND {spo2} IS NOT NULL " + bounds + " ORDER BY time").format(
-                spo2=sql.SQL("a.{}").format(sql.Identifier(self.spo2)), pulse=pulse,
+                spo2=spo2, pulse=pulse,
                 counts=sql.SQL(", ").join(counts), table=self.db.table,
                 joined=joined, where=where), params)
             yield rows

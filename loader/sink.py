@@ -178,29 +178,35 @@ class ArchiveTable:
         return sql.Identifier(self.db.schema, f"{self.db.table_name}_readings")
 
     def _write_readings(self, cur, batch):
-        """The chunk's READING_COUNTS, replacing what [start, end) held: each count's blocks COPYed into a
-        temporary table, one row per window and key made of them (a count InfluxDB sent no row for is 0)."""
-        key = [sql.Identifier(c) for c in ("time", *self.tags)]
+        """The chunk's READING_COUNTS, replacing what [start, end) held: the readings per window COPYed
+        straight in (a row per window and key), then the counts below 90 and at or below 88, which
+        InfluxDB sends only for the windows that have some, set from a temporary table (else 0)."""
+        key = [c for c in ("time", *self.tags)]
         counts = [c for c, _, _ in READING_COUNTS]
         columns = [sql.SQL("time timestamptz NOT NULL")] + [
             sql.SQL("{} text NOT NULL").format(sql.Identifier(t)) for t in self.tags] + [
             sql.SQL("{} integer NOT NULL DEFAULT 0").format(sql.Identifier(c)) for c in counts]
         cur.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({}))").format(
-            self.readings_table, sql.SQL(", ").join(columns), sql.SQL(", ").join(key)))
-        stage = sql.Identifier(STAGE + "_readings")  # each block fills its count; the others stay NULL
-        cur.execute(sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} ({}) ON COMMIT DROP").format(stage, sql.SQL(", ").join(
-            [sql.SQL("time timestamptz")] + [sql.SQL("{} text").format(sql.Identifier(t)) for t in self.tags]
-            + [sql.SQL("{} integer").format(sql.Identifier(c)) for c in counts])))
-        for block in batch.readings:
-            self._copy(cur, stage, block)
+            self.readings_table, sql.SQL(", ").join(columns), sql.SQL(", ").join(map(sql.Identifier, key))))
         cur.execute(sql.SQL("DELETE FROM {} WHERE time >= %(lo)s AND time < %(hi)s").format(self.readings_table),
                     {"lo": rfc3339(batch.start), "hi": rfc3339(batch.end)})
-        sums = [sql.SQL("coalesce(sum({}), 0)").format(sql.Identifier(c)) for c in counts[1:]]
-        cur.execute(sql.SQL("INSERT INTO {table} ({key}, {names}) SELECT {key}, max({n}), {sums} FROM {stage} "
-                            "GROUP BY {key} HAVING max({n}) IS NOT NULL").format(
-            table=self.readings_table, key=sql.SQL(", ").join(key), n=sql.Identifier(counts[0]),
-            names=sql.SQL(", ").join(sql.Identifier(c) for c in counts), sums=sql.SQL(", ").join(sums), stage=stage))
-        cur.execute(sql.SQL("DROP TABLE {}").format(stage))
+        for block in batch.readings:
+            if counts[0] in block.columns:
+                self._copy(cur, self.readings_table, block)
+        stage = sql.Identifier(STAGE + "_readings")
+        for column in counts[1:]:
+            blocks = [b for b in batch.readings if column in b.columns]
+            if not blocks:
+                continue
+            cur.execute(sql.SQL("CREATE TEMP TABLE {} ({}) ON COMMIT DROP").format(stage, sql.SQL(", ").join(
+                [sql.SQL("time timestamptz")] + [sql.SQL("{} text").format(sql.Identifier(t)) for t in self.tags]
+                + [sql.SQL("{} integer").format(sql.Identifier(column))])))
+            for block in blocks:
+                self._copy(cur, stage, block)
+            cur.execute(sql.SQL("UPDATE {table} r SET {c} = s.{c} FROM {stage} s WHERE {match}").format(
+                table=self.readings_table, c=sql.Identifier(column), stage=stage,
+                match=sql.SQL(" AND ").join(sql.SQL("r.{k} = s.{k}").format(k=sql.Identifier(k)) for k in key)))
+            cur.execute(sql.SQL("DROP TABLE {}").format(stage))
 
     def _copy(self, cur, table, block):
         options = sql.SQL("FORMAT csv")
