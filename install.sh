@@ -64,8 +64,8 @@ Options:
   --systemd               schedule with a systemd timer instead of cron
   --user NAME             run the loader as NAME (default: the sudo user, else a system user)
   --adopt-reference       adopt a table made by the reference script (dedupe, key, labels to window start)
-  --replace-demo          after --demo: load your InfluxDB (the options above) instead, the demo's rows and
-                          InfluxDB removed
+  --replace-demo          after --demo: load your InfluxDB (the options above) instead; the demo's rows are
+                          dropped and its InfluxDB stopped
   --backup-dir DIR        set BACKUP_DIR: nightly dumps there (an existing directory on a mounted drive)
   --restore FILE          restore a dump made by `backup` before the first load (a new Pi, an empty archive)
   --uninstall [--purge]   remove schedule, command and venv; --purge also the database, roles, code, .env,
