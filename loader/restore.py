@@ -85,9 +85,11 @@ def read_whole(tools, pg_restore, path):
         raise BackupDamaged(f"{path} cannot be restored: {first_error(errors)}", hint=DAMAGED_HINT)
 
 
-def pg_dump_name(name):
-    """A name as pg_dump writes it: bare when it is a plain lower-case identifier, else double-quoted."""
-    return name if re.fullmatch(r"[a-z_][a-z0-9_$]*", name) else '"' + name.replace('"', '""') + '"'
+def pg_dump_names(name):
+    """The ways pg_dump may write a name: bare when it is a plain lower-case identifier (unless a keyword,
+    which it quotes), double-quoted otherwise."""
+    quoted = '"' + name.replace('"', '""') + '"'
+    return (name, quoted) if re.fullmatch(r"[a-z_][a-z0-9_$]*", name) else (quoted,)
 
 
 def check_fits(config, tools, pg_restore, path):
@@ -100,8 +102,10 @@ def check_fits(config, tools, pg_restore, path):
         if code != 0:
             raise BackupDamaged(f"{path} cannot be restored: {first_error(errors)}", hint=DAMAGED_HINT)
         text = schema_sql.read()
-    table = f"{pg_dump_name(config.pg_schema)}.{pg_dump_name(config.pg_table)}"
-    if f"CREATE TABLE {table} (" not in text:
+    table = next((f"{s}.{t}" for s in pg_dump_names(config.pg_schema) for t in pg_dump_names(config.pg_table)
+                  if f"CREATE TABLE {s}.{t} (" in text), None)
+    if table is None:
+        table = f"{config.pg_schema}.{config.pg_table}"
         archives = sorted(set(re.findall(r"^COMMENT ON TABLE (\S+) IS 'WINDOW=", text, re.M)))
         found = ", ".join(archives) or "none of influx-archive's"
         raise BackupError(f"{path} holds no table {table} (PG_SCHEMA.PG_TABLE); its archive tables: {found}; "
