@@ -132,11 +132,21 @@ def test_hostile_names_stay_inside_literals_in_whole_queries(name):
                                                 FIELDS=name.replace(",", ""), TAGS="uid",
                                                 VALID_RANGES=f"{name.replace(',', '')}=1..2"))
     program = Parser(build_query(cfg, 0, 3600)).program()
-    # nothing injected: data, its means; the refused readings, their count, lowest and highest
-    assert [stmt[0] for stmt in program] == ["assign", "expr", "assign", "expr", "expr", "expr"]
+    # nothing injected: data, the readings kept, their means; the refused readings, their count, lowest and
+    # highest
+    assert [stmt[0] for stmt in program] == ["assign", "assign", "expr", "assign", "expr", "expr", "expr"]
     field = name.replace(",", "")
     program = Parser(build_query(cfg, 0, 3600, [field], skipped=[field])).program()
-    assert [stmt[0] for stmt in program] == ["assign", "assign", "expr", "assign", "expr", "expr", "expr", "expr"]
+    assert [stmt[0] for stmt in program] == ["assign", "assign", "assign", "expr", "assign", "expr", "expr", "expr",
+                                             "expr"]
+    as_spo2 = config_module.load(None, environ=dict(BASE, INFLUX_BUCKET=name, INFLUX_MEASUREMENT=name, FIELDS=field,
+                                                    TAGS="uid", SESSION_SPO2=field, SESSION_PULSE="none",
+                                                    VALID_RANGES=f"{field}=1..2"))
+    program = Parser(build_query(as_spo2, 0, 3600, [field])).program()  # and the three reading counts
+    assert [stmt[0] for stmt in program] == ["assign", "assign", "expr", "expr", "expr", "expr", "assign", "expr",
+                                             "expr", "expr"]
+    counted = [s for kind, _, s in build_statements(as_spo2, [field], 0, 3600) if kind == "readings"]
+    assert len(counted) == 3 and all(s.count(identifier(field)) >= 2 for s in counted)
     text = identifier(name)
     assert text.startswith('"') and text.endswith('"') and '"' not in text[1:-1].replace('\\"', "")
     statements = build_statements(cfg, [name], 0, 3600)
