@@ -295,33 +295,52 @@ class Parser:
         return left
 
 
-def _eval(node, row):
-    if isinstance(node, tuple):
-        kind = node[0]
+_COMPARE = {"==": lambda a, b: a == b, "!=": lambda a, b: a != b, ">=": lambda a, b: a >= b,
+            "<=": lambda a, b: a <= b, "<": lambda a, b: a < b, ">": lambda a, b: a > b}
+
+
+def _compile(node):
+    """A predicate expression as a function of the row (filter() calls it once per row: compiled once, not
+    walked per row). Errors a row would meet (an unsupported function, a string compared with a number)
+    are raised when a row meets them, as evaluating the tree would."""
+    if not isinstance(node, tuple):
+        return lambda row: node
+    kind = node[0]
+    if kind in ("or", "and"):
+        left, right = _compile(node[1]), _compile(node[2])
         if kind == "or":
-            return bool(_eval(node[1], row)) or bool(_eval(node[2], row))
-        if kind == "and":
-            return bool(_eval(node[1], row)) and bool(_eval(node[2], row))
-        if kind == "not":
-            return not _eval(node[1], row)
-        if kind == "member":
-            return row.get(node[2])
-        if kind == "time":
-            return node[1]
-        if kind == "call":
-            if node[1] not in PREDICATES:
+            return lambda row: bool(left(row)) or bool(right(row))
+        return lambda row: bool(left(row)) and bool(right(row))
+    if kind == "not":
+        inner = _compile(node[1])
+        return lambda row: not inner(row)
+    if kind == "member":
+        name = node[2]
+        return lambda row: row.get(name)
+    if kind == "time":
+        return lambda row: node[1]
+    if kind == "call":
+        if node[1] not in PREDICATES:
+            def unsupported(row):
                 raise FluxError(f"function {node[1]} is not supported by the stand-in")
-            return PREDICATES[node[1]]({k: _eval(v, row) for k, v in node[2].items()})
-        if kind == "cmp":
-            a, b = _eval(node[2], row), _eval(node[3], row)
+            return unsupported
+        fn, args = PREDICATES[node[1]], {k: _compile(v) for k, v in node[2].items()}
+        return lambda row: fn({k: v(row) for k, v in args.items()})
+    if kind == "cmp":
+        left, right, op = _compile(node[2]), _compile(node[3]), _COMPARE[node[1]]
+
+        def compare(row):
+            a, b = left(row), right(row)
             if a is None or b is None:
                 return False  # comparisons with null are false in Flux filter
-            op = node[1]
             if isinstance(a, str) != isinstance(b, str):
                 raise FluxError(f"type error: cannot compare {type(a).__name__} with {type(b).__name__}")
-            return {"==": a == b, "!=": a != b, ">=": a >= b, "<=": a <= b, "<": a < b, ">": a > b}[op]
+            return op(a, b)
+        return compare
+
+    def unknown(row):
         raise FluxError(f"cannot evaluate {kind}")
-    return node
+    return unknown
 
 
 # ---------------------------------------------------------------- functions
@@ -358,10 +377,10 @@ def f_range(tables, args):
 
 
 def f_filter(tables, args):
-    fn = args["fn"]
+    keep = _compile(args["fn"][2])
     out = []
     for t in tables:
-        rows = [r for r in t.rows if _eval(fn[2], r)]
+        rows = [r for r in t.rows if keep(r)]
         if rows:
             out.append(Table(key=t.key, columns=t.columns, rows=rows, types=t.types))
     return out
@@ -411,9 +430,11 @@ def f_aggregate_window(tables, args):
             continue
         start = min(r["_start"] for r in t.rows)
         stop = max(r["_stop"] for r in t.rows)
-        windows = {}
+        grouped = {}  # window start (epoch-aligned) -> the column's values
         for r in t.rows:
-            windows.setdefault(_window_bounds(r["_time"], every, start, stop), []).append(r.get(column))
+            t_ns = r["_time"]
+            grouped.setdefault(t_ns - t_ns % every, []).append(r.get(column))
+        windows = {_window_bounds(w, every, start, stop): values for w, values in grouped.items()}
         if create_empty:
             w = start - start % every
             while w < stop:
@@ -648,28 +669,29 @@ class Store:
         return sorted(found, key=lambda ident: (ident[0], ident[2], ident[1]))
 
     def from_bucket(self, bucket, start=None, stop=None):
-        """Tables of the bucket's series; start/stop (ns) restrict to a range() that follows from()."""
+        """Tables of the bucket's series; start/stop (ns) restrict to a range() that follows from(). Read
+        from the series index (each series' points in time order), a slice per series."""
         if bucket not in self.buckets:
             raise NotFound(f'failed to initialize execute state: could not find bucket "{bucket}"')
-        series = {}
         with self.lock:
-            points = [p for p in self.buckets[bucket] if start is None or start <= p.time_ns < stop]
-        for p in points:
-            ident = (p.measurement, p.field, tuple(sorted(p.tags.items())))
-            series.setdefault(ident, []).append(p)
+            series = []
+            for ident, times in self.series_times.get(bucket, {}).items():
+                lo, hi = (0, len(times)) if start is None else (bisect.bisect_left(times, start),
+                                                                bisect.bisect_left(times, stop))
+                if lo < hi:
+                    series.append((ident, times[lo:hi], self.series_values[bucket][ident][lo:hi]))
         tables = []
-        for (measurement, fld, tags), pts in sorted(series.items(), key=lambda kv: (kv[0][0], kv[0][2], kv[0][1])):
+        for (measurement, fld, tags), times, values in sorted(series, key=lambda s: (s[0][0], s[0][2], s[0][1])):
             tag_names = [k for k, _ in tags]
             key = ("_measurement", "_field") + tuple(tag_names)
             cols = ["_time", "_value", "_field", "_measurement"] + tag_names
-            rows = [{"_time": p.time_ns, "_value": p.value, "_field": fld, "_measurement": measurement, **dict(tags)}
-                    for p in sorted(pts, key=lambda p: p.time_ns)]
-            types = {"_time": "dateTime:RFC3339", "_value": _type_of(pts[0].value), "_field": "string",
-                     "_measurement": "string", **{t: "string" for t in tag_names}}
-            # a field written as int in one shard and float in another gives two tables
-            by_type = {}
-            for r in rows:
-                by_type.setdefault(_type_of(r["_value"]), []).append(r)
+            types = {"_time": "dateTime:RFC3339", "_field": "string", "_measurement": "string",
+                     **{t: "string" for t in tag_names}}
+            # a field written as int in one shard and float in another gives two tables, in the order each
+            # type first appears
+            by_type, names = {}, {"_field": fld, "_measurement": measurement, **dict(tags)}
+            for t_ns, value in zip(times, values):
+                by_type.setdefault(_type_of(value), []).append({"_time": t_ns, "_value": value, **names})
             for typ, typed_rows in by_type.items():
                 tables.append(Table(key=key, columns=list(cols), rows=typed_rows, types=dict(types, _value=typ)))
         return tables
@@ -814,7 +836,8 @@ def _index_read(node, store):
     rows = [{"_measurement": m, "_field": f, **dict(tags)} for m, f, tags in
             store.series_in_range(inner[2]["bucket"], start, stop)]
     for _, args in chain[1:-2]:
-        rows = [r for r in rows if _eval(args["fn"][2], r)]
+        keep = _compile(args["fn"][2])
+        rows = [r for r in rows if keep(r)]
     values = list(dict.fromkeys(r.get(column) for r in rows))
     if not values:
         return []  # like the point-by-point path: no table at all
@@ -991,6 +1014,7 @@ class StandIn:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # as InfluxDB (Go sets TCP_NODELAY): no 40 ms delayed-ACK stall per answer
 
             def log_message(self, *args):
                 pass

@@ -72,6 +72,8 @@ class InfluxDB3StandIn:
         standin = self
 
         class Handler(BaseHTTPRequestHandler):
+            disable_nagle_algorithm = True  # as InfluxDB (Go sets TCP_NODELAY)
+
             def log_message(self, *args):
                 pass
 
