@@ -306,7 +306,7 @@ write_env() {
   fi
   if [ -f "$ENV_FILE" ]; then
     local added differ
-    added=$(IA_SET_GRAFANA_PG_PASSWORD=$GRAFANA_PW "$SYSTEM_PYTHON" "$APP_DIR/setup/envfile.py" add-missing "$ENV_FILE")
+    added=$(IA_SET_GRAFANA_PG_PASSWORD=$GRAFANA_PW IA_SET_LOG_FILE=$LOG "$SYSTEM_PYTHON" "$APP_DIR/setup/envfile.py" add-missing "$ENV_FILE")
     differ=$(env_differences)
     if [ -n "$differ" ] && demo_source_in_use; then
       [ "$REPLACE_DEMO" -eq 1 ] \
@@ -335,7 +335,7 @@ write_env() {
       read -r -s -p "InfluxDB read token (not shown): " token; echo >&2
     fi
     IA_SET_PG_URL="postgresql+psycopg2://$LOADER_ROLE:$LOADER_PW@127.0.0.1:$(pg_port)/$DB_NAME" \
-    IA_SET_GRAFANA_PG_PASSWORD=$GRAFANA_PW \
+    IA_SET_GRAFANA_PG_PASSWORD=$GRAFANA_PW IA_SET_LOG_FILE=$LOG \
     IA_SET_INFLUX_URL=$url IA_SET_INFLUX_QUERY_LANGUAGE=$language IA_SET_INFLUX_BUCKET=$bucket \
     IA_SET_INFLUX_ORG=$org IA_SET_INFLUX_TOKEN=$token \
     IA_SET_VALID_RANGES=spo2=50..100,bpm=20..250 \
@@ -523,8 +523,8 @@ first_run() {
   say "first load (this can take a while on a Pi: up to INITIAL_LOOKBACK of data)"
   local code
   set +e
-  loader run 2>&1 | tee -a "$LOG" >&2
-  code=${PIPESTATUS[0]}
+  LOG_FILE=$LOG loader run >&2  # shown here, and kept in $LOG with its times (LOG_FILE)
+  code=$?
   set -e
   if [ "$code" -eq 2 ]; then
     warn "the first load needs you: the line above says what to do; every hourly run stops the same way until then (after the fix: $APP_NAME run)"
@@ -536,7 +536,7 @@ first_run() {
 first_backup() {
   [ -n "$(env_get BACKUP_DIR)" ] || return 0
   say "first backup to $(env_get BACKUP_DIR)"
-  loader backup 2>&1 | tee -a "$BACKUP_LOG" >&2 || warn "the backup failed (see above and $BACKUP_LOG); the nightly job will retry"
+  LOG_FILE=$BACKUP_LOG loader backup >&2 || warn "the backup failed (see above and $BACKUP_LOG); the nightly job will retry"
 }
 
 summary() {

@@ -390,8 +390,12 @@ class _Redacting(logging.Formatter):
 
 
 def _setup_logging(config, verbose):
+    """Logging to stderr and LOG_FILE. When stderr is LOG_FILE itself (cron's `>> loader.log 2>&1` with
+    LOG_FILE naming that file, as install.sh sets them), the file alone is written, so no line is there
+    twice; returns whether that is so."""
     root = logging.getLogger()
     root.handlers.clear()
+    logging.getLogger("urllib3").setLevel(logging.WARNING)
     root.setLevel(logging.DEBUG)
     secrets = config.secrets() if config else []
     console = logging.StreamHandler(sys.stderr)
@@ -405,10 +409,21 @@ def _setup_logging(config, verbose):
         except OSError as exc:
             raise ConfigError([f"LOG_FILE {config.log_file}: {exc.strerror}; fix its directory or permissions, "
                                f"or leave LOG_FILE empty"]) from None
-        handler.setLevel(logging.DEBUG)
+        handler.setLevel(console.level)  # an hourly log a person reads: the queries only with -v
         handler.setFormatter(_Redacting(secrets))
         root.addHandler(handler)
-    logging.getLogger("urllib3").setLevel(logging.WARNING)
+        if _same_file(handler.stream, sys.stderr):
+            root.removeHandler(console)
+            return True
+    return False
+
+
+def _same_file(a, b):
+    try:
+        one, other = os.fstat(a.fileno()), os.fstat(b.fileno())
+    except (OSError, ValueError, AttributeError):  # a stream without a file (captured output)
+        return False
+    return (one.st_dev, one.st_ino) == (other.st_dev, other.st_ino)
 
 
 class _LogFile(logging.FileHandler):
@@ -426,9 +441,10 @@ class _LogFile(logging.FileHandler):
                   f"command's log goes to stderr only (free space there, or set LOG_FILE elsewhere)", file=sys.stderr)
 
 
-def _fail(line, verbose):
-    """The one line on stderr; in the log an ERROR with the traceback."""
-    print(line, file=sys.stderr)
+def _fail(line, verbose, logged_to_stderr=False):
+    """The one line on stderr; in the log an ERROR with the traceback (which is all, when stderr is the log)."""
+    if not logged_to_stderr:
+        print(line, file=sys.stderr)
     log.error(line, exc_info=True, extra={"log_file_only": True})
     if verbose:
         traceback.print_exc()
@@ -497,11 +513,11 @@ def _main(argv):
     cmd = COMMANDS[args.command]
     env_file = args.env_file or ".env"
     _setup_logging(None, args.verbose)
-    config = None
+    config, stderr_is_log = None, False
     heartbeat = Heartbeat(None)
     try:
         config = config_module.load(env_file, file_required=args.env_file is not None)
-        _setup_logging(config, args.verbose)
+        stderr_is_log = _setup_logging(config, args.verbose)
         for warning in config.warnings:
             log.warning(warning)
         heartbeat = Heartbeat(cmd.heartbeat(args, config) if cmd.heartbeat else None)
@@ -516,16 +532,16 @@ def _main(argv):
     except LoaderError as exc:
         hint = f" ({exc.hint})" if exc.hint else ""
         code, line = exc.exit_code, "influx-archive: " + _redact(str(exc) + hint, config)
-        _fail(line, args.verbose)
+        _fail(line, args.verbose, stderr_is_log)
     except KeyboardInterrupt:
         code, line = EXIT_RETRY_LATER, "influx-archive: interrupted; what was committed is kept, nothing half-done"
-        _fail(line, args.verbose)
+        _fail(line, args.verbose, stderr_is_log)
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, logged, exit 1, /fail
         where = f"the traceback is in {config.log_file}" if config and config.log_file else "-v shows the traceback"
         code = EXIT_RETRY_LATER
         line = _redact(f"influx-archive: unexpected {type(exc).__name__}: {exc} ({where}; if it is not about "
                        f"the disk or the network, please report it)", config)
-        _fail(line, args.verbose)
+        _fail(line, args.verbose, stderr_is_log)
     heartbeat.finish(code, line)
     return code
 

@@ -338,7 +338,9 @@ SETTINGS = (
             attr="require_clock_sync", kind=choice, choices=("auto", "yes", "no")),
     Setting("GRAFANA_PG_PASSWORD", "Written by install.sh: the password of the read-only Grafana role "
             "(the loader does not use it).", secret=True, default=""),
-    Setting("LOG_FILE", "Append the full log (with tracebacks) here; empty: log to stderr only.", default="",
+    Setting("LOG_FILE", "Append the log here, each line with its time, an error with its traceback (-v adds "
+            "the debug lines); empty: stderr only. install.sh sets it to the file cron appends the output to, "
+            "which is then written once.", default="",
             attr="log_file"),
     Setting("BACKUP_DIR", "Where `backup` writes its dumps: a USB drive or network mount, not the SD card; "
             "empty: backups are off.", default="", example="/mnt/usb/influx-archive",

@@ -186,6 +186,31 @@ def test_a_failed_run_leaves_an_error_line_with_its_traceback_in_the_log(tmp_pat
     assert result.stderr.count("influx-archive: InfluxDB refused the token") == 1  # once on the terminal
 
 
+def test_cron_writing_into_log_file_itself_gets_each_line_once_with_its_time(tmp_path, pg_url, standin):
+    """install.sh's shape: LOG_FILE names the file cron appends the command's output to. Each line is there
+    once, with a time and a level (a failure: its ERROR line and traceback, not a bare line besides)."""
+    feed_standin(standin, pulse_points(now() - 2 * HOUR, HOUR))
+    log_file = tmp_path / "loader.log"
+    codes = []
+    for token in ("test-token-5f1c9e", "s3cret-expired-token"):  # a run that loads, then one refused
+        env = flux_env(pg_url, standin, INITIAL_LOOKBACK="3h", LOG_FILE=log_file, INFLUX_TOKEN=token)
+        with open(log_file, "ab") as cron_redirect:
+            codes.append(subprocess.run([sys.executable, "-m", "loader", "--env-file", os.devnull, "run"], cwd=ROOT,
+                                        env=env, stdout=cron_redirect, stderr=subprocess.STDOUT).returncode)
+    assert codes == [0, 2]
+    lines = log_file.read_text().splitlines()
+    stamped = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} (DEBUG|INFO|WARNING|ERROR) ")
+    in_traceback = False
+    for line in lines:  # a line without a time is only ever part of an error's traceback
+        in_traceback = not stamped.match(line) and (in_traceback or line == "Traceback (most recent call last):")
+        assert stamped.match(line) or in_traceback, line
+    said = [line for line in lines if "influx-archive: InfluxDB refused the token" in line]
+    assert len(said) == 1 and " ERROR influx-archive: InfluxDB refused the token" in said[0]
+    assert lines[lines.index(said[0]) + 1] == "Traceback (most recent call last):"
+    assert sum(" INFO run done: " in line for line in lines) == 1  # not twice, as two writers would write it
+    assert "s3cret-expired-token" not in "\n".join(lines)
+
+
 def test_an_unexpected_error_is_one_line_an_error_with_traceback_in_the_log_exit_1_and_a_fail_ping(
         archive_url, standin, backup_dir, tmp_path, monkeypatch, capsys):
     """A dying USB drive raises OSError inside backup: no bare traceback, the heartbeat still hears /fail."""
@@ -291,11 +316,14 @@ def full_drive():
     """A tiny loop-mounted ext4 drive filled to the last block: where a log on a full card ends up."""
     drive = server_or_skip(lambda: LoopDrive(size_kb=1024))
     try:
-        with open(os.path.join(drive.path, "filler"), "wb") as filler:
-            with contextlib.suppress(OSError):
-                while True:
-                    filler.write(b"\0" * 4096)
-                    filler.flush()
+        fd = os.open(os.path.join(drive.path, "filler"), os.O_WRONLY | os.O_CREAT, 0o644)
+        try:
+            for size in (4096, 1):  # blocks, then the last bytes: not even one short line fits
+                with contextlib.suppress(OSError):
+                    while True:
+                        os.write(fd, b"\0" * size)
+        finally:
+            os.close(fd)
         yield drive.path
     finally:
         drive.close()

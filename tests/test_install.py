@@ -114,8 +114,9 @@ def test_render_fills_every_placeholder_of_the_schedule_files():
     loader = f"{APP}/.venv/bin/python -m loader --env-file {APP}/.env run"
     assert f"cd {APP} && flock -n /run/lock/influx-archive.lock {loader}" in cron
     assert sum(1 for line in cron.splitlines() if line and line[0].isdigit()) == 3
-    assert (f"flock -n /run/lock/influx-archive-backup.lock {APP}/.venv/bin/python -m loader --env-file {APP}/.env "
-            f"backup >> /var/log/influx-archive/backup.log 2>&1") in cron
+    assert (f"LOG_FILE=/var/log/influx-archive/backup.log flock -n /run/lock/influx-archive-backup.lock "
+            f"{APP}/.venv/bin/python -m loader --env-file {APP}/.env backup >> /var/log/influx-archive/backup.log "
+            f"2>&1") in cron
     assert "restore --verify >> /var/log/influx-archive/backup.log" in cron
     listed = sourced('echo "${SYSTEMD_UNITS[@]}"').stdout.split()
     assert sorted("setup/systemd/" + unit for unit in listed) == units  # every template is installed
@@ -241,6 +242,12 @@ def test_demo_install_fills_the_archive_and_a_second_run_changes_nothing(backups
         command = subprocess.run([*who, "influx-archive", "status"], cwd="/", capture_output=True, text=True,
                                  env={"PATH": "/usr/local/bin:/usr/bin:/bin"})
         assert command.returncode == 0 and "verdict:     fresh" in command.stdout, command.stdout + command.stderr
+
+    assert _env_value("LOG_FILE") == "/var/log/influx-archive/loader.log"  # the file cron appends to, timed
+    with open("/var/log/influx-archive/loader.log", encoding="utf-8") as log:
+        logged = log.read().splitlines()
+    assert any(" INFO run done: " in line for line in logged)  # install.sh's first load, kept there too
+    assert all(re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} [A-Z]+ ", line) for line in logged), logged
 
     port = int(_env_value("PG_URL").rsplit(":", 1)[1].split("/")[0])
     with open(os.path.join(APP, "grafana-datasource.yaml"), encoding="utf-8") as handle:
