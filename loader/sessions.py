@@ -416,8 +416,14 @@ class Sessions:
         readings = sql.Identifier(self.db.schema, f"{self.db.table_name}_readings")
         (n, _, _), *thresholds = READING_COUNTS
         counted = table_exists(cur, readings.as_string(cur))
-        joined = sql.SQL(" LEFT JOIN {} r USING ({})").format(readings, sql.SQL(", ").join(
-            sql.Identifier(c) for c in ("time", *self.tags))) if counted else sql.SQL("")
+        # each window's counts by its key in the readings table's primary key (OFFSET 0 keeps the lookup a
+        # lookup): a join the planner may choose otherwise, with the statistics of a table filled in this very
+        # transaction, was a nested loop over the whole readings table for every window (quadratic)
+        by_key = sql.SQL(" AND ").join(sql.SQL("r.{c} = a.{c}").format(c=sql.Identifier(c))
+                                       for c in ("time", *self.tags))
+        joined = sql.SQL(" LEFT JOIN LATERAL (SELECT {} FROM {} r WHERE {} OFFSET 0) r ON true").format(
+            sql.SQL(", ").join(sql.Identifier(c) for c, _, _ in READING_COUNTS), readings, by_key) \
+            if counted else sql.SQL("")
         shares = []
         for column, compare, bound in thresholds:
             by_mean = sql.SQL("({} " + compare + " {})::int::float8").format(spo2, sql.Literal(bound))
