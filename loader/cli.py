@@ -80,18 +80,23 @@ def time_range(required, start_help, end_help):
             (("--end",), dict(required=required, type=_time_arg, metavar="TIME", help=end_help)))
 
 
-def _over_range(args, work, nothing_done):
-    """What the commands over --start/--end share: the range checked, the work done, the lock's answer
-    said. (outcome, None), or (None, the exit code) when there is no outcome to report."""
-    problem = range_problem(args)
-    if problem:
-        _say(problem)
-        return None, EXIT_NEEDS_HUMAN
-    outcome = work()
-    if outcome.locked_out:
-        _say(f"{LOCKED}; {nothing_done}")
-        return None, EXIT_RETRY_LATER
-    return outcome, None
+def over_range(work, nothing_done):
+    """What the commands over --start/--end share, around the handler of their outcome: the range checked,
+    work(job, start, end) done, the lock's answer said (nothing_done: what the person does then). The
+    decorated function reports the outcome: (outcome, config) -> exit code."""
+    def wrap(report):
+        def handler(args, config):
+            problem = range_problem(args)
+            if problem:
+                _say(problem)
+                return EXIT_NEEDS_HUMAN
+            outcome = work(_job(config), args.start, args.end)
+            if outcome.locked_out:
+                _say(f"{LOCKED}; {nothing_done}")
+                return EXIT_RETRY_LATER
+            return report(outcome, config)
+        return handler
+    return wrap
 
 
 def range_problem(args):
@@ -184,12 +189,9 @@ def _run(args, config):
               "measurement or a FIELDS name not found")],
          arguments=time_range(True, "first instant to load, e.g. 2026-10-01T00:00:00Z",
                               "instant to stop at (exclusive), e.g. 2026-10-08T00:00:00Z"))
-def _backfill(args, config):
-    outcome, code = _over_range(args, lambda: _job(config).backfill(args.start, args.end),
-                                "nothing was loaded: run this backfill again when it has finished (`python -m loader "
-                                "status` shows it)")
-    if outcome is None:
-        return code
+@over_range(lambda job, start, end: job.backfill(start, end),
+            "nothing was loaded: run this backfill again when it has finished (`python -m loader status` shows it)")
+def _backfill(outcome, config):
     _report_load(outcome, config, SystemClock().now())
     return EXIT_OK
 
@@ -208,11 +210,9 @@ def _backfill(args, config):
               "table that does not fit")],
          arguments=time_range(False, "first instant (default: the oldest row)",
                               "end, exclusive (default: after the newest)"))
-def _rebuild_rollups(args, config):
-    outcome, code = _over_range(args, lambda: _job(config).rebuild_rollups(args.start, args.end),
-                                "nothing was rebuilt: run this again when it has finished")
-    if outcome is None:
-        return code
+@over_range(lambda job, start, end: job.rebuild_rollups(start, end),
+            "nothing was rebuilt: run this again when it has finished")
+def _rebuild_rollups(outcome, config):
     if outcome.nothing_to_do:
         log.info("nothing to rebuild: the archive is empty")
     else:
