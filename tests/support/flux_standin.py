@@ -22,6 +22,7 @@ tests/test_flux_standin.py checks the engine against vectors from Flux's own std
 import bisect
 import json
 import math
+import operator
 import re
 import threading
 import time
@@ -64,6 +65,7 @@ def _regroup(tables, key_fn):
     """
     out = {}
     for t in tables:
+        merged = set()  # the groups this table's schema is merged into already (once each, not per row)
         for row in t.rows:
             key_cols = key_fn(t, row)
             kv = tuple(row.get(c) for c in key_cols)
@@ -71,13 +73,15 @@ def _regroup(tables, key_fn):
             if ident not in out:
                 out[ident] = Table(key=key_cols, columns=list(t.columns), types=dict(t.types))
             dest = out[ident]
-            for c in t.columns:
-                if c not in dest.columns:
-                    dest.columns.append(c)
-                    dest.types[c] = t.types.get(c)
-                elif dest.types.get(c) != t.types.get(c) and t.types.get(c) and dest.types.get(c):
-                    raise FluxRuntimeError(f"schema collision detected: column \"{c}\" is both of type "
-                                           f"{dest.types[c]} and {t.types[c]}")
+            if ident not in merged:
+                merged.add(ident)
+                for c in t.columns:
+                    if c not in dest.columns:
+                        dest.columns.append(c)
+                        dest.types[c] = t.types.get(c)
+                    elif dest.types.get(c) != t.types.get(c) and t.types.get(c) and dest.types.get(c):
+                        raise FluxRuntimeError(f"schema collision detected: column \"{c}\" is both of type "
+                                               f"{dest.types[c]} and {t.types[c]}")
             dest.rows.append(row)
     return list(out.values())
 
@@ -295,8 +299,8 @@ class Parser:
         return left
 
 
-_COMPARE = {"==": lambda a, b: a == b, "!=": lambda a, b: a != b, ">=": lambda a, b: a >= b,
-            "<=": lambda a, b: a <= b, "<": lambda a, b: a < b, ">": lambda a, b: a > b}
+_COMPARE = {"==": operator.eq, "!=": operator.ne, ">=": operator.ge, "<=": operator.le, "<": operator.lt,
+            ">": operator.gt}
 
 
 def _compile(node):
@@ -327,7 +331,20 @@ def _compile(node):
         fn, args = PREDICATES[node[1]], {k: _compile(v) for k, v in node[2].items()}
         return lambda row: fn({k: v(row) for k, v in args.items()})
     if kind == "cmp":
-        left, right, op = _compile(node[2]), _compile(node[3]), _COMPARE[node[1]]
+        op = _COMPARE[node[1]]
+        if isinstance(node[2], tuple) and node[2][0] == "member" and not isinstance(node[3], tuple) \
+                and node[3] is not None:  # r.name against a literal: the filters' usual shape, made quick
+            name, b, b_is_str = node[2][2], node[3], isinstance(node[3], str)
+
+            def against_literal(row):
+                a = row.get(name)
+                if a is None:
+                    return False
+                if isinstance(a, str) != b_is_str:
+                    raise FluxError(f"type error: cannot compare {type(a).__name__} with {type(b).__name__}")
+                return op(a, b)
+            return against_literal
+        left, right = _compile(node[2]), _compile(node[3])
 
         def compare(row):
             a, b = left(row), right(row)
