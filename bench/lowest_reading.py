@@ -1,0 +1,85 @@
+"""What keeping each window's lowest reading would do for ODI: a measurement of a design not built.
+
+  .venv-test/bin/python -m bench.lowest_reading --pobm .venv-pobm/bin/python [--seed 1,2,3,4]
+
+The night-numbers issue suggests keeping, per window, the lowest SpO2 reading beside the mean, for brief
+(10-22 s) dips whose 5-second means fall short of 4 points. This takes bench/validate's nights, makes
+their 5-second means and lowest readings in Python (within the default VALID_RANGES, as the loader keeps
+them), and counts desaturations three ways: the loader's rule on the means, and that rule's candidates
+found `slack` points shallower on the means, kept when the lowest reading inside the event is
+`drop + margin` or more below the level before it (the margin stands for the lowest of five noisy
+readings sitting under their mean). Per variant: how many nights meet bench/validate's ODI targets
+(within max(5/h, 30 %) of pobm's and no further from the truth than pobm's). Not a test.
+"""
+
+import argparse
+import math
+import sys
+
+from bench.nights import nights
+from bench.validate_nights import reference, seeds
+from loader.sessions import desaturation_events
+
+WINDOW = 5
+SPO2_RANGE = (50, 100)  # the default VALID_RANGES for spo2
+VARIANTS = ((None, None), (0.5, 0.5), (0.5, 0.75), (0.5, 1.0), (1.0, 0.5), (1.0, 0.75))  # (slack, margin)
+
+
+def windows(readings):
+    """(times, means, lowest readings) of the 5-second windows of a night's SpO2 readings."""
+    kept = {}
+    for t, spo2, _ in readings:
+        if spo2 is not None and SPO2_RANGE[0] <= spo2 <= SPO2_RANGE[1]:
+            kept.setdefault(t - t % WINDOW, []).append(spo2)
+    times = sorted(kept)
+    return times, [math.fsum(kept[t]) / len(kept[t]) for t in times], [min(kept[t]) for t in times]
+
+
+def count(times, means, lowest, drop, slack, margin):
+    """Desaturations of at least `drop` points: on the means alone (slack None), or with the lowest readings."""
+    if slack is None:
+        return len(desaturation_events(times, means, WINDOW, drop))
+    at = {t: i for i, t in enumerate(times)}
+    found = 0
+    for event in desaturation_events(times, means, WINDOW, drop - slack):
+        first, end = at[event.start], at[event.start + event.duration]
+        level = means[first - 1]
+        if level - min(means[first:end + 1]) >= drop or level - min(lowest[first:end + 1]) >= drop + margin:
+            found += 1
+    return found
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pobm", required=True, help="the python of the venv holding pobm (bench/validate makes it)")
+    parser.add_argument("--seed", type=seeds, default=[1, 2, 3, 4], help="seeds of the nights (default 1,2,3,4)")
+    args = parser.parse_args()
+    met = dict.fromkeys(VARIANTS, 0)
+    total = 0
+    names = ["means only" if s is None else f"slack {s} margin {m}" for s, m in VARIANTS]
+    print("ODI3/ODI4 per hour; '!' a night that misses a target. Columns: truth, pobm, then " + ", ".join(names))
+    for seed in args.seed:
+        night_list = nights(seed)
+        pobm = reference(night_list, args.pobm)
+        for night in night_list:
+            times, means, lowest = windows(night["readings"])
+            hours = len(times) * WINDOW / 3600
+            truth, ref = night["truth"], pobm[night["kind"]]
+            cells = []
+            for variant in VARIANTS:
+                odi = {name: count(times, means, lowest, drop, *variant) / hours
+                       for drop, name in ((3, "odi3"), (4, "odi4"))}
+                ok = all(abs(odi[n] - ref[n]) <= max(5, 0.3 * ref[n])
+                         and abs(odi[n] - truth[n]) <= abs(ref[n] - truth[n]) + 1e-9 for n in odi)
+                met[variant] += ok
+                cells.append(f"{odi['odi3']:4.1f}/{odi['odi4']:4.1f}{' ' if ok else '!'}")
+            total += 1
+            print(f"{seed} {night['kind']:<9} {truth['odi3']:4.1f}/{truth['odi4']:4.1f}  "
+                  f"{ref['odi3']:4.1f}/{ref['odi4']:4.1f}  | " + " ".join(cells))
+    for name, variant in zip(names, VARIANTS):
+        print(f"{name:<22} {met[variant]} of {total} nights meet the ODI targets")
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
