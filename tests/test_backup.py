@@ -69,7 +69,7 @@ def test_choose_kept_keeps_the_newest_of_each_recent_day_and_week(stamps, daily,
 
 def test_missing_unmounted_or_full_backup_dir_is_refused(archive_url, standin, tmp_path, backup_dir):
     config = make_config(archive_url, standin.url, TAGS="uid", BACKUP_DIR=str(tmp_path / "usb"))
-    load(config, standin, NOW, hours=24)
+    load(config, standin, NOW, hours=24, step=5)
     with pytest.raises(BackupError, match="does not exist"):
         backup(config, FixedClock(NOW))
     os.mkdir(tmp_path / "usb")  # the empty mount point, on the root filesystem: the drive is not mounted
@@ -92,7 +92,7 @@ def test_a_backup_dir_short_of_space_is_refused_before_and_during_the_dump(archi
     small = pathlib.Path(drive.path)
     try:
         config = make_config(archive_url, standin.url, TAGS="uid", BACKUP_DIR=str(small))
-        load(config, standin, NOW, hours=48)
+        load(config, standin, NOW, hours=48, step=5)
         with pytest.raises(BackupError, match="free; the dump needs about"):
             backup(config, FixedClock(NOW))  # the first dump asks for half the database's size
         dbname = archive_url.rsplit("/", 1)[1]

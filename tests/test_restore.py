@@ -98,7 +98,7 @@ def test_restore_into_a_new_database_never_over_a_live_one_without_force(archive
 def test_a_damaged_dump_is_reported_by_restore_and_verify_and_nothing_is_left_behind(pg_server, archive_url,
                                                                                     standin, backup_dir, how):
     config = make_config(archive_url, standin.url, TAGS="uid", BACKUP_DIR=backup_dir)
-    load(config, standin, NOW, hours=24)
+    load(config, standin, NOW, hours=24, step=5)
     dump = backup(config, FixedClock(NOW)).dump.path
     damage(dump, how)
     copy = archive_url.rsplit("/", 1)[1] + "_copy"

@@ -56,7 +56,7 @@ def assert_equal_rollups(pg_url, below=90):
 
 
 def test_rollups_stay_equal_to_the_5_second_table_through_backfills_late_data_and_reruns(pg_url, standin):
-    points = with_dips(pulse_points(NOW - 4 * DAY, 4 * DAY, gap=(NOW - 2 * DAY, NOW - 2 * DAY + 5000)))
+    points = with_dips(pulse_points(NOW - 4 * DAY, 4 * DAY, gap=(NOW - 2 * DAY, NOW - 2 * DAY + 5000), step=5))
     points = [p for p in points if not (p[2] == "spo2" and NOW - 3000 <= p[3] < NOW - 2900)]  # they come late
     feed_standin(standin, points)
     cfg = make_config(pg_url, standin.url, INITIAL_LOOKBACK="1d", CHUNK="6h", LATE_DATA="2h")
@@ -80,7 +80,7 @@ def test_rollups_stay_equal_to_the_5_second_table_through_backfills_late_data_an
 
 
 def test_rebuild_rollups_recomputes_them_from_the_5_second_table(pg_url, standin):
-    feed_standin(standin, with_dips(pulse_points(NOW - 2 * DAY, 2 * DAY)))
+    feed_standin(standin, with_dips(pulse_points(NOW - 2 * DAY, 2 * DAY, step=5)))
     cfg = make_config(pg_url, standin.url, INITIAL_LOOKBACK="2d")
     Job(cfg, clock=FixedClock(NOW)).run()
     conn = psycopg2.connect(pg_url)
@@ -96,7 +96,7 @@ def test_rebuild_rollups_recomputes_them_from_the_5_second_table(pg_url, standin
 
 
 def test_an_archive_made_before_rollups_gets_them_built_complete_on_the_next_run(pg_url, standin):
-    feed_standin(standin, with_dips(pulse_points(NOW - 2 * DAY, 2 * DAY)))
+    feed_standin(standin, with_dips(pulse_points(NOW - 2 * DAY, 2 * DAY, step=5)))
     cfg = make_config(pg_url, standin.url, INITIAL_LOOKBACK="2d")
     Job(cfg, clock=FixedClock(NOW - HOUR)).run()
     conn = psycopg2.connect(pg_url)
@@ -112,7 +112,7 @@ def test_rollup_below_changed_mid_life_recounts_every_bucket_and_leaves_no_stale
     """An archive whose rollups an older version made (spo2_below_90), then ROLLUP_BELOW=spo2=95:
     the next run recounts every bucket from the 5-second rows in its transaction; no NULL, no column
     of the old threshold, and the Summaries panel says the new threshold and the time below it."""
-    feed_standin(standin, with_dips(pulse_points(NOW - 2 * DAY, 2 * DAY)))
+    feed_standin(standin, with_dips(pulse_points(NOW - 2 * DAY, 2 * DAY, step=5)))
     Job(make_config(pg_url, standin.url, INITIAL_LOOKBACK="2d"), clock=FixedClock(NOW - HOUR)).run()
     conn = psycopg2.connect(pg_url)
     conn.autocommit = True
@@ -150,11 +150,11 @@ def test_rollup_below_changed_mid_life_recounts_every_bucket_and_leaves_no_stale
 def test_a_field_that_appears_mid_life_counts_0_in_older_buckets_never_null(pg_url, standin):
     """bpm appears a day after spo2: the buckets from before it count 0 windows of bpm, as a rebuild would;
     an archive a version made with NULL there gets 0s and the column's NOT NULL on its next run."""
-    spo2_only = [p for p in pulse_points(NOW - 2 * DAY, DAY) if p[2] == "spo2"]
+    spo2_only = [p for p in pulse_points(NOW - 2 * DAY, DAY, step=5) if p[2] == "spo2"]
     feed_standin(standin, spo2_only)
     cfg = make_config(pg_url, standin.url, INITIAL_LOOKBACK="2d")
     Job(cfg, clock=FixedClock(NOW - DAY)).run()
-    feed_standin(standin, pulse_points(NOW - DAY, DAY))  # now bpm too
+    feed_standin(standin, pulse_points(NOW - DAY, DAY, step=5))  # now bpm too
     Job(cfg, clock=FixedClock(NOW)).run()
     conn = psycopg2.connect(pg_url)
     cur = conn.cursor()

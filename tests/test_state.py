@@ -18,7 +18,7 @@ NOW = 1_790_000_000 - 1_790_000_000 % 86400 + 3 * 3600 + 17  # 2026-09-21T03:00:
 
 
 def test_first_run_archives_initial_lookback_and_watermark_follows(pg_url, standin):
-    feed_standin(standin, pulse_points(NOW - 3 * DAY, 3 * DAY))
+    feed_standin(standin, pulse_points(NOW - 3 * DAY, 3 * DAY, step=5))
     cfg = make_config(pg_url, standin.url, INITIAL_LOOKBACK="2d", CHUNK="6h")
     outcome = Job(cfg, clock=FixedClock(NOW)).run()
     end = NOW - NOW % 5
@@ -30,7 +30,8 @@ def test_first_run_archives_initial_lookback_and_watermark_follows(pg_url, stand
 
 
 def test_backfill_moves_watermark_only_when_contiguous(pg_url, standin):
-    feed_standin(standin, pulse_points(NOW - 5 * DAY, 5 * DAY))
+    points = pulse_points(NOW - 5 * DAY, 5 * DAY, step=5)
+    feed_standin(standin, points)
     cfg = make_config(pg_url, standin.url, INITIAL_LOOKBACK="1d")
     Job(cfg, clock=FixedClock(NOW - 3 * DAY)).run()
     mark = watermark(pg_url)
@@ -41,8 +42,7 @@ def test_backfill_moves_watermark_only_when_contiguous(pg_url, standin):
     Job(cfg, clock=FixedClock(NOW)).backfill(mark - HOUR, mark + DAY)
     assert watermark(pg_url) == mark + DAY
     rows = archive_rows(pg_url)
-    assert rows == expected_means(pulse_points(NOW - 5 * DAY, 5 * DAY), start=NOW - 4 * DAY - (NOW - 4 * DAY) % HOUR,
-                                  end=mark + 2 * DAY)
+    assert rows == expected_means(points, start=NOW - 4 * DAY - (NOW - 4 * DAY) % HOUR, end=mark + 2 * DAY)
 
 
 def test_an_empty_result_moves_the_watermark_and_writes_nothing(pg_url, standin):

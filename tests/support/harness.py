@@ -54,9 +54,10 @@ def make_config(pg_url, source_url, language="flux", bucket=BUCKET, **extra):
     return config_module.load(env_file=None, environ=env)
 
 
-def load(config, standin, now, hours=6):
-    """Feed `hours` of two devices' readings ending at `now` to the stand-in and run the job once."""
-    feed_standin(standin, pulse_points(now - hours * HOUR, hours * HOUR, uids=("a", "b")))
+def load(config, standin, now, hours=6, step=1):
+    """Feed `hours` of two devices' readings ending at `now` to the stand-in (step: pulse_points') and run
+    the job once."""
+    feed_standin(standin, pulse_points(now - hours * HOUR, hours * HOUR, uids=("a", "b"), step=step))
     outcome = Job(config, clock=FixedClock(now)).run()
     assert outcome.rows > 0
 

@@ -6,15 +6,17 @@ from tests.support.flux_standin import Point
 BUCKET = "pulse_oximeter"
 
 
-def pulse_points(start, seconds, uids=("a",), gap=None, finger_off_every=0):
-    """Synthetic 1 Hz readings as (measurement, tags, field, epoch seconds, value).
+def pulse_points(start, seconds, uids=("a",), gap=None, finger_off_every=0, step=1):
+    """Synthetic 1 Hz readings as (measurement, tags, field, epoch seconds, value); step=5: one reading
+    per 5-second window (every row of the archive, a fifth of the readings, for tests of what is made
+    of the rows rather than of the readings).
 
     Values are multiples of 0.25 so every sum is exact in binary floating point: means computed
     by InfluxDB, the stand-in and the test agree to the last bit.
     """
     out = []
     for uid_index, uid in enumerate(uids):
-        for t in range(start, start + seconds):
+        for t in range(start, start + seconds, step):
             if gap and gap[0] <= t < gap[1]:
                 continue
             k = t + 13 * uid_index
