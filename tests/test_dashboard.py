@@ -16,6 +16,7 @@ import pytest
 
 from loader.job import Job
 from setup import dashboard as generator
+from tests.support import grafana_schema
 from tests.support.flux_standin import StandIn
 from tests.support.grafana_macros import expand, interval_for, seconds_of
 from tests.support.harness import DAY, HOUR, ORG, ROOT, TOKEN, FixedClock, make_config
@@ -207,6 +208,32 @@ def test_the_dashboard_asks_on_import_for_its_data_source_and_names_no_other(nam
 def test_the_dashboard_files_are_what_setup_dashboard_py_writes(name):
     with open(os.path.join(ROOT, "setup", "grafana", name), encoding="utf-8") as handle:
         assert handle.read() == generator.render(generator.FILES[name]), "run: python3 setup/dashboard.py"
+
+
+@pytest.mark.parametrize("name", sorted(generator.FILES))
+def test_the_panel_json_is_grafanas_schema_under_tsc_strict(name, tmp_path):
+    """Each panel's options and custom field config typed as its panel plugin declares them in
+    @grafana/schema, the variables and the dashboard model likewise, by TypeScript under --strict."""
+    if not os.path.isdir(os.path.join(grafana_schema.NODE_MODULES, "typescript")):
+        pytest.fail("Grafana's packages are missing: tests/run installs them (npm ci in tests/grafana)")
+    board = json.load(open(os.path.join(ROOT, "setup", "grafana", name)))
+    assert {p["type"] for p in board["panels"]} <= set(grafana_schema.PANEL_TYPES)
+    code, said = grafana_schema.tsc(board, tmp_path)
+    assert code == 0, said
+
+
+def test_the_schema_check_reports_a_misspelt_key_a_wrong_enum_and_a_misplaced_option(tmp_path):
+    """The check above can fail: keys and values Grafana would not read are each an error."""
+    board = json.load(open(os.path.join(ROOT, "setup", "grafana", "dashboard.json")))
+    stat = next(p for p in board["panels"] if p["type"] == "stat")
+    series = next(p for p in board["panels"] if p["type"] == "timeseries")
+    stat["options"]["reduceOptions"]["feilds"] = ""  # misspelt
+    series["fieldConfig"]["defaults"]["custom"]["drawStyle"] = "lines"  # not one of line, bars, points
+    stat["fieldConfig"]["defaults"]["custom"] = {"lineWidth": 2}  # a time series' option on a stat
+    code, said = grafana_schema.tsc(board, tmp_path)
+    assert code != 0
+    assert "'\"feilds\"' does not exist" in said and "'\"lines\"' is not assignable" in said, said
+    assert said.count("error TS") == 3, said  # and lineWidth's 2, which a stat's custom config cannot hold
 
 
 def test_the_device_variable_lists_the_archived_devices(archive):
