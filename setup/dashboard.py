@@ -23,6 +23,16 @@ RANGE = "($__timeTo()::timestamptz - $__timeFrom()::timestamptz)"
 LEVELS = (("", "6 hours", None), ("_1m", "7 days", "1 minute"), ("_1h", "120 days", "1 hour"),
           ("_1d", None, "1 day"))
 FIVE_SECOND_BUCKET = "greatest('$__interval'::interval, interval '5 seconds')"
+# every level is bucketed by $__interval (the range over the panel's width in pixels) where that is wider than
+# the level's own rows: a 7-day graph reads the 1-minute rollup and draws one point per pixel, not 10,080
+
+
+def level_bucket(bucket):
+    return FIVE_SECOND_BUCKET if bucket is None else f"greatest('$__interval'::interval, interval '{bucket}')"
+
+
+# how a rollup's columns combine into a wider bucket: the mean weighted by <f>_n (windows with a value)
+COMBINE = {"avg": "sum({f}_mean * {f}_n) / nullif(sum({f}_n), 0)", "min": "min({f}_min)", "max": "max({f}_max)"}
 DEVICE = "uid"
 
 # The session metrics' colour bands are declared with them (loader/sessions.py); the SpO2 graph's bands
@@ -37,10 +47,8 @@ def steps(pairs):
 
 
 def bucket_case():
-    cases = [f"WHEN {RANGE} <= interval '{top}' THEN " + (FIVE_SECOND_BUCKET if bucket is None else
-                                                          f"interval '{bucket}'")
-             for _, top, bucket in LEVELS[:-1]]
-    return "CASE " + " ".join(cases) + f" ELSE interval '{LEVELS[-1][2]}' END"
+    cases = [f"WHEN {RANGE} <= interval '{top}' THEN {level_bucket(bucket)}" for _, top, bucket in LEVELS[:-1]]
+    return "CASE " + " ".join(cases) + f" ELSE {level_bucket(LEVELS[-1][2])} END"
 
 
 def series_sql(field, label, aggregates, devices):
@@ -50,26 +58,26 @@ def series_sql(field, label, aggregates, devices):
     tag = f", {DEVICE}" if devices else ""
     where_device = f" AND {DEVICE} IN ($device)" if devices else ""
     branches = []
-    for index, (suffix, top, _) in enumerate(LEVELS):
+    for index, (suffix, top, bucket) in enumerate(LEVELS):
         low = LEVELS[index - 1][1] if index else None
         limits = ([f"{RANGE} > interval '{low}'"] if low else []) + ([f"{RANGE} <= interval '{top}'"] if top else [])
         cond = f"$__timeFilter(time){where_device} AND " + " AND ".join(limits)
-        if suffix == "":
-            cols = ", ".join(f"{fn}({field}) AS {name}" for name, fn, _ in aggregates)
-            branches.append(f"  SELECT date_bin({FIVE_SECOND_BUCKET}, time, timestamptz '1970-01-01') AS time{tag},\n"
-                            f"         {cols}\n    FROM {TABLE}\n   WHERE {cond} GROUP BY 1{', 2' if devices else ''}")
-        else:
-            cols = ", ".join(f"{field}_{col}" for _, _, col in aggregates)
-            branches.append(f"  SELECT time{tag}, {cols} FROM {TABLE}{suffix}\n   WHERE {cond}")
+        cols = ", ".join((f"{fn}({field})" if suffix == "" else COMBINE[fn].format(f=field)) + f" AS {name}"
+                         for name, fn, _ in aggregates)
+        group = "1, 2" if devices else "1"
+        branches.append(f"  SELECT date_bin({level_bucket(bucket)}, time, timestamptz '1970-01-01') AS time{tag},\n"
+                        f"         {cols}\n    FROM {TABLE}{suffix}\n   WHERE {cond} GROUP BY {group}")
     names = [name for name, _, _ in aggregates]
     shown = ", ".join(f'{name} AS "{label} {name}"' for name in names)
     nulls = ", ".join("NULL" for _ in names)
     metric = f"{DEVICE} AS metric, " if devices else ""
     partition = f"PARTITION BY {DEVICE} " if devices else ""
     return (f"-- {label}: from the table that fits the dashboard's range (5-second rows up to 6 hours, the 1-minute\n"
-            "-- rollup up to 7 days, hourly up to 120 days, daily beyond); PostgreSQL skips the other branches at\n"
-            "-- plan time, their conditions being constants once Grafana has filled in the range. After every gap\n"
-            "-- longer than two buckets comes a row of NULLs: Grafana draws a line across anything but a null.\n"
+            "-- rollup up to 7 days, hourly up to 120 days, daily beyond), in buckets of $__interval where that is\n"
+            "-- wider (a point per pixel; a rollup's mean weighted by its windows); PostgreSQL skips the other\n"
+            "-- branches at plan time, their conditions being constants once Grafana has filled in the range.\n"
+            "-- After every gap longer than two buckets comes a row of NULLs: Grafana draws a line across anything\n"
+            "-- but a null.\n"
             "-- Buckets by date_bin, not the time-group macro, whose form changes with the TimescaleDB switch.\n"
             + ("-- One series per device: the metric column names it.\n" if devices else "")
             + "WITH chosen AS (\n" + "\n  UNION ALL\n".join(branches) + "\n)\n"

@@ -6,6 +6,7 @@ SELECT-only role, with TAGS empty and TAGS=uid with two devices, for 3 hours to 
 import datetime
 import decimal
 import json
+import math
 import os
 import re
 import subprocess
@@ -61,11 +62,11 @@ def archive(request, pg_server):
 
 
 def bucket_width(start, end):
-    """The panels' bucket for a range: $__interval (never under 5 s) up to 6 hours, then the rollups'."""
+    """The panels' bucket for a range: $__interval, never under the rows of the table that serves it (5-second
+    rows up to 6 hours, then the rollups')."""
     span = end - start
-    if span <= 6 * HOUR:
-        return max(5, seconds_of(interval_for(start, end)))
-    return 60 if span <= 7 * DAY else HOUR if span <= 120 * DAY else DAY
+    rows = 5 if span <= 6 * HOUR else 60 if span <= 7 * DAY else HOUR if span <= 120 * DAY else DAY
+    return max(rows, seconds_of(interval_for(start, end)))
 
 
 def series(rows, names):
@@ -94,6 +95,8 @@ def check_series(title, rows, names, start, end, width, devices, range_name, nig
             if before[1] is not None and after[1] is not None:  # drawn as one line: no gap between
                 assert after[0].timestamp() - before[0].timestamp() <= 2 * width, (title, key, before)
         breaks = [p[0].timestamp() for p in points if p[1] is None]
+        # a point per bucket of $__interval (about a pixel), not per row of the table it reads
+        assert len(points) - len(breaks) <= (end - start) / width + 1, (title, key, range_name, len(points))
         for gap_start, gap_end in GAPS:
             if start <= gap_start and gap_end <= end and gap_end - gap_start > 2 * width:
                 assert any(gap_start - width <= t <= gap_end for t in breaks), (title, key, range_name, breaks)
@@ -185,6 +188,31 @@ def test_each_series_reads_one_table_per_range(archive):
                         and "CTE Scan" not in line and "Subquery Scan" not in line}  # tables only
             assert executed == {expected}, (panel["title"], range_name, plan)
     conn.close()
+
+
+@pytest.mark.parametrize("range_name", sorted(RANGES))
+def test_each_graph_point_is_the_mean_of_the_windows_in_its_bucket(archive, range_name):
+    """Whichever table serves the range, a point of the SpO2 graph is the mean of the 5-second windows in
+    its bucket, and its lowest the lowest of them (a rollup's means combined by their windows)."""
+    name, devices, url = archive
+    start, end = NOW - RANGES[range_name], NOW
+    width = bucket_width(start, end)
+    [panel] = [p for p in panels(name) if p["title"] == "SpO2"]
+    conn = psycopg2.connect(url)
+    cur = conn.cursor()
+    cur.execute(expand(panel["targets"][0]["rawSql"], start, end, ALL[devices]))
+    names = [d[0] for d in cur.description]
+    drawn = {(r[0], *((r[1],) if devices else ())): r[-2:] for r in cur.fetchall() if r[-1] is not None}
+    tag = ", uid" if devices else ""
+    cur.execute(f"SELECT date_bin(%s * interval '1 second', time, timestamptz '1970-01-01'){tag}, avg(spo2), "
+                f"min(spo2) FROM {BASE} WHERE time >= to_timestamp(%s) AND time < to_timestamp(%s) AND spo2 IS NOT "
+                f"NULL GROUP BY 1{', 2' if devices else ''}", (width, start - start % width, end))
+    windows = {r[:-2]: r[-2:] for r in cur.fetchall()}
+    conn.close()
+    inside = {k: v for k, v in drawn.items() if start <= k[0].timestamp() and k[0].timestamp() + width <= end}
+    assert inside and names[-2:] == ["SpO2 mean", "SpO2 lowest"]
+    for key, (mean, lowest) in inside.items():
+        assert math.isclose(mean, windows[key][0], rel_tol=1e-9) and lowest == windows[key][1], (key, range_name)
 
 
 @pytest.mark.parametrize("name", sorted(generator.FILES))
