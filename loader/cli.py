@@ -52,8 +52,9 @@ COMMANDS = {}
 
 def command(name, summary, detail, example, exit_codes, arguments=(), heartbeat=None):
     def register(handler):
+        declared = tuple(arguments) + getattr(handler, "arguments", ())  # over_range declares --start/--end
         COMMANDS[name] = Command(name, summary, " ".join(detail.split()), example, tuple(exit_codes), handler,
-                                 tuple(arguments), heartbeat)
+                                 declared, heartbeat)
         return handler
     return register
 
@@ -80,10 +81,10 @@ def time_range(required, start_help, end_help):
             (("--end",), dict(required=required, type=_time_arg, metavar="TIME", help=end_help)))
 
 
-def over_range(work, nothing_done):
-    """What the commands over --start/--end share, around the handler of their outcome: the range checked,
-    work(job, start, end) done, the lock's answer said (nothing_done: what the person does then). The
-    decorated function reports the outcome: (outcome, config) -> exit code."""
+def over_range(work, nothing_done, required, start_help, end_help):
+    """What the commands over --start/--end share, around the handler of their outcome: the arguments
+    (time_range), the range checked, work(job, start, end) done, the lock's answer said (nothing_done: what
+    the person does then). The decorated function reports the outcome: (outcome, config) -> exit code."""
     def wrap(report):
         def handler(args, config):
             problem = range_problem(args)
@@ -95,6 +96,7 @@ def over_range(work, nothing_done):
                 _say(f"{LOCKED}; {nothing_done}")
                 return EXIT_RETRY_LATER
             return report(outcome, config)
+        handler.arguments = time_range(required, start_help, end_help)
         return handler
     return wrap
 
@@ -186,11 +188,11 @@ def _run(args, config):
           (1, f"not finished: InfluxDB or PostgreSQL unreachable, {INTERRUPTED}; what was committed is kept: run the "
               "same command again"),
           (2, "needs a human: " + CONFIG_PROBLEM + "; --start not before --end; token refused; bucket, "
-              "measurement or a FIELDS name not found")],
-         arguments=time_range(True, "first instant to load, e.g. 2026-10-01T00:00:00Z",
-                              "instant to stop at (exclusive), e.g. 2026-10-08T00:00:00Z"))
+              "measurement or a FIELDS name not found")])
 @over_range(lambda job, start, end: job.backfill(start, end),
-            "nothing was loaded: run this backfill again when it has finished (`python -m loader status` shows it)")
+            "nothing was loaded: run this backfill again when it has finished (`python -m loader status` shows it)",
+            True, "first instant to load, e.g. 2026-10-01T00:00:00Z",
+            "instant to stop at (exclusive), e.g. 2026-10-08T00:00:00Z")
 def _backfill(outcome, config):
     _report_load(outcome, config, SystemClock().now())
     return EXIT_OK
@@ -207,11 +209,10 @@ def _backfill(outcome, config):
          [(0, "rebuilt, or nothing to rebuild (the archive is empty)"),
           (1, f"not finished: PostgreSQL unreachable, {INTERRUPTED}; run it again"),
           (2, "needs a human: " + CONFIG_PROBLEM + "; --start and --end not both given, or not in order; a "
-              "table that does not fit")],
-         arguments=time_range(False, "first instant (default: the oldest row)",
-                              "end, exclusive (default: after the newest)"))
+              "table that does not fit")])
 @over_range(lambda job, start, end: job.rebuild_rollups(start, end),
-            "nothing was rebuilt: run this again when it has finished")
+            "nothing was rebuilt: run this again when it has finished",
+            False, "first instant (default: the oldest row)", "end, exclusive (default: after the newest)")
 def _rebuild_rollups(outcome, config):
     if outcome.nothing_to_do:
         log.info("nothing to rebuild: the archive is empty")
