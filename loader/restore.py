@@ -25,10 +25,11 @@ import psycopg2
 import psycopg2.errors
 from psycopg2 import sql
 
+from . import archive
 from .dumps import check_location, directory_lock, list_dumps, mark_restored
 from .errors import BackupDamaged, BackupError
 from .humanize import human_size
-from .pg import TABLE_COLUMNS, driver_errors
+from .pg import TABLE_COLUMNS, Database, driver_errors
 from .pgtools import PgTools, first_error
 from .rollups import LEVELS
 from .windows import floor_to, format_duration, rfc3339
@@ -69,13 +70,14 @@ class RestoreResult:
     created: bool
     tables: list = field(default_factory=list)  # (schema.table, rows)
     seconds: float = 0.0
+    notes: list = field(default_factory=list)  # what the person may want to know (sessions_kept_otherwise)
 
     def lines(self):
         how = "a new database" if self.created else "an existing database"
         out = [f"restored: {self.file} into {how} {self.database} in {self.seconds:.1f}s"]
         width = max((len(name) for name, _ in self.tables), default=0)
         out += [f"  {name:<{width}}  {rows:>10} rows" for name, rows in self.tables]
-        return out
+        return out + self.notes
 
 
 def read_whole(tools, pg_restore, path):
@@ -129,6 +131,44 @@ def check_fits(config, tools, pg_restore, path):
         raise BackupError(f"{path} does not fit these settings: {'; '.join(problems)}; nothing was restored",
                           hint="set " + " and ".join(f"{k}={v}" for k, v in want.items())
                                + " in .env (the settings the archive was kept with), then restore again")
+    return sessions_kept_otherwise(config, text)
+
+
+# the sessions table's comment (sessions.Sessions.definition) token -> the setting it comes from
+_SESSION_SETTINGS = {"SESSION_GAP": "SESSION_GAP", "SESSION_MIN": "SESSION_MIN", "spo2": "SESSION_SPO2",
+                     "pulse": "SESSION_PULSE", "below": "ROLLUP_BELOW"}
+
+
+def sessions_kept_otherwise(config, schema_text):
+    """Lines saying which session settings the dump's sessions were computed with that these settings
+    change (from the sessions table's comment): no reason to refuse, the first run computes them again,
+    but the person may want the old ones. [] when they agree or the dump has no sessions."""
+    table = next((f"{s}.{t}" for s in pg_dump_names(config.pg_schema)
+                  for t in pg_dump_names(config.pg_table + "_sessions")
+                  if f"COMMENT ON TABLE {s}.{t} IS " in schema_text), None)
+    if table is None:
+        return []
+    kept = re.search(rf"^COMMENT ON TABLE {re.escape(table)} IS '((?:[^']|'')*)';", schema_text, re.M)
+    ours = archive.sessions(Database(config), config).definition()
+    if not kept or kept.group(1).replace("''", "'") == ours:
+        return []
+    theirs = dict(token.split("=", 1) for token in kept.group(1).split() if "=" in token)
+    now = dict(token.split("=", 1) for token in ours.split() if "=" in token)
+    changed = []
+    for token, setting in _SESSION_SETTINGS.items():
+        if token in theirs and theirs[token] != now.get(token):
+            value = theirs[token]
+            if token in ("SESSION_GAP", "SESSION_MIN") and value.endswith("s") and value[:-1].isdigit():
+                value = format_duration(int(value[:-1]))
+            if token == "below":  # ROLLUP_BELOW may hold other fields' thresholds: name the SpO2 one only
+                changed.append(f"no {config.session_spo2} threshold in ROLLUP_BELOW" if value == "none"
+                               else f"{config.session_spo2}={value} in ROLLUP_BELOW")
+            else:
+                changed.append(f"{setting}={value}")
+    why = f"settings that differ: {', '.join(changed)}" if changed else "an older rule of this loader"
+    keep = f"; to keep them, set {' and '.join(changed)} (.env) before it" if changed else ""
+    return [f"note: the dump's sessions were computed with {why}; the next run computes every session again "
+            f"with these settings (minutes for a year on a Pi){keep}"]
 
 
 def _maintenance_connection(tools):
@@ -176,8 +216,9 @@ def restore(config, path, into=None, force=False, mark=None):
             cur = maintenance.cursor()
             pg_restore = tools.program("pg_restore", tools.server_major(cur))
             read_whole(tools, pg_restore, path)
+            notes = []
             if mark is None and target == tools.dbname:  # the archive the loader goes on loading
-                check_fits(config, tools, pg_restore, path)
+                notes = check_fits(config, tools, pg_restore, path)
             cur.execute(DATABASE_EXISTS, {"name": target})
             replace = False
             if cur.fetchone():
@@ -224,7 +265,7 @@ def restore(config, path, into=None, force=False, mark=None):
     directory, came_from = config.backup_dir, os.path.dirname(os.path.abspath(path))
     if mark is None and directory and os.path.isdir(directory) and os.path.samefile(came_from, directory):
         mark_restored(directory, path)  # rotation keeps it a while: the last copy of the Pi it came from
-    return RestoreResult(path, target, created, counts, time.monotonic() - started)
+    return RestoreResult(path, target, created, counts, time.monotonic() - started, notes)
 
 
 def drop_database(conn, name):

@@ -205,6 +205,14 @@ def test_a_restore_onto_settings_the_archive_was_not_kept_with_is_refused_naming
     with pytest.raises(BackupError, match=r"holds no table public\.nights \(PG_SCHEMA\.PG_TABLE\); its archive "
                                           r"tables: public\.pox_five_second_mean; nothing was restored"):
         restore(elsewhere, made.dump.path)
-    restore(config, made.dump.path)
-    outcome = Job(config, clock=FixedClock(NOW + HOUR)).run()  # the first load after it works
+    # the sessions' settings do not stop it: said, with what would keep the dump's sessions as they are
+    other_sessions = make_config(archive_url, standin.url, TAGS="uid", BACKUP_DIR=backup_dir, SESSION_GAP="30m",
+                                 ROLLUP_BELOW="spo2=92")
+    result = restore(other_sessions, made.dump.path)
+    assert result.notes == [
+        "note: the dump's sessions were computed with settings that differ: SESSION_GAP=45m, spo2=90 in "
+        "ROLLUP_BELOW; the next run computes every session again with these settings (minutes for a year on a "
+        "Pi); to keep them, set SESSION_GAP=45m and spo2=90 in ROLLUP_BELOW (.env) before it"]
+    assert result.lines()[-1] == result.notes[0]
+    outcome = Job(other_sessions, clock=FixedClock(NOW + HOUR)).run()  # the first load after it works
     assert outcome.chunks >= 1
