@@ -149,6 +149,9 @@ def sessions_kept_otherwise(config, schema_text):
     if table is None:
         return []
     kept = re.search(rf"^COMMENT ON TABLE {re.escape(table)} IS '((?:[^']|'')*)';", schema_text, re.M)
+    if kept and not config.session_spo2:
+        return ["note: the dump holds sessions (nights), and SESSION_SPO2=none here keeps none: they stay as "
+                "restored and no run updates them (set SESSION_SPO2 to the SpO2 field to keep them current)"]
     ours = archive.sessions(Database(config), config).definition()
     if not kept or kept.group(1).replace("''", "'") == ours:
         return []

@@ -7,10 +7,12 @@ import subprocess
 import psycopg2
 import pytest
 
+from loader import archive
 from loader.backup import backup
 from loader.errors import BackupDamaged, BackupError
 from loader.job import Job
-from loader.restore import SCRATCH_MARK, restore, verify
+from loader.pg import Database
+from loader.restore import SCRATCH_MARK, restore, sessions_kept_otherwise, verify
 from tests.support.archive import LOADER, everything, superuser
 from tests.support.harness import DAY, HOUR, FixedClock, cli, flux_env, load, make_config
 
@@ -216,3 +218,15 @@ def test_a_restore_onto_settings_the_archive_was_not_kept_with_is_refused_naming
     assert result.lines()[-1] == result.notes[0]
     outcome = Job(other_sessions, clock=FixedClock(NOW + HOUR)).run()  # the first load after it works
     assert outcome.chunks >= 1
+
+
+def test_a_dumps_sessions_are_said_against_settings_that_keep_none_and_not_against_the_same():
+    settings = make_config("postgresql://x@127.0.0.1/archive", "http://127.0.0.1:1")
+    kept = archive.sessions(Database(settings), settings).definition()
+    schema = f"COMMENT ON TABLE public.pox_five_second_mean_sessions IS '{kept}';\n"
+    assert sessions_kept_otherwise(settings, schema) == []
+    assert sessions_kept_otherwise(settings, "CREATE TABLE public.pox_five_second_mean (\n") == []  # no sessions
+    none = make_config("postgresql://x@127.0.0.1/archive", "http://127.0.0.1:1", SESSION_SPO2="none")
+    assert sessions_kept_otherwise(none, schema) == [
+        "note: the dump holds sessions (nights), and SESSION_SPO2=none here keeps none: they stay as restored and "
+        "no run updates them (set SESSION_SPO2 to the SpO2 field to keep them current)"]
