@@ -180,41 +180,47 @@ _PULSE = [sum(55 + (5 * k + i) % 11 for i in range(5)) / 5 for k in range(12)]
 PULSE_HELD = (min(max(a, b) for a, b in zip(_PULSE, _PULSE[1:])), max(min(a, b) for a, b in zip(_PULSE, _PULSE[1:])))
 
 
+# the session columns compared between the table and a recomputation, by name
+COMPARED = ("recorded_s", "spo2_mean", "spo2_min", "t90_s", "below_s", "desat3", "desat4", "odi3", "odi4",
+            "pulse_mean", "pulse_min", "pulse_max")
+
+
 def stored(pg_url, tags=("uid",)):
+    """The sessions table's rows as {column: value} (started and ended in epoch seconds), in key order."""
     conn = psycopg2.connect(pg_url)
     try:
         cur = conn.cursor()
-        cur.execute(f"SELECT {', '.join(tags) + ', ' if tags else ''}extract(epoch FROM started)::bigint, "
-                    "extract(epoch FROM ended)::bigint, recorded_s, spo2_mean, spo2_min, t90_s, below_s, desat3, "
-                    "desat4, odi3, odi4, pulse_mean, pulse_min, pulse_max "
-                    "FROM pox_five_second_mean_sessions ORDER BY 1, 2")
-        return cur.fetchall()
+        cur.execute(f"SELECT {''.join(t + ', ' for t in tags)}extract(epoch FROM started)::bigint AS started, "
+                    f"extract(epoch FROM ended)::bigint AS ended, {', '.join(COMPARED)} "
+                    f"FROM pox_five_second_mean_sessions ORDER BY {', '.join((*tags, 'started'))}")
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row)) for row in cur.fetchall()]
     finally:
         conn.close()
 
 
 def recomputed(pg_url, tags=("uid",)):
-    """The sessions computed afresh from the 5-second table as it is now."""
+    """The sessions computed afresh from the 5-second table as it is now, as stored() gives them."""
     rows = archive_rows(pg_url)
     out = []
     for device in sorted({k[1:] for k in rows}):
         series = [(k[0], v["spo2"], v.get("bpm")) for k, v in sorted(rows.items()) if k[1:] == device and "spo2" in v]
         for s in sessions_of(series, W, 900, 3600, below=90.0):
-            r = s.row
-            out.append((*device, s.started, r["ended"], r["recorded_s"], r["spo2_mean"], r["spo2_min"], r["t90_s"],
-                        r["below_s"], r["desat3"], r["desat4"], r["odi3"], r["odi4"], r["pulse_mean"],
-                        r["pulse_min"], r["pulse_max"]))
+            out.append({**dict(zip(tags, device)), "started": s.started, "ended": s.row["ended"],
+                        **{c: s.row[c] for c in COMPARED}})
     return out
 
 
 def assert_same_sessions(got, want):
     assert len(got) == len(want), (got, want)
     for g, w in zip(got, want):
-        for a, b in zip(g, w):
+        assert g.keys() == w.keys(), (g, w)
+        for column in g:
+            a, b = g[column], w[column]
             if isinstance(a, float) or isinstance(b, float):  # means: PostgreSQL and Python round alike,
-                assert math.isclose(a, b, rel_tol=1e-12), (g, w)  # but an fsum is not a sum in order
+                assert math.isclose(a, b, rel_tol=1e-12), (column, g, w)  # but an fsum is not a sum in order
             else:
-                assert a == b, (g, w)
+                assert a == b, (column, g, w)
 
 
 def test_a_night_crossing_midnight_and_a_chunk_boundary_is_one_session_per_device(pg_url, standin):
@@ -222,11 +228,11 @@ def test_a_night_crossing_midnight_and_a_chunk_boundary_is_one_session_per_devic
     cfg = make_config(pg_url, standin.url, TAGS="uid", INITIAL_LOOKBACK="3d", CHUNK="1d")
     Job(cfg, clock=FixedClock(NOW)).run()
     got = stored(pg_url)
-    assert [(r[0], r[1] - T0) for r in got] == [("a", -DAY), ("a", 0), ("b", -DAY + 780), ("b", 780)]
-    for uid, started, ended, recorded, *_, desat3, desat4, odi3, odi4, _, pmin, pmax in [r[:1] + r[1:] for r in got]:
-        assert ended - started == 8 * HOUR + 30 * 60 and recorded == ended - started - 10 * 60
-        assert desat3 == desat4 == (8 * HOUR + 20 * 60) // 300  # every dip, none in the pause
-        assert (pmin, pmax) == PULSE_HELD
+    assert [(r["uid"], r["started"] - T0) for r in got] == [("a", -DAY), ("a", 0), ("b", -DAY + 780), ("b", 780)]
+    for r in got:
+        assert r["ended"] - r["started"] == 8 * HOUR + 30 * 60 and r["recorded_s"] == r["ended"] - r["started"] - 600
+        assert r["desat3"] == r["desat4"] == (8 * HOUR + 20 * 60) // 300  # every dip, none in the pause
+        assert (r["pulse_min"], r["pulse_max"]) == PULSE_HELD
     assert_same_sessions(got, recomputed(pg_url))
 
 
@@ -246,8 +252,8 @@ def test_sessions_equal_a_recomputation_after_backfill_late_data_reruns_and_a_re
     Job(cfg, clock=FixedClock(T0 + 12 * HOUR)).backfill(T0 - 2 * DAY, T0)  # the older nights
     Job(cfg, clock=FixedClock(T0 + 12 * HOUR)).run()
     got = stored(pg_url)
-    assert [(r[0], r[1] - T0) for r in got] == [("a", -2 * DAY), ("a", -DAY), ("a", 0),
-                                               ("b", -2 * DAY + 780), ("b", -DAY + 780), ("b", 780)]
+    assert [(r["uid"], r["started"] - T0) for r in got] == [("a", -2 * DAY), ("a", -DAY), ("a", 0),
+                                                           ("b", -2 * DAY + 780), ("b", -DAY + 780), ("b", 780)]
     assert_same_sessions(got, recomputed(pg_url))
     conn = psycopg2.connect(pg_url)
     conn.cursor().execute("UPDATE pox_five_second_mean_sessions SET desat3 = 0, odi3 = 0")
