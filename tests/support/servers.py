@@ -47,10 +47,26 @@ class PostgresServer:
             os.chown(self.dir, pw.pw_uid, pw.pw_gid)
         self._run("initdb", "-D", self.data, "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8")
         with open(os.path.join(self.data, "postgresql.conf"), "a") as conf:
-            conf.write(f"\nlisten_addresses = '127.0.0.1'\nport = {self.port}\n"
+            conf.write(f"\nlisten_addresses = '127.0.0.1'\ninclude = 'port.conf'\n"
                        f"unix_socket_directories = '{self.dir}'\nfsync = off\n"
                        "synchronous_commit = off\nfull_page_writes = off\n")
-        self.start()
+        for attempt in range(5):  # another test worker may take the free port between free_port() and start
+            with open(os.path.join(self.data, "port.conf"), "w") as conf:
+                conf.write(f"port = {self.port}\n")
+            try:
+                self.start()
+                break
+            except subprocess.CalledProcessError:
+                if attempt == 4 or not self._port_was_taken():
+                    raise
+                self.port = free_port()
+
+    def _port_was_taken(self):
+        try:
+            with open(os.path.join(self.dir, "log"), encoding="utf-8", errors="replace") as log:
+                return "could not bind" in log.read()
+        except OSError:
+            return False
 
     def _run(self, tool, *args):
         cmd = [os.path.join(self.bindir, tool), *args]
@@ -95,6 +111,17 @@ class InfluxdServer:
         if not self.binary:
             raise RuntimeError("influxd not found: apt-get install influxdb")
         self.dir = tempfile.mkdtemp(prefix="ia-influxd-")
+        self.log = open(os.path.join(self.dir, "influxd.log"), "wb")
+        for attempt in range(5):  # another test worker may take a free port between free_port() and start
+            if self._start():
+                return
+            with open(self.log.name, "rb") as log:
+                lost_port = b"address already in use" in log.read()
+            if attempt == 4 or not lost_port:
+                raise RuntimeError("influxd did not start; see " + self.log.name)
+
+    def _start(self):
+        """Start on fresh free ports; whether this influxd answers (not another one on a port it lost)."""
         self.port = free_port()
         rpc = free_port()
         conf = os.path.join(self.dir, "influxdb.conf")
@@ -115,17 +142,23 @@ bind-address = "127.0.0.1:{rpc}"
 [continuous_queries]
   enabled = false
 """)
-        self.log = open(os.path.join(self.dir, "influxd.log"), "wb")
         self.proc = subprocess.Popen([self.binary, "-config", conf], stdout=self.log, stderr=subprocess.STDOUT)
+        bound = b'msg="Listening on HTTP" log_id=', f"addr=127.0.0.1:{self.port} ".encode()
         deadline = time.time() + 30
-        while True:
+        while self.proc.poll() is None and time.time() < deadline:
+            with open(self.log.name, "rb") as log:  # this influxd's own word that it holds the port
+                ours = any(all(part in line for part in bound) for line in log)
             try:
-                urllib.request.urlopen(f"{self.url}/ping", timeout=1)
-                break
+                if ours:
+                    urllib.request.urlopen(f"{self.url}/ping", timeout=1)
+                    return True
             except OSError:
-                if time.time() > deadline or self.proc.poll() is not None:
-                    raise RuntimeError("influxd did not start; see " + self.log.name)
-                time.sleep(0.1)
+                pass
+            time.sleep(0.1)  # polling the starting server (its log, then /ping), as before
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        return False
 
     @property
     def url(self):
