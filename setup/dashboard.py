@@ -19,16 +19,15 @@ from loader.sessions import MEAN_BANDS, METRICS, NADIR_BANDS, ODI_BANDS, T90_BAN
 TABLE = "pox_five_second_mean"
 DS = {"type": "grafana-postgresql-datasource", "uid": "${DS_INFLUX_ARCHIVE}"}
 RANGE = "($__timeTo()::timestamptz - $__timeFrom()::timestamptz)"
-# (table suffix, largest range it serves, its bucket): 5-second rows bucketed by $__interval up to 6 hours
-LEVELS = (("", "6 hours", None), ("_1m", "7 days", "1 minute"), ("_1h", "120 days", "1 hour"),
+# (table suffix, largest range it serves, its rows' width); every level is bucketed by $__interval (the range
+# over the panel's width in pixels) where that is wider than its rows: a 7-day graph reads the 1-minute rollup
+# and draws one point per pixel, not 10,080
+LEVELS = (("", "6 hours", "5 seconds"), ("_1m", "7 days", "1 minute"), ("_1h", "120 days", "1 hour"),
           ("_1d", None, "1 day"))
-FIVE_SECOND_BUCKET = "greatest('$__interval'::interval, interval '5 seconds')"
-# every level is bucketed by $__interval (the range over the panel's width in pixels) where that is wider than
-# the level's own rows: a 7-day graph reads the 1-minute rollup and draws one point per pixel, not 10,080
 
 
-def level_bucket(bucket):
-    return FIVE_SECOND_BUCKET if bucket is None else f"greatest('$__interval'::interval, interval '{bucket}')"
+def level_bucket(rows):
+    return f"greatest('$__interval'::interval, interval '{rows}')"
 
 
 # how a rollup's columns combine into a wider bucket: the mean weighted by <f>_n (windows with a value)
@@ -54,7 +53,7 @@ def bucket_case():
 def series_sql(field, label, aggregates, devices):
     """A time series of `field` from the table that fits the range, with a row of NULLs after every gap
     longer than two buckets (Grafana draws a line across anything but a null). aggregates: (name, SQL
-    function, rollup column suffix)."""
+    function over the 5-second rows; COMBINE says how it reads a rollup)."""
     tag = f", {DEVICE}" if devices else ""
     where_device = f" AND {DEVICE} IN ($device)" if devices else ""
     branches = []
@@ -63,11 +62,11 @@ def series_sql(field, label, aggregates, devices):
         limits = ([f"{RANGE} > interval '{low}'"] if low else []) + ([f"{RANGE} <= interval '{top}'"] if top else [])
         cond = f"$__timeFilter(time){where_device} AND " + " AND ".join(limits)
         cols = ", ".join((f"{fn}({field})" if suffix == "" else COMBINE[fn].format(f=field)) + f" AS {name}"
-                         for name, fn, _ in aggregates)
+                         for name, fn in aggregates)
         group = "1, 2" if devices else "1"
         branches.append(f"  SELECT date_bin({level_bucket(bucket)}, time, timestamptz '1970-01-01') AS time{tag},\n"
                         f"         {cols}\n    FROM {TABLE}{suffix}\n   WHERE {cond} GROUP BY {group}")
-    names = [name for name, _, _ in aggregates]
+    names = [name for name, _ in aggregates]
     shown = ", ".join(f'{name} AS "{label} {name}"' for name in names)
     nulls = ", ".join("NULL" for _ in names)
     metric = f"{DEVICE} AS metric, " if devices else ""
@@ -248,15 +247,15 @@ def dashboard(devices):
                                       "custom": {"spanNulls": False, "axisSoftMin": 70,
                                                  "thresholdsStyle": {"mode": "line+area"}}},
                          "overrides": []},
-         "targets": target(series_sql("spo2", "SpO2", (("mean", "avg", "mean"), ("lowest", "min", "min")), devices),
+         "targets": target(series_sql("spo2", "SpO2", (("mean", "avg"), ("lowest", "min")), devices),
                            "time_series")},
         {"id": 8, "type": "timeseries", "title": "Pulse", "datasource": DS, "interval": "5s",
          "gridPos": {"h": 9, "w": 24, "x": 0, "y": 13},
          "description": "Mean, lowest and highest pulse per bucket; a break where no readings were taken.",
          "fieldConfig": {"defaults": {"unit": BPM, "decimals": 0, "custom": {"spanNulls": False}},
                          "overrides": []},
-         "targets": target(series_sql("bpm", "Pulse", (("mean", "avg", "mean"), ("min", "min", "min"),
-                                                        ("max", "max", "max")), devices), "time_series")},
+         "targets": target(series_sql("bpm", "Pulse", (("mean", "avg"), ("min", "min"), ("max", "max")), devices),
+                           "time_series")},
         {"id": 9, "type": "table", "title": "Sessions", "datasource": DS, "gridPos": {"h": 9, "w": 24, "x": 0, "y": 22},
          "description": "Recording sessions overlapping the range, newest first; click a header to sort.",
          "fieldConfig": {"defaults": {}, "overrides": session_overrides()},
