@@ -94,6 +94,13 @@ def pg_dump_names(name):
     return (name, quoted) if re.fullmatch(r"[a-z_][a-z0-9_$]*", name) else (quoted,)
 
 
+def dumped_table(schema_text, schema, table, statement):
+    """schema.table as the dump's schema writes it in `statement` ("CREATE TABLE {} (", "COMMENT ON TABLE {}
+    IS "); None when it has no such statement."""
+    return next((f"{s}.{t}" for s in pg_dump_names(schema) for t in pg_dump_names(table)
+                 if statement.format(f"{s}.{t}") in schema_text), None)
+
+
 def check_fits(config, tools, pg_restore, path):
     """Refuse, before anything is changed, a dump whose archive the loader could not go on loading with
     these settings (the first run would fail on the table's key or width): its PG_SCHEMA/PG_TABLE,
@@ -104,8 +111,7 @@ def check_fits(config, tools, pg_restore, path):
         if code != 0:
             raise BackupDamaged(f"{path} cannot be restored: {first_error(errors)}", hint=DAMAGED_HINT)
         text = schema_sql.read()
-    table = next((f"{s}.{t}" for s in pg_dump_names(config.pg_schema) for t in pg_dump_names(config.pg_table)
-                  if f"CREATE TABLE {s}.{t} (" in text), None)
+    table = dumped_table(text, config.pg_schema, config.pg_table, "CREATE TABLE {} (")
     if table is None:
         table = f"{config.pg_schema}.{config.pg_table}"
         archives = sorted(set(re.findall(r"^COMMENT ON TABLE (\S+) IS 'WINDOW=", text, re.M)))
@@ -143,9 +149,7 @@ def sessions_kept_otherwise(config, schema_text):
     """Lines saying which session settings the dump's sessions were computed with that these settings
     change (from the sessions table's comment): no reason to refuse, the first run computes them again,
     but the person may want the old ones. [] when they agree or the dump has no sessions."""
-    table = next((f"{s}.{t}" for s in pg_dump_names(config.pg_schema)
-                  for t in pg_dump_names(config.pg_table + "_sessions")
-                  if f"COMMENT ON TABLE {s}.{t} IS " in schema_text), None)
+    table = dumped_table(schema_text, config.pg_schema, config.pg_table + "_sessions", "COMMENT ON TABLE {} IS ")
     if table is None:
         return []
     kept = re.search(rf"^COMMENT ON TABLE {re.escape(table)} IS '((?:[^']|'')*)';", schema_text, re.M)
@@ -155,8 +159,8 @@ def sessions_kept_otherwise(config, schema_text):
     ours = archive.sessions(Database(config), config).definition()
     if not kept or kept.group(1).replace("''", "'") == ours:
         return []
-    theirs = dict(token.split("=", 1) for token in kept.group(1).split() if "=" in token)
-    now = dict(token.split("=", 1) for token in ours.split() if "=" in token)
+    theirs, now = (dict(token.split("=", 1) for token in text.split() if "=" in token)
+                   for text in (kept.group(1), ours))
     changed = []
     for token, setting in _SESSION_SETTINGS.items():
         if token in theirs and theirs[token] != now.get(token):
