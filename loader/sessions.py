@@ -429,14 +429,13 @@ class Sessions:
             by_mean = sql.SQL("({} " + compare + " {})::int::float8").format(spo2, sql.Literal(bound))
             shares.append(sql.SQL("coalesce(r.{c}::float8 / nullif(r.{n}, 0), {m})").format(
                 c=sql.Identifier(column), n=sql.Identifier(n), m=by_mean) if counted else by_mean)
-        counts = shares
         rows = cur.connection.cursor(name="influx_archive_session_rows")
         rows.itersize = 20000
         try:
             rows.execute(sql.SQL("SELECT extract(epoch FROM time)::bigint, {spo2}, {pulse}, {counts} FROM {table} a"
                                  "{joined} WHERE {where} AND {spo2} IS NOT NULL " + bounds + " ORDER BY time").format(
                 spo2=spo2, pulse=pulse,
-                counts=sql.SQL(", ").join(counts), table=self.db.table,
+                counts=sql.SQL(", ").join(shares), table=self.db.table,
                 joined=joined, where=where), params)
             yield rows
         finally:
