@@ -634,7 +634,7 @@ class Point:
 
 class Store:
     def __init__(self):
-        self.buckets = {}
+        self.buckets = set()  # the buckets written to (their points are in the series index)
         self.series_times = {}  # bucket -> {(measurement, field, tags): sorted times}: the series index
         self.series_values = {}  # bucket -> {(measurement, field, tags): the values, in the times' order}
         self.series_kinds = {}  # bucket -> {(measurement, field, tags): the types of its values}
@@ -642,7 +642,7 @@ class Store:
 
     def add(self, bucket, points):
         with self.lock:
-            self.buckets.setdefault(bucket, []).extend(points)
+            self.buckets.add(bucket)
             index = self.series_times.setdefault(bucket, {})
             values = self.series_values.setdefault(bucket, {})
             kinds = self.series_kinds.setdefault(bucket, {})
@@ -729,7 +729,7 @@ class SyntheticStore(Store):
 
     def add_series(self, bucket, measurement, tags, field, start, end, fn):
         self.series.setdefault(bucket, []).append((measurement, dict(tags), field, start, end, fn))
-        self.buckets.setdefault(bucket, [])
+        self.buckets.add(bucket)
 
     def series_in_range(self, bucket, start, stop):
         if bucket not in self.series:
