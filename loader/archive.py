@@ -9,11 +9,13 @@ from .sink import ArchiveTable
 
 
 def table(db, config, tags=None, announce=True, checked=True):
-    """The 5-second table (TAGS, WINDOW); tags: the key tags, TAGS unless the caller's table has others
-    (adopt's has none); announce=False for `check`, whose changes are rolled back; checked=False leaves
-    its width unchecked (adopt labels a table the reference script made, whose width is its own)."""
+    """The 5-second table (TAGS, WINDOW, VALID_RANGES recorded on its columns); tags: the key tags, TAGS
+    unless the caller's table has others (adopt's has none); announce=False for `check`, whose changes are
+    rolled back; checked=False leaves its width unchecked and its ranges unrecorded (adopt labels a table the
+    reference script made, whose width and readings are its own)."""
     return ArchiveTable(db, config.tags if tags is None else tags, announce=announce,
-                        window=config.window if checked else None)
+                        window=config.window if checked else None,
+                        valid_ranges=config.valid_ranges if checked else None)
 
 
 def rollups(db, config, tags=None):

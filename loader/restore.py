@@ -2,7 +2,8 @@
 
 restore reads the whole dump first (a truncated or corrupted file is reported before any database
 is touched) and, restoring the archive the loader loads, refuses one kept with other PG_SCHEMA/PG_TABLE,
-TAGS or WINDOW (the first run after would fail), naming them; then it restores it in one transaction
+TAGS or WINDOW (the first run after would fail), or FIELDS or VALID_RANGES (the runs after would keep
+otherwise than the archive was kept), naming them; then it restores it in one transaction
 into a new or empty database, never over a live one without --force (which replaces the dump's tables
 with `pg_restore --clean`). A restore that fails
 changes nothing, and a database it created for the purpose is dropped again.
@@ -32,6 +33,7 @@ from .humanize import human_size
 from .pg import TABLE_COLUMNS, Database, driver_errors
 from .pgtools import PgTools, first_error
 from .rollups import LEVELS
+from .sink import RANGE_PREFIX, range_comment
 from .windows import floor_to, format_duration, rfc3339
 
 log = logging.getLogger(__name__)
@@ -103,9 +105,10 @@ def dumped_table(schema_text, schema, table, statement):
 
 def check_fits(config, tools, pg_restore, path):
     """Refuse, before anything is changed, a dump whose archive the loader could not go on loading with
-    these settings (the first run would fail on the table's key or width): its PG_SCHEMA/PG_TABLE,
-    TAGS (the key) and WINDOW (the table's comment), read from the dump's schema. BackupError naming
-    each setting to set."""
+    these settings (the first run would fail on the table's key or width) or would go on keeping otherwise
+    than it was kept: its PG_SCHEMA/PG_TABLE, TAGS (the key), WINDOW (the table's comment), FIELDS (a
+    column the settings leave out) and VALID_RANGES (each field column's comment), read from the dump's
+    schema. BackupError naming each setting to set."""
     with tempfile.NamedTemporaryFile("r", suffix=".sql", encoding="utf-8") as schema_sql:
         code, errors = tools.run([pg_restore, "--schema-only", "--file", schema_sql.name, path])
         if code != 0:
@@ -133,11 +136,44 @@ def check_fits(config, tools, pg_restore, path):
     if width and width.group(1) != format_duration(config.window):
         want["WINDOW"] = width.group(1)
         problems.append(f"its rows are {width.group(1)} wide, WINDOW is {format_duration(config.window)}")
+    fields = dumped_fields(text, table)
+    left_out = [f for f in fields if config.fields and f not in config.fields]
+    if left_out:
+        want["FIELDS"] = ",".join(list(config.fields) + left_out)
+        problems.append(f"its archive keeps {', '.join(left_out)}, which FIELDS={','.join(config.fields)} leaves out")
+    comments = dumped_column_comments(text, table)
+    kept = {f: comments[f][len(RANGE_PREFIX):] for f in fields if comments.get(f, "").startswith(RANGE_PREFIX)}
+    differ = {f: was for f, was in kept.items() if was != range_comment(config.valid_ranges, f)[len(RANGE_PREFIX):]}
+    if differ:
+        ranges = {f: was for f, was in kept.items() if was != "none"}
+        ranges.update({f: range_comment(config.valid_ranges, f)[len(RANGE_PREFIX):] for f in config.valid_ranges
+                       if f not in kept})
+        want["VALID_RANGES"] = ",".join(f"{f}={r}" for f, r in ranges.items()) or "none"
+        problems.append("its readings were refused by other ranges: " + ", ".join(
+            f"{f} {'kept every reading' if was == 'none' else 'outside ' + was}, here "
+            f"{range_comment(config.valid_ranges, f)[len(RANGE_PREFIX):]}" for f, was in differ.items()))
     if problems:
         raise BackupError(f"{path} does not fit these settings: {'; '.join(problems)}; nothing was restored",
                           hint="set " + " and ".join(f"{k}={v}" for k, v in want.items())
                                + " in .env (the settings the archive was kept with), then restore again")
     return sessions_kept_otherwise(config, text)
+
+
+def _unquote(name):
+    return name[1:-1].replace('""', '"') if name.startswith('"') else name
+
+
+def dumped_fields(schema_text, table):
+    """The field columns (double precision) of `table`'s CREATE TABLE in the dump's schema, in order."""
+    body = re.search(rf"^CREATE TABLE {re.escape(table)} \(\n(.*?)\n\);", schema_text, re.M | re.S)
+    return [_unquote(m.group(1)) for m in re.finditer(r'^\s+("(?:[^"]|"")+"|\S+) double precision,?$',
+                                                      body.group(1) if body else "", re.M)]
+
+
+def dumped_column_comments(schema_text, table):
+    """{column: comment} of `table`'s columns in the dump's schema."""
+    statement = rf"""^COMMENT ON COLUMN {re.escape(table)}\.("(?:[^"]|"")+"|[^\s"]+) IS '((?:[^']|'')*)';"""
+    return {_unquote(m.group(1)): m.group(2).replace("''", "'") for m in re.finditer(statement, schema_text, re.M)}
 
 
 # the sessions table's comment (sessions.Sessions.definition) token -> the setting it comes from

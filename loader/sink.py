@@ -15,6 +15,7 @@ from psycopg2 import sql
 from .errors import SinkRejected, SourceQueryError
 from .pg import DDL_LOCK, PRIMARY_KEY_OF, TABLE_COLUMNS, archive_span, first_line, table_exists
 from .sources.batch import READING_COUNTS
+from .sources.literal import number
 from .windows import format_duration, rfc3339
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,29 @@ WINDOW_CHANGED_HELP = ("set WINDOW back to {was}, or keep {now} windows in a new
                        "(the {was} rows stay where they are)")
 # The width of the rows, as a comment on the table; archives made before it was recorded have it on
 # their 1-minute rollup's `windows` column (rollups.py)
+# Each field column's comment records the VALID_RANGES its readings are refused by (a restore compares
+# it with the new Pi's settings: restore.check_fits)
+COLUMN_COMMENTS = """
+SELECT a.attname, col_description(a.attrelid, a.attnum) FROM pg_attribute a
+WHERE a.attrelid = %(table)s::regclass AND a.attnum > 0 AND NOT a.attisdropped
+"""
+RANGE_PREFIX = "VALID_RANGES="
+
+
+def range_comment(valid_ranges, field):
+    """A field column's comment: VALID_RANGES=50..100, or VALID_RANGES=none when its readings are all kept.
+    Bounds as plain decimals (never an exponent), so the text reads back as the setting."""
+    if field not in valid_ranges:
+        return RANGE_PREFIX + "none"
+    return RANGE_PREFIX + "..".join(plain_number(bound) for bound in valid_ranges[field])
+
+
+def plain_number(value):
+    """50.0 as 50, 0.5 as 0.5, 1e-07 as 0.0000001: the form VALID_RANGES reads."""
+    text = number(value)
+    return text[:-2] if text.endswith(".0") else text
+
+
 TABLE_COMMENT = """
 SELECT obj_description(to_regclass(%(table)s), 'pg_class'), col_description(to_regclass(%(rollup)s),
        (SELECT attnum FROM pg_attribute WHERE attrelid = to_regclass(%(rollup)s) AND attname = 'windows'))
@@ -40,10 +64,11 @@ SELECT obj_description(to_regclass(%(table)s), 'pg_class'), col_description(to_r
 class ArchiveTable:
     """The archive table: time + key tags as primary key, one double precision column per field."""
 
-    def __init__(self, db, tags, announce=True, window=None):
+    def __init__(self, db, tags, announce=True, window=None, valid_ranges=None):
         self.db = db
         self.tags = tuple(tags)
         self.window = window  # WINDOW, seconds: rows of another width are refused (None: not checked)
+        self.valid_ranges = valid_ranges  # VALID_RANGES, recorded on each field's column (None: not recorded)
         self.announce = announce  # False for `check`, whose changes are rolled back
         self._columns = None  # field columns known to exist, cached for the process
 
@@ -83,6 +108,22 @@ class ArchiveTable:
                 self.db.table, sql.Identifier(name)))
             self._log("added column %s to %s for a new field", name, self.db.target)
             self._columns.add(name)
+        if new and self.valid_ranges is not None:
+            self._record_ranges(cur, {name: None for name in new})
+
+    def _record_ranges(self, cur, comments):
+        """Write each field column's VALID_RANGES comment where it differs from `comments` (column -> the
+        comment it has); a range that changed is said: the windows loaded from now on keep it."""
+        for name, was in sorted(comments.items()):
+            now = range_comment(self.valid_ranges, name)
+            if was == now:
+                continue
+            if was is not None and was.startswith(RANGE_PREFIX):
+                self._log("VALID_RANGES for %s changed from %s to %s: windows loaded from now on refuse readings "
+                          "by the new range (those archived keep theirs)", name, was[len(RANGE_PREFIX):],
+                          now[len(RANGE_PREFIX):])
+            cur.execute(sql.SQL("COMMENT ON COLUMN {}.{} IS {}").format(
+                self.db.table, sql.Identifier(name), sql.Literal(now)))
 
     def _create_or_check(self, cur, fields):
         cur.execute(DDL_LOCK)
@@ -109,6 +150,9 @@ class ArchiveTable:
         if bad:
             raise SinkRejected(f"{self.db.target} has column(s) {', '.join(bad)} that are not double precision")
         self._columns = {n for n in columns if n not in wanted}
+        if self.valid_ranges is not None:
+            cur.execute(COLUMN_COMMENTS, {"table": qualified})
+            self._record_ranges(cur, {n: c for n, c in cur.fetchall() if n in self._columns})
 
     def _check_window(self, cur, qualified):
         """Refuse a WINDOW other than the width of the rows already there (recomputing sessions over

@@ -12,7 +12,7 @@ from loader.backup import backup
 from loader.errors import BackupDamaged, BackupError
 from loader.job import Job
 from loader.pg import Database
-from loader.restore import SCRATCH_MARK, restore, sessions_kept_otherwise, verify
+from loader.restore import SCRATCH_MARK, dumped_column_comments, dumped_fields, restore, sessions_kept_otherwise, verify
 from tests.support.archive import LOADER, everything, superuser
 from tests.support.harness import DAY, HOUR, FixedClock, cli, flux_env, load, make_config
 
@@ -186,30 +186,33 @@ def test_verify_without_createdb_gives_advice_that_works_when_followed(pg_server
 def test_a_restore_onto_settings_the_archive_was_not_kept_with_is_refused_naming_each_before_anything_changes(
         pg_server, archive_url, standin, backup_dir):
     """A new Pi whose .env lacks the old one's TAGS=uid (and has another WINDOW): restoring would succeed and
-    every run after fail on the table's key; refused first, naming the settings, the new database untouched.
-    With them set, it restores and the first run loads."""
-    config = make_config(archive_url, standin.url, TAGS="uid", BACKUP_DIR=backup_dir)
+    every run after fail on the table's key; its FIELDS and VALID_RANGES would keep otherwise. Refused first,
+    naming the settings, the new database untouched. With them set, it restores and the first run loads."""
+    kept = {"TAGS": "uid", "VALID_RANGES": "spo2=60..100,bpm=20..250"}
+    config = make_config(archive_url, standin.url, BACKUP_DIR=backup_dir, **kept)
     load(config, standin, NOW)
     made = backup(config, FixedClock(NOW))
     dbname = archive_url.rsplit("/", 1)[1]
     superuser(pg_server, f'DROP DATABASE "{dbname}"')
     superuser(pg_server, f'CREATE DATABASE "{dbname}" OWNER {LOADER}')
-    new_pi = make_config(archive_url, standin.url, BACKUP_DIR=backup_dir, WINDOW="10s")
+    new_pi = make_config(archive_url, standin.url, BACKUP_DIR=backup_dir, WINDOW="10s", FIELDS="spo2")
     with pytest.raises(BackupError) as refused:
         restore(new_pi, made.dump.path)
     assert str(refused.value) == (f"{made.dump.path} does not fit these settings: its archive keeps devices apart by "
                                   f"uid (TAGS=uid), these settings TAGS empty; its rows are 5s wide, WINDOW is 10s; "
-                                  f"nothing was restored")
-    assert refused.value.hint == ("set TAGS=uid and WINDOW=5s in .env (the settings the archive was kept with), then "
-                                  "restore again")
+                                  f"its archive keeps bpm, which FIELDS=spo2 leaves out; its readings were refused by "
+                                  f"other ranges: spo2 outside 60..100, here 50..100; nothing was restored")
+    assert refused.value.hint == ("set TAGS=uid and WINDOW=5s and FIELDS=spo2,bpm and "
+                                  "VALID_RANGES=bpm=20..250,spo2=60..100 in .env (the settings the archive was kept "
+                                  "with), then restore again")
     assert everything(archive_url) == {}  # nothing changed
-    elsewhere = make_config(archive_url, standin.url, TAGS="uid", PG_TABLE="nights")
+    elsewhere = make_config(archive_url, standin.url, PG_TABLE="nights", **kept)
     with pytest.raises(BackupError, match=r"holds no table public\.nights \(PG_SCHEMA\.PG_TABLE\); its archive "
                                           r"tables: public\.pox_five_second_mean; nothing was restored"):
         restore(elsewhere, made.dump.path)
     # the sessions' settings do not stop it: said, with what would keep the dump's sessions as they are
-    other_sessions = make_config(archive_url, standin.url, TAGS="uid", BACKUP_DIR=backup_dir, SESSION_GAP="30m",
-                                 ROLLUP_BELOW="spo2=92")
+    other_sessions = make_config(archive_url, standin.url, BACKUP_DIR=backup_dir, SESSION_GAP="30m",
+                                 ROLLUP_BELOW="spo2=92", **kept)
     result = restore(other_sessions, made.dump.path)
     assert result.notes == [
         "note: the dump's sessions were computed with settings that differ: SESSION_GAP=45m, spo2=90 in "
@@ -230,3 +233,14 @@ def test_a_dumps_sessions_are_said_against_settings_that_keep_none_and_not_again
     assert sessions_kept_otherwise(none, schema) == [
         "note: the dump holds sessions (nights), and SESSION_SPO2=none here keeps none: they stay as restored and "
         "no run updates them (set SESSION_SPO2 to the SpO2 field to keep them current)"]
+
+
+def test_a_dumps_field_columns_and_their_ranges_are_read_whatever_their_names():
+    schema = ('CREATE TABLE public."Pox" (\n    "time" timestamp with time zone NOT NULL,\n    uid text NOT NULL,\n'
+              '    "Heart ""rate""" double precision,\n    spo2 double precision\n);\n\n'
+              'COMMENT ON COLUMN public."Pox"."Heart ""rate""" IS \'VALID_RANGES=20..250\';\n'
+              "COMMENT ON COLUMN public.\"Pox\".spo2 IS 'VALID_RANGES=none';\n")
+    assert dumped_fields(schema, 'public."Pox"') == ['Heart "rate"', "spo2"]
+    assert dumped_column_comments(schema, 'public."Pox"') == {'Heart "rate"': "VALID_RANGES=20..250",
+                                                              "spo2": "VALID_RANGES=none"}
+    assert dumped_fields(schema, "public.pox") == []

@@ -55,3 +55,31 @@ def test_a_changed_window_on_an_archive_of_another_width_is_refused_with_what_to
     with pytest.raises(SinkRejected):
         Job(make_config(pg_url, standin.url, WINDOW="10s"), clock=FixedClock(now + 3600)).run()
     Job(make_config(pg_url, standin.url), clock=FixedClock(now + 3600)).run()  # 5s again: loads
+
+
+def column_comments(pg_url):
+    conn = psycopg2.connect(pg_url)
+    try:
+        cur = conn.cursor()
+        cur.execute("SELECT attname, col_description(attrelid, attnum) FROM pg_attribute "
+                    "WHERE attrelid = 'pox_five_second_mean'::regclass AND attnum > 0 AND NOT attisdropped")
+        return dict(cur.fetchall())
+    finally:
+        conn.close()
+
+
+def test_each_field_column_records_the_valid_range_its_readings_were_refused_by(pg_url, standin, caplog):
+    """The record a restore compares a new Pi's VALID_RANGES with (test_restore); a change is said."""
+    now = 1_790_000_000
+    feed_standin(standin, pulse_points(now - 7200, 7200)
+                 + [("spo2", {"uid": "a"}, "pi", t, 2.5) for t in range(now - 3600, now, 5)])
+    Job(make_config(pg_url, standin.url, INITIAL_LOOKBACK="1h", VALID_RANGES="spo2=60..100,bpm=20..250.5"),
+        clock=FixedClock(now - 3600)).run()
+    assert column_comments(pg_url) == {"time": None, "bpm": "VALID_RANGES=20..250.5", "spo2": "VALID_RANGES=60..100"}
+    with caplog.at_level("INFO"):  # a new field's column gets its record too; a changed range is said
+        Job(make_config(pg_url, standin.url, VALID_RANGES="spo2=0.0000001..100,bpm=20..250.5"),
+            clock=FixedClock(now)).run()
+    assert column_comments(pg_url) == {"time": None, "bpm": "VALID_RANGES=20..250.5",
+                                       "spo2": "VALID_RANGES=0.0000001..100", "pi": "VALID_RANGES=none"}
+    assert ("VALID_RANGES for spo2 changed from 60..100 to 0.0000001..100: windows loaded from now on refuse readings "
+            "by the new range (those archived keep theirs)") in caplog.messages
