@@ -214,6 +214,12 @@ def _env_value(key):
                           capture_output=True, text=True, check=True).stdout.strip()
 
 
+def _set_env(key, value):
+    """Set KEY in the installed .env, as the person editing it would (envfile.py's set, mode and owner kept)."""
+    subprocess.run(["python3", os.path.join(ROOT, "setup/envfile.py"), "set", os.path.join(APP, ".env"), key],
+                   env={**os.environ, f"IA_SET_{key}": value}, check=True, capture_output=True)
+
+
 @pytest.fixture(scope="module")
 def backups(usb_drive):
     """--backup-dir on a mounted drive (a loop-mounted ext4 image), shared by the two install tests."""
@@ -313,6 +319,13 @@ def _as_cron(word):
 
 @pytest.mark.skipif(not FULL, reason="needs the demo install above (tests/run --install, as CI does)")
 def test_the_scheduled_backup_restores_to_the_live_archive_and_a_new_pi_restores_it(backups):
+    # a backup by hand with sudo, by the command and by the hand route, then the nightly ones as the service user
+    by_hand = [["influx-archive", "backup"], [os.path.join(APP, ".venv/bin/python"), "-m", "loader", "--env-file",
+                                              os.path.join(APP, ".env"), "backup"]]
+    for command in by_hand:  # the hand route from the install's directory, as the README says
+        done = subprocess.run(command, cwd=APP, capture_output=True, text=True, timeout=600,
+                              env={"PATH": "/usr/local/bin:/usr/bin:/bin"})
+        assert done.returncode == 0, done.stdout + done.stderr
     for word in ("backup", "--verify"):
         done = _as_cron(word)
         assert done.returncode == 0, done.stderr
@@ -321,7 +334,9 @@ def test_the_scheduled_backup_restores_to_the_live_archive_and_a_new_pi_restores
     assert "backup:  " + backups in text and text.rstrip().endswith("verdict:  restorable and identical")
     dumps = sorted(n for n in os.listdir(backups) if n.endswith(".dump"))
     owner = os.stat(os.path.join(APP, ".env")).st_uid
-    assert len(dumps) == 1 and os.stat(os.path.join(backups, dumps[0])).st_uid == owner
+    assert dumps and {n: os.stat(os.path.join(backups, n)).st_uid for n in os.listdir(backups)} == {
+        n: owner for n in os.listdir(backups)}  # the lock and every dump the service user's, whoever ran it
+    dumps = dumps[-1:]
 
     url = _env_value("PG_URL").replace("+psycopg2", "")
     port = int(url.rsplit(":", 1)[1].split("/")[0])
@@ -349,6 +364,42 @@ def test_the_scheduled_backup_restores_to_the_live_archive_and_a_new_pi_restores
     cur.execute("SELECT count(*) FROM pox_five_second_mean_1h")  # restored tables are readable by Grafana
     assert cur.fetchone()[0] > 0
     grafana.close()
+
+
+@pytest.mark.skipif(not FULL, reason="needs the demo install above (tests/run --install, as CI does)")
+def test_a_new_pi_restores_a_dump_of_a_pi_that_kept_devices_apart_and_loads_on_its_first_run(backups):
+    """The old Pi had TAGS=uid (its archive in PG_TABLE=nights here); the new Pi's .env, as install.sh writes it,
+    has no TAGS: the restore is refused before anything changes, naming TAGS=uid; set, it restores and loads."""
+    url = _env_value("PG_URL").replace("+psycopg2", "")
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    try:
+        _set_env("PG_TABLE", "nights")
+        _set_env("TAGS", "uid")
+        ran = subprocess.run(["influx-archive", "run"], cwd="/", capture_output=True, text=True, timeout=600)
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+        assert _as_cron("backup").returncode == 0
+        dump = os.path.join(backups, sorted(n for n in os.listdir(backups) if n.endswith(".dump"))[-1])
+        kept = _tables(url, "nights")
+        subprocess.run(["runuser", "-u", "postgres", "--", "psql", "-p", str(port), "-Xqc",
+                        "DROP DATABASE influx_archive WITH (FORCE)"], check=True, capture_output=True)
+        _set_env("TAGS", "")  # the new Pi
+        refused = subprocess.run(["./install.sh", "--demo", "--restore", dump], cwd=ROOT, capture_output=True,
+                                 text=True, stdin=subprocess.DEVNULL, timeout=1200)
+        assert refused.returncode != 0
+        assert "(TAGS=uid), these settings TAGS empty" in refused.stderr and "set TAGS=uid" in refused.stderr
+        _set_env("TAGS", "uid")
+        restored = subprocess.run(["./install.sh", "--demo", "--restore", dump], cwd=ROOT, capture_output=True,
+                                  text=True, stdin=subprocess.DEVNULL, timeout=1200)
+        assert restored.returncode == 0, restored.stderr[-3000:]
+        assert "restored: " in restored.stderr and "verdict:     fresh" in restored.stderr
+        first_load = re.search(r"INFO run (\S+) \.\. (\S+) in (\d+) chunk", restored.stderr)
+        assert first_load and int(first_load.group(3)) <= 2, restored.stderr[-2000:]
+        after = _tables(url, "nights")
+        for table, rows in kept.items():
+            assert rows and set(rows) <= set(after[table]), table
+    finally:
+        _set_env("PG_TABLE", "pox_five_second_mean")
+        _set_env("TAGS", "")
 
 
 @pytest.mark.skipif(not FULL, reason="needs the demo install above (tests/run --install, as CI does)")
@@ -396,13 +447,13 @@ def test_uninstall_purge_leaves_no_process_file_or_role_of_ours_and_names_what_i
     assert os.listdir(backups)  # the dumps stay
 
 
-def _tables(url):
+def _tables(url, table="pox_five_second_mean"):
     """Rows no later run may change: 5-second windows older than LATE_DATA, days that ended before that."""
     conn = psycopg2.connect(url)
     try:
         cur = conn.cursor()
         out = {}
-        for table, older in (("pox_five_second_mean", "2 hours"), ("pox_five_second_mean_1d", "26 hours")):
+        for table, older in ((table, "2 hours"), (f"{table}_1d", "26 hours")):
             cur.execute(f"SELECT * FROM {table} WHERE time < now() - interval '{older}'")
             out[table] = cur.fetchall()
         return out
