@@ -214,6 +214,23 @@ def _env_value(key):
                           capture_output=True, text=True, check=True).stdout.strip()
 
 
+def _login_user_runs(*command):
+    """The command run from / by a login user (as `pi` on a Pi) whom sudo lets act as the service user without
+    a password (sudo asks for one on a Pi); the user and its sudoers line are removed after."""
+    user, sudoers = "ia-login-test", "/etc/sudoers.d/ia-login-test"
+    subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", user], check=True, capture_output=True)
+    try:
+        with open(sudoers, "w", encoding="utf-8") as handle:
+            handle.write(f"{user} ALL=(influx-archive) NOPASSWD: ALL\n")
+        os.chmod(sudoers, 0o440)
+        return subprocess.run(["runuser", "-l", user, "-c", "cd / && " + " ".join(command)], capture_output=True,
+                              text=True, timeout=120)
+    finally:
+        if os.path.exists(sudoers):
+            os.remove(sudoers)
+        subprocess.run(["userdel", "--remove", user], capture_output=True)
+
+
 def _set_env(key, value):
     """Set KEY in the installed .env, as the person editing it would (envfile.py's set, mode and owner kept)."""
     subprocess.run(["python3", os.path.join(ROOT, "setup/envfile.py"), "set", os.path.join(APP, ".env"), key],
@@ -248,6 +265,9 @@ def test_demo_install_fills_the_archive_and_a_second_run_changes_nothing(backups
         command = subprocess.run([*who, "influx-archive", "status"], cwd="/", capture_output=True, text=True,
                                  env={"PATH": "/usr/local/bin:/usr/bin:/bin"})
         assert command.returncode == 0 and "verdict:     fresh" in command.stdout, command.stdout + command.stderr
+    as_login_user = _login_user_runs("influx-archive", "status")
+    assert as_login_user.returncode == 0 and "verdict:     fresh" in as_login_user.stdout, (
+        as_login_user.stdout + as_login_user.stderr)
 
     assert _env_value("LOG_FILE") == "/var/log/influx-archive/loader.log"  # the file cron appends to, timed
     with open("/var/log/influx-archive/loader.log", encoding="utf-8") as log:
