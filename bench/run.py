@@ -7,10 +7,11 @@ Same data, same servers for every method: a throwaway PostgreSQL, the Flux stand
 serving synthetic 1 Hz pulse-oximeter readings (generated per query, responses cached so repeated
 runs measure the client, not the stand-in), and a real influxd 1.x for the InfluxQL figures.
 Each method runs as its own process under GNU time (wall, user+sys CPU, peak RSS), into a fresh
-database, --repeat times after one unmeasured warm-up; the medians are printed, then the ratios
-against its targets. Where the stand-in computed an answer while a method waited (an uncached query:
-the hourly runs' ranges move with the clock), its computing time is printed and the wall ratios use
-the wall less it: InfluxDB answers from storage, the stand-in in Python.
+database (the PostgreSQL server's CPU for it printed beside: ClusterCpu), --repeat times after one
+unmeasured warm-up; the medians are printed, then the ratios against its targets. Where the stand-in
+computed an answer while a method waited (an uncached query: the hourly runs' ranges move with the
+clock), its computing time is printed and the wall ratios use the wall less it: InfluxDB answers from
+storage, the stand-in in Python.
 
 Methods
   reference    bench/reference_loader.py: the article's script (query_data_frame, then to_sql)
@@ -63,6 +64,50 @@ def measure(argv, env, cwd=ROOT):
     return float(wall), float(user) + float(system), int(rss_kb) / 1024
 
 
+class ClusterCpu:
+    """CPU seconds a PostgreSQL cluster spends, to report the server's work beside each method's own: its
+    postmaster's and its ended children's (backends, reaped into the postmaster's cutime/cstime), plus its
+    living processes'. Read before a method, then after its backends have ended (settled)."""
+
+    TICK = os.sysconf("SC_CLK_TCK")
+
+    def __init__(self, data_dir):
+        with open(os.path.join(data_dir, "postmaster.pid"), encoding="utf-8") as pid_file:
+            self.pid = int(pid_file.readline())
+
+    @staticmethod
+    def _stat(pid):
+        """(ppid, utime + stime, cutime + cstime) in ticks; None when the process is gone."""
+        try:
+            with open(f"/proc/{pid}/stat", encoding="utf-8") as stat:
+                fields = stat.read().rpartition(")")[2].split()
+        except (FileNotFoundError, ProcessLookupError):
+            return None
+        return int(fields[1]), int(fields[11]) + int(fields[12]), int(fields[13]) + int(fields[14])
+
+    def children(self):
+        found = {}
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                stat = self._stat(int(entry))
+                if stat and stat[0] == self.pid:
+                    found[int(entry)] = stat[1]
+        return found
+
+    def total(self):
+        """Seconds so far: the living children's first, then the postmaster's with what it has reaped (a child
+        reaped in between would be counted twice; settle() first leaves only the cluster's own processes)."""
+        living = sum(self.children().values())
+        _, own, reaped = self._stat(self.pid)
+        return (living + own + reaped) / self.TICK
+
+    def settle(self, resident, timeout=30.0):
+        """Wait until the cluster's children are those in `resident` again (the method's backends reaped)."""
+        deadline = time.monotonic() + timeout
+        while set(self.children()) - set(resident) and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+
 class Bench:
     def __init__(self, args):
         self.args = args
@@ -75,6 +120,7 @@ class Bench:
             store.add_series("pulse_oximeter", "spo2", {"uid": "demo"}, field, first, self.now + 3600,
                              lambda t, i=index: reading(t)[i])
         self.standin = StandIn(token=TOKEN, org=ORG, store=store, cache=True)
+        self.pg_cpu = ClusterCpu(self.pg.data)
         self.influxd = None
         if not args.skip_influxql:
             self.influxd = InfluxdServer()
@@ -125,16 +171,21 @@ class Bench:
         for attempt in range(self.args.repeat + 1):
             argv, env = prepare()
             busy = self.standin.busy
+            resident = self.pg_cpu.children()
+            self.pg_cpu.settle(resident)
+            server = self.pg_cpu.total()
             wall, cpu, rss = measure(argv, env)
+            self.pg_cpu.settle(resident)
+            server = self.pg_cpu.total() - server
             if attempt:  # the client's wall: less the time the Flux stand-in spent computing answers it waited for
-                samples.append((wall, cpu, rss, wall - (self.standin.busy - busy)))
-        med = tuple(statistics.median(s[i] for s in samples) for i in range(4))
+                samples.append((wall, cpu, rss, wall - (self.standin.busy - busy), server))
+        med = tuple(statistics.median(s[i] for s in samples) for i in range(5))
         self.results[name] = med
         cpus = [s[1] for s in samples]
         spread = f"   (cpu {min(cpus):.2f}..{max(cpus):.2f})" if len(samples) > 1 else ""
         standin = f"   (wall less the stand-in's computing {med[3]:.2f} s)" if med[0] - med[3] >= 0.01 else ""
-        print(f"  {name:<28} wall {med[0]:7.2f} s   cpu {med[1]:7.2f} s   peak RSS {med[2]:6.0f} MB{spread}{standin}",
-              flush=True)
+        print(f"  {name:<28} wall {med[0]:7.2f} s   cpu {med[1]:7.2f} s   PostgreSQL cpu {med[4]:6.2f} s   "
+              f"peak RSS {med[2]:6.0f} MB{spread}{standin}", flush=True)
 
     # -- methods
     def reference(self, days):
@@ -292,6 +343,12 @@ def main():
         ("hourly run on a 30-day archive, wall", r["loader run (hourly, 30d)"][3] / r["reference 1h"][3], 1.0),
         ("hourly run peak RSS vs reference 1h", r["loader run (hourly)"][2] / r["reference 1h"][2], 1.0),
     ]
+    # information beside the targets (which rate the loader's process alone): the PostgreSQL server's CPU
+    # for the same work, the archive's rollups, sessions' reads and keys included, and the reference's inserts
+    flux, reference = r[f"loader flux backfill {d}d"], r[f"reference {d}d"]
+    both = (flux[1] + flux[4]) / (reference[1] + reference[4])
+    print(f"\n{d}-day Flux backfill with PostgreSQL's CPU: loader {flux[1]:.2f} + server {flux[4]:.2f} s against the "
+          f"reference's {reference[1]:.2f} + {reference[4]:.2f} s: {both:.3f}x")
     if f"loader influxql backfill {d}d" in r:
         checks.insert(1, (f"{d}-day InfluxQL backfill CPU vs reference",
                           r[f"loader influxql backfill {d}d"][1] / r[f"reference {d}d"][1], 0.1))
