@@ -33,7 +33,7 @@ from .humanize import human_size
 from .pg import TABLE_COLUMNS, Database, driver_errors
 from .pgtools import PgTools, first_error
 from .rollups import LEVELS
-from .sink import RANGE_PREFIX, range_comment
+from .sink import RANGE_PREFIX, range_text
 from .windows import floor_to, format_duration, rfc3339
 
 log = logging.getLogger(__name__)
@@ -143,15 +143,14 @@ def check_fits(config, tools, pg_restore, path):
         problems.append(f"its archive keeps {', '.join(left_out)}, which FIELDS={','.join(config.fields)} leaves out")
     comments = dumped_column_comments(text, table)
     kept = {f: comments[f][len(RANGE_PREFIX):] for f in fields if comments.get(f, "").startswith(RANGE_PREFIX)}
-    differ = {f: was for f, was in kept.items() if was != range_comment(config.valid_ranges, f)[len(RANGE_PREFIX):]}
+    differ = {f: was for f, was in kept.items() if was != range_text(config.valid_ranges, f)}
     if differ:
         ranges = {f: was for f, was in kept.items() if was != "none"}
-        ranges.update({f: range_comment(config.valid_ranges, f)[len(RANGE_PREFIX):] for f in config.valid_ranges
-                       if f not in kept})
+        ranges.update({f: range_text(config.valid_ranges, f) for f in config.valid_ranges if f not in kept})
         want["VALID_RANGES"] = ",".join(f"{f}={r}" for f, r in ranges.items()) or "none"
         problems.append("its readings were refused by other ranges: " + ", ".join(
             f"{f} {'kept every reading' if was == 'none' else 'outside ' + was}, here "
-            f"{range_comment(config.valid_ranges, f)[len(RANGE_PREFIX):]}" for f, was in differ.items()))
+            f"{range_text(config.valid_ranges, f)}" for f, was in differ.items()))
     if problems:
         raise BackupError(f"{path} does not fit these settings: {'; '.join(problems)}; nothing was restored",
                           hint="set " + " and ".join(f"{k}={v}" for k, v in want.items())

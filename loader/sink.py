@@ -30,8 +30,7 @@ NOT_OURS_HELP = ("PG_TABLE {table} exists with primary key ({found}) but influx-
 
 WINDOW_CHANGED_HELP = ("set WINDOW back to {was}, or keep {now} windows in a new table: set PG_TABLE to a new name "
                        "(the {was} rows stay where they are)")
-# The width of the rows, as a comment on the table; archives made before it was recorded have it on
-# their 1-minute rollup's `windows` column (rollups.py)
+
 # Each field column's comment records the VALID_RANGES its readings are refused by (a restore compares
 # it with the new Pi's settings: restore.check_fits)
 COLUMN_COMMENTS = """
@@ -41,12 +40,17 @@ WHERE a.attrelid = %(table)s::regclass AND a.attnum > 0 AND NOT a.attisdropped
 RANGE_PREFIX = "VALID_RANGES="
 
 
-def range_comment(valid_ranges, field):
-    """A field column's comment: VALID_RANGES=50..100, or VALID_RANGES=none when its readings are all kept.
-    Bounds as plain decimals (never an exponent), so the text reads back as the setting."""
+def range_text(valid_ranges, field):
+    """A field's range as VALID_RANGES writes it: 50..100, or none when its readings are all kept. Bounds as
+    plain decimals (never an exponent), so the text reads back as the setting."""
     if field not in valid_ranges:
-        return RANGE_PREFIX + "none"
-    return RANGE_PREFIX + "..".join(plain_number(bound) for bound in valid_ranges[field])
+        return "none"
+    return "..".join(plain_number(bound) for bound in valid_ranges[field])
+
+
+def range_comment(valid_ranges, field):
+    """A field column's comment: VALID_RANGES=50..100 (VALID_RANGES=none)."""
+    return RANGE_PREFIX + range_text(valid_ranges, field)
 
 
 def plain_number(value):
@@ -55,6 +59,8 @@ def plain_number(value):
     return text[:-2] if text.endswith(".0") else text
 
 
+# The width of the rows, as a comment on the table; archives made before it was recorded have it on
+# their 1-minute rollup's `windows` column (rollups.py)
 TABLE_COMMENT = """
 SELECT obj_description(to_regclass(%(table)s), 'pg_class'), col_description(to_regclass(%(rollup)s),
        (SELECT attnum FROM pg_attribute WHERE attrelid = to_regclass(%(rollup)s) AND attname = 'windows'))
