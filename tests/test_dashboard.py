@@ -283,7 +283,7 @@ DURATIONS = {"Recorded", "T88", "Time below threshold"}  # dtdurations columns
 
 def grafana_display(payload):
     """What Grafana's own display code (tests/grafana/display.cjs, @grafana/data) shows of each panel."""
-    if not os.path.isdir(os.path.join(GRAFANA, "node_modules", "@grafana", "data")):
+    if not os.path.isdir(os.path.join(grafana_schema.NODE_MODULES, "@grafana", "data")):
         pytest.fail("Grafana's packages are missing: tests/run installs them (npm ci in tests/grafana)")
     out = subprocess.run(["node", os.path.join(GRAFANA, "display.cjs")], input=json.dumps(payload),
                          capture_output=True, text=True)

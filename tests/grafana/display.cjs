@@ -3,12 +3,23 @@
 // stdout: JSON [{title, values: [{name, text, color}]}]: for a stat, what getFieldDisplayValues gives
 // (what the Stat panel draws, "No data" included); for a table, every cell through the field's display
 // processor after the panel's byName overrides (the Table panel's cell text and colour).
-// @grafana/data reads a browser's window and navigator when it loads: minimal ones are given here.
+// Grafana's packages: tests/grafana's, or those of the folder INFLUX_ARCHIVE_GRAFANA_PACKAGES names (another
+// version, tests/grafana/other-versions).
+// @grafana/data reads a browser's window and navigator when it loads: minimal ones are given here; from
+// Grafana 12 on it loads react-use too, which wants a document with a head, a history and a location.
 globalThis.window = globalThis;
 globalThis.navigator = { language: "en-US", languages: ["en-US"] };
 globalThis.matchMedia = () => ({ matches: false, addListener() {}, removeListener() {} });
+const element = () => ({ setAttribute() {}, appendChild() {}, sheet: { insertRule() {}, cssRules: [] } });
+globalThis.document = { head: element(), body: element(), createElement: element, createTextNode: () => ({}),
+  getElementsByTagName: () => [element()], addEventListener() {}, removeEventListener() {} };
+globalThis.history = { pushState() {}, replaceState() {} };
+globalThis.addEventListener = () => {};
+globalThis.removeEventListener = () => {};
+globalThis.location = { href: "http://localhost/", pathname: "/", search: "", hash: "" };
 
-const grafana = require("@grafana/data");
+const packages = process.env.INFLUX_ARCHIVE_GRAFANA_PACKAGES || __dirname;
+const grafana = require(require.resolve("@grafana/data", { paths: [packages] }));
 
 const theme = grafana.createTheme();
 

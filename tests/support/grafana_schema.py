@@ -1,6 +1,7 @@
 """A dashboard's JSON checked against Grafana's own types (@grafana/schema, Apache-2.0, the version
-tests/grafana/package.json pins) by TypeScript's compiler under --strict: every panel's options and
-custom field config as its panel plugin declares them, the dashboard model as the dashboard kind does.
+tests/grafana/package.json pins, or another of tests/grafana/versions/) by TypeScript's compiler under
+--strict: every panel's options and custom field config as its panel plugin declares them, the dashboard
+model as the dashboard kind does.
 
 JSON holds an enum member as its value, so the check compares against each type with its string enums
 as their values (`Json<T>`), every property optional: Grafana fills what a panel leaves out with the
@@ -14,7 +15,10 @@ import subprocess
 from tests.support.harness import ROOT
 
 GRAFANA = os.path.join(ROOT, "tests", "grafana")
-NODE_MODULES = os.path.join(GRAFANA, "node_modules")
+# the folder whose node_modules holds Grafana's packages: tests/grafana's (the suite's version), or one of
+# tests/grafana/versions/ (tests/grafana/other-versions sets it)
+PACKAGES = os.environ.get("INFLUX_ARCHIVE_GRAFANA_PACKAGES") or GRAFANA
+NODE_MODULES = os.path.join(PACKAGES, "node_modules")
 _PLUGIN = "@grafana/schema/dist/esm/raw/composable/{0}/panelcfg/x/{1}PanelCfg_types.gen"
 # panel type -> (its options type, its custom field config type); stat declares no custom field config
 PANEL_TYPES = {"stat": ("StatOptions", "Record<string, never>"), "table": ("TableOptions", "TableFieldConfig"),
@@ -34,8 +38,8 @@ type Json<T> = T extends string ? `${{T}}` : T extends Array<infer E> ? Array<Js
 type Checked<O, F> = Json<Omit<Panel, "options" | "fieldConfig"> & {{ options: O; fieldConfig: {{
   defaults: Omit<FieldConfig, "custom"> & {{ custom: F }}; overrides: FieldConfigSource["overrides"] }} }}>;
 // a query variable's `definition` (the query as the editor shows it) is in @grafana/data's
-// QueryVariableModel, not in @grafana/schema's VariableModel
-type Variable = Json<VariableModel> & {{ definition?: string }};
+// QueryVariableModel, not in @grafana/schema's VariableModel; so is `includeAll` up to Grafana 10
+type Variable = Json<VariableModel> & {{ definition?: string; includeAll?: boolean }};
 """
 
 
