@@ -409,7 +409,8 @@ class Sessions:
         """(epoch, spo2, pulse, share below 90, share at or below 88) of a device's windows with SpO2 in
         time order, read from the server a part at a time (a run worn around the clock may hold months).
         The shares are of the window's readings, from <PG_TABLE>_readings (READING_COUNTS); a window it has
-        no counts for (archived before it, an adopted table) is 1 or 0 by its mean."""
+        no counts for (every reading 90 or more, which the sink keeps no row for; archived before it, an
+        adopted table) is 1 or 0 by its mean."""
         spo2 = sql.SQL("a.{}").format(sql.Identifier(self.spo2))
         pulse = sql.SQL("a.{}").format(sql.Identifier(self.pulse)) if self.pulse and self.pulse in fields \
             else sql.SQL("NULL::float8")

@@ -228,35 +228,36 @@ class ArchiveTable:
         return sql.Identifier(self.db.schema, f"{self.db.table_name}_readings")
 
     def _write_readings(self, cur, batch):
-        """The chunk's READING_COUNTS, replacing what [start, end) held: the readings per window COPYed
-        straight in (a row per window and key), then the counts below 90 and at or below 88, which
-        InfluxDB sends only for the windows that have some, set from a temporary table (else 0)."""
-        key = [c for c in ("time", *self.tags)]
-        counts = [c for c, _, _ in READING_COUNTS]
+        """The chunk's READING_COUNTS, replacing what [start, end) held, kept for the windows that hold a
+        reading below 90 alone: every other window's readings are all 90 or more, so its mean (90 or more)
+        already says its T90 and T88 exactly (0), which is what the sessions' read falls back to where a
+        window has no row. InfluxDB sends the readings of every window (n) and the counts below 90 and at
+        or below 88 for the windows that have some: all COPYed into a temporary table, then one row per
+        window and key with a reading below 90 into the readings table (a few percent of the windows on
+        most nights, where a row for each had doubled the archive's size on disk)."""
+        key = [sql.Identifier(c) for c in ("time", *self.tags)]
+        n, *counts = [sql.Identifier(c) for c, _, _ in READING_COUNTS]
+        below = counts[0]  # below 90: a reading at or below 88 is one too
         columns = [sql.SQL("time timestamptz NOT NULL")] + [
-            sql.SQL("{} text NOT NULL").format(sql.Identifier(t)) for t in self.tags] + [
-            sql.SQL("{} integer NOT NULL DEFAULT 0").format(sql.Identifier(c)) for c in counts]
+            sql.SQL("{} text NOT NULL").format(sql.Identifier(t)) for t in self.tags]
         cur.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({}))").format(
-            self.readings_table, sql.SQL(", ").join(columns), sql.SQL(", ").join(map(sql.Identifier, key))))
+            self.readings_table, sql.SQL(", ").join(columns + [
+                sql.SQL("{} integer NOT NULL DEFAULT 0").format(c) for c in (n, *counts)]),
+            sql.SQL(", ").join(key)))
         cur.execute(sql.SQL("DELETE FROM {} WHERE time >= %(lo)s AND time < %(hi)s").format(self.readings_table),
                     {"lo": rfc3339(batch.start), "hi": rfc3339(batch.end)})
-        for block in batch.readings:
-            if counts[0] in block.columns:
-                self._copy(cur, self.readings_table, block)
         stage = sql.Identifier(STAGE + "_readings")
-        for column in counts[1:]:
-            blocks = [b for b in batch.readings if column in b.columns]
-            if not blocks:
-                continue
-            cur.execute(sql.SQL("CREATE TEMP TABLE {} ({}) ON COMMIT DROP").format(stage, sql.SQL(", ").join(
-                [sql.SQL("time timestamptz")] + [sql.SQL("{} text").format(sql.Identifier(t)) for t in self.tags]
-                + [sql.SQL("{} integer").format(sql.Identifier(column))])))
-            for block in blocks:
-                self._copy(cur, stage, block)
-            cur.execute(sql.SQL("UPDATE {table} r SET {c} = s.{c} FROM {stage} s WHERE {match}").format(
-                table=self.readings_table, c=sql.Identifier(column), stage=stage,
-                match=sql.SQL(" AND ").join(sql.SQL("r.{k} = s.{k}").format(k=sql.Identifier(k)) for k in key)))
-            cur.execute(sql.SQL("DROP TABLE {}").format(stage))
+        cur.execute(sql.SQL("CREATE TEMP TABLE {} ({}) ON COMMIT DROP").format(stage, sql.SQL(", ").join(
+            [sql.SQL("time timestamptz")] + [sql.SQL("{} text").format(sql.Identifier(t)) for t in self.tags]
+            + [sql.SQL("{} integer").format(c) for c in (n, *counts)])))
+        for block in batch.readings:
+            self._copy(cur, stage, block)
+        cur.execute(sql.SQL("INSERT INTO {table} ({key}, {counts}) SELECT {key}, {maxima} FROM {stage} "
+                            "GROUP BY {key} HAVING max({below}) > 0").format(
+            table=self.readings_table, key=sql.SQL(", ").join(key), counts=sql.SQL(", ").join((n, *counts)),
+            maxima=sql.SQL(", ").join(sql.SQL("coalesce(max({}), 0)").format(c) for c in (n, *counts)),
+            stage=stage, below=below))
+        cur.execute(sql.SQL("DROP TABLE {}").format(stage))
 
     def _copy(self, cur, table, block):
         options = sql.SQL("FORMAT csv")

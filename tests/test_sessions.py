@@ -327,3 +327,23 @@ def test_t90_and_t88_are_the_time_the_readings_spent_there_not_the_windows_whose
     assert recorded == 2 * HOUR and math.isclose(lowest_mean, 90.2)
     assert (t90, t88) == (2 * HOUR * 2 // 5, 2 * HOUR // 5)
     assert math.isclose(t90_pct, 40.0) and math.isclose(t88_pct, 20.0)
+
+
+def test_windows_whose_readings_are_all_90_or_more_count_none_below_without_a_row_of_counts(pg_url, standin):
+    """The readings table keeps the windows with a reading below 90 alone: the other windows' means (90 or
+    more) say their T90 and T88 exactly. An hour of 89, 91, 91, 88, 92 in every window, then an hour of 90,
+    93, 95, 90, 96 (mean 92.8): T90 and T88 as the readings say, with rows for the first hour's windows only."""
+    cycles = ((89.0, 91.0, 91.0, 88.0, 92.0), (90.0, 93.0, 95.0, 90.0, 96.0))
+    start = T0 - T0 % W
+    points = [("spo2", {"uid": "a"}, "spo2", start + s, cycles[s // HOUR][s % W]) for s in range(2 * HOUR)]
+    points += [("spo2", {"uid": "a"}, "bpm", start + s, 60.0) for s in range(2 * HOUR)]
+    feed_standin(standin, points)
+    Job(make_config(pg_url, standin.url, INITIAL_LOOKBACK="1d"), clock=FixedClock(start + 3 * HOUR)).run()
+    conn = psycopg2.connect(pg_url)
+    cur = conn.cursor()
+    cur.execute("SELECT recorded_s, t90_s, t88_s FROM pox_five_second_mean_sessions")
+    assert cur.fetchone() == (2 * HOUR, HOUR * 2 // 5, HOUR // 5)
+    cur.execute("SELECT count(*), min(time) = to_timestamp(%s), max(time) < to_timestamp(%s) "
+                "FROM pox_five_second_mean_readings", (start, start + HOUR))
+    assert cur.fetchone() == (HOUR // W, True, True)
+    conn.close()

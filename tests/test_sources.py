@@ -262,9 +262,10 @@ def readings_rows(pg_url, table):
 def test_each_windows_readings_below_90_and_at_or_below_88_are_counted_exactly_through_both_sources(
         pg_url, standin, influxd, influx_db):
     """T90 and T88 come from the readings: per window and device, how many SpO2 readings within VALID_RANGES,
-    how many below 90 and at or below 88, as InfluxDB counts them (Flux: the stand-in; InfluxQL: influxd)."""
-    points = [(m, tags, f, t, LOWS[(t * 3 + len(tags["uid"])) % len(LOWS)] if f == "spo2" else v)
-              for m, tags, f, t, v in pulse_points(NOW - HOUR, HOUR, uids=("a", "bb"))]
+    how many below 90 and at or below 88, as InfluxDB counts them (Flux: the stand-in; InfluxQL: influxd),
+    kept for the windows with a reading below 90 (the rest, all 90 or more, say it by their means)."""
+    points = [(m, tags, f, t, LOWS[(t * 3 + len(tags["uid"])) % len(LOWS)] if f == "spo2" and t % 600 < 300
+               else v) for m, tags, f, t, v in pulse_points(NOW - HOUR, HOUR, uids=("a", "bb"))]
     feed_standin(standin, points)
     feed_influxd(influxd, influx_db, points)
     clock = FixedClock(NOW)
@@ -272,7 +273,9 @@ def test_each_windows_readings_below_90_and_at_or_below_88_are_counted_exactly_t
         clock=clock).run()
     Job(make_config(pg_url, influxd.url, language="influxql", bucket=influx_db, TAGS="uid", PG_TABLE="q",
                     INITIAL_LOOKBACK="2h", CHUNK="30m"), clock=clock).run()
-    expected = {k: v for k, v in expected_readings(points).items() if k[0] < NOW - NOW % 5}
+    counted = {k: v for k, v in expected_readings(points).items() if k[0] < NOW - NOW % 5}
+    expected = {k: v for k, v in counted.items() if v[1] > 0}
     assert readings_rows(pg_url, "f") == expected
     assert readings_rows(pg_url, "q") == expected
     assert {v[1] > v[2] > 0 for v in expected.values()} >= {True}  # windows with readings at 88 < v < 90 too
+    assert len(expected) < len(counted) / 2 + 20  # the windows of 5 minutes in 10 whose readings are all >= 90
