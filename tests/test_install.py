@@ -218,6 +218,7 @@ def _login_user_runs(*command):
     """The command run from / by a login user (as `pi` on a Pi) whom sudo lets act as the service user without
     a password (sudo asks for one on a Pi); the user and its sudoers line are removed after."""
     user, sudoers = "ia-login-test", "/etc/sudoers.d/ia-login-test"
+    subprocess.run(["userdel", "--remove", user], capture_output=True)  # one an interrupted run left
     subprocess.run(["useradd", "--create-home", "--shell", "/bin/bash", user], check=True, capture_output=True)
     try:
         with open(sudoers, "w", encoding="utf-8") as handle:
