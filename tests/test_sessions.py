@@ -310,15 +310,21 @@ def test_a_changed_session_setting_recomputes_every_session(pg_url, standin, cha
         assert threshold == "93" and "below=93" in definition and below > t90  # 93: dips from ~95 count
 
 
+def _load_hours_of_cycles(pg_url, standin, *cycles):
+    """An hour of 1-Hz SpO2 readings per cycle (its readings repeated in every 5-second window) with a pulse of
+    60, loaded by one run; returns the first window's start."""
+    start = T0 - T0 % W
+    points = [("spo2", {"uid": "a"}, "spo2", start + s, cycles[s // HOUR][s % W]) for s in range(len(cycles) * HOUR)]
+    points += [("spo2", {"uid": "a"}, "bpm", start + s, 60.0) for s in range(len(cycles) * HOUR)]
+    feed_standin(standin, points)
+    Job(make_config(pg_url, standin.url, INITIAL_LOOKBACK="1d"), clock=FixedClock(start + 3 * HOUR)).run()
+    return start
+
+
 def test_t90_and_t88_are_the_time_the_readings_spent_there_not_the_windows_whose_mean_did(pg_url, standin):
     """Readings 89, 91, 91, 88, 92 in every window: each mean is 90.2, so no window mean is below 90, yet
     two readings in five are below 90 and one is at or below 88: T90 is 40 % of the night, T88 20 %."""
-    cycle = (89.0, 91.0, 91.0, 88.0, 92.0)
-    start = T0 - T0 % W
-    points = [("spo2", {"uid": "a"}, "spo2", start + s, cycle[s % W]) for s in range(2 * HOUR)]
-    points += [("spo2", {"uid": "a"}, "bpm", start + s, 60.0) for s in range(2 * HOUR)]
-    feed_standin(standin, points)
-    Job(make_config(pg_url, standin.url, INITIAL_LOOKBACK="1d"), clock=FixedClock(start + 3 * HOUR)).run()
+    _load_hours_of_cycles(pg_url, standin, (89.0, 91.0, 91.0, 88.0, 92.0), (89.0, 91.0, 91.0, 88.0, 92.0))
     conn = psycopg2.connect(pg_url)
     cur = conn.cursor()
     cur.execute("SELECT recorded_s, spo2_min, t90_s, t90_pct, t88_s, t88_pct FROM pox_five_second_mean_sessions")
@@ -333,12 +339,7 @@ def test_windows_whose_readings_are_all_90_or_more_count_none_below_without_a_ro
     """The readings table keeps the windows with a reading below 90 alone: the other windows' means (90 or
     more) say their T90 and T88 exactly. An hour of 89, 91, 91, 88, 92 in every window, then an hour of 90,
     93, 95, 90, 96 (mean 92.8): T90 and T88 as the readings say, with rows for the first hour's windows only."""
-    cycles = ((89.0, 91.0, 91.0, 88.0, 92.0), (90.0, 93.0, 95.0, 90.0, 96.0))
-    start = T0 - T0 % W
-    points = [("spo2", {"uid": "a"}, "spo2", start + s, cycles[s // HOUR][s % W]) for s in range(2 * HOUR)]
-    points += [("spo2", {"uid": "a"}, "bpm", start + s, 60.0) for s in range(2 * HOUR)]
-    feed_standin(standin, points)
-    Job(make_config(pg_url, standin.url, INITIAL_LOOKBACK="1d"), clock=FixedClock(start + 3 * HOUR)).run()
+    start = _load_hours_of_cycles(pg_url, standin, (89.0, 91.0, 91.0, 88.0, 92.0), (90.0, 93.0, 95.0, 90.0, 96.0))
     conn = psycopg2.connect(pg_url)
     cur = conn.cursor()
     cur.execute("SELECT recorded_s, t90_s, t88_s FROM pox_five_second_mean_sessions")
