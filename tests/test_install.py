@@ -20,7 +20,8 @@ from tests.support.readings import expected_means, feed_influxd, pulse_points
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 APP = "/opt/influx-archive"  # where install.sh deploys the code, venv and .env
-SCRIPTS = ["install.sh", "tests/run", ".ci/run", "setup/command.sh"]
+SCRIPTS = ["install.sh", "tests/run", ".ci/run", "setup/command.sh", "tests/grafana/other-versions", "bench/run",
+           "bench/validate", "bench/armhf"]
 FULL = os.environ.get("INFLUX_ARCHIVE_INSTALL_TEST") == "1"
 FAKE_CRONTAB = """#!/bin/sh
 # a stand-in for crontab(1): -l -u USER prints $FAKE_DIR/USER; -u USER - stores standard input there
