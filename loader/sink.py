@@ -13,7 +13,7 @@ import psycopg2.errors
 from psycopg2 import sql
 
 from .errors import SinkRejected, SourceQueryError
-from .pg import DDL_LOCK, PRIMARY_KEY_OF, TABLE_COLUMNS, archive_span, first_line, table_exists
+from .pg import DDL_LOCK, PRIMARY_KEY_OF, archive_span, first_line, table_exists
 from .sources.batch import READING_COUNTS
 from .sources.literal import number
 from .windows import format_duration, rfc3339
@@ -31,11 +31,14 @@ NOT_OURS_HELP = ("PG_TABLE {table} exists with primary key ({found}) but influx-
 WINDOW_CHANGED_HELP = ("set WINDOW back to {was}, or keep {now} windows in a new table: set PG_TABLE to a new name "
                        "(the {was} rows stay where they are)")
 
-# Each field column's comment records the VALID_RANGES its readings are refused by (a restore compares
-# it with the new Pi's settings: restore.check_fits)
-COLUMN_COMMENTS = """
-SELECT a.attname, col_description(a.attrelid, a.attnum) FROM pg_attribute a
+# The table's columns with their types and comments (pg.TABLE_COLUMNS and each column's comment, read in
+# one query): each field column's comment records the VALID_RANGES its readings are refused by (a restore
+# compares it with the new Pi's settings: restore.check_fits)
+COLUMNS_WITH_COMMENTS = """
+SELECT a.attname, format_type(a.atttypid, a.atttypmod), col_description(a.attrelid, a.attnum)
+FROM pg_attribute a
 WHERE a.attrelid = %(table)s::regclass AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY a.attnum
 """
 RANGE_PREFIX = "VALID_RANGES="
 
@@ -150,15 +153,14 @@ class ArchiveTable:
             raise SinkRejected(NOT_OURS_HELP.format(table=self.db.target, found=", ".join(found) or "none",
                                                     wanted=", ".join(wanted)))
         self._check_window(cur, qualified)
-        cur.execute(TABLE_COLUMNS, {"table": qualified})
-        columns = dict(cur.fetchall())
-        bad = [n for n, t in columns.items() if n not in wanted and t != "double precision"]
+        cur.execute(COLUMNS_WITH_COMMENTS, {"table": qualified})
+        columns = {n: (t, comment) for n, t, comment in cur.fetchall() if n not in wanted}
+        bad = [n for n, (t, _) in columns.items() if t != "double precision"]
         if bad:
             raise SinkRejected(f"{self.db.target} has column(s) {', '.join(bad)} that are not double precision")
-        self._columns = {n for n in columns if n not in wanted}
+        self._columns = set(columns)
         if self.valid_ranges is not None:
-            cur.execute(COLUMN_COMMENTS, {"table": qualified})
-            self._record_ranges(cur, {n: c for n, c in cur.fetchall() if n in self._columns})
+            self._record_ranges(cur, {n: comment for n, (_, comment) in columns.items()})
 
     def _check_window(self, cur, qualified):
         """Refuse a WINDOW other than the width of the rows already there (recomputing sessions over
