@@ -132,10 +132,11 @@ def check_fits(config, tools, pg_restore, path):
             problems.append(f"its archive keeps {'devices apart by ' + ', '.join(tags) if tags else 'one device'} "
                             f"(TAGS={','.join(tags)}), these settings "
                             f"{'TAGS=' + ','.join(config.tags) if config.tags else 'TAGS empty'}")
-    width = re.search(rf"^COMMENT ON TABLE {re.escape(table)} IS 'WINDOW=([^']*)';", text, re.M)
-    if width and width.group(1) != format_duration(config.window):
-        want["WINDOW"] = width.group(1)
-        problems.append(f"its rows are {width.group(1)} wide, WINDOW is {format_duration(config.window)}")
+    comment = dumped_table_comment(text, table) or ""
+    width = comment[len("WINDOW="):] if comment.startswith("WINDOW=") else None
+    if width and width != format_duration(config.window):
+        want["WINDOW"] = width
+        problems.append(f"its rows are {width} wide, WINDOW is {format_duration(config.window)}")
     fields = dumped_fields(text, table)
     left_out = [f for f in fields if config.fields and f not in config.fields]
     if left_out:
@@ -162,6 +163,19 @@ def _unquote(name):
     return name[1:-1].replace('""', '"') if name.startswith('"') else name
 
 
+_SQL_STRING = r"'((?:[^']|'')*)'"  # a string literal as pg_dump writes it, '' for a quote in it
+
+
+def _literal(text):
+    return text.replace("''", "'")
+
+
+def dumped_table_comment(schema_text, table):
+    """`table`'s comment in the dump's schema; None without one."""
+    found = re.search(rf"^COMMENT ON TABLE {re.escape(table)} IS {_SQL_STRING};", schema_text, re.M)
+    return _literal(found.group(1)) if found else None
+
+
 def dumped_fields(schema_text, table):
     """The field columns (double precision) of `table`'s CREATE TABLE in the dump's schema, in order."""
     body = re.search(rf"^CREATE TABLE {re.escape(table)} \(\n(.*?)\n\);", schema_text, re.M | re.S)
@@ -171,8 +185,8 @@ def dumped_fields(schema_text, table):
 
 def dumped_column_comments(schema_text, table):
     """{column: comment} of `table`'s columns in the dump's schema."""
-    statement = rf"""^COMMENT ON COLUMN {re.escape(table)}\.("(?:[^"]|"")+"|[^\s"]+) IS '((?:[^']|'')*)';"""
-    return {_unquote(m.group(1)): m.group(2).replace("''", "'") for m in re.finditer(statement, schema_text, re.M)}
+    statement = rf"""^COMMENT ON COLUMN {re.escape(table)}\.("(?:[^"]|"")+"|[^\s"]+) IS {_SQL_STRING};"""
+    return {_unquote(m.group(1)): _literal(m.group(2)) for m in re.finditer(statement, schema_text, re.M)}
 
 
 # the sessions table's comment (sessions.Sessions.definition) token -> the setting it comes from
@@ -187,15 +201,15 @@ def sessions_kept_otherwise(config, schema_text):
     table = dumped_table(schema_text, config.pg_schema, config.pg_table + "_sessions", "COMMENT ON TABLE {} IS ")
     if table is None:
         return []
-    kept = re.search(rf"^COMMENT ON TABLE {re.escape(table)} IS '((?:[^']|'')*)';", schema_text, re.M)
+    kept = dumped_table_comment(schema_text, table)
     if kept and not config.session_spo2:
         return ["note: the dump holds sessions (nights), and SESSION_SPO2=none here keeps none: they stay as "
                 "restored and no run updates them (set SESSION_SPO2 to the SpO2 field to keep them current)"]
     ours = archive.sessions(Database(config), config).definition()
-    if not kept or kept.group(1).replace("''", "'") == ours:
+    if not kept or kept == ours:
         return []
     theirs, now = (dict(token.split("=", 1) for token in text.split() if "=" in token)
-                   for text in (kept.group(1), ours))
+                   for text in (kept, ours))
     changed = []
     for token, setting in _SESSION_SETTINGS.items():
         if token in theirs and theirs[token] != now.get(token):
