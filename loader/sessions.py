@@ -213,14 +213,13 @@ def held(values, runs, lowest=True):
     return keep(found) if found else keep(values)
 
 
-def time_below(spo2, shares, window):
-    """(T90, T88) in whole seconds: per window, its share of readings below 90 (at or below 88) times its
-    width (shares: the two lists _rows reads, from READING_COUNTS); without them, each window whose mean
-    is below 90 (at or below 88) whole."""
-    if not shares:
-        return sum(map(T90.__gt__, spo2)) * window, sum(map(T88.__ge__, spo2)) * window
-    below, atmost = shares
-    return round(math.fsum(below) * window), round(math.fsum(atmost) * window)
+def time_below(spo2, window, counted=(0.0, 0.0)):
+    """(T90, T88) in whole seconds: each window whose mean is below 90 (at or below 88) whole, plus
+    `counted`: over the windows with reading counts, their shares of readings below 90 (at or below 88)
+    less what their means counted (Sessions.counted_shares). So each window counts its share of readings
+    times its width, and a window without counts counts by its mean."""
+    return (round((sum(map(T90.__gt__, spo2)) + counted[0]) * window),
+            round((sum(map(T88.__ge__, spo2)) + counted[1]) * window))
 
 
 @dataclass
@@ -229,17 +228,18 @@ class Summary:
     row: dict
 
 
-def summarise(rows, window, run_started, below=None):
+def summarise(rows, window, run_started, below=None, shares=None):
     """One session's row, keyed by METRICS' columns, from its windows [(epoch start, spo2, pulse)], spo2
-    never None."""
-    times, spo2, pulses, *counts = map(list, zip(*rows))
+    never None. shares(start, end): the reading counts' correction of T90/T88 over the windows in
+    [start, end) (time_below); None: by the means alone."""
+    times, spo2, pulses = map(list, zip(*rows))
     pulse = [p for p in pulses if p is not None]
     runs = stretches(times, window)
     pulse_runs = runs if len(pulse) == len(times) else stretches([t for t, p in zip(times, pulses) if p is not None],
                                                                   window)
     recorded = len(rows) * window
     hours = recorded / 3600
-    t90, t88 = time_below(spo2, counts, window)
+    t90, t88 = time_below(spo2, window, shares(times[0], times[-1] + window) if shares else (0.0, 0.0))
     found = {drop: desaturation_events(times, spo2, window, drop) for drop in DROPS}
     counts, events = {drop: len(e) for drop, e in found.items()}, found[min(DROPS)]
     row = {"run_started": run_started, "ended": times[-1] + window, "recorded_s": recorded,
@@ -259,18 +259,19 @@ def summarise(rows, window, run_started, below=None):
     return Summary(times[0], row)
 
 
-def sessions_of(rows, window, gap, minimum, below=None, run_started=None, last_end=None):
+def sessions_of(rows, window, gap, minimum, below=None, run_started=None, last_end=None, shares=None):
     """The sessions in rows (ascending (epoch start, spo2, pulse), spo2 present; any iterable, read
     once, holding one session's rows at a time). A run of rows ends where the next starts more than
     `gap` after the previous one's end; runs shorter than `minimum` are not sessions; longer than
     MAX_S, they are cut every MAX_S from their start. run_started, last_end: the run that the rows
-    may continue (its earlier sessions already kept): where it began and where its last window ended."""
+    may continue (its earlier sessions already kept): where it began and where its last window ended.
+    shares: summarise's."""
     piece, run_start, cut = [], run_started, None  # cut: where the run's next MAX_S begins
     limit = None if last_end is None else last_end + gap  # a window starting after this ends the run
 
     def finish(run_goes_on):
         if piece and (run_goes_on or piece[-1][0] + window - run_start >= minimum):
-            return summarise(piece, window, run_start, below)
+            return summarise(piece, window, run_start, below, shares)
         return None
 
     append = piece.append
@@ -370,8 +371,9 @@ class Sessions:
         at a time."""
         for device in self._devices(cur):
             where, params = self._device(device)
+            shares = self.counted_shares(cur, device)
             with self._rows(cur, fields, where, "", params) as rows:
-                for summary in sessions_of(rows, self.window, self.gap, self.minimum, self.below):
+                for summary in sessions_of(rows, self.window, self.gap, self.minimum, self.below, shares=shares):
                     self._insert(cur, device, summary)
 
     def refresh(self, cur, fields, start, end):
@@ -399,48 +401,62 @@ class Sessions:
             cur.execute(sql.SQL("DELETE FROM {} WHERE {} AND started < to_timestamp(%(hi)s) "
                                 "AND ended > to_timestamp(%(lo)s)").format(self.table, where), params)
             bounds = "AND time >= to_timestamp(%(lo)s) AND time < to_timestamp(%(hi)s)"
+            shares = self.counted_shares(cur, device)
             with self._rows(cur, fields, where, bounds, params) as rows:
                 for summary in sessions_of(rows, self.window, self.gap, self.minimum, self.below,
-                                           run_started, last_end):
+                                           run_started, last_end, shares):
                     self._insert(cur, device, summary)
 
     @contextlib.contextmanager
     def _rows(self, cur, fields, where, bounds, params):
-        """(epoch, spo2, pulse, share below 90, share at or below 88) of a device's windows with SpO2 in
-        time order, read from the server a part at a time (a run worn around the clock may hold months).
-        The shares are of the window's readings, from <PG_TABLE>_readings (READING_COUNTS); a window it has
-        no counts for (every reading 90 or more, which the sink keeps no row for; archived before it, an
-        adopted table) is 1 or 0 by its mean."""
-        spo2 = sql.SQL("a.{}").format(sql.Identifier(self.spo2))
-        pulse = sql.SQL("a.{}").format(sql.Identifier(self.pulse)) if self.pulse and self.pulse in fields \
-            else sql.SQL("NULL::float8")
-        readings = sql.Identifier(self.db.schema, f"{self.db.table_name}_readings")
-        (n, _, _), *thresholds = READING_COUNTS
-        counted = table_exists(cur, readings.as_string(cur))
-        # each window's counts by its key in the readings table's primary key (OFFSET 0 keeps the lookup a
-        # lookup): a join the planner may choose otherwise, with the statistics of a table filled in this very
-        # transaction, was a nested loop over the whole readings table for every window (quadratic)
-        by_key = sql.SQL(" AND ").join(sql.SQL("r.{c} = a.{c}").format(c=sql.Identifier(c))
-                                       for c in ("time", *self.tags))
-        joined = sql.SQL(" LEFT JOIN LATERAL (SELECT {} FROM {} r WHERE {} OFFSET 0) r ON true").format(
-            sql.SQL(", ").join(sql.Identifier(c) for c, _, _ in READING_COUNTS), readings, by_key) \
-            if counted else sql.SQL("")
-        shares = []
-        for column, compare, bound in thresholds:
-            by_mean = sql.SQL("({} " + compare + " {})::int::float8").format(spo2, sql.Literal(bound))
-            shares.append(sql.SQL("coalesce(r.{c}::float8 / nullif(r.{n}, 0), {m})").format(
-                c=sql.Identifier(column), n=sql.Identifier(n), m=by_mean) if counted else by_mean)
+        """(epoch, spo2, pulse) of a device's windows with SpO2 in time order, read from the server a part
+        at a time (a run worn around the clock may hold months)."""
+        spo2 = sql.Identifier(self.spo2)
+        pulse = sql.Identifier(self.pulse) if self.pulse and self.pulse in fields else sql.SQL("NULL::float8")
         rows = cur.connection.cursor(name="influx_archive_session_rows")
         rows.itersize = 20000
         try:
-            rows.execute(sql.SQL("SELECT extract(epoch FROM time)::bigint, {spo2}, {pulse}, {counts} FROM {table} a"
-                                 "{joined} WHERE {where} AND {spo2} IS NOT NULL " + bounds + " ORDER BY time").format(
-                spo2=spo2, pulse=pulse,
-                counts=sql.SQL(", ").join(shares), table=self.db.table,
-                joined=joined, where=where), params)
+            rows.execute(sql.SQL("SELECT extract(epoch FROM time)::bigint, {spo2}, {pulse} FROM {table} "
+                                 "WHERE {where} AND {spo2} IS NOT NULL " + bounds + " ORDER BY time").format(
+                spo2=spo2, pulse=pulse, table=self.db.table, where=where), params)
             yield rows
         finally:
             rows.close()
+
+    def counted_shares(self, cur, device):
+        """summarise's `shares` for a device: over its windows in [start, end) that <PG_TABLE>_readings has
+        counts for (READING_COUNTS: the windows holding a reading below 90, which the sink keeps), the sums
+        of their shares of readings below 90 and at or below 88 less what their means count. Every other
+        window counts by its mean: its readings are all 90 or more (the sink keeps no row), or it was archived
+        before the counts were kept (an adopted table). None when there is no readings table. A query on the
+        readings table's few rows per session, where a share read beside every window had cost a key lookup
+        per window."""
+        readings = sql.Identifier(self.db.schema, f"{self.db.table_name}_readings")
+        if not table_exists(cur, readings.as_string(cur)):
+            return None
+        (n, _, _), *thresholds = READING_COUNTS
+        spo2 = sql.SQL("a.{}").format(sql.Identifier(self.spo2))
+        sums = [sql.SQL("coalesce(sum(r.{c}::float8 / r.{n} - ({m} " + compare + " {b})::int), 0)").format(
+            c=sql.Identifier(column), n=sql.Identifier(n), m=spo2, b=sql.Literal(bound))
+            for column, compare, bound in thresholds]
+        params = {f"tag{i}": v for i, v in enumerate(device)}
+        device_of = [sql.SQL("r.{} = %({})s").format(sql.Identifier(t), sql.SQL(f"tag{i}"))
+                     for i, t in enumerate(self.tags)]
+        # each window's mean by the archive's primary key (OFFSET 0 keeps the lookup a lookup, whatever the
+        # statistics of tables filled in this very transaction suggest to the planner)
+        by_key = sql.SQL(" AND ").join(sql.SQL("a.{c} = r.{c}").format(c=sql.Identifier(c))
+                                       for c in ("time", *self.tags))
+        query = sql.SQL("SELECT {sums} FROM {readings} r CROSS JOIN LATERAL (SELECT {spo2} FROM {table} a "
+                        "WHERE {by_key} OFFSET 0) a WHERE {device} r.{n} > 0 AND a.{spo2} IS NOT NULL "
+                        "AND r.time >= to_timestamp(%(lo)s) AND r.time < to_timestamp(%(hi)s)").format(
+            sums=sql.SQL(", ").join(sums), readings=readings, spo2=sql.Identifier(self.spo2), table=self.db.table,
+            by_key=by_key, device=sql.SQL("").join(d + sql.SQL(" AND ") for d in device_of),
+            n=sql.Identifier(n)).as_string(cur)
+
+        def shares(start, end):
+            cur.execute(query, dict(params, lo=start, hi=end))
+            return cur.fetchone()
+        return shares
 
     def _devices(self, cur, start=None, end=None):
         if not self.tags:
