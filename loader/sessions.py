@@ -126,7 +126,7 @@ class Event:
     area: float
 
 
-def desaturation_events(times, values, window, drop):
+def desaturation_events(times, values, window, drop, level_windows=1):
     """The desaturations of at least `drop` points in window means (times ascending, epoch seconds).
 
     Jung/Hwang's fiducial points, on window means (docs/sessions.md): a window whose mean is lower than
@@ -136,7 +136,9 @@ def desaturation_events(times, values, window, drop):
     EVENT_MIN_S after its start that is back within RECOVERED of the level, or `drop` above its lowest
     (a fall that takes longer than EVENT_MAX_S to reach `drop` is abandoned like one that rises).
     It counts when it lasted at most EVENT_MAX_S and held HELD windows more than RECOVERED below its
-    level; the search resumes after its end. A missing window ends a candidate or an event uncounted."""
+    level; the search resumes after its end. A missing window ends a candidate or an event uncounted.
+    level_windows: the level is the mean of this many windows before the first fallen one (where they
+    follow each other); the rule is 1, bench/lowest_reading measures 2."""
     events, n, i = [], len(times), 1
     # the lowest mean of each stretch of windows an event could reach its nadir in (a block of `span` and
     # the next): where even that is not `drop` below, no candidate starts there (a smooth decline would
@@ -145,16 +147,22 @@ def desaturation_events(times, values, window, drop):
     reach = [min(values[b:b + 2 * span]) for b in range(0, n, span)]  # covers [i, i + span) from b = i // span
     # and the highest level a candidate starting in the block can have (values[i - 1]): a block whose
     # highest is not `drop` above its reach is passed whole, as each of its windows would be
-    peak = [max(values[max(b - 1, 0):b + span - 1]) for b in range(0, n, span)]
+    peak = [max(values[max(b - level_windows, 0):b + span - 1]) for b in range(0, n, span)]
     while i < n:
         block = i // span
         if reach[block] > peak[block] - drop:
             i = (block + 1) * span
             continue
-        if times[i] - times[i - 1] != window or values[i] >= values[i - 1] or reach[block] > values[i - 1] - drop:
+        if times[i] - times[i - 1] != window or values[i] >= values[i - 1]:
             i += 1
             continue
-        level, first, lowest, j = values[i - 1], i, values[i], i + 1
+        level, before = values[i - 1], i - level_windows
+        if level_windows > 1 and before >= 0 and times[i - 1] - times[before] == (level_windows - 1) * window:
+            level = math.fsum(values[before:i]) / level_windows
+        if reach[block] > level - drop:
+            i += 1
+            continue
+        first, lowest, j = i, values[i], i + 1
         while lowest > level - drop and j < n and times[j] - times[j - 1] == window:
             if values[j] > lowest + RISE_ALLOWED or times[j] - times[first - 1] > EVENT_MAX_S:
                 break
