@@ -438,7 +438,8 @@ class Sessions:
         window counts by its mean: its readings are all 90 or more (the sink keeps no row), or it was archived
         before the counts were kept (an adopted table). None when there is no readings table. A query on the
         readings table's few rows per session, where a share read beside every window had cost a key lookup
-        per window."""
+        per window; the rows without a reading below 90 that archives kept before the table was sparse
+        change nothing (their mean is 90 or more), and are not looked up."""
         readings = sql.Identifier(self.db.schema, f"{self.db.table_name}_readings")
         if not table_exists(cur, readings.as_string(cur)):
             return None
@@ -455,11 +456,11 @@ class Sessions:
         by_key = sql.SQL(" AND ").join(sql.SQL("a.{c} = r.{c}").format(c=sql.Identifier(c))
                                        for c in ("time", *self.tags))
         query = sql.SQL("SELECT {sums} FROM {readings} r CROSS JOIN LATERAL (SELECT {spo2} FROM {table} a "
-                        "WHERE {by_key} OFFSET 0) a WHERE {device} r.{n} > 0 AND a.{spo2} IS NOT NULL "
+                        "WHERE {by_key} OFFSET 0) a WHERE {device} r.{below} > 0 AND a.{spo2} IS NOT NULL "
                         "AND r.time >= to_timestamp(%(lo)s) AND r.time < to_timestamp(%(hi)s)").format(
             sums=sql.SQL(", ").join(sums), readings=readings, spo2=sql.Identifier(self.spo2), table=self.db.table,
             by_key=by_key, device=sql.SQL("").join(d + sql.SQL(" AND ") for d in device_of),
-            n=sql.Identifier(n)).as_string(cur)
+            below=sql.Identifier(thresholds[0][0])).as_string(cur)
 
         def shares(start, end):
             cur.execute(query, dict(params, lo=start, hi=end))
