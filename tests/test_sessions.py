@@ -346,3 +346,15 @@ def test_windows_whose_readings_are_all_90_or_more_count_none_below_without_a_ro
                 "FROM pox_five_second_mean_readings", (start, start + HOUR))
     assert cur.fetchone() == (HOUR // W, True, True)
     conn.close()
+
+
+def test_windows_whose_mean_is_below_90_count_only_their_readings_below(pg_url, standin):
+    """A window whose mean is below 90 (at or below 88) but not all of whose readings are counts its share of
+    readings, not the whole window: an hour of 91, 89, 88, 87, 89 (mean 88.8: four readings in five below 90, two
+    at or below 88), then an hour of 89, 88, 87, 86, 90 (mean 88: four below 90, three at or below 88)."""
+    _load_hours_of_cycles(pg_url, standin, (91.0, 89.0, 88.0, 87.0, 89.0), (89.0, 88.0, 87.0, 86.0, 90.0))
+    conn = psycopg2.connect(pg_url)
+    cur = conn.cursor()
+    cur.execute("SELECT recorded_s, t90_s, t88_s FROM pox_five_second_mean_sessions")
+    assert cur.fetchone() == (2 * HOUR, 2 * HOUR * 4 // 5, HOUR * 2 // 5 + HOUR * 3 // 5)
+    conn.close()
