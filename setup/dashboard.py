@@ -4,7 +4,7 @@ dashboard.json for an archive without TAGS, dashboard-devices.json for TAGS=uid 
 one series per device). A test keeps the files in step with this script.
 
 Every panel's SQL is written for Grafana's PostgreSQL data source (macros $__timeFilter, $__timeFrom,
-$__timeTo, $__interval; the device variable as Grafana's SQL formatting quotes it, 'a','b') and runs
+$__timeTo, $__interval_ms; the device variable as Grafana's SQL formatting quotes it, 'a','b') and runs
 as the read-only role; tests/test_dashboard.py expands and runs each one.
 """
 
@@ -21,13 +21,14 @@ DS = {"type": "grafana-postgresql-datasource", "uid": "${DS_INFLUX_ARCHIVE}"}
 RANGE = "($__timeTo()::timestamptz - $__timeFrom()::timestamptz)"
 # (table suffix, largest range it serves, its rows' width); every level is bucketed by $__interval (the range
 # over the panel's width in pixels) where that is wider than its rows: a 7-day graph reads the 1-minute rollup
-# and draws one point per pixel, not 10,080
+# and draws one point per pixel, not 10,080. In milliseconds ($__interval_ms): Grafana writes an interval of a
+# year or more as 1y, which date_bin refuses (a year has no fixed length)
 LEVELS = (("", "6 hours", "5 seconds"), ("_1m", "7 days", "1 minute"), ("_1h", "120 days", "1 hour"),
           ("_1d", None, "1 day"))
 
 
 def level_bucket(rows):
-    return f"greatest('$__interval'::interval, interval '{rows}')"
+    return f"greatest(make_interval(secs => $__interval_ms / 1000.0), interval '{rows}')"
 
 
 # how a rollup's columns combine into a wider bucket: the mean weighted by <f>_n (windows with a value)

@@ -145,6 +145,21 @@ def test_every_panel_runs_as_a_read_only_role(archive, range_name):
     conn.close()
 
 
+def test_a_panel_of_few_points_over_years_gets_buckets_of_a_year_not_an_error(archive):
+    """A panel's Max data points set low (10 over two years): Grafana's $__interval becomes 1y, a stride
+    PostgreSQL's date_bin refuses (months and years have no fixed length); the buckets come from
+    $__interval_ms, a fixed length, so every series still draws its points."""
+    name, devices, url = archive
+    start, end = NOW - RANGES["2 years"], NOW
+    conn = psycopg2.connect(url)
+    cur = conn.cursor()
+    for panel in panels(name):
+        if panel["type"] == "timeseries":
+            cur.execute(expand(panel["targets"][0]["rawSql"], start, end, ALL[devices], max_points=10))
+            assert cur.fetchall(), panel["title"]
+    conn.close()
+
+
 def test_one_device_chosen_shows_that_device_only(archive):
     """With TAGS=uid; the dashboard for an archive without TAGS has no device to choose."""
     name, devices, url = archive

@@ -8,7 +8,8 @@
                            (pkg/tsdb/grafana-postgresql-datasource/macros.go)
   $__timeGroupAlias(c, i)  the same AS "time"
   $__interval              the panel interval: range / max data points, rounded to a nice step,
-                           never below the panel's min interval
+                           never below the panel's min interval, in the largest unit that divides it (1y)
+  $__interval_ms           the same in milliseconds (replaced first, as Grafana does)
   ${var}, $var             dashboard variables
 """
 
@@ -39,9 +40,10 @@ def _time(epoch):
     return datetime.fromtimestamp(epoch, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def expand(sql, start, end, variables, min_interval=5, timescaledb=False):
-    interval = interval_for(start, end, min_interval)
-    text = sql.replace("$__interval", interval)
+def expand(sql, start, end, variables, min_interval=5, timescaledb=False, max_points=1000):
+    """sql as Grafana sends it for a panel max_points wide (its Max data points)."""
+    interval = interval_for(start, end, min_interval, max_points)
+    text = sql.replace("$__interval_ms", str(seconds_of(interval) * 1000)).replace("$__interval", interval)
     for name, value in variables.items():
         text = text.replace("${" + name + "}", value)
         text = re.sub(r"\$" + name + r"\b", value, text)
