@@ -1,6 +1,6 @@
 """What keeping each window's lowest reading would do for ODI: a measurement of a design not built.
 
-  .venv-test/bin/python -m bench.lowest_reading --pobm .venv-pobm/bin/python [--seed 1,2,3,4]
+  .venv-test/bin/python -m bench.lowest_reading --pobm .venv-pobm/bin/python [--seed 1,2,3,4] [--sweep]
 
 The night-numbers issue suggests keeping, per window, the lowest SpO2 reading beside the mean, for brief
 (10-22 s) dips whose 5-second means fall short of 4 points. This takes bench/validate's nights, makes
@@ -27,7 +27,11 @@ WINDOW = 5
 SPO2_RANGE = (50, 100)  # the default VALID_RANGES for spo2
 # (windows the level is the mean of, slack, margin)
 VARIANTS = tuple((level, slack, margin) for level in (1, 2)
-                 for slack, margin in ((None, None), (0.5, 0.5), (0.5, 0.75), (0.5, 1.0), (1.0, 0.5), (1.0, 0.75)))
+                 for slack, margin in ((None, None), (0.5, 0.5), (0.5, 0.75), (0.5, 1.0), (1.0, 0.5), (1.0, 0.75),
+                                       (1.0, 1.0)))
+# --sweep: every slack and margin of a grid, to see whether a result is a plateau or one lucky point
+SWEEP = tuple((level, slack, margin) for level in (1, 2) for slack, margin in [(None, None)] + [
+    (slack, margin) for slack in (0.5, 1.0, 1.5, 2.0) for margin in (0.5, 0.75, 1.0, 1.25, 1.5)])
 
 
 def windows(readings):
@@ -61,12 +65,15 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pobm", required=True, help="the python of the venv holding pobm (bench/validate makes it)")
     parser.add_argument("--seed", type=seeds, default=[1, 2, 3, 4], help="seeds of the nights (default 1,2,3,4)")
+    parser.add_argument("--sweep", action="store_true", help="a grid of slacks and margins, the counts alone")
     args = parser.parse_args()
-    met = dict.fromkeys(VARIANTS, 0)
+    variants = SWEEP if args.sweep else VARIANTS
+    met = dict.fromkeys(variants, 0)
     total = 0
     names = [("level 1 window" if level == 1 else f"level {level} windows") + (
-        ", means only" if slack is None else f", slack {slack} margin {margin}") for level, slack, margin in VARIANTS]
-    print("ODI3/ODI4 per hour; '!' a night that misses a target. Columns: truth, pobm, then " + ", ".join(names))
+        ", means only" if slack is None else f", slack {slack} margin {margin}") for level, slack, margin in variants]
+    if not args.sweep:
+        print("ODI3/ODI4 per hour; '!' a night that misses a target. Columns: truth, pobm, then " + ", ".join(names))
     for seed in args.seed:
         night_list = nights(seed)
         pobm = reference(night_list, args.pobm)
@@ -75,7 +82,7 @@ def main():
             hours = len(times) * WINDOW / 3600
             truth, ref = night["truth"], pobm[night["kind"]]
             cells = []
-            for variant in VARIANTS:
+            for variant in variants:
                 odi = {name: count(times, means, lowest, drop, *variant) / hours
                        for drop, name in ((3, "odi3"), (4, "odi4"))}
                 ok = all(abs(odi[n] - ref[n]) <= max(5, 0.3 * ref[n])
@@ -83,9 +90,10 @@ def main():
                 met[variant] += ok
                 cells.append(f"{odi['odi3']:4.1f}/{odi['odi4']:4.1f}{' ' if ok else '!'}")
             total += 1
-            print(f"{seed} {night['kind']:<9} {truth['odi3']:4.1f}/{truth['odi4']:4.1f}  "
-                  f"{ref['odi3']:4.1f}/{ref['odi4']:4.1f}  | " + " ".join(cells))
-    for name, variant in zip(names, VARIANTS):
+            if not args.sweep:
+                print(f"{seed} {night['kind']:<9} {truth['odi3']:4.1f}/{truth['odi4']:4.1f}  "
+                      f"{ref['odi3']:4.1f}/{ref['odi4']:4.1f}  | " + " ".join(cells))
+    for name, variant in zip(names, variants):
         print(f"{name:<38} {met[variant]} of {total} nights meet the ODI targets")
     sys.exit(0)
 
