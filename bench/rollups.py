@@ -17,6 +17,7 @@ import time
 from loader import archive
 from loader import config as config_module
 from loader.pg import DDL_LOCK, Database
+from setup.dashboard import LEVELS
 from tests.support.grafana_macros import expand
 from tests.support.servers import PostgresServer
 
@@ -48,6 +49,10 @@ def main():
     parser.add_argument("--days", type=int, default=365)
     parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args()
+    hourly_days = int(LEVELS[-2][1].split()[0])  # the daily rollup serves the ranges longer than the hourly's
+    if args.days <= hourly_days:
+        parser.error(f"--days {args.days}: give more than {hourly_days}; over fewer days the SpO2 panel reads the "
+                     "hourly rollup, and this compares the daily one with the 5-second table")
     server = PostgresServer()
     try:
         cfg = config_module.load(None, environ={"INFLUX_URL": "http://unused", "INFLUX_TOKEN": "x", "INFLUX_ORG": "o",
