@@ -63,6 +63,10 @@ def test_backfill_stops_at_the_last_complete_window(pg_url, standin):
 
 
 def test_kill_9_during_a_multi_chunk_backfill_leaves_no_partial_chunk(pg_url, standin):
+    """SIGKILL while a 36-chunk backfill starts, then once it has committed 1, 4, 7 ... 19 chunks, each time a
+    random few milliseconds later (anywhere in the next chunk's work): every chunk of the archive is whole or
+    absent after each kill, and a rerun completes it. The kills wait for the commits they follow, not for a
+    time that a slower or faster machine would make land before the first chunk or after the last."""
     end = now() - now() % 600 - 600
     start = end - 6 * HOUR
     points = pulse_points(start, 6 * HOUR)
@@ -72,19 +76,38 @@ def test_kill_9_during_a_multi_chunk_backfill_leaves_no_partial_chunk(pg_url, st
     pieces = chunks(start, end, 600)
     rng = random.Random(20261122)
     args = ["backfill", "--start", rfc3339(start), "--end", rfc3339(end)]
+    watch = psycopg2.connect(pg_url)
+    watch.autocommit = True
+    cur = watch.cursor()
     interrupted = 0
-    for attempt in range(20):
+    for after in (0, *range(1, 20, 3)):  # committed chunks to kill after (36 in all: the kill lands before the end)
+        cur.execute("SELECT to_regclass('influx_archive_runs') IS NOT NULL")
+        newer_than = 0
+        if cur.fetchone()[0]:
+            cur.execute("SELECT coalesce(max(id), 0) FROM influx_archive_runs")
+            newer_than = cur.fetchone()[0]
         proc = subprocess.Popen([sys.executable, "-m", "loader", "--env-file", os.devnull, *args], cwd=ROOT, env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.1, 1.2))
+        deadline = time.monotonic() + 60
+        while after:  # until this run has committed `after` chunks
+            cur.execute("SELECT to_regclass('influx_archive_runs') IS NOT NULL")
+            if cur.fetchone()[0]:
+                cur.execute("SELECT coalesce(max(chunks), 0) FROM influx_archive_runs WHERE id > %s", (newer_than,))
+                if cur.fetchone()[0] >= after:
+                    break
+            assert proc.poll() is None, f"the backfill ended (exit {proc.returncode}) before {after} chunks"
+            assert time.monotonic() < deadline, f"no {after} chunks committed in 60 s"
+            time.sleep(0.005)
+        time.sleep(rng.uniform(0, 0.03))  # not a wait: where in the next chunk's work the kill lands
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         rows = archive_rows(pg_url)
         for lo, hi in pieces:
             inside = {k: v for k, v in rows.items() if lo <= k[0] < hi}
             want = {k: v for k, v in expected.items() if lo <= k[0] < hi}
-            assert inside in ({}, want), f"kill {attempt}: chunk {lo}..{hi} is partial"
+            assert inside in ({}, want), f"kill after {after} chunks: chunk {lo}..{hi} is partial"
         interrupted += 0 < len(rows) < len(expected)
+    watch.close()
     assert interrupted >= 1, "no kill landed in the middle of the backfill"
     result = cli(*args, env=env)
     assert result.returncode == 0, result.stderr
