@@ -70,9 +70,13 @@ def test_token_never_in_process_list_logs_or_status(tmp_path, pg_url, standin):
     env = flux_env(pg_url, standin, INITIAL_LOOKBACK="2h", LOG_FILE=log_file)
     proc = subprocess.Popen([sys.executable, "-m", "loader", "--env-file", os.devnull, "-v", "run"], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(1.5)
+    deadline = time.monotonic() + 30
+    while not standin.queries:  # the loader itself is running (not the fork before exec) once InfluxDB is asked
+        assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
     with open(f"/proc/{proc.pid}/cmdline", "rb") as f:
-        assert TOKEN.encode() not in f.read()
+        argv = f.read()
+    assert b"loader" in argv and TOKEN.encode() not in argv
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     status = cli("status", env=env)
