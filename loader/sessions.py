@@ -14,6 +14,7 @@ caller's transaction, from the 5-second rows: a night crossing a chunk boundary,
 backfill or a rebuild replace the sessions they touch and never add a second one.
 """
 
+import bisect
 import contextlib
 import logging
 import math
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from psycopg2 import sql
 
 from .pg import archive_span, table_exists
-from .sources.batch import READING_COUNTS, T88, T90  # the thresholds the readings are counted at
+from .sources.batch import LOWEST, LOWEST_MARGIN, READING_COUNTS, T88, T90  # what the readings are counted at
 from .windows import rfc3339
 
 log = logging.getLogger(__name__)
@@ -36,8 +37,12 @@ EVENT_MAX_S = 120  # longer is a change of baseline, not an event (T90 counts it
 HELD = 2  # windows: an event has this many more than RECOVERED below its level; nadir and pulse extremes
 #           are held this long (a one-second artefact moves one window mean)
 DROPS = (3, 4)
+SLACK = 0.5  # points: candidates are found this much shallower on the means, and count when the means reach
+#              the drop or a window's lowest reading reaches it and LOWEST_MARGIN more (a brief dip that its
+#              5-second means average away; the sink keeps a lowest reading only where that can happen)
 MAX_S = 86400  # a longer run (an oximeter worn around the clock) is cut every 24 h from its start
-RULE = "desat-v2 t90-readings"  # changes when the rules above or the columns change, so stored sessions are recomputed
+# changes when the rules above or the columns change, so stored sessions are recomputed
+RULE = "desat-v3 t90-readings lowest-reading"
 
 
 # Colour bands at clinically meaningful thresholds ((colour, from value), lowest first), for the dashboard
@@ -189,9 +194,31 @@ def desaturation_events(times, values, window, drop, level_windows=1):
     return events
 
 
-def desaturations(times, values, window, drops=DROPS):
-    """{drop: how many desaturations of at least `drop` points the window means hold}."""
-    return {drop: len(desaturation_events(times, values, window, drop)) for drop in drops}
+def desaturations_with_lowest(times, values, window, drop, lowest=None):
+    """The desaturations of at least `drop` points, from the window means and the lowest readings: the
+    events desaturation_events finds SLACK points shallower, kept when their means fall `drop` below the
+    level before them or a window's lowest reading (lowest: {window start: lowest reading}, the windows
+    whose lowest reading the sink kept; a window without one counts by its mean, which can then count
+    nothing the means do not) falls `drop` + LOWEST_MARGIN below it (the lowest of five noisy readings
+    sits under their mean)."""
+    kept = []
+    for event in desaturation_events(times, values, window, drop - SLACK):
+        if event.depth >= drop:
+            kept.append(event)
+            continue
+        if not lowest:
+            continue
+        first = bisect.bisect_left(times, event.start)
+        end = bisect.bisect_left(times, event.start + event.duration)  # the window the event recovered in
+        deepest = min(lowest.get(times[q], values[q]) for q in range(first, end + 1))
+        if values[first - 1] - deepest >= drop + LOWEST_MARGIN:
+            kept.append(event)
+    return kept
+
+
+def desaturations(times, values, window, drops=DROPS, lowest=None):
+    """{drop: how many desaturations of at least `drop` points the window means (and lowest readings) hold}."""
+    return {drop: len(desaturations_with_lowest(times, values, window, drop, lowest)) for drop in drops}
 
 
 def stretches(times, window):
@@ -224,7 +251,7 @@ def held(values, runs, lowest=True):
 def time_below(spo2, window, counted=(0.0, 0.0)):
     """(T90, T88) in whole seconds: each window whose mean is below 90 (at or below 88) whole, plus
     `counted`: over the windows with reading counts, their shares of readings below 90 (at or below 88)
-    less what their means counted (Sessions.counted_shares). So each window counts its share of readings
+    less what their means counted (Sessions.readings). So each window counts its share of readings
     times its width, and a window without counts counts by its mean."""
     return (round((sum(map(T90.__gt__, spo2)) + counted[0]) * window),
             round((sum(map(T88.__ge__, spo2)) + counted[1]) * window))
@@ -236,10 +263,10 @@ class Summary:
     row: dict
 
 
-def summarise(rows, window, run_started, below=None, shares=None):
+def summarise(rows, window, run_started, below=None, readings=None):
     """One session's row, keyed by METRICS' columns, from its windows [(epoch start, spo2, pulse)], spo2
-    never None. shares(start, end): the reading counts' correction of T90/T88 over the windows in
-    [start, end) (time_below); None: by the means alone."""
+    never None. readings(start, end): for the windows in [start, end), the reading counts' correction of
+    T90/T88 (time_below) and the lowest readings kept ({window start: lowest}); None: by the means alone."""
     times, spo2, pulses = map(list, zip(*rows))
     pulse = [p for p in pulses if p is not None]
     runs = stretches(times, window)
@@ -247,8 +274,9 @@ def summarise(rows, window, run_started, below=None, shares=None):
                                                                   window)
     recorded = len(rows) * window
     hours = recorded / 3600
-    t90, t88 = time_below(spo2, window, shares(times[0], times[-1] + window) if shares else (0.0, 0.0))
-    found = {drop: desaturation_events(times, spo2, window, drop) for drop in DROPS}
+    counted, lowest = readings(times[0], times[-1] + window) if readings else ((0.0, 0.0), None)
+    t90, t88 = time_below(spo2, window, counted)
+    found = {drop: desaturations_with_lowest(times, spo2, window, drop, lowest) for drop in DROPS}
     counts, events = {drop: len(e) for drop, e in found.items()}, found[min(DROPS)]
     row = {"run_started": run_started, "ended": times[-1] + window, "recorded_s": recorded,
            "spo2_mean": math.fsum(spo2) / len(spo2), "spo2_min": min(spo2), "nadir": held(spo2, runs),
@@ -267,19 +295,19 @@ def summarise(rows, window, run_started, below=None, shares=None):
     return Summary(times[0], row)
 
 
-def sessions_of(rows, window, gap, minimum, below=None, run_started=None, last_end=None, shares=None):
+def sessions_of(rows, window, gap, minimum, below=None, run_started=None, last_end=None, readings=None):
     """The sessions in rows (ascending (epoch start, spo2, pulse), spo2 present; any iterable, read
     once, holding one session's rows at a time). A run of rows ends where the next starts more than
     `gap` after the previous one's end; runs shorter than `minimum` are not sessions; longer than
     MAX_S, they are cut every MAX_S from their start. run_started, last_end: the run that the rows
     may continue (its earlier sessions already kept): where it began and where its last window ended.
-    shares: summarise's."""
+    readings: summarise's."""
     piece, run_start, cut = [], run_started, None  # cut: where the run's next MAX_S begins
     limit = None if last_end is None else last_end + gap  # a window starting after this ends the run
 
     def finish(run_goes_on):
         if piece and (run_goes_on or piece[-1][0] + window - run_start >= minimum):
-            return summarise(piece, window, run_start, below, shares)
+            return summarise(piece, window, run_start, below, readings)
         return None
 
     append = piece.append
@@ -379,9 +407,9 @@ class Sessions:
         at a time."""
         for device in self._devices(cur):
             where, params = self._device(device)
-            shares = self.counted_shares(cur, device)
+            readings = self.readings(cur, device)
             with self._rows(cur, fields, where, "", params) as rows:
-                for summary in sessions_of(rows, self.window, self.gap, self.minimum, self.below, shares=shares):
+                for summary in sessions_of(rows, self.window, self.gap, self.minimum, self.below, readings=readings):
                     self._insert(cur, device, summary)
 
     def refresh(self, cur, fields, start, end):
@@ -409,10 +437,10 @@ class Sessions:
             cur.execute(sql.SQL("DELETE FROM {} WHERE {} AND started < to_timestamp(%(hi)s) "
                                 "AND ended > to_timestamp(%(lo)s)").format(self.table, where), params)
             bounds = "AND time >= to_timestamp(%(lo)s) AND time < to_timestamp(%(hi)s)"
-            shares = self.counted_shares(cur, device)
+            readings = self.readings(cur, device)
             with self._rows(cur, fields, where, bounds, params) as rows:
                 for summary in sessions_of(rows, self.window, self.gap, self.minimum, self.below,
-                                           run_started, last_end, shares):
+                                           run_started, last_end, readings):
                     self._insert(cur, device, summary)
 
     @contextlib.contextmanager
@@ -431,41 +459,55 @@ class Sessions:
         finally:
             rows.close()
 
-    def counted_shares(self, cur, device):
-        """summarise's `shares` for a device: over its windows in [start, end) that <PG_TABLE>_readings has
-        counts for (READING_COUNTS: the windows holding a reading below 90, which the sink keeps), the sums
-        of their shares of readings below 90 and at or below 88 less what their means count. Every other
-        window counts by its mean: its readings are all 90 or more (the sink keeps no row), or it was archived
-        before the counts were kept (an adopted table). None when there is no readings table. A query on the
-        readings table's few rows per session, where a share read beside every window had cost a key lookup
-        per window; the rows without a reading below 90 that archives kept before the table was sparse
-        change nothing (their mean is 90 or more), and are not looked up."""
+    def readings(self, cur, device):
+        """summarise's `readings` for a device, from <PG_TABLE>_readings (batch.READINGS), for its windows in
+        [start, end): (1) over the windows it has counts for (the windows holding a reading below 90, which
+        the sink keeps), the sums of their shares of readings below 90 and at or below 88 less what their
+        means count; every other window counts by its mean: its readings are all 90 or more (the sink keeps
+        no row), or it was archived before the counts were kept (an adopted table); (2) {window start:
+        lowest reading} of the windows whose lowest the sink kept (more than LOWEST_MARGIN under the mean;
+        none before it kept them). None when there is no readings table. Queries on the readings table's few
+        rows per session, where a share read beside every window had cost a key lookup per window; the rows
+        without a reading below 90 change no count (their mean is 90 or more), and are not looked up."""
         readings = sql.Identifier(self.db.schema, f"{self.db.table_name}_readings")
         if not table_exists(cur, readings.as_string(cur)):
             return None
+        cur.execute("SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = %s::regclass AND attname = %s "
+                    "AND NOT attisdropped)", (readings.as_string(cur), LOWEST))
+        has_lowest = cur.fetchone()[0]
         (n, _, _), *thresholds = READING_COUNTS
         spo2 = sql.SQL("a.{}").format(sql.Identifier(self.spo2))
         sums = [sql.SQL("coalesce(sum(r.{c}::float8 / r.{n} - ({m} " + compare + " {b})::int), 0)").format(
             c=sql.Identifier(column), n=sql.Identifier(n), m=spo2, b=sql.Literal(bound))
             for column, compare, bound in thresholds]
         params = {f"tag{i}": v for i, v in enumerate(device)}
-        device_of = [sql.SQL("r.{} = %({})s").format(sql.Identifier(t), sql.SQL(f"tag{i}"))
-                     for i, t in enumerate(self.tags)]
+        device_of = sql.SQL("").join(sql.SQL("r.{} = %({})s AND ").format(sql.Identifier(t), sql.SQL(f"tag{i}"))
+                                     for i, t in enumerate(self.tags))
+        between = sql.SQL("r.time >= to_timestamp(%(lo)s) AND r.time < to_timestamp(%(hi)s)")
         # each window's mean by the archive's primary key (OFFSET 0 keeps the lookup a lookup, whatever the
         # statistics of tables filled in this very transaction suggest to the planner)
         by_key = sql.SQL(" AND ").join(sql.SQL("a.{c} = r.{c}").format(c=sql.Identifier(c))
                                        for c in ("time", *self.tags))
-        query = sql.SQL("SELECT {sums} FROM {readings} r CROSS JOIN LATERAL (SELECT {spo2} FROM {table} a "
-                        "WHERE {by_key} OFFSET 0) a WHERE {device} r.{below} > 0 AND a.{spo2} IS NOT NULL "
-                        "AND r.time >= to_timestamp(%(lo)s) AND r.time < to_timestamp(%(hi)s)").format(
+        counts = sql.SQL("SELECT {sums} FROM {readings} r CROSS JOIN LATERAL (SELECT {spo2} FROM {table} a "
+                         "WHERE {by_key} OFFSET 0) a WHERE {device} r.{below} > 0 AND a.{spo2} IS NOT NULL "
+                         "AND {between}").format(
             sums=sql.SQL(", ").join(sums), readings=readings, spo2=sql.Identifier(self.spo2), table=self.db.table,
-            by_key=by_key, device=sql.SQL("").join(d + sql.SQL(" AND ") for d in device_of),
-            below=sql.Identifier(thresholds[0][0])).as_string(cur)
+            by_key=by_key, device=device_of, below=sql.Identifier(thresholds[0][0]),
+            between=between).as_string(cur)
+        lows = sql.SQL("SELECT extract(epoch FROM r.time)::bigint, r.{lowest} FROM {readings} r WHERE {device} "
+                       "r.{lowest} IS NOT NULL AND {between}").format(
+            lowest=sql.Identifier(LOWEST), readings=readings, device=device_of, between=between).as_string(cur)
 
-        def shares(start, end):
-            cur.execute(query, dict(params, lo=start, hi=end))
-            return cur.fetchone()
-        return shares
+        def read(start, end):
+            bounds = dict(params, lo=start, hi=end)
+            cur.execute(counts, bounds)
+            counted = cur.fetchone()
+            lowest = {}
+            if has_lowest:
+                cur.execute(lows, bounds)
+                lowest = dict(cur.fetchall())
+            return counted, lowest
+        return read
 
     def _devices(self, cur, start=None, end=None):
         if not self.tags:

@@ -14,7 +14,7 @@ from psycopg2 import sql
 
 from .errors import SinkRejected, SourceQueryError
 from .pg import DDL_LOCK, PRIMARY_KEY_OF, archive_span, first_line, table_exists
-from .sources.batch import READING_COUNTS
+from .sources.batch import LOWEST, LOWEST_MARGIN, READING_COUNTS
 from .sources.literal import number
 from .windows import format_duration, rfc3339
 
@@ -191,8 +191,13 @@ class ArchiveTable:
         if not batch.rows:
             return 0
         self.ensure(cur, batch.fields)
-        if batch.readings:
+        changed = self._write_means(cur, batch)
+        if batch.readings:  # after the means: the lowest reading is kept by its distance from the window's mean
             self._write_readings(cur, batch)
+        return changed
+
+    def _write_means(self, cur, batch):
+        """The batch's window means into the archive table; rows inserted or changed."""
         cur.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE time >= %(lo)s AND time < %(hi)s)").format(
             self.db.table), {"lo": rfc3339(batch.start), "hi": rfc3339(batch.end)})
         if not cur.fetchone()[0]:
@@ -226,39 +231,59 @@ class ArchiveTable:
 
     @property
     def readings_table(self):
-        """<PG_TABLE>_readings: per window, the SpO2 readings' counts of READING_COUNTS (T90, T88)."""
+        """<PG_TABLE>_readings: per window, the SpO2 readings' counts of READING_COUNTS (T90, T88) and their
+        lowest (brief dips)."""
         return sql.Identifier(self.db.schema, f"{self.db.table_name}_readings")
 
     def _write_readings(self, cur, batch):
-        """The chunk's READING_COUNTS, replacing what [start, end) held, kept for the windows that hold a
-        reading below 90 alone: every other window's readings are all 90 or more, so its mean (90 or more)
-        already says its T90 and T88 exactly (0), which is what the sessions' read falls back to where a
-        window has no row. InfluxDB sends the readings of every window (n) and the counts below 90 and at
-        or below 88 for the windows that have some: all COPYed into a temporary table, then one row per
-        window and key with a reading below 90 into the readings table (a few percent of the windows on
-        most nights, where a row for each had doubled the archive's size on disk)."""
+        """The chunk's READINGS, replacing what [start, end) held, kept for the windows that hold a reading
+        below 90 or whose lowest reading is more than LOWEST_MARGIN under their mean. Every other window's
+        readings are all 90 or more, so its mean (90 or more) already says its T90 and T88 exactly (0), which
+        is what the sessions' read falls back to where a window has no row, and its lowest reading cannot
+        count a desaturation its mean does not (the rule in sessions.py). InfluxDB sends the readings of every
+        window (n), their lowest, and the counts below 90 and at or below 88 for the windows that have some:
+        all COPYed into a temporary table, then one row per window and key that holds either into the
+        readings table (a few percent of the windows on most nights, where a row for each had doubled the
+        archive's size on disk); the lowest is kept only where it is that far under the mean."""
         key = [sql.Identifier(c) for c in ("time", *self.tags)]
         n, *counts = [sql.Identifier(c) for c, _, _ in READING_COUNTS]
         below = counts[0]  # below 90: a reading at or below 88 is one too
+        lowest = sql.Identifier(LOWEST)
         columns = [sql.SQL("time timestamptz NOT NULL")] + [
             sql.SQL("{} text NOT NULL").format(sql.Identifier(t)) for t in self.tags]
         cur.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {} ({}, PRIMARY KEY ({}))").format(
             self.readings_table, sql.SQL(", ").join(columns + [
                 sql.SQL("{} integer NOT NULL DEFAULT 0").format(c) for c in (n, *counts)]),
             sql.SQL(", ").join(key)))
+        # a table made before the lowest reading was kept: its rows have none (the rule then reads their means)
+        cur.execute(sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} double precision").format(
+            self.readings_table, lowest))
         cur.execute(sql.SQL("DELETE FROM {} WHERE time >= %(lo)s AND time < %(hi)s").format(self.readings_table),
                     {"lo": rfc3339(batch.start), "hi": rfc3339(batch.end)})
         stage = sql.Identifier(STAGE + "_readings")
         cur.execute(sql.SQL("CREATE TEMP TABLE {} ({}) ON COMMIT DROP").format(stage, sql.SQL(", ").join(
             [sql.SQL("time timestamptz")] + [sql.SQL("{} text").format(sql.Identifier(t)) for t in self.tags]
-            + [sql.SQL("{} integer").format(c) for c in (n, *counts)])))
+            + [sql.SQL("{} integer").format(c) for c in (n, *counts)] + [sql.SQL("{} double precision").format(
+                lowest)])))
         for block in batch.readings:
             self._copy(cur, stage, block)
-        cur.execute(sql.SQL("INSERT INTO {table} ({key}, {counts}) SELECT {key}, {maxima} FROM {stage} "
-                            "GROUP BY {key} HAVING max({below}) > 0").format(
+        # each window's mean by the archive's primary key (OFFSET 0 keeps the lookup a lookup, whatever the
+        # statistics of a table filled in this very transaction suggest to the planner)
+        by_key = sql.SQL(" AND ").join(sql.SQL("a.{c} = s.{c}").format(c=sql.Identifier(c))
+                                       for c in ("time", *self.tags))
+        far = sql.SQL("s.{lowest} < a.mean - {margin}").format(lowest=lowest, margin=sql.Literal(LOWEST_MARGIN))
+        cur.execute(sql.SQL(
+            "INSERT INTO {table} ({key}, {counts}, {lowest}) "
+            "SELECT {skey}, {scounts}, CASE WHEN {far} THEN s.{lowest} END FROM ("
+            "SELECT {key}, {maxima}, min({lowest}) AS {lowest} FROM {stage} GROUP BY {key}) s "
+            "LEFT JOIN LATERAL (SELECT a.{mean} AS mean FROM {archive} a WHERE {by_key} OFFSET 0) a ON true "
+            "WHERE s.{below} > 0 OR {far}").format(
             table=self.readings_table, key=sql.SQL(", ").join(key), counts=sql.SQL(", ").join((n, *counts)),
-            maxima=sql.SQL(", ").join(sql.SQL("coalesce(max({}), 0)").format(c) for c in (n, *counts)),
-            stage=stage, below=below))
+            lowest=lowest, skey=sql.SQL(", ").join(sql.SQL("s.{}").format(k) for k in key),
+            scounts=sql.SQL(", ").join(sql.SQL("s.{}").format(c) for c in (n, *counts)), far=far,
+            maxima=sql.SQL(", ").join(sql.SQL("coalesce(max({c}), 0) AS {c}").format(c=c) for c in (n, *counts)),
+            stage=stage, mean=sql.Identifier(batch.readings_field), archive=self.db.table, by_key=by_key,
+            below=below))
         cur.execute(sql.SQL("DROP TABLE {}").format(stage))
 
     def _copy(self, cur, table, block):

@@ -7,6 +7,11 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from loader import sessions  # noqa: E402
+from loader.sources import batch  # noqa: E402
+
+FOUND = tuple(drop - sessions.SLACK for drop in sessions.DROPS)  # how deep a candidate is found, on the means
+MARGIN = batch.LOWEST_MARGIN
+BY_LOWEST = tuple(drop + MARGIN for drop in sessions.DROPS)  # how deep a lowest reading counts one
 
 HEAD = f"""# Sessions: the night's numbers
 
@@ -36,16 +41,23 @@ Medicine 4:1, 2021), applied to window means instead of 1 Hz readings:
   event's **level** (the drop is measured from the pre-event level, as the AASM asks, not from a mean of
   the minutes before, which sinks inside a cluster of events).
 - **Nadir (B)**: the means go on falling; a rise of more than {sessions.RISE_ALLOWED:g} points above the lowest so far
-  (window means wobble by a tenth or two) before the lowest is 3 (4) points below the level abandons the
-  candidate, and the search goes on from the next window.
+  (window means wobble by a tenth or two) before the lowest is {FOUND[0]:g} ({FOUND[1]:g}) points below the level
+  abandons the candidate, and the search goes on from the next window (candidates are found
+  {sessions.SLACK:g} points shallower than the drop they count for).
 - **End (C)**: the first window at least {sessions.EVENT_MIN_S} s after the onset's start that is back within
-  {sessions.RECOVERED:g} point of the level, or 3 (4) points above the lowest (the next event of a cluster can start
-  there).
+  {sessions.RECOVERED:g} point of the level, or {FOUND[0]:g} ({FOUND[1]:g}) points above the lowest (the next event
+  of a cluster can start there).
 - It **counts** when it lasted at most {sessions.EVENT_MAX_S} s (longer is a change of baseline, which T90
   shows; pobm's detector defaults to 90 s and its authors note events up to 120 s, which the validation
-  passes it) and held {sessions.HELD} windows more than {sessions.RECOVERED:g} point
-  below its level (a one-second motion artefact moves one window mean). A missing window ends a
-  candidate uncounted; the search resumes after the event's end.
+  passes it), held {sessions.HELD} windows more than {sessions.RECOVERED:g} point
+  below its level (a one-second motion artefact moves one window mean), and either its means fell 3 (4)
+  points below the level, or a window's **lowest reading** fell {BY_LOWEST[0]:g} ({BY_LOWEST[1]:g}) points below it. The
+  second is for brief dips (10-20 s), which a 5-second mean averages to less than their depth; the
+  {MARGIN:g} more stands for the lowest of five noisy readings sitting under their mean. The loader keeps a
+  window's lowest reading (`<PG_TABLE>_readings.lowest`, from InfluxDB's `min` per window) only where it is more
+  than {MARGIN:g} point under the window's mean, the only windows where it can count an event the means do not;
+  windows archived before it kept them count by their means. A missing window ends a candidate uncounted; the
+  search resumes after the event's end.
 
 pobm's own counter of events per night is an int8 that wraps after 127 events: its ODI is counted here
 from its detector's list instead (`bench/pobm_reference.py`). How close this rule comes to pobm on the

@@ -263,25 +263,36 @@ def test_sessions_equal_a_recomputation_after_backfill_late_data_reruns_and_a_re
     assert_same_sessions(stored(pg_url), got)
 
 
-def test_the_reading_counts_are_summed_per_session_by_key_whatever_the_statistics(pg_url, standin):
+def test_the_readings_are_read_per_session_by_key_whatever_the_statistics(pg_url, standin):
     """Sessions are computed in the transaction that filled the tables, before any statistics exist: the sum of a
     session's reading counts must look each counted window's mean up by the archive's key (a join left to the
-    planner's guess was a nested loop over a whole table per window, 14 s for one day of two devices), and read
-    only the session's part of the readings table."""
+    planner's guess was a nested loop over a whole table per window, 14 s for one day of two devices), and it and
+    the read of the lowest readings read only the session's part of the readings table."""
     feed_standin(standin, oximeter_nights(nights=1, first=T0))
     cfg = make_config(pg_url, standin.url, TAGS="uid", INITIAL_LOOKBACK="1d")
     assert Job(cfg, clock=FixedClock(T0 + 9 * HOUR)).run().rows > 0
     db = Database(cfg)
     conn = db.connect()
+    queries = []
+
+    class Recording(psycopg2.extensions.cursor):
+        def execute(self, query, params=None):
+            super().execute(query, params)
+            queries.append(self.query)
     try:
-        cur = conn.cursor()
-        shares = archive.sessions(db, cfg).counted_shares(cur, ("a",))
-        shares(T0, T0 + HOUR)
-        cur.execute(b"EXPLAIN " + cur.query)
-        plan = "\n".join(line for line, in cur.fetchall())
-        assert "Index Scan using pox_five_second_mean_pkey on pox_five_second_mean a" in plan, plan
-        assert "Index Scan using pox_five_second_mean_readings_pkey on pox_five_second_mean_readings r" in plan, plan
-        assert "Seq Scan" not in plan, plan
+        cur = conn.cursor(cursor_factory=Recording)
+        read = archive.sessions(db, cfg).readings(cur, ("a",))
+        del queries[:]
+        read(T0, T0 + HOUR)
+        plans = []
+        for query in list(queries):
+            cur.execute(b"EXPLAIN " + query)
+            plans.append("\n".join(line for line, in cur.fetchall()))
+        counts, _ = plans
+        assert "Index Scan using pox_five_second_mean_pkey on pox_five_second_mean a" in counts, counts
+        for plan in plans:
+            assert "Index Scan using pox_five_second_mean_readings_pkey on pox_five_second_mean_readings r" in plan
+            assert "Seq Scan" not in plan, plan
     finally:
         conn.close()
 
@@ -334,10 +345,11 @@ def test_t90_and_t88_are_the_time_the_readings_spent_there_not_the_windows_whose
 
 
 def test_windows_whose_readings_are_all_90_or_more_count_none_below_without_a_row_of_counts(pg_url, standin):
-    """The readings table keeps the windows with a reading below 90 alone: the other windows' means (90 or
-    more) say their T90 and T88 exactly. An hour of 89, 91, 91, 88, 92 in every window, then an hour of 90,
-    93, 95, 90, 96 (mean 92.8): T90 and T88 as the readings say, with rows for the first hour's windows only."""
-    start = _load_hours_of_cycles(pg_url, standin, (89.0, 91.0, 91.0, 88.0, 92.0), (90.0, 93.0, 95.0, 90.0, 96.0))
+    """The readings table keeps the windows with a reading below 90 (or a lowest reading far under their mean)
+    alone: the other windows' means (90 or more) say their T90 and T88 exactly. An hour of 89, 91, 91, 88, 92
+    in every window, then an hour of 92, 93, 93, 92, 93 (mean 92.6, lowest 92): T90 and T88 as the readings
+    say, with rows for the first hour's windows only."""
+    start = _load_hours_of_cycles(pg_url, standin, (89.0, 91.0, 91.0, 88.0, 92.0), (92.0, 93.0, 93.0, 92.0, 93.0))
     conn = psycopg2.connect(pg_url)
     cur = conn.cursor()
     cur.execute("SELECT recorded_s, t90_s, t88_s FROM pox_five_second_mean_sessions")
@@ -357,4 +369,37 @@ def test_windows_whose_mean_is_below_90_count_only_their_readings_below(pg_url, 
     cur = conn.cursor()
     cur.execute("SELECT recorded_s, t90_s, t88_s FROM pox_five_second_mean_sessions")
     assert cur.fetchone() == (2 * HOUR, 2 * HOUR * 4 // 5, HOUR * 2 // 5 + HOUR * 3 // 5)
+    conn.close()
+
+
+BRIEF_DIP = (94.0, 92.0, 91.0, 90.0, 89.5, 90.0, 91.0, 92.0, 94.0, 95.0)  # 10 s from a level of 95: means 91.3, 92.4
+
+
+def brief_dips(hours=2, every=600):
+    """1 Hz SpO2 at 95 with a 10-s dip (BRIEF_DIP) every `every` s, aligned with the windows: its lowest reading
+    5.5 points under the level, its lowest window mean (91.3) 3.7 under it."""
+    readings = {T0 + s: 95.0 for s in range(hours * HOUR)}
+    for start in range(300, hours * HOUR - 60, every):
+        for i, value in enumerate(BRIEF_DIP):
+            readings[T0 + start + i] = value
+    return readings
+
+
+def test_a_brief_dip_whose_means_fall_short_of_4_points_counts_by_its_lowest_reading(pg_url, standin):
+    """12 dips of 10 s whose lowest reading is 5.5 points under the level and whose 5-second means fall 3.7: on the
+    means alone ODI3 of 6/h and no 4-point desaturation; through the loader, which keeps each window's lowest
+    reading where it is more than LOWEST_MARGIN under its mean, 12 of at least 4 points as well."""
+    readings = brief_dips()
+    rows = means(readings)
+    assert desaturations([r[0] for r in rows], [r[1] for r in rows], W) == {3: 12, 4: 0}
+    points = [("spo2", {"uid": "a"}, "spo2", t, v) for t, v in readings.items()]
+    points += [("spo2", {"uid": "a"}, "bpm", t, 60.0) for t in readings]
+    feed_standin(standin, points)
+    Job(make_config(pg_url, standin.url, INITIAL_LOOKBACK="1d"), clock=FixedClock(T0 + 3 * HOUR)).run()
+    conn = psycopg2.connect(pg_url)
+    cur = conn.cursor()
+    cur.execute("SELECT desat3, desat4, recorded_s FROM pox_five_second_mean_sessions")
+    assert cur.fetchone() == (12, 12, 2 * HOUR)
+    cur.execute("SELECT count(*), min(lowest), max(lowest) FROM pox_five_second_mean_readings WHERE lowest IS NOT NULL")
+    assert cur.fetchone() == (24, 89.5, 90.0)  # the two windows of each dip
     conn.close()

@@ -8,6 +8,7 @@ import pytest
 
 from loader.errors import SourceRejected
 from loader.job import Job
+from loader.sources.batch import LOWEST_MARGIN
 from tests.support.archive import archive_rows
 from tests.support.harness import DAY, HOUR, FixedClock, make_config
 from tests.support.influxdb3_standin import InfluxDB3StandIn, statement_count
@@ -238,23 +239,23 @@ LOWS = (87.5, 88.0, 89.75, 90.0, 93.25, 0.0, 96.5)  # either side of 88 and 90, 
 
 
 def expected_readings(points, window=5, valid=(50, 100)):
-    """{(window start, uid): (readings, below 90, at or below 88)} of the SpO2 readings within range,
-    counted here from the points themselves."""
-    out = {}
+    """{(window start, uid): (readings, below 90, at or below 88, lowest, mean)} of the SpO2 readings within
+    range, counted here from the points themselves."""
+    values = {}
     for _, tags, field, t, v in points:
-        if field != "spo2" or not valid[0] <= v <= valid[1]:
-            continue
-        n, below, atmost = out.get((t - t % window, tags["uid"]), (0, 0, 0))
-        out[(t - t % window, tags["uid"])] = (n + 1, below + (v < 90), atmost + (v <= 88))
-    return out
+        if field == "spo2" and valid[0] <= v <= valid[1]:
+            values.setdefault((t - t % window, tags["uid"]), []).append(v)
+    return {key: (len(vs), sum(v < 90 for v in vs), sum(v <= 88 for v in vs), min(vs), math.fsum(vs) / len(vs))
+            for key, vs in values.items()}
 
 
 def readings_rows(pg_url, table):
     conn = psycopg2.connect(pg_url)
     try:
         cur = conn.cursor()
-        cur.execute(f"SELECT extract(epoch FROM time)::bigint, uid, n, below_90, atmost_88 FROM {table}_readings")
-        return {(t, uid): (n, below, atmost) for t, uid, n, below, atmost in cur.fetchall()}
+        cur.execute(f"SELECT extract(epoch FROM time)::bigint, uid, n, below_90, atmost_88, lowest "
+                    f"FROM {table}_readings")
+        return {(t, uid): (n, below, atmost, lowest) for t, uid, n, below, atmost, lowest in cur.fetchall()}
     finally:
         conn.close()
 
@@ -263,7 +264,8 @@ def test_each_windows_readings_below_90_and_at_or_below_88_are_counted_exactly_t
         pg_url, standin, influxd, influx_db):
     """T90 and T88 come from the readings: per window and device, how many SpO2 readings within VALID_RANGES,
     how many below 90 and at or below 88, as InfluxDB counts them (Flux: the stand-in; InfluxQL: influxd),
-    kept for the windows with a reading below 90 (the rest, all 90 or more, say it by their means)."""
+    kept for the windows with a reading below 90 (the rest, all 90 or more, say it by their means); and
+    their lowest, kept where it is more than LOWEST_MARGIN under the window's mean (brief dips)."""
     points = [(m, tags, f, t, LOWS[(t * 3 + len(tags["uid"])) % len(LOWS)] if f == "spo2" and t % 600 < 300
                else v) for m, tags, f, t, v in pulse_points(NOW - HOUR, HOUR, uids=("a", "bb"))]
     feed_standin(standin, points)
@@ -274,8 +276,13 @@ def test_each_windows_readings_below_90_and_at_or_below_88_are_counted_exactly_t
     Job(make_config(pg_url, influxd.url, language="influxql", bucket=influx_db, TAGS="uid", PG_TABLE="q",
                     INITIAL_LOOKBACK="2h", CHUNK="30m"), clock=clock).run()
     counted = {k: v for k, v in expected_readings(points).items() if k[0] < NOW - NOW % 5}
-    expected = {k: v for k, v in counted.items() if v[1] > 0}
+    assert all(abs(mean - lowest - LOWEST_MARGIN) > 1e-6 for _, _, _, lowest, mean in counted.values())  # none a tie
+    far = {k: lowest < mean - LOWEST_MARGIN for k, (_, _, _, lowest, mean) in counted.items()}
+    expected = {k: (n, below, atmost, lowest if far[k] else None)
+                for k, (n, below, atmost, lowest, _) in counted.items() if below > 0 or far[k]}
     assert readings_rows(pg_url, "f") == expected
     assert readings_rows(pg_url, "q") == expected
     assert {v[1] > v[2] > 0 for v in expected.values()} >= {True}  # windows with readings at 88 < v < 90 too
-    assert len(expected) < len(counted) / 2 + 20  # the windows of 5 minutes in 10 whose readings are all >= 90
+    assert {(v[1] > 0, v[3] is not None) for v in expected.values()} >= {(False, True)}  # kept for the lowest alone
+    below = [k for k, v in expected.items() if v[1] > 0]  # none of the 5 minutes in 10 whose readings are all >= 90
+    assert len(below) < len(counted) / 2 + 20

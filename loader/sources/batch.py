@@ -8,6 +8,13 @@ from dataclasses import dataclass, field
 # (column, comparison, bound); the sink keeps them in <PG_TABLE>_readings.
 T90, T88 = 90.0, 88.0
 READING_COUNTS = (("n", None, None), ("below_90", "<", T90), ("atmost_88", "<=", T88))
+# And their lowest: a brief dip (10-20 s) that the window's mean averages to less than its depth still shows
+# there (the desaturation rule, sessions.py). The sink keeps it where it is more than LOWEST_MARGIN under the
+# window's mean: only there can it count a desaturation the means do not.
+LOWEST, LOWEST_MARGIN = "lowest", 1.0
+# What the sources ask per window for all of them: (column, InfluxDB aggregate, comparison, bound)
+READINGS = tuple((column, "count", compare, bound) for column, compare, bound in READING_COUNTS) + (
+    (LOWEST, "min", None, None),)
 
 
 @dataclass
@@ -39,7 +46,8 @@ class Batch:
     # (hour, series, field) -> readings InfluxDB held in that hour of the chunk (part hours at its ends
     # labelled as the source's count labels them), counted before the means were asked
     counts: dict = field(default_factory=dict)
-    readings: list = field(default_factory=list)  # Blocks of READING_COUNTS: time, key tags, one count column
+    readings: list = field(default_factory=list)  # Blocks of READINGS: time, key tags, one column
+    readings_field: str = None  # the field the readings are of (SESSION_SPO2)
 
     @property
     def rows(self):

@@ -21,7 +21,7 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 
 from ..errors import SourceQueryError, SourceRejected
 from ..windows import HOUR, format_duration, parse_time, rfc3339
-from .batch import READING_COUNTS, Batch, Block, series_key
+from .batch import READINGS, Batch, Block, series_key
 from .http import classify_status, connection_pool, http_rejection, no_answer, server_trouble
 from .literal import number
 from .proof import numeric_fields, one_kind, other_kinds
@@ -33,7 +33,7 @@ DROPPED_RESULT = "dropped"
 LOWEST_RESULT = "dropped_lowest"
 HIGHEST_RESULT = "dropped_highest"
 SKIPPED_RESULT = "skipped"
-READINGS_RESULT = "readings_"  # + a READING_COUNTS column
+READINGS_RESULT = "readings_"  # + a READINGS column
 # Columns Flux adds itself; everything else in the pivoted table is a field or a key tag.
 _FLUX_COLUMNS = {"", "result", "table", "_start", "_stop", "_time", "_measurement"}
 # InfluxDB API reference, POST /api/v2/query: the Dialect object
@@ -113,12 +113,12 @@ def build_query(config, start, end, fields=None, skipped=()):
     ]
     readings = []
     spo2 = config.session_spo2
-    if spo2 and (not fields or spo2 in fields):  # T90 and T88 from readings: batch.READING_COUNTS
+    if spo2 and (not fields or spo2 in fields):  # T90, T88 and brief dips from readings: batch.READINGS
         tags = ", ".join(flux_string(t) for t in config.tags)
-        for column, compare, bound in READING_COUNTS:
+        for column, aggregate, compare, bound in READINGS:
             which = f"r._field == {flux_string(spo2)}" + (f" and r._value {compare} {number(bound)}" if compare else "")
             readings += ["", "kept", f"  |> filter(fn: (r) => {which})", f"  |> group(columns: [{tags}])",
-                         window.format("count"), f'  |> keep(columns: ["_time", "_value"{", " * bool(tags)}{tags}])',
+                         window.format(aggregate), f'  |> keep(columns: ["_time", "_value"{", " * bool(tags)}{tags}])',
                          f"  |> yield(name: {flux_string(READINGS_RESULT + column)})"]
     return "\n".join(head + body + readings + refused + others) + "\n"
 
@@ -189,8 +189,8 @@ def _result_name(header, data, default):
 
 
 def _readings_block(header, data, column):
-    """A Block of one READING_COUNTS column: its table's _time, _value (the count) and key tags."""
-    if column not in {c for c, _, _ in READING_COUNTS} or header[:3] != ["", "result", "table"]:
+    """A Block of one READINGS column: its table's _time, _value (a count, or the lowest) and key tags."""
+    if column not in {c for c, _, _, _ in READINGS} or header[:3] != ["", "result", "table"]:
         raise SourceQueryError(f"unexpected table in the Flux response: result {READINGS_RESULT + column!r}")
     columns = ["time" if c == "_time" else column if c == "_value" else c for c in header[3:]]
     stripped, cut = _LEADING_CELLS.subn("", data)
@@ -330,6 +330,7 @@ class FluxSource:
         except csv.Error as exc:
             raise SourceQueryError(f"malformed CSV from InfluxDB: {exc}") from None
         batch.start, batch.end, batch.counts = start, end, counts
+        batch.readings_field = self.config.session_spo2
         return batch
 
     def field_keys(self, start, stop):

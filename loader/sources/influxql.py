@@ -17,7 +17,7 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from ..config import DEDICATED_HOST, SERVERLESS_HOST
 from ..errors import LoaderError, SourceQueryError, SourceRejected
 from ..windows import HOUR, format_duration, parse_time
-from .batch import READING_COUNTS, Batch, Block, series_key
+from .batch import READINGS, Batch, Block, series_key
 from .http import classify_status, connection_pool, http_rejection, no_answer, server_kind, server_trouble
 from .literal import number
 from .proof import mixed_kinds, numeric_fields, one_kind, other_kinds
@@ -111,16 +111,16 @@ def build_statements(config, fields, start, end, cast=(), skipped=None):
         for kind in (skipped or {}).get(f, ()):
             statements.append(("skipped", f, f"SELECT count({identifier(f)}::{kind}) FROM {src} WHERE {where_time}"))
     spo2 = config.session_spo2
-    if spo2 and spo2 in fields:  # T90 and T88 from readings: batch.READING_COUNTS, per window
+    if spo2 and spo2 in fields:  # T90, T88 and brief dips from readings: batch.READINGS, per window
         ref = field_ref(spo2, cast)
         inside = []
         if spo2 in config.valid_ranges:
             lo, hi = config.valid_ranges[spo2]
             inside = [f"{ref} >= {number(lo)} AND {ref} <= {number(hi)}"]
-        for column, compare, bound in READING_COUNTS:
+        for column, aggregate, compare, bound in READINGS:
             where = " AND ".join([where_time, *inside] + ([f"{ref} {compare} {number(bound)}"] if compare else []))
             statements.append(("readings", column,
-                               f"SELECT count({ref}) AS {identifier(column)} FROM {src} WHERE {where} {group}"))
+                               f"SELECT {aggregate}({ref}) AS {identifier(column)} FROM {src} WHERE {where} {group}"))
     return statements
 
 
@@ -301,6 +301,7 @@ class InfluxQLSource:
                 batch.skipped[fld] = batch.skipped.get(fld, 0) + int(rows[0][1])
             elif kind == "readings":
                 batch.readings.extend(self._blocks(series, tags, extra=(fld,)))
+                batch.readings_field = self.config.session_spo2
         if len(means) == 1:
             batch.blocks.extend(self._blocks(means[0], tags))
         else:
@@ -319,7 +320,7 @@ class InfluxQLSource:
     def _layout(self, series, tags, extra=()):
         """(the CSV columns of a series' rows, its tag values not among them): InfluxDB 1.x and 2.x give
         GROUP BY tags as the series' "tags"; InfluxDB 3's v1 API as columns of the rows. extra: the
-        columns a statement names besides the fields (a READING_COUNTS column)."""
+        columns a statement names besides the fields (a READINGS column)."""
         columns = list(series.get("columns") or [])
         known = {"time", *tags, *(extra or self._fields)}
         stray = [c for c in columns if c not in known]

@@ -430,6 +430,7 @@ AGGREGATES = {
     "mean": (_mean, "double"),
     "count": (lambda vs: sum(1 for v in vs if v is not None), "long"),
     "sum": (lambda vs: sum(v for v in vs if v is not None) if any(v is not None for v in vs) else None, None),
+    "min": (lambda vs: min((v for v in vs if v is not None), default=None), None),
 }
 
 
