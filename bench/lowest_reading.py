@@ -1,12 +1,13 @@
-"""What keeping each window's lowest reading would do for ODI: a measurement of a design not built.
+"""What each window's lowest reading does for ODI, and variants of the rule that reads it: a measurement.
 
   .venv-test/bin/python -m bench.lowest_reading --pobm .venv-pobm/bin/python [--seed 1,2,3,4] [--sweep]
 
 The night-numbers issue suggests keeping, per window, the lowest SpO2 reading beside the mean, for brief
-(10-22 s) dips whose 5-second means fall short of 4 points. This takes bench/validate's nights, makes
-their 5-second means and lowest readings in Python (within the default VALID_RANGES, as the loader keeps
-them), and counts desaturations three ways: the loader's rule on the means, and that rule's candidates
-found `slack` points shallower on the means, kept when the lowest reading inside the event is
+(10-22 s) dips whose 5-second means fall short of 4 points; the loader does since 2026-12-02 (level 1
+window, slack 0.5, margin 1.0: sessions.SLACK and batch.LOWEST_MARGIN). This takes bench/validate's
+nights, makes their 5-second means and lowest readings in Python (within the default VALID_RANGES, as the loader keeps
+them), and counts desaturations on the means alone (the loader's rule before it kept lowest readings) and
+with candidates found `slack` points shallower on the means, kept when the lowest reading inside the event is
 `drop + margin` or more below the level before it (the margin stands for the lowest of five noisy
 readings sitting under their mean). Each also with the level before an event taken as the mean of the
 two windows before it (desaturation_events' level_windows=2) instead of the one window (the rule): a

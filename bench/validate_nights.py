@@ -115,7 +115,7 @@ def report(seed, night_list, pobm, sessions):
     """Print one seed's table; how many of its nights meet every target. "off pobm (nearer the truth)": a
     figure further from pobm's than the target allows, where pobm is the one further from the truth."""
     print(f"influx-archive night numbers, {time.strftime('%Y-%m-%d')}, seed {seed}: truth / pobm 1.2.0 on 1 Hz / "
-          "this loader (5-second means; T90 from their reading counts)")
+          "this loader (5-second means and lowest readings; T90 from their reading counts)")
     print(f"{'night':<10} {'sessions':>8}  {'ODI3':>17}  {'ODI4':>17}  {'T90 % (1 Hz / ours)':>19}  {'nadir':>16}  "
           "HB %min/h  depth  dur s  verdict")
     missed = 0
