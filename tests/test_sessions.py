@@ -403,3 +403,29 @@ def test_a_brief_dip_whose_means_fall_short_of_4_points_counts_by_its_lowest_rea
     cur.execute("SELECT count(*), min(lowest), max(lowest) FROM pox_five_second_mean_readings WHERE lowest IS NOT NULL")
     assert cur.fetchone() == (24, 89.5, 90.0)  # the two windows of each dip
     conn.close()
+
+
+def test_an_archive_from_before_the_lowest_readings_is_recomputed_and_keeps_loading(pg_url, standin):
+    """An archive of the rule before (desat-v2), whose readings table has no lowest column: the next run
+    recomputes every session while the column is missing (by the means), adds it with its chunk, and keeps the
+    lowest readings from then on. Two hours of brief dips before, two after: one session of 4 hours, its 24 dips
+    3-point desaturations, and 4-point ones exactly where their windows' lowest readings are kept: the later 12
+    and those of the earlier hours the run read again (LATE_DATA), not the others."""
+    readings = brief_dips(hours=4)
+    points = [("spo2", {"uid": "a"}, "spo2", t, v) for t, v in readings.items()]
+    points += [("spo2", {"uid": "a"}, "bpm", t, 60.0) for t in readings]
+    feed_standin(standin, [p for p in points if p[3] < T0 + 2 * HOUR])
+    cfg = make_config(pg_url, standin.url, INITIAL_LOOKBACK="1d")
+    Job(cfg, clock=FixedClock(T0 + 2 * HOUR)).run()
+    conn = psycopg2.connect(pg_url)
+    cur = conn.cursor()
+    cur.execute("ALTER TABLE pox_five_second_mean_readings DROP COLUMN lowest")
+    cur.execute("COMMENT ON TABLE pox_five_second_mean_sessions IS 'SESSION_GAP=2700s desat-v2 t90-readings'")
+    conn.commit()
+    feed_standin(standin, [p for p in points if p[3] >= T0 + 2 * HOUR])
+    Job(cfg, clock=FixedClock(T0 + 5 * HOUR)).run()
+    cur.execute("SELECT count(*) FROM pox_five_second_mean_readings WHERE lowest IS NOT NULL")
+    kept = cur.fetchone()[0]  # two windows a dip
+    cur.execute("SELECT desat3, desat4, recorded_s FROM pox_five_second_mean_sessions")
+    assert cur.fetchall() == [(24, kept // 2, 4 * HOUR)] and 24 <= kept < 48
+    conn.close()
