@@ -39,6 +39,16 @@ def archive_span(cur, table):
     return (None, None) if first is None else (first, last + 1)
 
 
+def by_key(table, columns, outer, keys):
+    """A subquery for LATERAL: `columns` of the row of `table` (aliased a) whose key columns (`keys`: time
+    and the key tags) equal those of the row `outer` names. OFFSET 0 keeps it a lookup by the primary key
+    whatever the statistics of tables filled in this very transaction suggest to the planner (a join left
+    to it became a nested loop over a whole table per row: 14 s for one day of two devices)."""
+    match = sql.SQL(" AND ").join(sql.SQL("a.{c} = {o}.{c}").format(c=sql.Identifier(c), o=sql.Identifier(outer))
+                                  for c in keys)
+    return sql.SQL("(SELECT {} FROM {} a WHERE {} OFFSET 0)").format(columns, table, match)
+
+
 def table_exists(cur, qualified):
     """Whether a table (a qualified, quoted name as sql.Identifier renders it) exists."""
     cur.execute(TABLE_EXISTS, {"table": qualified})
@@ -134,6 +144,10 @@ class Database:
     @property
     def table(self):
         return sql.Identifier(self.schema, self.table_name)
+
+    def companion(self, suffix):
+        """A table kept beside the archive table: <PG_TABLE>_<suffix> (the rollups, sessions, readings)."""
+        return sql.Identifier(self.schema, f"{self.table_name}_{suffix}")
 
     @contextlib.contextmanager
     def transaction(self, conn):

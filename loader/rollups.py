@@ -59,7 +59,7 @@ class Rollups:
         self._fields = None
 
     def table(self, suffix):
-        return sql.Identifier(self.db.schema, f"{self.db.table_name}_{suffix}")
+        return self.db.companion(suffix)
 
     def names(self):
         return [f"{self.db.schema}.{self.db.table_name}_{suffix}" for suffix, _ in LEVELS]

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from psycopg2 import sql
 
-from .pg import archive_span, table_exists
+from .pg import archive_span, by_key, table_exists
 from .sources.batch import LOWEST, LOWEST_MARGIN, READING_COUNTS, T88, T90  # what the readings are counted at
 from .windows import rfc3339
 
@@ -348,7 +348,7 @@ class Sessions:
 
     @property
     def table(self):
-        return sql.Identifier(self.db.schema, f"{self.db.table_name}_sessions")
+        return self.db.companion("sessions")
 
     def definition(self):
         below = "none" if self.below is None else f"{self.below:g}"
@@ -469,7 +469,7 @@ class Sessions:
         none before it kept them). None when there is no readings table. Queries on the readings table's few
         rows per session, where a share read beside every window had cost a key lookup per window; the rows
         without a reading below 90 change no count (their mean is 90 or more), and are not looked up."""
-        readings = sql.Identifier(self.db.schema, f"{self.db.table_name}_readings")
+        readings = self.db.companion("readings")
         if not table_exists(cur, readings.as_string(cur)):
             return None
         cur.execute("SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = %s::regclass AND attname = %s "
@@ -484,16 +484,11 @@ class Sessions:
         device_of = sql.SQL("").join(sql.SQL("r.{} = %({})s AND ").format(sql.Identifier(t), sql.SQL(f"tag{i}"))
                                      for i, t in enumerate(self.tags))
         between = sql.SQL("r.time >= to_timestamp(%(lo)s) AND r.time < to_timestamp(%(hi)s)")
-        # each window's mean by the archive's primary key (OFFSET 0 keeps the lookup a lookup, whatever the
-        # statistics of tables filled in this very transaction suggest to the planner)
-        by_key = sql.SQL(" AND ").join(sql.SQL("a.{c} = r.{c}").format(c=sql.Identifier(c))
-                                       for c in ("time", *self.tags))
-        counts = sql.SQL("SELECT {sums} FROM {readings} r CROSS JOIN LATERAL (SELECT {spo2} FROM {table} a "
-                         "WHERE {by_key} OFFSET 0) a WHERE {device} r.{below} > 0 AND a.{spo2} IS NOT NULL "
-                         "AND {between}").format(
-            sums=sql.SQL(", ").join(sums), readings=readings, spo2=sql.Identifier(self.spo2), table=self.db.table,
-            by_key=by_key, device=device_of, below=sql.Identifier(thresholds[0][0]),
-            between=between).as_string(cur)
+        mean = by_key(self.db.table, sql.Identifier(self.spo2), "r", ("time", *self.tags))  # each window's mean
+        counts = sql.SQL("SELECT {sums} FROM {readings} r CROSS JOIN LATERAL {mean} a WHERE {device} r.{below} > 0 "
+                         "AND a.{spo2} IS NOT NULL AND {between}").format(
+            sums=sql.SQL(", ").join(sums), readings=readings, mean=mean, spo2=sql.Identifier(self.spo2),
+            device=device_of, below=sql.Identifier(thresholds[0][0]), between=between).as_string(cur)
         lows = sql.SQL("SELECT extract(epoch FROM r.time)::bigint, r.{lowest} FROM {readings} r WHERE {device} "
                        "r.{lowest} IS NOT NULL AND {between}").format(
             lowest=sql.Identifier(LOWEST), readings=readings, device=device_of, between=between).as_string(cur)

@@ -13,7 +13,7 @@ import psycopg2.errors
 from psycopg2 import sql
 
 from .errors import SinkRejected, SourceQueryError
-from .pg import DDL_LOCK, PRIMARY_KEY_OF, archive_span, first_line, table_exists
+from .pg import DDL_LOCK, PRIMARY_KEY_OF, archive_span, by_key, first_line, table_exists
 from .sources.batch import LOWEST, LOWEST_MARGIN, READING_COUNTS
 from .sources.literal import number
 from .windows import format_duration, rfc3339
@@ -167,7 +167,7 @@ class ArchiveTable:
         5-second rows as if they were 10-second ones would double every night's recorded time)."""
         if self.window is None:
             return
-        rollup = sql.Identifier(self.db.schema, f"{self.db.table_name}_1m").as_string(cur)
+        rollup = self.db.companion("1m").as_string(cur)
         cur.execute(TABLE_COMMENT, {"table": qualified, "rollup": rollup})
         comment, rollup_window = cur.fetchone()
         was = comment[len("WINDOW="):] if comment and comment.startswith("WINDOW=") else None
@@ -233,7 +233,7 @@ class ArchiveTable:
     def readings_table(self):
         """<PG_TABLE>_readings: per window, the SpO2 readings' counts of READING_COUNTS (T90, T88) and their
         lowest (brief dips)."""
-        return sql.Identifier(self.db.schema, f"{self.db.table_name}_readings")
+        return self.db.companion("readings")
 
     def _write_readings(self, cur, batch):
         """The chunk's READINGS, replacing what [start, end) held, kept for the windows that hold a reading
@@ -267,23 +267,20 @@ class ArchiveTable:
                 lowest)])))
         for block in batch.readings:
             self._copy(cur, stage, block)
-        # each window's mean by the archive's primary key (OFFSET 0 keeps the lookup a lookup, whatever the
-        # statistics of a table filled in this very transaction suggest to the planner)
-        by_key = sql.SQL(" AND ").join(sql.SQL("a.{c} = s.{c}").format(c=sql.Identifier(c))
-                                       for c in ("time", *self.tags))
+        mean = by_key(self.db.table, sql.SQL("a.{} AS mean").format(sql.Identifier(batch.readings_field)), "s",
+                      ("time", *self.tags))  # each window's mean
         far = sql.SQL("s.{lowest} < a.mean - {margin}").format(lowest=lowest, margin=sql.Literal(LOWEST_MARGIN))
         cur.execute(sql.SQL(
             "INSERT INTO {table} ({key}, {counts}, {lowest}) "
             "SELECT {skey}, {scounts}, CASE WHEN {far} THEN s.{lowest} END FROM ("
             "SELECT {key}, {maxima}, min({lowest}) AS {lowest} FROM {stage} GROUP BY {key}) s "
-            "LEFT JOIN LATERAL (SELECT a.{mean} AS mean FROM {archive} a WHERE {by_key} OFFSET 0) a ON true "
+            "LEFT JOIN LATERAL {mean} a ON true "
             "WHERE s.{below} > 0 OR {far}").format(
             table=self.readings_table, key=sql.SQL(", ").join(key), counts=sql.SQL(", ").join((n, *counts)),
             lowest=lowest, skey=sql.SQL(", ").join(sql.SQL("s.{}").format(k) for k in key),
             scounts=sql.SQL(", ").join(sql.SQL("s.{}").format(c) for c in (n, *counts)), far=far,
             maxima=sql.SQL(", ").join(sql.SQL("coalesce(max({c}), 0) AS {c}").format(c=c) for c in (n, *counts)),
-            stage=stage, mean=sql.Identifier(batch.readings_field), archive=self.db.table, by_key=by_key,
-            below=below))
+            stage=stage, mean=mean, below=below))
         cur.execute(sql.SQL("DROP TABLE {}").format(stage))
 
     def _copy(self, cur, table, block):

@@ -160,7 +160,7 @@ def _devices(cur, db, tags):
     if not has_tags(db.table):
         return {}  # TAGS set on a table made without them: the hourly run's error says so
     names = sql.SQL(", ").join(sql.Identifier(t) for t in tags)
-    daily = sql.Identifier(db.schema, f"{db.table_name}_1d")
+    daily = db.companion("1d")
     source = daily if table_exists(cur, daily.as_string(cur)) and has_tags(daily) else db.table
     cur.execute(sql.SQL("SELECT {}, extract(epoch FROM max(time))::bigint FROM {} GROUP BY {}").format(
         names, source, names))
