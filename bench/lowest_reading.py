@@ -22,7 +22,7 @@ import sys
 
 from bench.nights import nights
 from bench.validate_nights import reference, seeds
-from loader.sessions import desaturation_events
+from loader.sessions import desaturation_events, desaturations_with_lowest
 
 WINDOW = 5
 SPO2_RANGE = (50, 100)  # the default VALID_RANGES for spo2
@@ -46,20 +46,12 @@ def windows(readings):
 
 
 def count(times, means, lowest, drop, level_windows, slack, margin):
-    """Desaturations of at least `drop` points: on the means alone (slack None), or with the lowest readings."""
+    """Desaturations of at least `drop` points: on the means alone (slack None), or with the lowest readings
+    (every window's: the loader keeps only those that can count, which counts the same)."""
     if slack is None:
         return len(desaturation_events(times, means, WINDOW, drop, level_windows))
-    at = {t: i for i, t in enumerate(times)}
-    found = 0
-    for event in desaturation_events(times, means, WINDOW, drop - slack, level_windows):
-        first, end = at[event.start], at[event.start + event.duration]
-        level = means[first - 1]
-        before = first - level_windows
-        if before >= 0 and times[first - 1] - times[before] == (level_windows - 1) * WINDOW:
-            level = math.fsum(means[before:first]) / level_windows
-        if level - min(means[first:end + 1]) >= drop or level - min(lowest[first:end + 1]) >= drop + margin:
-            found += 1
-    return found
+    return len(desaturations_with_lowest(times, means, WINDOW, drop, dict(zip(times, lowest)), slack, margin,
+                                         level_windows))
 
 
 def main():

@@ -123,12 +123,13 @@ METRICS = (
 @dataclass(frozen=True)
 class Event:
     """One desaturation: start of its first fallen window, duration to the recovering window's start (s),
-    depth below the level before it (points) and area below that level (points × seconds)."""
+    depth below the level before it (points), area below that level (points × seconds) and the level."""
 
     start: int
     duration: int
     depth: float
     area: float
+    level: float
 
 
 def desaturation_events(times, values, window, drop, level_windows=1):
@@ -189,20 +190,21 @@ def desaturation_events(times, values, window, drop, level_windows=1):
         below = [level - values[q] for q in range(first, k)]
         if times[k] - times[first - 1] <= EVENT_MAX_S and sum(d > RECOVERED for d in below) >= HELD:
             events.append(Event(times[first], times[k] - times[first], level - lowest,
-                                math.fsum(d for d in below if d > 0) * window))
+                                math.fsum(d for d in below if d > 0) * window, level))
         i = k + 1
     return events
 
 
-def desaturations_with_lowest(times, values, window, drop, lowest=None):
+def desaturations_with_lowest(times, values, window, drop, lowest=None, slack=SLACK, margin=LOWEST_MARGIN,
+                              level_windows=1):
     """The desaturations of at least `drop` points, from the window means and the lowest readings: the
-    events desaturation_events finds SLACK points shallower, kept when their means fall `drop` below the
+    events desaturation_events finds `slack` points shallower, kept when their means fall `drop` below the
     level before them or a window's lowest reading (lowest: {window start: lowest reading}, the windows
     whose lowest reading the sink kept; a window without one counts by its mean, which can then count
-    nothing the means do not) falls `drop` + LOWEST_MARGIN below it (the lowest of five noisy readings
-    sits under their mean)."""
+    nothing the means do not) falls `drop` + `margin` below it (the lowest of five noisy readings sits
+    under their mean). slack, margin, level_windows: the rule's, unless bench/lowest_reading measures others."""
     kept = []
-    for event in desaturation_events(times, values, window, drop - SLACK):
+    for event in desaturation_events(times, values, window, drop - slack, level_windows):
         if event.depth >= drop:
             kept.append(event)
             continue
@@ -211,7 +213,7 @@ def desaturations_with_lowest(times, values, window, drop, lowest=None):
         first = bisect.bisect_left(times, event.start)
         end = bisect.bisect_left(times, event.start + event.duration)  # the window the event recovered in
         deepest = min(lowest.get(times[q], values[q]) for q in range(first, end + 1))
-        if values[first - 1] - deepest >= drop + LOWEST_MARGIN:
+        if event.level - deepest >= drop + margin:
             kept.append(event)
     return kept
 
