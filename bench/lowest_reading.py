@@ -4,13 +4,14 @@
 
 The night-numbers issue suggests keeping, per window, the lowest SpO2 reading beside the mean, for brief
 (10-22 s) dips whose 5-second means fall short of 4 points; the loader does since 2026-12-02 (level 1
-window, slack 0.5, margin 1.0: sessions.SLACK and batch.LOWEST_MARGIN). This takes bench/validate's
-nights, makes their 5-second means and lowest readings in Python (within the default VALID_RANGES, as the loader keeps
-them), and counts desaturations on the means alone (the loader's rule before it kept lowest readings) and
-with candidates found `slack` points shallower on the means, kept when the lowest reading inside the event is
-`drop + margin` or more below the level before it (the margin stands for the lowest of five noisy
-readings sitting under their mean). Each also with the level before an event taken as the mean of the
-two windows before it (desaturation_events' level_windows=2) instead of the one window (the rule): a
+window, slack 0.5, margin 0.5 since 2026-12-03: sessions.SLACK and sessions.LOWEST_NOISE). This takes
+bench/validate's nights, makes their 5-second means and lowest readings in Python (within the default
+VALID_RANGES, as the loader keeps them), and counts desaturations on the means alone (the loader's rule
+before it kept lowest readings) and with candidates found `slack` points shallower on the means, kept when
+a lowest reading inside the event, more than batch.LOWEST_MARGIN under its window's mean (the windows whose
+lowest the sink keeps), is `drop + margin` or more below the level before it (the margin stands for the
+lowest of five noisy readings sitting under the signal). Each also with the level before an event taken
+as the mean of the two windows before it (desaturation_events' level_windows=2) instead of the one window (the rule): a
 single window that the next one falls from is a local high, its noise counted into the depth. Per
 variant: how many nights meet bench/validate's ODI targets (within max(5/h, 30 %) of pobm's and no
 further from the truth than pobm's), and how far its ODI3 and ODI4 are from the truth, summed over the
@@ -30,11 +31,11 @@ WINDOW = 5
 SPO2_RANGE = (50, 100)  # the default VALID_RANGES for spo2
 # (windows the level is the mean of, slack, margin)
 VARIANTS = tuple((level, slack, margin) for level in (1, 2)
-                 for slack, margin in ((None, None), (0.5, 0.5), (0.5, 0.75), (0.5, 1.0), (1.0, 0.5), (1.0, 0.75),
+                 for slack, margin in ((None, None), (0.5, 0.25), (0.5, 0.5), (0.5, 0.75), (0.5, 1.0), (1.0, 0.5),
                                        (1.0, 1.0)))
 # --sweep: every slack and margin of a grid, to see whether a result is a plateau or one lucky point
 SWEEP = tuple((level, slack, margin) for level in (1, 2) for slack, margin in [(None, None)] + [
-    (slack, margin) for slack in (0.5, 1.0, 1.5, 2.0) for margin in (0.5, 0.75, 1.0, 1.25, 1.5)])
+    (slack, margin) for slack in (0.5, 1.0, 1.5, 2.0) for margin in (0.25, 0.5, 0.75, 1.0, 1.25, 1.5)])
 
 
 def windows(readings):
@@ -49,7 +50,7 @@ def windows(readings):
 
 def count(times, means, lowest, drop, level_windows, slack, margin):
     """Desaturations of at least `drop` points: on the means alone (slack None), or with the lowest readings
-    (every window's: the loader keeps only those that can count, which counts the same)."""
+    (every window's: the rule reads only those the sink keeps)."""
     if slack is None:
         return len(desaturation_events(times, means, WINDOW, drop, level_windows))
     return len(desaturations_with_lowest(times, means, WINDOW, drop, dict(zip(times, lowest)), slack, margin,

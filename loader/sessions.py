@@ -38,11 +38,14 @@ HELD = 2  # windows: an event has this many more than RECOVERED below its level;
 #           are held this long (a one-second artefact moves one window mean)
 DROPS = (3, 4)
 SLACK = 0.5  # points: candidates are found this much shallower on the means, and count when the means reach
-#              the drop or a window's lowest reading reaches it and LOWEST_MARGIN more (a brief dip that its
-#              5-second means average away; the sink keeps a lowest reading only where that can happen)
+#              the drop or a window's lowest reading reaches it and LOWEST_NOISE more, where that reading is more
+#              than LOWEST_MARGIN under its window's mean (a brief dip that its 5-second means average away; the
+#              sink keeps a lowest reading only there)
+LOWEST_NOISE = 0.5  # points: the lowest of a window's five noisy readings sits about this far under the signal
+#                     (0.55 on bench/validate's nights, deep and brief dips alike)
 MAX_S = 86400  # a longer run (an oximeter worn around the clock) is cut every 24 h from its start
 # changes when the rules above or the columns change, so stored sessions are recomputed
-RULE = "desat-v3 t90-readings lowest-reading"
+RULE = "desat-v4 t90-readings lowest-reading"
 
 
 # Colour bands at clinically meaningful thresholds ((colour, from value), lowest first), for the dashboard
@@ -195,14 +198,15 @@ def desaturation_events(times, values, window, drop, level_windows=1):
     return events
 
 
-def desaturations_with_lowest(times, values, window, drop, lowest=None, slack=SLACK, margin=LOWEST_MARGIN,
+def desaturations_with_lowest(times, values, window, drop, lowest=None, slack=SLACK, margin=LOWEST_NOISE,
                               level_windows=1):
     """The desaturations of at least `drop` points, from the window means and the lowest readings: the
     events desaturation_events finds `slack` points shallower, kept when their means fall `drop` below the
-    level before them or a window's lowest reading (lowest: {window start: lowest reading}, the windows
-    whose lowest reading the sink kept; a window without one counts by its mean, which can then count
-    nothing the means do not) falls `drop` + `margin` below it (the lowest of five noisy readings sits
-    under their mean). slack, margin, level_windows: the rule's, unless bench/lowest_reading measures others."""
+    level before them or a window's lowest reading falls `drop` + `margin` below it, where that reading is
+    more than LOWEST_MARGIN under the window's own mean (a nadir the mean averaged away; elsewhere the
+    lowest of five noisy readings says nothing the mean does not, and the sink keeps none). lowest: {window
+    start: lowest reading}; a window without one counts by its mean. slack, margin, level_windows: the
+    rule's, unless bench/lowest_reading measures others."""
     kept = []
     for event in desaturation_events(times, values, window, drop - slack, level_windows):
         if event.depth >= drop:
@@ -212,8 +216,9 @@ def desaturations_with_lowest(times, values, window, drop, lowest=None, slack=SL
             continue
         first = bisect.bisect_left(times, event.start)
         end = bisect.bisect_left(times, event.start + event.duration)  # the window the event recovered in
-        deepest = min(lowest.get(times[q], values[q]) for q in range(first, end + 1))
-        if event.level - deepest >= drop + margin:
+        deep = [lowest[times[q]] for q in range(first, end + 1)
+                if lowest.get(times[q], values[q]) < values[q] - LOWEST_MARGIN]
+        if deep and event.level - min(deep) >= drop + margin:
             kept.append(event)
     return kept
 

@@ -10,8 +10,8 @@ from loader import sessions  # noqa: E402
 from loader.sources import batch  # noqa: E402
 
 FOUND = tuple(drop - sessions.SLACK for drop in sessions.DROPS)  # how deep a candidate is found, on the means
-MARGIN = batch.LOWEST_MARGIN
-BY_LOWEST = tuple(drop + MARGIN for drop in sessions.DROPS)  # how deep a lowest reading counts one
+MARGIN = batch.LOWEST_MARGIN  # how far under its window's mean a lowest reading is read at all
+BY_LOWEST = tuple(drop + sessions.LOWEST_NOISE for drop in sessions.DROPS)  # how deep it counts one
 
 HEAD = f"""# Sessions: the night's numbers
 
@@ -51,11 +51,13 @@ Medicine 4:1, 2021), applied to window means instead of 1 Hz readings:
   shows; pobm's detector defaults to 90 s and its authors note events up to 120 s, which the validation
   passes it), held {sessions.HELD} windows more than {sessions.RECOVERED:g} point
   below its level (a one-second motion artefact moves one window mean), and either its means fell 3 (4)
-  points below the level, or a window's **lowest reading** fell {BY_LOWEST[0]:g} ({BY_LOWEST[1]:g}) points below it. The
-  second is for brief dips (10-20 s), which a 5-second mean averages to less than their depth; the
-  {MARGIN:g} more stands for the lowest of five noisy readings sitting under their mean. The loader keeps a
-  window's lowest reading (`<PG_TABLE>_readings.lowest`, from InfluxDB's `min` per window) only where it is more
-  than {MARGIN:g} point under the window's mean, the only windows where it can count an event the means do not;
+  points below the level, or a window's **lowest reading** fell {BY_LOWEST[0]:g} ({BY_LOWEST[1]:g}) points below it,
+  where that reading is more than {MARGIN:g} point under its window's own mean. The second is for brief
+  dips (10-20 s), which a 5-second mean averages to less than their depth: a reading that far under its
+  window's mean is a nadir the mean averaged away (elsewhere the lowest of five noisy readings says nothing
+  the mean does not), and the {sessions.LOWEST_NOISE:g} more stands for the lowest of five noisy readings sitting
+  under the signal (0.55 points on the validation nights, deep and brief dips alike). The loader keeps a
+  window's lowest reading (`<PG_TABLE>_readings.lowest`, from InfluxDB's `min` per window) only there;
   windows archived before it kept them count by their means. A missing window ends a candidate uncounted; the
   search resumes after the event's end.
 

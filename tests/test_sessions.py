@@ -98,6 +98,23 @@ def test_dips_of_12_s_count_whether_or_not_they_line_up_with_the_windows(offset)
     assert (row["desat3"], row["desat4"]) == (12, 12)
 
 
+def test_a_windows_lowest_reading_counts_half_a_point_past_the_drop_where_it_is_over_a_point_under_its_mean():
+    """Means of 96, then a dip whose two lowest windows average 92.45 (3.55 under the level: 3 points, not 4):
+    a lowest reading of 91.4 in one (4.6 under the level, 1.05 under its mean) makes it a 4-point
+    desaturation (4 + LOWEST_NOISE); one of 91.5 (4.5 under the level) does not, being 0.95 under its
+    window's mean, as a noisy reading can be, but does under a mean of 92.6 (1.1 under it); one of 91.55
+    there does not (4.45 under the level)."""
+    values = [96.0] * 20 + [94.0, 92.45, 92.45, 96.0] + [96.0] * 20
+    times = [T0 + i * W for i in range(len(values))]
+    dip = times[21]
+    assert desaturations(times, values, W) == {3: 1, 4: 0}
+    assert desaturations(times, values, W, lowest={dip: 91.4}) == {3: 1, 4: 1}
+    assert desaturations(times, values, W, lowest={dip: 91.5}) == {3: 1, 4: 0}
+    shallower = values[:21] + [92.6] + values[22:]  # the other window keeps the candidate 3.55 deep
+    assert desaturations(times, shallower, W, lowest={dip: 91.55}) == {3: 1, 4: 0}
+    assert desaturations(times, shallower, W, lowest={dip: 91.5}) == {3: 1, 4: 1}
+
+
 def test_a_dip_that_starts_with_the_recording_has_no_level_and_is_not_counted():
     rows = means(with_dips(3600, 5, 20, every=3600, first=0))
     assert desaturations([r[0] for r in rows], [r[1] for r in rows], W) == {3: 0, 4: 0}
