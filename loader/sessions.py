@@ -41,8 +41,9 @@ SLACK = 0.5  # points: candidates are found this much shallower on the means, an
 #              the drop or a window's lowest reading reaches it and LOWEST_NOISE more, where that reading is more
 #              than LOWEST_MARGIN under its window's mean (a brief dip that its 5-second means average away; the
 #              sink keeps a lowest reading only there)
-LOWEST_NOISE = 0.5  # points: the lowest of a window's five noisy readings sits about this far under the signal
-#                     (0.55 on bench/validate's nights, deep and brief dips alike)
+LOWEST_NOISE = 0.5  # points: the lowest of a window's five noisy readings sits under the signal (0.38 under its
+#                     lowest in the window on bench/validate's nights; with the one-window level, a dip's lowest
+#                     reading is 0.6-0.75 deeper than the dip); bench/lowest_reading: 0.25-1.0 alike, 0.5 nearest
 MAX_S = 86400  # a longer run (an oximeter worn around the clock) is cut every 24 h from its start
 # changes when the rules above or the columns change, so stored sessions are recomputed
 RULE = "desat-v4 t90-readings lowest-reading"

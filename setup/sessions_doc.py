@@ -56,7 +56,9 @@ Medicine 4:1, 2021), applied to window means instead of 1 Hz readings:
   dips (10-20 s), which a 5-second mean averages to less than their depth: a reading that far under its
   window's mean is a nadir the mean averaged away (elsewhere the lowest of five noisy readings says nothing
   the mean does not), and the {sessions.LOWEST_NOISE:g} more stands for the lowest of five noisy readings sitting
-  under the signal (0.55 points on the validation nights, deep and brief dips alike). The loader keeps a
+  under the signal (on the validation nights 0.38 point under its lowest in the window; a dip's lowest
+  reading 0.6-0.75 deeper under the level than the dip; margins of 0.25 to 1 read the nights alike,
+  {sessions.LOWEST_NOISE:g} nearest the truth: `bench.lowest_reading`). The loader keeps a
   window's lowest reading (`<PG_TABLE>_readings.lowest`, from InfluxDB's `min` per window) only there;
   windows archived before it kept them count by their means. A missing window ends a candidate uncounted; the
   search resumes after the event's end.
