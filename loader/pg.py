@@ -22,6 +22,10 @@ WHERE a.attrelid = %(table)s::regclass AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attnum
 """
 TABLE_EXISTS = "SELECT to_regclass(%(table)s) IS NOT NULL"
+COLUMN_EXISTS = """
+SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(%(table)s) AND attname = %(column)s
+               AND attnum > 0 AND NOT attisdropped)
+"""
 PRIMARY_KEY_OF = """
 SELECT a.attname
 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
@@ -52,6 +56,14 @@ def by_key(table, columns, outer, keys):
 def table_exists(cur, qualified):
     """Whether a table (a qualified, quoted name as sql.Identifier renders it) exists."""
     cur.execute(TABLE_EXISTS, {"table": qualified})
+    return cur.fetchone()[0]
+
+
+def column_exists(cur, qualified, column):
+    """Whether a table (as table_exists names it) exists and has the column; a catalog read, no lock on the
+    table (ALTER TABLE ... ADD COLUMN IF NOT EXISTS takes an exclusive one even when the column is there,
+    and waits behind every reader, a nightly pg_dump among them)."""
+    cur.execute(COLUMN_EXISTS, {"table": qualified, "column": column})
     return cur.fetchone()[0]
 
 

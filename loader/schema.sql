@@ -22,8 +22,6 @@ CREATE TABLE IF NOT EXISTS influx_archive_runs (
     outcome       text NOT NULL DEFAULT 'running',  -- running | ok | nothing to do | failed | interrupted | abandoned
     error         text
 );
--- The exit code a failed run ended with (1: the next run catches up, 2: needs a human); added in 2026-11.
-ALTER TABLE influx_archive_runs ADD COLUMN IF NOT EXISTS exit_code smallint;
 CREATE INDEX IF NOT EXISTS influx_archive_runs_target_started
     ON influx_archive_runs (target, started_at DESC);
 -- Late data (added in 2026-11): the readings InfluxDB held in each whole hour, per series and field,
@@ -49,10 +47,25 @@ CREATE TABLE IF NOT EXISTS influx_archive_behind (
     found_at  timestamptz NOT NULL,
     PRIMARY KEY (target, hour, series, field)
 );
--- Hours a run found behind (InfluxDB held readings the archive lacked) and reloaded.
-ALTER TABLE influx_archive_runs ADD COLUMN IF NOT EXISTS late_hours integer;
--- Readings a run kept out, per field: {"spo2": {"refused": n, "counted": n, "lowest": x, "highest": x,
--- "skipped": n}}: refused at the door (outside VALID_RANGES; their lowest and highest value), of counted =
--- the readings InfluxDB held in the ranges the run read; skipped: held as text or booleans, not numbers.
--- (Runs of the version before: {"spo2": [refused, counted]}.)
-ALTER TABLE influx_archive_runs ADD COLUMN IF NOT EXISTS refused jsonb;
+-- Columns of influx_archive_runs added since (2026-11), each added only where it is missing: ALTER TABLE
+-- takes an exclusive lock even when IF NOT EXISTS finds the column, and would wait behind every reader of
+-- the table (the nightly pg_dump holds one on every table while it runs), and every reader behind it.
+--   exit_code   the exit code a failed run ended with (1: the next run catches up, 2: needs a human)
+--   late_hours  hours the run found behind (InfluxDB held readings the archive lacked) and reloaded
+--   refused     readings the run kept out, per field: {"spo2": {"refused": n, "counted": n, "lowest": x,
+--               "highest": x, "skipped": n}}: refused at the door (outside VALID_RANGES; their lowest and
+--               highest value), of counted = the readings InfluxDB held in the ranges the run read; skipped:
+--               held as text or booleans, not numbers. (Runs of the version before: {"spo2": [refused, counted]}.)
+DO $$
+DECLARE
+    added record;
+BEGIN
+    FOR added IN SELECT * FROM (VALUES ('exit_code', 'smallint'), ('late_hours', 'integer'), ('refused', 'jsonb'))
+                 AS c (name, kind) LOOP
+        IF NOT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'influx_archive_runs'::regclass
+                       AND attname = added.name AND NOT attisdropped) THEN
+            EXECUTE format('ALTER TABLE influx_archive_runs ADD COLUMN IF NOT EXISTS %I %s', added.name, added.kind);
+        END IF;
+    END LOOP;
+END
+$$;

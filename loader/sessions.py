@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from psycopg2 import sql
 
-from .pg import archive_span, by_key, table_exists
+from .pg import archive_span, by_key, column_exists, table_exists
 from .sources.batch import LOWEST, LOWEST_MARGIN, READING_COUNTS, T88, T90  # what the readings are counted at
 from .windows import rfc3339
 
@@ -480,9 +480,7 @@ class Sessions:
         readings = self.db.companion("readings")
         if not table_exists(cur, readings.as_string(cur)):
             return None
-        cur.execute("SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = %s::regclass AND attname = %s "
-                    "AND NOT attisdropped)", (readings.as_string(cur), LOWEST))
-        has_lowest = cur.fetchone()[0]
+        has_lowest = column_exists(cur, readings.as_string(cur), LOWEST)
         (n, _, _), *thresholds = READING_COUNTS
         spo2 = sql.SQL("a.{}").format(sql.Identifier(self.spo2))
         sums = [sql.SQL("coalesce(sum(r.{c}::float8 / r.{n} - ({m} " + compare + " {b})::int), 0)").format(

@@ -13,7 +13,7 @@ import psycopg2.errors
 from psycopg2 import sql
 
 from .errors import SinkRejected, SourceQueryError
-from .pg import DDL_LOCK, PRIMARY_KEY_OF, archive_span, by_key, first_line, table_exists
+from .pg import DDL_LOCK, PRIMARY_KEY_OF, archive_span, by_key, column_exists, first_line, table_exists
 from .sources.batch import LOWEST, LOWEST_MARGIN, READING_COUNTS
 from .sources.literal import number
 from .windows import format_duration, rfc3339
@@ -256,8 +256,9 @@ class ArchiveTable:
                 sql.SQL("{} integer NOT NULL DEFAULT 0").format(c) for c in (n, *counts)]),
             sql.SQL(", ").join(key)))
         # a table made before the lowest reading was kept: its rows have none (the rule then reads their means)
-        cur.execute(sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} double precision").format(
-            self.readings_table, lowest))
+        if not column_exists(cur, self.readings_table.as_string(cur), LOWEST):
+            cur.execute(sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} double precision").format(
+                self.readings_table, lowest))
         cur.execute(sql.SQL("DELETE FROM {} WHERE time >= %(lo)s AND time < %(hi)s").format(self.readings_table),
                     {"lo": rfc3339(batch.start), "hi": rfc3339(batch.end)})
         stage = sql.Identifier(STAGE + "_readings")

@@ -54,6 +54,37 @@ def test_rerun_gives_no_duplicates_and_late_points_are_merged(pg_url, standin, i
     assert count_rows(pg_url) == (len(first) + 1, len(first) + 1)
 
 
+def test_an_hourly_run_waits_for_no_dump_that_holds_every_table(pg_url, standin, monkeypatch):
+    """pg_dump holds ACCESS SHARE on every table it dumps for the whole dump (minutes on a Pi, and the nightly
+    backup may still run at the next hour's run). The run takes no lock that waits for it: no ALTER TABLE
+    where the columns are there already (the runs table's later columns, the readings table's lowest). With
+    the run's lock_timeout at 2 s and every table held as pg_dump holds it, the second hour loads and the run
+    ends ok."""
+    points = pulse_points(NOW - 2 * HOUR, 2 * HOUR)
+    feed_standin(standin, points)
+    cfg = make_config(pg_url, standin.url, INITIAL_LOOKBACK="3h")
+    Job(cfg, clock=FixedClock(NOW - HOUR)).run()
+    dump = psycopg2.connect(pg_url)
+    cur = dump.cursor()
+    cur.execute("SELECT format('%I.%I', schemaname, tablename) FROM pg_tables WHERE schemaname = 'public'")
+    tables = [name for (name,) in cur.fetchall()]
+    assert {"public.influx_archive_runs", "public.pox_five_second_mean_readings"} <= set(tables)
+    for name in tables:
+        cur.execute(f"LOCK TABLE {name} IN ACCESS SHARE MODE")
+    monkeypatch.setenv("PGOPTIONS", "-c lock_timeout=2s")
+    try:
+        Job(cfg, clock=FixedClock(NOW)).run()
+    finally:
+        dump.rollback()
+        dump.close()
+    assert archive_rows(pg_url) == expected_means(points, start=0, end=NOW - NOW % 5)
+    conn = psycopg2.connect(pg_url)
+    cur = conn.cursor()
+    cur.execute("SELECT outcome FROM influx_archive_runs ORDER BY id")
+    assert cur.fetchall() == [("ok",), ("ok",)]
+    conn.close()
+
+
 def test_backfill_stops_at_the_last_complete_window(pg_url, standin):
     feed_standin(standin, pulse_points(NOW - HOUR, HOUR + 60))
     cfg = make_config(pg_url, standin.url)

@@ -17,6 +17,27 @@ from tests.support.readings import expected_means, feed_standin, pulse_points
 NOW = 1_790_000_000 - 1_790_000_000 % 86400 + 3 * 3600 + 17  # 2026-09-21T03:00:17Z: mid-window
 
 
+def test_a_runs_table_of_the_first_version_gains_the_later_columns_and_keeps_its_rows(pg_url, standin):
+    """influx_archive_runs as the first version made it (no exit_code, late_hours or refused): the next run
+    adds the three columns (schema.sql adds each only where it is missing), keeps the old row and records
+    its own readings refused (finger-off zeros) in the new column."""
+    conn = psycopg2.connect(pg_url)
+    cur = conn.cursor()
+    cur.execute("CREATE TABLE influx_archive_runs (id bigserial PRIMARY KEY, target text NOT NULL, command text NOT "
+                "NULL, started_at timestamptz NOT NULL, finished_at timestamptz, range_start timestamptz, range_end "
+                "timestamptz, chunks integer NOT NULL DEFAULT 0, rows_written bigint NOT NULL DEFAULT 0, outcome text "
+                "NOT NULL DEFAULT 'running', error text)")
+    cur.execute("INSERT INTO influx_archive_runs (target, command, started_at, outcome) "
+                "VALUES ('public.pox_five_second_mean', 'run', now(), 'ok')")
+    conn.commit()
+    feed_standin(standin, pulse_points(NOW - HOUR, HOUR, finger_off_every=60))
+    Job(make_config(pg_url, standin.url, INITIAL_LOOKBACK="1h"), clock=FixedClock(NOW)).run()
+    cur.execute("SELECT command, outcome, exit_code, late_hours, refused -> 'spo2' -> 'refused' FROM "
+                "influx_archive_runs ORDER BY id")
+    assert cur.fetchall() == [("run", "ok", None, None, None), ("run", "ok", None, None, 60)]
+    conn.close()
+
+
 def test_first_run_archives_initial_lookback_and_watermark_follows(pg_url, standin):
     feed_standin(standin, pulse_points(NOW - 3 * DAY, 3 * DAY, step=5))
     cfg = make_config(pg_url, standin.url, INITIAL_LOOKBACK="2d", CHUNK="6h")
