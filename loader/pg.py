@@ -5,6 +5,7 @@ URL, with the parameters pg_params() reads and the same error translation; nothi
 """
 
 import contextlib
+import getpass
 import re
 
 import psycopg2
@@ -67,6 +68,12 @@ def column_exists(cur, qualified, column):
     return cur.fetchone()[0]
 
 
+# A statement PostgreSQL cancelled (a statement_timeout or lock_timeout of the role, the database or
+# postgresql.conf; pg_cancel_backend): the run is retried by the next one, and this says how to lift them
+CANCELLED_HINT = ("PostgreSQL applies a statement_timeout or lock_timeout to this role or database, or someone "
+                  "cancelled it; the next run tries again. If it recurs, lift both for the loader's role: "
+                  "sudo -u postgres psql -c 'ALTER ROLE \"{user}\" SET statement_timeout = 0' "
+                  "-c 'ALTER ROLE \"{user}\" SET lock_timeout = 0'")
 PG_SCHEMES = re.compile(r"^postgres(?:ql)?(?:\+psycopg2)?://")
 ENCODE_HELP = ("percent-encode it (@ as %40, : as %3A, / as %2F, # as %23, ? as %3F, % as %25); this prints "
                "the encoded form of what you type: python3 -c 'import getpass, urllib.parse; "
@@ -188,12 +195,25 @@ class Database:
         if isinstance(exc, psycopg2.errors.CardinalityViolation):
             return SourceQueryError("the source returned two rows for one window and key; "
                                     "refusing to let one overwrite the other")
+        if isinstance(exc, (psycopg2.errors.QueryCanceled, psycopg2.errors.LockNotAvailable)):
+            return SinkUnavailable(f"PostgreSQL at {self.config.describe_pg()} cancelled a statement of this run: "
+                                   f"{text}", hint=CANCELLED_HINT.format(user=self._user()))
+        if isinstance(exc, psycopg2.errors.TransactionRollbackError):
+            return SinkUnavailable(f"PostgreSQL at {self.config.describe_pg()} rolled this run's chunk back: {text}",
+                                   hint="another session held what the chunk needed; the next run loads it")
         if isinstance(exc, (psycopg2.OperationalError, psycopg2.InterfaceError)):
             if "password authentication failed" in text or ("database" in text and "does not exist" in text):
                 return SinkRejected(f"PostgreSQL at {self.config.describe_pg()}: {text}",
                                     hint="check PG_URL (user, password, database name)")
             return SinkUnavailable(f"PostgreSQL at {self.config.describe_pg()} is unavailable: {text}")
         return SinkRejected(f"PostgreSQL: {text}")
+
+    def _user(self):
+        """The role PG_URL connects as (libpq's default without one: the user running the loader)."""
+        try:
+            return pg_params(self.config.pg_url.reveal()).get("user") or getpass.getuser()
+        except psycopg2.ProgrammingError:
+            return getpass.getuser()
 
 
 def first_line(exc):

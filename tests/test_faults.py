@@ -401,6 +401,50 @@ def test_postgres_restarted_mid_run_fails_the_run_with_exit_1_and_the_next_run_c
     assert archive_rows(pg_url) == expected_means(points, start=start, end=end)
 
 
+def test_a_statement_timeout_cancelling_a_run_is_named_with_advice_that_lifts_it(pg_url, standin):
+    """A statement_timeout set on the database (as some set one to keep dashboards from running away), and
+    a run whose statement waits past it (another session holds the archive table): exit 1, one message
+    saying PostgreSQL cancelled a statement and why, not that it is unavailable, and advice whose ALTER ROLE,
+    run as given, lifts the timeout for the loader's role over the database's; the next run loads."""
+    points = pulse_points(NOW - 3 * HOUR, 3 * HOUR)
+    feed_standin(standin, points)
+    cfg = make_config(pg_url, standin.url, INITIAL_LOOKBACK="3h")
+    clock = FixedClock(NOW - HOUR)
+    Job(cfg, clock=clock).run()
+    admin = psycopg2.connect(pg_url)
+    admin.autocommit = True
+    cur = admin.cursor()
+    cur.execute("SELECT current_database(), current_user")
+    database, user = cur.fetchone()
+    cur.execute(f'ALTER DATABASE "{database}" SET statement_timeout = 300')
+    holder = psycopg2.connect(pg_url)
+    holder.cursor().execute("LOCK TABLE pox_five_second_mean IN ACCESS EXCLUSIVE MODE")
+    clock.value = NOW
+    try:
+        with pytest.raises(SinkUnavailable) as cancelled:
+            Job(cfg, clock=clock).run()
+        holder.rollback()
+        assert cancelled.value.exit_code == 1
+        assert "cancelled a statement of this run: canceling statement due to statement timeout" in str(cancelled.value)
+        assert "unavailable" not in str(cancelled.value)
+        for statement in re.findall(r"-c '([^']*)'", cancelled.value.hint):
+            cur.execute(statement)  # as the advice says, run as a superuser
+        assert f'ALTER ROLE "{user}" SET statement_timeout = 0' in cancelled.value.hint
+        check = psycopg2.connect(pg_url)
+        show = check.cursor()
+        show.execute("SHOW statement_timeout")
+        assert show.fetchone() == ("0",)  # the role's setting wins over the database's 300 ms
+        check.close()
+        Job(cfg, clock=clock).run()
+    finally:
+        holder.close()
+        cur.execute(f'ALTER DATABASE "{database}" RESET statement_timeout')
+        cur.execute(f'ALTER ROLE "{user}" RESET statement_timeout')
+        cur.execute(f'ALTER ROLE "{user}" RESET lock_timeout')
+        admin.close()
+    assert archive_rows(pg_url) == expected_means(points, start=0, end=NOW - NOW % 5)
+
+
 def test_a_clock_set_before_the_watermark_moves_nothing_and_the_right_clock_catches_up(pg_url, standin):
     points = pulse_points(NOW - 3 * HOUR, 3 * HOUR)
     feed_standin(standin, points)
