@@ -17,6 +17,7 @@ import pytest
 
 from loader.errors import ClockError, SinkUnavailable, SourceQueryError, SourceRejected, SourceUnavailable
 from loader.job import Job
+from loader.pg import Database
 from loader.sources.influxql import InfluxQLSource, influx_kind
 from loader.windows import rfc3339
 from tests.support.archive import archive_rows, count_rows, first_loaded, watermark
@@ -443,6 +444,39 @@ def test_a_statement_timeout_cancelling_a_run_is_named_with_advice_that_lifts_it
         cur.execute(f'ALTER ROLE "{user}" RESET lock_timeout')
         admin.close()
     assert archive_rows(pg_url) == expected_means(points, start=0, end=NOW - NOW % 5)
+
+
+def test_a_deadlock_is_said_as_a_chunk_rolled_back_for_the_next_run(pg_url):
+    """Two sessions each holding a row the other wants: PostgreSQL ends one with `deadlock detected`, which the
+    loader says as a rolled-back chunk the next run loads (exit 1), not as PostgreSQL being unavailable."""
+    db = Database(make_config(pg_url, "http://127.0.0.1:9"))
+    setup = psycopg2.connect(pg_url)
+    setup.autocommit = True
+    setup.cursor().execute("CREATE TABLE deadlock_rows (id int PRIMARY KEY); INSERT INTO deadlock_rows VALUES (1), (2)")
+    setup.close()
+    first, second = psycopg2.connect(pg_url), psycopg2.connect(pg_url)
+    first.cursor().execute("UPDATE deadlock_rows SET id = id WHERE id = 1")
+    second.cursor().execute("UPDATE deadlock_rows SET id = id WHERE id = 2")
+    outcomes = []
+
+    def take(conn, row):
+        try:
+            with db.errors():
+                conn.cursor().execute("UPDATE deadlock_rows SET id = id WHERE id = %s", (row,))
+            outcomes.append(None)
+        except SinkUnavailable as exc:
+            outcomes.append(exc)
+        conn.rollback()  # the survivor's lock goes with it
+
+    other = threading.Thread(target=take, args=(second, 1))
+    other.start()
+    take(first, 2)
+    other.join(timeout=30)
+    first.close()
+    second.close()
+    [error] = [e for e in outcomes if e is not None]
+    assert error.exit_code == 1 and "rolled this run's chunk back: deadlock detected" in str(error)
+    assert "unavailable" not in str(error) and "next run" in error.hint
 
 
 def test_a_clock_set_before_the_watermark_moves_nothing_and_the_right_clock_catches_up(pg_url, standin):
