@@ -74,6 +74,8 @@ CANCELLED_HINT = ("PostgreSQL applies a statement_timeout or lock_timeout to thi
                   "cancelled it; the next run tries again. If it recurs, lift both for the loader's role: "
                   "sudo -u postgres psql -c 'ALTER ROLE \"{user}\" SET statement_timeout = 0' "
                   "-c 'ALTER ROLE \"{user}\" SET lock_timeout = 0'")
+DISK_FULL_HINT = ("free space on the drive that holds PostgreSQL's data (df -h /var/lib/postgresql shows it); "
+                  "the next run then loads every hour missed while InfluxDB still holds it (30 days on the free plan)")
 PG_SCHEMES = re.compile(r"^postgres(?:ql)?(?:\+psycopg2)?://")
 ENCODE_HELP = ("percent-encode it (@ as %40, : as %3A, / as %2F, # as %23, ? as %3F, % as %25); this prints "
                "the encoded form of what you type: python3 -c 'import getpass, urllib.parse; "
@@ -198,6 +200,9 @@ class Database:
         if isinstance(exc, (psycopg2.errors.QueryCanceled, psycopg2.errors.LockNotAvailable)):
             return SinkUnavailable(f"PostgreSQL at {self.config.describe_pg()} cancelled a statement of this run: "
                                    f"{text}", hint=CANCELLED_HINT.format(user=self._user()))
+        if isinstance(exc, psycopg2.errors.DiskFull):
+            return SinkRejected(f"PostgreSQL at {self.config.describe_pg()} has no room left on its disk: {text}",
+                                hint=DISK_FULL_HINT)
         if isinstance(exc, psycopg2.errors.TransactionRollbackError):
             return SinkUnavailable(f"PostgreSQL at {self.config.describe_pg()} rolled this run's chunk back: {text}",
                                    hint="another session held what the chunk needed; the next run loads it")

@@ -4,18 +4,21 @@ hangs, cut or malformed bodies, wrong token, bucket, org or database, wrong name
 down at start, restarted mid-run. The clock: before the watermark, not synchronised."""
 
 import os
+import pwd
 import re
 import subprocess
 import sys
 import threading
 import time
 import urllib.request
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import psycopg2
 import pytest
+from psycopg2 import sql
 
-from loader.errors import ClockError, SinkUnavailable, SourceQueryError, SourceRejected, SourceUnavailable
+from loader.errors import ClockError, SinkRejected, SinkUnavailable, SourceQueryError, SourceRejected, SourceUnavailable
 from loader.job import Job
 from loader.pg import Database
 from loader.sources.influxql import InfluxQLSource, influx_kind
@@ -24,7 +27,7 @@ from tests.support.archive import archive_rows, count_rows, first_loaded, waterm
 from tests.support.harness import DAY, HOUR, ROOT, FixedClock, cli, flux_env, make_config, now
 from tests.support.influxdb3_standin import InfluxDB3StandIn
 from tests.support.readings import expected_means, feed_influxd, feed_standin, line_protocol, pulse_points
-from tests.support.servers import free_port
+from tests.support.servers import LoopDrive, free_port, server_or_skip
 
 NOW = 1_790_000_000 - 1_790_000_000 % 86400 + 3 * 3600 + 17  # 2026-09-21T03:00:17Z: mid-window
 MEANS_HEADER = ("#datatype,string,long,dateTime:RFC3339,double,double\n#group,false,false,false,false,false\n"
@@ -444,6 +447,55 @@ def test_a_statement_timeout_cancelling_a_run_is_named_with_advice_that_lifts_it
         cur.execute(f'ALTER ROLE "{user}" RESET lock_timeout')
         admin.close()
     assert archive_rows(pg_url) == expected_means(points, start=0, end=NOW - NOW % 5)
+
+
+def test_postgresql_out_of_disk_is_exit_2_with_advice_and_once_freed_the_next_run_loads_everything(pg_server,
+                                                                                                   standin):
+    """The drive holding PostgreSQL's data fills up (an SD card's classic end): the run exits 2 (a human must free
+    space) saying PostgreSQL has no room left on its disk and where to look, not that it is unavailable; once
+    space is freed, the next run loads every hour missed. The database lives in a tablespace on a small
+    loop-mounted ext4 drive filled to its last 64 kB (PostgreSQL's WAL stays on its own disk, as it would
+    not on a Pi, where the server may stop instead: then the message is that it is unavailable, which is
+    true)."""
+    drive = server_or_skip(lambda: LoopDrive(size_kb=24 * 1024), "a loop-mounted drive")
+    name = "t_" + uuid.uuid4().hex[:12]
+    admin = psycopg2.connect(pg_server.url())
+    admin.autocommit = True
+    cur = admin.cursor()
+    try:
+        location = os.path.join(drive.path, "pgdata")
+        os.mkdir(location, 0o700)
+        if pg_server.user:
+            user = pwd.getpwnam(pg_server.user)
+            os.chown(location, user.pw_uid, user.pw_gid)
+        cur.execute(sql.SQL("CREATE TABLESPACE {} LOCATION {}").format(
+            sql.Identifier(name), sql.Literal(location)))
+        cur.execute(f'CREATE DATABASE "{name}" TABLESPACE "{name}"')
+        url = pg_server.url(name)
+        points = pulse_points(NOW - 7 * HOUR, 7 * HOUR)
+        feed_standin(standin, points)
+        cfg = make_config(url, standin.url, INITIAL_LOOKBACK="1h")
+        clock = FixedClock(NOW - 6 * HOUR)
+        Job(cfg, clock=clock).run()
+        filler = os.path.join(drive.path, "filler")
+        stat = os.statvfs(drive.path)
+        with open(filler, "wb") as handle:
+            handle.truncate(stat.f_bavail * stat.f_frsize - 64 * 1024)
+            os.posix_fallocate(handle.fileno(), 0, stat.f_bavail * stat.f_frsize - 64 * 1024)
+        clock.value = NOW
+        with pytest.raises(SinkRejected) as full:
+            Job(cfg, clock=clock).run()
+        assert full.value.exit_code == 2
+        assert "has no room left on its disk" in str(full.value) and "No space left on device" in str(full.value)
+        assert "unavailable" not in str(full.value) and "df -h /var/lib/postgresql" in full.value.hint
+        os.remove(filler)
+        Job(cfg, clock=clock).run()
+        assert archive_rows(url) == expected_means(points, start=NOW - 7 * HOUR, end=NOW - NOW % 5)
+    finally:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        cur.execute(f'DROP TABLESPACE IF EXISTS "{name}"')
+        admin.close()
+        drive.close()
 
 
 def test_a_deadlock_is_said_as_a_chunk_rolled_back_for_the_next_run(pg_url):
