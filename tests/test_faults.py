@@ -489,6 +489,11 @@ def test_postgresql_out_of_disk_is_exit_2_with_advice_and_once_freed_the_next_ru
         assert "has no room left on its disk" in str(full.value) and "No space left on device" in str(full.value)
         assert "unavailable" not in str(full.value) and "df -h /var/lib/postgresql" in full.value.hint
         os.remove(filler)
+        check = psycopg2.connect(url)
+        said = check.cursor()
+        said.execute("SELECT outcome, exit_code FROM influx_archive_runs ORDER BY id DESC LIMIT 1")
+        assert said.fetchone() == ("failed", 2)  # recorded for status, though the disk was full
+        check.close()
         Job(cfg, clock=clock).run()
         assert archive_rows(url) == expected_means(points, start=NOW - 7 * HOUR, end=NOW - NOW % 5)
     finally:
