@@ -74,6 +74,12 @@ CANCELLED_HINT = ("PostgreSQL applies a statement_timeout or lock_timeout to thi
                   "cancelled it; the next run tries again. If it recurs, lift both for the loader's role: "
                   "sudo -u postgres psql -c 'ALTER ROLE \"{user}\" SET statement_timeout = 0' "
                   "-c 'ALTER ROLE \"{user}\" SET lock_timeout = 0'")
+# Nothing answered at PG_URL: where to look (a server on this machine, or elsewhere)
+DOWN_HINT_HERE = ("is PostgreSQL running? sudo systemctl status postgresql says, and its log says why it "
+                  "stopped; a full disk stops it, which df -h /var/lib/postgresql shows. The next run catches up "
+                  "once it answers")
+DOWN_HINT_THERE = ("is PostgreSQL running at that host and port, and reachable from here through any firewall? The "
+                   "next run catches up once it answers")
 DISK_FULL_HINT = ("free space on the drive that holds PostgreSQL's data (df -h /var/lib/postgresql shows it); "
                   "the next run then loads every hour missed while InfluxDB still holds it (30 days on the free plan)")
 PG_SCHEMES = re.compile(r"^postgres(?:ql)?(?:\+psycopg2)?://")
@@ -210,8 +216,19 @@ class Database:
             if "password authentication failed" in text or ("database" in text and "does not exist" in text):
                 return SinkRejected(f"PostgreSQL at {self.config.describe_pg()}: {text}",
                                     hint="check PG_URL (user, password, database name)")
-            return SinkUnavailable(f"PostgreSQL at {self.config.describe_pg()} is unavailable: {text}")
+            hint = ""
+            if text.startswith(("connection to server", "could not connect to server")):  # nothing answered
+                hint = DOWN_HINT_HERE if self._here() else DOWN_HINT_THERE
+            return SinkUnavailable(f"PostgreSQL at {self.config.describe_pg()} is unavailable: {text}", hint=hint)
         return SinkRejected(f"PostgreSQL: {text}")
+
+    def _here(self):
+        """Whether PG_URL's server is on this machine (loopback or a local socket)."""
+        try:
+            host = pg_params(self.config.pg_url.reveal()).get("host") or ""
+        except psycopg2.ProgrammingError:
+            return False
+        return all(h in ("", "localhost", "127.0.0.1", "::1") or h.startswith("/") for h in host.split(","))
 
     def _user(self):
         """The role PG_URL connects as (libpq's default without one: the user running the loader)."""

@@ -374,6 +374,7 @@ def test_postgres_down_at_start_exits_1_before_asking_influxdb_and_the_next_run_
         with pytest.raises(SinkUnavailable) as exc:
             Job(cfg, clock=FixedClock(NOW)).run()
         assert exc.value.exit_code == 1 and standin.queries == []
+        assert "Connection refused" in str(exc.value) and "sudo systemctl status postgresql" in exc.value.hint
     finally:
         pg_server.start()
     Job(cfg, clock=FixedClock(NOW)).run()
