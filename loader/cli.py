@@ -166,9 +166,9 @@ INTERRUPTED = "another command holding the lock, interrupted, or " + UNEXPECTED
          [(0, "loaded what was new, or nothing was new, or another command held the lock (the next hourly run loads "
               "what is new)"),
           (1, "failed, and the next hourly run catches up: InfluxDB or PostgreSQL unreachable, rate-limited, "
-              "the clock not synchronised, or " + UNEXPECTED),
+              "a statement PostgreSQL cancelled (a timeout), the clock not synchronised, or " + UNEXPECTED),
           (2, "needs a human: " + CONFIG_PROBLEM + "; token refused; bucket, measurement or a FIELDS name not "
-              "found in InfluxDB; a table that does not fit")],
+              "found in InfluxDB; a table that does not fit; PostgreSQL's disk full")],
          heartbeat=lambda args, config: config.healthcheck_url.reveal())
 def _run(args, config):
     outcome = _job(config).run()
@@ -188,7 +188,7 @@ def _run(args, config):
           (1, f"not finished: InfluxDB or PostgreSQL unreachable, {INTERRUPTED}; what was committed is kept: run the "
               "same command again"),
           (2, "needs a human: " + CONFIG_PROBLEM + "; --start not before --end; token refused; bucket, "
-              "measurement or a FIELDS name not found")])
+              "measurement or a FIELDS name not found; PostgreSQL's disk full")])
 @over_range(lambda job, start, end: job.backfill(start, end),
             "nothing was loaded: run this backfill again when it has finished (`python -m loader status` shows it)",
             True, "first instant to load, e.g. 2026-10-01T00:00:00Z",
@@ -209,7 +209,7 @@ def _backfill(outcome, config):
          [(0, "rebuilt, or nothing to rebuild (the archive is empty)"),
           (1, f"not finished: PostgreSQL unreachable, {INTERRUPTED}; run it again"),
           (2, "needs a human: " + CONFIG_PROBLEM + "; --start and --end not both given, or not in order; a "
-              "table that does not fit")])
+              "table that does not fit; PostgreSQL's disk full")])
 @over_range(lambda job, start, end: job.rebuild_rollups(start, end),
             "nothing was rebuilt: run this again when it has finished",
             False, "first instant (default: the oldest row)", "end, exclusive (default: after the newest)")
