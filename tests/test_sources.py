@@ -56,6 +56,30 @@ def test_key_tags_keep_series_apart_through_both_sources(pg_url, standin, influx
 
 
 @pytest.mark.parametrize("language", ["flux", "influxql"])
+def test_a_window_whose_readings_of_one_field_are_all_refused_keeps_the_others_mean(pg_url, standin, influxd,
+                                                                                    influx_db, language):
+    """Two devices; device a's SpO2 reads 0 (finger off, refused by the default VALID_RANGES) for 20 s while its
+    pulse goes on: those four windows keep their pulse mean and no SpO2, every other window both, through
+    both sources (InfluxQL asks each ranged field apart and merges the answers, which then disagree on
+    those windows)."""
+    off = range(NOW - NOW % 5 - 1800, NOW - NOW % 5 - 1780)  # four whole windows
+    points = [(m, tags, f, t, 0.0 if f == "spo2" and tags["uid"] == "a" and t in off else v)
+              for m, tags, f, t, v in pulse_points(NOW - HOUR, HOUR, uids=("a", "b"))]
+    if language == "flux":
+        feed_standin(standin, points)
+        cfg = make_config(pg_url, standin.url, TAGS="uid", INITIAL_LOOKBACK="2h")
+    else:
+        feed_influxd(influxd, influx_db, points)
+        cfg = make_config(pg_url, influxd.url, language="influxql", bucket=influx_db, TAGS="uid",
+                          INITIAL_LOOKBACK="2h")
+    Job(cfg, clock=FixedClock(NOW)).run()
+    rows = archive_rows(pg_url)
+    assert rows == expected_means(points, tags=("uid",), valid_ranges=cfg.valid_ranges, start=0, end=NOW - NOW % 5)
+    assert sorted(k for k, fields in rows.items() if "spo2" not in fields) == [(t, "a") for t in off[::5]]
+    assert all("bpm" in fields for fields in rows.values())
+
+
+@pytest.mark.parametrize("language", ["flux", "influxql"])
 def test_valid_ranges_drop_finger_off_readings_before_averaging(pg_url, standin, influxd, influx_db, language,
                                                                 caplog):
     points = pulse_points(NOW - HOUR, HOUR, finger_off_every=7)
