@@ -50,11 +50,10 @@ def windows(readings):
 
 def count(times, means, lowest, drop, level_windows, slack, margin):
     """Desaturations of at least `drop` points: on the means alone (slack None), or with the lowest readings
-    (every window's: the rule reads only those the sink keeps)."""
+    ({window start: lowest reading}, every window's: the rule reads only those the sink keeps)."""
     if slack is None:
         return len(desaturation_events(times, means, WINDOW, drop, level_windows))
-    return len(desaturations_with_lowest(times, means, WINDOW, drop, dict(zip(times, lowest)), slack, margin,
-                                         level_windows))
+    return len(desaturations_with_lowest(times, means, WINDOW, drop, lowest, slack, margin, level_windows))
 
 
 def main():
@@ -77,6 +76,7 @@ def main():
         pobm = reference(night_list, args.pobm)
         for night in night_list:
             times, means, lowest = windows(night["readings"])
+            lowest = dict(zip(times, lowest))  # once a night, for every variant and drop
             hours = len(times) * WINDOW / 3600
             truth, ref = night["truth"], pobm[night["kind"]]
             cells = []
