@@ -1,0 +1,281 @@
+"""A night read from the oximeter's own 1 Hz readings: artefacts refused, desaturations at their integer
+depth, the nadir held for a few seconds, and the McGill oximetry score. Pure functions of plain lists
+(sessions.py reads them from <PG_TABLE>_seconds); docs/sessions.md says why each choice and its source.
+
+The readings are what a finger or wrist oximeter sends: whole percent, already averaged by the device
+over a few seconds, None where it sent nothing (or a reading VALID_RANGES refused: a finger-off 0 or
+127). Two passes over each stretch of consecutive seconds:
+
+1. Excursions. The readings, smoothed by a centred 3-second mean (a one-point flicker in a rhythm such
+   as 96, 96, 95 is then flat), are cut into alternating peaks and troughs wherever they turn by at
+   least TURN points; each trough is an excursion from the level before it to its lowest and back.
+2. Artefacts: an excursion whose readings move more than DELTA_MAX points in one second (faster than
+   blood desaturates: pobm's delta filter) or during which the pulse jumps PULSE_JUMP bpm within two
+   seconds (motion corrupts the pulse the oximeter computes from the same light as SpO2) is refused;
+   its seconds are bridged by a straight line from the reading before to the reading after, so a
+   desaturation it sat in keeps its shape and nothing else counts it.
+3. Desaturations, on the bridged readings: a trough `drop` points or more below the level before it
+   (the highest smoothed reading since the trough before, at most LEVEL_S back), from the last second
+   near that level to the first back within RECOVERED of it (or the next peak), lasting EVENT_MIN_S to
+   EVENT_MAX_S. Every trough is judged on its own: a long or shallow one hides no event inside it.
+"""
+
+import math
+from dataclasses import dataclass
+
+from .sources.batch import T88, T90
+
+TURN = 1.0  # points: a peak or trough is where the smoothed readings turn by this much (flicker: 1/3)
+SMOOTH_S = 3  # seconds: the centred mean the excursions are found on
+DELTA_MAX = 4  # points in one second: faster is not blood (pobm's prep.delta_filter, Diff=4)...
+FALL_2S = 6  # points in two seconds: likewise (3 points/s sustained; the validation's fastest dip: 1.75)
+ARTEFACT_MAX_S = 10  # ...when the excursion is also brief: under half its depth for less than this
+PULSE_JUMP = 10  # bpm within 2 seconds, in an excursion or 2 s either side: the pulse was corrupted too
+LEVEL_S = 60  # seconds: how far back before its lowest an event's level is looked for
+LEVEL_MEAN_S = 15  # seconds: the level is the mean of the smoothed readings over these, to the start
+ONSET = 0.5  # points: an event starts at the last second this near its level
+RECOVERED = 1.0  # points: it has ended at the first second back within this of its level
+EVENT_MIN_S = 5  # seconds from its start to its end (a motion blip is shorter; a 10-s dip is not)
+EVENT_MAX_S = 120  # longer is a change of baseline, not an event (T90 counts it)
+SETTLE_S, SETTLE_RANGE = 61, 2  # seconds, points: a settled signal's flicker is averaged over these (T90)
+NADIR_S = 3  # seconds: the nadir is the lowest reading held this long
+DROPS = (3, 4)
+ARTEFACT_MIN = 2.0  # points: a refused excursion at least this deep counts in the night's artefacts
+
+# The McGill oximetry score (Nixon et al., Pediatrics 2004;113:e19-25): clusters of 4 % desaturations
+# and drops below 90, 85 and 80 %
+CLUSTER_EVENTS = 5  # a cluster: this many 4 % desaturations within CLUSTER_S
+CLUSTER_S = 30 * 60
+MCGILL_CLUSTERS = 3  # an abnormal night: at least 3 clusters and at least 3 drops below 90 %
+MCGILL_DROPS = 3
+MCGILL_BELOW = ((4, 80.0), (3, 85.0), (2, 90.0))  # (score, a drop below this), worst first
+
+# changes when a rule above changes, so stored sessions are recomputed
+RULE = (f"oximetry-v1 turn={TURN} smooth={SMOOTH_S} delta={DELTA_MAX} pulse={PULSE_JUMP} level={LEVEL_S} "
+        f"onset={ONSET} recovered={RECOVERED} event={EVENT_MIN_S}-{EVENT_MAX_S} nadir={NADIR_S}")
+
+
+@dataclass(frozen=True)
+class Desaturation:
+    """One desaturation: its start and end (seconds from the night's first), depth below its level
+    (points), area below that level (points × seconds), its level and its lowest."""
+
+    start: int
+    end: int
+    depth: float
+    area: float
+    level: float
+    lowest: float
+
+
+@dataclass(frozen=True)
+class NightReading:
+    """What read_night found: the desaturations per drop, the artefacts refused (excursions at least
+    ARTEFACT_MIN deep) and their seconds, seconds with a reading, T90/T88 seconds and the nadir."""
+
+    events: dict
+    artefacts: int
+    artefact_s: int
+    recorded_s: int
+    t90_s: int
+    t88_s: int
+    nadir: float
+
+
+def whole(value):
+    """A value in whole percent, as an oximeter shows it (half up)."""
+    return math.floor(value + 0.5)
+
+
+def stretches(values):
+    """[(first, end)] of the runs of seconds that have a reading."""
+    out, n, t = [], len(values), 0
+    while t < n:
+        while t < n and values[t] is None:
+            t += 1
+        first = t
+        while t < n and values[t] is not None:
+            t += 1
+        if t > first:
+            out.append((first, t))
+    return out
+
+
+def smoothed(x, first, end):
+    """The centred SMOOTH_S-second mean of x over [first, end) (its ends: the readings there are)."""
+    half = SMOOTH_S // 2
+    out = []
+    for t in range(first, end):
+        lo, hi = max(first, t - half), min(end, t + half + 1)
+        out.append(math.fsum(x[lo:hi]) / (hi - lo))
+    return out
+
+
+def turns(y):
+    """[(index, is_peak)] of y's alternating peaks and troughs: a peak is the highest point before y falls
+    TURN below it, a trough the lowest before it rises TURN above it."""
+    out = []
+    if not y:
+        return out
+    hi = lo = 0
+    direction = 0  # 1: rising towards a peak, -1: falling towards a trough, 0: not yet known
+    for t in range(1, len(y)):
+        v = y[t]
+        if direction >= 0:
+            if v > y[hi]:
+                hi = t
+            if v <= y[hi] - TURN:
+                out.append((hi, True))
+                direction, lo = -1, t
+                continue
+        if direction <= 0:
+            if v < y[lo]:
+                lo = t
+            if v >= y[lo] + TURN:
+                out.append((lo, False))
+                direction, hi = 1, t
+    return out
+
+
+def troughs(x, y):
+    """(level, start, lowest index, end) of each trough of y that y rose TURN above again, x being the
+    readings y smooths: its top is the highest point since the trough before (at most LEVEL_S before the
+    lowest); it starts at the last point within ONSET of that top; its level is the mean of the
+    LEVEL_MEAN_S readings to its start (a top's highest point is the noise's); it ends at the first
+    point back within RECOVERED of the level, or at the next peak. A trough that never recovers before
+    y ends is left out."""
+    found = turns(y)
+    out, previous = [], 0
+    for k, (b, is_peak) in enumerate(found):
+        if is_peak:
+            continue
+        lo, previous = max(previous, b - LEVEL_S), b
+        if lo >= b:
+            continue
+        top = max(range(lo, b), key=y.__getitem__)
+        level = y[top]
+        start = next(t for t in range(b - 1, top - 1, -1) if y[t] >= level - ONSET)
+        before = x[max(lo, start - LEVEL_MEAN_S + 1):start + 1]
+        level = math.fsum(before) / len(before)  # the top's mean: its highest point is the noise's
+        bound = found[k + 1][0] if k + 1 < len(found) else len(y) - 1
+        end = next((t for t in range(b + 1, bound + 1) if y[t] >= level - RECOVERED), None)
+        if end is None and k + 1 < len(found):
+            end = bound
+        if end is not None:
+            out.append((level, start, b, end))
+    return out
+
+
+def _artefacts(x, pulse, first, end):
+    """(excursions refused, at least ARTEFACT_MIN deep; seconds refused) of x[first:end), bridged in place."""
+    y = smoothed(x, first, end)
+    counted = refused_s = 0
+    for level, start, b, stop in troughs(x[first:end], y):
+        if stop - start > EVENT_MAX_S:
+            continue
+        a, c = first + start, first + stop
+        depth = level - y[b]
+        brief = sum(1 for v in y[start:stop] if v < level - depth / 2) < ARTEFACT_MAX_S
+        fast = brief and any(abs(x[t] - x[t - 1]) > DELTA_MAX or abs(x[t] - x[t - 2]) >= FALL_2S
+                             for t in range(max(first + 2, a + 1), c + 1))
+        jumped = False
+        if pulse is not None and not fast:
+            lo, hi = max(first, a - 2), min(end, c + 3)
+            beats = pulse[lo:hi]
+            jumped = any(p is not None and q is not None and abs(p - q) >= PULSE_JUMP
+                         for p, q in zip(beats, beats[2:]))
+        if not (fast or jumped):
+            continue
+        counted += depth >= ARTEFACT_MIN
+        c = next((t for t in range(c, min(end - 1, c + ARTEFACT_MAX_S) + 1) if x[t] >= level - ONSET), c)
+        refused_s += c - a - 1
+        for t in range(a + 1, c):
+            x[t] = x[a] + (x[c] - x[a]) * (t - a) / (c - a)
+    return counted, refused_s
+
+
+def desaturations(x, y, drop):
+    """The desaturations of at least `drop` points in a stretch of readings x, smoothed as y (Desaturation,
+    in their seconds)."""
+    out = []
+    for level, start, b, end in troughs(x, y):
+        lowest = y[b]
+        if whole(level) - whole(lowest) < drop or not EVENT_MIN_S <= end - start <= EVENT_MAX_S:
+            continue
+        area = math.fsum(level - v for v in y[start:end] if v < level)
+        out.append(Desaturation(start, end, level - lowest, area, level, lowest))
+    return out
+
+
+def settled(x):
+    """Each second's reading as T90 and T88 count it: where the readings of the SETTLE_S around it lie
+    within SETTLE_RANGE points (a signal sitting near 89.5 flickers between 89 and 90 with the device's
+    noise), their mean; elsewhere (a dip's slope) the reading."""
+    half, n, out = SETTLE_S // 2, len(x), []
+    for t in range(n):
+        near = x[max(0, t - half):t + half + 1]
+        out.append(math.fsum(near) / len(near) if max(near) - min(near) <= SETTLE_RANGE else x[t])
+    return out
+
+
+def held_lowest(x, first, end, hold=NADIR_S):
+    """The lowest reading held `hold` seconds in x[first:end) (of each `hold` in a row, the highest; the
+    lowest of those); a shorter stretch: its highest. None for none."""
+    if end - first <= 0:
+        return None
+    if end - first < hold:
+        return max(x[first:end])
+    return min(map(max, *(x[first + k:end - hold + 1 + k] for k in range(hold))))
+
+
+def read_night(spo2, pulse=None, drops=DROPS):
+    """A night's NightReading from its SpO2 readings at 1 Hz (a list, None where there is none) and the
+    pulse's (the same seconds; None: no pulse). Events carry the seconds of spo2's index."""
+    x = list(spo2)
+    events = {drop: [] for drop in drops}
+    artefacts = artefact_s = recorded = t90 = t88 = 0
+    nadir = None
+    for first, end in stretches(x):
+        found, refused = _artefacts(x, pulse, first, end)
+        artefacts += found
+        artefact_s += refused
+        recorded += end - first
+        y, here = smoothed(x, first, end), x[first:end]
+        for drop in drops:
+            events[drop] += [Desaturation(e.start + first, e.end + first, e.depth, e.area, e.level, e.lowest)
+                             for e in desaturations(here, y, drop)]
+        level = settled(here)
+        t90 += sum(1 for v in level if v < T90 - 0.5)  # 89 and under in whole percent
+        t88 += sum(1 for v in level if v < T88 + 0.5)
+        low = held_lowest(x, first, end)
+        nadir = low if nadir is None else min(nadir, low)
+    return NightReading(events, artefacts, artefact_s, recorded, t90, t88, nadir)
+
+
+def clusters(events, size=CLUSTER_EVENTS, within=CLUSTER_S):
+    """How many clusters the events make: from each event not yet in one, the events starting within
+    `within` seconds of it; `size` or more are a cluster, and the search goes on after its last."""
+    starts = sorted(e.start for e in events)
+    found, i = 0, 0
+    while i < len(starts):
+        j = i
+        while j + 1 < len(starts) and starts[j + 1] < starts[i] + within:
+            j += 1
+        if j - i + 1 >= size:
+            found += 1
+            i = j + 1
+        else:
+            i += 1
+    return found
+
+
+def mcgill(events4):
+    """The McGill oximetry score (1-4) of a night's 4 % desaturations: 1 (normal or inconclusive) unless
+    they make at least MCGILL_CLUSTERS clusters; then 4, 3 or 2 by whether MCGILL_DROPS of them fell below
+    80, 85 or 90 % (1 when fewer than that fell below 90)."""
+    if clusters(events4) < MCGILL_CLUSTERS:
+        return 1
+    for score, bound in MCGILL_BELOW:
+        if sum(1 for e in events4 if e.lowest < bound) >= MCGILL_DROPS:
+            return score
+    return 1
