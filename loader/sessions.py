@@ -22,7 +22,9 @@ from dataclasses import dataclass
 
 from psycopg2 import sql
 
+from . import oximetry
 from .pg import archive_span, by_key, column_exists, table_exists
+from .seconds import SecondsTable
 from .sources.batch import LOWEST, LOWEST_MARGIN, READING_COUNTS, T88, T90  # what the readings are counted at
 from .windows import rfc3339
 
@@ -46,7 +48,10 @@ LOWEST_NOISE = 0.5  # points: the lowest of a window's five noisy readings sits 
 #                     reading is 0.6-0.75 deeper than the dip); bench/lowest_reading: 0.25-1.0 alike, 0.5 nearest
 MAX_S = 86400  # a longer run (an oximeter worn around the clock) is cut every 24 h from its start
 # changes when the rules above or the columns change, so stored sessions are recomputed
-RULE = "desat-v4 t90-readings lowest-reading"
+RULE = "desat-v4 t90-readings lowest-reading " + oximetry.RULE
+# a session is read from its 1 Hz readings (oximetry.py) where <PG_TABLE>_seconds holds at least this share
+# of its recorded time (a night archived before the seconds were kept, or half before: by its means)
+SECONDS_COVER = 0.8
 
 
 # Colour bands at clinically meaningful thresholds ((colour, from value), lowest first), for the dashboard
@@ -56,6 +61,8 @@ ODI_BANDS = (("green", None), ("yellow", 5), ("orange", 15), ("red", 30))
 T90_BANDS = (("green", None), ("yellow", 1), ("red", 10))
 NADIR_BANDS = (("red", None), ("orange", 80), ("yellow", 85), ("green", 90))
 MEAN_BANDS = (("red", None), ("yellow", 90), ("green", 94))
+# McGill score 1 normal or inconclusive, 2 mild, 3 moderate, 4 severe (Nixon et al. 2004)
+MCGILL_BANDS = (("green", None), ("yellow", 2), ("orange", 3), ("red", 4))
 
 
 @dataclass(frozen=True)
@@ -79,17 +86,19 @@ METRICS = (
            "from here)."),
     Metric("ended", "timestamptz NOT NULL", "", "Ended", "End of the session's last window.", 0),
     Metric("recorded_s", "integer NOT NULL", "s", "Recorded",
-           "Windows with an SpO2 mean × WINDOW: the time every per-hour figure is per hour of.", 0, "dtdurations"),
+           "Seconds with an SpO2 reading (where the 1 Hz readings are kept; else windows with an SpO2 mean × "
+           "WINDOW): the time every per-hour figure is per hour of.", 0, "dtdurations"),
     Metric("spo2_mean", "double precision NOT NULL", "%", "SpO2 mean", "Mean of the window means.", 1, "percent",
            MEAN_BANDS),
     Metric("spo2_min", "double precision NOT NULL", "%", "SpO2 lowest window",
            "Lowest window mean (one window can hold an artefact: see nadir)."),
     Metric("nadir", "double precision NOT NULL", "%", "Nadir",
-           "Lowest SpO2 held for 10 s, as pulse_min (the lowest window when no two windows follow each other).", 1,
-           "percent", NADIR_BANDS),
+           "Lowest SpO2 reading held for 3 s once artefacts are refused (from the means where the 1 Hz readings "
+           "are not kept: held for 10 s, as pulse_min).", 1, "percent", NADIR_BANDS),
     Metric("t90_s", "integer NOT NULL", "s", "T90",
-           "Time below 90 % by the readings: per window, its share of readings below 90 times its width (a window "
-           "archived before the loader kept reading counts: whole when its mean is below 90)."),
+           "Time below 90 % by the readings: seconds read 89 or under once artefacts are refused (a settled "
+           "signal's flicker averaged); where the 1 Hz readings are not kept, per window its share of readings "
+           "below 90 times its width (whole when its mean is below 90, archived before reading counts)."),
     Metric("t90_pct", "double precision NOT NULL", "%", "T90 %", "t90_s as a percentage of recorded_s.", 1, "percent",
            T90_BANDS),
     Metric("t88_s", "integer NOT NULL", "s", "T88",
@@ -101,7 +110,7 @@ METRICS = (
            "when ROLLUP_BELOW names none."),
     Metric("below_pct", "double precision", "%", "Below %", "below_s as a percentage of recorded_s."),
     Metric("desat3", "integer NOT NULL", "", "Desaturations ≥3",
-           "Desaturations of at least 3 points (the rule in docs/sessions.md)."),
+           "Desaturations of at least 3 points in whole percent (the rule in docs/sessions.md)."),
     Metric("desat4", "integer NOT NULL", "", "Desaturations ≥4", "The same of at least 4 points."),
     Metric("odi3", "double precision NOT NULL", "/h", "ODI3", "desat3 per hour of recorded_s.", 1, "none", ODI_BANDS),
     Metric("odi4", "double precision NOT NULL", "/h", "ODI4", "desat4 per hour of recorded_s.", 1, "none", ODI_BANDS),
@@ -109,6 +118,13 @@ METRICS = (
            "Area of the ≥3-point desaturations below the level before each (percentage points × minutes) per "
            "hour of recorded_s, after Azarbarzin et al., Eur Heart J 2019 (there: respiratory events and an "
            "ensemble-averaged search window).", 1, "none"),
+    Metric("artefacts", "integer", "", "Artefacts",
+           "Excursions of 2 points or more refused as artefacts (a fall faster than blood, or a pulse corrupted "
+           "with it); NULL where the 1 Hz readings are not kept.", 0, "none"),
+    Metric("mcgill", "integer NOT NULL", "", "McGill score",
+           "McGill oximetry score, 1-4 (Nixon et al., Pediatrics 2004): 1 normal or inconclusive; 2, 3, 4 for "
+           "3 or more clusters of ≥4-point desaturations (5 within 30 minutes) and 3 or more of them reaching "
+           "below 90, 85, 80 %. For a child's nights.", 0, "none", MCGILL_BANDS),
     Metric("desat_depth", "double precision", "points", "Desat depth",
            "Mean depth of the ≥3-point desaturations (level before − lowest mean); NULL without any.", 1, "none"),
     Metric("desat_duration", "double precision", "s", "Desat duration",
@@ -134,6 +150,10 @@ class Event:
     depth: float
     area: float
     level: float
+
+    @property
+    def lowest(self):
+        return self.level - self.depth
 
 
 def desaturation_events(times, values, window, drop, level_windows=1):
@@ -271,27 +291,43 @@ class Summary:
     row: dict
 
 
-def summarise(rows, window, run_started, below=None, readings=None):
+def summarise(rows, window, run_started, below=None, readings=None, seconds=None):
     """One session's row, keyed by METRICS' columns, from its windows [(epoch start, spo2, pulse)], spo2
-    never None. readings(start, end): for the windows in [start, end), the reading counts' correction of
+    never None. seconds(start, end): its 1 Hz readings ({"spo2": [...], "pulse": [...] or None}, None where
+    none are kept), which it is read from (oximetry.read_night) where they cover SECONDS_COVER of it;
+    otherwise readings(start, end): for the windows in [start, end), the reading counts' correction of
     T90/T88 (time_below) and the lowest readings kept ({window start: lowest}); None: by the means alone."""
     times, spo2, pulses = map(list, zip(*rows))
     pulse = [p for p in pulses if p is not None]
     runs = stretches(times, window)
     pulse_runs = runs if len(pulse) == len(times) else stretches([t for t, p in zip(times, pulses) if p is not None],
                                                                   window)
-    recorded = len(rows) * window
+    start, end = times[0], times[-1] + window
+    night = None
+    kept = seconds(start, end) if seconds else None
+    if kept is not None:
+        night = oximetry.read_night(kept["spo2"], kept["pulse"])
+        if night.recorded_s < SECONDS_COVER * len(rows) * window:
+            night = None
+    if night is not None:
+        recorded, nadir, t90, t88, artefacts = night.recorded_s, night.nadir, night.t90_s, night.t88_s, night.artefacts
+        counts = {drop: len(night.events[drop]) for drop in DROPS}
+        events = [Event(start + e.start, e.end - e.start, e.depth, e.area, e.level) for e in night.events[min(DROPS)]]
+        events4 = night.events[4]
+    else:
+        recorded, nadir, artefacts = len(rows) * window, held(spo2, runs), None
+        counted, lowest = readings(start, end) if readings else ((0.0, 0.0), None)
+        t90, t88 = time_below(spo2, window, counted)
+        found = {drop: desaturations_with_lowest(times, spo2, window, drop, lowest) for drop in DROPS}
+        counts, events, events4 = {drop: len(e) for drop, e in found.items()}, found[min(DROPS)], found[4]
     hours = recorded / 3600
-    counted, lowest = readings(times[0], times[-1] + window) if readings else ((0.0, 0.0), None)
-    t90, t88 = time_below(spo2, window, counted)
-    found = {drop: desaturations_with_lowest(times, spo2, window, drop, lowest) for drop in DROPS}
-    counts, events = {drop: len(e) for drop, e in found.items()}, found[min(DROPS)]
-    row = {"run_started": run_started, "ended": times[-1] + window, "recorded_s": recorded,
-           "spo2_mean": math.fsum(spo2) / len(spo2), "spo2_min": min(spo2), "nadir": held(spo2, runs),
+    row = {"run_started": run_started, "ended": end, "recorded_s": recorded,
+           "spo2_mean": math.fsum(spo2) / len(spo2), "spo2_min": min(spo2), "nadir": nadir,
            "t90_s": t90, "t90_pct": 100.0 * t90 / recorded, "t88_s": t88, "t88_pct": 100.0 * t88 / recorded,
            "below_s": None, "below_pct": None,
            "desat3": counts[3], "desat4": counts[4], "odi3": counts[3] / hours, "odi4": counts[4] / hours,
            "hypoxic_burden": math.fsum(e.area for e in events) / 60 / hours,
+           "artefacts": artefacts, "mcgill": oximetry.mcgill(events4),
            "desat_depth": math.fsum(e.depth for e in events) / len(events) if events else None,
            "desat_duration": math.fsum(e.duration for e in events) / len(events) if events else None,
            "pulse_mean": math.fsum(pulse) / len(pulse) if pulse else None,
@@ -303,19 +339,20 @@ def summarise(rows, window, run_started, below=None, readings=None):
     return Summary(times[0], row)
 
 
-def sessions_of(rows, window, gap, minimum, below=None, run_started=None, last_end=None, readings=None):
+def sessions_of(rows, window, gap, minimum, below=None, run_started=None, last_end=None, readings=None,
+                seconds=None):
     """The sessions in rows (ascending (epoch start, spo2, pulse), spo2 present; any iterable, read
     once, holding one session's rows at a time). A run of rows ends where the next starts more than
     `gap` after the previous one's end; runs shorter than `minimum` are not sessions; longer than
     MAX_S, they are cut every MAX_S from their start. run_started, last_end: the run that the rows
     may continue (its earlier sessions already kept): where it began and where its last window ended.
-    readings: summarise's."""
+    readings, seconds: summarise's."""
     piece, run_start, cut = [], run_started, None  # cut: where the run's next MAX_S begins
     limit = None if last_end is None else last_end + gap  # a window starting after this ends the run
 
     def finish(run_goes_on):
         if piece and (run_goes_on or piece[-1][0] + window - run_start >= minimum):
-            return summarise(piece, window, run_start, below, readings)
+            return summarise(piece, window, run_start, below, readings, seconds)
         return None
 
     append = piece.append
@@ -352,6 +389,7 @@ class Sessions:
         self.tags = tuple(tags)
         self.spo2, self.pulse = spo2, pulse
         self.gap, self.minimum, self.window, self.below = gap, minimum, window, below
+        self.kept_seconds = SecondsTable(db, self.tags)
         self._ready = False
 
     @property
@@ -415,9 +453,10 @@ class Sessions:
         at a time."""
         for device in self._devices(cur):
             where, params = self._device(device)
-            readings = self.readings(cur, device)
+            readings, seconds = self.readings(cur, device), self.seconds(cur, device, fields)
             with self._rows(cur, fields, where, "", params) as rows:
-                for summary in sessions_of(rows, self.window, self.gap, self.minimum, self.below, readings=readings):
+                for summary in sessions_of(rows, self.window, self.gap, self.minimum, self.below, readings=readings,
+                                           seconds=seconds):
                     self._insert(cur, device, summary)
 
     def refresh(self, cur, fields, start, end):
@@ -445,10 +484,10 @@ class Sessions:
             cur.execute(sql.SQL("DELETE FROM {} WHERE {} AND started < to_timestamp(%(hi)s) "
                                 "AND ended > to_timestamp(%(lo)s)").format(self.table, where), params)
             bounds = "AND time >= to_timestamp(%(lo)s) AND time < to_timestamp(%(hi)s)"
-            readings = self.readings(cur, device)
+            readings, seconds = self.readings(cur, device), self.seconds(cur, device, fields)
             with self._rows(cur, fields, where, bounds, params) as rows:
                 for summary in sessions_of(rows, self.window, self.gap, self.minimum, self.below,
-                                           run_started, last_end, readings):
+                                           run_started, last_end, readings, seconds):
                     self._insert(cur, device, summary)
 
     @contextlib.contextmanager
@@ -508,6 +547,20 @@ class Sessions:
                 cur.execute(lows, bounds)
                 lowest = dict(cur.fetchall())
             return counted, lowest
+        return read
+
+    def seconds(self, cur, device, fields):
+        """summarise's `seconds` for a device: its SpO2 and pulse readings at 1 Hz from <PG_TABLE>_seconds;
+        None when that table is missing (an archive from before it)."""
+        if not self.kept_seconds.exists(cur):
+            return None
+        names = [self.spo2] + ([self.pulse] if self.pulse and self.pulse in fields else [])
+
+        def read(start, end):
+            found = self.kept_seconds.read(cur, device, names, start, end)
+            if found is None:
+                return None
+            return {"spo2": found[self.spo2], "pulse": found[self.pulse] if len(names) > 1 else None}
         return read
 
     def _devices(self, cur, start=None, end=None):

@@ -14,6 +14,7 @@ from psycopg2 import sql
 
 from .errors import SinkRejected, SourceQueryError
 from .pg import DDL_LOCK, PRIMARY_KEY_OF, archive_span, by_key, column_exists, first_line, table_exists
+from .seconds import SecondsTable
 from .sources.batch import LOWEST, LOWEST_MARGIN, READING_COUNTS
 from .sources.literal import number
 from .windows import format_duration, rfc3339
@@ -80,6 +81,7 @@ class ArchiveTable:
         self.valid_ranges = valid_ranges  # VALID_RANGES, recorded on each field's column (None: not recorded)
         self.announce = announce  # False for `check`, whose changes are rolled back
         self._columns = None  # field columns known to exist, cached for the process
+        self.seconds = SecondsTable(db, self.tags)  # the session fields' 1 Hz readings
 
     @property
     def fields(self):
@@ -194,6 +196,7 @@ class ArchiveTable:
         changed = self._write_means(cur, batch)
         if batch.readings:  # after the means: the lowest reading is kept by its distance from the window's mean
             self._write_readings(cur, batch)
+        self.seconds.write(cur, batch.seconds)
         return changed
 
     def _write_means(self, cur, batch):

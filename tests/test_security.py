@@ -13,6 +13,7 @@ from loader import config as config_module
 from loader.config import redact
 from loader.errors import ConfigError, SourceRejected
 from loader.job import Job
+from loader.sources.batch import READINGS
 from loader.sources.flux import build_query, flux_string
 from loader.sources.influxql import build_statements, identifier, source_name
 from tests.support.archive import archive_rows, watermark
@@ -146,11 +147,11 @@ def test_hostile_names_stay_inside_literals_in_whole_queries(name):
     as_spo2 = config_module.load(None, environ=dict(BASE, INFLUX_BUCKET=name, INFLUX_MEASUREMENT=name, FIELDS=field,
                                                     TAGS="uid", SESSION_SPO2=field, SESSION_PULSE="none",
                                                     VALID_RANGES=f"{field}=1..2"))
-    program = Parser(build_query(as_spo2, 0, 3600, [field])).program()  # and the reading counts and lowest
-    assert [stmt[0] for stmt in program] == ["assign", "assign", "expr", "expr", "expr", "expr", "expr", "assign",
+    program = Parser(build_query(as_spo2, 0, 3600, [field])).program()  # and the readings per window, and per second
+    assert [stmt[0] for stmt in program] == ["assign", "assign", "expr", *["expr"] * len(READINGS), "expr", "assign",
                                              "expr", "expr", "expr"]
-    counted = [s for kind, _, s in build_statements(as_spo2, [field], 0, 3600) if kind == "readings"]
-    assert len(counted) == 4 and all(s.count(identifier(field)) >= 2 for s in counted)
+    counted = [s for kind, _, s in build_statements(as_spo2, [field], 0, 3600) if kind in ("readings", "seconds")]
+    assert len(counted) == len(READINGS) + 1 and all(s.count(identifier(field)) >= 2 for s in counted)
     text = identifier(name)
     assert text.startswith('"') and text.endswith('"') and '"' not in text[1:-1].replace('\\"', "")
     statements = build_statements(cfg, [name], 0, 3600)

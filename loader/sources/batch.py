@@ -1,5 +1,6 @@
 """What a source hands the sink for one chunk: blocks of CSV lines, as the source wrote them."""
 
+import calendar
 from dataclasses import dataclass, field
 
 # Per window, of the SpO2 field's readings (SESSION_SPO2, within VALID_RANGES): how many, how many below
@@ -48,10 +49,36 @@ class Batch:
     counts: dict = field(default_factory=dict)
     readings: list = field(default_factory=list)  # Blocks of READINGS: time, key tags, one column
     readings_field: str = None  # the field the readings are of (SESSION_SPO2)
+    # (key tag values in TAGS' order, field) -> {epoch second: mean of that second's readings} of the session
+    # fields (SESSION_SPO2, SESSION_PULSE) within VALID_RANGES: the night's 1 Hz readings (seconds.py)
+    seconds: dict = field(default_factory=dict)
 
     @property
     def rows(self):
         return sum(b.rows for b in self.blocks)
+
+
+SECONDS_RESULT = "seconds"  # what the sources name the session fields' 1-second means
+
+
+def session_fields(config):
+    """The fields whose 1 Hz readings the sessions read (SESSION_SPO2 first, then SESSION_PULSE); none
+    without SESSION_SPO2."""
+    if not config.session_spo2:
+        return []
+    return [config.session_spo2] + ([config.session_pulse] if config.session_pulse else [])
+_DAYS = {}  # "2026-12-06" -> its epoch, for second_of
+
+
+def second_of(text):
+    """Epoch seconds of an RFC 3339 time InfluxDB writes for a 1-second window, "2026-12-06T04:33:01Z",
+    read without datetime (a month of seconds is 2.6 million of them); None for any other form."""
+    if len(text) != 20 or text[10] != "T" or text[19] != "Z":
+        return None
+    day = _DAYS.get(text[:10])
+    if day is None:
+        day = _DAYS[text[:10]] = calendar.timegm((int(text[:4]), int(text[5:7]), int(text[8:10]), 0, 0, 0))
+    return day + int(text[11:13]) * 3600 + int(text[14:16]) * 60 + int(text[17:19])
 
 
 def series_key(tags):

@@ -21,7 +21,7 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 
 from ..errors import SourceQueryError, SourceRejected
 from ..windows import HOUR, format_duration, parse_time, rfc3339
-from .batch import READINGS, Batch, Block, series_key
+from .batch import READINGS, SECONDS_RESULT, Batch, Block, second_of, series_key, session_fields
 from .http import classify_status, connection_pool, http_rejection, no_answer, server_trouble
 from .literal import number
 from .proof import numeric_fields, one_kind, other_kinds
@@ -120,7 +120,14 @@ def build_query(config, start, end, fields=None, skipped=()):
             readings += ["", "kept", f"  |> filter(fn: (r) => {which})", f"  |> group(columns: [{tags}])",
                          window.format(aggregate), f'  |> keep(columns: ["_time", "_value"{", " * bool(tags)}{tags}])',
                          f"  |> yield(name: {flux_string(READINGS_RESULT + column)})"]
-    return "\n".join(head + body + readings + refused + others) + "\n"
+    seconds = []
+    wanted = [f for f in session_fields(config) if not fields or f in fields]
+    if wanted:  # the night's 1 Hz readings (seconds.py): the mean of each second's readings, by device
+        group = ", ".join(flux_string(c) for c in ("_field",) + tuple(config.tags))
+        seconds = ["", "kept", f"  |> {_field_filter(wanted)}", f"  |> group(columns: [{group}])",
+                   '  |> aggregateWindow(every: 1s, fn: mean, createEmpty: false, timeSrc: "_start")',
+                   f"  |> keep(columns: [{keep}])", f"  |> yield(name: {flux_string(SECONDS_RESULT)})"]
+    return "\n".join(head + body + readings + seconds + refused + others) + "\n"
 
 
 def counts_pipeline(config, fields):
@@ -159,6 +166,9 @@ def parse_annotated_csv(text, tags):
         if not data:
             continue
         result = _result_name(header, data, annotations.get("default") or [])
+        if result == SECONDS_RESULT:
+            _seconds(batch, header, data)
+            continue
         if result.startswith(READINGS_RESULT):
             batch.readings.append(_readings_block(header, data, result[len(READINGS_RESULT):]))
             continue
@@ -198,6 +208,30 @@ def _readings_block(header, data, column):
     if cut != rows:
         raise SourceQueryError("malformed CSV from InfluxDB: a row without result and table cells")
     return Block(columns=columns, text=stripped + "\n", rows=rows)
+
+
+def _seconds(batch, header, data):
+    """1-second means (one table per field and device; tables of one layout share a section) into
+    batch.seconds. Cells by position; through the csv module only where a value is quoted (a tag holding
+    a comma)."""
+    if "_field" not in header or "_value" not in header:
+        raise SourceQueryError(f"unexpected columns in the Flux response: {', '.join(header)}")
+    at_time, at_value, at_field = header.index("_time"), header.index("_value"), header.index("_field")
+    at_tags = [header.index(t) for t in batch.tags]
+    lines = data.split("\n")
+    rows = csv.reader(lines) if '"' in data else (line.split(",") for line in lines)
+    key, values = None, None
+    for cells in rows:
+        if len(cells) != len(header):
+            if any(cells):
+                raise SourceQueryError("malformed CSV from InfluxDB: a row of another width than its header")
+            continue
+        found = (tuple(cells[i] for i in at_tags), cells[at_field])
+        if found != key:
+            key, values = found, batch.seconds.setdefault(found, {})
+        t = second_of(cells[at_time])
+        if cells[at_value]:
+            values[parse_time(cells[at_time]) if t is None else t] = float(cells[at_value])
 
 
 def _counted(batch, header, data, default):

@@ -17,7 +17,7 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from ..config import DEDICATED_HOST, SERVERLESS_HOST
 from ..errors import LoaderError, SourceQueryError, SourceRejected
 from ..windows import HOUR, format_duration, parse_time
-from .batch import READINGS, Batch, Block, series_key
+from .batch import READINGS, Batch, Block, second_of, series_key, session_fields
 from .http import classify_status, connection_pool, http_rejection, no_answer, server_kind, server_trouble
 from .literal import number
 from .proof import mixed_kinds, numeric_fields, one_kind, other_kinds
@@ -121,6 +121,16 @@ def build_statements(config, fields, start, end, cast=(), skipped=None):
             where = " AND ".join([where_time, *inside] + ([f"{ref} {compare} {number(bound)}"] if compare else []))
             statements.append(("readings", column,
                                f"SELECT {aggregate}({ref}) AS {identifier(column)} FROM {src} WHERE {where} {group}"))
+    by_second = group.replace(f"GROUP BY time({format_duration(config.window)})", "GROUP BY time(1s)", 1)
+    for f in session_fields(config) if spo2 in fields else ():  # the night's 1 Hz readings (seconds.py)
+        if f not in fields:
+            continue
+        ref = field_ref(f, cast)
+        where = where_time
+        if f in config.valid_ranges:
+            lo, hi = config.valid_ranges[f]
+            where += f" AND {ref} >= {number(lo)} AND {ref} <= {number(hi)}"
+        statements.append(("seconds", f, f"SELECT mean({ref}) AS {identifier(f)} FROM {src} WHERE {where} {by_second}"))
     return statements
 
 
@@ -299,6 +309,8 @@ class InfluxQLSource:
                 batch.refused_seen[fld] = (float(rows[0][2]), float(rows[0][3]))
             elif kind == "skipped" and rows:
                 batch.skipped[fld] = batch.skipped.get(fld, 0) + int(rows[0][1])
+            elif kind == "seconds":
+                self._seconds(batch, fld, series, tags)
             elif kind == "readings":
                 batch.readings.extend(self._blocks(series, tags, extra=(fld,)))
                 batch.readings_field = self.config.session_spo2
@@ -309,6 +321,21 @@ class InfluxQLSource:
             if block:
                 batch.blocks.append(block)
         return batch
+
+    def _seconds(self, batch, name, all_series, tags):
+        """One field's 1-second means into batch.seconds, by device (the series' tags, or columns on InfluxDB 3)."""
+        for series in all_series:
+            columns, tag_values, outside = self._layout(series, tags, extra=(name,))
+            at_value = columns.index(name)
+            at_tags = [columns.index(t) if t in columns else None for t in tags]
+            given = dict(zip(outside, tag_values))
+            for row in series.get("values") or []:
+                if row[at_value] is None:
+                    continue
+                device = tuple(given.get(t, "") if i is None else (row[i] or "") for t, i in zip(tags, at_tags))
+                values = batch.seconds.setdefault((device, name), {})
+                t = second_of(row[0])
+                values[parse_time(row[0]) if t is None else t] = float(row[at_value])
 
     def _single(self, statement):
         """The series of one statement's answer."""
