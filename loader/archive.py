@@ -25,8 +25,8 @@ def rollups(db, config, tags=None):
 
 
 def sessions(db, config, tags=None):
-    """The sessions (SESSION_SPO2, SESSION_PULSE, SESSION_GAP, SESSION_MIN, WINDOW, and ROLLUP_BELOW's
-    threshold for the SpO2 field)."""
+    """The sessions (SESSION_SPO2, SESSION_PULSE, SESSION_GAP, SESSION_MIN, WINDOW, ROLLUP_BELOW's
+    threshold for the SpO2 field, SUBJECT)."""
     return Sessions(db, config.tags if tags is None else tags, config.session_spo2, config.session_pulse,
                     config.session_gap, config.session_min, config.window,
-                    config.rollup_below.get(config.session_spo2))
+                    config.rollup_below.get(config.session_spo2), config.subject)

@@ -300,6 +300,9 @@ SETTINGS = (
     Setting("SESSION_MIN", "Shorter runs of readings are not sessions (a finger check, a test); at most 1d.",
             default="1h",
             attr="session_min", kind=duration, minimum=1),
+    Setting("SUBJECT", "Whose nights these are: adult, or child (a child's sessions get the McGill oximetry "
+            "score and are coloured by paediatric bands: docs/sessions.md).", default="adult",
+            attr="subject", kind=choice, choices=("adult", "child")),
     Setting("PG_SCHEMA", "Schema holding the archive and its state tables.", default="public",
             attr="pg_schema", kind=name),
     Setting("PG_TABLE", "Table of window means.", default="pox_five_second_mean",

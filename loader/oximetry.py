@@ -4,20 +4,24 @@ depth, the nadir held for a few seconds, and the McGill oximetry score. Pure fun
 
 The readings are what a finger or wrist oximeter sends: whole percent, already averaged by the device
 over a few seconds, None where it sent nothing (or a reading VALID_RANGES refused: a finger-off 0 or
-127). Two passes over each stretch of consecutive seconds:
+127). Three steps over each stretch of consecutive seconds:
 
-1. Excursions. The readings, smoothed by a centred 3-second mean (a one-point flicker in a rhythm such
-   as 96, 96, 95 is then flat), are cut into alternating peaks and troughs wherever they turn by at
-   least TURN points; each trough is an excursion from the level before it to its lowest and back.
-2. Artefacts: an excursion whose readings move more than DELTA_MAX points in one second (faster than
-   blood desaturates: pobm's delta filter) or during which the pulse jumps PULSE_JUMP bpm within two
-   seconds (motion corrupts the pulse the oximeter computes from the same light as SpO2) is refused;
-   its seconds are bridged by a straight line from the reading before to the reading after, so a
-   desaturation it sat in keeps its shape and nothing else counts it.
-3. Desaturations, on the bridged readings: a trough `drop` points or more below the level before it
-   (the highest smoothed reading since the trough before, at most LEVEL_S back), from the last second
-   near that level to the first back within RECOVERED of it (or the next peak), lasting EVENT_MIN_S to
-   EVENT_MAX_S. Every trough is judged on its own: a long or shallow one hides no event inside it.
+1. Excursions. The readings, smoothed by a centred 3-second mean (a one-point flicker such as 96, 96, 95
+   or 96, 95 then moves a third of a point at most), are cut into alternating peaks and troughs wherever
+   they turn by at least TURN points; each trough is an excursion from the level before it to its lowest
+   and back.
+2. Artefacts: a brief excursion whose readings fall faster than blood desaturates (DELTA_MAX points in
+   one second, pobm's delta filter, or FALL_2S in two), or one during which the pulse jumps PULSE_JUMP
+   bpm within two seconds (motion corrupts the pulse the oximeter computes from the same light as SpO2),
+   is refused; its seconds are bridged by a straight line from the reading before to the first back at
+   its level, so a desaturation it sat in keeps its shape and nothing else counts it.
+3. Desaturations, on the bridged readings: a trough whose level (the mean of the LEVEL_MEAN_S readings
+   to its start, found at the highest smoothed reading since the trough before, at most LEVEL_S back)
+   and lowest are `drop` or more apart in whole percent, from its start to the first second back within
+   RECOVERED of the level (or the next peak), lasting EVENT_MIN_S to EVENT_MAX_S. Every trough is judged
+   on its own: a long or shallow one hides no event inside it.
+T90 and T88 count the seconds read below 90 (at or below 88), a settled signal's flicker averaged; the
+nadir is the lowest reading held NADIR_S seconds.
 """
 
 import math
@@ -103,12 +107,14 @@ def stretches(values):
 
 def smoothed(x, first, end):
     """The centred SMOOTH_S-second mean of x over [first, end) (its ends: the readings there are)."""
-    half = SMOOTH_S // 2
-    out = []
-    for t in range(first, end):
-        lo, hi = max(first, t - half), min(end, t + half + 1)
-        out.append(math.fsum(x[lo:hi]) / (hi - lo))
-    return out
+    v, half = x[first:end], SMOOTH_S // 2
+    n = len(v)
+    if n <= 2 * half:
+        return [sum(v[max(0, t - half):t + half + 1]) / len(v[max(0, t - half):t + half + 1]) for t in range(n)]
+    inner = [sum(w) / SMOOTH_S for w in zip(*(v[k:n - 2 * half + k] for k in range(SMOOTH_S)))]
+    head = [sum(v[:t + half + 1]) / (t + half + 1) for t in range(half)]
+    tail = [sum(v[t - half:]) / (n - t + half) for t in range(n - half, n)]
+    return head + inner + tail
 
 
 def turns(y):
@@ -210,11 +216,15 @@ def desaturations(x, y, drop):
 def settled(x):
     """Each second's reading as T90 and T88 count it: where the readings of the SETTLE_S around it lie
     within SETTLE_RANGE points (a signal sitting near 89.5 flickers between 89 and 90 with the device's
-    noise), their mean; elsewhere (a dip's slope) the reading."""
-    half, n, out = SETTLE_S // 2, len(x), []
-    for t in range(n):
-        near = x[max(0, t - half):t + half + 1]
-        out.append(math.fsum(near) / len(near) if max(near) - min(near) <= SETTLE_RANGE else x[t])
+    noise), their mean; elsewhere (a dip's slope) the reading. Looked at only where that can change
+    whether it is below 90 or at most 88 (a mean lies within SETTLE_RANGE of the reading)."""
+    half, out = SETTLE_S // 2, list(x)
+    lo, hi = T88 + 0.5 - SETTLE_RANGE, T90 - 0.5 + SETTLE_RANGE
+    for t, v in enumerate(x):
+        if lo <= v <= hi:
+            near = x[max(0, t - half):t + half + 1]
+            if max(near) - min(near) <= SETTLE_RANGE:
+                out[t] = math.fsum(near) / len(near)
     return out
 
 

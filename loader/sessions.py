@@ -16,9 +16,11 @@ backfill or a rebuild replace the sessions they touch and never add a second one
 
 import bisect
 import contextlib
+import hashlib
 import logging
 import math
 from dataclasses import dataclass
+from typing import Optional
 
 from psycopg2 import sql
 
@@ -61,6 +63,11 @@ ODI_BANDS = (("green", None), ("yellow", 5), ("orange", 15), ("red", 30))
 T90_BANDS = (("green", None), ("yellow", 1), ("red", 10))
 NADIR_BANDS = (("red", None), ("orange", 80), ("yellow", 85), ("green", 90))
 MEAN_BANDS = (("red", None), ("yellow", 90), ("green", 94))
+# A child's (typically developing, 1-16 years): ODI3 of 7/h and ODI4 of 4/h predicted obstructive sleep apnoea
+# (obstructive AHI of 1/h or more) with specificities of 85 % and 92 %, ODI3 of 8/h an obstructive AHI of 5/h
+# or more (moderate) with 84 % (Selby, ..., Evans, Arch Dis Child 2024;109:308-13; 322 children)
+CHILD_ODI3_BANDS = (("green", None), ("orange", 7), ("red", 8))
+CHILD_ODI4_BANDS = (("green", None), ("orange", 4))
 # McGill score 1 normal or inconclusive, 2 mild, 3 moderate, 4 severe (Nixon et al. 2004)
 MCGILL_BANDS = (("green", None), ("yellow", 2), ("orange", 3), ("red", 4))
 
@@ -75,9 +82,14 @@ class Metric:
     unit: str  # as people read it
     title: str  # the dashboard's column header
     definition: str
-    decimals: int = None  # shown in the dashboard's Sessions table with these decimals; None: not shown
-    grafana_unit: str = None  # Grafana's unit id for it there
-    bands: tuple = ()  # colour bands there
+    decimals: Optional[int] = None  # shown in the dashboard's Sessions table with these decimals; None: not shown
+    grafana_unit: Optional[str] = None  # Grafana's unit id for it there
+    bands: tuple = ()  # colour bands there, an adult's
+    child_bands: Optional[tuple] = None  # a child's where they differ (SUBJECT=child)
+    subjects: tuple = ("adult", "child")  # whose nights it is kept and shown for
+
+    def bands_for(self, subject):
+        return self.child_bands if subject == "child" and self.child_bands is not None else self.bands
 
 
 METRICS = (
@@ -112,8 +124,10 @@ METRICS = (
     Metric("desat3", "integer NOT NULL", "", "Desaturations ≥3",
            "Desaturations of at least 3 points in whole percent (the rule in docs/sessions.md)."),
     Metric("desat4", "integer NOT NULL", "", "Desaturations ≥4", "The same of at least 4 points."),
-    Metric("odi3", "double precision NOT NULL", "/h", "ODI3", "desat3 per hour of recorded_s.", 1, "none", ODI_BANDS),
-    Metric("odi4", "double precision NOT NULL", "/h", "ODI4", "desat4 per hour of recorded_s.", 1, "none", ODI_BANDS),
+    Metric("odi3", "double precision NOT NULL", "/h", "ODI3", "desat3 per hour of recorded_s.", 1, "none", ODI_BANDS,
+           CHILD_ODI3_BANDS),
+    Metric("odi4", "double precision NOT NULL", "/h", "ODI4", "desat4 per hour of recorded_s.", 1, "none", ODI_BANDS,
+           CHILD_ODI4_BANDS),
     Metric("hypoxic_burden", "double precision NOT NULL", "%·min/h", "Hypoxic burden",
            "Area of the ≥3-point desaturations below the level before each (percentage points × minutes) per "
            "hour of recorded_s, after Azarbarzin et al., Eur Heart J 2019 (there: respiratory events and an "
@@ -121,10 +135,11 @@ METRICS = (
     Metric("artefacts", "integer", "", "Artefacts",
            "Excursions of 2 points or more refused as artefacts (a fall faster than blood, or a pulse corrupted "
            "with it); NULL where the 1 Hz readings are not kept.", 0, "none"),
-    Metric("mcgill", "integer NOT NULL", "", "McGill score",
+    Metric("mcgill", "integer", "", "McGill score",
            "McGill oximetry score, 1-4 (Nixon et al., Pediatrics 2004): 1 normal or inconclusive; 2, 3, 4 for "
            "3 or more clusters of ≥4-point desaturations (5 within 30 minutes) and 3 or more of them reaching "
-           "below 90, 85, 80 %. For a child's nights.", 0, "none", MCGILL_BANDS),
+           "below 90, 85, 80 %. A child's nights only (SUBJECT=child); NULL for an adult's.", 0, "none",
+           MCGILL_BANDS, subjects=("child",)),
     Metric("desat_depth", "double precision", "points", "Desat depth",
            "Mean depth of the ≥3-point desaturations (level before − lowest mean); NULL without any.", 1, "none"),
     Metric("desat_duration", "double precision", "s", "Desat duration",
@@ -138,6 +153,10 @@ METRICS = (
     Metric("pulse_max", "double precision", "bpm", "Pulse max", "Highest pulse held for 10 s, likewise.", 0,
            "suffix:bpm"),
 )
+
+
+# the columns as declared: a stored sessions table whose comment names another digest is made again
+COLUMNS_DIGEST = hashlib.sha256(repr([(m.column, m.kind) for m in METRICS]).encode()).hexdigest()[:12]
 
 
 @dataclass(frozen=True)
@@ -384,9 +403,10 @@ def sessions_of(rows, window, gap, minimum, below=None, run_started=None, last_e
 class Sessions:
     """The sessions table of one archive table, kept by the loader in the caller's transactions."""
 
-    def __init__(self, db, tags, spo2, pulse, gap, minimum, window, below=None):
+    def __init__(self, db, tags, spo2, pulse, gap, minimum, window, below=None, subject="adult"):
         self.db = db
         self.tags = tuple(tags)
+        self.subject = subject
         self.spo2, self.pulse = spo2, pulse
         self.gap, self.minimum, self.window, self.below = gap, minimum, window, below
         self.kept_seconds = SecondsTable(db, self.tags)
@@ -399,7 +419,8 @@ class Sessions:
     def definition(self):
         below = "none" if self.below is None else f"{self.below:g}"
         return (f"SESSION_GAP={self.gap}s SESSION_MIN={self.minimum}s WINDOW={self.window}s "
-                f"spo2={self.spo2} pulse={self.pulse or 'none'} below={below} {RULE}")
+                f"spo2={self.spo2} pulse={self.pulse or 'none'} below={below} SUBJECT={self.subject} {RULE} "
+                f"columns={COLUMNS_DIGEST}")
 
     def enabled(self, fields):
         return bool(self.spo2) and self.spo2 in fields
@@ -634,7 +655,8 @@ class Sessions:
     def _insert(self, cur, device, summary):
         names = list(self.tags) + ["started"] + [m.column for m in METRICS]
         row = dict(summary.row, run_started=rfc3339(summary.row["run_started"]), ended=rfc3339(summary.row["ended"]))
-        values = list(device) + [rfc3339(summary.started)] + [row[m.column] for m in METRICS]
+        values = list(device) + [rfc3339(summary.started)] + [
+            row[m.column] if self.subject in m.subjects else None for m in METRICS]
         cur.execute(sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
             self.table, sql.SQL(", ").join(sql.Identifier(n) for n in names),
             sql.SQL(", ").join(sql.Placeholder() * len(names))), values)

@@ -1,7 +1,9 @@
 """Write the Grafana dashboards in setup/grafana/ from one description:
     python3 setup/dashboard.py
 dashboard.json for an archive without TAGS, dashboard-devices.json for TAGS=uid (a device variable,
-one series per device). A test keeps the files in step with this script.
+one series per device); dashboard-child.json and dashboard-child-devices.json the same for a child's
+nights (SUBJECT=child: the McGill score shown, paediatric colour bands). A test keeps the files in step
+with this script.
 
 Every panel's SQL is written for Grafana's PostgreSQL data source (macros $__timeFilter, $__timeFrom,
 $__timeTo, $__interval_ms; the device variable as Grafana's SQL formatting quotes it, 'a','b') and runs
@@ -14,7 +16,7 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from loader.sessions import MEAN_BANDS, METRICS, NADIR_BANDS, ODI_BANDS, T90_BANDS  # noqa: E402
+from loader.sessions import MEAN_BANDS, METRICS, NADIR_BANDS, T90_BANDS  # noqa: E402
 
 TABLE = "pox_five_second_mean"
 DS = {"type": "grafana-postgresql-datasource", "uid": "${DS_INFLUX_ARCHIVE}"}
@@ -40,6 +42,13 @@ DEVICE = "uid"
 SPO2_BANDS = [("red", None), ("yellow", 90), ("transparent", 94)]
 BPM = "suffix:bpm"  # Grafana puts the space before the suffix itself
 DURATION = [{"id": "unit", "value": "dtdurations"}, {"id": "decimals", "value": 1}]  # 7 hours, 59 minutes
+BY_COLUMN = {m.column: m for m in METRICS}
+NIGHT_GAP_MS = 36 * 3600 * 1000  # the night-by-night lines break where nights are further apart than this
+
+
+def to_the_minute(seconds):
+    """A duration in seconds rounded to whole minutes (DURATION then shows hours and minutes)."""
+    return f"round({seconds} / 60.0) * 60"
 
 
 def steps(pairs):
@@ -105,7 +114,7 @@ def summaries_sql(devices):
             "       round((sum(r.spo2_mean * r.spo2_n) / nullif(sum(r.spo2_n), 0))::numeric, 1) AS \"SpO2 mean\",\n"
             "       min(r.spo2_min) AS \"SpO2 lowest\",\n"
             "       'SpO2 < ' || m.threshold || ' %' AS \"Threshold\",\n"
-            "       m.window_s * coalesce(sum(r.spo2_below), 0) AS \"Time below threshold\",\n"
+            f"       {to_the_minute('m.window_s * coalesce(sum(r.spo2_below), 0)')} AS \"Time below threshold\",\n"
             "       round((sum(r.bpm_mean * r.bpm_n) / nullif(sum(r.bpm_n), 0))::numeric, 0) AS \"Pulse mean\",\n"
             "       min(r.bpm_min) AS \"Pulse min\", max(r.bpm_max) AS \"Pulse max\"\n"
             "  FROM (VALUES (1, 'Last day', interval '1 day'), (2, 'Last week', interval '7 days'),\n"
@@ -120,35 +129,43 @@ def summaries_sql(devices):
 
 
 def session_column(metric):
-    """A sessions column as the Sessions table shows it: rounded to its decimals, titled."""
+    """A sessions column as the Sessions table shows it: rounded to its decimals (a duration to the minute),
+    titled."""
+    if metric.grafana_unit == "dtdurations":
+        return f'{to_the_minute(metric.column)} AS "{metric.title}"'
     if metric.kind.startswith("double precision"):
         return f'round({metric.column}::numeric, {metric.decimals}) AS "{metric.title}"'
     return f'{metric.column} AS "{metric.title}"'
 
 
-SHOWN = [m for m in METRICS if m.decimals is not None]
-SESSION_COLUMNS = ", ".join(['started AS "Started"'] + [session_column(m) for m in SHOWN])
+def shown(subject):
+    """The metrics the Sessions table shows for SUBJECT's nights."""
+    return [m for m in METRICS if m.decimals is not None and subject in m.subjects]
 
 
-def session_overrides():
+def session_columns(subject):
+    return ", ".join(['started AS "Started"'] + [session_column(m) for m in shown(subject)])
+
+
+def session_overrides(subject):
     """The Sessions table's units and colours, from the metrics' declarations."""
     out = []
-    for m in SHOWN:
+    for m in shown(subject):
         props = DURATION if m.grafana_unit == "dtdurations" else (
             [{"id": "unit", "value": m.grafana_unit}] if m.grafana_unit else [])
-        if m.bands:
-            props = props + [{"id": "thresholds", "value": steps(m.bands)},
+        if m.bands_for(subject):
+            props = props + [{"id": "thresholds", "value": steps(m.bands_for(subject))},
                              {"id": "custom.cellOptions", "value": {"type": "color-background", "mode": "basic"}}]
         if props:
             out.append(column(m.title, props))
     return out
 
 
-def sessions_sql(devices):
+def sessions_sql(devices, subject):
     device_column = f'{DEVICE} AS "Device", ' if devices else ""
     return ("-- Every session (a night: readings without a gap longer than SESSION_GAP, at least SESSION_MIN\n"
             "-- long) overlapping the dashboard's range, newest first; kept by the loader (docs/sessions.md).\n"
-            f"SELECT {device_column}{SESSION_COLUMNS}\n"
+            f"SELECT {device_column}{session_columns(subject)}\n"
             f"  FROM {TABLE}_sessions\n"
             " WHERE started < $__timeTo()::timestamptz AND ended > $__timeFrom()::timestamptz"
             + (f" AND {DEVICE} IN ($device)" if devices else "") + "\n ORDER BY started DESC")
@@ -180,22 +197,28 @@ NIGHTS = ("odi4", "t90_pct", "nadir", "hypoxic_burden")  # the nights-over-month
 NIGHTS_RANGE = "1y"  # they show the last year whatever the dashboard's range: the record the archive is for
 
 
-def nights_panels(devices, first_id, y):
-    by_column = {m.column: m for m in METRICS}
+def nights_panels(devices, subject, first_id, y):
     panels = []
+    width = 24 // len(NIGHTS)
     for index, column in enumerate(NIGHTS):
-        m = by_column[column]
-        custom = {"drawStyle": "line", "showPoints": "always", "pointSize": 5, "spanNulls": True}
-        if m.bands:
+        m = BY_COLUMN[column]
+        bands = m.bands_for(subject)
+        # a line from night to night, broken where no night was recorded for NIGHT_GAP_MS (Grafana's
+        # "Disconnect values": it inserts a null there, and draws no line across a null)
+        custom = {"drawStyle": "line", "showPoints": "always", "pointSize": 5, "spanNulls": False,
+                  "insertNulls": NIGHT_GAP_MS}
+        if bands:
             custom["thresholdsStyle"] = {"mode": "area"}
         defaults = {"unit": m.grafana_unit, "decimals": m.decimals, "custom": custom}
-        if m.bands:
-            defaults["thresholds"] = steps(m.bands)
+        if bands:
+            defaults["thresholds"] = steps(bands)
         panels.append({
             "id": first_id + index, "type": "timeseries", "title": f"{m.title}, night by night",
-            "datasource": DS, "timeFrom": NIGHTS_RANGE, "gridPos": {"h": 8, "w": 6, "x": 6 * index, "y": y},
+            "datasource": DS, "timeFrom": NIGHTS_RANGE,
+            "gridPos": {"h": 8, "w": width, "x": width * index, "y": y},
             "description": f"{m.definition} One point per night over the last year"
-                           + (", one line per device." if devices else "."),
+                           + (", one line per device" if devices else "")
+                           + "; the line breaks where no night was recorded for 36 hours.",
             "fieldConfig": {"defaults": defaults, "overrides": []},
             "targets": target(nights_sql(m, devices), "time_series")})
     return panels
@@ -223,23 +246,44 @@ def column(name, props):
     return {"matcher": {"id": "byName", "options": name}, "properties": props}
 
 
-def dashboard(devices):
+ODI4_SAYS = {"adult": "Under 5 normal, 5-15 mild, 15-30 moderate, 30 and over severe (the AASM's bands).",
+             "child": "From 4/h obstructive sleep apnoea is likely in a typically developing child (Selby et al., "
+                      "Arch Dis Child 2024: specificity 92 %)."}
+
+
+def last_session_stats(devices, subject):
+    """The stats of the last session, left to right: (title, SQL columns, width, unit, bands, description,
+    decimals, fields); a child's nights add the McGill score and narrow three stats to make room."""
+    narrow = 3 if subject == "child" else 4
+    stats = [
+        ("ODI4 (last session)", 'round(odi4::numeric, 1) AS "ODI4"', 4, "none", BY_COLUMN["odi4"].bands_for(subject),
+         "Desaturations of at least 4 points per hour of recorded time (docs/sessions.md). " + ODI4_SAYS[subject], 1),
+        ("T90 (last session)", 't90_pct AS "T90"', narrow, "percent", T90_BANDS,
+         "Share of recorded time with SpO2 read below 90 %.", 1),
+        ("Nadir", 'nadir AS "Nadir"', narrow, "percent", NADIR_BANDS,
+         "Lowest SpO2 reading of the last session held for 3 s, motion artefacts refused.", 1),
+        ("Mean SpO2", 'spo2_mean AS "Mean"', narrow, "percent", MEAN_BANDS, "Mean SpO2 of the last session.", 1)]
+    if subject == "child":
+        m = BY_COLUMN["mcgill"]
+        stats.append(("McGill score", 'mcgill AS "McGill"', 3, m.grafana_unit, m.bands_for(subject), m.definition, 0))
+    stats += [
+        ("Pulse range", 'pulse_min AS "Min", pulse_max AS "Max"', 4, BPM, [("blue", None)],
+         "Lowest and highest pulse of the last session held for 10 s.", 0),
+        ("Last session ended", 'ended AS "Ended"', 4, "dateTimeFromNow", [("text", None)],
+         "When the last session's last reading was taken.", None, "/^Ended$/")]
+    out, x = [], 0
+    for pid, (title, columns, width, unit, bands, description, decimals, *fields) in enumerate(stats, 1):
+        out.append(stat(pid, title, last_session_sql(columns, devices), x, width, unit, bands, description, decimals,
+                        *fields))
+        x += width
+    return out
+
+
+def dashboard(devices, subject="adult"):
+    first = len(last_session_stats(devices, subject)) + 1
     panels = [
-        stat(1, "ODI4 (last session)", last_session_sql('round(odi4::numeric, 1) AS "ODI4"', devices), 0, 4,
-             "none", ODI_BANDS, "Desaturations of at least 4 points per hour of recorded time (docs/sessions.md). "
-             "Under 5 normal, 5-15 mild, 15-30 moderate, 30 and over severe.", 1),
-        stat(2, "T90 (last session)", last_session_sql('t90_pct AS "T90"', devices), 4, 4, "percent", T90_BANDS,
-             "Share of recorded time with the 5-second mean SpO2 below 90 %.", 1),
-        stat(3, "Nadir", last_session_sql('nadir AS "Nadir"', devices), 8, 4, "percent", NADIR_BANDS,
-             "Lowest SpO2 of the last session held for 10 s (two 5-second means): a one-second artefact "
-             "never sets it.", 1),
-        stat(4, "Mean SpO2", last_session_sql('spo2_mean AS "Mean"', devices), 12, 4, "percent", MEAN_BANDS,
-             "Mean SpO2 of the last session.", 1),
-        stat(5, "Pulse range", last_session_sql('pulse_min AS "Min", pulse_max AS "Max"', devices), 16, 4,
-             BPM, [("blue", None)], "Lowest and highest pulse of the last session held for 10 s.", 0),
-        stat(6, "Last session ended", last_session_sql('ended AS "Ended"', devices), 20, 4, "dateTimeFromNow",
-             [("text", None)], "When the last session's last reading was taken.", fields="/^Ended$/"),
-        {"id": 7, "type": "timeseries", "title": "SpO2", "datasource": DS, "interval": "5s",
+        *last_session_stats(devices, subject),
+        {"id": first, "type": "timeseries", "title": "SpO2", "datasource": DS, "interval": "5s",
          "gridPos": {"h": 9, "w": 24, "x": 0, "y": 4},
          "description": "Mean and lowest SpO2 per bucket. Red below 90 %, yellow 90-94 %; a break where no "
                         "readings were taken. The axis starts at 70 % unless a reading is lower.",
@@ -250,18 +294,19 @@ def dashboard(devices):
                          "overrides": []},
          "targets": target(series_sql("spo2", "SpO2", (("mean", "avg"), ("lowest", "min")), devices),
                            "time_series")},
-        {"id": 8, "type": "timeseries", "title": "Pulse", "datasource": DS, "interval": "5s",
+        {"id": first + 1, "type": "timeseries", "title": "Pulse", "datasource": DS, "interval": "5s",
          "gridPos": {"h": 9, "w": 24, "x": 0, "y": 13},
          "description": "Mean, lowest and highest pulse per bucket; a break where no readings were taken.",
          "fieldConfig": {"defaults": {"unit": BPM, "decimals": 0, "custom": {"spanNulls": False}},
                          "overrides": []},
          "targets": target(series_sql("bpm", "Pulse", (("mean", "avg"), ("min", "min"), ("max", "max")), devices),
                            "time_series")},
-        {"id": 9, "type": "table", "title": "Sessions", "datasource": DS, "gridPos": {"h": 9, "w": 24, "x": 0, "y": 22},
+        {"id": first + 2, "type": "table", "title": "Sessions", "datasource": DS,
+         "gridPos": {"h": 9, "w": 24, "x": 0, "y": 22},
          "description": "Recording sessions overlapping the range, newest first; click a header to sort.",
-         "fieldConfig": {"defaults": {}, "overrides": session_overrides()},
-         "targets": target(sessions_sql(devices), "table")},
-        {"id": 10, "type": "table", "title": "Summaries", "datasource": DS,
+         "fieldConfig": {"defaults": {}, "overrides": session_overrides(subject)},
+         "targets": target(sessions_sql(devices, subject), "table")},
+        {"id": first + 3, "type": "table", "title": "Summaries", "datasource": DS,
          "gridPos": {"h": 7, "w": 24, "x": 0, "y": 31},
          "description": "Rolling periods ending at the end of the range, from the hourly rollup.",
          "fieldConfig": {"defaults": {}, "overrides": [
@@ -272,7 +317,7 @@ def dashboard(devices):
              column("Pulse min", [{"id": "unit", "value": BPM}]),
              column("Pulse max", [{"id": "unit", "value": BPM}])]},
          "targets": target(summaries_sql(devices), "table")},
-        *nights_panels(devices, 11, 38),
+        *nights_panels(devices, subject, first + 4, 38),
     ]
     variables = []
     if devices:
@@ -293,24 +338,27 @@ def dashboard(devices):
                        {"type": "panel", "id": "timeseries", "name": "Time series", "version": ""},
                        {"type": "panel", "id": "table", "name": "Table", "version": ""},
                        {"type": "panel", "id": "stat", "name": "Stat", "version": ""}],
-        "uid": "influx-archive-devices" if devices else "influx-archive",
-        "title": "Pulse oximeter archive" + (" (devices)" if devices else ""),
+        "uid": "influx-archive" + ("-child" if subject == "child" else "") + ("-devices" if devices else ""),
+        "title": "Pulse oximeter archive" + (", a child's nights" if subject == "child" else "")
+                 + (" (devices)" if devices else ""),
         "schemaVersion": 39, "version": 1, "editable": True, "timezone": "browser", "refresh": "",
         "tags": ["influx-archive"], "time": {"from": "now-7d", "to": "now"},
         "templating": {"list": variables}, "panels": panels}
 
 
-FILES = {"dashboard.json": False, "dashboard-devices.json": True}
+FILES = {"dashboard.json": (False, "adult"), "dashboard-devices.json": (True, "adult"),
+         "dashboard-child.json": (False, "child"), "dashboard-child-devices.json": (True, "child")}
 
 
-def render(devices):
-    return json.dumps(dashboard(devices), indent=2) + "\n"
+def render(kind):
+    devices, subject = kind
+    return json.dumps(dashboard(devices, subject), indent=2) + "\n"
 
 
 def main():
-    for name, devices in FILES.items():
+    for name, kind in FILES.items():
         with open(os.path.join(ROOT, "setup", "grafana", name), "w", encoding="utf-8") as handle:
-            handle.write(render(devices))
+            handle.write(render(kind))
 
 
 if __name__ == "__main__":

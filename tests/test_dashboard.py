@@ -27,7 +27,9 @@ NOW = 1_790_000_000 - 1_790_000_000 % DAY + 10 * HOUR + 17
 BASE = "pox_five_second_mean"
 RANGES = {"3 hours": 3 * HOUR, "3 days": 3 * DAY, "60 days": 60 * DAY, "2 years": 730 * DAY}
 GAPS = ((NOW - 2 * DAY, NOW - 2 * DAY + 8 * HOUR), (NOW - 2 * HOUR, NOW - 2 * HOUR + 20 * 60))
-KINDS = {"one series": ("dashboard.json", ()), "two devices": ("dashboard-devices.json", ("a", "b"))}
+KINDS = {"one series": ("dashboard.json", ()), "two devices": ("dashboard-devices.json", ("a", "b")),
+         "a child's, one series": ("dashboard-child.json", ()),
+         "a child's, two devices": ("dashboard-child-devices.json", ("a", "b"))}
 ALL = {(): {}, ("a", "b"): {"device": "'a','b'"}}  # "All", as Grafana's SQL formatting quotes the values
 
 
@@ -47,8 +49,10 @@ def archive(request, pg_server):
         # a reading at each window's start: the 5-second table has every row 1 Hz would give it, for a fifth
         # of the loading (the panels read that table and what is made of it, never the readings)
         feed_standin(standin, [p for p in points if not GAPS[1][0] <= p[3] < GAPS[1][1] and p[3] % 5 == 0])
-        tags = {"TAGS": "uid"} if uids else {}
-        Job(make_config(pg_url, standin.url, INITIAL_LOOKBACK="3d", **tags), clock=FixedClock(NOW)).run()
+        settings = {"TAGS": "uid"} if uids else {}
+        if "child" in name:
+            settings["SUBJECT"] = "child"
+        Job(make_config(pg_url, standin.url, INITIAL_LOOKBACK="3d", **settings), clock=FixedClock(NOW)).run()
     finally:
         standin.close()
     conn = psycopg2.connect(pg_url)
@@ -354,3 +358,48 @@ def test_every_stat_and_table_cell_shows_its_value_in_grafanas_own_display_code(
     colours = grafana_display([{"title": "bands", "type": "table", "fieldConfig": {"defaults": {}, "overrides": []},
                                 "options": {}, "fields": [], "colours": [band, stat_band]}])["colours"]
     assert colours[band] == colours[stat_band]  # the 90-94 % band: one colour on the graph and the stats
+
+
+@pytest.mark.parametrize("name", sorted(generator.FILES))
+def test_a_night_by_night_line_breaks_where_a_week_was_not_recorded_in_grafanas_own_display_code(name):
+    """Each night-by-night panel through Grafana's own preparation of a time series (the Disconnect values
+    option): nights 1-5, a week without recordings, nights 13-16 are two lines; without the option, one."""
+    nights = [NOW + day * DAY for day in (*range(5), *range(12, 16))]
+    for panel in (p for p in panels(name) if p["title"].endswith("night by night")):
+        frame = [{"name": "time", "type": "time", "values": [t * 1000 for t in nights]},
+                 {"name": panel["title"], "type": "number", "values": [4.0] * len(nights)}]
+        joined = json.loads(json.dumps(panel["fieldConfig"]))
+        del joined["defaults"]["custom"]["insertNulls"]
+        shown = grafana_display([{"title": panel["title"], "type": "lines", "fieldConfig": config, "options": {},
+                                  "fields": frame} for config in (panel["fieldConfig"], joined)])
+        assert [p["values"][0]["text"] for p in shown["panels"]] == ["2", "1"], panel["title"]
+
+
+@pytest.mark.parametrize("name", sorted(generator.FILES))
+def test_durations_show_to_the_minute_in_grafanas_own_display_code(name, pg_url):
+    """A night of 7 h 59 min 20 s and a T88 of 45 min 10 s, as the Sessions table's SQL rounds them and
+    Grafana's display code shows them."""
+    table = next(p for p in panels(name) if p["title"] == "Sessions")
+    conn = psycopg2.connect(pg_url)
+    cur = conn.cursor()
+    recorded = generator.session_column(generator.BY_COLUMN["recorded_s"]).replace("recorded_s", "28760", 1)
+    t88 = generator.session_column(generator.BY_COLUMN["t88_s"]).replace("t88_s", "2710", 1)
+    cur.execute(f"SELECT {recorded}, {t88}")
+    values = cur.fetchone()
+    conn.close()
+    shown = grafana_display([{"title": "Sessions", "type": "table", "fieldConfig": table["fieldConfig"], "options": {},
+                              "fields": [frame_field(n, [v]) for n, v in zip(("Recorded", "T88"), values)]}])
+    assert [v["text"] for v in shown["panels"][0]["values"]] == ["7 hours, 59 minutes", "45 minutes, 0 seconds"]
+
+
+def test_a_childs_dashboard_colours_odi_by_paediatric_bands_and_shows_the_mcgill_score():
+    adult, child = panels("dashboard.json"), panels("dashboard-child.json")
+    odi4 = {name: next(p for p in board if p["title"] == "ODI4 (last session)")["fieldConfig"]["defaults"]["thresholds"]
+            for name, board in (("adult", adult), ("child", child))}
+    assert [s["value"] for s in odi4["adult"]["steps"]] == [None, 5, 15, 30]
+    assert [s["value"] for s in odi4["child"]["steps"]] == [None, 4]
+    assert any(p["title"] == "McGill score" for p in child) and not any(p["title"] == "McGill score" for p in adult)
+    assert sum(p["gridPos"]["w"] for p in child if p["type"] == "stat") == 24
+    sessions = {name: next(p for p in board if p["title"] == "Sessions")["targets"][0]["rawSql"]
+                for name, board in (("adult", adult), ("child", child))}
+    assert '"McGill score"' in sessions["child"] and "mcgill" not in sessions["adult"]

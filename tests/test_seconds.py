@@ -38,8 +38,9 @@ def sessions(pg_url, table="pox_five_second_mean"):
     conn = psycopg2.connect(pg_url)
     try:
         cur = conn.cursor()
-        cur.execute(f"SELECT uid, desat3, desat4, artefacts, nadir, recorded_s FROM {table}_sessions ORDER BY 1, started")
-        return [dict(zip(("uid", "desat3", "desat4", "artefacts", "nadir", "recorded_s"), r)) for r in cur.fetchall()]
+        names = ("uid", "desat3", "desat4", "artefacts", "nadir", "recorded_s", "mcgill")
+        cur.execute(f"SELECT {', '.join(names)} FROM {table}_sessions ORDER BY 1, started")
+        return [dict(zip(names, r)) for r in cur.fetchall()]
     finally:
         conn.close()
 

@@ -1,8 +1,9 @@
 // How Grafana displays a panel's query result, by Grafana's own code (@grafana/data, Apache-2.0).
-// stdin: JSON [{title, type: "stat" | "table", fieldConfig, options, fields: [{name, type, values}]}]
+// stdin: JSON [{title, type: "stat" | "table" | "lines", fieldConfig, options, fields: [{name, type, values}]}]
 // stdout: JSON [{title, values: [{name, text, color}]}]: for a stat, what getFieldDisplayValues gives
 // (what the Stat panel draws, "No data" included); for a table, every cell through the field's display
-// processor after the panel's byName overrides (the Table panel's cell text and colour).
+// processor after the panel's byName overrides (the Table panel's cell text and colour); for "lines", how
+// many lines a time series panel draws of it.
 // Grafana's packages: tests/grafana's, or those of the folder INFLUX_ARCHIVE_GRAFANA_PACKAGES names (another
 // version, tests/grafana/other-versions).
 // @grafana/data reads a browser's window and navigator when it loads: minimal ones are given here; from
@@ -68,8 +69,21 @@ function table(panel) {
   return out;
 }
 
+// a time series as the Time series panel prepares it (its prepareGraphableFields: applyNullInsertThreshold, the
+// "Disconnect values" option, inserts a null after each gap wider than custom.insertNulls), then the lines it
+// draws: runs of values between nulls (spanNulls false draws no line across a null)
+function lines(panel) {
+  const frame = frameOf(panel);
+  for (const field of frame.fields) field.config = configOf(field.name, panel.fieldConfig);
+  const prepared = grafana.applyNullInsertThreshold({ frame });
+  const values = prepared.fields.find((f) => f.type !== "time").values;
+  const spans = values.reduce((n, v, i) => n + (v != null && (i === 0 || values[i - 1] == null) ? 1 : 0), 0);
+  return [{ name: "lines", text: String(spans), color: null }];
+}
+
 const panels = JSON.parse(require("fs").readFileSync(0, "utf8"));
-const result = panels.map((p) => ({ title: p.title, values: p.type === "stat" ? stat(p) : table(p) }));
+const shows = { stat, table, lines };
+const result = panels.map((p) => ({ title: p.title, values: shows[p.type](p) }));
 // the hex of every colour name the panels use, as the theme resolves it
 const colours = {};
 for (const p of panels) {

@@ -22,7 +22,7 @@ NODE_MODULES = os.path.join(PACKAGES, "node_modules")
 _PLUGIN = "@grafana/schema/dist/esm/raw/composable/{0}/panelcfg/x/{1}PanelCfg_types.gen"
 # panel type -> (its options type, its custom field config type); stat declares no custom field config
 PANEL_TYPES = {"stat": ("StatOptions", "Record<string, never>"), "table": ("TableOptions", "TableFieldConfig"),
-               "timeseries": ("TimeSeriesOptions", "TimeSeriesFieldConfig")}
+               "timeseries": ("TimeSeriesOptions", "TimeSeriesFieldConfig & Disconnect")}
 
 _HEAD = f"""import type {{ Dashboard, FieldConfig, FieldConfigSource, Panel, VariableModel }} from "@grafana/schema";
 import type {{ Options as StatOptions }} from "{_PLUGIN.format("stat", "Stat")}";
@@ -40,6 +40,9 @@ type Checked<O, F> = Json<Omit<Panel, "options" | "fieldConfig"> & {{ options: O
 // a query variable's `definition` (the query as the editor shows it) is in @grafana/data's
 // QueryVariableModel, not in @grafana/schema's VariableModel; so is `includeAll` up to Grafana 10
 type Variable = Json<VariableModel> & {{ definition?: string; includeAll?: boolean }};
+// a time series' "Disconnect values" (custom.insertNulls), which @grafana/data's applyNullInsertThreshold reads
+// in 10.3 already, is not in 10.3's @grafana/schema (11.6's GraphFieldConfig has it)
+type Disconnect = {{ insertNulls?: boolean | number }};
 """
 
 
