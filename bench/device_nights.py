@@ -117,7 +117,7 @@ def _device(values, rng, noise, digits_max):
 
 def night(kind, seed, hours=8.0, day=0):
     """{"kind", "readings": [(epoch, spo2 or None, pulse or None)], "truth": {...}, "injected",
-    "artefacts": [(start second, length)]}."""
+    "artefacts": [(start second, length)], "clean": the clean signal, a value a second}."""
     rng = random.Random(f"device-{kind}-{seed}")
     seconds = int(hours * 3600)
     base, rem = _baseline(rng, seconds, kind)

@@ -16,7 +16,8 @@ sessions table is compared, night by night, with the truth. The targets (issue #
 and, over all nights, at most 5 % of the motion artefacts counted as desaturations: the loader's own
 reading of each night (oximetry.read_night over the 1 Hz readings it kept in <PG_TABLE>_seconds) gives
 the events' times, which are matched with the artefacts' (its counts equal the sessions table's: checked).
-PhysioZoo's pobm on the same readings (bench/pobm_reference.py) is printed as a reference, not a target.
+PhysioZoo's pobm on the same readings (bench/pobm_reference.py) is printed as a reference, not a target;
+so is the McGill score each night would have (the loader keeps it with SUBJECT=child).
 
 Not a test: a measurement to read, dated, in docs/benchmarks.md.
 """
@@ -165,7 +166,7 @@ def report(seed, night_list, pobm, sessions):
               f"{truth['t90_pct']:5.2f} {ref_t90:5.2f} {ours['t90_pct']:5.2f}  "
               f"{truth['t88_pct']:5.2f} {ref_t88:5.2f} {ours['t88_pct']:5.2f}  "
               f"{truth['nadir']:3.0f} {ref['nadir']:4.0f} {ours['nadir']:4.1f}  "
-              f"{len(n['artefacts']):>10} {ours['artefacts']:>8} {hits:>10}  {ours['mcgill']:>6}  "
+              f"{len(n['artefacts']):>10} {ours['artefacts']:>8} {hits:>10}  {oximetry.mcgill(reading.events[4]):>6}  "
               f"{', '.join(problems) + ' off' if problems else 'met'}")
     print(f"{met} of {len(night_list)} nights meet every target")
     return {"met": met, "nights": len(night_list), "artefacts": artefacts, "as_events": as_events}

@@ -25,6 +25,7 @@ nadir is the lowest reading held NADIR_S seconds.
 """
 
 import math
+import operator
 from dataclasses import dataclass
 
 from .sources.batch import T88, T90
@@ -111,7 +112,10 @@ def smoothed(x, first, end):
     n = len(v)
     if n <= 2 * half:
         return [sum(v[max(0, t - half):t + half + 1]) / len(v[max(0, t - half):t + half + 1]) for t in range(n)]
-    inner = [sum(w) / SMOOTH_S for w in zip(*(v[k:n - 2 * half + k] for k in range(SMOOTH_S)))]
+    total = v[:n - 2 * half]
+    for k in range(1, SMOOTH_S):  # the sums of each SMOOTH_S in a row, added column by column in C
+        total = map(operator.add, total, v[k:n - 2 * half + k])
+    inner = [value / SMOOTH_S for value in total]
     head = [sum(v[:t + half + 1]) / (t + half + 1) for t in range(half)]
     tail = [sum(v[t - half:]) / (n - t + half) for t in range(n - half, n)]
     return head + inner + tail
@@ -200,16 +204,20 @@ def _artefacts(x, pulse, first, end):
     return counted, refused_s
 
 
-def desaturations(x, y, drop):
-    """The desaturations of at least `drop` points in a stretch of readings x, smoothed as y (Desaturation,
-    in their seconds)."""
-    out = []
+def desaturations(x, y, drops=DROPS, offset=0):
+    """{drop: [Desaturation]} of at least each of `drops` points in a stretch of readings x, smoothed as y;
+    their seconds counted from `offset`."""
+    out = {drop: [] for drop in drops}
     for level, start, b, end in troughs(x, y):
         lowest = y[b]
-        if whole(level) - whole(lowest) < drop or not EVENT_MIN_S <= end - start <= EVENT_MAX_S:
+        depth = whole(level) - whole(lowest)
+        if depth < min(drops) or not EVENT_MIN_S <= end - start <= EVENT_MAX_S:
             continue
-        area = math.fsum(level - v for v in y[start:end] if v < level)
-        out.append(Desaturation(start, end, level - lowest, area, level, lowest))
+        event = Desaturation(start + offset, end + offset, level - lowest,
+                             math.fsum(level - v for v in y[start:end] if v < level), level, lowest)
+        for drop in drops:
+            if depth >= drop:
+                out[drop].append(event)
     return out
 
 
@@ -251,9 +259,8 @@ def read_night(spo2, pulse=None, drops=DROPS):
         artefact_s += refused
         recorded += end - first
         y, here = smoothed(x, first, end), x[first:end]
-        for drop in drops:
-            events[drop] += [Desaturation(e.start + first, e.end + first, e.depth, e.area, e.level, e.lowest)
-                             for e in desaturations(here, y, drop)]
+        for drop, found in desaturations(here, y, drops, first).items():
+            events[drop] += found
         level = settled(here)
         t90 += sum(1 for v in level if v < T90 - 0.5)  # 89 and under in whole percent
         t88 += sum(1 for v in level if v < T88 + 0.5)

@@ -2,25 +2,20 @@
 what the oximeter sent (oximetry.py) after InfluxDB has let them go.
 
 One row per device (the key tags), field and hour: `readings` holds 3600 bytes, second by second from the
-hour's start, each the second's reading in whole units (an oximeter sends whole percent and whole bpm;
-the mean of two readings in one second is rounded), NONE where there is none. About 7 kB an hour per field
-before PostgreSQL compresses it: a few percent of the 5-second table's size for the same hours.
+hour's start, each the second's reading in whole units (batch.put_second: an oximeter sends whole percent
+and whole bpm; the mean of two readings in one second is rounded), NO_READING where there is none: 3.6 kB
+an hour per field before PostgreSQL compresses it (its size beside the 5-second table's: docs/benchmarks.md).
 
 A chunk's seconds are merged into the rows they fall in: a second with a reading is written, one without
 leaves what was there, so a re-read of a range InfluxDB no longer holds erases nothing.
 """
 
-import math
-
 from psycopg2 import sql
 from psycopg2.extras import execute_values
 
 from .pg import table_exists
-
-NONE = 255  # no reading that second
-TOP = 254  # the highest value kept: a pulse above it is kept as 254
-HOUR = 3600
-BLANK = bytes([NONE]) * HOUR
+from .sources.batch import HOUR_S as HOUR
+from .sources.batch import NO_READING
 
 
 class SecondsTable:
@@ -51,26 +46,20 @@ class SecondsTable:
         self._ready = True
 
     def write(self, cur, seconds):
-        """Merge {(tag values, field): {epoch second: value}} into the table, in the caller's transaction;
-        returns the hour rows written."""
+        """Merge Batch.seconds ({(tag values, field): {hour start: bytearray(3600)}}) into the table, in the
+        caller's transaction: a second with a reading replaces what was kept, one without keeps it. Returns
+        the hour rows written."""
         if not seconds:
             return 0
         self.ensure(cur)
-        hours = {}
-        for (device, name), values in seconds.items():
-            for t, value in values.items():
-                if not math.isfinite(value):  # VALID_RANGES=none keeps NaN and infinities: not a reading
-                    continue
-                row = hours.get((device, name, t - t % HOUR))
-                if row is None:
-                    row = hours[(device, name, t - t % HOUR)] = {}
-                row[t % HOUR] = min(TOP, max(0, int(value + 0.5)))  # half up, as oximetry.whole
+        hours = {(device, name, hour): readings for (device, name), rows in seconds.items()
+                 for hour, readings in rows.items()}
         stored = self._stored(cur, hours)
         rows = []
-        for (device, name, hour), values in hours.items():
-            readings = bytearray(stored.get((device, name, hour), BLANK))
-            for at, value in values.items():
-                readings[at] = value
+        for (device, name, hour), readings in hours.items():
+            kept = stored.get((device, name, hour))
+            if kept is not None and NO_READING in readings:
+                readings = bytes(new if new != NO_READING else old for new, old in zip(readings, kept))
             rows.append((*device, name, hour, bytes(readings)))
         names = [sql.Identifier(c) for c in (*self.tags, "field", "hour", "readings")]
         key = sql.SQL(", ").join(sql.Identifier(c) for c in (*self.tags, "field", "hour"))
@@ -111,6 +100,6 @@ class SecondsTable:
             if lo >= hi:
                 continue
             part = bytes(readings[lo - hour:hi - hour])
-            values[lo - start:hi - start] = [None if v == NONE else v for v in part]
-            seen = seen or (name == fields[0] and part.count(NONE) < len(part))
+            values[lo - start:hi - start] = [None if v == NO_READING else v for v in part]
+            seen = seen or (name == fields[0] and part.count(NO_READING) < len(part))
         return found if seen else None

@@ -1,6 +1,7 @@
 """What a source hands the sink for one chunk: blocks of CSV lines, as the source wrote them."""
 
 import calendar
+import math
 from dataclasses import dataclass, field
 
 # Per window, of the SpO2 field's readings (SESSION_SPO2, within VALID_RANGES): how many, how many below
@@ -49,8 +50,9 @@ class Batch:
     counts: dict = field(default_factory=dict)
     readings: list = field(default_factory=list)  # Blocks of READINGS: time, key tags, one column
     readings_field: str = None  # the field the readings are of (SESSION_SPO2)
-    # (key tag values in TAGS' order, field) -> {epoch second: mean of that second's readings} of the session
-    # fields (SESSION_SPO2, SESSION_PULSE) within VALID_RANGES: the night's 1 Hz readings (seconds.py)
+    # (key tag values in TAGS' order, field) -> {hour start: bytearray(3600)}: each second's mean of the session
+    # fields' readings (SESSION_SPO2, SESSION_PULSE) within VALID_RANGES, put_seconds' bytes; the night's 1 Hz
+    # readings (seconds.py)
     seconds: dict = field(default_factory=dict)
 
     @property
@@ -59,6 +61,53 @@ class Batch:
 
 
 SECONDS_RESULT = "seconds"  # what the sources name the session fields' 1-second means
+HOUR_S = 3600
+NO_READING, TOP_READING = 255, 254  # a second without a reading; the highest value kept (a pulse above: 254)
+BLANK_HOUR = bytes([NO_READING]) * HOUR_S
+
+
+class _Whole(dict):
+    """A reading's text as InfluxDB wrote it ("96", "95.5", "", None) -> its byte: whole units, half up (an
+    oximeter sends whole percent and whole bpm: the mean of two readings in one second is rounded), 0 to
+    TOP_READING; no reading for none, or for a value that is not a number (VALID_RANGES=none keeps NaN and
+    infinities). A dict, so a night's few distinct texts are each converted once."""
+
+    def __missing__(self, cell):
+        value = NO_READING
+        if cell not in ("", None):
+            number = float(cell)
+            if math.isfinite(number):
+                value = min(TOP_READING, max(0, int(number + 0.5)))
+        self[cell] = value
+        return value
+
+
+_WHOLE = _Whole()
+
+
+def put_seconds(hours, first, cells):
+    """Consecutive seconds from `first` (their readings' texts, as _Whole reads them) into {hour start:
+    bytearray(3600)}. Where an hour already holds readings (a field InfluxDB keeps as integers in one shard
+    and floats in another comes as two tables), a second without one keeps what is there."""
+    if len(_WHOLE) > 4096:  # means of several readings a second can each be another text
+        _WHOLE.clear()
+    readings = bytes(map(_WHOLE.__getitem__, cells))
+    at, t, n = 0, first, len(readings)
+    while at < n:
+        hour = t - t % HOUR_S
+        take = min(n - at, hour + HOUR_S - t)
+        part = readings[at:at + take]
+        row = hours.get(hour)
+        if row is None:
+            if part.count(NO_READING) < take:  # an hour without a reading is not kept
+                row = hours[hour] = bytearray(BLANK_HOUR)
+                row[t - hour:t - hour + take] = part
+        else:
+            for k, value in enumerate(part):
+                if value != NO_READING:
+                    row[t - hour + k] = value
+        at += take
+        t += take
 
 
 def session_fields(config):
@@ -67,12 +116,14 @@ def session_fields(config):
     if not config.session_spo2:
         return []
     return [config.session_spo2] + ([config.session_pulse] if config.session_pulse else [])
+
+
 _DAYS = {}  # "2026-12-06" -> its epoch, for second_of
 
 
 def second_of(text):
     """Epoch seconds of an RFC 3339 time InfluxDB writes for a 1-second window, "2026-12-06T04:33:01Z",
-    read without datetime (a month of seconds is 2.6 million of them); None for any other form."""
+    read without datetime; None for any other form."""
     if len(text) != 20 or text[10] != "T" or text[19] != "Z":
         return None
     day = _DAYS.get(text[:10])
