@@ -72,6 +72,12 @@ def load(night_list, pg_url, standin):
         cur.execute(f"SELECT extract(epoch FROM started)::bigint, extract(epoch FROM ended)::bigint, "
                     f"{', '.join(COLUMNS[2:])} FROM pox_five_second_mean_sessions ORDER BY 1")
         sessions = [dict(zip(COLUMNS, row)) for row in cur.fetchall()]
+        cur.execute("SELECT pg_total_relation_size('pox_five_second_mean'), "
+                    "pg_total_relation_size('pox_five_second_mean_seconds'), "
+                    "pg_total_relation_size('pox_five_second_mean_readings')")
+        means, seconds, readings = cur.fetchone()
+        print(f"on disk: the 5-second table {means / 1024:.0f} kB, its 1 Hz readings {seconds / 1024:.0f} kB "
+              f"({seconds / means:.2f}x), its reading counts {readings / 1024:.0f} kB")
         kept = SecondsTable(Database(config), ("uid",))
         for s in sessions:
             found = kept.read(cur, ("validate",), ["spo2", "bpm"], s["started"], s["ended"])

@@ -171,6 +171,7 @@ class Job:
         state = State(config.pg_schema, db.target)
         conn = db.connect()
         cur = run_id = source = None
+        locked = False
         try:
             with db.errors():
                 cur = conn.cursor()
@@ -178,6 +179,7 @@ class Job:
                     conn.commit()
                     outcome.locked_out = True
                     return outcome
+                locked = True
                 ensure_schema(cur, config.pg_schema)
                 run_id = state.start_run(cur, command, self.clock.now())
                 conn.commit()  # the run row stays whatever fails next, with its outcome (status reads it)
@@ -215,6 +217,8 @@ class Job:
         finally:
             if source is not None:
                 source.close()
+            if locked:
+                self._unlock(conn, cur, state)
             conn.close()
 
     def _rebuild(self, work):
@@ -364,6 +368,18 @@ class Job:
                 log.warning("%s; retrying in %ds (attempt %d of %d)", exc, wait, attempt + 1,
                             self.config.max_retries)
                 self.sleep(wait)
+
+    @staticmethod
+    def _unlock(conn, cur, state):
+        """Release the run lock before the connection closes: the server ends a closed session's backend in
+        its own time, and a run started right after (a person retrying a failed one, the next test) would
+        find the lock still held and stop as "locked out". Best effort: a lost connection releases it too."""
+        try:
+            conn.rollback()
+            state.unlock(cur)
+            conn.commit()
+        except Exception:  # noqa: BLE001 - the connection may be the failure; closing it releases the lock
+            log.debug("could not release the run lock before closing", exc_info=True)
 
     def _record_end(self, conn, cur, state, run_id, outcome, exc):
         """Best effort: the run-history row says how the run ended (the database may be the failure).

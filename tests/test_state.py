@@ -7,8 +7,11 @@ import sys
 import time
 
 import psycopg2
+import pytest
 
+from loader.errors import SourceRejected
 from loader.job import Job
+from loader.pg import Database
 from loader.state import State
 from tests.support.archive import archive_rows, first_loaded, watermark
 from tests.support.harness import DAY, HOUR, ROOT, FixedClock, cli, flux_env, make_config, now
@@ -129,3 +132,38 @@ def test_the_lock_check_finds_advisory_keys_of_either_sign(pg_url):
         holder.close()
     conn.close()
     assert signs == {True, False}
+
+
+class Lingering:
+    """A connection whose close() leaves its session open, as a server under load ends a closed session's
+    backend in its own time (its session locks with it)."""
+
+    def __init__(self, conn, kept):
+        self._conn = conn
+        kept.append(conn)
+
+    def close(self):
+        pass
+
+    def __getattr__(self, name):
+        return getattr(self._conn, name)
+
+
+def test_a_failed_run_releases_the_lock_itself_so_the_run_right_after_it_loads(pg_url, standin, monkeypatch):
+    """A run that fails (a wrong token) and the corrected one started the moment it returns: the second is
+    not "locked out" by the first's session, which the server had not yet ended (the tests under load found
+    an empty archive after the retry: the lock was left to the connection's end)."""
+    kept, connect = [], Database.connect
+    monkeypatch.setattr(Database, "connect", lambda self, *a, **k: Lingering(connect(self, *a, **k), kept))
+    points = pulse_points(NOW - HOUR, HOUR)
+    feed_standin(standin, points)
+    try:
+        with pytest.raises(SourceRejected):
+            Job(make_config(pg_url, standin.url, INFLUX_TOKEN="wrong", INITIAL_LOOKBACK="1h"),
+                clock=FixedClock(NOW)).run()
+        outcome = Job(make_config(pg_url, standin.url, INITIAL_LOOKBACK="1h"), clock=FixedClock(NOW)).run()
+        assert not outcome.locked_out
+        assert archive_rows(pg_url) == expected_means(points, start=0, end=NOW - NOW % 5)
+    finally:
+        for conn in kept:
+            conn.close()
