@@ -34,15 +34,14 @@ def best(repeat, step):
 
 
 def flux_day(readings):
-    """A day of the Flux answer's seconds tables as InfluxDB writes them: a row for every second (createEmpty),
-    the value empty where there was no reading."""
+    """A day of the Flux answer's seconds tables as InfluxDB writes them: a row for each second with a reading."""
     header = ["", "result", "table", "_time", "_value", "_field", "uid"]
     lines = []
     for table, (name, column) in enumerate((("spo2", 1), ("bpm", 2))):
         for t, *values in readings:
             value = values[column - 1]
-            stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
-            lines.append(f",,{table},{stamp},{'' if value is None else value},{name},demo")
+            if value is not None:
+                lines.append(f",,{table},{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(t))},{value},{name},demo")
     return header, "\n".join(lines)
 
 

@@ -10,6 +10,7 @@ import math
 import os
 import re
 import subprocess
+import uuid
 from collections import defaultdict
 
 import psycopg2
@@ -37,11 +38,14 @@ def panels(name):
     return json.load(open(os.path.join(ROOT, "setup", "grafana", name)))["panels"]
 
 
-@pytest.fixture(scope="module", params=sorted(KINDS))
-def archive(request, pg_server):
-    """Three days of readings with two gaps (GAPS: the oximeter off for 8 hours, and for 20 minutes
-    inside the last 3 hours), loaded once per kind, and a role that may only SELECT, like Grafana's."""
-    name, uids = KINDS[request.param]
+LOADED = {}  # device tuple -> the database an adult's archive of it was loaded into, once per module
+
+
+def adults_archive(pg_server, uids):
+    """Three days of readings with two gaps (GAPS: the oximeter off for 8 hours, and for 20 minutes inside
+    the last 3 hours), loaded once per set of devices; the URL of its database."""
+    if uids in LOADED:
+        return LOADED[uids]
     pg_url = pg_server.new_database()
     standin = StandIn(token=TOKEN, org=ORG)
     try:
@@ -50,11 +54,30 @@ def archive(request, pg_server):
         # of the loading (the panels read that table and what is made of it, never the readings)
         feed_standin(standin, [p for p in points if not GAPS[1][0] <= p[3] < GAPS[1][1] and p[3] % 5 == 0])
         settings = {"TAGS": "uid"} if uids else {}
-        if "child" in name:
-            settings["SUBJECT"] = "child"
         Job(make_config(pg_url, standin.url, INITIAL_LOOKBACK="3d", **settings), clock=FixedClock(NOW)).run()
     finally:
         standin.close()
+    LOADED[uids] = pg_url
+    return pg_url
+
+
+@pytest.fixture(scope="module", params=sorted(KINDS))
+def archive(request, pg_server):
+    """An adult's archive (adults_archive), or a child's: a copy of it (CREATE DATABASE ... TEMPLATE) whose
+    next run, with SUBJECT=child, computes its sessions again; and a role that may only SELECT, like
+    Grafana's."""
+    name, uids = KINDS[request.param]
+    pg_url = adults_archive(pg_server, uids)
+    if "child" in name:
+        copy = "t_" + uuid.uuid4().hex[:12]
+        conn = psycopg2.connect(pg_server.url())
+        conn.autocommit = True
+        conn.cursor().execute(f'CREATE DATABASE "{copy}" TEMPLATE "{pg_url.rsplit("/", 1)[1]}"')
+        conn.close()
+        pg_url = pg_server.url(copy)
+        settings = {"TAGS": "uid"} if uids else {}
+        Job(make_config(pg_url, "http://127.0.0.1:9", INITIAL_LOOKBACK="3d", SUBJECT="child", **settings),
+            clock=FixedClock(NOW)).rebuild_rollups()
     conn = psycopg2.connect(pg_url)
     conn.autocommit = True
     cur = conn.cursor()

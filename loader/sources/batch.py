@@ -4,6 +4,8 @@ import calendar
 import math
 from dataclasses import dataclass, field
 
+from ..windows import parse_time
+
 # Per window, of the SpO2 field's readings (SESSION_SPO2, within VALID_RANGES): how many, how many below
 # 90 and how many at or below 88, so T90 and T88 are the time the readings spent there, not the time
 # whose window mean was there (a mean of 90, 90, 89, 90, 89 is 89.6 and would count 5 s below 90 for 2).
@@ -108,6 +110,30 @@ def put_seconds(hours, first, cells):
                     row[t - hour + k] = value
         at += take
         t += take
+
+
+def put_times(hours, times, cells):
+    """Readings at ascending, distinct 1-second times (RFC 3339 texts, as InfluxDB labels 1-second windows)
+    into hour rows: each run of consecutive seconds is found by a binary search (its times are exactly its
+    length apart), so a night's few gaps cost a few parsed times, not one per reading."""
+    def at(i):
+        found = second_of(times[i])
+        return parse_time(times[i]) if found is None else found
+
+    first, n = 0, len(times)
+    while first < n:
+        start = at(first)
+        lo, hi = first, n - 1
+        if at(hi) - start == hi - first:
+            lo = hi
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if at(mid) - start == mid - first:
+                lo = mid
+            else:
+                hi = mid - 1
+        put_seconds(hours, start, cells[first:lo + 1])
+        first = lo + 1
 
 
 def session_fields(config):

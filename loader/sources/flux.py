@@ -21,7 +21,7 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 
 from ..errors import SourceQueryError, SourceRejected
 from ..windows import HOUR, format_duration, parse_time, rfc3339
-from .batch import READINGS, SECONDS_RESULT, Batch, Block, put_seconds, second_of, series_key, session_fields
+from .batch import READINGS, SECONDS_RESULT, Batch, Block, put_times, series_key, session_fields
 from .http import classify_status, connection_pool, http_rejection, no_answer, server_trouble
 from .literal import number
 from .proof import numeric_fields, one_kind, other_kinds
@@ -122,11 +122,10 @@ def build_query(config, start, end, fields=None, skipped=()):
                          f"  |> yield(name: {flux_string(READINGS_RESULT + column)})"]
     seconds = []
     wanted = [f for f in session_fields(config) if not fields or f in fields]
-    if wanted:  # the night's 1 Hz readings (seconds.py): the mean of each second's readings, by device; every
-        # second a row (createEmpty), so the loader reads a table's times from its first row
+    if wanted:  # the night's 1 Hz readings (seconds.py): the mean of each second's readings, by device
         group = ", ".join(flux_string(c) for c in ("_field",) + tuple(config.tags))
         seconds = ["", "kept", f"  |> {_field_filter(wanted)}", f"  |> group(columns: [{group}])",
-                   '  |> aggregateWindow(every: 1s, fn: mean, createEmpty: true, timeSrc: "_start")',
+                   '  |> aggregateWindow(every: 1s, fn: mean, createEmpty: false, timeSrc: "_start")',
                    f"  |> keep(columns: [{keep}])", f"  |> yield(name: {flux_string(SECONDS_RESULT)})"]
     return "\n".join(head + body + readings + seconds + refused + others) + "\n"
 
@@ -212,11 +211,10 @@ def _readings_block(header, data, column):
 
 
 def _seconds(batch, header, data):
-    """1-second means (one table per field and device, each second of the chunk a row: createEmpty; tables
-    of one layout share a section) into batch.seconds. Python looks at each table once, not at each second:
-    its rows are consecutive seconds from its first row's time (checked against its last's), and its values
-    become bytes in one pass (batch.put_seconds). Split by commas, or by the csv module where a value is
-    quoted (a tag holding a comma)."""
+    """1-second means (one table per field and device, a row for each second with readings; tables of one
+    layout share a section) into batch.seconds. Python looks at each table once, not at each second: the
+    answer is split once and each column is a stride of it (the csv module reads it where a value is quoted:
+    a tag holding a comma), and each run of consecutive seconds becomes bytes in one pass (batch.put_times)."""
     if "_field" not in header or "_value" not in header or "table" not in header:
         raise SourceQueryError(f"unexpected columns in the Flux response: {', '.join(header)}")
     width = len(header)
@@ -234,13 +232,8 @@ def _seconds(batch, header, data):
     at, n = 0, len(tables)
     while at < n:
         end = at + tables[at:].count(tables[at])  # a table's rows come together
-        hours = batch.seconds.setdefault((tuple(c[at] for c in tags), fields[at]), {})
-        first, last = (second_of(times[i]) or parse_time(times[i]) for i in (at, end - 1))
-        if last - first == end - 1 - at:
-            put_seconds(hours, first, values[at:end])
-        else:  # not one row a second (not an answer createEmpty makes): each by its own time
-            for i in range(at, end):
-                put_seconds(hours, second_of(times[i]) or parse_time(times[i]), values[i:i + 1])
+        put_times(batch.seconds.setdefault((tuple(c[at] for c in tags), fields[at]), {}), times[at:end],
+                  values[at:end])
         at = end
 
 

@@ -17,7 +17,7 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from ..config import DEDICATED_HOST, SERVERLESS_HOST
 from ..errors import LoaderError, SourceQueryError, SourceRejected
 from ..windows import HOUR, format_duration, parse_time
-from .batch import READINGS, Batch, Block, put_seconds, second_of, series_key, session_fields
+from .batch import READINGS, Batch, Block, put_times, series_key, session_fields
 from .http import classify_status, connection_pool, http_rejection, no_answer, server_kind, server_trouble
 from .literal import number
 from .proof import mixed_kinds, numeric_fields, one_kind, other_kinds
@@ -121,9 +121,7 @@ def build_statements(config, fields, start, end, cast=(), skipped=None):
             where = " AND ".join([where_time, *inside] + ([f"{ref} {compare} {number(bound)}"] if compare else []))
             statements.append(("readings", column,
                                f"SELECT {aggregate}({ref}) AS {identifier(column)} FROM {src} WHERE {where} {group}"))
-    # every second a row (fill(null)): the loader reads a device's times from its first row
-    by_second = group.replace(f"GROUP BY time({format_duration(config.window)})", "GROUP BY time(1s)", 1).replace(
-        " fill(none)", " fill(null)")
+    by_second = group.replace(f"GROUP BY time({format_duration(config.window)})", "GROUP BY time(1s)", 1)
     for f in session_fields(config) if spo2 in fields else ():  # the night's 1 Hz readings (seconds.py)
         if f not in fields:
             continue
@@ -325,9 +323,8 @@ class InfluxQLSource:
         return batch
 
     def _seconds(self, batch, name, all_series, tags):
-        """One field's 1-second means (every second a row: fill(null)) into batch.seconds, by device: the
-        series' tags (1.x, 2.x), or columns of its rows (InfluxDB 3). A device's rows are consecutive seconds
-        from its first row's time (checked against its last's), their values made bytes in one pass."""
+        """One field's 1-second means into batch.seconds, by device: the series' tags (1.x, 2.x), or columns
+        of its rows (InfluxDB 3); each run of consecutive seconds made bytes in one pass (batch.put_times)."""
         for series in all_series:
             columns, tag_values, outside = self._layout(series, tags, extra=(name,))
             at_value = columns.index(name)
@@ -342,13 +339,8 @@ class InfluxQLSource:
                     device = tuple(given.get(t, "") if i is None else (row[i] or "") for t, i in zip(tags, at_tags))
                     devices.setdefault(device, []).append(row)
             for device, found in devices.items():
-                hours = batch.seconds.setdefault((device, name), {})
-                first, last = (second_of(found[i][0]) or parse_time(found[i][0]) for i in (0, -1))
-                if last - first == len(found) - 1:
-                    put_seconds(hours, first, [row[at_value] for row in found])
-                else:  # not one row a second (fill(null) makes them): each by its own time
-                    for row in found:
-                        put_seconds(hours, second_of(row[0]) or parse_time(row[0]), [row[at_value]])
+                put_times(batch.seconds.setdefault((device, name), {}), [row[0] for row in found],
+                          [row[at_value] for row in found])
 
     def _single(self, statement):
         """The series of one statement's answer."""
