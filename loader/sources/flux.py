@@ -212,29 +212,42 @@ def _readings_block(header, data, column):
 
 def _seconds(batch, header, data):
     """1-second means (one table per field and device, a row for each second with readings; tables of one
-    layout share a section) into batch.seconds. Python looks at each table once, not at each second: the
-    answer is split once and each column is a stride of it (the csv module reads it where a value is quoted:
-    a tag holding a comma), and each run of consecutive seconds becomes bytes in one pass (batch.put_times)."""
+    layout share a section) into batch.seconds. Python looks at each table once, not at each second: a table
+    is split once and each column is a stride of it (the csv module reads it where a value is quoted: a tag
+    holding a comma), and each run of consecutive seconds becomes bytes in one pass (batch.put_times)."""
     if "_field" not in header or "_value" not in header or "table" not in header:
         raise SourceQueryError(f"unexpected columns in the Flux response: {', '.join(header)}")
-    width = len(header)
-    if '"' in data:  # a quoted cell may hold a comma: the csv module reads it
-        columns = list(zip(*csv.reader(line for line in data.split("\n") if line)))
-    else:  # one split for the whole table, then each column a stride of it
-        cells = data.replace("\n", ",").split(",")
-        if len(cells) % width:
+    at_table, at_time, at_value, at_field = (header.index(c) for c in ("table", "_time", "_value", "_field"))
+    at_tags = [header.index(t) for t in batch.tags]
+    for table in _each_table(data):
+        if '"' in table:  # a quoted cell may hold a comma: the csv module reads it
+            columns = list(zip(*csv.reader(table.split("\n"))))
+        else:  # one split for the whole table, then each column a stride of it
+            cells = table.replace("\n", ",").split(",")
+            columns = [cells[i::len(header)] for i in range(len(header))] if len(cells) % len(header) == 0 else []
+        if len(columns) != len(header) or len(set(columns[at_table])) != 1:
             raise SourceQueryError("malformed CSV from InfluxDB: a row of another width than its header")
-        columns = [cells[i::width] for i in range(width)]
-    if len(columns) != width:
-        raise SourceQueryError("malformed CSV from InfluxDB: a row of another width than its header")
-    tables, times, values, fields = (columns[header.index(c)] for c in ("table", "_time", "_value", "_field"))
-    tags = [columns[header.index(t)] for t in batch.tags]
-    at, n = 0, len(tables)
-    while at < n:
-        end = at + tables[at:].count(tables[at])  # a table's rows come together
-        put_times(batch.seconds.setdefault((tuple(c[at] for c in tags), fields[at]), {}), times[at:end],
-                  values[at:end])
-        at = end
+        device = tuple(columns[i][0] for i in at_tags)
+        put_times(batch.seconds.setdefault((device, columns[at_field][0]), {}), columns[at_time], columns[at_value])
+
+
+def _each_table(data):
+    """The data lines of each table in a section, a table at a time (a day of a field's seconds is 86,400
+    lines: split whole, the section's cells would hold every table's at once). A table's lines come together;
+    the next begins at the first line whose table cell (the third) differs."""
+    at = 0
+    while at < len(data):
+        line_end = data.find("\n", at)
+        first = data[at:line_end if line_end >= 0 else len(data)]
+        cells = next(csv.reader([first]))
+        if len(cells) < 3:
+            raise SourceQueryError("malformed CSV from InfluxDB: a row without result and table cells")
+        other = re.compile(r"\n(?!" + re.escape(first[:first.index(",", first.index(",") + 1) + 1])
+                           + re.escape(cells[2]) + ",)")
+        found = other.search(data, at)
+        end = found.start() if found else len(data)
+        yield data[at:end]
+        at = end + 1
 
 
 def _counted(batch, header, data, default):
