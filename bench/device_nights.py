@@ -105,13 +105,13 @@ def _events(rng, seconds, kind, rem):
     return [e for e in events if e[0] + e[1] < seconds - 600]
 
 
-def _device(values, rng, noise, digits_max):
+def _device(values, rng, noise, top):
     """What the device sends of a clean signal: noise, its moving average, whole numbers."""
     noisy = [v + rng.gauss(0, noise) for v in values]
     out, total = [], 0.0
     for t, v in enumerate(noisy):
         total += v - (noisy[t - DEVICE_AVERAGE_S] if t >= DEVICE_AVERAGE_S else 0.0)
-        out.append(min(digits_max, round(total / min(t + 1, DEVICE_AVERAGE_S))))
+        out.append(min(top, round(total / min(t + 1, DEVICE_AVERAGE_S))))
     return out
 
 

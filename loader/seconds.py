@@ -85,9 +85,7 @@ class SecondsTable:
 
     def read(self, cur, device, fields, start, end):
         """{field: [value or None for each second of [start, end)]} of a device; None when the table holds
-        no reading of the first field there."""
-        if not self.exists(cur):
-            return None
+        no reading of the first field there. The table exists (the caller asked exists())."""
         where = sql.SQL("").join(sql.SQL("{} = %s AND ").format(sql.Identifier(t)) for t in self.tags)
         cur.execute(sql.SQL("SELECT field, extract(epoch FROM hour)::bigint, readings FROM {} WHERE {} "
                             "field = ANY(%s) AND hour >= to_timestamp(%s) AND hour < to_timestamp(%s)").format(
