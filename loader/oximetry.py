@@ -76,11 +76,10 @@ class Desaturation:
 @dataclass(frozen=True)
 class NightReading:
     """What read_night found: the desaturations per drop, the artefacts refused (excursions at least
-    ARTEFACT_MIN deep) and their seconds, seconds with a reading, T90/T88 seconds and the nadir."""
+    ARTEFACT_MIN deep), seconds with a reading, T90/T88 seconds and the nadir."""
 
     events: dict
     artefacts: int
-    artefact_s: int
     recorded_s: int
     t90_s: int
     t88_s: int
@@ -92,7 +91,7 @@ def whole(value):
     return math.floor(value + 0.5)
 
 
-def stretches(values):
+def recorded_runs(values):
     """[(first, end)] of the runs of seconds that have a reading."""
     out, n, t = [], len(values), 0
     while t < n:
@@ -163,8 +162,7 @@ def troughs(x, y):
         if lo >= b:
             continue
         top = max(range(lo, b), key=y.__getitem__)
-        level = y[top]
-        start = next(t for t in range(b - 1, top - 1, -1) if y[t] >= level - ONSET)
+        start = next(t for t in range(b - 1, top - 1, -1) if y[t] >= y[top] - ONSET)
         before = x[max(lo, start - LEVEL_MEAN_S + 1):start + 1]
         level = math.fsum(before) / len(before)  # the top's mean: its highest point is the noise's
         bound = found[k + 1][0] if k + 1 < len(found) else len(y) - 1
@@ -177,9 +175,10 @@ def troughs(x, y):
 
 
 def _artefacts(x, pulse, first, end):
-    """(excursions refused, at least ARTEFACT_MIN deep; seconds refused) of x[first:end), bridged in place."""
+    """How many excursions at least ARTEFACT_MIN deep x[first:end) held that were refused; every refused one
+    is bridged in x, in place."""
     y = smoothed(x, first, end)
-    counted = refused_s = 0
+    counted = 0
     for level, start, b, stop in troughs(x[first:end], y):
         if stop - start > EVENT_MAX_S:
             continue
@@ -198,10 +197,9 @@ def _artefacts(x, pulse, first, end):
             continue
         counted += depth >= ARTEFACT_MIN
         c = next((t for t in range(c, min(end - 1, c + ARTEFACT_MAX_S) + 1) if x[t] >= level - ONSET), c)
-        refused_s += c - a - 1
         for t in range(a + 1, c):
             x[t] = x[a] + (x[c] - x[a]) * (t - a) / (c - a)
-    return counted, refused_s
+    return counted
 
 
 def desaturations(x, y, drops=DROPS, offset=0):
@@ -251,12 +249,10 @@ def read_night(spo2, pulse=None, drops=DROPS):
     pulse's (the same seconds; None: no pulse). Events carry the seconds of spo2's index."""
     x = list(spo2)
     events = {drop: [] for drop in drops}
-    artefacts = artefact_s = recorded = t90 = t88 = 0
+    artefacts = recorded = t90 = t88 = 0
     nadir = None
-    for first, end in stretches(x):
-        found, refused = _artefacts(x, pulse, first, end)
-        artefacts += found
-        artefact_s += refused
+    for first, end in recorded_runs(x):
+        artefacts += _artefacts(x, pulse, first, end)
         recorded += end - first
         y, here = smoothed(x, first, end), x[first:end]
         for drop, found in desaturations(here, y, drops, first).items():
@@ -266,7 +262,7 @@ def read_night(spo2, pulse=None, drops=DROPS):
         t88 += sum(1 for v in level if v < T88 + 0.5)
         low = held_lowest(x, first, end)
         nadir = low if nadir is None else min(nadir, low)
-    return NightReading(events, artefacts, artefact_s, recorded, t90, t88, nadir)
+    return NightReading(events, artefacts, recorded, t90, t88, nadir)
 
 
 def clusters(events, size=CLUSTER_EVENTS, within=CLUSTER_S):

@@ -141,10 +141,11 @@ METRICS = (
            "below 90, 85, 80 %. A child's nights only (SUBJECT=child); NULL for an adult's.", 0, "none",
            MCGILL_BANDS, subjects=("child",)),
     Metric("desat_depth", "double precision", "points", "Desat depth",
-           "Mean depth of the ≥3-point desaturations (level before − lowest mean); NULL without any.", 1, "none"),
+           "Mean depth of the ≥3-point desaturations (level before − lowest: from the 1 Hz readings, the lowest 3-s "
+           "mean; from the means, the lowest window mean); NULL without any.", 1, "none"),
     Metric("desat_duration", "double precision", "s", "Desat duration",
-           "Mean duration of the ≥3-point desaturations (first fallen window's start to the recovering "
-           "window's); NULL without any.", 0, "s"),
+           "Mean duration of the ≥3-point desaturations (from the fall's start to the recovery, as "
+           "docs/sessions.md says for each rule); NULL without any.", 0, "s"),
     Metric("pulse_mean", "double precision", "bpm", "Pulse mean", "Mean of the pulse field's window means.", 0,
            "suffix:bpm"),
     Metric("pulse_min", "double precision", "bpm", "Pulse min",
