@@ -53,7 +53,10 @@ sends: whole percent, already averaged by the device over a few seconds.
   pulse over many seconds). A refused excursion's seconds are bridged by a straight line from the reading
   before it to the first one back at its level: a desaturation it sat in keeps its shape, and neither an event,
   the nadir nor T90 counts it. A motion artefact that leaves the pulse alone and falls no faster than a
-  desaturation cannot be told from one: it counts.
+  desaturation cannot be told from one: it counts. The other way round, a pulse reading that jumps by itself
+  (an irregular rhythm such as atrial fibrillation) makes a dip in those seconds an artefact: for such a
+  person, ODI reads low and `artefacts` high (`SESSION_PULSE=none` judges by SpO2 alone, and the sessions
+  then have no pulse columns; not validated on such recordings).
 - **Desaturation** (desat3, desat4, ODI): a trough whose **level** (the mean of the {oximetry.LEVEL_MEAN_S}
   readings up to its start; its start the last second within {oximetry.ONSET:g} point of the highest smoothed
   reading since the trough before, at most {oximetry.LEVEL_S} s before the lowest) and **lowest** (the lowest
