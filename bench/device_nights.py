@@ -14,6 +14,8 @@ minutes). Kinds:
   rem        a baseline that sinks 1.5-3 points for each REM period, with its events there
   altitude   a baseline of 88-91 % (high altitude) with small dips, 3-5 points, periodic breathing
   child      a child's night: baseline 97-98 %, pulse 80-110, brief dips and three clusters
+  irregular  a moderate night with an irregular rhythm (atrial fibrillation): a pulse of 55-115 bpm beat to
+             beat, which jumps as motion makes it jump
 
 The truth is what a perfect oximeter would report of the clean signal, in whole percent: each injected
 desaturation (depth from the baseline before it) whose seconds were all recorded; T90 and T88 as the
@@ -28,7 +30,7 @@ import random
 NIGHT_START = 1_790_000_000 - 1_790_000_000 % 86400 - 2 * 3600  # 22:00 UTC the evening before
 DEVICE_AVERAGE_S = 3  # the device's own moving average
 NO_SPO2, NO_PULSE = 127, 0  # what the device sends for "no reading"
-KINDS = ("normal", "apnoea", "moderate", "brief", "rem", "altitude", "child")
+KINDS = ("normal", "apnoea", "moderate", "brief", "rem", "altitude", "child", "irregular")
 
 
 def _shape(duration, depth):
@@ -74,7 +76,7 @@ def _events(rng, seconds, kind, rem):
         if kind == "apnoea":
             t += rng.uniform(600, 1500)
             cluster(rng.randint(8, 30), 4, 9)
-        elif kind == "moderate":
+        elif kind in ("moderate", "irregular"):
             t += rng.uniform(1500, 3600)
             cluster(rng.randint(4, 12), 3, 7)
         elif kind == "brief":
@@ -128,6 +130,8 @@ def night(kind, seed, hours=8.0, day=0):
             clean[start + i] = base[start + i] + d
     rest = 95.0 if kind == "child" else 62.0
     pulse = [rest + 6 * math.sin(t / 1800.0) for t in range(seconds)]
+    if kind == "irregular":  # beat to beat anywhere from 55 to 115 bpm (the device then averages it)
+        pulse = [rng.uniform(55, 115) for _ in range(seconds)]
     for start, duration, _ in events:  # the pulse rises after each event (arousal), 8-15 bpm over 20 s
         rise = rng.uniform(8, 15)
         for i in range(min(20, seconds - start - duration)):

@@ -12,7 +12,8 @@ over a few seconds, None where it sent nothing (or a reading VALID_RANGES refuse
    and back.
 2. Artefacts: a brief excursion whose readings fall faster than blood desaturates (DELTA_MAX points in
    one second, pobm's delta filter, or FALL_2S in two), or one during which the pulse jumps PULSE_JUMP
-   bpm within two seconds (motion corrupts the pulse the oximeter computes from the same light as SpO2),
+   bpm within two seconds (motion corrupts the pulse the oximeter computes from the same light as SpO2)
+   and PULSE_SPREAD times further than it moves by itself (an irregular rhythm jumps without motion),
    is refused; its seconds are bridged by a straight line from the reading before to the first back at
    its level, so a desaturation it sat in keeps its shape and nothing else counts it.
 3. Desaturations, on the bridged readings: a trough whose level (the mean of the LEVEL_MEAN_S readings
@@ -35,7 +36,9 @@ SMOOTH_S = 3  # seconds: the centred mean the excursions are found on
 DELTA_MAX = 4  # points in one second: faster is not blood (pobm's prep.delta_filter, Diff=4)...
 FALL_2S = 6  # points in two seconds: likewise (3 points/s sustained; the validation's fastest dip: 1.75)
 ARTEFACT_MAX_S = 10  # ...when the excursion is also brief: under half its depth for less than this
-PULSE_JUMP = 10  # bpm within 2 seconds, in an excursion or 2 s either side: the pulse was corrupted too
+PULSE_JUMP = 10  # bpm within 2 seconds, in an excursion or 2 s either side: the pulse was corrupted too...
+PULSE_SPREAD, PULSE_BEFORE_S = 3, 120  # ...and 3 times the upper quartile of its 2-s moves over the 2 minutes
+#                                        before: a pulse that jumps by itself (atrial fibrillation) is not motion
 LEVEL_S = 60  # seconds: how far back before its lowest an event's level is looked for
 LEVEL_MEAN_S = 15  # seconds: the level is the mean of the smoothed readings over these, to the start
 ONSET = 0.5  # points: an event starts at the last second this near its level
@@ -56,8 +59,9 @@ MCGILL_DROPS = 3
 MCGILL_BELOW = ((4, 80.0), (3, 85.0), (2, 90.0))  # (score, a drop below this), worst first
 
 # changes when a rule above changes, so stored sessions are recomputed
-RULE = (f"oximetry-v1 turn={TURN} smooth={SMOOTH_S} delta={DELTA_MAX} pulse={PULSE_JUMP} level={LEVEL_S} "
-        f"onset={ONSET} recovered={RECOVERED} event={EVENT_MIN_S}-{EVENT_MAX_S} nadir={NADIR_S}")
+RULE = (f"oximetry-v2 turn={TURN} smooth={SMOOTH_S} delta={DELTA_MAX} level={LEVEL_S} onset={ONSET} "
+        f"pulse={PULSE_JUMP},{PULSE_SPREAD}x{PULSE_BEFORE_S} recovered={RECOVERED} event={EVENT_MIN_S}-{EVENT_MAX_S} "
+        f"nadir={NADIR_S}")
 
 
 @dataclass(frozen=True)
@@ -174,6 +178,18 @@ def troughs(x, y):
     return out
 
 
+def _jumps(pulse, lo, hi):
+    """How far the pulse reading moved over each 2 seconds of [lo, hi), where both readings are there."""
+    beats = pulse[lo:hi]
+    return [abs(p - q) for p, q in zip(beats, beats[2:]) if p is not None and q is not None]
+
+
+def _typical(jumps):
+    """The upper quartile of the pulse's 2-second moves before an excursion (0 without any): how far this
+    pulse moves by itself."""
+    return sorted(jumps)[min(len(jumps) - 1, int(len(jumps) * 0.75))] if jumps else 0
+
+
 def _artefacts(x, pulse, first, end):
     """How many excursions at least ARTEFACT_MIN deep x[first:end) held that were refused; every refused one
     is bridged in x, in place."""
@@ -190,9 +206,8 @@ def _artefacts(x, pulse, first, end):
         jumped = False
         if pulse is not None and not fast:
             lo, hi = max(first, a - 2), min(end, c + 3)
-            beats = pulse[lo:hi]
-            jumped = any(p is not None and q is not None and abs(p - q) >= PULSE_JUMP
-                         for p, q in zip(beats, beats[2:]))
+            jumped = max(_jumps(pulse, lo, hi), default=0) >= max(
+                PULSE_JUMP, PULSE_SPREAD * _typical(_jumps(pulse, max(first, a - PULSE_BEFORE_S), a)))
         if not (fast or jumped):
             continue
         counted += depth >= ARTEFACT_MIN

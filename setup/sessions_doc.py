@@ -50,13 +50,14 @@ sends: whole percent, already averaged by the device over a few seconds.
   `prep.delta_filter`, Diff=4) or {oximetry.FALL_2S} in two (on the validation nights the fastest desaturation
   falls 1.75 points a second); or excursions during which the pulse reading jumps {oximetry.PULSE_JUMP} bpm within
   two seconds (motion corrupts the pulse the oximeter computes from the same light; an arousal raises the
-  pulse over many seconds). A refused excursion's seconds are bridged by a straight line from the reading
-  before it to the first one back at its level: a desaturation it sat in keeps its shape, and neither an event,
-  the nadir nor T90 counts it. A motion artefact that leaves the pulse alone and falls no faster than a
-  desaturation cannot be told from one: it counts. The other way round, a pulse reading that jumps by itself
-  (an irregular rhythm such as atrial fibrillation) makes a dip in those seconds an artefact: for such a
-  person, ODI reads low and `artefacts` high (`SESSION_PULSE=none` judges by SpO2 alone, and the sessions
-  then have no pulse columns; not validated on such recordings).
+  pulse over many seconds) and {oximetry.PULSE_SPREAD} times further than the upper quartile of its 2-second moves
+  over the {oximetry.PULSE_BEFORE_S // 60} minutes before (an irregular rhythm such as atrial fibrillation jumps that
+  far by itself: it is not motion). A refused excursion's seconds are bridged by a straight line from the
+  reading before it to the first one back at its level: a desaturation it sat in keeps its shape, and neither
+  an event, the nadir nor T90 counts it. A motion artefact that leaves the pulse alone (or whose pulse jumps no
+  more than an irregular rhythm's own) and falls no faster than a desaturation cannot be told from one: it
+  counts. On the validation's irregular-pulse nights about half the motion artefacts count, and ODI reads
+  1.3-2.3/h high ([benchmarks.md](benchmarks.md#night-numbers)).
 - **Desaturation** (desat3, desat4, ODI): a trough whose **level** (the mean of the {oximetry.LEVEL_MEAN_S}
   readings up to its start; its start the last second within {oximetry.ONSET:g} point of the highest smoothed
   reading since the trough before, at most {oximetry.LEVEL_S} s before the lowest) and **lowest** (the lowest

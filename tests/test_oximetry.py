@@ -1,6 +1,8 @@
 """A night read from 1 Hz readings as an oximeter sends them (loader/oximetry.py): constructed readings
 whose answers are known by construction."""
 
+import random
+
 import pytest
 
 from loader.oximetry import clusters, mcgill, read_night
@@ -130,3 +132,14 @@ def test_mcgill_is_1_with_two_clusters_and_2_or_4_by_how_deep_the_drops_go():
                 start = HOUR + cluster * 2 * HOUR + k * 120
                 readings[start:start + 20] = [lowest] * 20
         assert mcgill(read_night(readings).events[4]) == score
+
+
+def test_a_pulse_that_jumps_by_itself_does_not_make_real_dips_artefacts():
+    """An irregular rhythm (atrial fibrillation): beat-to-beat rates of 60-110 bpm, averaged over 3 s as a
+    device does, jump 10 bpm within 2 s all night; the dips are desaturations, not motion."""
+    rng = random.Random(7)
+    beats = [rng.uniform(60, 110) for _ in range(HOUR)]
+    pulse = [round(sum(beats[max(0, t - 2):t + 1]) / len(beats[max(0, t - 2):t + 1])) for t in range(HOUR)]
+    readings = with_square_dips(baseline(HOUR), 10, 5, 25, 96)
+    night = read_night(readings, pulse)
+    assert (len(night.events[3]), night.artefacts) == (10, 0)
