@@ -2,7 +2,7 @@
 what the oximeter sent (oximetry.py) after InfluxDB has let them go.
 
 One row per device (the key tags), field and hour: `readings` holds 3600 bytes, second by second from the
-hour's start, each the second's reading in whole units (batch.put_second: an oximeter sends whole percent
+hour's start, each the second's reading in whole units (batch.put_seconds: an oximeter sends whole percent
 and whole bpm; the mean of two readings in one second is rounded), NO_READING where there is none: 3.6 kB
 an hour per field before PostgreSQL compresses it (its size beside the 5-second table's: docs/benchmarks.md).
 

@@ -136,12 +136,15 @@ def put_times(hours, times, cells):
         first = lo + 1
 
 
-def session_fields(config):
-    """The fields whose 1 Hz readings the sessions read (SESSION_SPO2 first, then SESSION_PULSE); none
-    without SESSION_SPO2."""
-    if not config.session_spo2:
+def session_fields(config, fields):
+    """The fields whose 1 Hz readings the sessions read, of those a chunk reads (`fields`; empty: every field):
+    SESSION_SPO2 first, then SESSION_PULSE; none without SESSION_SPO2 among them (a pulse alone makes no
+    session)."""
+    def read(name):
+        return bool(name) and (not fields or name in fields)
+    if not read(config.session_spo2):
         return []
-    return [config.session_spo2] + ([config.session_pulse] if config.session_pulse else [])
+    return [config.session_spo2] + ([config.session_pulse] if read(config.session_pulse) else [])
 
 
 _DAYS = {}  # "2026-12-06" -> its epoch, for second_of

@@ -121,7 +121,7 @@ def build_query(config, start, end, fields=None, skipped=()):
                          window.format(aggregate), f'  |> keep(columns: ["_time", "_value"{", " * bool(tags)}{tags}])',
                          f"  |> yield(name: {flux_string(READINGS_RESULT + column)})"]
     seconds = []
-    wanted = [f for f in session_fields(config) if not fields or f in fields]
+    wanted = session_fields(config, fields)
     if wanted:  # the night's 1 Hz readings (seconds.py): the mean of each second's readings, by device
         group = ", ".join(flux_string(c) for c in ("_field",) + tuple(config.tags))
         seconds = ["", "kept", f"  |> {_field_filter(wanted)}", f"  |> group(columns: [{group}])",

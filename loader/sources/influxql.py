@@ -122,9 +122,7 @@ def build_statements(config, fields, start, end, cast=(), skipped=None):
             statements.append(("readings", column,
                                f"SELECT {aggregate}({ref}) AS {identifier(column)} FROM {src} WHERE {where} {group}"))
     by_second = group.replace(f"GROUP BY time({format_duration(config.window)})", "GROUP BY time(1s)", 1)
-    for f in session_fields(config) if spo2 in fields else ():  # the night's 1 Hz readings (seconds.py)
-        if f not in fields:
-            continue
+    for f in session_fields(config, fields):  # the night's 1 Hz readings (seconds.py)
         ref = field_ref(f, cast)
         where = where_time
         if f in config.valid_ranges:
