@@ -8,9 +8,13 @@ optionally copied off the Pi.
   backup removes.
 - Somewhere else, rotated: dumps.py says where a dump may go and which ones rotation keeps (and the
   dump last restored from BACKUP_DIR, for BACKUP_KEEP_DAILY days after the restore).
+- Never the best copy lost: rotation keeps any dump larger than, or holding more rows than, all it keeps;
+  it does not run at all while the last load failed or is still going (the archive may be partial); a dump
+  of an archive smaller than the newest dump's says so.
 - The service user's: run with sudo, what it writes in BACKUP_DIR still belongs to BACKUP_DIR's owner.
 """
 
+import contextlib
 import logging
 import os
 import shlex
@@ -18,6 +22,8 @@ import shutil
 import subprocess
 import time
 from dataclasses import dataclass, field
+
+from psycopg2 import sql
 
 from .clock import check_synchronized
 from .dumps import (
@@ -28,16 +34,23 @@ from .dumps import (
     dump_name,
     give_to_directory_owner,
     list_dumps,
+    protected,
+    remove_dump,
     restored_from,
+    rows_path,
+    write_rows,
 )
 from .errors import BackupError, RemoteCopyFailed
 from .humanize import human_size
-from .pg import driver_errors
+from .pg import Database, driver_errors, table_exists
 from .pgtools import PgTools, first_error
+from .state import State, set_search_path
 
 log = logging.getLogger(__name__)
 
 DATABASE_SIZE = "SELECT pg_database_size(current_database())"
+EXPORT_SNAPSHOT = "SELECT pg_export_snapshot()"
+LOADS = ("run", "backfill")
 
 
 @dataclass
@@ -47,10 +60,25 @@ class BackupResult:
     kept: list = field(default_factory=list)
     removed: list = field(default_factory=list)
     remote: str = ""
+    smaller_than: Dump | None = None  # the newest earlier dump, where this one holds less than it
+    no_rotation: str = ""  # why rotation removed nothing, when it did not run
+    protected: list = field(default_factory=list)  # dumps kept only because they hold more than the rest
 
     def lines(self):
-        out = [f"backup:  {self.dump.path} ({human_size(self.dump.size)}, {self.seconds:.1f}s)",
-               f"kept:    {len(self.kept)} dump(s) (BACKUP_KEEP_DAILY/BACKUP_KEEP_WEEKLY); removed {len(self.removed)}"]
+        rows = f", {self.dump.rows:,} rows" if self.dump.rows is not None else ""
+        out = [f"backup:  {self.dump.path} ({human_size(self.dump.size)}{rows}, {self.seconds:.1f}s)"]
+        if self.smaller_than is not None:
+            other = self.smaller_than
+            held = f"{other.rows:,} rows" if other.rows is not None else human_size(other.size)
+            out.append(f"warning: this archive holds less than {other.name} ({held}): both are kept; if rows were "
+                       f"lost, restore that one (README, Backups: restore)")
+        if self.no_rotation:
+            out.append(f"kept:    all {len(self.kept)} dump(s): no rotation, {self.no_rotation}")
+        else:
+            out.append(f"kept:    {len(self.kept)} dump(s) (BACKUP_KEEP_DAILY/BACKUP_KEEP_WEEKLY); "
+                       f"removed {len(self.removed)}")
+        out += [f"kept:    {d.name}: it holds more than every newer dump kept (remove it by hand once "
+                f"not needed)" for d in self.protected]
         out += [f"removed: {os.path.basename(p)}" for p in self.removed]
         if self.remote:
             out.append(f"copied:  to {self.remote}")
@@ -68,19 +96,17 @@ def backup(config, clock):
     check_synchronized(clock, config.require_clock_sync, "backing up")  # names and rotation go by the clock
     tools = PgTools(config)
     started = time.monotonic()
-    with directory_lock(directory):
-        with driver_errors(config):
-            conn = tools.connect()
-            try:
-                cur = conn.cursor()
-                major = tools.server_major(cur)
-                cur.execute(DATABASE_SIZE)
-                database_size = cur.fetchone()[0]
-            finally:
-                conn.close()
+    with directory_lock(directory), driver_errors(config), _snapshot(tools, config) as (cur, snapshot):
+        major = tools.server_major(cur)
+        cur.execute(DATABASE_SIZE)
+        database_size = cur.fetchone()[0]
+        rows, last_load = _archive_state(cur, config)
         pg_dump = tools.program("pg_dump", major)
-        for entry in os.scandir(directory):  # left by a backup that was killed
-            if entry.name.startswith(f".{tools.dbname}-") and entry.name.endswith(".partial"):
+        for entry in os.scandir(directory):  # left by a backup that was killed, or by a dump removed by hand
+            if entry.name.startswith(f".{tools.dbname}-") and (
+                    entry.name.endswith(".partial")
+                    or (entry.name.endswith(".dump.rows") and not os.path.exists(
+                        os.path.join(directory, entry.name[1:-len(".rows")])))):
                 os.unlink(entry.path)
         dumps = list_dumps(directory, tools.dbname)
         need, free = needed_space(dumps, database_size), shutil.disk_usage(directory).free
@@ -93,7 +119,7 @@ def backup(config, clock):
         log.info("dumping database %s with %s to %s", tools.dbname, pg_dump, final)
         try:
             code, errors = tools.run([pg_dump, "--format=custom", "--no-owner", "--no-privileges",
-                                      "--file", partial, "--dbname", tools.conninfo()])
+                                      f"--snapshot={snapshot}", "--file", partial, "--dbname", tools.conninfo()])
             if code != 0:
                 if "No space left on device" in errors:
                     raise BackupError(f"BACKUP_DIR {directory} filled up during the dump; no dump was kept",
@@ -106,29 +132,92 @@ def backup(config, clock):
             os.chmod(partial, 0o600)  # health data: readable by the service user only, like .env
             give_to_directory_owner(partial, directory)
             _fsync(partial)
+            if rows is not None:  # before the dump gets its name: a named dump never lacks its count
+                write_rows(rows_path(final), rows)
+                give_to_directory_owner(rows_path(final), directory)
             os.replace(partial, final)
             _fsync(directory)
         finally:
             if os.path.exists(partial):
                 os.unlink(partial)
-        dumps = list_dumps(directory, tools.dbname)
-        kept_stamps = choose_kept([d.stamp for d in dumps], config.backup_keep_daily, config.backup_keep_weekly)
-        kept_stamps.add(stamp)  # the dump just made, even if a clock set back dates it before older ones
-        restored = restored_from(directory, clock.now(), config.backup_keep_daily)
-        result = BackupResult(dump=next(d for d in dumps if d.path == final), seconds=0.0)
-        for dump in dumps:
-            if dump.stamp in kept_stamps or os.path.basename(dump.path) == restored:
-                result.kept.append(dump.path)
-            else:
-                os.unlink(dump.path)
-                result.removed.append(dump.path)
-                log.info("rotation removed %s", dump.path)
+        result = _rotate(config, clock, directory, tools.dbname, final, last_load)
         result.seconds = time.monotonic() - started
         log.info("backup written: %s (%s)", final, human_size(result.dump.size))
     if config.backup_remote:
         copy_to_remote(config, final)
         result.remote = config.backup_remote
     return result
+
+
+@contextlib.contextmanager
+def _snapshot(tools, config):
+    """A cursor in a repeatable-read transaction whose snapshot pg_dump shares (--snapshot): the rows counted
+    are exactly the rows dumped. The transaction stays open until the dump is written."""
+    conn = tools.connect()
+    try:
+        conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
+        cur = conn.cursor()
+        cur.execute(EXPORT_SNAPSHOT)
+        yield cur, cur.fetchone()[0]
+    finally:
+        conn.close()
+
+
+def _archive_state(cur, config):
+    """(PG_TABLE's rows, or None where it does not exist; the newest load's outcome, or None), as the dump
+    sees them. A load still going reads 'running'; one whose process died, 'abandoned'."""
+    db = Database(config)
+    set_search_path(cur, config.pg_schema)
+    rows = None
+    if table_exists(cur, db.table.as_string(cur)):
+        cur.execute(sql.SQL("SELECT count(*) FROM {}").format(db.table))
+        rows = cur.fetchone()[0]
+    if not table_exists(cur, "influx_archive_runs"):
+        return rows, None
+    state = State(config.pg_schema, db.target)
+    active = state.active(cur)
+    loads = [r for r in state.last_runs(cur, active, limit=50) if r["command"] in LOADS]
+    if not loads:
+        return rows, None
+    outcome = loads[0]["outcome"]
+    return rows, ("running" if outcome == "running" and active else outcome)
+
+
+def _rotate(config, clock, directory, dbname, final, last_load):
+    """Remove what rotation does not keep, unless the last load failed or is still going; never a dump
+    holding more than every dump kept."""
+    dumps = list_dumps(directory, dbname)
+    made = next(d for d in dumps if d.path == final)
+    result = BackupResult(dump=made, seconds=0.0)
+    earlier = [d for d in dumps if d.path != final]
+    if earlier and _holds_less(made, earlier[0]):
+        result.smaller_than = earlier[0]
+        log.warning("the new dump %s holds less than %s", made.name, earlier[0].name)
+    if last_load in ("failed", "abandoned", "interrupted", "running"):
+        result.no_rotation = (f"the last load {'is still going' if last_load == 'running' else 'did not finish'} "
+                              f"(`status` says why), so the archive may be partial")
+        result.kept = [d.path for d in dumps]
+        return result
+    kept_stamps = choose_kept([d.stamp for d in dumps], config.backup_keep_daily, config.backup_keep_weekly)
+    kept_stamps.add(made.stamp)  # the dump just made, even if a clock set back dates it before older ones
+    restored = restored_from(directory, clock.now(), config.backup_keep_daily)
+    kept = [d for d in dumps if d.stamp in kept_stamps or d.name == restored]
+    removable = [d for d in dumps if d not in kept]
+    result.protected = protected(removable, kept)
+    for dump in dumps:
+        if dump in kept or dump in result.protected:
+            result.kept.append(dump.path)
+        else:
+            remove_dump(dump)
+            result.removed.append(dump.path)
+            log.info("rotation removed %s", dump.path)
+    return result
+
+
+def _holds_less(made, other):
+    if made.rows is not None and other.rows is not None:
+        return made.rows < other.rows
+    return made.size < other.size
 
 
 def copy_to_remote(config, path):

@@ -5,7 +5,11 @@ directory lock. `backup`, `restore` and `status` share this model; none of them 
   when a USB drive is not mounted its mount point is an empty directory on the SD card, and a backup
   written there dies with the card. tmpfs is refused too: a reboot empties it.
 - Rotation: keep the newest dump of each of the BACKUP_KEEP_DAILY most recent days and of each of the
-  BACKUP_KEEP_WEEKLY most recent ISO weeks; dumps are dated by the name the clock gave them.
+  BACKUP_KEEP_WEEKLY most recent ISO weeks; dumps are dated by the name the clock gave them. It never
+  removes a dump that is larger than, or holds more archive rows than, every dump it keeps (a reinstall's
+  small first archive must not cost the day's full dump): see `protected`.
+- Rows: each dump's count of PG_TABLE rows, read in the dump's own snapshot, is kept beside it in
+  .<dump name>.rows (a dump made by an older version has none; its size still counts).
 """
 
 import contextlib
@@ -29,6 +33,43 @@ class Dump:
     path: str
     stamp: int  # epoch seconds, from the file name
     size: int
+    rows: int | None = None  # PG_TABLE's rows in it (its .rows file), None where unknown
+
+    @property
+    def name(self):
+        return os.path.basename(self.path)
+
+
+def rows_path(path):
+    """Where the row count of the dump at path is kept: a hidden file beside it."""
+    return os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.rows")
+
+
+def write_rows(path, rows):
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(f"{rows}\n")
+
+
+def _read_rows(path):
+    try:
+        with open(rows_path(path), encoding="utf-8") as handle:
+            return int(handle.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def remove_dump(dump):
+    os.unlink(dump.path)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(rows_path(dump.path))
+
+
+def protected(removable, kept):
+    """The dumps of removable that rotation keeps anyway: each larger than every dump in kept, or holding
+    more rows than every one of them whose rows are known."""
+    largest = max((d.size for d in kept), default=-1)
+    most = max((d.rows for d in kept if d.rows is not None), default=-1)
+    return [d for d in removable if d.size > largest or (d.rows is not None and d.rows > most)]
 
 
 def dump_name(dbname, stamp):
@@ -43,7 +84,7 @@ def list_dumps(directory, dbname):
         match = pattern.fullmatch(entry.name)
         if match and entry.is_file():
             stamp = int(datetime.strptime(match.group(1), STAMP).replace(tzinfo=timezone.utc).timestamp())
-            dumps.append(Dump(entry.path, stamp, entry.stat().st_size))
+            dumps.append(Dump(entry.path, stamp, entry.stat().st_size, _read_rows(entry.path)))
     return sorted(dumps, key=lambda d: d.stamp, reverse=True)
 
 

@@ -4,14 +4,13 @@ backup directory on the drive. Helpers live in tests/support/."""
 
 import os
 import shutil
-import subprocess
 import uuid
 
 import pytest
 
-from tests.support.archive import GRAFANA, LOADER, superuser
+from tests.support.archive import create_archive_database, superuser
 from tests.support.flux_standin import StandIn
-from tests.support.harness import ORG, ROOT, TOKEN
+from tests.support.harness import ORG, TOKEN
 from tests.support.influxdb3_standin import InfluxDB3StandIn
 from tests.support.servers import InfluxdServer, LoopDrive, PostgresServer, server_or_skip
 
@@ -62,13 +61,7 @@ def standin():
 def archive_url(pg_server):
     """A database made the way install.sh makes it (setup/roles.sql), as a URL for the loader role."""
     name = "ia_" + uuid.uuid4().hex[:10]
-    script = (f"\\set loader_role {LOADER}\n\\set grafana_role {GRAFANA}\n\\set dbname {name}\n"
-              f"\\set loader_pw secret-pw-1\n\\set grafana_pw secret-pw-2\n")
-    with open(os.path.join(ROOT, "setup/roles.sql"), encoding="utf-8") as handle:
-        script += handle.read()
-    subprocess.run([os.path.join(pg_server.bindir, "psql"), "-X", "-q", "-h", "127.0.0.1", "-p", str(pg_server.port),
-                    "-U", "postgres", "-d", "postgres"], input=script, text=True, check=True, capture_output=True)
-    yield pg_server.url(name, user=LOADER, password="secret-pw-1")
+    yield create_archive_database(pg_server, name)
     for db in (name, name + "_copy", name + "_verify"):
         superuser(pg_server, f'DROP DATABASE IF EXISTS "{db}"')
 

@@ -13,9 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from loader.backup import backup
-from loader.dumps import LOCK_NAME, RESTORED_NAME, choose_kept, list_dumps
-from loader.errors import BackupError
+from loader.dumps import LOCK_NAME, RESTORED_NAME, Dump, choose_kept, list_dumps, protected, rows_path
+from loader.errors import BackupError, LoaderError
+from loader.job import Job
 from loader.restore import restore
+from tests.support.archive import create_archive_database, superuser
 from tests.support.harness import DAY, HOUR, FixedClock, cli, flux_env, load, make_config
 from tests.support.servers import LoopDrive, server_or_skip
 
@@ -217,3 +219,54 @@ def test_the_dump_a_restore_came_from_outlives_the_next_backup_of_its_day(archiv
     unmarked = make_config(archive_url, standin.url, BACKUP_DIR=backup_dir, BACKUP_KEEP_DAILY=2, BACKUP_KEEP_WEEKLY=0)
     os.unlink(os.path.join(backup_dir, RESTORED_NAME))  # without the restore, the day keeps its newest only
     assert backup(unmarked, FixedClock(NOW + 16 * HOUR)).removed == [evening.dump.path, morning.dump.path]
+
+
+def test_a_reinstall_whose_first_load_fails_keeps_the_days_full_dump(archive_url, standin, backup_dir, pg_server):
+    """As seen on a Pi: the archive purged, installed again the same day, its first load failing (exit 2) after a
+    few hours; the install's backup rotated away the morning's dump of the whole archive. Now: no rotation after
+    a failed load, the small dump says so, and once loads succeed again rotation still keeps the large dump (it
+    holds more rows than every dump kept) while the small one goes."""
+    config = make_config(archive_url, standin.url, TAGS="uid", BACKUP_DIR=backup_dir, BACKUP_KEEP_DAILY=1,
+                         BACKUP_KEEP_WEEKLY=0)
+    load(config, standin, NOW, hours=24, step=5)
+    full = backup(config, FixedClock(NOW)).dump
+    assert full.rows > 17000 and os.path.exists(full.path)
+
+    name = archive_url.rsplit("/", 1)[1]  # --uninstall --purge, then install.sh again: the same database, empty
+    superuser(pg_server, f'DROP DATABASE "{name}" WITH (FORCE)')
+    assert create_archive_database(pg_server, name) == archive_url
+    standin.store = type(standin.store)()
+    load(config, standin, NOW + 2 * HOUR, hours=2, step=5)
+    standin.faults = [("status", 401, None)]
+    with pytest.raises(LoaderError):
+        Job(config, clock=FixedClock(NOW + 3 * HOUR)).run()
+
+    after_failure = backup(config, FixedClock(NOW + 3 * HOUR))
+    small = after_failure.dump
+    assert small.rows < full.rows and small.size < full.size
+    assert after_failure.removed == [] and os.path.exists(full.path)
+    assert after_failure.smaller_than == full
+    lines = after_failure.lines()
+    assert f"warning: this archive holds less than {full.name} ({full.rows:,} rows): both are kept; if rows were " \
+           f"lost, restore that one (README, Backups: restore)" in lines
+    assert "kept:    all 2 dump(s): no rotation, the last load did not finish (`status` says why), so the archive " \
+           "may be partial" in lines
+
+    load(config, standin, NOW + 4 * HOUR, hours=1, step=5)  # loads succeed again; the archive is still smaller
+    later = backup(config, FixedClock(NOW + 4 * HOUR))
+    assert later.removed == [small.path] and not os.path.exists(rows_path(small.path))
+    assert later.protected == [full] and os.path.exists(full.path)
+    assert f"kept:    {full.name}: it holds more than every newer dump kept (remove it by hand once not needed)" \
+           in later.lines()
+    assert {d.path for d in list_dumps(backup_dir, name)} == {full.path, later.dump.path}
+
+
+def test_rotation_keeps_an_older_dump_larger_than_all_it_keeps_when_rows_are_unknown():
+    """Dumps of an older version have no row count: their size decides."""
+    old_large = Dump("/b/db-1.dump", 1, 500_000)
+    kept = [Dump("/b/db-3.dump", 3, 40_000, 5_520)]
+    old_small = Dump("/b/db-2.dump", 2, 30_000)
+    assert protected([old_large, old_small], kept) == [old_large]
+    counted = Dump("/b/db-0.dump", 0, 20_000, 124_000)  # smaller on disk, more rows: kept too
+    assert protected([counted], kept) == [counted]
+    assert protected([Dump("/b/db-0.dump", 0, 40_000, 5_520)], kept) == []  # the same archive: not protected

@@ -1,4 +1,7 @@
-"""Reading the archive back from PostgreSQL, independently of the loader's own SQL."""
+"""Reading the archive back from PostgreSQL, independently of the loader's own SQL; making its database."""
+
+import os
+import subprocess
 
 import psycopg2
 from psycopg2 import sql
@@ -87,3 +90,15 @@ def everything(url):
         return out
     finally:
         conn.close()
+
+
+def create_archive_database(pg_server, name):
+    """The database and roles as install.sh makes them (setup/roles.sql); a URL for the loader role."""
+    script = (f"\\set loader_role {LOADER}\n\\set grafana_role {GRAFANA}\n\\set dbname {name}\n"
+              f"\\set loader_pw secret-pw-1\n\\set grafana_pw secret-pw-2\n")
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with open(os.path.join(root, "setup/roles.sql"), encoding="utf-8") as handle:
+        script += handle.read()
+    subprocess.run([os.path.join(pg_server.bindir, "psql"), "-X", "-q", "-h", "127.0.0.1", "-p", str(pg_server.port),
+                    "-U", "postgres", "-d", "postgres"], input=script, text=True, check=True, capture_output=True)
+    return pg_server.url(name, user=LOADER, password="secret-pw-1")
