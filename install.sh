@@ -33,6 +33,10 @@ SYSTEMD_DIR=/etc/systemd/system
 SYSTEMD_UNITS=("$APP_NAME.service" "$APP_NAME.timer" "$APP_NAME-backup.service" "$APP_NAME-backup.timer"
                "$APP_NAME-verify.service" "$APP_NAME-verify.timer")
 DEMO_MARK="# the demo's InfluxDB (install.sh --demo): loopback only, it has no auth"
+DEMO_URL=http://127.0.0.1:8086
+# The pid file of Debian's init script for influxdb: the demo's server started directly (a container without
+# an init system) writes it too, so it alone is stopped, never another influxd of the same user.
+DEMO_PIDFILE=/var/run/influxdb/influxd.pid
 DB_NAME=influx_archive
 LOADER_ROLE=influx_archive
 GRAFANA_ROLE=grafana_reader
@@ -320,7 +324,7 @@ write_env() {
   else
     local url org bucket language token_file
     if [ "$DEMO" -eq 1 ]; then
-      url=http://127.0.0.1:8086 language=influxql bucket=pulse_oximeter org="" token_file=""
+      url=$DEMO_URL language=influxql bucket=pulse_oximeter org="" token_file=""
     else
       url=$INFLUX_URL_OPT; [ -n "$url" ] || ask url "InfluxDB URL (e.g. https://eu-central-1-1.aws.cloud2.influxdata.com)"
       language=$LANGUAGE_OPT; [ -n "$language" ] || ask language "Query language: flux (Cloud TSM, OSS 2) or influxql (Cloud Serverless)" flux
@@ -361,7 +365,7 @@ env_differences() {
   fi
 }
 
-demo_source_in_use() { [ "$(env_get INFLUX_URL)" = http://127.0.0.1:8086 ] && grep -qsxF "$DEMO_MARK" /etc/default/influxdb; }
+demo_source_in_use() { [ "$(env_get INFLUX_URL)" = "$DEMO_URL" ] && grep -qsxF "$DEMO_MARK" /etc/default/influxdb; }
 
 # The move from the demo to the person's InfluxDB: their settings in .env, the archive database made anew
 # (no synthetic row stays beside their readings), the demo's InfluxDB stopped; the first run then loads
@@ -378,7 +382,12 @@ replace_demo() {
   runuser -u postgres -- psql -p "$(pg_port)" -X -q -d postgres -v ON_ERROR_STOP=1 \
     -c "DROP DATABASE IF EXISTS $DB_NAME WITH (FORCE)" >>"$INSTALL_LOG" 2>&1 || die "dropping the demo's archive failed; see $INSTALL_LOG"
   create_roles
-  stop_demo_source
+  if is_demo_server "$INFLUX_URL_OPT"; then  # their readings are in the demo's own server: it stays, theirs now
+    forget_demo_source
+    ok "kept the local InfluxDB at $DEMO_URL running: $INFLUX_URL_OPT reads from it (loopback only, no auth)"
+  else
+    stop_demo_source
+  fi
   ok "the demo is replaced: $ENV_FILE loads $INFLUX_URL_OPT, the archive starts empty"
 }
 
@@ -394,22 +403,22 @@ install_demo_source() {
     rest=$(grep -vxF 'INFLUXDB_HTTP_BIND_ADDRESS=127.0.0.1:8086' /etc/default/influxdb 2>/dev/null || true)
     printf '%s\n%s\n%s\n' "$rest" "$DEMO_MARK" 'INFLUXDB_HTTP_BIND_ADDRESS=127.0.0.1:8086' > /etc/default/influxdb
   fi
-  if ! curl_ok http://127.0.0.1:8086/ping; then
+  if ! curl_ok "$DEMO_URL/ping"; then
     if has_systemd; then
       systemctl enable --now influxdb >>"$INSTALL_LOG" 2>&1
     elif ! service influxdb start >>"$INSTALL_LOG" 2>&1; then
       # e.g. a container, where the init script cannot raise its open-file limit: start it directly
-      mkdir -p /var/log/influxdb && chown influxdb: /var/log/influxdb
+      mkdir -p /var/log/influxdb "$(dirname "$DEMO_PIDFILE")" && chown influxdb: /var/log/influxdb "$(dirname "$DEMO_PIDFILE")"
       runuser -u influxdb -- env INFLUXDB_HTTP_BIND_ADDRESS=127.0.0.1:8086 \
-        setsid influxd -config /etc/influxdb/influxdb.conf \
+        setsid influxd -config /etc/influxdb/influxdb.conf -pidfile "$DEMO_PIDFILE" \
         >>/var/log/influxdb/influxd.log 2>&1 < /dev/null &
     fi
     local _
-    for _ in $(seq 1 30); do curl_ok http://127.0.0.1:8086/ping && break; sleep 1; done
-    curl_ok http://127.0.0.1:8086/ping || die "local InfluxDB did not start; see /var/log/influxdb/"
+    for _ in $(seq 1 30); do curl_ok "$DEMO_URL/ping" && break; sleep 1; done
+    curl_ok "$DEMO_URL/ping" || die "local InfluxDB did not start; see /var/log/influxdb/"
   fi
   say "seeding the local InfluxDB with three days of synthetic 1 Hz readings"
-  "$SYSTEM_PYTHON" "$APP_DIR/setup/demo_seed.py" --url http://127.0.0.1:8086 --db pulse_oximeter --days 3 \
+  "$SYSTEM_PYTHON" "$APP_DIR/setup/demo_seed.py" --url "$DEMO_URL" --db pulse_oximeter --days 3 \
     2>&1 | tee -a "$INSTALL_LOG" >&2
 }
 
@@ -597,13 +606,39 @@ EOF
 # The demo's InfluxDB has no auth: --purge stops it with the archive it fed (marked when --demo set it up).
 stop_demo_source() {
   grep -qsxF "$DEMO_MARK" /etc/default/influxdb || return 0
+  # its unit, or the init script (which stops the pid in its pid file only); else the one install_demo_source
+  # started directly with that pid file. Never by name: the person may run an influxd of their own.
   if has_systemd; then systemctl disable --now influxdb >>"$INSTALL_LOG" 2>&1 || true
   else service influxdb stop >>"$INSTALL_LOG" 2>&1 || true; fi
-  pkill -u influxdb -x influxd >/dev/null 2>&1 || true  # one started directly (a container without init)
+  stop_pidfile "$DEMO_PIDFILE"
   local rest
   rest=$(grep -vxF -e "$DEMO_MARK" -e 'INFLUXDB_HTTP_BIND_ADDRESS=127.0.0.1:8086' /etc/default/influxdb || true)
   printf '%s\n' "$rest" > /etc/default/influxdb
   ok "stopped the demo's InfluxDB (its readings stay in /var/lib/influxdb: \`apt purge influxdb\` removes them)"
+}
+
+# The demo's server is no longer ours (the person's readings are in it): --purge leaves it running.
+forget_demo_source() {
+  local rest
+  rest=$(grep -vxF "$DEMO_MARK" /etc/default/influxdb || true)
+  printf '%s\n' "$rest" > /etc/default/influxdb
+}
+
+# Whether URL names the demo's server (127.0.0.1 or localhost, port 8086).
+is_demo_server() { [[ "$1" =~ ^https?://(127\.0\.0\.1|localhost|\[::1\]):8086/?$ ]]; }
+
+# Stop the influxd whose pid the file holds (only if that pid is an influxd), and wait until it is gone.
+stop_pidfile() {
+  local pid _
+  pid=$(cat "$1" 2>/dev/null) || return 0
+  if [[ "$pid" =~ ^[0-9]+$ ]] && [ "$(basename "$(readlink "/proc/$pid/exe" 2>/dev/null)")" = influxd ]; then
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 30); do  # gone, or a zombie its parent has not reaped yet
+      grep -qs '^State:[[:space:]]*[^Z[:space:]]' "/proc/$pid/status" || break
+      sleep 1
+    done
+  fi
+  rm -f "$1"
 }
 
 main() {

@@ -5,18 +5,21 @@ import ast
 import glob
 import hashlib
 import os
+import pwd
 import re
 import shutil
 import stat
 import subprocess
 import sys
 import time
+import uuid
 
 import psycopg2
 import pytest
 
 from tests.support.archive import archive_rows
 from tests.support.readings import expected_means, feed_influxd, pulse_points
+from tests.support.servers import InfluxdServer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 APP = "/opt/influx-archive"  # where install.sh deploys the code, venv and .env
@@ -29,6 +32,7 @@ if [ "$1" = "-l" ]; then [ -f "$FAKE_DIR/$3" ] && exec cat "$FAKE_DIR/$3"; exit 
 if [ "$1" = "-u" ] && [ "$3" = "-" ]; then cat > "$FAKE_DIR/$2"; exit 0; fi
 exit 2
 """
+DEMO_PIDFILE = "/var/run/influxdb/influxd.pid"  # install.sh's: the demo's server, started by init or directly
 REFERENCE_LINE = "0 * * * * /usr/bin/python3 /home/pi/pg_loader/health_metrics_loader.py >> ~/cron.log 2>&1"
 
 
@@ -425,24 +429,43 @@ def test_a_new_pi_restores_a_dump_of_a_pi_that_kept_devices_apart_and_loads_on_i
 
 
 @pytest.mark.skipif(not FULL, reason="needs the demo install above (tests/run --install, as CI does)")
-def test_the_demo_is_replaced_by_the_persons_influxdb_leaving_no_synthetic_row(influxd, influx_db):
+def test_the_demo_is_replaced_by_the_persons_influxdb_leaving_no_synthetic_row():
     """After --demo, install.sh with the person's InfluxDB: refused with what to add (it would keep loading the
-    demo, silently, before); with --replace-demo, their readings alone are archived and the demo's InfluxDB stops."""
-    points = pulse_points(int(time.time()) - 3 * 3600, 2 * 3600)
-    feed_influxd(influxd, influx_db, points)
-    args = ["./install.sh", "--influx-url", influxd.url, "--language", "influxql", "--bucket", influx_db]
-    refused = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=1200)
-    assert refused.returncode != 0
-    assert (f"loads the demo's synthetic readings, and the options given differ (INFLUX_URL: given {influxd.url}, "
-            f".env has http://127.0.0.1:8086; INFLUX_BUCKET: given {influx_db}, .env has pulse_oximeter): to load "
-            f"your InfluxDB instead, dropping the demo's rows, add --replace-demo") in refused.stderr
-    moved = subprocess.run(args + ["--replace-demo"], cwd=ROOT, capture_output=True, text=True,
-                           stdin=subprocess.DEVNULL, timeout=1200)
-    assert moved.returncode == 0, moved.stderr[-3000:]
-    assert "verdict:     fresh" in moved.stderr
-    assert archive_rows(_env_value("PG_URL").replace("+psycopg2", "")) == expected_means(points)  # theirs alone
-    demo = subprocess.run(["pgrep", "-u", "influxdb", "-x", "influxd"], capture_output=True)
-    assert demo.returncode == 1  # the demo's InfluxDB (no auth) is stopped
+    demo, silently, before); with --replace-demo, their readings alone are archived and the demo's InfluxDB stops.
+    Theirs runs as the same user (Debian's influxdb) with its own config and port, and runs on."""
+    theirs = InfluxdServer(user="influxdb")
+    try:
+        db = "their_" + uuid.uuid4().hex[:8]
+        theirs.query(f'CREATE DATABASE "{db}"')
+        points = pulse_points(int(time.time()) - 3 * 3600, 2 * 3600)
+        feed_influxd(theirs, db, points)
+        with open(DEMO_PIDFILE, encoding="utf-8") as handle:
+            demo_pid = int(handle.read())
+        assert _process_user(demo_pid) == _process_user(theirs.proc.pid) == "influxdb"
+        args = ["./install.sh", "--influx-url", theirs.url, "--language", "influxql", "--bucket", db]
+        refused = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                                 timeout=1200)
+        assert refused.returncode != 0
+        assert (f"loads the demo's synthetic readings, and the options given differ (INFLUX_URL: given {theirs.url}, "
+                f".env has http://127.0.0.1:8086; INFLUX_BUCKET: given {db}, .env has pulse_oximeter): to load "
+                f"your InfluxDB instead, dropping the demo's rows, add --replace-demo") in refused.stderr
+        moved = subprocess.run(args + ["--replace-demo"], cwd=ROOT, capture_output=True, text=True,
+                               stdin=subprocess.DEVNULL, timeout=1200)
+        assert moved.returncode == 0, moved.stderr[-3000:]
+        assert "verdict:     fresh" in moved.stderr
+        assert archive_rows(_env_value("PG_URL").replace("+psycopg2", "")) == expected_means(points)  # theirs alone
+        assert not os.path.exists(f"/proc/{demo_pid}")  # the demo's InfluxDB (no auth) is stopped
+        assert theirs.proc.poll() is None  # theirs runs on
+        ran = subprocess.run(["influx-archive", "run"], cwd="/", capture_output=True, text=True, timeout=600)
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+    finally:
+        theirs.close()
+
+
+def _process_user(pid):
+    with open(f"/proc/{pid}/status", encoding="utf-8") as handle:
+        uid = next(int(line.split()[1]) for line in handle if line.startswith("Uid:"))
+    return pwd.getpwuid(uid).pw_name
 
 
 @pytest.mark.skipif(not FULL, reason="needs the demo install above (tests/run --install, as CI does)")
@@ -511,3 +534,28 @@ def test_uninstall_removes_the_schedule_and_venv_and_keeps_the_data(tmp_path):
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == []
     assert "influx_archive and .env are kept" in result.stderr
+
+
+def test_the_demos_influxd_is_stopped_by_its_pid_file_alone_and_only_its_own_server_counts_as_the_demo(tmp_path):
+    """--replace-demo and --purge stop the demo's server by the pid file it was started with: another influxd
+    (the person's own, same binary) and a pid that is no influxd run on."""
+    demo, theirs = InfluxdServer(), InfluxdServer()
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        pidfile = tmp_path / "influxd.pid"
+        pidfile.write_text(f"{other.pid}\n")  # a stale pid file whose pid now belongs to another program
+        assert sourced(f'stop_pidfile "{pidfile}"').returncode == 0
+        assert other.poll() is None and not pidfile.exists()
+        pidfile.write_text(f"{demo.proc.pid}\n")
+        stopped = sourced(f'stop_pidfile "{pidfile}"')
+        assert stopped.returncode == 0, stopped.stderr
+        assert demo.proc.wait(30) is not None and theirs.proc.poll() is None and not pidfile.exists()
+    finally:
+        other.kill()
+        other.wait()
+        demo.close()
+        theirs.close()
+    for url, ours in (("http://127.0.0.1:8086", True), ("http://localhost:8086/", True),
+                      ("http://127.0.0.1:8087", False), ("http://127.0.0.1", False),
+                      ("https://eu-central-1-1.aws.cloud2.influxdata.com", False)):
+        assert (sourced(f'is_demo_server "{url}"').returncode == 0) is ours, url

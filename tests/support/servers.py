@@ -106,11 +106,15 @@ class PostgresServer:
 class InfluxdServer:
     """A real influxd 1.x on loopback, data in a temp dir."""
 
-    def __init__(self):
+    def __init__(self, user=None):
         self.binary = shutil.which("influxd")
         if not self.binary:
             raise RuntimeError("influxd not found: apt-get install influxdb")
+        self.user = user  # run as this user (root only): as a person's own InfluxDB beside the demo's
         self.dir = tempfile.mkdtemp(prefix="ia-influxd-")
+        if user:
+            shutil.chown(self.dir, user, user)
+            os.chmod(self.dir, 0o755)
         self.log = open(os.path.join(self.dir, "influxd.log"), "wb")
         for attempt in range(5):  # another test worker may take a free port between free_port() and start
             if self._start():
@@ -142,7 +146,8 @@ bind-address = "127.0.0.1:{rpc}"
 [continuous_queries]
   enabled = false
 """)
-        self.proc = subprocess.Popen([self.binary, "-config", conf], stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen([self.binary, "-config", conf], stdout=self.log, stderr=subprocess.STDOUT,
+                                     user=self.user, group=self.user)
         bound = b'msg="Listening on HTTP" log_id=', f"addr=127.0.0.1:{self.port} ".encode()
         deadline = time.time() + 30
         while self.proc.poll() is None and time.time() < deadline:
