@@ -114,16 +114,23 @@ def check_fits(config, tools, pg_restore, path):
         if code != 0:
             raise BackupDamaged(f"{path} cannot be restored: {first_error(errors)}", hint=DAMAGED_HINT)
         text = schema_sql.read()
+    want, problems = {}, []
     table = dumped_table(text, config.pg_schema, config.pg_table, "CREATE TABLE {} (")
     if table is None:
         table = f"{config.pg_schema}.{config.pg_table}"
         archives = sorted(set(re.findall(r"^COMMENT ON TABLE (\S+) IS 'WINDOW=", text, re.M)))
         found = ", ".join(archives) or "none of influx-archive's"
-        raise BackupError(f"{path} holds no table {table} (PG_SCHEMA.PG_TABLE); its archive tables: {found}; "
-                          f"nothing was restored",
-                          hint="set PG_SCHEMA and PG_TABLE to the archive's in .env" if archives else
-                          "is it a dump made by `backup`?")
-    want, problems = {}, []
+        if len(archives) != 1:  # none, or several to choose from: the rest is judged once one is named
+            raise BackupError(f"{path} holds no table {table} (PG_SCHEMA.PG_TABLE); its archive tables: {found}; "
+                              f"nothing was restored",
+                              hint="set PG_SCHEMA and PG_TABLE to one of these in .env" if archives else
+                              "is it a dump made by `backup`?")
+        problems.append(f"its archive is table {archives[0]}, not {table} (PG_SCHEMA.PG_TABLE)")
+        table = archives[0]
+        schema, name = re.fullmatch(r'("(?:[^"]|"")+"|[^.]+)\.(.+)', table).groups()
+        if _unquote(schema) != config.pg_schema:
+            want["PG_SCHEMA"] = _unquote(schema)
+        want["PG_TABLE"] = _unquote(name)
     key = re.search(rf"^ALTER TABLE ONLY {re.escape(table)}\s+ADD CONSTRAINT \S+ PRIMARY KEY \(([^)]*)\);", text, re.M)
     if key:
         tags = [c.strip().strip('"') for c in key.group(1).split(",") if c.strip().strip('"') != "time"]

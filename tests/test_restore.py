@@ -206,10 +206,17 @@ def test_a_restore_onto_settings_the_archive_was_not_kept_with_is_refused_naming
                                   "VALID_RANGES=bpm=20..250,spo2=60..100 in .env (the settings the archive was kept "
                                   "with), then restore again")
     assert everything(archive_url) == {}  # nothing changed
-    elsewhere = make_config(archive_url, standin.url, PG_TABLE="nights", **kept)
-    with pytest.raises(BackupError, match=r"holds no table public\.nights \(PG_SCHEMA\.PG_TABLE\); its archive "
-                                          r"tables: public\.pox_five_second_mean; nothing was restored"):
+    elsewhere = make_config(archive_url, standin.url, PG_TABLE="nights")  # and no TAGS: both named at once
+    with pytest.raises(BackupError) as refused:
         restore(elsewhere, made.dump.path)
+    assert str(refused.value) == (f"{made.dump.path} does not fit these settings: its archive is table "
+                                  f"public.pox_five_second_mean, not public.nights (PG_SCHEMA.PG_TABLE); its archive "
+                                  f"keeps devices apart by uid (TAGS=uid), these settings TAGS empty; its readings "
+                                  f"were refused by other ranges: spo2 outside 60..100, here 50..100; nothing was "
+                                  f"restored")
+    assert refused.value.hint == ("set PG_TABLE=pox_five_second_mean and TAGS=uid and "
+                                  "VALID_RANGES=bpm=20..250,spo2=60..100 in .env (the settings the archive was kept "
+                                  "with), then restore again")
     # the sessions' settings do not stop it: said, with what would keep the dump's sessions as they are
     other_sessions = make_config(archive_url, standin.url, BACKUP_DIR=backup_dir, SESSION_GAP="30m",
                                  ROLLUP_BELOW="spo2=92", **kept)
