@@ -9,7 +9,7 @@ from .pg import Database, table_exists
 from .sources import open_source
 from .sources.proof import prove_fields
 from .state import State, ensure_schema, set_search_path
-from .windows import format_duration, rfc3339
+from .windows import format_duration, plan_run, rfc3339
 
 
 def _failed(side, exc):
@@ -57,36 +57,51 @@ def check_postgres(config):
     return True, f"PostgreSQL: can create and write {db.target} at {config.describe_pg()}"
 
 
-def check_late(config, now):
-    """(ok, message): InfluxDB's readings per hour and series over LATE_LOOKBACK against what the archive
-    was loaded from; the hours behind are what the next run loads. Changes nothing."""
-    if not config.late_lookback:
-        return True, "late data: not compared (LATE_LOOKBACK is 0s)"
+def check_next_run(config, now):
+    """[(ok, message)] of what the next `run` would read, judged as run judges it, changing nothing: the
+    range it loads (readings of several series in an hour with TAGS empty: refused by the same
+    late.refuse_merged), then InfluxDB's readings per hour and series over LATE_LOOKBACK against what the
+    archive was loaded from: the hours it would load again, and how far back it looks."""
     db = Database(config)
     source = open_source(config)
+    lookback = f"LATE_LOOKBACK {format_duration(config.late_lookback)}"
     try:
         conn = db.connect()
         try:
             with db.errors():
                 cur = conn.cursor()
                 set_search_path(cur, config.pg_schema)
-                if not table_exists(cur, "influx_archive_counts"):
-                    return True, "late data: nothing loaded yet to compare"
+                table = archive.table(db, config, announce=False)
                 state = State(config.pg_schema, db.target)
-                bounds = late.span(cur, state, archive.table(db, config), now, config.late_lookback)
-                if bounds is None:
-                    return True, "late data: nothing loaded yet to compare"
-                prove_fields(config, source, bounds[0], now)
-                behind = late.compare(late.influx_counts(source.counts, *bounds), state.counts(cur, *bounds))
+                loaded = table_exists(cur, db.table.as_string(cur)) and table_exists(cur, "influx_archive_state")
+                start, end = plan_run(config, state.watermark(cur) if loaded else None, now)
+                prove_fields(config, source, start, now)
+                late.refuse_merged(late.influx_counts(source.counts, start, end), config.tags)
+                reads = (True, f"next run: reads {rfc3339(start)} .. {rfc3339(end)} "
+                               f"({'from the watermark less LATE_DATA' if loaded else 'INITIAL_LOOKBACK: a first load'})")
+                bounds = behind = None
+                if config.late_lookback and loaded and table_exists(cur, "influx_archive_counts"):
+                    bounds = late.span(cur, state, table, now, config.late_lookback)
+                if bounds is not None:
+                    influx = late.influx_counts(source.counts, *bounds)
+                    late.refuse_merged(influx, config.tags)
+                    behind = late.compare(influx, state.counts(cur, *bounds))
         finally:
             conn.rollback()
             conn.close()
     except LoaderError as exc:
-        return _failed("late data", exc)
+        return [_failed("next run", exc)]
     finally:
         source.close()
-    where = f"{rfc3339(bounds[0])} .. {rfc3339(bounds[1])} (LATE_LOOKBACK {format_duration(config.late_lookback)})"
+    if not config.late_lookback:
+        return [reads, (True, "late data: not compared (LATE_LOOKBACK is 0s): readings that arrive after their "
+                              "hour was loaded are never looked for")]
+    if bounds is None:
+        return [reads, (True, f"late data: nothing loaded yet to compare; each run will look for readings up to "
+                              f"{lookback} late")]
+    where = (f"{rfc3339(bounds[0])} .. {rfc3339(bounds[1])} ({lookback}: readings that arrive later than that "
+             f"after their hour are never looked for)")
     if not behind:
-        return True, f"late data: InfluxDB and the archive agree on every hour of {where}"
-    return True, (f"late data: InfluxDB holds readings the archive lacks in {late.describe(behind, now)}; "
-                  "the next `python -m loader run` loads them")
+        return [reads, (True, f"late data: InfluxDB and the archive agree on every hour of {where}")]
+    return [reads, (True, f"late data: InfluxDB holds readings the archive lacks in {late.describe(behind, now)}; "
+                          f"the next run loads them ({lookback})")]

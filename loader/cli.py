@@ -337,11 +337,11 @@ def _restore(args, config):
           (1, UNEXPECTED),
           (2, "a side failed (its line says what to do), or " + CONFIG_PROBLEM)])
 def _check(args, config):
-    from .check import check_influx, check_late, check_postgres
+    from .check import check_influx, check_next_run, check_postgres
     now = SystemClock().now()
     results = [check_influx(config, now), check_postgres(config)]
-    if all(ok for ok, _ in results):  # the comparison needs both sides; a failure is said once
-        results.append(check_late(config, now))
+    if all(ok for ok, _ in results):  # the next run's judgement needs both sides; a failure is said once
+        results += check_next_run(config, now)
     for ok, message in results:
         print(("ok    " if ok else "FAIL  ") + config_module.redact(message, config.secrets()))
     return EXIT_OK if all(ok for ok, _ in results) else EXIT_NEEDS_HUMAN

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from . import archive, late
 from .clock import SystemClock, check_synchronized
 from .config import redact
-from .errors import EXIT_RETRY_LATER, ClockError, LoaderError, SourceRejected, SourceUnavailable
+from .errors import EXIT_RETRY_LATER, LoaderError, SourceUnavailable
 from .pg import Database
 from .rollups import Rollups
 from .sessions import Sessions
@@ -23,7 +23,7 @@ from .sink import ArchiveTable
 from .sources import open_source
 from .sources.proof import prove_fields
 from .state import State, ensure_schema
-from .windows import HOUR, chunks, floor_to, format_duration, rfc3339, whole_hours
+from .windows import chunks, format_duration, plan_backfill, plan_run, rfc3339, whole_hours
 
 log = logging.getLogger(__name__)
 
@@ -63,33 +63,6 @@ class Outcome:
 def _json_number(value):
     """A number as JSON holds it: NaN and the infinities (a glitch InfluxDB stored) as text."""
     return value if value is None or math.isfinite(value) else str(value)
-
-
-def plan_run(config, watermark, now):
-    """The range the cron job loads: from the watermark less LATE_DATA (first run: now less
-    INITIAL_LOOKBACK), back to the start of its hour, up to the end of the last complete window.
-    Starting on the hour, every hour is read whole by some run, so the readings InfluxDB held in it
-    are counted and kept (late.py compares them later)."""
-    end = floor_to(now, config.window)
-    if watermark is None:
-        start = now - config.initial_lookback
-    elif now < watermark:
-        raise ClockError(f"the system clock ({rfc3339(int(now))}) is earlier than the watermark "
-                         f"({rfc3339(watermark)}); not loading until the clock is right",
-                         hint="check `timedatectl`; a Pi without a real-time clock needs NTP after boot")
-    else:
-        start = min(watermark - config.late_data, end)
-    return floor_to(floor_to(start, HOUR), config.window), end
-
-
-def plan_backfill(config, start, end, now):
-    """Align a requested range to windows and stop it at the last complete window."""
-    last_complete = floor_to(now, config.window)
-    lo = floor_to(start, config.window)
-    hi = min(floor_to(end, config.window), last_complete)
-    if end > last_complete:
-        log.info("backfill stops at %s, the end of the last complete window", rfc3339(last_complete))
-    return lo, max(lo, hi)
 
 
 class Background:
@@ -309,24 +282,7 @@ class Job:
                 self.progress(index, len(pieces), lo, hi, batch.rows, outcome.rows)
 
     def _one_series(self, counts):
-        """With TAGS empty, every series of the measurement is averaged into one row per window: right for
-        one device, wrong for two (a night with 25 desaturations archived as one). Hours in which InfluxDB
-        holds readings of more than one series are refused (SourceRejected, exit 2) before anything of
-        them is written, naming the series and the tag to set."""
-        merged = late.merged_series(counts) if not self.config.tags else {}
-        if not merged:
-            return
-        series = sorted({s for found in merged.values() for s in found})
-        tags = late.differing_tags(series) or ["<the tag that names the device>"]
-        first = next(iter(merged))
-        named = ", ".join(s or "(no tags)" for s in series[:5]) + (", ..." if len(series) > 5 else "")
-        raise SourceRejected(
-            f"InfluxDB holds readings of {len(series)} series in the same hours ({named}; "
-            f"{len(merged)} hour(s) from {rfc3339(first)}): with TAGS empty they would be averaged into one; "
-            "nothing of them was loaded",
-            hint=f"to keep each device apart set TAGS={','.join(tags)}, and, when this archive already has rows, "
-                 "PG_TABLE to a new name (the key changes; the old table keeps what it has and the new one loads "
-                 "INITIAL_LOOKBACK); or write the other device to another measurement or bucket")
+        late.refuse_merged(counts, self.config.tags)
 
     def _kept_out(self, batch, lo, hi, outcome):
         """The chunk's readings refused by VALID_RANGES and skipped as not numbers: added up in the

@@ -18,6 +18,7 @@ left as archived: the archive outlives InfluxDB on purpose.
 
 from dataclasses import dataclass
 
+from .errors import SourceRejected
 from .humanize import human_duration
 from .windows import HOUR, ceil_to, chunks, floor_to, rfc3339, whole_hours
 
@@ -126,6 +127,28 @@ def merged_series(counts):
         if readings:
             by_hour.setdefault(hour, set()).add(series)
     return {hour: sorted(found) for hour, found in sorted(by_hour.items()) if len(found) > 1}
+
+
+def refuse_merged(counts, tags):
+    """With TAGS empty, every series of the measurement is averaged into one row per window: right for
+    one device, wrong for two (a night with 25 desaturations archived as one). Hours in which InfluxDB
+    holds readings of more than one series are refused (SourceRejected, exit 2) before anything of
+    them is written, naming the series and the tag to set. `run` judges every chunk and its late hours so;
+    `check` judges what the next run would read."""
+    merged = merged_series(counts) if not tags else {}
+    if not merged:
+        return
+    series = sorted({s for found in merged.values() for s in found})
+    names = differing_tags(series) or ["<the tag that names the device>"]
+    first = next(iter(merged))
+    named = ", ".join(s or "(no tags)" for s in series[:5]) + (", ..." if len(series) > 5 else "")
+    raise SourceRejected(
+        f"InfluxDB holds readings of {len(series)} series in the same hours ({named}; "
+        f"{len(merged)} hour(s) from {rfc3339(first)}): with TAGS empty they would be averaged into one; "
+        "nothing of them was loaded",
+        hint=f"to keep each device apart set TAGS={','.join(names)}, and, when this archive already has rows, "
+             "PG_TABLE to a new name (the key changes; the old table keeps what it has and the new one loads "
+             "INITIAL_LOOKBACK); or write the other device to another measurement or bucket")
 
 
 def differing_tags(series):

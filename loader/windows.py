@@ -5,8 +5,13 @@ All times are whole seconds since the Unix epoch (UTC). A window is the half-ope
 epoch, so a window start is always a multiple of the width.
 """
 
+import logging
 import re
 from datetime import datetime, timezone
+
+from .errors import ClockError
+
+log = logging.getLogger(__name__)
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 HOUR = 3600  # InfluxDB counts readings per hour and series; the archive keeps what it loaded per hour
@@ -83,3 +88,30 @@ def chunks(start, end, chunk_seconds):
         pieces.append((lo, hi))
         lo = hi
     return pieces
+
+
+def plan_run(config, watermark, now):
+    """The range the cron job loads: from the watermark less LATE_DATA (first run: now less
+    INITIAL_LOOKBACK), back to the start of its hour, up to the end of the last complete window.
+    Starting on the hour, every hour is read whole by some run, so the readings InfluxDB held in it
+    are counted and kept (late.py compares them later)."""
+    end = floor_to(now, config.window)
+    if watermark is None:
+        start = now - config.initial_lookback
+    elif now < watermark:
+        raise ClockError(f"the system clock ({rfc3339(int(now))}) is earlier than the watermark "
+                         f"({rfc3339(watermark)}); not loading until the clock is right",
+                         hint="check `timedatectl`; a Pi without a real-time clock needs NTP after boot")
+    else:
+        start = min(watermark - config.late_data, end)
+    return floor_to(floor_to(start, HOUR), config.window), end
+
+
+def plan_backfill(config, start, end, now):
+    """Align a requested range to windows and stop it at the last complete window."""
+    last_complete = floor_to(now, config.window)
+    lo = floor_to(start, config.window)
+    hi = min(floor_to(end, config.window), last_complete)
+    if end > last_complete:
+        log.info("backfill stops at %s, the end of the last complete window", rfc3339(last_complete))
+    return lo, max(lo, hi)

@@ -109,7 +109,8 @@ def test_check_reports_both_sides_and_then_the_late_data_comparison(pg_url, stan
     feed_standin(standin, pulse_points(now() - 30, 30))
     ok = cli("check", env=flux_env(pg_url, standin))
     assert ok.returncode == 0, ok.stdout + ok.stderr
-    assert ok.stdout.count("ok ") == 3 and "ok    late data: nothing loaded yet to compare" in ok.stdout
+    assert [line[:6] for line in ok.stdout.splitlines()] == ["ok    "] * 4
+    assert "ok    late data: nothing loaded yet to compare" in ok.stdout
 
     bad = cli("check", env=flux_env(pg_url.rsplit("/", 1)[0] + "/no_such_db", standin, INFLUX_TOKEN="nope"))
     assert bad.returncode == 2
@@ -340,3 +341,29 @@ def test_a_log_file_on_a_full_disk_keeps_the_runs_outcome_and_says_so_in_one_lin
                     "this command's log goes to stderr only (free space there, or set LOG_FILE elsewhere)"]
     assert "Logging error" not in result.stderr and "Traceback" not in result.stderr
     assert archive_rows(pg_url) == expected_means(points)
+
+
+def test_check_says_what_the_next_run_does_and_run_does_it(pg_url, standin):
+    """`check` judges the next run by the run's own rule: a second device with TAGS empty fails both with the
+    same words (check passed, the run refused, before); a new PG_TABLE passes both (check failed on the missing
+    table, the run creates it)."""
+    start = now() - now() % HOUR - 2 * HOUR
+    feed_standin(standin, pulse_points(start, HOUR, uids=("a",)))
+    env = flux_env(pg_url, standin, INITIAL_LOOKBACK="1d", LATE_LOOKBACK="1d")
+    assert cli("run", env=env).returncode == 0
+    feed_standin(standin, pulse_points(start, HOUR, uids=("b",)))  # a second oximeter, in hours already loaded
+    checked, ran = cli("check", env=env), cli("run", env=env)
+    assert checked.returncode == ran.returncode == 2, checked.stdout + ran.stderr
+    said = "InfluxDB holds readings of 2 series in the same hours (uid=a, uid=b; 1 hour(s) from "
+    assert f"FAIL  next run: {said}" in checked.stdout and said in ran.stderr
+    for case in ({"PG_TABLE": "nights", "TAGS": "uid"}, {"TAGS": "uid", "PG_TABLE": "nights"}):
+        checked = cli("check", env=dict(env, **case))
+        assert checked.returncode == 0, checked.stdout
+        assert "ok    next run: reads " in checked.stdout and "(INITIAL_LOOKBACK: a first load)" in checked.stdout
+        assert "late data: nothing loaded yet to compare; each run will look for readings up to LATE_LOOKBACK 1d " \
+               "late" in checked.stdout
+    assert cli("run", env=dict(env, PG_TABLE="nights", TAGS="uid")).returncode == 0
+    again = cli("check", env=dict(env, PG_TABLE="nights", TAGS="uid"))
+    assert again.returncode == 0 and "(from the watermark less LATE_DATA)" in again.stdout
+    assert "(LATE_LOOKBACK 1d: readings that arrive later than that after their hour are never looked for)" \
+        in again.stdout

@@ -5,7 +5,7 @@ import logging
 
 import pytest
 
-from loader.check import check_late
+from loader.check import check_next_run
 from loader.job import Job
 from loader.status import status
 from tests.support.archive import archive_rows
@@ -79,13 +79,13 @@ def test_readings_about_to_leave_influxdb_unloaded_page_naming_the_hours(pg_url,
     assert result.exit_code == 2
     assert "2026-09-25T02:00:00Z" in result.verdict and "pass LATE_LOOKBACK" in result.verdict
     assert any("behind:" in line for line in result.lines())
-    ok, said = check_late(cfg, later)  # `check` shows the comparison on demand
+    (ok, said), = check_next_run(cfg, later)[1:]  # `check` shows the comparison on demand
     assert ok and "late data: InfluxDB holds readings the archive lacks in 1 hour(s) (2026-09-25T02:00:00Z" in said
     # the next run loads them, and status no longer pages for them
     Job(cfg, clock=FixedClock(later + HOUR)).run()
     result = status(cfg, later + HOUR)
     assert result.exit_code == 0, result.verdict
-    assert "late data: InfluxDB and the archive agree on every hour of" in check_late(cfg, later + HOUR)[1]
+    assert "late data: InfluxDB and the archive agree on every hour of" in check_next_run(cfg, later + HOUR)[1][1]
     rows = archive_rows(pg_url)
     want = expected_means(old)
     assert {k: rows[k] for k in want} == want
