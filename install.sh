@@ -78,10 +78,38 @@ Options:
 EOF
 }
 
-say()  { printf '\033[1m==>\033[0m %s\n' "$*" | tee -a "$INSTALL_LOG" >&2; }
+STEP="" STEP_LINES=0  # what say() announced last, and the install log's length then: shown when a command fails
+say() {
+  STEP=$*
+  printf '\033[1m==>\033[0m %s\n' "$*" | tee -a "$INSTALL_LOG" >&2
+  STEP_LINES=$(wc -l < "$INSTALL_LOG" 2>/dev/null || echo 0)
+}
 ok()   { printf '    ok: %s\n' "$*" | tee -a "$INSTALL_LOG" >&2; }
 warn() { printf '    warning: %s\n' "$*" | tee -a "$INSTALL_LOG" >&2; }
-die()  { printf 'install.sh: %s\n' "$*" | tee -a "$INSTALL_LOG" >&2; exit 1; }
+die()  { DIED=1; printf 'install.sh: %s\n' "$*" | tee -a "$INSTALL_LOG" >&2; exit 1; }
+# die_log LOG "message": the message, then LOG's last lines (the reason), on the screen as in the install log
+die_log() {
+  local log=$1; shift
+  DIED=1
+  { printf 'install.sh: %s; the last lines of %s:\n' "$*" "$log"; tail -n 12 "$log" 2>/dev/null | sed 's/^/    /'; } \
+    | tee -a "$INSTALL_LOG" >&2
+  exit 1
+}
+# A command that failed outside die (set -e): name the step and show the install log's last lines, which
+# hold the failed command's own words (most steps send their output there).
+on_exit() {
+  local code=$?
+  [ "$code" -ne 0 ] && [ -z "${DIED:-}" ] && [ -n "$STEP" ] || return 0
+  local said
+  said=$(tail -n "+$((STEP_LINES + 1))" "$INSTALL_LOG" 2>/dev/null | tail -n 12)
+  if [ -n "$said" ]; then
+    printf 'install.sh: "%s" failed (exit %s); the last lines of %s:\n%s\n' "$STEP" "$code" "$INSTALL_LOG" \
+      "$(printf '%s\n' "$said" | sed 's/^/    /')" >&2
+  else
+    printf 'install.sh: "%s" failed (exit %s), saying nothing in %s; to see each command run it again as: sudo bash -x ./install.sh (same options)\n' \
+      "$STEP" "$code" "$INSTALL_LOG" >&2
+  fi
+}
 
 parse_args() {
   while [ $# -gt 0 ]; do
@@ -143,7 +171,7 @@ install_packages() {
   say "installing with apt: ${missing[*]}"
   apt-get update -qq >>"$INSTALL_LOG" 2>&1
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >>"$INSTALL_LOG" 2>&1 \
-    || die "apt-get install failed; see $INSTALL_LOG"
+    || die_log "$INSTALL_LOG" "apt-get install failed"
   ok "installed ${missing[*]}"
 }
 
@@ -218,7 +246,7 @@ start_postgres() {
     runuser -u postgres -- psql -p "$(pg_port)" -Atqc 'SELECT 1' >/dev/null 2>&1 && return 0
     sleep 1
   done
-  die "PostgreSQL did not start; see /var/log/postgresql/"
+  die_log "/var/log/postgresql/postgresql-$PG_VERSION-$PG_CLUSTER.log" "PostgreSQL $PG_VERSION/$PG_CLUSTER did not start"
 }
 
 pg_port() { pg_lsclusters --no-header | awk -v v="$PG_VERSION" -v c="$PG_CLUSTER" '$1 == v && $2 == c {print $3}'; }
@@ -242,7 +270,7 @@ create_roles() {
     printf '\\set loader_pw %s\n\\set grafana_pw %s\n' "$loader_pw" "$grafana_pw"
     cat "$SRC_DIR/setup/roles.sql"
   } | runuser -u postgres -- psql -p "$(pg_port)" -X -q -d postgres >>"$INSTALL_LOG" 2>&1 \
-    || die "creating roles failed; see $INSTALL_LOG"
+    || die_log "$INSTALL_LOG" "creating roles failed"
   ok "database $DB_NAME owned by $LOADER_ROLE (not superuser); $GRAFANA_ROLE can only read"
 }
 
@@ -288,7 +316,7 @@ create_venv() {
     "$SYSTEM_PYTHON" -m venv --system-site-packages --without-pip "$VENV" >>"$INSTALL_LOG" 2>&1
   fi
   "$VENV/bin/python" -c 'import psycopg2, dotenv, urllib3' 2>>"$INSTALL_LOG" \
-    || die "the venv cannot import psycopg2, dotenv and urllib3 (apt's python3-psycopg2, python3-dotenv, python3-urllib3); see $INSTALL_LOG"
+    || die_log "$INSTALL_LOG" "the venv cannot import psycopg2, dotenv and urllib3 (apt's python3-psycopg2, python3-dotenv, python3-urllib3)"
   ok "venv $VENV (apt's psycopg2, urllib3 and python-dotenv; nothing from PyPI)"
 }
 
@@ -329,7 +357,7 @@ write_env() {
       url=$INFLUX_URL_OPT; [ -n "$url" ] || ask url "InfluxDB URL (e.g. https://eu-central-1-1.aws.cloud2.influxdata.com)"
       language=$LANGUAGE_OPT; [ -n "$language" ] || ask language "Query language: flux (Cloud TSM, OSS 2) or influxql (Cloud Serverless)" flux
       org=$INFLUX_ORG_OPT; [ -n "$org" ] || [ "$language" = influxql ] || ask org "InfluxDB organisation"
-      bucket=${INFLUX_BUCKET_OPT:-pulse_oximeter}
+      bucket=$INFLUX_BUCKET_OPT; [ -n "$bucket" ] || ask bucket "Bucket (InfluxQL: the database its DBRP mapping names)" pulse_oximeter
       token_file=$INFLUX_TOKEN_FILE_OPT
     fi
     local token=""
@@ -380,7 +408,7 @@ replace_demo() {
     IA_SET_INFLUX_TOKEN=$token "$SYSTEM_PYTHON" "$APP_DIR/setup/envfile.py" set "$ENV_FILE" "$key"
   done
   runuser -u postgres -- psql -p "$(pg_port)" -X -q -d postgres -v ON_ERROR_STOP=1 \
-    -c "DROP DATABASE IF EXISTS $DB_NAME WITH (FORCE)" >>"$INSTALL_LOG" 2>&1 || die "dropping the demo's archive failed; see $INSTALL_LOG"
+    -c "DROP DATABASE IF EXISTS $DB_NAME WITH (FORCE)" >>"$INSTALL_LOG" 2>&1 || die_log "$INSTALL_LOG" "dropping the demo's archive failed"
   create_roles
   if is_demo_server "$INFLUX_URL_OPT"; then  # their readings are in the demo's own server: it stays, theirs now
     forget_demo_source
@@ -415,7 +443,7 @@ install_demo_source() {
     fi
     local _
     for _ in $(seq 1 30); do curl_ok "$DEMO_URL/ping" && break; sleep 1; done
-    curl_ok "$DEMO_URL/ping" || die "local InfluxDB did not start; see /var/log/influxdb/"
+    curl_ok "$DEMO_URL/ping" || die_log "$INSTALL_LOG" "the local InfluxDB did not start (its own log: /var/log/influxdb/)"
   fi
   say "seeding the local InfluxDB with three days of synthetic 1 Hz readings"
   "$SYSTEM_PYTHON" "$APP_DIR/setup/demo_seed.py" --url "$DEMO_URL" --db pulse_oximeter --days 3 \
@@ -641,9 +669,21 @@ stop_pidfile() {
   rm -f "$1"
 }
 
+# --demo on a Pi that loads the person's InfluxDB would start an InfluxDB without auth and seed readings
+# nothing loads: refused before anything changes.
+refuse_demo_on_real_install() {
+  [ "$DEMO" -eq 1 ] && [ -f "$ENV_FILE" ] || return 0
+  local url
+  url=$(env_get INFLUX_URL)
+  [ "$url" != "$DEMO_URL" ] || return 0
+  die "--demo: this machine already archives ${url:-an InfluxDB not yet set} ($ENV_FILE); the demo's InfluxDB (no auth) and its synthetic readings would never be loaded: run install.sh without --demo (it upgrades and keeps the settings)"
+}
+
 main() {
   parse_args "$@"
   check_root "$@"
+  trap on_exit EXIT
+  refuse_demo_on_real_install
   # paths the user gave are taken from here; then work from /, so that `runuser -u postgres` is not
   # left in a directory it may not enter (could not change directory to "/root/...": Permission denied)
   [ -z "$INFLUX_TOKEN_FILE_OPT" ] || INFLUX_TOKEN_FILE_OPT=$(realpath -m -- "$INFLUX_TOKEN_FILE_OPT")

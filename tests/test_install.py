@@ -559,3 +559,45 @@ def test_the_demos_influxd_is_stopped_by_its_pid_file_alone_and_only_its_own_ser
                       ("http://127.0.0.1:8087", False), ("http://127.0.0.1", False),
                       ("https://eu-central-1-1.aws.cloud2.influxdata.com", False)):
         assert (sourced(f'is_demo_server "{url}"').returncode == 0) is ours, url
+
+
+def test_a_failed_step_shows_its_reason_on_the_screen_not_only_in_the_log(tmp_path):
+    """PostgreSQL did not start: the console showed "==> configuring PostgreSQL" and exit 1, the reason only in
+    install.log. Now the step and the log's last lines (the failed command's own words) are shown."""
+    log = tmp_path / "install.log"
+    fatal = 'FATAL:  could not create lock file "/run/postgresql/.s.PGSQL.5432.lock": No such file or directory'
+    failed = sourced(f'INSTALL_LOG="{log}"; trap on_exit EXIT; PG_VERSION=15; pg_lsclusters() {{ :; }}; '
+                     f'has_systemd() {{ return 1; }}; pg_ctlcluster() {{ echo \'{fatal}\'; return 1; }}; '
+                     f'say "configuring PostgreSQL"; start_postgres 0')
+    assert failed.returncode == 1
+    assert failed.stderr.splitlines()[1:] == [
+        f'install.sh: "configuring PostgreSQL" failed (exit 1); the last lines of {log}:', f"    {fatal}"]
+    pg_log = tmp_path / "postgresql-15-main.log"
+    pg_log.write_text("LOG:  starting PostgreSQL 15\nFATAL:  data directory has wrong ownership\n")
+    died = sourced(f'INSTALL_LOG="{log}"; trap on_exit EXIT; die_log "{pg_log}" "PostgreSQL 15/main did not start"')
+    assert died.returncode == 1 and died.stderr.splitlines() == [
+        f"install.sh: PostgreSQL 15/main did not start; the last lines of {pg_log}:",
+        "    LOG:  starting PostgreSQL 15", "    FATAL:  data directory has wrong ownership"]  # said once
+
+
+def test_the_interactive_install_asks_for_the_bucket_and_demo_refuses_a_machine_that_loads_another_influxdb(
+        tmp_path):
+    env = tmp_path / ".env"
+    asked = sourced(f'INSTALL_LOG=/dev/null; ENV_FILE="{env}"; APP_DIR=.; SERVICE_USER=$(id -un); '
+                    f'pg_port() {{ echo 5432; }}; LOADER_PW=x GRAFANA_PW=y; '
+                    f'ask() {{ echo "$2" >&2; case "$1" in url) printf -v url %s https://influx.example;; '
+                    f'language) printf -v language %s influxql;; bucket) printf -v bucket %s oximeter_2;; esac; }}; '
+                    f'write_env')
+    assert asked.returncode == 0, asked.stderr
+    assert "Bucket (InfluxQL: the database its DBRP mapping names)" in asked.stderr
+    assert "INFLUX_BUCKET=oximeter_2\n" in env.read_text()
+    refused = sourced(f'INSTALL_LOG=/dev/null; ENV_FILE="{env}"; DEMO=1; refuse_demo_on_real_install')
+    assert refused.returncode == 1
+    assert refused.stderr == (
+        f"install.sh: --demo: this machine already archives https://influx.example ({env}); the demo's InfluxDB "
+        f"(no auth) and its synthetic readings would never be loaded: run install.sh without --demo (it upgrades "
+        f"and keeps the settings)\n")
+    for ok in (f'ENV_FILE="{tmp_path}/none"; DEMO=1', f'ENV_FILE="{env}"; DEMO=0'):
+        assert sourced(f"INSTALL_LOG=/dev/null; {ok}; refuse_demo_on_real_install").returncode == 0
+    env.write_text("INFLUX_URL=http://127.0.0.1:8086\n")  # the demo's own: --demo again upgrades it
+    assert sourced(f'INSTALL_LOG=/dev/null; ENV_FILE="{env}"; DEMO=1; refuse_demo_on_real_install').returncode == 0
