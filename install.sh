@@ -546,11 +546,15 @@ find_reference_cron() {
 
 adopt_reference_table() {
   [ "$ADOPT_REFERENCE" -eq 1 ] || return 0
-  runuser -u "$SERVICE_USER" -- "$VENV/bin/python" -m loader --env-file "$ENV_FILE" adopt-reference --yes \
+  loader adopt-reference --yes \
     2>&1 | tee -a "$INSTALL_LOG" >&2
 }
 
-loader() { (cd "$APP_DIR" && runuser -u "$SERVICE_USER" -- "$VENV/bin/python" -m loader --env-file "$ENV_FILE" "$@"); }
+# the loader as the installed command runs it: its messages name `influx-archive` and the installed .env
+loader() {
+  (cd "$APP_DIR" && runuser -u "$SERVICE_USER" -- env INFLUX_ARCHIVE_COMMAND="$APP_NAME" INFLUX_ARCHIVE_ENV_FILE="$ENV_FILE" \
+    "$VENV/bin/python" -m loader --env-file "$ENV_FILE" "$@")
+}
 
 first_run() {
   if [ -z "$(env_get INFLUX_URL)" ] || { [ "$(env_get INFLUX_QUERY_LANGUAGE)" != influxql ] && [ -z "$(env_get INFLUX_TOKEN)$(env_get INFLUX_TOKEN_FILE)" ]; }; then

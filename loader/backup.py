@@ -42,6 +42,7 @@ from .dumps import (
 )
 from .errors import BackupError, RemoteCopyFailed
 from .humanize import human_size
+from .invocation import command
 from .pg import Database, driver_errors, table_exists
 from .pgtools import PgTools, first_error
 from .state import State, set_search_path
@@ -195,7 +196,7 @@ def _rotate(config, clock, directory, dbname, final, last_load):
         log.warning("the new dump %s holds less than %s", made.name, earlier[0].name)
     if last_load in ("failed", "abandoned", "interrupted", "running"):
         result.no_rotation = (f"the last load {'is still going' if last_load == 'running' else 'did not finish'} "
-                              f"(`status` says why), so the archive may be partial")
+                              f"(`{command('status')}` says why), so the archive may be partial")
         result.kept = [d.path for d in dumps]
         return result
     kept_stamps = choose_kept([d.stamp for d in dumps], config.backup_keep_daily, config.backup_keep_weekly)

@@ -77,8 +77,8 @@ def check_next_run(config, now):
                 start, end = plan_run(config, state.watermark(cur) if loaded else None, now)
                 prove_fields(config, source, start, now)
                 late.refuse_merged(late.influx_counts(source.counts, start, end), config.tags)
-                reads = (True, f"next run: reads {rfc3339(start)} .. {rfc3339(end)} "
-                               f"({'from the watermark less LATE_DATA' if loaded else 'INITIAL_LOOKBACK: a first load'})")
+                why = "from the watermark less LATE_DATA" if loaded else "INITIAL_LOOKBACK: a first load"
+                reads = (True, f"next run: reads {rfc3339(start)} .. {rfc3339(end)} ({why})")
                 bounds = behind = None
                 if config.late_lookback and loaded and table_exists(cur, "influx_archive_counts"):
                     bounds = late.span(cur, state, table, now, config.late_lookback)

@@ -9,12 +9,13 @@ import argparse
 import contextlib
 import logging
 import os
+import re
 import sys
 import textwrap
 import traceback
 from dataclasses import dataclass
 
-from . import __version__
+from . import __version__, invocation
 from . import config as config_module
 from .clock import SystemClock
 from .errors import (
@@ -93,7 +94,7 @@ def over_range(work, nothing_done, required, start_help, end_help):
                 return EXIT_NEEDS_HUMAN
             outcome = work(_job(config), args.start, args.end)
             if outcome.locked_out:
-                _say(f"{LOCKED}; {nothing_done}")
+                _say(f"{LOCKED}; {nothing_done.format(status=invocation.command('status'))}")
                 return EXIT_RETRY_LATER
             return report(outcome, config)
         handler.arguments = time_range(required, start_help, end_help)
@@ -190,7 +191,7 @@ def _run(args, config):
           (2, "needs a human: " + CONFIG_PROBLEM + "; --start not before --end; token refused; bucket, "
               "measurement or a FIELDS name not found; PostgreSQL's disk full")])
 @over_range(lambda job, start, end: job.backfill(start, end),
-            "nothing was loaded: run this backfill again when it has finished (`python -m loader status` shows it)",
+            "nothing was loaded: run this backfill again when it has finished (`{status}` shows it)",
             True, "first instant to load, e.g. 2026-10-01T00:00:00Z",
             "instant to stop at (exclusive), e.g. 2026-10-08T00:00:00Z")
 def _backfill(outcome, config):
@@ -317,7 +318,7 @@ def _restore(args, config):
         if not result.ok:
             raise BackupDamaged(f"{result.file} does not restore to the live archive (see the table above)",
                                 hint="if nothing rewrote old rows since (backfill, rebuild-rollups), the dump is "
-                                     "damaged: make a new one with `python -m loader backup`")
+                                     f"damaged: make a new one with `{invocation.command('backup')}`")
         return EXIT_OK
     if not args.file:
         _say("restore needs FILE (or --verify)")
@@ -351,27 +352,41 @@ def _common_options(parser, defaults):
     """--env-file and -v, before or after the command (after it they override what came before)."""
     keep = {} if defaults else {"default": argparse.SUPPRESS}
     parser.add_argument("--env-file", metavar="PATH", **({"default": None} if defaults else keep),
-                        help="settings file (default: .env in this directory); the environment overrides it")
+                        help=(f"settings file (this command's: {invocation.settings_file()})" if invocation.installed()
+                              else "settings file (default: .env in this directory)")
+                        + "; the environment overrides it")
     parser.add_argument("-v", "--verbose", action="store_true", **({} if defaults else keep),
                         help="debug logging, tracebacks on stderr")
 
 
+def as_typed(text):
+    """The CLI's own help as the person types it: `python -m loader` and .env on the hand route, the
+    installed command and its settings file through it (loader/invocation.py)."""
+    if not invocation.installed():
+        return text
+    name = invocation.command()
+    text = re.sub(r"python -m loader --env-file \S+", name, text).replace("python -m loader", name)
+    text = re.sub(r"(?<![\w./])\.env(?![\w.])", invocation.settings_file(), text)
+    lines = text.split("\n")  # an example for the hand route with --env-file reads as the one before it
+    return "\n".join(line for i, line in enumerate(lines) if i == 0 or line.strip() != lines[i - 1].strip())
+
+
 def build_parser():
     parser = argparse.ArgumentParser(
-        prog="python -m loader",
+        prog=invocation.command(),
         description="Copy InfluxDB data into PostgreSQL as window means (5-second by default), "
                     "idempotently, so it outlives the bucket's retention.",
-        epilog="examples:\n  python -m loader check\n  python -m loader run\n  python -m loader status\n\n"
-               "Each command's --help lists its exit codes: 0 done, 1 try again later (the hourly run does),\n"
-               "2 needs a human. Settings come from .env and the environment; see .env.example.",
+        epilog=as_typed("examples:\n  python -m loader check\n  python -m loader run\n  python -m loader status\n\n"
+                        "Each command's --help lists its exit codes: 0 done, 1 try again later (the hourly run "
+                        "does),\n2 needs a human. Settings come from .env and the environment; see .env.example."),
         formatter_class=argparse.RawDescriptionHelpFormatter)
     _common_options(parser, defaults=True)
     parser.add_argument("--version", action="version", version=f"influx-archive {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for cmd in COMMANDS.values():
         child = sub.add_parser(cmd.name, help=cmd.summary,
-                               description=cmd.summary + ".\n\n" + textwrap.fill(cmd.detail, 78),
-                               epilog=f"example:\n  {cmd.example}\n\n{exit_code_help(cmd.exit_codes)}",
+                               description=cmd.summary + ".\n\n" + textwrap.fill(as_typed(cmd.detail), 78),
+                               epilog=as_typed(f"example:\n  {cmd.example}\n\n{exit_code_help(cmd.exit_codes)}"),
                                formatter_class=argparse.RawDescriptionHelpFormatter)
         _common_options(child, defaults=False)
         for flags, options in cmd.arguments:

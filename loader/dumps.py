@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from .errors import BackupError, LoaderError
+from .invocation import settings_file
 
 STAMP = "%Y-%m-%dT%H%M%SZ"
 LOCK_NAME = ".influx-archive.lock"
-NO_BACKUP_DIR_HELP = ("set BACKUP_DIR in .env to a directory on a USB drive or network mount; "
+NO_BACKUP_DIR_HELP = ("set BACKUP_DIR in {settings} to a directory on a USB drive or network mount; "
                       "README, section Backups, shows how")
 
 
@@ -162,7 +163,8 @@ def check_location(config, for_writing=True):
     memory) and, for writing, is writable by this user."""
     directory = config.backup_dir
     if not directory:
-        raise BackupError("BACKUP_DIR is not set, so backups are off", hint=NO_BACKUP_DIR_HELP)
+        raise BackupError("BACKUP_DIR is not set, so backups are off",
+                          hint=NO_BACKUP_DIR_HELP.format(settings=settings_file()))
     if not os.path.isdir(directory):
         raise BackupError(f"BACKUP_DIR {directory} does not exist (is the drive mounted?)",
                           hint="mount the drive, or create the directory on it")

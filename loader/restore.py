@@ -30,6 +30,7 @@ from . import archive
 from .dumps import check_location, directory_lock, list_dumps, mark_restored
 from .errors import BackupDamaged, BackupError
 from .humanize import human_size
+from .invocation import command, settings_file
 from .pg import TABLE_COLUMNS, Database, driver_errors
 from .pgtools import PgTools, first_error
 from .rollups import LEVELS
@@ -123,7 +124,7 @@ def check_fits(config, tools, pg_restore, path):
         if len(archives) != 1:  # none, or several to choose from: the rest is judged once one is named
             raise BackupError(f"{path} holds no table {table} (PG_SCHEMA.PG_TABLE); its archive tables: {found}; "
                               f"nothing was restored",
-                              hint="set PG_SCHEMA and PG_TABLE to one of these in .env" if archives else
+                              hint=f"set PG_SCHEMA and PG_TABLE to one of these in {settings_file()}" if archives else
                               "is it a dump made by `backup`?")
         problems.append(f"its archive is table {archives[0]}, not {table} (PG_SCHEMA.PG_TABLE)")
         table = archives[0]
@@ -162,7 +163,7 @@ def check_fits(config, tools, pg_restore, path):
     if problems:
         raise BackupError(f"{path} does not fit these settings: {'; '.join(problems)}; nothing was restored",
                           hint="set " + " and ".join(f"{k}={v}" for k, v in want.items())
-                               + " in .env (the settings the archive was kept with), then restore again")
+                               + f" in {settings_file()} (the settings the archive was kept with), then restore again")
     return sessions_kept_otherwise(config, text)
 
 
@@ -229,7 +230,7 @@ def sessions_kept_otherwise(config, schema_text):
             else:
                 changed.append(f"{setting}={value}")
     why = f"settings that differ: {', '.join(changed)}" if changed else "an older rule of this loader"
-    keep = f"; to keep them, set {' and '.join(changed)} (.env) before it" if changed else ""
+    keep = f"; to keep them, set {' and '.join(changed)} ({settings_file()}) before it" if changed else ""
     return [f"note: the dump's sessions were computed with {why}; the next run computes every session again "
             f"with these settings (minutes for a year on a Pi){keep}"]
 
@@ -379,7 +380,7 @@ def verify(config, path=None):
         dumps = list_dumps(directory, tools.dbname)
         if not dumps:
             raise BackupError(f"no dump of {tools.dbname} in {directory} to verify",
-                              hint="make one: python -m loader backup")
+                              hint=f"make one: {command('backup')}")
         path = dumps[0].path
     else:
         directory = os.path.dirname(os.path.abspath(path))

@@ -13,6 +13,7 @@ import psycopg2.errors
 from psycopg2 import sql
 
 from .errors import SinkRejected, SourceQueryError
+from .invocation import command
 from .pg import DDL_LOCK, PRIMARY_KEY_OF, archive_span, by_key, column_exists, first_line, table_exists
 from .seconds import SecondsTable
 from .sources.batch import LOWEST, LOWEST_MARGIN, READING_COUNTS
@@ -25,7 +26,7 @@ STAGE = "influx_archive_stage"
 
 NOT_OURS_HELP = ("PG_TABLE {table} exists with primary key ({found}) but influx-archive needs ({wanted}). "
                  "A table made by the reference script has no key: adopt it with `sudo ./install.sh "
-                 "--adopt-reference` (or `python -m loader adopt-reference`), or set PG_TABLE to a new name (and TAGS "
+                 "--adopt-reference` (or `{adopt}`), or set PG_TABLE to a new name (and TAGS "
                  "to match the table)")
 
 
@@ -152,8 +153,8 @@ class ArchiveTable:
         found = sorted(r[0] for r in cur.fetchall())
         wanted = sorted(("time",) + self.tags)
         if found != wanted:
-            raise SinkRejected(NOT_OURS_HELP.format(table=self.db.target, found=", ".join(found) or "none",
-                                                    wanted=", ".join(wanted)))
+            raise SinkRejected(NOT_OURS_HELP.format(adopt=command("adopt-reference"), table=self.db.target,
+                                                    found=", ".join(found) or "none", wanted=", ".join(wanted)))
         self._check_window(cur, qualified)
         cur.execute(COLUMNS_WITH_COMMENTS, {"table": qualified})
         columns = {n: (t, comment) for n, t, comment in cur.fetchall() if n not in wanted}

@@ -20,6 +20,7 @@ from . import archive, late
 from .dumps import newest
 from .errors import EXIT_NEEDS_HUMAN, EXIT_OK, EXIT_RETRY_LATER, BackupError
 from .humanize import human_duration, human_size
+from .invocation import command
 from .pg import TABLE_COLUMNS, Database, table_exists
 from .pgtools import database_name
 from .sources.batch import series_key
@@ -74,7 +75,7 @@ class Status:
         out.append("loaded to:   " + (self._ago(self.watermark) + " (the watermark)" if self.watermark is not None
                                       else "none (the hourly run has not loaded yet)"))
         out.append("last run:    " + (_describe(self.last_run, self._ago) if self.last_run else
-                                      "none yet (cron runs `python -m loader run` hourly)"))
+                                      f"none yet (cron runs `{command('run')}` hourly)"))
         if self.failures:
             out.append(f"failures:    {self.failures} hourly run(s) in a row")
         if self.last_run and self.last_run["error"] and self.last_run["outcome"] not in SUCCESS:
@@ -191,7 +192,8 @@ def _judge(config, result):
     add = result.problems.append
     alert = config.failed_runs_alert
     if result.newest is None:
-        add((EXIT_NEEDS_HUMAN, "nothing archived yet: run `python -m loader run` (`check` first if it fails)"))
+        add((EXIT_NEEDS_HUMAN, f"nothing archived yet: run `{command('run')}` "
+                               f"(`{command('check')}` first if it fails)"))
     else:
         _judge_fresh(config, result)
     _judge_behind(config, result)
@@ -199,7 +201,7 @@ def _judge(config, result):
     run = result.last_run
     if run is None:
         if result.newest is not None:
-            add((EXIT_RETRY_LATER, "the hourly run has not run yet: cron runs it, or `python -m loader run`"))
+            add((EXIT_RETRY_LATER, f"the hourly run has not run yet: cron runs it, or `{command('run')}`"))
         return
     if run["outcome"] in FAILURE and run["exit_code"] == EXIT_NEEDS_HUMAN:
         add((EXIT_NEEDS_HUMAN, "failing: the last hourly run needs a human (see last error)"))
@@ -227,7 +229,7 @@ def _judge_fresh(config, result):
         if device is None:
             result.problems.append((EXIT_NEEDS_HUMAN, f"stale: no new reading for {human_duration(quiet)} (STALE_AFTER "
                                                       f"{limit}): is the oximeter recording, and the hourly run "
-                                                      f"working? `python -m loader check` shows what InfluxDB has"))
+                                                      f"working? `{command('check')}` shows what InfluxDB has"))
         else:
             result.problems.append((EXIT_NEEDS_HUMAN, f"stale: device {device} has no new reading for "
                                                       f"{human_duration(quiet)} (STALE_AFTER {limit}): is it recording "
@@ -245,7 +247,7 @@ def _judge_behind(config, result):
         left = human_duration(max(0, soon[0].hour + config.late_lookback - result.now))
         result.problems.append((EXIT_NEEDS_HUMAN, f"InfluxDB holds readings the archive lacks that pass LATE_LOOKBACK "
                                                   f"({format_duration(config.late_lookback)}, InfluxDB's retention) "
-                                                  f"in about {left}: {late.describe(soon)}; `python -m loader run` "
+                                                  f"in about {left}: {late.describe(soon)}; `{command('run')}` "
                                                   f"loads them (its error says what stops it)"))
     else:
         result.problems.append((EXIT_RETRY_LATER, f"InfluxDB holds readings the archive lacks in "
@@ -296,7 +298,7 @@ def _backup_status(config, now, result):
         return
     if dump is None:
         result.backup = f"no dump yet in {config.backup_dir}"
-        result.problems.append((EXIT_RETRY_LATER, "no backup yet: `python -m loader backup` makes one"))
+        result.problems.append((EXIT_RETRY_LATER, f"no backup yet: `{command('backup')}` makes one"))
         return
     age = max(0, int(now) - dump.stamp)
     result.backup = (f"{rfc3339(dump.stamp)} ({human_duration(age)} ago), {human_size(dump.size)}; "

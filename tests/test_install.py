@@ -147,8 +147,42 @@ def test_the_installed_command_runs_the_loader_with_the_installed_settings_from_
     assert status.returncode == 2  # the installed archive is empty: a monitor pages
     assert "archive:     public.pox_five_second_mean" in status.stdout
     assert "verdict:     nothing archived yet" in status.stdout
+    assert "nothing archived yet: run `influx-archive run` (`influx-archive check` first if it fails)" in status.stdout
     usage = subprocess.run([str(command), "--help"], cwd="/", env=env, capture_output=True, text=True, timeout=60)
     assert usage.returncode == 0 and "backfill" in usage.stdout
+    assert usage.stdout.startswith("usage: influx-archive [-h]") and f"Settings come from {app}/.env and" in usage.stdout
+    backup = subprocess.run([str(command), "backup"], cwd="/", env=env, capture_output=True, text=True, timeout=60)
+    assert backup.returncode == 2 and f"set BACKUP_DIR in {app}/.env to a directory" in backup.stderr
+    for said in (status.stdout, usage.stdout, backup.stderr):
+        assert "python -m loader" not in said
+
+
+@pytest.mark.parametrize("installed", [True, False])
+def test_every_commands_help_names_the_command_and_settings_file_the_person_runs(monkeypatch, installed):
+    """Through the installed command: `influx-archive` and /opt/influx-archive/.env in every usage line, example
+    and exit code; on the hand route `python -m loader` and .env, never the installed command."""
+    from loader import cli
+    if installed:
+        monkeypatch.setenv("INFLUX_ARCHIVE_COMMAND", "influx-archive")
+        monkeypatch.setenv("INFLUX_ARCHIVE_ENV_FILE", "/opt/influx-archive/.env")
+    else:
+        monkeypatch.delenv("INFLUX_ARCHIVE_COMMAND", raising=False)
+        monkeypatch.delenv("INFLUX_ARCHIVE_ENV_FILE", raising=False)
+    parser = cli.build_parser()
+    helps = {None: parser.format_help()}
+    helps.update({name: sub.format_help() for name, sub in
+                  next(a for a in parser._actions if a.dest == "command").choices.items()})  # noqa: SLF001
+    assert set(helps) == {None, *cli.COMMANDS}
+    for name, text in helps.items():
+        usage = f"usage: {'influx-archive' if installed else 'python -m loader'}{' ' + name if name else ''} [-h]"
+        assert text.startswith(usage), (name, text[:80])
+        if installed:
+            assert "python -m loader" not in text and not re.search(r"(?<![\w./])\.env(?![\w.])", text), name
+        else:
+            assert "`influx-archive " not in text and "  influx-archive " not in text, name
+    if installed:
+        assert "settings (/opt/influx-archive/.env, the environment) are missing or wrong" in helps["run"]
+        assert "  influx-archive run\n\n" in helps["run"]  # the hand route's two examples read as one
 
 
 def test_the_grafana_data_source_file_carries_the_port_postgresql_listens_on(tmp_path):

@@ -52,8 +52,10 @@ def test_backup_drop_restore_gives_back_every_row_of_every_table(pg_server, arch
     assert dumped[0][1] == "*:*:*:*:secret-pw-1\n"  # but in a private passfile
     assert os.stat(made.dump.path).st_mode & 0o777 == 0o600
     assert os.path.basename(made.dump.path) == f"{archive_url.rsplit('/', 1)[1]}-2026-09-21T031700Z.dump"
-    assert os.listdir(backup_dir) == [os.path.basename(made.dump.path), ".influx-archive.lock"] or \
-        sorted(os.listdir(backup_dir)) == sorted([os.path.basename(made.dump.path), ".influx-archive.lock"])
+    name = os.path.basename(made.dump.path)
+    assert sorted(os.listdir(backup_dir)) == sorted([name, f".{name}.rows", ".influx-archive.lock"])
+    with open(os.path.join(backup_dir, f".{name}.rows"), encoding="utf-8") as handle:
+        assert int(handle.read()) == len(before["pox_five_second_mean"]) == made.dump.rows  # the rows it holds
 
     dbname = archive_url.rsplit("/", 1)[1]
     superuser(pg_server, f'DROP DATABASE "{dbname}"')  # the SD card died

@@ -181,7 +181,7 @@ def test_status_exit_codes_from_the_command_line(pg_url, pg_server, standin):
     never = cli("status", env=env)
     assert never.returncode == 2, never.stdout + never.stderr
     assert never.stdout.splitlines()[-1] == ("verdict:     nothing archived yet: run `python -m loader run` "
-                                             "(`check` first if it fails)")
+                                             "(`python -m loader check` first if it fails)")
     down = cli("status", env=flux_env(pg_server.url("no_such_db").replace(str(pg_server.port), "1"), standin))
     assert down.returncode == 2  # a monitor that cannot see the archive must not stay quiet
     assert down.stderr.startswith("influx-archive: PostgreSQL at postgresql://postgres@127.0.0.1:1/no_such_db is "
