@@ -267,6 +267,28 @@ def _backup_heartbeat(args, config):
     return config.backup_healthcheck_url.reveal()
 
 
+@command("add-tags", "key a one-device archive by TAGS in place, for a second oximeter",
+         """With TAGS set (TAGS=uid), gives every archived row the device InfluxDB held for its hour (the
+         counts each run keeps), adds the tag columns to the archive table, its readings and 1 Hz
+         tables, makes them part of the key, and computes the rollups and sessions again per device: one
+         transaction, every row kept, the table's name and watermark too. The next run then loads the other
+         device's readings. Without --yes it only counts what it would change.""",
+         "python -m loader add-tags          # dry run: rows per device\n"
+         "  python -m loader add-tags --yes",
+         [(0, "keyed (or already keyed), or (without --yes) counted"),
+          (1, "PostgreSQL unreachable, a run holding the archive, or " + UNEXPECTED + "; nothing is half-done: "
+              "run it again"),
+          (2, "needs a human: " + CONFIG_PROBLEM + "; TAGS empty; rows no count names a device for (give "
+              "--device)")],
+         arguments=[(("--yes",), dict(action="store_true", help="do it (without: count what would change)")),
+                    (("--device",), dict(metavar="TAG=VALUE", help="the device of rows loaded before devices "
+                                                                   "were counted, e.g. uid=a"))])
+def _add_tags(args, config):
+    from .retag import add_tags
+    print("\n".join(add_tags(config, apply=args.yes, device=args.device).lines()))
+    return EXIT_OK
+
+
 @command("backup", "dump the archive database to BACKUP_DIR, rotate old dumps, copy to BACKUP_REMOTE",
          """A consistent, compressed pg_dump (custom format, the server's major version), written
          atomically; refused when BACKUP_DIR is missing, not on a mounted drive, in memory (tmpfs) or

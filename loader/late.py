@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from .errors import SourceRejected
 from .humanize import human_duration
+from .invocation import command, settings_file
 from .windows import HOUR, ceil_to, chunks, floor_to, rfc3339, whole_hours
 
 # one count request covers at most this span: a week of one device is ~350 rows of answer, and
@@ -146,9 +147,9 @@ def refuse_merged(counts, tags):
         f"InfluxDB holds readings of {len(series)} series in the same hours ({named}; "
         f"{len(merged)} hour(s) from {rfc3339(first)}): with TAGS empty they would be averaged into one; "
         "nothing of them was loaded",
-        hint=f"to keep each device apart set TAGS={','.join(names)}, and, when this archive already has rows, "
-             "PG_TABLE to a new name (the key changes; the old table keeps what it has and the new one loads "
-             "INITIAL_LOOKBACK); or write the other device to another measurement or bucket")
+        hint=f"to keep each device apart set TAGS={','.join(names)} in {settings_file()}, then, when this archive "
+             f"already has rows, `{command('add-tags --yes')}` keys them by it in place (every row kept); or write "
+             "the other device to another measurement or bucket")
 
 
 def differing_tags(series):

@@ -152,6 +152,11 @@ class ArchiveTable:
         cur.execute(PRIMARY_KEY_OF, {"table": qualified})
         found = sorted(r[0] for r in cur.fetchall())
         wanted = sorted(("time",) + self.tags)
+        if found == ["time"] and self.tags:
+            raise SinkRejected(f"{self.db.target} keeps one device (key time), and TAGS={','.join(self.tags)} keeps "
+                               f"devices apart", hint=f"key it by {', '.join(self.tags)} in place, every row kept: "
+                                                      f"`{command('add-tags')}` (a dry run), then "
+                                                      f"`{command('add-tags --yes')}`")
         if found != wanted:
             raise SinkRejected(NOT_OURS_HELP.format(adopt=command("adopt-reference"), table=self.db.target,
                                                     found=", ".join(found) or "none", wanted=", ".join(wanted)))
