@@ -298,6 +298,21 @@ grafana_datasource() {
   chmod 0644 "$APP_DIR/grafana-datasource.yaml"
 }
 
+# The Grafana dashboard that fits .env (PG_SCHEMA, PG_TABLE; TAGS=uid: a device choice; SUBJECT=child: a
+# child's bands): the file to import, written again on every run of install.sh, so a renamed table or a
+# second oximeter needs no JSON edited by hand.
+grafana_dashboard() {
+  local table schema tags subject
+  table=$(env_get PG_TABLE) schema=$(env_get PG_SCHEMA) tags=$(env_get TAGS) subject=$(env_get SUBJECT)
+  if "$VENV/bin/python" "$APP_DIR/setup/dashboard.py" --out "$APP_DIR/grafana-dashboard.json" \
+       --table "${table:-pox_five_second_mean}" --schema "${schema:-public}" --tags "$tags" \
+       --subject "${subject:-adult}" 2>>"$INSTALL_LOG"; then
+    chmod 0644 "$APP_DIR/grafana-dashboard.json"
+  else
+    warn "no dashboard written for TAGS=$tags (see $INSTALL_LOG); import setup/grafana/dashboard-devices.json and edit its SQL"
+  fi
+}
+
 # The venv (--system-site-packages, no pip) only isolates the loader from other Python programs; its
 # packages are apt's. One that an earlier version filled with pip packages (influxdb-client, reactivex)
 # is made anew, so nothing unused stays on the SD card.
@@ -593,7 +608,8 @@ influx-archive is installed.
   backups            $(b=$(env_get BACKUP_DIR); [ -n "$b" ] && echo "$b, nightly at 03:17, verified Sundays; log $BACKUP_LOG" || echo "off: re-run with --backup-dir DIR on a mounted drive (README, Backups)")
   Grafana            PostgreSQL data source: host ${host:-<this machine>}:$(pg_port), database $DB_NAME,
                      user $GRAFANA_ROLE, password GRAFANA_PG_PASSWORD in $ENV_FILE, TLS off on a home LAN;
-                     its provisioning file, this port filled in: $APP_DIR/grafana-datasource.yaml
+                     its provisioning file, this port filled in: $APP_DIR/grafana-datasource.yaml;
+                     the dashboard for these settings (PG_TABLE, TAGS, SUBJECT): $APP_DIR/grafana-dashboard.json
                      $([ -n "$LAN_CIDR" ] && echo "reachable from $LAN_CIDR" || echo "local only; re-run with --lan CIDR to reach it from Grafana")
 EOF
   echo "status:" >&2
@@ -702,7 +718,7 @@ main() {
   say "installing the code";            install_code
   grafana_datasource
   say "creating the Python venv";       create_venv
-  say "writing settings";               write_env; configure_backups
+  say "writing settings";               write_env; configure_backups; grafana_dashboard
   install_demo_source
   restore_backup
   say "looking for the reference setup"; find_reference_cron; adopt_reference_table

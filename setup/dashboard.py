@@ -1,17 +1,21 @@
 """Write the Grafana dashboards in setup/grafana/ from one description:
     python3 setup/dashboard.py
+    python3 setup/dashboard.py --out FILE --table PG_TABLE --schema PG_SCHEMA --tags TAGS --subject SUBJECT
 dashboard.json for an archive without TAGS, dashboard-devices.json for TAGS=uid (a device variable,
 one series per device); dashboard-child.json and dashboard-child-devices.json the same for a child's
 nights (SUBJECT=child: the McGill score shown, paediatric colour bands). A test keeps the files in step
-with this script.
+with this script. With --out, the one that fits the settings given, for that PG_SCHEMA.PG_TABLE (install.sh
+writes it on the Pi).
 
 Every panel's SQL is written for Grafana's PostgreSQL data source (macros $__timeFilter, $__timeFrom,
 $__timeTo, $__interval_ms; the device variable as Grafana's SQL formatting quotes it, 'a','b') and runs
 as the read-only role; tests/test_dashboard.py expands and runs each one.
 """
 
+import argparse
 import json
 import os
+import re
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -355,11 +359,59 @@ def render(kind):
     return json.dumps(dashboard(devices, subject), indent=2) + "\n"
 
 
-def main():
-    for name, kind in FILES.items():
-        with open(os.path.join(ROOT, "setup", "grafana", name), "w", encoding="utf-8") as handle:
-            handle.write(render(kind))
+def quoted(name):
+    return '"' + name.replace('"', '""') + '"'
+
+
+def for_table(board, schema, table):
+    """The dashboard for another PG_SCHEMA/PG_TABLE: every relation its SQL names (the table and its
+    rollups and sessions) renamed, quoted as SQL wants it, so nobody edits the JSON by hand."""
+    names = re.compile(rf"\b{TABLE}(_1m|_1h|_1d|_sessions)?\b")
+
+    def relation(match):
+        name = quoted(table + (match.group(1) or ""))
+        return name if schema == "public" else f"{quoted(schema)}.{name}"
+
+    def regclass(match):  # inside a string literal: its quotes doubled
+        return "'" + relation(names.match(match.group(1))).replace("'", "''") + "'::regclass"
+
+    def walk(value):
+        if isinstance(value, str):
+            return names.sub(relation, re.sub(rf"'({TABLE}_\w+)'::regclass", regclass, value))
+        if isinstance(value, list):
+            return [walk(v) for v in value]
+        if isinstance(value, dict):
+            return {k: walk(v) for k, v in value.items()}
+        return value
+
+    return walk(board)
+
+
+def main(argv):
+    """No arguments: the files of setup/grafana. --out FILE with the settings: the one dashboard that fits
+    them, for the Pi to hand to Grafana (install.sh writes /opt/influx-archive/grafana-dashboard.json)."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", help="write the dashboard for these settings to this file")
+    parser.add_argument("--schema", default="public", help="PG_SCHEMA")
+    parser.add_argument("--table", default=TABLE, help="PG_TABLE")
+    parser.add_argument("--tags", default="", help="TAGS (empty: one series; uid: a device choice)")
+    parser.add_argument("--subject", default="adult", choices=("adult", "child"), help="SUBJECT")
+    args = parser.parse_args(argv)
+    if not args.out:
+        for name, kind in FILES.items():
+            with open(os.path.join(ROOT, "setup", "grafana", name), "w", encoding="utf-8") as handle:
+                handle.write(render(kind))
+        return 0
+    tags = [t for t in args.tags.split(",") if t.strip()]
+    if tags and tags != [DEVICE]:
+        print(f"dashboard.py: the devices dashboard chooses by {DEVICE}; TAGS={args.tags} is not that: its SQL "
+              f"needs {DEVICE} replaced by hand", file=sys.stderr)
+        return 2
+    board = for_table(dashboard(bool(tags), args.subject), args.schema or "public", args.table or TABLE)
+    with open(args.out, "w", encoding="utf-8") as handle:
+        handle.write(json.dumps(board, indent=2) + "\n")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main(sys.argv[1:]))

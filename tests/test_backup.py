@@ -249,8 +249,8 @@ def test_a_reinstall_whose_first_load_fails_keeps_the_days_full_dump(archive_url
     lines = after_failure.lines()
     assert f"warning: this archive holds less than {full.name} ({full.rows:,} rows): both are kept; if rows were " \
            f"lost, restore that one (README, Backups: restore)" in lines
-    assert "kept:    all 2 dump(s): no rotation, the last load did not finish (`python -m loader status` says why), so the archive " \
-           "may be partial" in lines
+    assert "kept:    all 2 dump(s): no rotation, the last load did not finish (`python -m loader status` says why), " \
+           "so the archive may be partial" in lines
 
     load(config, standin, NOW + 4 * HOUR, hours=1, step=5)  # loads succeed again; the archive is still smaller
     later = backup(config, FixedClock(NOW + 4 * HOUR))

@@ -10,6 +10,7 @@ import math
 import os
 import re
 import subprocess
+import sys
 import uuid
 from collections import defaultdict
 
@@ -426,3 +427,53 @@ def test_a_childs_dashboard_colours_odi_by_paediatric_bands_and_shows_the_mcgill
     sessions = {name: next(p for p in board if p["title"] == "Sessions")["targets"][0]["rawSql"]
                 for name, board in (("adult", adult), ("child", child))}
     assert '"McGill score"' in sessions["child"] and "mcgill" not in sessions["adult"]
+
+
+def test_the_dashboard_the_pi_writes_reads_its_pg_schema_and_pg_table_and_shows_what_the_file_shows(pg_server,
+                                                                                                   tmp_path):
+    """A second oximeter's archive kept as PG_SCHEMA=Pi, PG_TABLE=Nights 2 (names SQL must quote): the dashboard
+    setup/dashboard.py --out writes for those settings (as install.sh does on the Pi) gives every panel the rows
+    the shipped file gives on the default names; nothing in it names the default table."""
+    original = adults_archive(pg_server, ("a", "b"))
+    copy = "t_" + uuid.uuid4().hex[:12]
+    conn = psycopg2.connect(pg_server.url())
+    conn.autocommit = True
+    conn.cursor().execute(f'CREATE DATABASE "{copy}" TEMPLATE "{original.rsplit("/", 1)[1]}"')
+    conn.close()
+    conn = psycopg2.connect(original)
+    conn.autocommit = True
+    conn.cursor().execute("DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'grafana_test') THEN "
+                          "CREATE ROLE grafana_test LOGIN; END IF; END $$")
+    conn.cursor().execute("GRANT SELECT ON ALL TABLES IN SCHEMA public TO grafana_test")
+    conn.close()
+    conn = psycopg2.connect(pg_server.url(copy))
+    conn.autocommit = True
+    cur = conn.cursor()
+    cur.execute('CREATE SCHEMA "Pi"')
+    for suffix in ("", "_1m", "_1h", "_1d", "_sessions"):
+        cur.execute(f'ALTER TABLE {BASE}{suffix} SET SCHEMA "Pi"')
+        cur.execute(f'ALTER TABLE "Pi".{BASE}{suffix} RENAME TO "Nights 2{suffix}"')
+    cur.execute('GRANT USAGE ON SCHEMA "Pi" TO grafana_test')
+    cur.execute('GRANT SELECT ON ALL TABLES IN SCHEMA "Pi", public TO grafana_test')
+    conn.close()
+    out = tmp_path / "grafana-dashboard.json"
+    written = subprocess.run([sys.executable, os.path.join(ROOT, "setup", "dashboard.py"), "--out", str(out),
+                              "--schema", "Pi", "--table", "Nights 2", "--tags", "uid"], capture_output=True, text=True)
+    assert written.returncode == 0, written.stderr
+    assert BASE not in out.read_text()
+    theirs = json.loads(out.read_text())["panels"]
+    shipped = panels("dashboard-devices.json")
+    assert [p["title"] for p in theirs] == [p["title"] for p in shipped]
+    runs = {}
+    for label, url, board in (("shipped", original, shipped), ("theirs", pg_server.url(copy), theirs)):
+        conn = psycopg2.connect(url.replace("postgresql://postgres@", "postgresql://grafana_test@"))
+        cur = conn.cursor()
+        runs[label] = []
+        for panel in board:
+            cur.execute(expand(panel["targets"][0]["rawSql"], NOW - 3 * DAY, NOW, ALL[("a", "b")]))
+            runs[label].append(cur.fetchall())
+        conn.close()
+    assert runs["theirs"] == runs["shipped"] and any(runs["shipped"])
+    other = subprocess.run([sys.executable, os.path.join(ROOT, "setup", "dashboard.py"), "--out", str(out),
+                            "--tags", "serial"], capture_output=True, text=True)
+    assert other.returncode == 2 and "chooses by uid; TAGS=serial is not that" in other.stderr

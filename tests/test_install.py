@@ -150,7 +150,8 @@ def test_the_installed_command_runs_the_loader_with_the_installed_settings_from_
     assert "nothing archived yet: run `influx-archive run` (`influx-archive check` first if it fails)" in status.stdout
     usage = subprocess.run([str(command), "--help"], cwd="/", env=env, capture_output=True, text=True, timeout=60)
     assert usage.returncode == 0 and "backfill" in usage.stdout
-    assert usage.stdout.startswith("usage: influx-archive [-h]") and f"Settings come from {app}/.env and" in usage.stdout
+    assert usage.stdout.startswith("usage: influx-archive [-h]")
+    assert f"Settings come from {app}/.env and" in usage.stdout
     backup = subprocess.run([str(command), "backup"], cwd="/", env=env, capture_output=True, text=True, timeout=60)
     assert backup.returncode == 2 and f"set BACKUP_DIR in {app}/.env to a directory" in backup.stderr
     for said in (status.stdout, usage.stdout, backup.stderr):
@@ -635,3 +636,19 @@ def test_the_interactive_install_asks_for_the_bucket_and_demo_refuses_a_machine_
         assert sourced(f"INSTALL_LOG=/dev/null; {ok}; refuse_demo_on_real_install").returncode == 0
     env.write_text("INFLUX_URL=http://127.0.0.1:8086\n")  # the demo's own: --demo again upgrades it
     assert sourced(f'INSTALL_LOG=/dev/null; ENV_FILE="{env}"; DEMO=1; refuse_demo_on_real_install').returncode == 0
+
+
+def test_the_pi_writes_the_dashboard_that_fits_its_settings(tmp_path):
+    """install.sh writes grafana-dashboard.json for .env's PG_TABLE, TAGS and SUBJECT: a renamed table or a second
+    oximeter needs no JSON edited by hand (tests/test_dashboard.py runs such a file's SQL)."""
+    for item in ("setup", "loader"):
+        (tmp_path / item).symlink_to(os.path.join(ROOT, item))
+    env = tmp_path / ".env"
+    env.write_text("PG_TABLE=nights\nTAGS=uid\nSUBJECT=child\n")
+    venv = os.path.dirname(os.path.dirname(sys.executable))
+    done = sourced(f'INSTALL_LOG=/dev/null; APP_DIR="{tmp_path}"; VENV="{venv}"; ENV_FILE="{env}"; '
+                   f'SYSTEM_PYTHON="{sys.executable}"; grafana_dashboard')
+    assert done.returncode == 0, done.stderr
+    board = (tmp_path / "grafana-dashboard.json").read_text()
+    assert '\\"nights_sessions\\"' in board and "pox_five_second_mean" not in board
+    assert '"name": "device"' in board and "McGill" in board
