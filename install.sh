@@ -46,7 +46,8 @@ SUPPORTED_RELEASES="12 13"
 # The loader's whole runtime is python3-psycopg2, python3-urllib3 and python3-dotenv: from apt, so a Pi
 # downloads nothing from PyPI and compiles nothing (README, "Why so few dependencies").
 APT_PACKAGES=(postgresql python3-venv python3-psycopg2 python3-urllib3 python3-dotenv
-              cron logrotate util-linux ca-certificates rsync)
+              cron logrotate util-linux ca-certificates rsync openssl)
+TLS_DIR_NAME=influx-archive-tls  # in the cluster's /etc/postgresql/V/C: the Pi's own CA and server certificate
 
 # Options (set by parse_args)
 DEMO=0 USE_SYSTEMD=0 UNINSTALL=0 PURGE=0 ADOPT_REFERENCE=0 ASSUME_YES=0 REPLACE_DEMO=0
@@ -213,6 +214,15 @@ configure_postgres() {
     install -m 0644 "$SRC_DIR/setup/postgresql/influx-archive.conf" "$confd/influx-archive.conf"
     changed=1
   fi
+  local tls_dir tls_conf
+  tls_dir=$(pg_conf_dir)/$TLS_DIR_NAME
+  make_tls "$tls_dir"
+  tls_conf=$(tls_settings "$tls_dir")
+  if [ "$(cat "$confd/influx-archive-tls.conf" 2>/dev/null)" != "$tls_conf" ]; then
+    printf '%s\n' "$tls_conf" > "$confd/influx-archive-tls.conf"
+    chmod 0644 "$confd/influx-archive-tls.conf"
+    changed=1
+  fi
   if [ -n "$LAN_CIDR" ]; then
     local lan_conf="$confd/influx-archive-lan.conf"
     if [ "$(cat "$lan_conf" 2>/dev/null)" != "listen_addresses = '*'" ]; then
@@ -220,16 +230,67 @@ configure_postgres() {
       chmod 0644 "$lan_conf"
       changed=1
     fi
-    local hba line
-    hba=$(pg_conf_dir)/pg_hba.conf
-    line="host    $DB_NAME    $GRAFANA_ROLE    $LAN_CIDR    scram-sha-256"
-    if ! grep -qxF "$line" "$hba"; then
-      printf '# influx-archive: Grafana reads from the LAN (install.sh --lan)\n%s\n' "$line" >> "$hba"
-      changed=1
-    fi
+    set_lan_hba "$(pg_conf_dir)/pg_hba.conf" && changed=1
   fi
   start_postgres "$changed"
   ok "PostgreSQL $PG_VERSION configured for an SD card (conf.d/influx-archive.conf)"
+}
+
+# The LAN line of pg_hba.conf: TLS only (hostssl; a plain connection from the LAN matches no line and is
+# refused), the Grafana role, this database, the password by SCRAM.
+lan_hba_line() { printf 'hostssl    %s    %s    %s    scram-sha-256' "$DB_NAME" "$GRAFANA_ROLE" "$LAN_CIDR"; }
+
+# set_lan_hba HBA: the LAN line once, at the end, replacing the plain `host` line an earlier version wrote for
+# the same network; returns 0 when the file changed.
+set_lan_hba() {
+  local hba=$1 old
+  old="host    $DB_NAME    $GRAFANA_ROLE    $LAN_CIDR    scram-sha-256"
+  {
+    grep -vxF -e "$old" -e "$(lan_hba_line)" -e '# influx-archive: Grafana reads from the LAN (install.sh --lan)' \
+      -e '# influx-archive: Grafana reads from the LAN, over TLS only (install.sh --lan)' "$hba" || true
+    printf '# influx-archive: Grafana reads from the LAN, over TLS only (install.sh --lan)\n%s\n' "$(lan_hba_line)"
+  } > "$hba.new"
+  if cmp -s "$hba" "$hba.new"; then rm -f "$hba.new"; return 1; fi
+  chmod --reference="$hba" "$hba.new"
+  chown --reference="$hba" "$hba.new"
+  mv "$hba.new" "$hba"
+}
+
+# make_tls DIR: the Pi's own small CA (ca.crt; its key ca.key, root's alone) and PostgreSQL's server
+# certificate signed by it (server.crt, server.key: the postgres user's). Grafana verifies the server by
+# ca.crt (sslmode verify-ca; the provisioning file carries it). Kept on a re-run while valid, so the file
+# given to Grafana stays right; the server certificate is signed again 30 days before it ends.
+make_tls() {
+  local dir=$1 host
+  host=$(hostname)
+  mkdir -p "$dir"
+  chmod 0755 "$dir"
+  if ! openssl x509 -checkend 2592000 -noout -in "$dir/ca.crt" >/dev/null 2>&1 || [ ! -s "$dir/ca.key" ]; then
+    (umask 077; openssl req -x509 -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -sha256 \
+       -days 3650 -subj "/CN=influx-archive CA on $host" -addext "basicConstraints=critical,CA:TRUE" \
+       -addext "keyUsage=critical,keyCertSign,cRLSign" -keyout "$dir/ca.key" -out "$dir/ca.crt") \
+      >>"$INSTALL_LOG" 2>&1 || die_log "$INSTALL_LOG" "making the Pi's certificate authority failed"
+    rm -f "$dir/server.crt"
+  fi
+  if ! openssl verify -CAfile "$dir/ca.crt" "$dir/server.crt" >/dev/null 2>&1 \
+     || ! openssl x509 -checkend 2592000 -noout -in "$dir/server.crt" >/dev/null 2>&1; then
+    printf 'basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\nsubjectAltName=DNS:%s\n' \
+      "$host" > "$dir/server.ext"
+    (umask 077; openssl req -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -sha256 -subj "/CN=$host" \
+       -keyout "$dir/server.key" -out "$dir/server.csr" \
+     && openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" -CAcreateserial -sha256 \
+       -days 825 -extfile "$dir/server.ext" -out "$dir/server.crt") \
+      >>"$INSTALL_LOG" 2>&1 || die_log "$INSTALL_LOG" "making PostgreSQL's certificate failed"
+    rm -f "$dir/server.csr" "$dir/server.ext" "$dir/ca.srl"
+  fi
+  chmod 0644 "$dir/ca.crt" "$dir/server.crt"
+  chmod 0600 "$dir/ca.key" "$dir/server.key"
+  chown postgres: "$dir/server.crt" "$dir/server.key"
+}
+
+# PostgreSQL's TLS settings for the certificate in DIR (conf.d/influx-archive-tls.conf).
+tls_settings() {
+  printf "ssl = on\nssl_cert_file = '%s/server.crt'\nssl_key_file = '%s/server.key'\nssl_min_protocol_version = 'TLSv1.2'" "$1" "$1"
 }
 
 start_postgres() {
@@ -290,11 +351,17 @@ install_code() {
 
 # setup/grafana/datasource.yaml with the port this cluster listens on (5433 or later when 5432 was taken):
 # the file to copy to the Grafana machine.
+# With the Pi's CA certificate in it (setup/grafana/datasource.yaml's @CA_CERT@), so Grafana verifies the
+# server it reads (sslmode verify-ca).
 grafana_datasource() {
-  local port
+  local port ca line
   port=$(pg_port)
-  sed "s#\${INFLUX_ARCHIVE_HOST}:5432#\${INFLUX_ARCHIVE_HOST}:$port#" "$APP_DIR/setup/grafana/datasource.yaml" \
-    > "$APP_DIR/grafana-datasource.yaml"
+  ca=$(pg_conf_dir)/$TLS_DIR_NAME/ca.crt
+  [ -s "$ca" ] || die "no CA certificate at $ca to put in the Grafana data source file"
+  while IFS= read -r line; do
+    if [ "$line" = "        @CA_CERT@" ]; then sed 's/^/        /' "$ca"; else printf '%s\n' "$line"; fi
+  done < "$APP_DIR/setup/grafana/datasource.yaml" \
+    | sed "s#\${INFLUX_ARCHIVE_HOST}:5432#\${INFLUX_ARCHIVE_HOST}:$port#" > "$APP_DIR/grafana-datasource.yaml"
   chmod 0644 "$APP_DIR/grafana-datasource.yaml"
 }
 
@@ -607,7 +674,7 @@ influx-archive is installed.
   log                $LOG  (install log: $INSTALL_LOG)
   backups            $(b=$(env_get BACKUP_DIR); [ -n "$b" ] && echo "$b, nightly at 03:17, verified Sundays; log $BACKUP_LOG" || echo "off: re-run with --backup-dir DIR on a mounted drive (README, Backups)")
   Grafana            PostgreSQL data source: host ${host:-<this machine>}:$(pg_port), database $DB_NAME,
-                     user $GRAFANA_ROLE, password GRAFANA_PG_PASSWORD in $ENV_FILE, TLS off on a home LAN;
+                     user $GRAFANA_ROLE, password GRAFANA_PG_PASSWORD in $ENV_FILE, TLS verified by this Pi's CA;
                      its provisioning file, this port filled in: $APP_DIR/grafana-datasource.yaml;
                      the dashboard for these settings (PG_TABLE, TAGS, SUBJECT): $APP_DIR/grafana-dashboard.json
                      $([ -n "$LAN_CIDR" ] && echo "reachable from $LAN_CIDR" || echo "local only; re-run with --lan CIDR to reach it from Grafana")

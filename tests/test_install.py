@@ -187,15 +187,20 @@ def test_every_commands_help_names_the_command_and_settings_file_the_person_runs
 
 
 def test_the_grafana_data_source_file_carries_the_port_postgresql_listens_on(tmp_path):
-    """A Pi whose port 5432 was taken runs the archive's cluster on 5433: the provisioning file says so."""
+    """A Pi whose port 5432 was taken runs the archive's cluster on 5433: the provisioning file says so (and
+    carries the Pi's CA certificate: tests/test_tls.py connects with it)."""
     (tmp_path / "setup").symlink_to(os.path.join(ROOT, "setup"))
-    result = sourced(f'APP_DIR="{tmp_path}"; pg_port() {{ echo 5433; }}; grafana_datasource')
+    (tmp_path / "pg" / "influx-archive-tls").mkdir(parents=True)
+    (tmp_path / "pg" / "influx-archive-tls" / "ca.crt").write_text("-----BEGIN CERTIFICATE-----\nMIIB\n")
+    result = sourced(f'APP_DIR="{tmp_path}"; pg_port() {{ echo 5433; }}; pg_conf_dir() {{ echo "{tmp_path}/pg"; }}; '
+                     f'grafana_datasource')
     assert result.returncode == 0, result.stderr
     written = (tmp_path / "grafana-datasource.yaml").read_text()
     with open(os.path.join(ROOT, "setup/grafana/datasource.yaml"), encoding="utf-8") as handle:
         template = handle.read()
-    assert "url: ${INFLUX_ARCHIVE_HOST}:5432" in template
-    assert written == template.replace("url: ${INFLUX_ARCHIVE_HOST}:5432", "url: ${INFLUX_ARCHIVE_HOST}:5433")
+    assert "url: ${INFLUX_ARCHIVE_HOST}:5432" in template and "        @CA_CERT@\n" in template
+    assert written == template.replace("url: ${INFLUX_ARCHIVE_HOST}:5432", "url: ${INFLUX_ARCHIVE_HOST}:5433").replace(
+        "        @CA_CERT@\n", "        -----BEGIN CERTIFICATE-----\n        MIIB\n")
 
 
 def test_detect_system_on_this_machine_and_refusal_of_others(tmp_path):
@@ -361,7 +366,36 @@ def test_demo_install_fills_the_archive_and_a_second_run_changes_nothing(backups
     assert cur.fetchone()[0] >= total  # the archive is intact after the upgrade
     loader.close()
     hba = subprocess.run("cat /etc/postgresql/*/main/pg_hba.conf", shell=True, capture_output=True, text=True).stdout
-    assert hba.count("grafana_reader    10.9.0.0/16    scram-sha-256") == 1
+    assert hba.count("hostssl    influx_archive    grafana_reader    10.9.0.0/16    scram-sha-256") == 1
+    assert "host    influx_archive    grafana_reader" not in hba  # TLS only from the LAN
+    _a_lan_connection_needs_tls_and_the_provisioning_file_verifies_it(port)
+
+
+def _a_lan_connection_needs_tls_and_the_provisioning_file_verifies_it(port):
+    """From 10.9.0.5 (an address of --lan 10.9.0.0/16, on this machine's loopback for the test): refused without
+    TLS; the provisioning file's CA and sslmode connect, encrypted."""
+    import yaml
+    subprocess.run(["ip", "addr", "add", "10.9.0.5/32", "dev", "lo"], check=True, capture_output=True)
+    try:
+        plain = dict(host="10.9.0.5", port=port, dbname="influx_archive", user="grafana_reader",
+                     password=_env_value("GRAFANA_PG_PASSWORD"), connect_timeout=10)
+        with pytest.raises(psycopg2.OperationalError, match="no encryption"):
+            psycopg2.connect(sslmode="disable", **plain)
+        with open(os.path.join(APP, "grafana-datasource.yaml"), encoding="utf-8") as handle:
+            [source] = yaml.safe_load(handle)["datasources"]
+        ca = os.path.join(APP, ".ca-test.crt")
+        with open(ca, "w", encoding="utf-8") as handle:
+            handle.write(source["secureJsonData"]["tlsCACert"])
+        try:
+            conn = psycopg2.connect(sslmode=source["jsonData"]["sslmode"], sslrootcert=ca, **plain)
+        finally:
+            os.remove(ca)
+        cur = conn.cursor()
+        cur.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        assert cur.fetchone()[0] is True
+        conn.close()
+    finally:
+        subprocess.run(["ip", "addr", "del", "10.9.0.5/32", "dev", "lo"], capture_output=True)
 
 
 def _cron_command(word):
