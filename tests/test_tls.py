@@ -50,7 +50,8 @@ def test_a_plain_connection_from_the_lan_is_refused_and_the_provisioning_files_s
     server, tls = lan_server
     with open(os.path.join(server.data, "pg_hba.conf"), encoding="utf-8") as hba:
         lines = [line for line in hba.read().splitlines() if line and not line.startswith("#")]
-    assert lines == ["local all postgres trust", "hostssl    archive_tls    grafana_tls    127.0.0.1/32    scram-sha-256"]
+    assert lines == ["local all postgres trust",  # set_lan_hba run twice: the line once
+                     "hostssl    archive_tls    grafana_tls    127.0.0.1/32    scram-sha-256"]
     plain = dict(host="127.0.0.1", port=server.port, dbname="archive_tls", user="grafana_tls", password="reader-pw")
     with pytest.raises(psycopg2.OperationalError, match="no encryption"):
         psycopg2.connect(sslmode="disable", **plain)
