@@ -86,3 +86,16 @@ def test_make_tls_keeps_a_valid_ca_and_certificate_on_a_second_run_and_keys_are_
     for key in ("ca.key", "server.key"):
         assert os.stat(os.path.join(tls, key)).st_mode & 0o077 == 0
     assert sorted(os.listdir(tls)) == ["ca.crt", "ca.key", "server.crt", "server.key"]
+
+
+def test_an_earlier_installs_plain_lan_line_is_replaced_by_the_tls_one(tmp_path):
+    hba = tmp_path / "pg_hba.conf"
+    hba.write_text("local all postgres peer\n# influx-archive: Grafana reads from the LAN (install.sh --lan)\n"
+                   "host    archive_tls    grafana_tls    127.0.0.1/32    scram-sha-256\n"
+                   "host all all ::1/128 scram-sha-256\n")
+    assert sourced(f'set_lan_hba "{hba}"').returncode == 0  # changed
+    assert hba.read_text() == (
+        "local all postgres peer\nhost all all ::1/128 scram-sha-256\n"
+        "# influx-archive: Grafana reads from the LAN, over TLS only (install.sh --lan)\n"
+        "hostssl    archive_tls    grafana_tls    127.0.0.1/32    scram-sha-256\n")
+    assert sourced(f'set_lan_hba "{hba}"').returncode == 1  # unchanged: PostgreSQL is not restarted for nothing
