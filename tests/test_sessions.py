@@ -160,6 +160,9 @@ def test_a_run_worn_around_the_clock_is_cut_every_24_hours_and_each_part_knows_i
     assert [(s.started - T0, s.row["ended"] - T0) for s in found] == [
         (0, MAX_S), (MAX_S, 2 * MAX_S), (2 * MAX_S, 2 * MAX_S + 2 * HOUR)]
     assert {s.row["run_started"] for s in found} == {T0}
+    tail = [(T0 + s, 96.0, 60.0) for s in range(0, DAY + 24 * 60, W)]  # SESSION_MIN is the whole run's, as said
+    assert [(s.started - T0, s.row["ended"] - T0) for s in sessions_of(tail, W, 900, 3600)] == [
+        (0, MAX_S), (MAX_S, MAX_S + 24 * 60)]  # README, docs/sessions.md: the last piece, whatever its length
 
 
 def test_the_rollup_below_threshold_is_counted_beside_t90():
