@@ -47,6 +47,16 @@ CREATE TABLE IF NOT EXISTS influx_archive_behind (
     found_at  timestamptz NOT NULL,
     PRIMARY KEY (target, hour, series, field)
 );
+-- VALID_RANGES changes (added 2026-12): when a field's range changed, from what to what. Windows archived
+-- before keep the readings the earlier range let through; `status` names each change.
+CREATE TABLE IF NOT EXISTS influx_archive_ranges (
+    target      text NOT NULL,
+    field       text NOT NULL,
+    changed_at  timestamptz NOT NULL DEFAULT now(),
+    range_was   text NOT NULL,               -- 50..100, or none
+    range_now   text NOT NULL,
+    PRIMARY KEY (target, field, changed_at)
+);
 -- Columns of influx_archive_runs added since (2026-11), each added only where it is missing: ALTER TABLE
 -- takes an exclusive lock even when IF NOT EXISTS finds the column, and would wait behind every reader of
 -- the table (the nightly pg_dump holds one on every table while it runs), and every reader behind it.

@@ -23,6 +23,9 @@ from .windows import format_duration, rfc3339
 log = logging.getLogger(__name__)
 
 STAGE = "influx_archive_stage"
+RANGES = "influx_archive_ranges"  # schema.sql: each VALID_RANGES change, for `status`
+RECORD_RANGE = ("INSERT INTO {} (target, field, range_was, range_now) VALUES (%(target)s, %(field)s, %(was)s, "
+                "%(now)s) ON CONFLICT DO NOTHING")
 
 NOT_OURS_HELP = ("PG_TABLE {table} exists with primary key ({found}) but influx-archive needs ({wanted}). "
                  "A table made by the reference script has no key: adopt it with `sudo ./install.sh "
@@ -134,6 +137,10 @@ class ArchiveTable:
                 self._log("VALID_RANGES for %s changed from %s to %s: windows loaded from now on refuse readings "
                           "by the new range (those archived keep theirs)", name, was[len(RANGE_PREFIX):],
                           now[len(RANGE_PREFIX):])
+                if self.announce and table_exists(cur, sql.Identifier(self.db.schema, RANGES).as_string(cur)):
+                    cur.execute(sql.SQL(RECORD_RANGE).format(sql.Identifier(self.db.schema, RANGES)),
+                                {"target": self.db.target, "field": name, "was": was[len(RANGE_PREFIX):],
+                                 "now": now[len(RANGE_PREFIX):]})
             cur.execute(sql.SQL("COMMENT ON COLUMN {}.{} IS {}").format(
                 self.db.table, sql.Identifier(name), sql.Literal(now)))
 

@@ -45,6 +45,7 @@ class Status:
     running: bool = False
     rows: int = None
     behind: list = field(default_factory=list)  # late.Behind: InfluxDB holds readings the archive lacks
+    ranges: list = field(default_factory=list)  # (field, epoch changed, range before, range after), oldest first
     devices: dict = field(default_factory=dict)  # with TAGS: device (as series_key names it) -> its newest window
     backup: str = "not configured (set BACKUP_DIR; README, Backups)"
     problems: list = field(default_factory=list)  # (exit code, text)
@@ -101,6 +102,11 @@ class Status:
             out.append("skipped:     the last hourly run skipped " + ", ".join(
                 f"{name}: {n} reading(s)" for name, n in skipped.items())
                 + " that InfluxDB holds as text or booleans, not numbers")
+        for name, at, was, now in self.ranges:
+            again = command("backfill --start ... --end ...")
+            out.append(f"ranges:      VALID_RANGES for {name} changed from {was} to {now} at {rfc3339(at)}: windows "
+                       f"archived before keep readings {was} let through (`{again}` over that time reads them again "
+                       f"by {now} while InfluxDB holds them)")
         if self.running:
             out.append("running:     yes, a run, backfill or rebuild holds the lock now")
         if self.rows is not None:
@@ -145,6 +151,10 @@ def _read_state(config, result):
                 _read_runs(state.last_runs(cur, result.running), result)
                 if table_exists(cur, "influx_archive_behind"):
                     result.behind = [late.Behind(*row) for row in state.behind(cur)]
+                if table_exists(cur, "influx_archive_ranges"):
+                    cur.execute("SELECT field, extract(epoch FROM changed_at)::bigint, range_was, range_now FROM "
+                                "influx_archive_ranges WHERE target = %s ORDER BY changed_at, field", (db.target,))
+                    result.ranges = cur.fetchall()
             conn.rollback()
     finally:
         conn.close()

@@ -27,9 +27,9 @@ chunk, late data, a backfill or `rebuild-rollups` touches a session; never dupli
 Windows with an SpO2 mean, none more than `SESSION_GAP` (default 45 min) after the previous one's end,
 lasting at least `SESSION_MIN` (1 h) from first start to last end; worn around the clock, a run is cut
 every 24 h from its start, and its last piece is a session whatever its length (SESSION_MIN is the whole
-run's: a run of 24 h 24 min gives sessions of 24 h and of 24 min). 45 minutes: a bathroom break or a re-clipped sensor (10-30 minutes) must not
-split a night, and the readings after it belong to that night; a nap in the afternoon, hours later, is
-its own session.
+run's: a run of 24 h 24 min gives sessions of 24 h and of 24 min). 45 minutes: a bathroom break or a
+re-clipped sensor (10-30 minutes) must not split a night, and the readings after it belong to that night;
+a nap in the afternoon, hours later, is its own session.
 
 ## From the oximeter's own readings
 

@@ -5,6 +5,7 @@ import pytest
 
 from loader.errors import SinkRejected
 from loader.job import Job
+from loader.status import status
 from tests.support.archive import archive_rows
 from tests.support.harness import HOUR, FixedClock, make_config
 from tests.support.readings import feed_standin, pulse_points
@@ -83,3 +84,9 @@ def test_each_field_column_records_the_valid_range_its_readings_were_refused_by(
                                        "spo2": "VALID_RANGES=0.0000001..100", "pi": "VALID_RANGES=none"}
     assert ("VALID_RANGES for spo2 changed from 60..100 to 0.0000001..100: windows loaded from now on refuse readings "
             "by the new range (those archived keep theirs)") in caplog.messages
+    said = status(make_config(pg_url, standin.url, VALID_RANGES="spo2=0.0000001..100,bpm=20..250.5"), now)
+    [line] = [line for line in said.lines() if line.startswith("ranges:")]  # status names it too, once
+    assert line.startswith("ranges:      VALID_RANGES for spo2 changed from 60..100 to 0.0000001..100 at ")
+    assert line.endswith(": windows archived before keep readings 60..100 let through (`python -m loader backfill "
+                         "--start ... --end ...` over that time reads them again by 0.0000001..100 while InfluxDB "
+                         "holds them)")
