@@ -8,6 +8,7 @@ import pytest
 
 from loader.errors import SourceRejected
 from loader.job import Job
+from loader.retag import add_tags
 from loader.status import status
 from tests.support.archive import archive_rows
 from tests.support.harness import HOUR, FixedClock, make_config
@@ -69,13 +70,13 @@ def test_a_second_device_without_tags_is_refused_naming_the_tag_and_the_advice_w
     with pytest.raises(SourceRejected) as refused:
         Job(cfg, clock=FixedClock(NOW + HOUR)).run()
     assert "InfluxDB holds readings of 2 series in the same hours (uid=a, uid=b; 2 hour(s) from" in str(refused.value)
-    assert "set TAGS=uid" in refused.value.hint and "PG_TABLE to a new name" in refused.value.hint
+    assert "set TAGS=uid" in refused.value.hint and "`python -m loader add-tags --yes`" in refused.value.hint
     assert archive_rows(pg_url) == expected_means(first, end=NOW - NOW % 5)  # nothing averaged in
     result = status(cfg, NOW + HOUR)
     assert result.exit_code == 2 and "2 series in the same hours" in "\n".join(result.lines())
-    # the advice, followed: each device apart in a new table, both nights whole
-    apart = config(TAGS="uid", PG_TABLE="pox_by_device", INITIAL_LOOKBACK="6h")
+    # the advice, followed: TAGS=uid, the archive keyed by it in place (every row kept), both nights whole
+    apart = config(TAGS="uid", INITIAL_LOOKBACK="4h")
+    assert add_tags(apart, apply=True).done
     Job(apart, clock=FixedClock(NOW + HOUR)).run()
-    assert archive_rows(pg_url, "pox_by_device") == expected_means(first + second, tags=("uid",),
-                                                                   end=NOW + HOUR - NOW % 5)
+    assert archive_rows(pg_url) == expected_means(first + second, tags=("uid",), end=NOW + HOUR - NOW % 5)
     assert status(apart, NOW + HOUR).exit_code == 0
