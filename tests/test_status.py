@@ -224,6 +224,6 @@ def test_a_run_failing_on_the_tables_key_leaves_its_row_and_status_pages_with_it
         Job(tagged, clock=FixedClock(start + 3600)).run()
     result = status(tagged, start + 3600 + 60)
     assert result.exit_code == 2
-    assert result.last_run["outcome"] == "failed" and "primary key (time) but influx-archive needs" in \
+    assert result.last_run["outcome"] == "failed" and "keeps one device (key time), and TAGS=uid" in \
         result.last_run["error"]
     assert "the last hourly run needs a human" in result.verdict
