@@ -62,6 +62,16 @@ def adults_archive(pg_server, uids):
     return pg_url
 
 
+def copy_of(pg_server, pg_url):
+    """(URL, name) of a new database made from pg_url's (CREATE DATABASE ... TEMPLATE)."""
+    copy = "t_" + uuid.uuid4().hex[:12]
+    conn = psycopg2.connect(pg_server.url())
+    conn.autocommit = True
+    conn.cursor().execute(f'CREATE DATABASE "{copy}" TEMPLATE "{pg_url.rsplit("/", 1)[1]}"')
+    conn.close()
+    return pg_server.url(copy), copy
+
+
 @pytest.fixture(scope="module", params=sorted(KINDS))
 def archive(request, pg_server):
     """An adult's archive (adults_archive), or a child's: a copy of it (CREATE DATABASE ... TEMPLATE) whose
@@ -70,12 +80,7 @@ def archive(request, pg_server):
     name, uids = KINDS[request.param]
     pg_url = adults_archive(pg_server, uids)
     if "child" in name:
-        copy = "t_" + uuid.uuid4().hex[:12]
-        conn = psycopg2.connect(pg_server.url())
-        conn.autocommit = True
-        conn.cursor().execute(f'CREATE DATABASE "{copy}" TEMPLATE "{pg_url.rsplit("/", 1)[1]}"')
-        conn.close()
-        pg_url = pg_server.url(copy)
+        pg_url, _ = copy_of(pg_server, pg_url)
         settings = {"TAGS": "uid"} if uids else {}
         Job(make_config(pg_url, "http://127.0.0.1:9", INITIAL_LOOKBACK="3d", SUBJECT="child", **settings),
             clock=FixedClock(NOW)).rebuild_rollups()
@@ -435,11 +440,7 @@ def test_the_dashboard_the_pi_writes_reads_its_pg_schema_and_pg_table_and_shows_
     setup/dashboard.py --out writes for those settings (as install.sh does on the Pi) gives every panel the rows
     the shipped file gives on the default names; nothing in it names the default table."""
     original = adults_archive(pg_server, ("a", "b"))
-    copy = "t_" + uuid.uuid4().hex[:12]
-    conn = psycopg2.connect(pg_server.url())
-    conn.autocommit = True
-    conn.cursor().execute(f'CREATE DATABASE "{copy}" TEMPLATE "{original.rsplit("/", 1)[1]}"')
-    conn.close()
+    _, copy = copy_of(pg_server, original)
     conn = psycopg2.connect(original)
     conn.autocommit = True
     conn.cursor().execute("DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'grafana_test') THEN "

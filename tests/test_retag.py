@@ -6,22 +6,12 @@ import pytest
 from loader.errors import SinkRejected, SourceRejected
 from loader.job import Job
 from loader.retag import add_tags
-from tests.support.archive import archive_rows
+from tests.support.archive import archive_rows, query
 from tests.support.harness import DAY, HOUR, FixedClock, make_config
 from tests.support.readings import expected_means, feed_standin, pulse_points
 
 T0 = 1_790_000_000 - 1_790_000_000 % DAY - 2 * HOUR  # 22:00 UTC: a night
 NOW = T0 + 4 * HOUR + 7 * 60
-
-
-def _one(pg_url, query, *args):
-    conn = psycopg2.connect(pg_url)
-    try:
-        cur = conn.cursor()
-        cur.execute(query, args)
-        return cur.fetchall()
-    finally:
-        conn.close()
 
 
 def test_a_one_device_archive_becomes_a_two_device_one_in_place_with_every_row_kept(pg_url, standin):
@@ -31,8 +21,8 @@ def test_a_one_device_archive_becomes_a_two_device_one_in_place_with_every_row_k
     Job(alone, clock=FixedClock(NOW)).run()
     before = archive_rows(pg_url)
     assert before == expected_means(first)
-    nights = _one(pg_url, "SELECT count(*) FROM pox_five_second_mean_sessions")[0][0]
-    seconds = _one(pg_url, "SELECT count(*) FROM pox_five_second_mean_seconds")[0][0]
+    nights = query(pg_url, "SELECT count(*) FROM pox_five_second_mean_sessions")[0][0]
+    seconds = query(pg_url, "SELECT count(*) FROM pox_five_second_mean_seconds")[0][0]
     assert nights == 1 and seconds == 8  # two fields, four hours
 
     second = pulse_points(T0, 4 * HOUR, uids=("b",))  # the second oximeter, its night uploaded in the morning
@@ -57,14 +47,14 @@ def test_a_one_device_archive_becomes_a_two_device_one_in_place_with_every_row_k
     assert done.lines()[0] == (f"keyed public.pox_five_second_mean by uid in place: {len(before):,} rows, each given "
                                f"the device InfluxDB held for its hour (uid=a: {len(before):,})")
     assert archive_rows(pg_url) == {(t, "a"): row for (t,), row in before.items()}  # every row, given its device
-    assert _one(pg_url, "SELECT DISTINCT uid, count(*) OVER () FROM pox_five_second_mean_seconds") == [("a", 8)]
-    assert _one(pg_url, "SELECT uid FROM pox_five_second_mean_sessions") == [("a",)]
+    assert query(pg_url, "SELECT DISTINCT uid, count(*) OVER () FROM pox_five_second_mean_seconds") == [("a", 8)]
+    assert query(pg_url, "SELECT uid FROM pox_five_second_mean_sessions") == [("a",)]
     assert add_tags(apart, apply=True).already
 
     Job(apart, clock=FixedClock(NOW + HOUR)).run()  # the other oximeter's night, loaded as late readings
     assert archive_rows(pg_url) == expected_means(first + second, tags=("uid",))
-    assert _one(pg_url, "SELECT uid FROM pox_five_second_mean_sessions ORDER BY uid") == [("a",), ("b",)]
-    assert _one(pg_url, "SELECT sum(windows)::int FROM pox_five_second_mean_1d") == [(len(before) * 2,)]
+    assert query(pg_url, "SELECT uid FROM pox_five_second_mean_sessions ORDER BY uid") == [("a",), ("b",)]
+    assert query(pg_url, "SELECT sum(windows)::int FROM pox_five_second_mean_1d") == [(len(before) * 2,)]
 
 
 def test_rows_of_hours_no_count_names_take_the_only_device_or_the_one_given(pg_url, standin):

@@ -38,14 +38,19 @@ def archive_rows(pg_url, table="pox_five_second_mean", schema="public"):
         conn.close()
 
 
-def _one_row(pg_url, statement, params=()):
+def query(pg_url, statement, params=()):
+    """Every row a statement returns, on a connection of its own."""
     conn = psycopg2.connect(pg_url)
     try:
         cur = conn.cursor()
         cur.execute(statement, params)
-        return cur.fetchone()
+        return cur.fetchall()
     finally:
         conn.close()
+
+
+def _one_row(pg_url, statement, params=()):
+    return query(pg_url, statement, params)[0]
 
 
 def count_rows(pg_url, table="pox_five_second_mean"):
