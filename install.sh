@@ -50,7 +50,7 @@ APT_PACKAGES=(postgresql python3-venv python3-psycopg2 python3-urllib3 python3-d
 TLS_DIR_NAME=influx-archive-tls  # in the cluster's /etc/postgresql/V/C: the Pi's own CA and server certificate
 
 # Options (set by parse_args)
-DEMO=0 USE_SYSTEMD=0 UNINSTALL=0 PURGE=0 ADOPT_REFERENCE=0 ASSUME_YES=0 REPLACE_DEMO=0
+DEMO=0 USE_SYSTEMD=0 UNINSTALL=0 PURGE=0 ADOPT_REFERENCE=0 ASSUME_YES=0 REPLACE_DEMO=0 REPORTS=0
 LAN_CIDR="" SERVICE_USER="" INFLUX_URL_OPT="" INFLUX_ORG_OPT="" INFLUX_TOKEN_FILE_OPT=""
 INFLUX_BUCKET_OPT="" LANGUAGE_OPT="" BACKUP_DIR_OPT="" RESTORE_FILE=""
 PG_VERSION="" PG_CLUSTER=main ARCH="" RELEASE=""
@@ -71,6 +71,7 @@ Options:
   --adopt-reference       adopt a table made by the reference script (dedupe, key, labels to window start)
   --replace-demo          after --demo: load your InfluxDB (the options above) instead; the demo's rows are
                           dropped and its InfluxDB stopped
+  --reports               also install python3-matplotlib for `influx-archive report` (a night on one page)
   --backup-dir DIR        set BACKUP_DIR: nightly dumps there (an existing directory on a mounted drive)
   --restore FILE          restore a dump made by `backup` before the first load (a new Pi, an empty archive)
   --uninstall [--purge]   remove schedule, command and venv; --purge also the database, roles, code, .env,
@@ -121,6 +122,7 @@ parse_args() {
       --purge) PURGE=1 ;;
       --adopt-reference) ADOPT_REFERENCE=1 ;;
       --replace-demo) REPLACE_DEMO=1 ;;
+      --reports) REPORTS=1 ;;
       -y|--yes) ASSUME_YES=1 ;;
       --lan) LAN_CIDR=${2:?--lan needs a CIDR such as 192.168.1.0/24}; shift ;;
       --user) SERVICE_USER=${2:?--user needs a name}; shift ;;
@@ -165,6 +167,7 @@ has_systemd() { [ -d /run/systemd/system ]; }
 install_packages() {
   local wanted=("${APT_PACKAGES[@]}") missing=() pkg
   [ "$DEMO" -eq 1 ] && wanted+=(influxdb)
+  [ "$REPORTS" -eq 1 ] && wanted+=(python3-matplotlib)  # `influx-archive report` (optional: tens of MB)
   for pkg in "${wanted[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
   done

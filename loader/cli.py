@@ -267,6 +267,30 @@ def _backup_heartbeat(args, config):
     return config.backup_healthcheck_url.reveal()
 
 
+@command("report", "a night on one page (PDF, or PNG for a phone): traces, desaturations, the night's numbers",
+         """Writes each device's last finished night (or the nights that began on --night's evening) as an A4
+         page: the SpO2 trace with its desaturations, the artefacts refused and the 90 % and 88 % lines, the
+         pulse, and the night's numbers from the sessions table in the dashboard's colour bands (a child's
+         with SUBJECT=child), in this machine's local time. --out names the file (.pdf: a page per night;
+         .png: one night); without it, night-DATE[-DEVICE].pdf here. Needs matplotlib (install.sh
+         --reports).""",
+         "python -m loader report\n"
+         "  python -m loader report --night 2026-12-05 --device uid=a --out night.png",
+         [(0, "written"),
+          (1, "PostgreSQL unreachable, or " + UNEXPECTED),
+          (2, "needs a human: " + CONFIG_PROBLEM + "; no such night; matplotlib missing; the file cannot be "
+              "written")],
+         arguments=[(("--out",), dict(metavar="FILE", help="the report's file: .pdf or .png")),
+                    (("--night",), dict(metavar="DATE", help="the night that began on this date's evening, "
+                                                             "e.g. 2026-12-05 (default: the last finished)")),
+                    (("--device",), dict(metavar="TAG=VALUE", help="with TAGS: this device only, e.g. uid=a"))])
+def _report(args, config):
+    from .report import report
+    print("\n".join(report(config, SystemClock().now(), out=args.out, night=args.night,
+                           device=args.device).lines()))
+    return EXIT_OK
+
+
 @command("add-tags", "key a one-device archive by TAGS in place, for a second oximeter",
          """With TAGS set (TAGS=uid), gives every archived row the device InfluxDB held for its hour (the
          counts each run keeps), adds the tag columns to the archive table, its readings and 1 Hz

@@ -80,7 +80,8 @@ class Desaturation:
 @dataclass(frozen=True)
 class NightReading:
     """What read_night found: the desaturations per drop, the artefacts refused (excursions at least
-    ARTEFACT_MIN deep), seconds with a reading, T90/T88 seconds and the nadir."""
+    ARTEFACT_MIN deep), seconds with a reading, T90/T88 seconds and the nadir; refused: the seconds
+    [first, end) each counted artefact was bridged over (a report marks them)."""
 
     events: dict
     artefacts: int
@@ -88,6 +89,7 @@ class NightReading:
     t90_s: int
     t88_s: int
     nadir: float
+    refused: tuple = ()
 
 
 def whole(value):
@@ -191,10 +193,10 @@ def _typical(jumps):
 
 
 def _artefacts(x, pulse, first, end):
-    """How many excursions at least ARTEFACT_MIN deep x[first:end) held that were refused; every refused one
-    is bridged in x, in place."""
+    """[(first, end)] of the excursions at least ARTEFACT_MIN deep x[first:end) held that were refused;
+    every refused one is bridged in x, in place."""
     y = smoothed(x, first, end)
-    counted = 0
+    counted = []
     for level, start, b, stop in troughs(x[first:end], y):
         if stop - start > EVENT_MAX_S:
             continue
@@ -210,8 +212,9 @@ def _artefacts(x, pulse, first, end):
                 PULSE_JUMP, PULSE_SPREAD * _typical(_jumps(pulse, max(first, a - PULSE_BEFORE_S), a)))
         if not (fast or jumped):
             continue
-        counted += depth >= ARTEFACT_MIN
         c = next((t for t in range(c, min(end - 1, c + ARTEFACT_MAX_S) + 1) if x[t] >= level - ONSET), c)
+        if depth >= ARTEFACT_MIN:
+            counted.append((a, c + 1))
         for t in range(a + 1, c):
             x[t] = x[a] + (x[c] - x[a]) * (t - a) / (c - a)
     return counted
@@ -264,10 +267,10 @@ def read_night(spo2, pulse=None, drops=DROPS):
     pulse's (the same seconds; None: no pulse). Events carry the seconds of spo2's index."""
     x = list(spo2)
     events = {drop: [] for drop in drops}
-    artefacts = recorded = t90 = t88 = 0
-    nadir = None
+    recorded = t90 = t88 = 0
+    nadir, refused = None, []
     for first, end in recorded_runs(x):
-        artefacts += _artefacts(x, pulse, first, end)
+        refused += _artefacts(x, pulse, first, end)
         recorded += end - first
         y, here = smoothed(x, first, end), x[first:end]
         for drop, found in desaturations(here, y, drops, first).items():
@@ -277,7 +280,7 @@ def read_night(spo2, pulse=None, drops=DROPS):
         t88 += sum(1 for v in level if v < T88 + 0.5)
         low = held_lowest(x, first, end)
         nadir = low if nadir is None else min(nadir, low)
-    return NightReading(events, artefacts, recorded, t90, t88, nadir)
+    return NightReading(events, len(refused), recorded, t90, t88, nadir, tuple(refused))
 
 
 def clusters(events, size=CLUSTER_EVENTS, within=CLUSTER_S):

@@ -1,0 +1,342 @@
+"""`report`: a night on one page, to keep or to hand to a doctor (A4 PDF, or PNG for a phone).
+
+A night is a session of the sessions table (sessions.py): its numbers are read from there, exactly as
+the dashboard shows them, each coloured in the bands its Metric declares (an adult's or a child's,
+SUBJECT). The traces come from the archive: the oximeter's own 1 Hz readings where they are kept
+(<PG_TABLE>_seconds), else the 5-second means. The desaturations are marked as the sessions' rule finds
+them (oximetry.read_night on the 1 Hz readings; on the means, sessions.desaturations_with_lowest), with
+the artefacts it refused and the stretches without a reading. Times are the Pi's local time.
+
+matplotlib draws it (Debian's python3-matplotlib on a Pi: `install.sh --reports`), imported only here,
+and only when a report is made: the hourly run never loads it.
+"""
+
+import datetime
+import os
+from dataclasses import dataclass, field
+
+from psycopg2 import sql
+
+from . import __version__, archive, oximetry
+from .errors import LoaderError
+from .humanize import human_duration
+from .invocation import command
+from .pg import Database, table_exists
+from .sessions import METRICS, desaturations_with_lowest
+from .sources.batch import series_key
+from .state import set_search_path
+
+# Grafana's colours for the band names the Metrics declare, so the page reads like the dashboard
+COLOURS = {"green": "#73BF69", "yellow": "#FADE2A", "orange": "#FF9830", "red": "#F2495C", "transparent": "#FFFFFF"}
+# what the page lists, in this order (the sessions table's columns; a child's McGill score where kept)
+SHOWN = ("odi4", "odi3", "t90_pct", "t88_pct", "nadir", "hypoxic_burden", "spo2_mean", "desat_depth",
+         "artefacts", "mcgill", "pulse_mean", "pulse_min", "pulse_max", "recorded_s")
+BY_COLUMN = {m.column: m for m in METRICS}
+A4 = (8.27, 11.69)  # inches
+NOON = 12 * 3600  # a night "of" a date began between that day's noon and the next day's
+
+
+class ReportError(LoaderError):
+    """No night to report, or a report that cannot be made (exit 2: the line says what to do)."""
+
+    exit_code = 2
+
+
+@dataclass
+class Night:
+    device: tuple  # its tag values (TAGS)
+    label: str  # 'uid=a', '' with one device
+    started: int
+    row: dict  # the sessions table's row, by column
+    times: list = field(default_factory=list)  # the traces' seconds (epoch)
+    spo2: list = field(default_factory=list)  # a value or None for each
+    pulse: list = field(default_factory=list)
+    step: int = 1  # seconds between samples: 1 from the 1 Hz readings, WINDOW from the means
+    events: list = field(default_factory=list)  # (start, end, depth) epoch seconds, the ≥3-point ones
+    refused: list = field(default_factory=list)  # (start, end) of the artefacts refused
+
+    @property
+    def ended(self):
+        return int(self.row["ended"].timestamp())
+
+    def name(self, tz=None):
+        """night-2026-12-05[-uid-a]: the date the night began (local), and the device."""
+        day = datetime.datetime.fromtimestamp(self.started, tz).astimezone(tz)
+        day -= datetime.timedelta(seconds=NOON)
+        device = "-" + "-".join(self.label.replace("=", "-").split(",")) if self.label else ""
+        return f"night-{day:%Y-%m-%d}{device}"
+
+
+def night_of(text):
+    """--night 2026-12-05: [noon of that day, noon of the next), local time, as epoch seconds."""
+    try:
+        day = datetime.date.fromisoformat(text)
+    except ValueError:
+        raise ReportError(f"--night {text} is not a date such as 2026-12-05") from None
+    noon = datetime.datetime.combine(day, datetime.time(12)).astimezone()
+    return int(noon.timestamp()), int((noon + datetime.timedelta(days=1)).timestamp())
+
+
+def parse_device(text, tags):
+    pairs = dict(p.split("=", 1) for p in text.split(",") if "=" in p)
+    if not tags:
+        raise ReportError("--device needs TAGS: this archive keeps one device")
+    if set(pairs) != set(tags):
+        raise ReportError(f"--device {text}: give it as {','.join(t + '=VALUE' for t in tags)}")
+    return tuple(pairs[t] for t in tags)
+
+
+def read_nights(config, now, night=None, device=None, finished_only=True):
+    """The nights to report: the sessions that began in `night` ([start, end)), else each device's last
+    finished one (nothing sent for SESSION_GAP after its end); device: its tag values."""
+    db = Database(config)
+    sessions = archive.sessions(db, config)
+    conn = db.connect()
+    try:
+        with db.errors():
+            cur = conn.cursor()
+            set_search_path(cur, config.pg_schema)
+            if not config.session_spo2 or not table_exists(cur, sessions.table.as_string(cur)):
+                kept = config.session_spo2 or "none"
+                raise ReportError(f"{db.target} has no sessions to report (SESSION_SPO2={kept})",
+                                  hint=f"nights are kept from the next `{command('run')}` on")
+            cur.execute(*_nights_query(cur, config, sessions.table, now, night, device, finished_only))
+            nights = []
+            columns, n = [m.column for m in METRICS], len(config.tags)
+            for found in cur.fetchall():
+                values, started, rest = found[:n], found[n], found[n + 1:]
+                nights.append(Night(tuple(values), series_key(dict(zip(config.tags, values))), started,
+                                    dict(zip(columns, rest))))
+            for each in nights:
+                _traces(cur, db, config, each)
+            conn.rollback()
+    finally:
+        conn.close()
+    if not nights:
+        which = f"that began on the night of {datetime.datetime.fromtimestamp(night[0]):%Y-%m-%d}" if night \
+            else "finished yet (a night is finished SESSION_GAP after its last reading)"
+        raise ReportError(f"no night {which}{' for that device' if device else ''}",
+                          hint=f"`{command('status')}` shows the newest data; --night DATE names another")
+    return sorted(nights, key=lambda n: (n.started, n.label))
+
+
+def _nights_query(cur, config, table, now, night, device, finished_only):
+    """(statement, parameters) of the sessions asked for: those that began in night, else each device's
+    newest (finished) one."""
+    tags = [sql.Identifier(t) for t in config.tags]
+    where, params = [], {"gap": config.session_gap, "now": now}
+    if device is not None:
+        where += [sql.SQL("{} = %({})s").format(t, sql.SQL(f"tag{i}")) for i, t in enumerate(tags)]
+        params.update({f"tag{i}": v for i, v in enumerate(device)})
+    if night is not None:
+        where.append(sql.SQL("started >= to_timestamp(%(lo)s) AND started < to_timestamp(%(hi)s)"))
+        params.update(lo=night[0], hi=night[1])
+    elif finished_only:
+        where.append(sql.SQL("ended + make_interval(secs => %(gap)s) <= to_timestamp(%(now)s)"))
+    newest = night is None
+    keys = sql.SQL("").join(sql.SQL("{}, ").format(t) for t in tags)
+    statement = sql.SQL("SELECT {distinct}{keys}extract(epoch FROM started)::bigint, {columns} FROM {table}{where} "
+                        "ORDER BY {keys}started DESC{limit}").format(
+        distinct=sql.SQL("DISTINCT ON ({}) ").format(sql.SQL(", ").join(tags)) if tags and newest else sql.SQL(""),
+        keys=keys, columns=sql.SQL(", ").join(sql.Identifier(m.column) for m in METRICS), table=table,
+        where=sql.SQL(" WHERE ") + sql.SQL(" AND ").join(where) if where else sql.SQL(""),
+        limit=sql.SQL(" LIMIT 1") if newest and not tags else sql.SQL(""))
+    return statement.as_string(cur), params
+
+
+def _traces(cur, db, config, night):
+    """The night's SpO2 and pulse traces, its desaturations and refused artefacts: from the 1 Hz readings where
+    kept, else from the 5-second means."""
+    start, end = night.started, night.ended
+    fields = [config.session_spo2] + ([config.session_pulse] if config.session_pulse else [])
+    kept = archive.table(db, config).seconds
+    found = kept.read(cur, night.device, fields, start, end) if kept.exists(cur) else None
+    if found is not None:
+        night.times = list(range(start, end))
+        night.spo2 = found[config.session_spo2]
+        night.pulse = found[config.session_pulse] if config.session_pulse else []
+        reading = oximetry.read_night(night.spo2, night.pulse or None)
+        night.events = [(start + e.start, start + e.end, e.depth) for e in reading.events[min(reading.events)]]
+        night.refused = [(start + a, start + b) for a, b in reading.refused]
+        return
+    where = sql.SQL("").join(sql.SQL("{} = %s AND ").format(sql.Identifier(t)) for t in config.tags)
+    pulse = sql.Identifier(config.session_pulse) if config.session_pulse else sql.SQL("NULL")
+    cur.execute(sql.SQL("SELECT extract(epoch FROM time)::bigint, {}, {} FROM {} WHERE {} time >= to_timestamp(%s) "
+                        "AND time < to_timestamp(%s) ORDER BY time").format(
+        sql.Identifier(config.session_spo2), pulse, db.table, where), (*night.device, start, end))
+    rows = cur.fetchall()
+    night.step = config.window
+    night.times = [r[0] for r in rows]
+    night.spo2 = [r[1] for r in rows]
+    night.pulse = [r[2] for r in rows] if config.session_pulse else []
+    kept_rows = [(t, v) for t, v in zip(night.times, night.spo2) if v is not None]
+    if kept_rows:
+        times, values = map(list, zip(*kept_rows))
+        night.events = [(e.start, e.start + e.duration, e.depth)
+                        for e in desaturations_with_lowest(times, values, config.window, 3)]
+
+
+def colour(metric, value, subject):
+    """The band colour name of value (the Metric's bands for this subject); None outside any."""
+    bands = metric.bands_for(subject)
+    if value is None or not bands:
+        return None
+    name = None
+    for band, threshold in bands:
+        if threshold is None or value >= threshold:
+            name = band
+    return name
+
+
+def shown(metric, value):
+    """A value as the page (and the dashboard's table) shows it."""
+    if value is None:
+        return "-"
+    if metric.column == "recorded_s":
+        return human_duration(int(value))
+    decimals = metric.decimals if metric.decimals is not None else 1
+    return f"{value:.{decimals}f}"
+
+
+def render(nights, path, subject, tz=None):
+    """Write the nights, one page each, to path: PDF (several pages) or PNG (one night), by its suffix."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        matplotlib.rcParams["pdf.fonttype"] = 42  # TrueType: the PDF's text can be searched and copied
+        from matplotlib import pyplot
+        from matplotlib.backends.backend_pdf import PdfPages
+    except ImportError:
+        raise ReportError("reports need matplotlib, which is not installed",
+                          hint="sudo ./install.sh --reports (Debian's python3-matplotlib), or apt-get install "
+                               "python3-matplotlib") from None
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix not in (".pdf", ".png"):
+        raise ReportError(f"--out {path}: a report is a .pdf or a .png")
+    if suffix == ".png" and len(nights) > 1:
+        raise ReportError(f"{len(nights)} nights and one PNG: give --device, or write a .pdf (a page each)")
+    partial = os.path.join(os.path.dirname(path) or ".", f".{os.path.basename(path)}.partial")
+    try:
+        if suffix == ".pdf":
+            with PdfPages(partial, metadata={"Title": "influx-archive night report", "Creator": "influx-archive"}
+                          ) as pdf:
+                for night in nights:
+                    figure = _page(pyplot, night, subject, tz)
+                    pdf.savefig(figure)
+                    pyplot.close(figure)
+        else:
+            figure = _page(pyplot, nights[0], subject, tz)
+            figure.savefig(partial, format="png", dpi=110)
+            pyplot.close(figure)
+        os.replace(partial, path)
+    except OSError as exc:
+        raise ReportError(f"cannot write {path}: {exc.strerror}",
+                          hint="check the directory (df -h, its owner)") from None
+    finally:
+        if os.path.exists(partial):
+            os.unlink(partial)
+    return path
+
+
+def _page(pyplot, night, subject, tz):
+    from matplotlib import dates
+    figure = pyplot.figure(figsize=A4)
+    local = [datetime.datetime.fromtimestamp(t, tz).astimezone(tz) for t in night.times]
+    began = datetime.datetime.fromtimestamp(night.started, tz).astimezone(tz)
+    ended = datetime.datetime.fromtimestamp(night.ended, tz).astimezone(tz)
+    zone = began.tzname() or ""
+    title = f"Night of {(began - datetime.timedelta(seconds=NOON)):%a %-d %b %Y}" + (
+        f" — {night.label}" if night.label else "")
+    figure.text(0.06, 0.965, title, fontsize=16, weight="bold")
+    figure.text(0.06, 0.945, f"{began:%H:%M} – {ended:%H:%M} ({zone}), "
+                             f"{human_duration(int(night.row['recorded_s']))} recorded"
+                             + ("" if night.step == 1 else f"; traces from {night.step}-second means"), fontsize=10)
+    figure.text(0.06, 0.93, "Orientation, not a diagnosis: oximetry alone cannot tell apnoea from other causes.",
+                fontsize=8.5, style="italic", color="#555555")
+
+    spo2_axes = figure.add_axes((0.08, 0.66, 0.88, 0.25))
+    values = [float("nan") if v is None else v for v in night.spo2]
+    spo2_axes.plot(local, values, color="#1F60C4", linewidth=0.5)
+    for level, style in ((90, "--"), (88, ":")):
+        spo2_axes.axhline(level, color="#C4162A", linestyle=style, linewidth=0.8)
+        spo2_axes.text(local[0] if local else began, level, f" {level} %", va="bottom", fontsize=7, color="#C4162A")
+    for start, end, depth in night.events:  # a flag above the trace for each (a night is too long for 20-s spans)
+        hue = "#FF9830" if depth < 4 else "#F2495C"
+        spo2_axes.axvspan(_at(start, tz), _at(end, tz), color=hue, alpha=0.35, linewidth=0)
+        spo2_axes.plot([_at(start, tz)], [101.2], marker="v", markersize=4, color=hue, linestyle="none")
+    for start, end in night.refused:
+        spo2_axes.axvspan(_at(start, tz), _at(end, tz), color="#888888", alpha=0.5, linewidth=0)
+        spo2_axes.plot([_at(start, tz)], [101.2], marker="x", markersize=4, color="#666666", linestyle="none")
+    known = [v for v in night.spo2 if v is not None]
+    low = min([80.0] + known)
+    spo2_axes.set_ylim(max(50.0, low - 2), 102)
+    spo2_axes.set_ylabel("SpO2 %")
+    spo2_axes.set_title("SpO2: desaturations ≥3 points orange, ≥4 red (▼); artefacts refused grey (×); "
+                        "gaps: no reading, or one outside VALID_RANGES", fontsize=8, loc="left")
+
+    pulse_axes = figure.add_axes((0.08, 0.45, 0.88, 0.16), sharex=spo2_axes)
+    if night.pulse:
+        pulse_axes.plot(local, [float("nan") if v is None else v for v in night.pulse], color="#8F3BB8",
+                        linewidth=0.5)
+    beats = [v for v in night.pulse if v is not None]
+    if beats:
+        pulse_axes.set_ylim(min(beats) - 5, max(beats) + 5)
+    pulse_axes.set_ylabel("Pulse bpm")
+    for axes in (spo2_axes, pulse_axes):
+        axes.xaxis.set_major_formatter(dates.DateFormatter("%H:%M", tz=tz or began.tzinfo))
+        axes.grid(True, linewidth=0.3, color="#DDDDDD")
+        axes.tick_params(labelsize=8)
+
+    rows = [(m, night.row.get(m.column)) for m in (BY_COLUMN[c] for c in SHOWN) if subject in m.subjects
+            and (m.column != "artefacts" or night.row.get(m.column) is not None)]
+    table = figure.add_axes((0.08, 0.06, 0.84, 0.34))
+    table.axis("off")
+    cells = [[m.title, shown(m, v), m.unit if m.column != "recorded_s" else ""] for m, v in rows]
+    drawn = table.table(cellText=cells, colLabels=["", "this night", ""], colWidths=[0.45, 0.3, 0.25],
+                        loc="upper left", cellLoc="left")
+    drawn.auto_set_font_size(False)
+    drawn.set_fontsize(10)
+    drawn.scale(1, 1.45)
+    for i, (metric, value) in enumerate(rows, start=1):
+        band = colour(metric, value, subject)
+        if band:
+            drawn[i, 1].set_facecolor(COLOURS[band])
+        for j in range(3):
+            drawn[i, j].set_edgecolor("#CCCCCC")
+    bands = "a child's (SUBJECT=child)" if subject == "child" else "an adult's"
+    made = datetime.datetime.now(tz)
+    figure.text(0.06, 0.025, f"influx-archive {__version__} · {oximetry.RULE.split()[0]} · colours: the dashboard's "
+                             f"bands, {bands} · ODI per hour recorded · made {made:%Y-%m-%d %H:%M}",
+                fontsize=7, color="#555555")
+    return figure
+
+
+def _at(epoch, tz):
+    return datetime.datetime.fromtimestamp(epoch, tz).astimezone(tz)
+
+
+@dataclass
+class ReportResult:
+    written: list = field(default_factory=list)  # (path, night)
+
+    def lines(self):
+        return [f"report:  {path} ({night.label or 'the night'} of {night.name()[len('night-'):][:10]}, "
+                f"ODI4 {night.row['odi4']:.1f}/h, T90 {night.row['t90_pct']:.1f} %, nadir {night.row['nadir']:.0f} %)"
+                for path, night in self.written]
+
+
+def report(config, now, out=None, night=None, device=None, directory="."):
+    """Write the report(s) asked for; out: the file (PDF with a page per night, or a PNG of one), else one PDF
+    per night named by date and device in `directory`."""
+    nights = read_nights(config, now, night_of(night) if night else None,
+                         parse_device(device, config.tags) if device else None)
+    result = ReportResult()
+    if out:
+        render(nights, out, config.subject)
+        result.written = [(out, n) for n in nights]
+    else:
+        for each in nights:
+            path = os.path.join(directory, each.name() + ".pdf")
+            render([each], path, config.subject)
+            result.written.append((path, each))
+    return result

@@ -1,0 +1,90 @@
+"""`report`: a night on one page (loader/report.py), rendered for real with matplotlib and read back with
+poppler's pdftotext and pdftoppm, as a person opening the PDF would."""
+
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from loader.job import Job
+from loader.report import ReportError, report
+from tests.support.archive import query
+from tests.support.harness import DAY, HOUR, FixedClock, cli, flux_env, make_config
+from tests.support.readings import feed_standin
+
+T0 = 1_790_000_000 - 1_790_000_000 % DAY - 2 * HOUR  # 22:00 UTC
+END = T0 + 7 * HOUR
+pytestmark = pytest.mark.skipif(not shutil.which("pdftotext"), reason="poppler-utils not installed (tests/run does)")
+
+
+def constructed_night(uid, dips, start=T0):
+    """7 hours of 1 Hz whole-percent readings of one device: 96 %, `dips` clusters of 5 dips of 5 points (20 s,
+    40 s apart) an hour apart from 1 h 30 min, a bathroom break (20 minutes unsent) and a finger-off stretch
+    (SpO2 0, refused)."""
+    out = []
+    lows = {start + HOUR * (k + 1) + 1800 + 60 * j + s for k in range(dips) for j in range(5) for s in range(20)}
+    for t in range(start, start + 7 * HOUR):
+        if start + 3 * HOUR <= t < start + 3 * HOUR + 20 * 60:
+            continue
+        spo2 = 0.0 if start + 5 * HOUR <= t < start + 5 * HOUR + 120 else (91.0 if t in lows else 96.0)
+        out.append(("spo2", {"uid": uid}, "spo2", t, spo2))
+        out.append(("spo2", {"uid": uid}, "bpm", t, 62.0 if t % 7 else 63.0))
+    return out
+
+
+@pytest.fixture
+def nights(pg_url, standin):
+    feed_standin(standin, constructed_night("a", 4) + constructed_night("b", 1))
+    config = make_config(pg_url, standin.url, TAGS="uid", INITIAL_LOOKBACK="1d")
+    Job(config, clock=FixedClock(END + HOUR)).run()
+    return config
+
+
+def pdf_text(path):
+    return subprocess.run(["pdftotext", "-layout", str(path), "-"], capture_output=True, text=True,
+                          check=True).stdout
+
+
+def test_a_pdf_report_holds_each_devices_night_as_the_sessions_table_holds_it(nights, pg_url, tmp_path):
+    out = tmp_path / "nights.pdf"
+    done = report(nights, END + HOUR, out=str(out))
+    assert [night.label for _, night in done.written] == ["uid=a", "uid=b"]
+    pages = pdf_text(out).split("\f")
+    assert len([p for p in pages if p.strip()]) == 2
+    rows = query(pg_url, "SELECT uid, odi4, t90_pct, nadir, desat4, recorded_s FROM pox_five_second_mean_sessions "
+                         "ORDER BY uid")
+    assert [r[0] for r in rows] == ["a", "b"] and rows[0][4] == 20 and rows[1][4] == 5  # every dip counted
+    for page, (uid, odi4, t90, nadir, _, recorded) in zip(pages, rows):
+        assert f"uid={uid}" in page and "Orientation, not a diagnosis" in page
+        for title, value in (("ODI4", f"{odi4:.1f}"), ("T90 %", f"{t90:.1f}"), ("Nadir", f"{nadir:.1f}")):
+            assert any(line.split()[:len(title.split())] == title.split() and value in line.split()
+                       for line in page.splitlines()), (title, value, page)
+        assert recorded == 7 * HOUR - 20 * 60 - 120 and "6h 38m recorded" in page  # less the break and finger-off
+    png = tmp_path / "page"
+    subprocess.run(["pdftoppm", "-png", "-r", "40", "-f", "1", "-l", "1", str(out), str(png)], check=True)
+    assert os.path.getsize(f"{png}-1.png") > 5000  # drawn, not blank
+
+
+def test_a_png_is_one_nights_and_the_night_and_device_are_chosen(nights, tmp_path):
+    with pytest.raises(ReportError, match="2 nights and one PNG: give --device"):
+        report(nights, END + HOUR, out=str(tmp_path / "both.png"))
+    one = report(nights, END + HOUR, out=str(tmp_path / "a.png"), device="uid=b", night="2026-09-20")
+    [(path, night)] = one.written
+    assert night.label == "uid=b" and open(path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ReportError, match="no night that began on the night of 2026-09-22"):
+        report(nights, END + HOUR, night="2026-09-22", directory=str(tmp_path))
+    with pytest.raises(ReportError, match="no night finished yet"):  # the night not yet SESSION_GAP quiet
+        report(nights, END + 10 * 60, directory=str(tmp_path))
+    mine = report(nights, END + HOUR, directory=str(tmp_path))  # one PDF per night, named by date and device
+    assert sorted(os.path.basename(p) for p, _ in mine.written) == ["night-2026-09-20-uid-a.pdf",
+                                                                    "night-2026-09-20-uid-b.pdf"]
+
+
+def test_the_report_command_writes_the_file_it_is_given(nights, pg_url, standin, tmp_path):
+    out = tmp_path / "night.pdf"
+    done = cli("report", "--out", str(out), "--device", "uid=a", "--night", "2026-09-20",
+               env=flux_env(pg_url, standin, TAGS="uid", TZ="Europe/Berlin"))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"report:  {out} (uid=a of 2026-09-20, ODI4 ")
+    assert "00:00 – 07:00 (CEST)" in pdf_text(out)  # the Pi's local time: 22:00 UTC is midnight in Berlin
