@@ -71,7 +71,8 @@ Options:
   --adopt-reference       adopt a table made by the reference script (dedupe, key, labels to window start)
   --replace-demo          after --demo: load your InfluxDB (the options above) instead; the demo's rows are
                           dropped and its InfluxDB stopped
-  --reports               also install python3-matplotlib for `influx-archive report` (a night on one page)
+  --reports               also install python3-matplotlib and apprise: `influx-archive report` (a night on one
+                          page), REPORT_DIR (set to BACKUP_DIR/reports with --backup-dir) and NOTIFY_URL
   --backup-dir DIR        set BACKUP_DIR: nightly dumps there (an existing directory on a mounted drive)
   --restore FILE          restore a dump made by `backup` before the first load (a new Pi, an empty archive)
   --uninstall [--purge]   remove schedule, command and venv; --purge also the database, roles, code, .env,
@@ -167,7 +168,7 @@ has_systemd() { [ -d /run/systemd/system ]; }
 install_packages() {
   local wanted=("${APT_PACKAGES[@]}") missing=() pkg
   [ "$DEMO" -eq 1 ] && wanted+=(influxdb)
-  [ "$REPORTS" -eq 1 ] && wanted+=(python3-matplotlib)  # `influx-archive report` (optional: tens of MB)
+  [ "$REPORTS" -eq 1 ] && wanted+=(python3-matplotlib apprise)  # reports and messages (optional: tens of MB)
   for pkg in "${wanted[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
   done
@@ -601,6 +602,11 @@ configure_backups() {
   fi
   IA_SET_BACKUP_DIR=$BACKUP_DIR_OPT "$SYSTEM_PYTHON" "$APP_DIR/setup/envfile.py" set "$ENV_FILE" BACKUP_DIR
   ok "BACKUP_DIR=$BACKUP_DIR_OPT in $ENV_FILE (nightly backup, weekly verify)"
+  if [ "$REPORTS" -eq 1 ] && [ -z "$(env_get REPORT_DIR)" ]; then  # the nights' reports beside the dumps
+    mkdir -p "$BACKUP_DIR_OPT/reports" && chown "$SERVICE_USER:" "$BACKUP_DIR_OPT/reports"
+    IA_SET_REPORT_DIR=$BACKUP_DIR_OPT/reports "$SYSTEM_PYTHON" "$APP_DIR/setup/envfile.py" set "$ENV_FILE" REPORT_DIR
+    ok "REPORT_DIR=$BACKUP_DIR_OPT/reports in $ENV_FILE (each finished night's report, kept as long as the dumps)"
+  fi
 }
 
 restore_backup() {

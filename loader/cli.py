@@ -176,8 +176,24 @@ def _run(args, config):
     if outcome.locked_out:
         _say(f"{LOCKED}; this run did nothing (the next hourly run loads what is new)")
         return EXIT_OK
-    _report_load(outcome, config, SystemClock().now())
+    now = SystemClock().now()
+    _report_load(outcome, config, now)
+    _deliver(config, now)
     return EXIT_OK
+
+
+def _deliver(config, now):
+    """Finished nights' reports and messages (REPORT_DIR, NOTIFY_URL): after the archive is whole, never
+    failing the run; what failed is recorded for `status` and tried again next hour."""
+    from . import morning
+    if not morning.wanted(config):
+        return
+    try:
+        morning.deliver(config, now)
+    except LoaderError as exc:
+        log.error("reports and messages: %s; the next run tries again", exc)
+    except Exception:  # noqa: BLE001 - the archive is loaded; this part is logged and tried again
+        log.exception("reports and messages failed unexpectedly; the next run tries again")
 
 
 @command("backfill", "load (or reload) a given time range",

@@ -208,6 +208,15 @@ def absolute_path(setting, raw):
     return (raw.rstrip("/") or raw), None
 
 
+def service_url(setting, raw):
+    """An Apprise URL (ntfy://, tgram://, mailto://, ...): a scheme and something after it; its value is never
+    shown (it carries tokens)."""
+    if raw and not re.match(r"^[a-z][a-z0-9+.-]*://\S+$", raw):
+        return raw, (f"{setting.key} must be a notification URL such as ntfy://ntfy.sh/TOPIC or tgram://TOKEN/CHAT "
+                     f"(Apprise's forms; the value is not shown)")
+    return raw, None
+
+
 def existing_file(setting, raw):
     if raw and not os.path.isfile(raw):
         return raw, f"{setting.key} {raw} does not exist"
@@ -364,6 +373,17 @@ SETTINGS = (
     Setting("BACKUP_REMOTE_SSH", "The remote shell rsync uses for BACKUP_REMOTE.", default="ssh -o BatchMode=yes",
             example="ssh -o BatchMode=yes -i /etc/influx-archive/backup_key",
             attr="backup_remote_ssh", kind=command),
+    Setting("REPORT_DIR", "Where the hourly run writes each finished night's report (`report`'s page, as "
+            "night-DATE[-DEVICE].pdf; revised when late readings change the night), kept as long as the dumps "
+            "(BACKUP_KEEP_DAILY days, BACKUP_KEEP_WEEKLY weeks); empty: none. Needs matplotlib.", default="",
+            example="/mnt/usb/influx-archive/reports", attr="report_dir", kind=absolute_path),
+    Setting("NOTIFY_URL", "A message for each finished night NOTIFY_WHEN chooses, through Apprise (ntfy, "
+            "Telegram, e-mail, Signal, Matrix, Pushover...: one URL; Debian's apprise package), with its report "
+            "attached where REPORT_DIR makes one. A failed message is tried again on the next run.", secret=True,
+            default="", example="ntfy://ntfy.sh/my-nights-topic", attr="notify_url", kind=service_url),
+    Setting("NOTIFY_WHEN", "bad: only nights whose ODI4 or T90 is in the dashboard's orange or red bands, or with "
+            "less than half the device's usual recorded time (a sensor that fell off); always: every night.",
+            default="bad", attr="notify_when", kind=choice, choices=("bad", "always")),
     Setting("HEALTHCHECK_URL", "Optional dead-man's-switch URL pinged by `run` (URL/start, URL on success, "
             "URL/fail on failure), e.g. a healthchecks.io check. A failed ping never fails the run.",
             secret=True, default="", example="https://hc-ping.com/your-check-uuid",
@@ -381,7 +401,7 @@ class _ConfigMethods:
     def secrets(self):
         """Every secret value, so error text can be scrubbed of them before it is shown or stored."""
         values = [self.influx_token.reveal(), self.influx_password.reveal(),
-                  self.healthcheck_url.reveal(), self.backup_healthcheck_url.reveal()]
+                  self.healthcheck_url.reveal(), self.backup_healthcheck_url.reveal(), self.notify_url.reveal()]
         url = self.pg_url.reveal()
         password = pg_password(url) or (re.search(r"[?&]password=([^&]*)", url) or [None, ""])[1]
         if password:  # a URL without one (peer or .pgpass authentication) holds nothing secret

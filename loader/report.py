@@ -12,7 +12,9 @@ and only when a report is made: the hourly run never loads it.
 """
 
 import datetime
+import hashlib
 import os
+import zlib
 from dataclasses import dataclass, field
 
 from psycopg2 import sql
@@ -60,11 +62,18 @@ class Night:
         return int(self.row["ended"].timestamp())
 
     def name(self, tz=None):
-        """night-2026-12-05[-uid-a]: the date the night began (local), and the device."""
-        day = datetime.datetime.fromtimestamp(self.started, tz).astimezone(tz)
-        day -= datetime.timedelta(seconds=NOON)
+        """night-2026-12-05-2214[-uid-a]: the date of the evening the night began, its start (local time: a
+        nap that afternoon is another file), and the device."""
+        began = datetime.datetime.fromtimestamp(self.started, tz).astimezone(tz)
+        day = began - datetime.timedelta(seconds=NOON)
         device = "-" + "-".join(self.label.replace("=", "-").split(",")) if self.label else ""
-        return f"night-{day:%Y-%m-%d}{device}"
+        return f"night-{day:%Y-%m-%d}-{began:%H%M}{device}"
+
+    @property
+    def digest(self):
+        """The night's numbers in short: a report or message made from other numbers is out of date."""
+        values = [(c, None if v is None else str(v)) for c, v in sorted(self.row.items())]
+        return hashlib.sha256(repr(values).encode()).hexdigest()[:16]
 
 
 def night_of(text):
@@ -86,9 +95,10 @@ def parse_device(text, tags):
     return tuple(pairs[t] for t in tags)
 
 
-def read_nights(config, now, night=None, device=None, finished_only=True):
-    """The nights to report: the sessions that began in `night` ([start, end)), else each device's last
-    finished one (nothing sent for SESSION_GAP after its end); device: its tag values."""
+def read_nights(config, now, night=None, device=None, since=None, traces=True):
+    """The nights to report: the sessions that began in `night` ([start, end)); else every finished one
+    (nothing sent for SESSION_GAP after its end) that ended at `since` or later; else each device's last
+    finished one. device: its tag values. traces: with their traces, desaturations and artefacts."""
     db = Database(config)
     sessions = archive.sessions(db, config)
     conn = db.connect()
@@ -100,19 +110,19 @@ def read_nights(config, now, night=None, device=None, finished_only=True):
                 kept = config.session_spo2 or "none"
                 raise ReportError(f"{db.target} has no sessions to report (SESSION_SPO2={kept})",
                                   hint=f"nights are kept from the next `{command('run')}` on")
-            cur.execute(*_nights_query(cur, config, sessions.table, now, night, device, finished_only))
+            cur.execute(*_nights_query(cur, config, sessions.table, now, night, device, since))
             nights = []
             columns, n = [m.column for m in METRICS], len(config.tags)
             for found in cur.fetchall():
                 values, started, rest = found[:n], found[n], found[n + 1:]
                 nights.append(Night(tuple(values), series_key(dict(zip(config.tags, values))), started,
                                     dict(zip(columns, rest))))
-            for each in nights:
+            for each in nights if traces else ():
                 _traces(cur, db, config, each)
             conn.rollback()
     finally:
         conn.close()
-    if not nights:
+    if not nights and since is None:
         which = f"that began on the night of {datetime.datetime.fromtimestamp(night[0]):%Y-%m-%d}" if night \
             else "finished yet (a night is finished SESSION_GAP after its last reading)"
         raise ReportError(f"no night {which}{' for that device' if device else ''}",
@@ -120,9 +130,9 @@ def read_nights(config, now, night=None, device=None, finished_only=True):
     return sorted(nights, key=lambda n: (n.started, n.label))
 
 
-def _nights_query(cur, config, table, now, night, device, finished_only):
-    """(statement, parameters) of the sessions asked for: those that began in night, else each device's
-    newest (finished) one."""
+def _nights_query(cur, config, table, now, night, device, since):
+    """(statement, parameters) of the sessions asked for: those that began in night, else the finished ones
+    that ended since `since`, else each device's newest finished one."""
     tags = [sql.Identifier(t) for t in config.tags]
     where, params = [], {"gap": config.session_gap, "now": now}
     if device is not None:
@@ -131,9 +141,12 @@ def _nights_query(cur, config, table, now, night, device, finished_only):
     if night is not None:
         where.append(sql.SQL("started >= to_timestamp(%(lo)s) AND started < to_timestamp(%(hi)s)"))
         params.update(lo=night[0], hi=night[1])
-    elif finished_only:
+    else:
         where.append(sql.SQL("ended + make_interval(secs => %(gap)s) <= to_timestamp(%(now)s)"))
-    newest = night is None
+    if night is None and since is not None:
+        where.append(sql.SQL("ended >= to_timestamp(%(since)s)"))
+        params["since"] = since
+    newest = night is None and since is None
     keys = sql.SQL("").join(sql.SQL("{}, ").format(t) for t in tags)
     statement = sql.SQL("SELECT {distinct}{keys}extract(epoch FROM started)::bigint, {columns} FROM {table}{where} "
                         "ORDER BY {keys}started DESC{limit}").format(
@@ -142,6 +155,21 @@ def _nights_query(cur, config, table, now, night, device, finished_only):
         where=sql.SQL(" WHERE ") + sql.SQL(" AND ").join(where) if where else sql.SQL(""),
         limit=sql.SQL(" LIMIT 1") if newest and not tags else sql.SQL(""))
     return statement.as_string(cur), params
+
+
+def load_traces(config, nights):
+    """Read each night's traces (read_nights(traces=False) left them out)."""
+    db = Database(config)
+    conn = db.connect()
+    try:
+        with db.errors():
+            cur = conn.cursor()
+            set_search_path(cur, config.pg_schema)
+            for night in nights:
+                _traces(cur, db, config, night)
+            conn.rollback()
+    finally:
+        conn.close()
 
 
 def _traces(cur, db, config, night):
@@ -198,8 +226,9 @@ def shown(metric, value):
     return f"{value:.{decimals}f}"
 
 
-def render(nights, path, subject, tz=None):
-    """Write the nights, one page each, to path: PDF (several pages) or PNG (one night), by its suffix."""
+def render(nights, path, subject, tz=None, revised=False):
+    """Write the nights, one page each, to path: PDF (several pages) or PNG (one night), by its suffix;
+    revised: the page says it replaces one made before late readings changed the night."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -221,24 +250,25 @@ def render(nights, path, subject, tz=None):
             with PdfPages(partial, metadata={"Title": "influx-archive night report", "Creator": "influx-archive"}
                           ) as pdf:
                 for night in nights:
-                    figure = _page(pyplot, night, subject, tz)
+                    figure = _page(pyplot, night, subject, tz, revised)
                     pdf.savefig(figure)
                     pyplot.close(figure)
         else:
-            figure = _page(pyplot, nights[0], subject, tz)
+            figure = _page(pyplot, nights[0], subject, tz, revised)
             figure.savefig(partial, format="png", dpi=110)
             pyplot.close(figure)
         os.replace(partial, path)
-    except OSError as exc:
-        raise ReportError(f"cannot write {path}: {exc.strerror}",
-                          hint="check the directory (df -h, its owner)") from None
+    except (OSError, zlib.error) as exc:  # a full disk inside the PDF writer surfaces as zlib's error
+        cause = exc if isinstance(exc, OSError) else exc.__context__
+        reason = getattr(cause, "strerror", None) or str(cause or exc)
+        raise ReportError(f"cannot write {path}: {reason}", hint="check the directory (df -h, its owner)") from None
     finally:
         if os.path.exists(partial):
             os.unlink(partial)
     return path
 
 
-def _page(pyplot, night, subject, tz):
+def _page(pyplot, night, subject, tz, revised=False):
     from matplotlib import dates
     figure = pyplot.figure(figsize=A4)
     local = [datetime.datetime.fromtimestamp(t, tz).astimezone(tz) for t in night.times]
@@ -248,6 +278,9 @@ def _page(pyplot, night, subject, tz):
     title = f"Night of {(began - datetime.timedelta(seconds=NOON)):%a %-d %b %Y}" + (
         f" — {night.label}" if night.label else "")
     figure.text(0.06, 0.965, title, fontsize=16, weight="bold")
+    if revised:
+        figure.text(0.94, 0.965, f"revised {datetime.datetime.now(tz):%Y-%m-%d %H:%M}: late readings changed "
+                                 f"this night", fontsize=8, color="#C4162A", ha="right")
     figure.text(0.06, 0.945, f"{began:%H:%M} – {ended:%H:%M} ({zone}), "
                              f"{human_duration(int(night.row['recorded_s']))} recorded"
                              + ("" if night.step == 1 else f"; traces from {night.step}-second means"), fontsize=10)

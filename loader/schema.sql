@@ -57,6 +57,19 @@ CREATE TABLE IF NOT EXISTS influx_archive_ranges (
     range_now   text NOT NULL,
     PRIMARY KEY (target, field, changed_at)
 );
+-- Finished nights delivered (added 2026-12): per session, the digest of its numbers its report and its
+-- message were made from, and why the last try failed (the next run tries again; `status` says so).
+CREATE TABLE IF NOT EXISTS influx_archive_nights (
+    target         text NOT NULL,
+    device         text NOT NULL,            -- its tags: 'uid=a' ('' for none)
+    started        timestamptz NOT NULL,
+    report_digest  text,                     -- the numbers the report in REPORT_DIR shows
+    report_path    text,
+    report_error   text,
+    notified_at    timestamptz,
+    notify_error   text,
+    PRIMARY KEY (target, device, started)
+);
 -- Columns of influx_archive_runs added since (2026-11), each added only where it is missing: ALTER TABLE
 -- takes an exclusive lock even when IF NOT EXISTS finds the column, and would wait behind every reader of
 -- the table (the nightly pg_dump holds one on every table while it runs), and every reader behind it.

@@ -96,6 +96,13 @@ SELECT EXISTS (SELECT 1 FROM pg_locks
 """
 
 
+# Finished nights whose report or message failed on its last try (morning.py writes the table)
+NIGHT_FAILURES = """
+SELECT device, extract(epoch FROM started)::bigint, report_error, notify_error FROM influx_archive_nights
+WHERE target = %(target)s AND (report_error IS NOT NULL OR notify_error IS NOT NULL) ORDER BY started
+"""
+
+
 def set_search_path(cur, schema):
     cur.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(schema)))
 
@@ -196,6 +203,11 @@ class State:
         """True while some process holds this archive's run lock (a run, backfill or rebuild)."""
         cur.execute(LOCK_HELD, {"key": self.lock_key})
         return cur.fetchone()[0]
+
+    def night_failures(self, cur):
+        """[(device, started, report error, message error)] of the nights whose last delivery failed."""
+        self._q(cur, NIGHT_FAILURES, target=self.target)
+        return cur.fetchall()
 
     def last_runs(self, cur, active, limit=200):
         """The newest runs first, as dicts; a 'running' row reads 'abandoned' unless a process holds the

@@ -46,6 +46,7 @@ class Status:
     rows: int = None
     behind: list = field(default_factory=list)  # late.Behind: InfluxDB holds readings the archive lacks
     ranges: list = field(default_factory=list)  # (field, epoch changed, range before, range after), oldest first
+    undelivered: list = field(default_factory=list)  # (device, started, report error, message error)
     devices: dict = field(default_factory=dict)  # with TAGS: device (as series_key names it) -> its newest window
     backup: str = "not configured (set BACKUP_DIR; README, Backups)"
     problems: list = field(default_factory=list)  # (exit code, text)
@@ -151,6 +152,8 @@ def _read_state(config, result):
                 _read_runs(state.last_runs(cur, result.running), result)
                 if table_exists(cur, "influx_archive_behind"):
                     result.behind = [late.Behind(*row) for row in state.behind(cur)]
+                if table_exists(cur, "influx_archive_nights"):
+                    result.undelivered = state.night_failures(cur)
                 if table_exists(cur, "influx_archive_ranges"):
                     cur.execute("SELECT field, extract(epoch FROM changed_at)::bigint, range_was, range_now FROM "
                                 "influx_archive_ranges WHERE target = %s ORDER BY changed_at, field", (db.target,))
@@ -208,6 +211,8 @@ def _judge(config, result):
         _judge_fresh(config, result)
     _judge_behind(config, result)
     _judge_refused(config, result)
+    for device, started, report_error, notify_error in result.undelivered[-3:]:  # a look: the archive is whole
+        add((EXIT_RETRY_LATER, report_error or notify_error))
     run = result.last_run
     if run is None:
         if result.newest is not None:

@@ -10,7 +10,8 @@ import pytest
 from loader.job import Job
 from loader.report import ReportError, report
 from tests.support.archive import query
-from tests.support.harness import DAY, HOUR, FixedClock, cli, flux_env, make_config
+from tests.support.flux_standin import StandIn
+from tests.support.harness import DAY, HOUR, ORG, TOKEN, FixedClock, cli, flux_env, make_config
 from tests.support.readings import feed_standin
 
 T0 = 1_790_000_000 - 1_790_000_000 % DAY - 2 * HOUR  # 22:00 UTC
@@ -33,12 +34,20 @@ def constructed_night(uid, dips, start=T0):
     return out
 
 
-@pytest.fixture
-def nights(pg_url, standin):
+@pytest.fixture(scope="module")
+def archive(pg_server):
+    """Two devices' constructed nights, loaded once for the module (the reports only read them): (URL, stand-in)."""
+    pg_url = pg_server.new_database()
+    standin = StandIn(token=TOKEN, org=ORG)
     feed_standin(standin, constructed_night("a", 4) + constructed_night("b", 1))
-    config = make_config(pg_url, standin.url, TAGS="uid", INITIAL_LOOKBACK="1d")
-    Job(config, clock=FixedClock(END + HOUR)).run()
-    return config
+    Job(make_config(pg_url, standin.url, TAGS="uid", INITIAL_LOOKBACK="1d"), clock=FixedClock(END + HOUR)).run()
+    yield pg_url, standin
+    standin.close()
+
+
+@pytest.fixture
+def nights(archive):
+    return make_config(archive[0], archive[1].url, TAGS="uid", INITIAL_LOOKBACK="1d")
 
 
 def pdf_text(path):
@@ -46,7 +55,8 @@ def pdf_text(path):
                           check=True).stdout
 
 
-def test_a_pdf_report_holds_each_devices_night_as_the_sessions_table_holds_it(nights, pg_url, tmp_path):
+def test_a_pdf_report_holds_each_devices_night_as_the_sessions_table_holds_it(nights, archive, tmp_path):
+    pg_url = archive[0]
     out = tmp_path / "nights.pdf"
     done = report(nights, END + HOUR, out=str(out))
     assert [night.label for _, night in done.written] == ["uid=a", "uid=b"]
@@ -77,11 +87,12 @@ def test_a_png_is_one_nights_and_the_night_and_device_are_chosen(nights, tmp_pat
     with pytest.raises(ReportError, match="no night finished yet"):  # the night not yet SESSION_GAP quiet
         report(nights, END + 10 * 60, directory=str(tmp_path))
     mine = report(nights, END + HOUR, directory=str(tmp_path))  # one PDF per night, named by date and device
-    assert sorted(os.path.basename(p) for p, _ in mine.written) == ["night-2026-09-20-uid-a.pdf",
-                                                                    "night-2026-09-20-uid-b.pdf"]
+    assert sorted(os.path.basename(p) for p, _ in mine.written) == ["night-2026-09-20-2200-uid-a.pdf",
+                                                                    "night-2026-09-20-2200-uid-b.pdf"]
 
 
-def test_the_report_command_writes_the_file_it_is_given(nights, pg_url, standin, tmp_path):
+def test_the_report_command_writes_the_file_it_is_given(archive, tmp_path):
+    pg_url, standin = archive
     out = tmp_path / "night.pdf"
     done = cli("report", "--out", str(out), "--device", "uid=a", "--night", "2026-09-20",
                env=flux_env(pg_url, standin, TAGS="uid", TZ="Europe/Berlin"))

@@ -1,0 +1,157 @@
+"""Finished nights delivered after the hourly run (loader/morning.py): reports in REPORT_DIR and messages
+through Apprise's ntfy URL to a local HTTP server standing in for ntfy."""
+
+import json
+import os
+import shutil
+import subprocess
+import threading
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from loader import morning
+from loader.job import Job
+from loader.status import status
+from tests.support.harness import HOUR, FixedClock, make_config
+from tests.support.readings import feed_standin
+from tests.test_report import END, T0, constructed_night
+
+pytest.importorskip("apprise")
+pytest.importorskip("matplotlib")
+
+
+class Ntfy:
+    """A stand-in for an ntfy server: records each publish (JSON, or a PUT/POST of an attachment with the
+    message in the query); `down` answers 503."""
+
+    def __init__(self):
+        self.published, self.down = [], False
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _take(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if outer.down:
+                    self.send_response(503)
+                    self.end_headers()
+                    return
+                query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query))
+                if self.headers.get("Content-Type") == "application/json":
+                    message = json.loads(body)
+                    outer.published.append({"message": message.get("message"), "title": message.get("title"),
+                                            "attachment": None})
+                else:
+                    outer.published.append({"message": query.get("message"), "title": query.get("title"),
+                                            "attachment": body, "filename": query.get("filename")})
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(b'{"id": "1"}')
+
+            do_POST = do_PUT = _take
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"ntfy://127.0.0.1:{self.server.server_address[1]}/nights"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def ntfy():
+    server = Ntfy()
+    yield server
+    server.close()
+
+
+def settings(pg_url, standin, ntfy, reports, **extra):
+    return make_config(pg_url, standin.url, **{"TAGS": "uid", "INITIAL_LOOKBACK": "1d", "REPORT_DIR": str(reports),
+                                               "NOTIFY_URL": ntfy.url, **extra})
+
+
+def test_a_bad_night_is_messaged_once_with_its_report_and_a_good_one_is_not(pg_url, standin, ntfy, tmp_path):
+    feed_standin(standin, constructed_night("a", 4) + constructed_night("b", 0))  # a: ODI4 ~3/h; b: none
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    config = settings(pg_url, standin, ntfy, reports, NOTIFY_WHEN="bad", SUBJECT="child")  # a child: ODI4 ≥4/h
+    Job(config, clock=FixedClock(END + HOUR)).run()
+    first = morning.deliver(config, END + HOUR)
+    assert sorted(os.listdir(reports)) == ["night-2026-09-20-2200-uid-a.pdf", "night-2026-09-20-2200-uid-b.pdf"]
+    assert first.failures == [] and len(ntfy.published) == 0  # ODI4 3.0/h: green for a child under 4/h
+    feed_standin(standin, [("spo2", {"uid": "a"}, "spo2", t, 91.0) for t in range(T0 + 6 * HOUR, T0 + 6 * HOUR + 20)]
+                 + [("spo2", {"uid": "a"}, "spo2", t, 91.0) for t in range(T0 + 6 * HOUR + 60, T0 + 6 * HOUR + 80)])
+    # late readings of the same night (a phone sync): two more dips make it 22 of 6h38m, ODI4 ... still < 4/h
+    Job(config, clock=FixedClock(END + 2 * HOUR)).run()
+    again = morning.deliver(config, END + 2 * HOUR)
+    assert again.revised == [str(reports / "night-2026-09-20-2200-uid-a.pdf")]  # its numbers changed: remade
+    text = subprocess.run(["pdftotext", str(reports / "night-2026-09-20-2200-uid-a.pdf"), "-"], capture_output=True,
+                          text=True).stdout if shutil.which("pdftotext") else "revised"
+    assert "revised" in text
+    assert morning.deliver(config, END + 3 * HOUR).reports == []  # unchanged: nothing made again
+
+    always = settings(pg_url, standin, ntfy, reports, NOTIFY_WHEN="always", SUBJECT="child")
+    sent = morning.deliver(always, END + 3 * HOUR)
+    assert len(ntfy.published) == 2 and len(sent.messages) == 2  # one message per device
+    by_line = {p["message"]: p for p in ntfy.published}
+    line_a = next(m for m in by_line if "(uid a)" in m)
+    assert line_a.startswith("Night of 20 Sep (uid a): ODI4 ") and line_a.endswith(" 6 h 38 min recorded")
+    assert by_line[line_a]["attachment"][:4] == b"%PDF" and by_line[line_a]["filename"].endswith("uid-a.pdf")
+    assert morning.deliver(always, END + 4 * HOUR).messages == [] and len(ntfy.published) == 2  # once each
+
+
+def test_a_failed_message_is_tried_again_and_old_nights_are_never_messaged(pg_url, standin, ntfy, tmp_path):
+    feed_standin(standin, constructed_night("a", 4) + constructed_night("a", 2, start=T0 + 86400))
+    config = settings(pg_url, standin, ntfy, tmp_path, NOTIFY_WHEN="always", INITIAL_LOOKBACK="5d")
+    loaded_late = END + 2 * 86400 + HOUR  # two nights loaded at once, days later (a first run, a backfill)
+    Job(config, clock=FixedClock(loaded_late)).run()
+    first = morning.deliver(config, loaded_late)
+    assert first.messages == [] and ntfy.published == [] and len(first.reports) == 2  # reported, not messaged
+
+    feed_standin(standin, constructed_night("a", 1, start=T0 + 2 * 86400))  # last night, messaged this morning
+    ntfy.down = True
+    now = END + 2 * 86400 + HOUR
+    Job(config, clock=FixedClock(now)).run()
+    failed = morning.deliver(config, now)
+    assert failed.messages == [] and "the message for uid=a was not sent" in failed.failures[0]
+    said = status(config, now)
+    assert said.exit_code == 1 and "the message for uid=a was not sent" in said.verdict  # a look, not a page
+    assert ntfy.url not in "\n".join(said.lines() + failed.failures)  # the URL (a token) is never shown
+    ntfy.down = False
+    retried = morning.deliver(config, now + HOUR)
+    assert len(retried.messages) == 1 and len(ntfy.published) == 1
+    assert ntfy.published[0]["message"].startswith("Night of 22 Sep (uid a): ODI4 ")
+    assert "the message" not in status(config, now + HOUR).verdict
+
+
+def test_a_full_report_dir_never_stops_the_archive_and_status_says_it(pg_url, standin, ntfy, tmp_path):
+    full = tmp_path / "full"
+    full.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(full)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip("cannot mount a tiny tmpfs here (needs root)")
+    try:
+        with open(full / "filler", "wb") as handle:  # the drive is full
+            try:
+                handle.write(b"x" * 64 * 1024)
+            except OSError:
+                pass
+        feed_standin(standin, constructed_night("a", 4))
+        config = make_config(pg_url, standin.url, TAGS="uid", INITIAL_LOOKBACK="1d", REPORT_DIR=str(full))
+        outcome = Job(config, clock=FixedClock(END + HOUR)).run()
+        assert outcome.rows > 0
+        done = morning.deliver(config, END + HOUR)
+        assert done.reports == [] and "could not be written to " + str(full) in done.failures[0]
+        assert "No space left on device" in done.failures[0]
+        said = status(config, END + HOUR)
+        assert said.exit_code == 1 and "the report of the night of 2026-09-20 (uid=a) could not be written" in \
+            said.verdict
+        assert not [n for n in os.listdir(full) if n.endswith(".partial")]
+    finally:
+        subprocess.run(["umount", "-l", str(full)], capture_output=True)
