@@ -15,11 +15,12 @@ from loader import morning
 from loader.job import Job
 from loader.status import status
 from tests.support.harness import HOUR, FixedClock, make_config
-from tests.support.readings import feed_standin
-from tests.test_report import END, T0, constructed_night
+from tests.support.readings import constructed_night, feed_standin
+from tests.test_report import END, T0
 
 pytest.importorskip("apprise")
 pytest.importorskip("matplotlib")
+pytestmark = pytest.mark.skipif(not shutil.which("pdftotext"), reason="poppler-utils not installed (tests/run does)")
 
 
 class Ntfy:
@@ -77,7 +78,7 @@ def settings(pg_url, standin, ntfy, reports, **extra):
 
 
 def test_a_bad_night_is_messaged_once_with_its_report_and_a_good_one_is_not(pg_url, standin, ntfy, tmp_path):
-    feed_standin(standin, constructed_night("a", 4) + constructed_night("b", 0))  # a: ODI4 ~3/h; b: none
+    feed_standin(standin, constructed_night("a", 4, T0) + constructed_night("b", 0, T0))  # a: ODI4 ~3/h; b: none
     reports = tmp_path / "reports"
     reports.mkdir()
     config = settings(pg_url, standin, ntfy, reports, NOTIFY_WHEN="bad", SUBJECT="child")  # a child: ODI4 ≥4/h
@@ -87,13 +88,13 @@ def test_a_bad_night_is_messaged_once_with_its_report_and_a_good_one_is_not(pg_u
     assert first.failures == [] and len(ntfy.published) == 0  # ODI4 3.0/h: green for a child under 4/h
     feed_standin(standin, [("spo2", {"uid": "a"}, "spo2", t, 91.0) for t in range(T0 + 6 * HOUR, T0 + 6 * HOUR + 20)]
                  + [("spo2", {"uid": "a"}, "spo2", t, 91.0) for t in range(T0 + 6 * HOUR + 60, T0 + 6 * HOUR + 80)])
-    # late readings of the same night (a phone sync): two more dips make it 22 of 6h38m, ODI4 ... still < 4/h
+    # late readings of the same night (a phone sync): two more dips in its last hour, still under 4/h
     Job(config, clock=FixedClock(END + 2 * HOUR)).run()
     again = morning.deliver(config, END + 2 * HOUR)
     assert again.revised == [str(reports / "night-2026-09-20-2200-uid-a.pdf")]  # its numbers changed: remade
     text = subprocess.run(["pdftotext", str(reports / "night-2026-09-20-2200-uid-a.pdf"), "-"], capture_output=True,
-                          text=True).stdout if shutil.which("pdftotext") else "revised"
-    assert "revised" in text
+                          text=True, check=True).stdout
+    assert "revised" in text and "late readings changed this night" in text
     assert morning.deliver(config, END + 3 * HOUR).reports == []  # unchanged: nothing made again
 
     always = settings(pg_url, standin, ntfy, reports, NOTIFY_WHEN="always", SUBJECT="child")
@@ -107,14 +108,14 @@ def test_a_bad_night_is_messaged_once_with_its_report_and_a_good_one_is_not(pg_u
 
 
 def test_a_failed_message_is_tried_again_and_old_nights_are_never_messaged(pg_url, standin, ntfy, tmp_path):
-    feed_standin(standin, constructed_night("a", 4) + constructed_night("a", 2, start=T0 + 86400))
+    feed_standin(standin, constructed_night("a", 4, T0) + constructed_night("a", 2, T0 + 86400))
     config = settings(pg_url, standin, ntfy, tmp_path, NOTIFY_WHEN="always", INITIAL_LOOKBACK="5d")
     loaded_late = END + 2 * 86400 + HOUR  # two nights loaded at once, days later (a first run, a backfill)
     Job(config, clock=FixedClock(loaded_late)).run()
     first = morning.deliver(config, loaded_late)
     assert first.messages == [] and ntfy.published == [] and len(first.reports) == 2  # reported, not messaged
 
-    feed_standin(standin, constructed_night("a", 1, start=T0 + 2 * 86400))  # last night, messaged this morning
+    feed_standin(standin, constructed_night("a", 1, T0 + 2 * 86400))  # last night, messaged this morning
     ntfy.down = True
     now = END + 2 * 86400 + HOUR
     Job(config, clock=FixedClock(now)).run()
@@ -142,7 +143,7 @@ def test_a_full_report_dir_never_stops_the_archive_and_status_says_it(pg_url, st
                 handle.write(b"x" * 64 * 1024)
             except OSError:
                 pass
-        feed_standin(standin, constructed_night("a", 4))
+        feed_standin(standin, constructed_night("a", 4, T0))
         config = make_config(pg_url, standin.url, TAGS="uid", INITIAL_LOOKBACK="1d", REPORT_DIR=str(full))
         outcome = Job(config, clock=FixedClock(END + HOUR)).run()
         assert outcome.rows > 0

@@ -12,26 +12,11 @@ from loader.report import ReportError, report
 from tests.support.archive import query
 from tests.support.flux_standin import StandIn
 from tests.support.harness import DAY, HOUR, ORG, TOKEN, FixedClock, cli, flux_env, make_config
-from tests.support.readings import feed_standin
+from tests.support.readings import constructed_night, feed_standin
 
 T0 = 1_790_000_000 - 1_790_000_000 % DAY - 2 * HOUR  # 22:00 UTC
 END = T0 + 7 * HOUR
 pytestmark = pytest.mark.skipif(not shutil.which("pdftotext"), reason="poppler-utils not installed (tests/run does)")
-
-
-def constructed_night(uid, dips, start=T0):
-    """7 hours of 1 Hz whole-percent readings of one device: 96 %, `dips` clusters of 5 dips of 5 points (20 s,
-    40 s apart) an hour apart from 1 h 30 min, a bathroom break (20 minutes unsent) and a finger-off stretch
-    (SpO2 0, refused)."""
-    out = []
-    lows = {start + HOUR * (k + 1) + 1800 + 60 * j + s for k in range(dips) for j in range(5) for s in range(20)}
-    for t in range(start, start + 7 * HOUR):
-        if start + 3 * HOUR <= t < start + 3 * HOUR + 20 * 60:
-            continue
-        spo2 = 0.0 if start + 5 * HOUR <= t < start + 5 * HOUR + 120 else (91.0 if t in lows else 96.0)
-        out.append(("spo2", {"uid": uid}, "spo2", t, spo2))
-        out.append(("spo2", {"uid": uid}, "bpm", t, 62.0 if t % 7 else 63.0))
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +24,7 @@ def archive(pg_server):
     """Two devices' constructed nights, loaded once for the module (the reports only read them): (URL, stand-in)."""
     pg_url = pg_server.new_database()
     standin = StandIn(token=TOKEN, org=ORG)
-    feed_standin(standin, constructed_night("a", 4) + constructed_night("b", 1))
+    feed_standin(standin, constructed_night("a", 4, T0) + constructed_night("b", 1, T0))
     Job(make_config(pg_url, standin.url, TAGS="uid", INITIAL_LOOKBACK="1d"), clock=FixedClock(END + HOUR)).run()
     yield pg_url, standin
     standin.close()

@@ -86,3 +86,18 @@ def expected_means(points, window=5, tags=(), valid_ranges=None, start=None, end
         acc[0] += v
         acc[1] += 1
     return {k: {f: s / n for f, (s, n) in fields.items()} for k, fields in sums.items()}
+
+
+def constructed_night(uid, dips, start):
+    """7 hours of 1 Hz whole-percent readings of one device: 96 %, `dips` clusters of 5 dips of 5 points (20 s,
+    40 s apart) an hour apart from 1 h 30 min, a bathroom break (20 minutes unsent) and a finger-off stretch
+    (SpO2 0, refused)."""
+    out = []
+    lows = {start + 3600 * (k + 1) + 1800 + 60 * j + s for k in range(dips) for j in range(5) for s in range(20)}
+    for t in range(start, start + 7 * 3600):
+        if start + 3 * 3600 <= t < start + 3 * 3600 + 20 * 60:
+            continue
+        spo2 = 0.0 if start + 5 * 3600 <= t < start + 5 * 3600 + 120 else (91.0 if t in lows else 96.0)
+        out.append(("spo2", {"uid": uid}, "spo2", t, spo2))
+        out.append(("spo2", {"uid": uid}, "bpm", t, 62.0 if t % 7 else 63.0))
+    return out
