@@ -66,20 +66,32 @@ def test_the_pi_takes_the_loaders_runtime_from_apt_alone():
         runtime = {re.split(r"[<>=]", line)[0] for line in handle if line.strip() and not line.startswith("#")}
     assert runtime == {"psycopg2-binary", "urllib3", "python-dotenv"}
     assert _third_party_imports() == {"psycopg2", "urllib3", "dotenv"}  # what loader/ imports, and no more
+    # the optional parts (install.sh --reports: apt's python3-matplotlib and apprise), imported only inside the
+    # functions that draw a report or send a message: the hourly run without them never loads them
+    assert _third_party_imports(inside_functions=True) == {"report.py": {"matplotlib"}, "morning.py": {"apprise"}}
 
 
-def _third_party_imports():
-    """Top-level modules imported anywhere in loader/ that are neither the standard library nor loader's."""
-    names = set()
+def _third_party_imports(inside_functions=False):
+    """Modules imported in loader/ that are neither the standard library nor loader's: those at a module's top
+    level (a set), or, inside_functions, those imported in its functions only ({file: set})."""
+    top, inside = set(), {}
     for path in glob.glob(os.path.join(ROOT, "loader", "**", "*.py"), recursive=True):
         with open(path, encoding="utf-8") as handle:
             tree = ast.parse(handle.read())
+        nested = {id(n) for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))
+                  for n in ast.walk(f)}
         for node in ast.walk(tree):
+            names = set()
             if isinstance(node, ast.Import):
-                names |= {alias.name.split(".")[0] for alias in node.names}
+                names = {alias.name.split(".")[0] for alias in node.names}
             elif isinstance(node, ast.ImportFrom) and node.level == 0:
-                names.add(node.module.split(".")[0])
-    return {n for n in names if n not in sys.stdlib_module_names and n != "loader"}
+                names = {node.module.split(".")[0]}
+            names = {n for n in names if n not in sys.stdlib_module_names and n != "loader"}
+            if id(node) in nested:
+                inside.setdefault(os.path.basename(path), set()).update(names - {"psycopg2", "urllib3", "dotenv"})
+            else:
+                top |= names
+    return {k: v for k, v in inside.items() if v} if inside_functions else top
 
 
 @pytest.mark.skipif(not FULL, reason="downloads from PyPI: runs with tests/run --install, as CI does")

@@ -50,7 +50,8 @@ def query(pg_url, statement, params=()):
 
 
 def _one_row(pg_url, statement, params=()):
-    return query(pg_url, statement, params)[0]
+    rows = query(pg_url, statement, params)
+    return rows[0] if rows else None
 
 
 def count_rows(pg_url, table="pox_five_second_mean"):
