@@ -379,6 +379,9 @@ grafana_dashboard() {
        --table "${table:-pox_five_second_mean}" --schema "${schema:-public}" --tags "$tags" \
        --subject "${subject:-adult}" 2>>"$INSTALL_LOG"; then
     chmod 0644 "$APP_DIR/grafana-dashboard.json"
+    "$VENV/bin/python" "$APP_DIR/setup/alerts.py" --out "$APP_DIR/grafana-alert-rules.yaml" \
+      --table "${table:-pox_five_second_mean}" --schema "${schema:-public}" --tags "$tags" \
+      --subject "${subject:-adult}" 2>>"$INSTALL_LOG" && chmod 0644 "$APP_DIR/grafana-alert-rules.yaml"
   else
     warn "no dashboard written for TAGS=$tags (see $INSTALL_LOG); import setup/grafana/dashboard-devices.json and edit its SQL"
   fi

@@ -698,3 +698,5 @@ def test_the_pi_writes_the_dashboard_that_fits_its_settings(tmp_path):
     board = (tmp_path / "grafana-dashboard.json").read_text()
     assert '\\"nights_sessions\\"' in board and "pox_five_second_mean" not in board
     assert '"name": "device"' in board and "McGill" in board
+    rules = (tmp_path / "grafana-alert-rules.yaml").read_text()
+    assert "nights_sessions" in rules and "odi4 >= 4" in rules and "pox_five_second_mean" not in rules

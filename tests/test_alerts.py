@@ -1,0 +1,62 @@
+"""setup/grafana/alert-rules.yaml (setup/alerts.py): Grafana's alert rule fires for a device whose last finished
+night is bad by the dashboard's bands, not for a good one. Its SQL is run as Grafana's PostgreSQL data source
+runs it (as the read-only role) on nights loaded through the loader; the file is read as YAML, as Grafana's
+provisioning reads it. (No published Grafana package carries the alerting provisioning types: @grafana/schema
+has the dashboard's only; the keys are those of Grafana's file provisioning documentation.)"""
+
+import os
+import subprocess
+import sys
+import time
+
+import psycopg2
+import yaml
+
+from loader.job import Job
+from setup import alerts
+from tests.support.harness import HOUR, ROOT, FixedClock, make_config
+from tests.support.readings import feed_standin
+
+
+def night(uid, start, hours, dip_every=None):
+    """1 Hz whole-percent readings: 96 %, with a 20-s dip to 90 every `dip_every` seconds (a bad night)."""
+    out = []
+    for t in range(start, start + hours * 3600):
+        low = dip_every and (t - start) % dip_every < 20 and t - start >= 60
+        out.append(("spo2", {"uid": uid}, "spo2", t, 90.0 if low else 96.0))
+        out.append(("spo2", {"uid": uid}, "bpm", t, 61.0))
+    return out
+
+
+def test_the_rule_fires_for_a_bad_last_night_of_a_device_and_not_for_a_good_one(pg_server, standin, tmp_path):
+    now = int(time.time())
+    start = now - now % 60 - 4 * HOUR  # ended an hour ago: finished (45 minutes quiet), within the last day
+    feed_standin(standin, night("a", start, 3, dip_every=180) + night("b", start, 3))  # a: ODI4 20/h; b: none
+    pg_url = pg_server.new_database()
+    Job(make_config(pg_url, standin.url, TAGS="uid", INITIAL_LOOKBACK="1d"), clock=FixedClock(now)).run()
+    out = tmp_path / "alert-rules.yaml"
+    done = subprocess.run([sys.executable, os.path.join(ROOT, "setup", "alerts.py"), "--out", str(out), "--tags",
+                           "uid"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    [group] = yaml.safe_load(out.read_text())["groups"]
+    [rule] = group["rules"]
+    assert rule["condition"] == "C" and [d["refId"] for d in rule["data"]] == ["A", "B", "C"]
+    assert rule["data"][0]["datasourceUid"] == "influx-archive" and rule["data"][2]["model"]["type"] == "threshold"
+    conn = psycopg2.connect(pg_url)
+    conn.autocommit = True
+    conn.cursor().execute("DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'grafana_test') THEN "
+                          "CREATE ROLE grafana_test LOGIN; END IF; END $$")
+    conn.cursor().execute("GRANT SELECT ON ALL TABLES IN SCHEMA public TO grafana_test")
+    conn.close()
+    reader = psycopg2.connect(pg_url.replace("postgresql://postgres@", "postgresql://grafana_test@"))
+    cur = reader.cursor()
+    cur.execute(rule["data"][0]["model"]["rawSql"])
+    assert sorted(cur.fetchall()) == [("a", 1), ("b", 0)]  # one value per device: Grafana's alert instances
+    reader.close()
+
+
+def test_the_shipped_file_is_what_setup_alerts_py_writes_and_a_childs_bands_are_its_own():
+    with open(os.path.join(ROOT, "setup", "grafana", "alert-rules.yaml"), encoding="utf-8") as handle:
+        assert handle.read() == alerts.render()
+    assert "odi4 >= 15 OR t90_pct >= 10" in alerts.rule_sql(False, "adult")  # the adult bands' orange and red
+    assert "odi4 >= 4 OR t90_pct >= 10" in alerts.rule_sql(True, "child")  # a child's ODI4 band starts at 4/h
