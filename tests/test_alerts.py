@@ -15,23 +15,13 @@ import yaml
 from loader.job import Job
 from setup import alerts
 from tests.support.harness import HOUR, ROOT, FixedClock, make_config
-from tests.support.readings import feed_standin
-
-
-def night(uid, start, hours, dip_every=None):
-    """1 Hz whole-percent readings: 96 %, with a 20-s dip to 90 every `dip_every` seconds (a bad night)."""
-    out = []
-    for t in range(start, start + hours * 3600):
-        low = dip_every and (t - start) % dip_every < 20 and t - start >= 60
-        out.append(("spo2", {"uid": uid}, "spo2", t, 90.0 if low else 96.0))
-        out.append(("spo2", {"uid": uid}, "bpm", t, 61.0))
-    return out
+from tests.support.readings import feed_standin, regular_night
 
 
 def test_the_rule_fires_for_a_bad_last_night_of_a_device_and_not_for_a_good_one(pg_server, standin, tmp_path):
     now = int(time.time())
     start = now - now % 60 - 4 * HOUR  # ended an hour ago: finished (45 minutes quiet), within the last day
-    feed_standin(standin, night("a", start, 3, dip_every=180) + night("b", start, 3))  # a: ODI4 20/h; b: none
+    feed_standin(standin, regular_night("a", start, 3, dip_every=180) + regular_night("b", start, 3))  # a bad, b not
     pg_url = pg_server.new_database()
     Job(make_config(pg_url, standin.url, TAGS="uid", INITIAL_LOOKBACK="1d"), clock=FixedClock(now)).run()
     out = tmp_path / "alert-rules.yaml"

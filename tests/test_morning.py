@@ -15,7 +15,7 @@ from loader import morning
 from loader.job import Job
 from loader.status import status
 from tests.support.harness import HOUR, FixedClock, make_config
-from tests.support.readings import constructed_night, feed_standin
+from tests.support.readings import constructed_night, feed_standin, regular_night
 from tests.test_report import END, T0
 
 pytest.importorskip("apprise")
@@ -105,6 +105,19 @@ def test_a_bad_night_is_messaged_once_with_its_report_and_a_good_one_is_not(pg_u
     assert line_a.startswith("Night of 20 Sep (uid a): ODI4 ") and line_a.endswith(" 6 h 38 min recorded")
     assert by_line[line_a]["attachment"][:4] == b"%PDF" and by_line[line_a]["filename"].endswith("uid-a.pdf")
     assert morning.deliver(always, END + 4 * HOUR).messages == [] and len(ntfy.published) == 2  # once each
+
+
+def test_with_notify_when_bad_only_the_bad_nights_device_gets_a_message(pg_url, standin, ntfy, tmp_path):
+    feed_standin(standin, regular_night("a", T0, 3, dip_every=180) + regular_night("b", T0, 3))  # a: ODI4 20/h
+    config = settings(pg_url, standin, ntfy, tmp_path)  # NOTIFY_WHEN=bad, the default; an adult
+    now = T0 + 4 * HOUR
+    Job(config, clock=FixedClock(now)).run()
+    sent = morning.deliver(config, now)
+    assert len(ntfy.published) == 1 and sent.messages == [ntfy.published[0]["message"]]
+    assert ntfy.published[0]["message"] == ("Night of 20 Sep (uid a): ODI4 19.7/h moderate, T90 0.0 %, nadir 90 %, "
+                                            "3 h 0 min recorded")  # 59 dips in 3 h: the adult bands' orange
+    assert ntfy.published[0]["title"] == "influx-archive: a night to look at"
+    assert morning.deliver(config, now + HOUR).messages == []  # sent once
 
 
 def test_a_failed_message_is_tried_again_and_old_nights_are_never_messaged(pg_url, standin, ntfy, tmp_path):

@@ -101,3 +101,13 @@ def constructed_night(uid, dips, start):
         out.append(("spo2", {"uid": uid}, "spo2", t, spo2))
         out.append(("spo2", {"uid": uid}, "bpm", t, 62.0 if t % 7 else 63.0))
     return out
+
+
+def regular_night(uid, start, hours, dip_every=None):
+    """1 Hz whole-percent readings: 96 %, with a 20-s dip to 90 every `dip_every` seconds (a bad night)."""
+    out = []
+    for t in range(start, start + hours * 3600):
+        low = dip_every and (t - start) % dip_every < 20 and t - start >= 60
+        out.append(("spo2", {"uid": uid}, "spo2", t, 90.0 if low else 96.0))
+        out.append(("spo2", {"uid": uid}, "bpm", t, 61.0))
+    return out
