@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import time
 from dataclasses import dataclass, field
+from typing import Optional
 
 from psycopg2 import sql
 
@@ -61,7 +62,7 @@ class BackupResult:
     kept: list = field(default_factory=list)
     removed: list = field(default_factory=list)
     remote: str = ""
-    smaller_than: Dump | None = None  # the newest earlier dump, where this one holds less than it
+    smaller_than: Optional[Dump] = None  # the newest earlier dump, where this one holds less than it
     no_rotation: str = ""  # why rotation removed nothing, when it did not run
     protected: list = field(default_factory=list)  # dumps kept only because they hold more than the rest
 

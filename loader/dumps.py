@@ -19,6 +19,7 @@ import pwd
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Optional
 
 from .errors import BackupError, LoaderError
 from .invocation import settings_file
@@ -34,7 +35,7 @@ class Dump:
     path: str
     stamp: int  # epoch seconds, from the file name
     size: int
-    rows: int | None = None  # PG_TABLE's rows in it (its .rows file), None where unknown
+    rows: Optional[int] = None  # PG_TABLE's rows in it (its .rows file), None where unknown
 
     @property
     def name(self):
