@@ -700,3 +700,26 @@ def test_the_pi_writes_the_dashboard_that_fits_its_settings(tmp_path):
     assert '"name": "device"' in board and "McGill" in board
     rules = (tmp_path / "grafana-alert-rules.yaml").read_text()
     assert "nights_sessions" in rules and "odi4 >= 4" in rules and "pox_five_second_mean" not in rules
+
+
+def test_pip_install_of_the_package_gives_the_influx_archive_command(tmp_path):
+    """pyproject.toml's package: `pip install .` into a fresh venv (from a copy of the tracked files, so the
+    checkout gets no build directory), then `influx-archive --help` from it names itself."""
+    source = tmp_path / "src"
+    source.mkdir()
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+    subprocess.run(["tar", "--null", "-T", "-", "-cf", str(tmp_path / "src.tar")], cwd=ROOT, input=files, check=True)
+    subprocess.run(["tar", "-xf", str(tmp_path / "src.tar"), "-C", str(source)], check=True)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    installed = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", str(source)],
+                               capture_output=True, text=True, timeout=600)
+    assert installed.returncode == 0, installed.stderr[-2000:]
+    helped = subprocess.run([str(venv / "bin" / "influx-archive"), "--help"], cwd="/", capture_output=True, text=True,
+                            env={"PATH": "/usr/bin:/bin"})
+    assert helped.returncode == 0 and helped.stdout.startswith("usage: influx-archive [-h]"), helped.stderr
+    version = subprocess.run([str(venv / "bin" / "influx-archive"), "--version"], capture_output=True, text=True)
+    assert version.stdout.strip().startswith("influx-archive ")
+    bare = subprocess.run([str(venv / "bin" / "influx-archive"), "status"], cwd=tmp_path, capture_output=True,
+                          text=True, env={"PATH": "/usr/bin:/bin"})
+    assert bare.returncode == 2 and "python -m loader" not in bare.stderr  # no settings: said, in its own name
