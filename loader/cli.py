@@ -15,7 +15,7 @@ import textwrap
 import traceback
 from dataclasses import dataclass
 
-from . import __version__, invocation
+from . import __version__, invocation, status_rules
 from . import config as config_module
 from .clock import SystemClock
 from .errors import (
@@ -245,19 +245,15 @@ def _rebuild_rollups(outcome, config):
          row, or no new reading for STALE_AFTER (with TAGS: from any device RETIRED_DEVICES does not name),
          pages (2).""",
          "python -m loader status && echo archive is healthy",
-         [(0, "healthy: new readings within STALE_AFTER, the last hourly run ok, backups current"),
-          (1, "worth a look: the last hourly run failed (fewer than FAILED_RUNS_ALERT in a row), data but no "
-              "hourly run yet, backups on but none made yet, or " + UNEXPECTED),
-          (2, "page: nothing archived; no new reading for STALE_AFTER (per device with TAGS); FAILED_RUNS_ALERT "
-              "hourly runs failed in a row, or one that needs a human; no hourly run for FAILED_RUNS_ALERT hours; "
-              "newest dump older than BACKUP_MAX_AGE or BACKUP_DIR unusable; PostgreSQL unreachable; "
-              + CONFIG_PROBLEM)])
+         [(EXIT_OK, "healthy: " + status_rules.rules_meaning(EXIT_OK)),
+          (EXIT_RETRY_LATER, "worth a look: " + status_rules.rules_meaning(EXIT_RETRY_LATER) + "; or " + UNEXPECTED),
+          (EXIT_NEEDS_HUMAN, "page: " + status_rules.rules_meaning(EXIT_NEEDS_HUMAN))])
 def _status(args, config):
     from .status import status
     try:
         result = status(config, SystemClock().now())
     except SinkUnavailable as exc:
-        exc.exit_code = EXIT_NEEDS_HUMAN  # a monitor that cannot see the archive must not stay quiet
+        exc.exit_code = status_rules.RULE["unreachable"].exit_code  # a monitor must not stay quiet
         raise
     print("\n".join(result.lines()))
     return result.exit_code

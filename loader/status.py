@@ -1,15 +1,9 @@
 """`status`: is the archive healthy? The newest data, the last hourly run, failures in a row, the
 newest backup, and one exit code a monitor can page on.
 
-The rule (README, `python -m loader status --help`):
-  2 page: nothing archived yet; no new reading for longer than STALE_AFTER (with TAGS: from any
-    device archived that RETIRED_DEVICES does not name); the last hourly run
-    failed in a way that needs a human, or FAILED_RUNS_ALERT of them failed in a row; no hourly run
-    started for FAILED_RUNS_ALERT hours; the newest dump older than BACKUP_MAX_AGE, or BACKUP_DIR
-    unusable.
-  1 look when convenient: the last hourly run failed (a blip the next run catches up); data is there
-    but the hourly run has not run yet; backups are on but none was made yet.
-  0 healthy.
+The rule is status_rules.RULES, declared once: the code judges by it (each problem names its rule, whose exit
+code it takes), `status --help` lists it, and setup/commands_doc.py writes the tables in README and
+docs/operations.md from it (a test keeps them in step). 2 pages, 1 is worth a look, 0 is healthy.
 """
 
 from dataclasses import dataclass, field
@@ -18,16 +12,18 @@ from psycopg2 import sql
 
 from . import archive, late
 from .dumps import newest
-from .errors import EXIT_NEEDS_HUMAN, EXIT_OK, EXIT_RETRY_LATER, BackupError
+from .errors import EXIT_NEEDS_HUMAN, EXIT_OK, BackupError
 from .humanize import human_duration, human_size
 from .invocation import command
 from .pg import TABLE_COLUMNS, Database, table_exists
 from .pgtools import database_name
 from .sources.batch import series_key
 from .state import State, set_search_path
+from .status_rules import problem
 from .windows import format_duration, rfc3339
 
 RUN_EVERY = 3600  # the schedule install.sh and crontab.txt give `run`
+
 SUCCESS = ("ok", "nothing to do")
 FAILURE = ("failed", "abandoned")
 
@@ -205,28 +201,28 @@ def _judge(config, result):
     add = result.problems.append
     alert = config.failed_runs_alert
     if result.newest is None:
-        add((EXIT_NEEDS_HUMAN, f"nothing archived yet: run `{command('run')}` "
+        add(problem("nothing", f"nothing archived yet: run `{command('run')}` "
                                f"(`{command('check')}` first if it fails)"))
     else:
         _judge_fresh(config, result)
     _judge_behind(config, result)
     _judge_refused(config, result)
     for device, started, report_error, notify_error in result.undelivered[-3:]:  # a look: the archive is whole
-        add((EXIT_RETRY_LATER, report_error or notify_error))
+        add(problem("undelivered", report_error or notify_error))
     run = result.last_run
     if run is None:
         if result.newest is not None:
-            add((EXIT_RETRY_LATER, f"the hourly run has not run yet: cron runs it, or `{command('run')}`"))
+            add(problem("not-run", f"the hourly run has not run yet: cron runs it, or `{command('run')}`"))
         return
     if run["outcome"] in FAILURE and run["exit_code"] == EXIT_NEEDS_HUMAN:
-        add((EXIT_NEEDS_HUMAN, "failing: the last hourly run needs a human (see last error)"))
+        add(problem("needs-human", "failing: the last hourly run needs a human (see last error)"))
     elif result.failures >= alert:
-        add((EXIT_NEEDS_HUMAN, f"failing: {result.failures} hourly runs in a row failed (see last error)"))
+        add(problem("failing", f"failing: {result.failures} hourly runs in a row failed (see last error)"))
     elif result.failures:
-        add((EXIT_RETRY_LATER, f"the last hourly run failed; the next one should catch up (this pages after "
+        add(problem("failed-once", f"the last hourly run failed; the next one should catch up (this pages after "
                                f"{alert} in a row, FAILED_RUNS_ALERT)"))
     if not result.running and result.now - run["started"] > alert * RUN_EVERY:
-        add((EXIT_NEEDS_HUMAN, f"no hourly run started for {human_duration(result.now - run['started'])}: "
+        add(problem("no-runs", f"no hourly run started for {human_duration(result.now - run['started'])}: "
                                f"is cron running? (`grep influx-archive /etc/cron.d/*`)"))
 
 
@@ -242,11 +238,11 @@ def _judge_fresh(config, result):
         if quiet <= config.stale_after:
             continue
         if device is None:
-            result.problems.append((EXIT_NEEDS_HUMAN, f"stale: no new reading for {human_duration(quiet)} (STALE_AFTER "
+            result.problems.append(problem("stale", f"stale: no new reading for {human_duration(quiet)} (STALE_AFTER "
                                                       f"{limit}): is the oximeter recording, and the hourly run "
                                                       f"working? `{command('check')}` shows what InfluxDB has"))
         else:
-            result.problems.append((EXIT_NEEDS_HUMAN, f"stale: device {device} has no new reading for "
+            result.problems.append(problem("stale", f"stale: device {device} has no new reading for "
                                                       f"{human_duration(quiet)} (STALE_AFTER {limit}): is it recording "
                                                       f"and uploading? One no longer used: add {device} to "
                                                       f"RETIRED_DEVICES"))
@@ -260,12 +256,12 @@ def _judge_behind(config, result):
     soon = [b for b in result.behind if result.now - b.hour > late.leaving_after(config.late_lookback)]
     if soon:
         left = human_duration(max(0, soon[0].hour + config.late_lookback - result.now))
-        result.problems.append((EXIT_NEEDS_HUMAN, f"InfluxDB holds readings the archive lacks that pass LATE_LOOKBACK "
+        result.problems.append(problem("leaving", f"InfluxDB holds readings the archive lacks that pass LATE_LOOKBACK "
                                                   f"({format_duration(config.late_lookback)}, InfluxDB's retention) "
                                                   f"in about {left}: {late.describe(soon)}; `{command('run')}` "
                                                   f"loads them (its error says what stops it)"))
     else:
-        result.problems.append((EXIT_RETRY_LATER, f"InfluxDB holds readings the archive lacks in "
+        result.problems.append(problem("behind", f"InfluxDB holds readings the archive lacks in "
                                                   f"{len({b.hour for b in result.behind})} hour(s); the next run "
                                                   f"loads them"))
 
@@ -297,7 +293,7 @@ def _judge_refused(config, result):
         refused, counted = r["refused"], r["counted"]
         if counted and refused * 2 > counted and name in config.valid_ranges:
             low, high = config.valid_ranges[name]
-            result.problems.append((EXIT_RETRY_LATER, f"{name}: {refused} of the {counted} readings the last hourly "
+            result.problems.append(problem("refused", f"{name}: {refused} of the {counted} readings the last hourly "
                                                       f"run read were outside VALID_RANGES {low:g}..{high:g}"
                                                       f"{_values(r)}: does the device report another unit (0.95 for "
                                                       f"95 %)? Correct VALID_RANGES (none: keep every reading)"))
@@ -309,15 +305,15 @@ def _backup_status(config, now, result):
         dump, count = newest(config, database_name(config))
     except BackupError as exc:
         result.backup = f"{exc} ({exc.hint})"
-        result.problems.append((EXIT_NEEDS_HUMAN, "BACKUP_DIR unusable"))
+        result.problems.append(problem("backup-dir", "BACKUP_DIR unusable"))
         return
     if dump is None:
         result.backup = f"no dump yet in {config.backup_dir}"
-        result.problems.append((EXIT_RETRY_LATER, f"no backup yet: `{command('backup')}` makes one"))
+        result.problems.append(problem("no-backup", f"no backup yet: `{command('backup')}` makes one"))
         return
     age = max(0, int(now) - dump.stamp)
     result.backup = (f"{rfc3339(dump.stamp)} ({human_duration(age)} ago), {human_size(dump.size)}; "
                      f"{count} dump(s) in {config.backup_dir}")
     if age > config.backup_max_age:
-        result.problems.append((EXIT_NEEDS_HUMAN, f"backup stale: the newest dump is older than BACKUP_MAX_AGE "
+        result.problems.append(problem("backup-stale", f"backup stale: the newest dump is older than BACKUP_MAX_AGE "
                                                   f"({format_duration(config.backup_max_age)})"))

@@ -6,6 +6,7 @@ import glob
 import os
 import re
 
+from loader import status_rules
 from loader.cli import COMMANDS
 from loader.config import SETTINGS
 from setup import commands_doc, env_example, sessions_doc
@@ -21,6 +22,24 @@ def test_the_commands_table_and_reference_are_generated_from_the_cli_declaration
         assert handle.read() == commands_doc.commands_md(), "run: python3 setup/commands_doc.py"
     for name in COMMANDS:
         assert f"## {name}\n" in commands_doc.commands_md()
+
+
+def test_the_status_exit_tables_are_the_rules_the_code_judges_by():
+    """README's and docs/operations.md's status tables, and `status --help`, are loader/status_rules.py's RULES;
+    every rule is judged somewhere (status.py, or the CLI for PostgreSQL unreachable) by its key."""
+    for path in ("README.md", os.path.join("docs", "operations.md")):
+        with open(os.path.join(ROOT, path), encoding="utf-8") as handle:
+            text = handle.read()
+        assert commands_doc.with_status_rules(text) == text, f"{path}: run python3 setup/commands_doc.py"
+        assert status_rules.table() in text
+    with open(os.path.join(ROOT, "loader", "status.py"), encoding="utf-8") as handle:
+        judged = set(re.findall(r'problem\("([a-z-]+)"', handle.read()))
+    with open(os.path.join(ROOT, "loader", "cli.py"), encoding="utf-8") as handle:
+        judged |= set(re.findall(r'status_rules\.RULE\["([a-z-]+)"\]', handle.read()))
+    assert judged == set(status_rules.RULE)
+    codes = dict(COMMANDS["status"].exit_codes)
+    for rule in status_rules.RULES:
+        assert rule.when in codes[rule.exit_code]
 
 def test_the_sessions_reference_is_generated_from_the_metrics_declarations():
     with open(os.path.join(ROOT, "docs", "sessions.md"), encoding="utf-8") as handle:
