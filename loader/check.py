@@ -3,7 +3,7 @@
 import psycopg2
 from psycopg2 import sql
 
-from . import archive, late
+from . import archive, late, readside
 from .errors import LoaderError
 from .pg import Database, table_exists
 from .sources import open_source
@@ -78,7 +78,11 @@ def check_next_run(config, now):
                 prove_fields(config, source, start, now)
                 late.refuse_merged(late.influx_counts(source.counts, start, end), config.tags)
                 why = "from the watermark less LATE_DATA" if loaded else "INITIAL_LOOKBACK: a first load"
-                reads = (True, f"next run: reads {rfc3339(start)} .. {rfc3339(end)} ({why})")
+                first, _ = readside.span(cur, db)
+                held = f"; the archive holds windows from {rfc3339(first)}" if first is not None else ""
+                named = sorted(readside.devices(cur, db, config.tags)) if config.tags and first is not None else []
+                held += f" of {', '.join(named)}" if named else ""
+                reads = (True, f"next run: reads {rfc3339(start)} .. {rfc3339(end)} ({why}){held}")
                 bounds = behind = None
                 if config.late_lookback and loaded and table_exists(cur, "influx_archive_counts"):
                     bounds = late.span(cur, state, table, now, config.late_lookback)

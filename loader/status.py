@@ -10,14 +10,13 @@ from dataclasses import dataclass, field
 
 from psycopg2 import sql
 
-from . import archive, late
+from . import archive, late, readside
 from .dumps import newest
 from .errors import EXIT_NEEDS_HUMAN, EXIT_OK, BackupError
 from .humanize import human_duration, human_size
 from .invocation import command
-from .pg import TABLE_COLUMNS, Database, table_exists
+from .pg import Database, table_exists
 from .pgtools import database_name
-from .sources.batch import series_key
 from .state import State, set_search_path
 from .status_rules import problem
 from .windows import format_duration, rfc3339
@@ -140,7 +139,7 @@ def _read_state(config, result):
                 cur.execute(sql.SQL("SELECT count(*) FROM {}").format(db.table))
                 result.rows = cur.fetchone()[0]
                 if config.tags:
-                    result.devices = _devices(cur, db, config.tags)
+                    result.devices = readside.devices(cur, db, config.tags)
             if table_exists(cur, "influx_archive_state"):
                 state = State(config.pg_schema, db.target)
                 result.watermark = state.watermark(cur)
@@ -157,30 +156,6 @@ def _read_state(config, result):
             conn.rollback()
     finally:
         conn.close()
-
-
-def _devices(cur, db, tags):
-    """{device: start of its newest window} of every device archived: each device's last day from the
-    1-day rollup (small), then its newest window from that day on (the key's index); without the
-    rollup, from the whole table. Nothing when the table lacks a tag's column."""
-    def has_tags(table):
-        cur.execute(TABLE_COLUMNS, {"table": table.as_string(cur)})
-        return set(tags) <= {name for name, _ in cur.fetchall()}
-
-    if not has_tags(db.table):
-        return {}  # TAGS set on a table made without them: the hourly run's error says so
-    names = sql.SQL(", ").join(sql.Identifier(t) for t in tags)
-    daily = db.companion("1d")
-    source = daily if table_exists(cur, daily.as_string(cur)) and has_tags(daily) else db.table
-    cur.execute(sql.SQL("SELECT {}, extract(epoch FROM max(time))::bigint FROM {} GROUP BY {}").format(
-        names, source, names))
-    found = {}
-    for *values, day in cur.fetchall():
-        where = sql.SQL(" AND ").join(sql.SQL("{} = %s").format(sql.Identifier(t)) for t in tags)
-        cur.execute(sql.SQL("SELECT extract(epoch FROM max(time))::bigint FROM {} WHERE {} AND "
-                            "time >= to_timestamp(%s)").format(db.table, where), [*values, day])
-        found[series_key(dict(zip(tags, values))) or f"(readings without {', '.join(tags)})"] = cur.fetchone()[0]
-    return found
 
 
 def _read_runs(runs, result):

@@ -14,7 +14,7 @@ import psycopg2
 import pytest
 
 from loader.cli import COMMANDS
-from loader.windows import parse_time
+from loader.windows import parse_time, rfc3339
 from tests.support.archive import archive_rows, watermark
 from tests.support.harness import HOUR, ROOT, cli, flux_env, now
 from tests.support.readings import expected_means, feed_influxd, feed_standin, pulse_points
@@ -283,10 +283,14 @@ def closed_pipe():
     return write
 
 
+# what a command needs given to do something (else it only says what is missing)
+PIPED_ARGUMENTS = {"restore": ["--verify"],
+                   "backfill": ["--start", "2026-11-01T00:00:00Z", "--end", "2026-11-01T01:00:00Z"]}
+
+
 @pytest.mark.parametrize("argv", [
-    ["--help"], ["status", "--help"], ["status"], ["check"], ["run"], ["rebuild-rollups"], ["adopt-reference"],
-    ["backup"], ["restore", "--verify"],
-    ["backfill", "--start", "2026-11-01T00:00:00Z", "--end", "2026-11-01T01:00:00Z"],
+    ["--help"], ["status", "--help"],
+    *([name, *PIPED_ARGUMENTS.get(name, [])] for name in COMMANDS),  # every command the CLI declares
 ], ids=lambda argv: " ".join(argv[:2]))
 def test_every_command_piped_into_a_reader_that_leaves_early_keeps_its_exit_code_without_a_traceback(
         pg_url, standin, tmp_path, argv):
@@ -364,6 +368,7 @@ def test_check_says_what_the_next_run_does_and_run_does_it(pg_url, standin):
                "late" in checked.stdout
     assert cli("run", env=dict(env, PG_TABLE="nights", TAGS="uid")).returncode == 0
     again = cli("check", env=dict(env, PG_TABLE="nights", TAGS="uid"))
-    assert again.returncode == 0 and "(from the watermark less LATE_DATA)" in again.stdout
+    assert again.returncode == 0 and "(from the watermark less LATE_DATA); the archive holds windows from " \
+        f"{rfc3339(start)} of uid=a, uid=b" in again.stdout  # the read side's span and devices
     assert "(LATE_LOOKBACK 1d: readings that arrive later than that after their hour are never looked for)" \
         in again.stdout

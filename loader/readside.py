@@ -1,0 +1,45 @@
+"""The read side: facts about an archive that read-only commands share (`status`, `check`, `report`, and the
+next one), read without the loader's run lock and changing nothing. Each runs on a cursor whose
+search_path is the archive's schema (state.set_search_path).
+
+- devices: every device archived, with its newest window (status judges each; check names them).
+- span: the archive's first window start and its last window start + 1 (a read-only command's default
+  range).
+"""
+
+from psycopg2 import sql
+
+from .pg import TABLE_COLUMNS, archive_span, table_exists
+from .sources.batch import series_key
+
+
+def devices(cur, db, tags):
+    """{device: start of its newest window} of every device archived: each device's last day from the
+    1-day rollup (small), then its newest window from that day on (the key's index); without the
+    rollup, from the whole table. Nothing when the table lacks a tag's column."""
+    def has_tags(table):
+        cur.execute(TABLE_COLUMNS, {"table": table.as_string(cur)})
+        return set(tags) <= {name for name, _ in cur.fetchall()}
+
+    if not has_tags(db.table):
+        return {}  # TAGS set on a table made without them: the hourly run's error says so
+    names = sql.SQL(", ").join(sql.Identifier(t) for t in tags)
+    daily = db.companion("1d")
+    source = daily if table_exists(cur, daily.as_string(cur)) and has_tags(daily) else db.table
+    cur.execute(sql.SQL("SELECT {}, extract(epoch FROM max(time))::bigint FROM {} GROUP BY {}").format(
+        names, source, names))
+    found = {}
+    for *values, day in cur.fetchall():
+        where = sql.SQL(" AND ").join(sql.SQL("{} = %s").format(sql.Identifier(t)) for t in tags)
+        cur.execute(sql.SQL("SELECT extract(epoch FROM max(time))::bigint FROM {} WHERE {} AND "
+                            "time >= to_timestamp(%s)").format(db.table, where), [*values, day])
+        found[series_key(dict(zip(tags, values))) or f"(readings without {', '.join(tags)})"] = cur.fetchone()[0]
+    return found
+
+
+def span(cur, db):
+    """(first window start, last window start + 1) of the archive, epoch seconds; (None, None) when it is
+    empty or absent."""
+    if not table_exists(cur, db.table.as_string(cur)):
+        return None, None
+    return archive_span(cur, db.table)
