@@ -14,6 +14,7 @@ import sys
 import textwrap
 import traceback
 from dataclasses import dataclass
+from typing import Dict
 
 from . import __version__, invocation, status_rules
 from . import config as config_module
@@ -48,7 +49,7 @@ class Command:
     heartbeat: object = None  # (args, config) -> the URL to ping, or None
 
 
-COMMANDS = {}
+COMMANDS: Dict[str, "Command"] = {}
 
 
 def command(name, summary, detail, example, exit_codes, arguments=(), heartbeat=None):

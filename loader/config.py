@@ -14,6 +14,7 @@ import shlex
 import stat
 import urllib.parse
 from dataclasses import dataclass, field, make_dataclass
+from typing import Optional
 
 from dotenv import dotenv_values
 
@@ -237,9 +238,9 @@ class Setting:
 
     key: str
     help: str
-    attr: str = None
+    attr: Optional[str] = None
     kind: object = text
-    default: str = None
+    default: Optional[str] = None
     required: bool = False
     secret: bool = False
     aliases: tuple = ()

@@ -11,6 +11,7 @@ import math
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Optional
 
 from . import archive, late
 from .clock import SystemClock, check_synchronized
@@ -31,14 +32,14 @@ log = logging.getLogger(__name__)
 @dataclass
 class Outcome:
     command: str
-    start: int = None
-    end: int = None
+    start: Optional[int] = None
+    end: Optional[int] = None
     chunks: int = 0
     rows: int = 0  # rows inserted or changed
     windows: int = 0  # windows the source answered (re-read unchanged ones included)
     dropped: dict = field(default_factory=dict)
     locked_out: bool = False  # another run holds the lock; nothing was done
-    newest: int = None  # start of the newest archived window after the run, epoch seconds
+    newest: Optional[int] = None  # start of the newest archived window after the run, epoch seconds
     late: list = field(default_factory=list)  # late.Behind entries the comparison found (and loaded)
     counted: dict = field(default_factory=dict)  # field -> readings InfluxDB held in the ranges read
     refused_seen: dict = field(default_factory=dict)  # field -> (lowest, highest) of the readings refused
@@ -103,7 +104,7 @@ class Work:
     state: State
     run_id: int
     outcome: Outcome
-    watermark: int = None
+    watermark: Optional[int] = None
     source: object = None  # run and backfill: the source, its fields already proved
 
 

@@ -21,6 +21,7 @@ import re
 import tempfile
 import time
 from dataclasses import dataclass, field
+from typing import Optional
 
 import psycopg2
 import psycopg2.errors
@@ -349,7 +350,7 @@ class TableCheck:
 class VerifyResult:
     file: str
     size: int
-    restored: RestoreResult = None
+    restored: Optional[RestoreResult] = None
     checks: list = field(default_factory=list)
 
     @property

@@ -7,6 +7,7 @@ docs/operations.md from it (a test keeps them in step). 2 pages, 1 is worth a lo
 """
 
 from dataclasses import dataclass, field
+from typing import Optional
 
 from psycopg2 import sql
 
@@ -31,14 +32,14 @@ FAILURE = ("failed", "abandoned")
 class Status:
     target: str
     now: int
-    watermark: int = None
-    newest: int = None  # start of the newest archived window
+    watermark: Optional[int] = None
+    newest: Optional[int] = None  # start of the newest archived window
     window: int = 5
-    last_run: dict = None  # the newest hourly `run` that has ended
+    last_run: Optional[dict] = None  # the newest hourly `run` that has ended
     failures: int = 0  # hourly runs failed in a row, newest first
-    later: dict = None  # a backfill or rebuild newer than last_run
+    later: Optional[dict] = None  # a backfill or rebuild newer than last_run
     running: bool = False
-    rows: int = None
+    rows: Optional[int] = None
     behind: list = field(default_factory=list)  # late.Behind: InfluxDB holds readings the archive lacks
     ranges: list = field(default_factory=list)  # (field, epoch changed, range before, range after), oldest first
     undelivered: list = field(default_factory=list)  # (device, started, report error, message error)

@@ -3,6 +3,7 @@
 import calendar
 import math
 from dataclasses import dataclass, field
+from typing import Dict, Optional
 
 from ..windows import parse_time
 
@@ -51,7 +52,7 @@ class Batch:
     # labelled as the source's count labels them), counted before the means were asked
     counts: dict = field(default_factory=dict)
     readings: list = field(default_factory=list)  # Blocks of READINGS: time, key tags, one column
-    readings_field: str = None  # the field the readings are of (SESSION_SPO2)
+    readings_field: Optional[str] = None  # the field the readings are of (SESSION_SPO2)
     # (key tag values in TAGS' order, field) -> {hour start: bytearray(3600)}: each second's mean of the session
     # fields' readings (SESSION_SPO2, SESSION_PULSE) within VALID_RANGES, put_seconds' bytes; the night's 1 Hz
     # readings (seconds.py)
@@ -147,7 +148,7 @@ def session_fields(config, fields):
     return [config.session_spo2] + ([config.session_pulse] if read(config.session_pulse) else [])
 
 
-_DAYS = {}  # "2026-12-06" -> its epoch, for second_of
+_DAYS: Dict[str, int] = {}  # "2026-12-06" -> its epoch, for second_of
 
 
 def second_of(text):
