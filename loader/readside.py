@@ -2,15 +2,35 @@
 next one), read without the loader's run lock and changing nothing. Each runs on a cursor whose
 search_path is the archive's schema (state.set_search_path).
 
+- session: a cursor for such a read (rolled back, closed).
 - devices: every device archived, with its newest window (status judges each; check names them).
 - span: the archive's first window start and its last window start + 1 (a read-only command's default
   range).
 """
 
+import contextlib
+
 from psycopg2 import sql
 
-from .pg import TABLE_COLUMNS, archive_span, table_exists
+from .pg import TABLE_COLUMNS, Database, archive_span, table_exists
 from .sources.batch import series_key
+from .state import set_search_path
+
+
+@contextlib.contextmanager
+def session(config):
+    """(db, cursor) for a read of the archive: on its schema, driver errors said as the loader says them,
+    rolled back (a read changes nothing) and closed after."""
+    db = Database(config)
+    conn = db.connect()
+    try:
+        with db.errors():
+            cur = conn.cursor()
+            set_search_path(cur, config.pg_schema)
+            yield db, cur
+            conn.rollback()
+    finally:
+        conn.close()
 
 
 def devices(cur, db, tags):

@@ -19,14 +19,13 @@ from dataclasses import dataclass, field
 
 from psycopg2 import sql
 
-from . import __version__, archive, oximetry
+from . import __version__, archive, oximetry, readside
 from .errors import LoaderError
 from .humanize import human_duration
 from .invocation import command
-from .pg import Database, table_exists
+from .pg import table_exists
 from .sessions import METRICS, desaturations_with_lowest
 from .sources.batch import series_key
-from .state import set_search_path
 
 # Grafana's colours for the band names the Metrics declare, so the page reads like the dashboard
 COLOURS = {"green": "#73BF69", "yellow": "#FADE2A", "orange": "#FF9830", "red": "#F2495C", "transparent": "#FFFFFF"}
@@ -99,29 +98,21 @@ def read_nights(config, now, night=None, device=None, since=None, traces=True):
     """The nights to report: the sessions that began in `night` ([start, end)); else every finished one
     (nothing sent for SESSION_GAP after its end) that ended at `since` or later; else each device's last
     finished one. device: its tag values. traces: with their traces, desaturations and artefacts."""
-    db = Database(config)
-    sessions = archive.sessions(db, config)
-    conn = db.connect()
-    try:
-        with db.errors():
-            cur = conn.cursor()
-            set_search_path(cur, config.pg_schema)
-            if not config.session_spo2 or not table_exists(cur, sessions.table.as_string(cur)):
-                kept = config.session_spo2 or "none"
-                raise ReportError(f"{db.target} has no sessions to report (SESSION_SPO2={kept})",
-                                  hint=f"nights are kept from the next `{command('run')}` on")
-            cur.execute(*_nights_query(cur, config, sessions.table, now, night, device, since))
-            nights = []
-            columns, n = [m.column for m in METRICS], len(config.tags)
-            for found in cur.fetchall():
-                values, started, rest = found[:n], found[n], found[n + 1:]
-                nights.append(Night(tuple(values), series_key(dict(zip(config.tags, values))), started,
-                                    dict(zip(columns, rest))))
-            for each in nights if traces else ():
-                _traces(cur, db, config, each)
-            conn.rollback()
-    finally:
-        conn.close()
+    with readside.session(config) as (db, cur):
+        sessions = archive.sessions(db, config)
+        if not config.session_spo2 or not table_exists(cur, sessions.table.as_string(cur)):
+            kept = config.session_spo2 or "none"
+            raise ReportError(f"{db.target} has no sessions to report (SESSION_SPO2={kept})",
+                              hint=f"nights are kept from the next `{command('run')}` on")
+        cur.execute(*_nights_query(cur, config, sessions.table, now, night, device, since))
+        nights = []
+        columns, n = [m.column for m in METRICS], len(config.tags)
+        for found in cur.fetchall():
+            values, started, rest = found[:n], found[n], found[n + 1:]
+            nights.append(Night(tuple(values), series_key(dict(zip(config.tags, values))), started,
+                                dict(zip(columns, rest))))
+        for each in nights if traces else ():
+            _traces(cur, db, config, each)
     if not nights and since is None:
         which = f"that began on the night of {datetime.datetime.fromtimestamp(night[0]):%Y-%m-%d}" if night \
             else "finished yet (a night is finished SESSION_GAP after its last reading)"
@@ -159,17 +150,9 @@ def _nights_query(cur, config, table, now, night, device, since):
 
 def load_traces(config, nights):
     """Read each night's traces (read_nights(traces=False) left them out)."""
-    db = Database(config)
-    conn = db.connect()
-    try:
-        with db.errors():
-            cur = conn.cursor()
-            set_search_path(cur, config.pg_schema)
-            for night in nights:
-                _traces(cur, db, config, night)
-            conn.rollback()
-    finally:
-        conn.close()
+    with readside.session(config) as (db, cur):
+        for night in nights:
+            _traces(cur, db, config, night)
 
 
 def _traces(cur, db, config, night):

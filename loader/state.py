@@ -103,6 +103,13 @@ WHERE target = %(target)s AND (report_error IS NOT NULL OR notify_error IS NOT N
 """
 
 
+# VALID_RANGES changes, oldest first (the sink records them)
+RANGE_CHANGES = """
+SELECT field, extract(epoch FROM changed_at)::bigint, range_was, range_now FROM influx_archive_ranges
+WHERE target = %(target)s ORDER BY changed_at, field
+"""
+
+
 def set_search_path(cur, schema):
     cur.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(schema)))
 
@@ -203,6 +210,11 @@ class State:
         """True while some process holds this archive's run lock (a run, backfill or rebuild)."""
         cur.execute(LOCK_HELD, {"key": self.lock_key})
         return cur.fetchone()[0]
+
+    def range_changes(self, cur):
+        """[(field, epoch changed, range before, range after)] of this archive, oldest first."""
+        self._q(cur, RANGE_CHANGES, target=self.target)
+        return cur.fetchall()
 
     def night_failures(self, cur):
         """[(device, started, report error, message error)] of the nights whose last delivery failed."""

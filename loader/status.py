@@ -16,9 +16,9 @@ from .dumps import newest
 from .errors import EXIT_NEEDS_HUMAN, EXIT_OK, BackupError
 from .humanize import human_duration, human_size
 from .invocation import command
-from .pg import Database, table_exists
+from .pg import table_exists
 from .pgtools import database_name
-from .state import State, set_search_path
+from .state import State
 from .status_rules import problem
 from .windows import format_duration, rfc3339
 
@@ -129,34 +129,24 @@ def status(config, now):
 
 def _read_state(config, result):
     """Fill result from the archive and its state tables (read only: status changes nothing)."""
-    db = Database(config)
-    conn = db.connect()
-    try:
-        with db.errors():
-            cur = conn.cursor()
-            set_search_path(cur, config.pg_schema)
-            result.newest = archive.table(db, config).newest(cur)
-            if result.newest is not None:
-                cur.execute(sql.SQL("SELECT count(*) FROM {}").format(db.table))
-                result.rows = cur.fetchone()[0]
-                if config.tags:
-                    result.devices = readside.devices(cur, db, config.tags)
-            if table_exists(cur, "influx_archive_state"):
-                state = State(config.pg_schema, db.target)
-                result.watermark = state.watermark(cur)
-                result.running = state.active(cur)
-                _read_runs(state.last_runs(cur, result.running), result)
-                if table_exists(cur, "influx_archive_behind"):
-                    result.behind = [late.Behind(*row) for row in state.behind(cur)]
-                if table_exists(cur, "influx_archive_nights"):
-                    result.undelivered = state.night_failures(cur)
-                if table_exists(cur, "influx_archive_ranges"):
-                    cur.execute("SELECT field, extract(epoch FROM changed_at)::bigint, range_was, range_now FROM "
-                                "influx_archive_ranges WHERE target = %s ORDER BY changed_at, field", (db.target,))
-                    result.ranges = cur.fetchall()
-            conn.rollback()
-    finally:
-        conn.close()
+    with readside.session(config) as (db, cur):
+        result.newest = archive.table(db, config).newest(cur)
+        if result.newest is not None:
+            cur.execute(sql.SQL("SELECT count(*) FROM {}").format(db.table))
+            result.rows = cur.fetchone()[0]
+            if config.tags:
+                result.devices = readside.devices(cur, db, config.tags)
+        if table_exists(cur, "influx_archive_state"):
+            state = State(config.pg_schema, db.target)
+            result.watermark = state.watermark(cur)
+            result.running = state.active(cur)
+            _read_runs(state.last_runs(cur, result.running), result)
+            if table_exists(cur, "influx_archive_behind"):
+                result.behind = [late.Behind(*row) for row in state.behind(cur)]
+            if table_exists(cur, "influx_archive_nights"):
+                result.undelivered = state.night_failures(cur)
+            if table_exists(cur, "influx_archive_ranges"):
+                result.ranges = state.range_changes(cur)
 
 
 def _read_runs(runs, result):

@@ -17,31 +17,35 @@ class Rule:
     when: str
 
 
-RULES = (
-    Rule("nothing", EXIT_NEEDS_HUMAN, "nothing archived yet"),
-    Rule("stale", EXIT_NEEDS_HUMAN, "no new reading for longer than `STALE_AFTER` (with `TAGS`, judged per device: "
-         "a quiet one is named, and one no longer used is retired with `RETIRED_DEVICES`; default 1 day: an "
-         "oximeter worn at night leaves ~16 h gaps; `2h` for one that records around the clock)"),
-    Rule("needs-human", EXIT_NEEDS_HUMAN, "the last hourly run failed in a way that needs a human"),
-    Rule("failing", EXIT_NEEDS_HUMAN, "`FAILED_RUNS_ALERT` (3) hourly runs failed in a row"),
-    Rule("no-runs", EXIT_NEEDS_HUMAN, "no hourly run started for `FAILED_RUNS_ALERT` hours (is cron running?)"),
-    Rule("leaving", EXIT_NEEDS_HUMAN, "readings InfluxDB holds that the archive lacks, older than the last sixth of "
-         "`LATE_LOOKBACK` (named, before InfluxDB's retention deletes them)"),
-    Rule("backup-stale", EXIT_NEEDS_HUMAN, "the newest dump older than `BACKUP_MAX_AGE`"),
-    Rule("backup-dir", EXIT_NEEDS_HUMAN, "`BACKUP_DIR` unusable (its drive gone, not writable)"),
-    Rule("unreachable", EXIT_NEEDS_HUMAN, "PostgreSQL unreachable, or the settings wrong (a monitor that cannot "
-         "see the archive must not stay quiet)"),
-    Rule("failed-once", EXIT_RETRY_LATER, "the last hourly run failed (a blip: the next one catches up; it pages "
-         "after `FAILED_RUNS_ALERT` in a row)"),
-    Rule("behind", EXIT_RETRY_LATER, "late readings found and not loaded yet"),
-    Rule("refused", EXIT_RETRY_LATER, "a field that lost more than half of the last run's readings to "
-         "`VALID_RANGES` (a device sending 0.95 for 95 %? the verdict names the range and the lowest and highest "
-         "value refused)"),
-    Rule("not-run", EXIT_RETRY_LATER, "data is there (e.g. backfilled) but the hourly run has not run yet"),
-    Rule("no-backup", EXIT_RETRY_LATER, "backups are on but none was made yet"),
-    Rule("undelivered", EXIT_RETRY_LATER, "a finished night's report (`REPORT_DIR`) or message (`NOTIFY_URL`) "
-         "failed; the next run tries again"),
-)
+# each rule: its key (status.py names it where it judges), and when it holds, as the docs' table says it
+PAGE = {
+    "nothing": "nothing archived yet",
+    "stale": "no new reading for longer than `STALE_AFTER` (with `TAGS`, judged per device: a quiet one is named, "
+             "and one no longer used is retired with `RETIRED_DEVICES`; default 1 day: an oximeter worn at night "
+             "leaves ~16 h gaps; `2h` for one that records around the clock)",
+    "needs-human": "the last hourly run failed in a way that needs a human",
+    "failing": "`FAILED_RUNS_ALERT` (3) hourly runs failed in a row",
+    "no-runs": "no hourly run started for `FAILED_RUNS_ALERT` hours (is cron running?)",
+    "leaving": "readings InfluxDB holds that the archive lacks, older than the last sixth of `LATE_LOOKBACK` "
+               "(named, before InfluxDB's retention deletes them)",
+    "backup-stale": "the newest dump older than `BACKUP_MAX_AGE`",
+    "backup-dir": "`BACKUP_DIR` unusable (its drive gone, not writable)",
+    "unreachable": "PostgreSQL unreachable, or the settings wrong (a monitor that cannot see the archive must not "
+                   "stay quiet)",
+}
+LOOK = {
+    "failed-once": "the last hourly run failed (a blip: the next one catches up; it pages after "
+                   "`FAILED_RUNS_ALERT` in a row)",
+    "behind": "late readings found and not loaded yet",
+    "refused": "a field that lost more than half of the last run's readings to `VALID_RANGES` (a device sending "
+               "0.95 for 95 %? the verdict names the range and the lowest and highest value refused)",
+    "not-run": "data is there (e.g. backfilled) but the hourly run has not run yet",
+    "no-backup": "backups are on but none was made yet",
+    "undelivered": "a finished night's report (`REPORT_DIR`) or message (`NOTIFY_URL`) failed; the next run tries "
+                   "again",
+}
+RULES = tuple(Rule(key, code, when) for code, rules in ((EXIT_NEEDS_HUMAN, PAGE), (EXIT_RETRY_LATER, LOOK))
+              for key, when in rules.items())
 RULE = {r.key: r for r in RULES}
 WORDS = {EXIT_NEEDS_HUMAN: "page", EXIT_RETRY_LATER: "look when convenient", EXIT_OK: "healthy"}
 

@@ -14,6 +14,7 @@ import yaml
 
 from loader.job import Job
 from setup import alerts
+from tests.support.archive import grant_reader
 from tests.support.harness import HOUR, ROOT, FixedClock, make_config
 from tests.support.readings import feed_standin, regular_night
 
@@ -32,13 +33,7 @@ def test_the_rule_fires_for_a_bad_last_night_of_a_device_and_not_for_a_good_one(
     [rule] = group["rules"]
     assert rule["condition"] == "C" and [d["refId"] for d in rule["data"]] == ["A", "B", "C"]
     assert rule["data"][0]["datasourceUid"] == "influx-archive" and rule["data"][2]["model"]["type"] == "threshold"
-    conn = psycopg2.connect(pg_url)
-    conn.autocommit = True
-    conn.cursor().execute("DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'grafana_test') THEN "
-                          "CREATE ROLE grafana_test LOGIN; END IF; END $$")
-    conn.cursor().execute("GRANT SELECT ON ALL TABLES IN SCHEMA public TO grafana_test")
-    conn.close()
-    reader = psycopg2.connect(pg_url.replace("postgresql://postgres@", "postgresql://grafana_test@"))
+    reader = psycopg2.connect(grant_reader(pg_url))
     cur = reader.cursor()
     cur.execute(rule["data"][0]["model"]["rawSql"])
     assert sorted(cur.fetchall()) == [("a", 1), ("b", 0)]  # one value per device: Grafana's alert instances

@@ -20,6 +20,7 @@ import pytest
 from loader.job import Job
 from setup import dashboard as generator
 from tests.support import grafana_schema
+from tests.support.archive import grant_reader
 from tests.support.flux_standin import StandIn
 from tests.support.grafana_macros import expand, interval_for, seconds_of
 from tests.support.harness import DAY, HOUR, ORG, ROOT, TOKEN, FixedClock, make_config
@@ -84,14 +85,7 @@ def archive(request, pg_server):
         settings = {"TAGS": "uid"} if uids else {}
         Job(make_config(pg_url, "http://127.0.0.1:9", INITIAL_LOOKBACK="3d", SUBJECT="child", **settings),
             clock=FixedClock(NOW)).rebuild_rollups()
-    conn = psycopg2.connect(pg_url)
-    conn.autocommit = True
-    cur = conn.cursor()
-    cur.execute("DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'grafana_test') THEN "
-                "CREATE ROLE grafana_test LOGIN; END IF; END $$")
-    cur.execute("GRANT SELECT ON ALL TABLES IN SCHEMA public TO grafana_test")
-    conn.close()
-    return name, uids, pg_url.replace("postgresql://postgres@", "postgresql://grafana_test@")
+    return name, uids, grant_reader(pg_url)
 
 
 def bucket_width(start, end):
@@ -441,12 +435,7 @@ def test_the_dashboard_the_pi_writes_reads_its_pg_schema_and_pg_table_and_shows_
     the shipped file gives on the default names; nothing in it names the default table."""
     original = adults_archive(pg_server, ("a", "b"))
     _, copy = copy_of(pg_server, original)
-    conn = psycopg2.connect(original)
-    conn.autocommit = True
-    conn.cursor().execute("DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'grafana_test') THEN "
-                          "CREATE ROLE grafana_test LOGIN; END IF; END $$")
-    conn.cursor().execute("GRANT SELECT ON ALL TABLES IN SCHEMA public TO grafana_test")
-    conn.close()
+    grant_reader(original)
     conn = psycopg2.connect(pg_server.url(copy))
     conn.autocommit = True
     cur = conn.cursor()

@@ -108,3 +108,17 @@ def create_archive_database(pg_server, name):
     subprocess.run([os.path.join(pg_server.bindir, "psql"), "-X", "-q", "-h", "127.0.0.1", "-p", str(pg_server.port),
                     "-U", "postgres", "-d", "postgres"], input=script, text=True, check=True, capture_output=True)
     return pg_server.url(name, user=LOADER, password="secret-pw-1")
+
+
+def grant_reader(pg_url, role="grafana_test"):
+    """A role that may only SELECT the archive's tables, like Grafana's (made once per cluster)."""
+    conn = psycopg2.connect(pg_url)
+    conn.autocommit = True
+    try:
+        cur = conn.cursor()
+        cur.execute(f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN "
+                    f"CREATE ROLE {role} LOGIN; END IF; END $$")
+        cur.execute(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {role}")
+    finally:
+        conn.close()
+    return pg_url.replace("postgresql://postgres@", f"postgresql://{role}@")
