@@ -129,7 +129,8 @@ def _items(raw):
 
 def valid_ranges(setting, raw):
     """field=min..max, comma-separated: {field: (min, max)}; none: {}."""
-    ranges, problems = {}, []
+    ranges: dict = {}
+    problems: list = []
     if raw.lower() == "none":
         return ranges, problems
     for item in _items(raw):

@@ -101,7 +101,7 @@ def choose_kept(stamps, keep_daily, keep_weekly):
 
     kept = set()
     for period, count in ((day, keep_daily), (week, keep_weekly)):
-        seen = set()
+        seen: set = set()
         for stamp in sorted(stamps, reverse=True):
             key = period(stamp)
             if key in seen:

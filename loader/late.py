@@ -82,7 +82,7 @@ def influx_counts(counts, lo, hi):
 def reload_pieces(behind, window, chunk):
     """The ranges to read again: each behind hour whole (window-aligned), adjacent hours joined, cut
     at CHUNK boundaries like every load."""
-    ranges = []
+    ranges: list = []
     for hour in sorted({b.hour for b in behind}):
         lo, hi = floor_to(hour, window), ceil_to(hour + HOUR, window)
         if ranges and lo <= ranges[-1][1]:
@@ -111,7 +111,7 @@ def describe(behind, now=None, limit=6):
     shown = ", ".join(f"{rfc3339(lo)} .. {rfc3339(hi)}" for lo, hi in spans[:limit])
     if len(spans) > limit:
         shown += f" and {len(spans) - limit} more span(s)"
-    per = {}
+    per: dict = {}
     for b in behind:
         key = (b.series or "all series", b.field)
         per[key] = per.get(key, 0) + b.missing
@@ -123,7 +123,7 @@ def describe(behind, now=None, limit=6):
 def merged_series(counts):
     """{hour: [series]} of the hours in which InfluxDB holds readings of more than one series (tag set),
     from {(hour, series, field): readings}: with TAGS empty their readings would be averaged into one."""
-    by_hour = {}
+    by_hour: dict = {}
     for (hour, series, _), readings in counts.items():
         if readings:
             by_hour.setdefault(hour, set()).add(series)

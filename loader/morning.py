@@ -150,7 +150,7 @@ def _report(config, night, known, done):
 
 def _rotate(directory, before):
     """Remove our reports (night-DATE-HHMM[-DEVICE].pdf) of nights before `before`: as the dumps go."""
-    removed = []
+    removed: list = []
     try:
         entries = list(os.scandir(directory))
     except OSError:
@@ -170,7 +170,7 @@ def _rotate(directory, before):
 def _to_message(config, nights, known, now):
     """{device: [nights]} to message now: finished within NOTIFY_HORIZON (or failed within RETRY_HORIZON),
     not messaged yet, and chosen by NOTIFY_WHEN."""
-    out = {}
+    out: dict = {}
     for night in nights:
         digest, notified, error = known.get((night.label, night.started), (None, False, None))
         if notified or night.ended < now - (RETRY_HORIZON if error else NOTIFY_HORIZON):

@@ -28,6 +28,7 @@ nadir is the lowest reading held NADIR_S seconds.
 import math
 import operator
 from dataclasses import dataclass
+from typing import Optional
 
 from .sources.batch import T88, T90
 
@@ -88,7 +89,7 @@ class NightReading:
     recorded_s: int
     t90_s: int
     t88_s: int
-    nadir: float
+    nadir: Optional[float]  # None: no reading
     refused: tuple = ()
 
 
@@ -129,7 +130,7 @@ def smoothed(x, first, end):
 def turns(y):
     """[(index, is_peak)] of y's alternating peaks and troughs: a peak is the highest point before y falls
     TURN below it, a trough the lowest before it rises TURN above it."""
-    out = []
+    out: list = []
     if not y:
         return out
     hi = lo = 0
@@ -223,7 +224,7 @@ def _artefacts(x, pulse, first, end):
 def desaturations(x, y, drops=DROPS, offset=0):
     """{drop: [Desaturation]} of at least each of `drops` points in a stretch of readings x, smoothed as y;
     their seconds counted from `offset`."""
-    out = {drop: [] for drop in drops}
+    out: dict = {drop: [] for drop in drops}
     for level, start, b, end in troughs(x, y):
         lowest = y[b]
         depth = whole(level) - whole(lowest)
@@ -266,7 +267,7 @@ def read_night(spo2, pulse=None, drops=DROPS):
     """A night's NightReading from its SpO2 readings at 1 Hz (a list, None where there is none) and the
     pulse's (the same seconds; None: no pulse). Events carry the seconds of spo2's index."""
     x = list(spo2)
-    events = {drop: [] for drop in drops}
+    events: dict = {drop: [] for drop in drops}
     recorded = t90 = t88 = 0
     nadir, refused = None, []
     for first, end in recorded_runs(x):

@@ -90,7 +90,7 @@ class SecondsTable:
         cur.execute(sql.SQL("SELECT field, extract(epoch FROM hour)::bigint, readings FROM {} WHERE {} "
                             "field = ANY(%s) AND hour >= to_timestamp(%s) AND hour < to_timestamp(%s)").format(
             self.table, where), (*device, list(fields), start - start % HOUR, end))
-        found = {name: [None] * (end - start) for name in fields}
+        found: dict = {name: [None] * (end - start) for name in fields}
         seen = False
         for name, hour, readings in cur.fetchall():
             values = found[name]

@@ -367,7 +367,8 @@ def sessions_of(rows, window, gap, minimum, below=None, run_started=None, last_e
     MAX_S, they are cut every MAX_S from their start. run_started, last_end: the run that the rows
     may continue (its earlier sessions already kept): where it began and where its last window ended.
     readings, seconds: summarise's."""
-    piece, run_start, cut = [], run_started, None  # cut: where the run's next MAX_S begins
+    piece: list = []
+    run_start, cut = run_started, None  # cut: where the run's next MAX_S begins
     limit = None if last_end is None else last_end + gap  # a window starting after this ends the run
 
     def finish(run_goes_on):
@@ -446,7 +447,7 @@ class Sessions:
             if found == self.definition():
                 return
             cur.execute(sql.SQL("DROP TABLE {}").format(self.table))
-        columns = [sql.SQL("{} text NOT NULL").format(sql.Identifier(t)) for t in self.tags]
+        columns: list = [sql.SQL("{} text NOT NULL").format(sql.Identifier(t)) for t in self.tags]
         columns.append(sql.SQL("started timestamptz NOT NULL"))
         columns += [sql.SQL("{} " + m.kind).format(sql.Identifier(m.column)) for m in METRICS]
         key = [sql.Identifier(t) for t in self.tags] + [sql.Identifier("started")]
