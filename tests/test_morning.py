@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import threading
+import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -14,7 +15,7 @@ import pytest
 from loader import morning
 from loader.job import Job
 from loader.status import status
-from tests.support.harness import HOUR, FixedClock, make_config
+from tests.support.harness import HOUR, ROOT, FixedClock, cli, flux_env, make_config
 from tests.support.readings import constructed_night, feed_standin, regular_night
 from tests.test_report import END, T0
 
@@ -169,3 +170,39 @@ def test_a_full_report_dir_never_stops_the_archive_and_status_says_it(pg_url, st
         assert not [n for n in os.listdir(full) if n.endswith(".partial")]
     finally:
         subprocess.run(["umount", "-l", str(full)], capture_output=True)
+
+
+def test_the_hourly_run_delivers_a_finished_night_and_reports_go_as_the_dumps_go(pg_url, standin, tmp_path):
+    """Through the command line, as cron runs it: `run` loads, then writes the finished night's report. Reports
+    of nights older than the dumps are kept (BACKUP_KEEP_DAILY days, BACKUP_KEEP_WEEKLY weeks) are removed;
+    other files in REPORT_DIR are not ours and stay."""
+    now = int(time.time())
+    start = now - now % 60 - 5 * HOUR  # ended two hours ago: finished
+    feed_standin(standin, regular_night("a", start, 3, dip_every=600))
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    old = reports / "night-2020-01-01-2200-uid-a.pdf"
+    mine = reports / "notes.txt"
+    for path in (old, mine):
+        path.write_text("x")
+    ran = cli("run", env=flux_env(pg_url, standin, TAGS="uid", INITIAL_LOOKBACK="1d", REPORT_DIR=reports,
+                                  BACKUP_KEEP_DAILY=7, BACKUP_KEEP_WEEKLY=4))
+    assert ran.returncode == 0, ran.stderr
+    made = [n for n in os.listdir(reports) if n.startswith("night-") and n != old.name]
+    assert len(made) == 1 and made[0].endswith("-uid-a.pdf"), os.listdir(reports)
+    assert not old.exists() and mine.exists()  # 2020's report went with its dumps; not ours: kept
+    assert f"report {reports / made[0]}" in ran.stderr
+
+
+def test_install_proposes_reports_beside_the_dumps(tmp_path):
+    """`install.sh --reports --backup-dir DIR`: REPORT_DIR=DIR/reports, made for the service user."""
+    env = tmp_path / ".env"
+    env.write_text("INFLUX_URL=http://127.0.0.1:8086\n")
+    drive = tmp_path / "drive"
+    drive.mkdir()
+    done = subprocess.run(["bash", "-c", f'set -euo pipefail; . ./install.sh; INSTALL_LOG=/dev/null; '
+                                         f'ENV_FILE="{env}"; APP_DIR=.; SERVICE_USER=$(id -un); REPORTS=1; '
+                                         f'BACKUP_DIR_OPT="{drive}"; configure_backups'],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert f"REPORT_DIR={drive}/reports\n" in env.read_text() and (drive / "reports").is_dir()
