@@ -713,7 +713,17 @@ DROP DATABASE IF EXISTS $DB_NAME;
 DROP ROLE IF EXISTS $GRAFANA_ROLE;
 DROP ROLE IF EXISTS $LOADER_ROLE;
 EOF
-    rm -f "$(pg_conf_dir)/conf.d/influx-archive.conf" "$(pg_conf_dir)/conf.d/influx-archive-lan.conf"
+    rm -f "$(pg_conf_dir)/conf.d/influx-archive.conf" "$(pg_conf_dir)/conf.d/influx-archive-lan.conf" \
+          "$(pg_conf_dir)/conf.d/influx-archive-tls.conf"
+    rm -rf "$(pg_conf_dir)/${TLS_DIR_NAME:?}"  # the Pi's CA and certificate
+    local hba
+    hba=$(pg_conf_dir)/pg_hba.conf
+    if grep -qs "# influx-archive: Grafana reads from the LAN" "$hba"; then  # our LAN lines, and only ours
+      grep -v -e "^# influx-archive: Grafana reads from the LAN" -e "^hostssl    $DB_NAME    $GRAFANA_ROLE    " \
+        -e "^host    $DB_NAME    $GRAFANA_ROLE    " "$hba" > "$hba.new" || true
+      chmod --reference="$hba" "$hba.new" && chown --reference="$hba" "$hba.new" && mv "$hba.new" "$hba"
+    fi
+    pg_ctlcluster "$PG_VERSION" "$PG_CLUSTER" reload >>"$INSTALL_LOG" 2>&1 || true
     stop_demo_source
     local backups=""
     if [ -f "$ENV_FILE" ]; then backups=$(env_get BACKUP_DIR); fi

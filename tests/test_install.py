@@ -559,6 +559,10 @@ def test_uninstall_purge_leaves_no_process_file_or_role_of_ours_and_names_what_i
     for path in (APP, "/usr/local/bin/influx-archive", "/etc/cron.d/influx-archive", "/var/log/influx-archive",
                  "/etc/logrotate.d/influx-archive"):
         assert not os.path.exists(path), path
+    assert not glob.glob("/etc/postgresql/*/main/conf.d/influx-archive*") + glob.glob(
+        "/etc/postgresql/*/main/influx-archive-tls")  # the drop-ins, the Pi's CA and certificate
+    hba = subprocess.run("cat /etc/postgresql/*/main/pg_hba.conf", shell=True, capture_output=True, text=True).stdout
+    assert "influx-archive" not in hba and "grafana_reader" not in hba  # the LAN line and its comment
     demo = subprocess.run(["pgrep", "-u", "influxdb", "-x", "influxd"], capture_output=True)
     assert demo.returncode == 1  # the demo's InfluxDB is stopped (the tests' own run as root)
     with open("/etc/default/influxdb", encoding="utf-8") as handle:
