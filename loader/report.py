@@ -101,6 +101,8 @@ def read_nights(config, now, night=None, device=None, since=None, traces=True):
     with readside.session(config) as (db, cur):
         sessions = archive.sessions(db, config)
         if not config.session_spo2 or not table_exists(cur, sessions.table.as_string(cur)):
+            if since is not None and config.session_spo2:  # the hourly run's look: no night yet, nothing to do
+                return []
             kept = config.session_spo2 or "none"
             raise ReportError(f"{db.target} has no sessions to report (SESSION_SPO2={kept})",
                               hint=f"nights are kept from the next `{command('run')}` on")
