@@ -16,8 +16,10 @@ from loader import morning
 from loader.job import Job
 from loader.status import status
 from tests.support.harness import HOUR, ROOT, FixedClock, cli, flux_env, make_config
-from tests.support.readings import constructed_night, feed_standin, regular_night
-from tests.test_report import END, T0
+from tests.support.readings import feed_standin, regular_night
+from tests.test_report import T0
+
+END = T0 + 3 * HOUR  # the 3-hour nights below end here
 
 pytest.importorskip("apprise")
 pytest.importorskip("matplotlib")
@@ -79,7 +81,9 @@ def settings(pg_url, standin, ntfy, reports, **extra):
 
 
 def test_a_bad_night_is_messaged_once_with_its_report_and_a_good_one_is_not(pg_url, standin, ntfy, tmp_path):
-    feed_standin(standin, constructed_night("a", 4, T0) + constructed_night("b", 0, T0))  # a: ODI4 ~3/h; b: none
+    late = range(T0 + 2 * HOUR + 600, T0 + 2 * HOUR + 960)  # six minutes device a uploads later (a phone sync)
+    feed_standin(standin, [p for p in regular_night("a", T0, 3, dip_every=1200) if p[3] not in late]
+                 + regular_night("b", T0, 3))  # a: ODI4 ~3/h; b: none
     reports = tmp_path / "reports"
     reports.mkdir()
     config = settings(pg_url, standin, ntfy, reports, NOTIFY_WHEN="bad", SUBJECT="child")  # a child: ODI4 ≥4/h
@@ -87,9 +91,9 @@ def test_a_bad_night_is_messaged_once_with_its_report_and_a_good_one_is_not(pg_u
     first = morning.deliver(config, END + HOUR)
     assert sorted(os.listdir(reports)) == ["night-2026-09-20-2200-uid-a.pdf", "night-2026-09-20-2200-uid-b.pdf"]
     assert first.failures == [] and len(ntfy.published) == 0  # ODI4 3.0/h: green for a child under 4/h
-    feed_standin(standin, [("spo2", {"uid": "a"}, "spo2", t, 91.0) for t in range(T0 + 6 * HOUR, T0 + 6 * HOUR + 20)]
-                 + [("spo2", {"uid": "a"}, "spo2", t, 91.0) for t in range(T0 + 6 * HOUR + 60, T0 + 6 * HOUR + 80)])
-    # late readings of the same night (a phone sync): two more dips in its last hour, still under 4/h
+    feed_standin(standin, [(m, tags, f, t, 90.0 if f == "spo2" and (t - late[0]) % 300 < 20 else v)
+                           for m, tags, f, t, v in regular_night("a", T0, 3) if t in late])
+    # the late six minutes arrive: two more dips in the night's last hour, still under 4/h
     Job(config, clock=FixedClock(END + 2 * HOUR)).run()
     again = morning.deliver(config, END + 2 * HOUR)
     assert again.revised == [str(reports / "night-2026-09-20-2200-uid-a.pdf")]  # its numbers changed: remade
@@ -103,7 +107,7 @@ def test_a_bad_night_is_messaged_once_with_its_report_and_a_good_one_is_not(pg_u
     assert len(ntfy.published) == 2 and len(sent.messages) == 2  # one message per device
     by_line = {p["message"]: p for p in ntfy.published}
     line_a = next(m for m in by_line if "(uid a)" in m)
-    assert line_a.startswith("Night of 20 Sep (uid a): ODI4 ") and line_a.endswith(" 6 h 38 min recorded")
+    assert line_a.startswith("Night of 20 Sep (uid a): ODI4 ") and line_a.endswith(" 3 h 0 min recorded")
     assert by_line[line_a]["attachment"][:4] == b"%PDF" and by_line[line_a]["filename"].endswith("uid-a.pdf")
     assert morning.deliver(always, END + 4 * HOUR).messages == [] and len(ntfy.published) == 2  # once each
 
@@ -122,14 +126,14 @@ def test_with_notify_when_bad_only_the_bad_nights_device_gets_a_message(pg_url, 
 
 
 def test_a_failed_message_is_tried_again_and_old_nights_are_never_messaged(pg_url, standin, ntfy, tmp_path):
-    feed_standin(standin, constructed_night("a", 4, T0) + constructed_night("a", 2, T0 + 86400))
+    feed_standin(standin, regular_night("a", T0, 3, dip_every=900) + regular_night("a", T0 + 86400, 3))
     config = settings(pg_url, standin, ntfy, tmp_path, NOTIFY_WHEN="always", INITIAL_LOOKBACK="5d")
     loaded_late = END + 2 * 86400 + HOUR  # two nights loaded at once, days later (a first run, a backfill)
     Job(config, clock=FixedClock(loaded_late)).run()
     first = morning.deliver(config, loaded_late)
     assert first.messages == [] and ntfy.published == [] and len(first.reports) == 2  # reported, not messaged
 
-    feed_standin(standin, constructed_night("a", 1, T0 + 2 * 86400))  # last night, messaged this morning
+    feed_standin(standin, regular_night("a", T0 + 2 * 86400, 3, dip_every=900))  # last night, messaged this morning
     ntfy.down = True
     now = END + 2 * 86400 + HOUR
     Job(config, clock=FixedClock(now)).run()
@@ -157,7 +161,7 @@ def test_a_full_report_dir_never_stops_the_archive_and_status_says_it(pg_url, st
                 handle.write(b"x" * 64 * 1024)
             except OSError:
                 pass
-        feed_standin(standin, constructed_night("a", 4, T0))
+        feed_standin(standin, regular_night("a", T0, 3, dip_every=900))
         config = make_config(pg_url, standin.url, TAGS="uid", INITIAL_LOOKBACK="1d", REPORT_DIR=str(full))
         outcome = Job(config, clock=FixedClock(END + HOUR)).run()
         assert outcome.rows > 0
