@@ -1,8 +1,9 @@
 """setup/grafana/alert-rules.yaml (setup/alerts.py): Grafana's alert rule fires for a device whose last finished
 night is bad by the dashboard's bands, not for a good one. Its SQL is run as Grafana's PostgreSQL data source
 runs it (as the read-only role) on nights loaded through the loader; the file is read as YAML, as Grafana's
-provisioning reads it. (No published Grafana package carries the alerting provisioning types: @grafana/schema
-has the dashboard's only; the keys are those of Grafana's file provisioning documentation.)"""
+provisioning reads it. (No published Grafana package carries the alert rules' provisioning types: @grafana/schema
+has the dashboard's only, and @grafana/alerting 13.0.1, the one alerting package on npm, types contact points
+and notification policies; the keys are those of Grafana's file provisioning documentation.)"""
 
 import os
 import subprocess
