@@ -34,6 +34,7 @@ SHOWN = ("odi4", "odi3", "t90_pct", "t88_pct", "nadir", "hypoxic_burden", "spo2_
          "artefacts", "mcgill", "pulse_mean", "pulse_min", "pulse_max", "recorded_s")
 BY_COLUMN = {m.column: m for m in METRICS}
 A4 = (8.27, 11.69)  # inches
+TRACE_BUCKETS = 1600  # points a trace is drawn with, twice over (each run's lowest and highest)
 NOON = 12 * 3600  # a night "of" a date began between that day's noon and the next day's
 
 
@@ -256,7 +257,6 @@ def render(nights, path, subject, tz=None, revised=False):
 def _page(pyplot, night, subject, tz, revised=False):
     from matplotlib import dates
     figure = pyplot.figure(figsize=A4)
-    local = [datetime.datetime.fromtimestamp(t, tz).astimezone(tz) for t in night.times]
     began = datetime.datetime.fromtimestamp(night.started, tz).astimezone(tz)
     ended = datetime.datetime.fromtimestamp(night.ended, tz).astimezone(tz)
     zone = began.tzname() or ""
@@ -273,11 +273,10 @@ def _page(pyplot, night, subject, tz, revised=False):
                 fontsize=8.5, style="italic", color="#555555")
 
     spo2_axes = figure.add_axes((0.08, 0.66, 0.88, 0.25))
-    values = [float("nan") if v is None else v for v in night.spo2]
-    spo2_axes.plot(local, values, color="#1F60C4", linewidth=0.5)
+    spo2_axes.plot(*_drawn(night.times, night.spo2, tz), color="#1F60C4", linewidth=0.5)
     for level, style in ((90, "--"), (88, ":")):
         spo2_axes.axhline(level, color="#C4162A", linestyle=style, linewidth=0.8)
-        spo2_axes.text(local[0] if local else began, level, f" {level} %", va="bottom", fontsize=7, color="#C4162A")
+        spo2_axes.text(began, level, f" {level} %", va="bottom", fontsize=7, color="#C4162A")
     for start, end, depth in night.events:  # a flag above the trace for each (a night is too long for 20-s spans)
         hue = "#FF9830" if depth < 4 else "#F2495C"
         spo2_axes.axvspan(_at(start, tz), _at(end, tz), color=hue, alpha=0.35, linewidth=0)
@@ -294,8 +293,7 @@ def _page(pyplot, night, subject, tz, revised=False):
 
     pulse_axes = figure.add_axes((0.08, 0.45, 0.88, 0.16), sharex=spo2_axes)
     if night.pulse:
-        pulse_axes.plot(local, [float("nan") if v is None else v for v in night.pulse], color="#8F3BB8",
-                        linewidth=0.5)
+        pulse_axes.plot(*_drawn(night.times, night.pulse, tz), color="#8F3BB8", linewidth=0.5)
     beats = [v for v in night.pulse if v is not None]
     if beats:
         pulse_axes.set_ylim(min(beats) - 5, max(beats) + 5)
@@ -327,6 +325,26 @@ def _page(pyplot, night, subject, tz, revised=False):
                              f"bands, {bands} · ODI per hour recorded · made {made:%Y-%m-%d %H:%M}",
                 fontsize=7, color="#555555")
     return figure
+
+
+def _drawn(times, values, tz, buckets=TRACE_BUCKETS):
+    """The points of a trace as the page draws it: in each of `buckets` runs of samples (a page is about 1,600
+    dots wide), its lowest and highest in time order, so a 20-s dip keeps its depth however long the night;
+    a run without a reading is a break in the line (NaN), as a finger-off stretch. (x as datetimes, y)"""
+    n = len(values)
+    step = max(1, -(-n // buckets))
+    xs, ys = [], []
+    for lo in range(0, n, step):
+        run = [(i, v) for i, v in enumerate(values[lo:lo + step], lo) if v is not None]
+        if not run:
+            xs.append(_at(times[lo], tz))
+            ys.append(float("nan"))
+            continue
+        low, high = min(run, key=lambda p: p[1]), max(run, key=lambda p: p[1])
+        for i, v in sorted({low, high}):
+            xs.append(_at(times[i], tz))
+            ys.append(v)
+    return xs, ys
 
 
 def _at(epoch, tz):
