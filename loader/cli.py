@@ -285,7 +285,7 @@ def _backup_heartbeat(args, config):
          page: the SpO2 trace with its desaturations, the artefacts refused and the 90 % and 88 % lines, the
          pulse, and the night's numbers from the sessions table in the dashboard's colour bands (a child's
          with SUBJECT=child), in this machine's local time. --out names the file (.pdf: a page per night;
-         .png: one night); without it, night-DATE[-DEVICE].pdf here. Needs matplotlib (install.sh
+         .png: one night); without it, night-DATE-HHMM[-DEVICE].pdf here. Needs matplotlib (install.sh
          --reports).""",
          "python -m loader report\n"
          "  python -m loader report --night 2026-12-05 --device uid=a --out night.png",
