@@ -376,7 +376,7 @@ SETTINGS = (
             example="ssh -o BatchMode=yes -i /etc/influx-archive/backup_key",
             attr="backup_remote_ssh", kind=command),
     Setting("REPORT_DIR", "Where the hourly run writes each finished night's report (`report`'s page, as "
-            "night-DATE[-DEVICE].pdf; revised when late readings change the night), kept as long as the dumps "
+            "night-DATE-HHMM[-DEVICE].pdf; revised when late readings change the night), kept as long as the dumps "
             "(BACKUP_KEEP_DAILY days, BACKUP_KEEP_WEEKLY weeks); empty: none. Needs matplotlib.", default="",
             example="/mnt/usb/influx-archive/reports", attr="report_dir", kind=absolute_path),
     Setting("NOTIFY_URL", "A message for each finished night NOTIFY_WHEN chooses, through Apprise (ntfy, "
