@@ -325,10 +325,10 @@ def summarise(rows, window, run_started, below=None, readings=None, seconds=None
     start, end = times[0], times[-1] + window
     night = None
     kept = seconds(start, end) if seconds else None
-    if kept is not None:
+    # read from the 1 Hz readings where they cover enough of the night: counted before reading the night
+    # (recorded_s is exactly the seconds with a reading), so sparse ones cost a count, not a night's reading
+    if kept is not None and len(kept["spo2"]) - kept["spo2"].count(None) >= SECONDS_COVER * len(rows) * window:
         night = oximetry.read_night(kept["spo2"], kept["pulse"])
-        if night.recorded_s < SECONDS_COVER * len(rows) * window:
-            night = None
     if night is not None:
         recorded, nadir, t90, t88, artefacts = night.recorded_s, night.nadir, night.t90_s, night.t88_s, night.artefacts
         counts = {drop: len(night.events[drop]) for drop in DROPS}
