@@ -716,7 +716,8 @@ def test_pip_install_of_the_package_gives_the_influx_archive_command(tmp_path):
     subprocess.run(["tar", "-xf", str(tmp_path / "src.tar"), "-C", str(source)], check=True)
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    installed = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", str(source)],
+    installed = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check",
+                                "--no-compile", str(source)],
                                capture_output=True, text=True, timeout=600)
     assert installed.returncode == 0, installed.stderr[-2000:]
     helped = subprocess.run([str(venv / "bin" / "influx-archive"), "--help"], cwd="/", capture_output=True, text=True,
