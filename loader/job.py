@@ -226,7 +226,7 @@ class Job:
             return
         lo, hi = bounds
         influx = late.influx_counts(lambda a, b: self._retrying(work.source.counts, a, b), lo, hi)
-        self._one_series(influx)
+        late.refuse_merged(influx, self.config.tags)
         with db.transaction(work.conn):
             behind = late.compare(influx, state.counts(cur, lo, hi))
             lost = [b for b in state.behind(cur) if b[0] < lo]
@@ -256,7 +256,7 @@ class Job:
         upcoming = Background(self._retrying, source.fetch, *pieces[0])
         for index, (lo, hi) in enumerate(pieces, 1):
             batch = upcoming.result()
-            self._one_series(batch.counts)
+            late.refuse_merged(batch.counts, self.config.tags)
             upcoming = Background(self._retrying, source.fetch, *pieces[index]) if index < len(pieces) else None
             self._kept_out(batch, lo, hi, outcome)
             for (_, _, name), count in batch.counts.items():
@@ -281,9 +281,6 @@ class Job:
                       batch.rows, written)
             if self.progress:
                 self.progress(index, len(pieces), lo, hi, batch.rows, outcome.rows)
-
-    def _one_series(self, counts):
-        late.refuse_merged(counts, self.config.tags)
 
     def _kept_out(self, batch, lo, hi, outcome):
         """The chunk's readings refused by VALID_RANGES and skipped as not numbers: added up in the

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from .errors import SourceRejected
 from .humanize import human_duration
 from .invocation import command, settings_file
+from .sources.batch import series_tags
 from .windows import HOUR, ceil_to, chunks, floor_to, rfc3339, whole_hours
 
 # one count request covers at most this span: a week of one device is ~350 rows of answer, and
@@ -154,6 +155,6 @@ def refuse_merged(counts, tags):
 
 def differing_tags(series):
     """The tag keys whose values differ between series keys ('uid=a,zone=x'): the ones TAGS needs."""
-    tags = [dict(pair.split("=", 1) for pair in key.split(",") if pair) for key in series]
+    tags = [series_tags(key) for key in series]
     names = sorted({name for t in tags for name in t})
     return [name for name in names if len({t.get(name) for t in tags}) > 1]

@@ -131,7 +131,7 @@ def _state(db, config):
 
 def _report(config, night, known, done):
     """(digest, path, error) of the night's report, written to REPORT_DIR."""
-    path = os.path.join(config.report_dir, night.name() + ".pdf")
+    path = report.report_path(config.report_dir, night)
     revised = known.get((night.label, night.started), (None,))[0] is not None
     try:
         report.load_traces(config, [night])
@@ -192,11 +192,11 @@ def bad(night, nights, subject):
 def line(night, subject, tz=None):
     """Night of 5 Dec (uid 1): ODI4 17.2/h moderate, T90 3.1 %, nadir 81 %, 7 h 40 min recorded"""
     row = night.row
-    began = datetime.datetime.fromtimestamp(night.started, tz).astimezone(tz) - datetime.timedelta(seconds=12 * 3600)
     device = f" ({night.label.replace('=', ' ').replace(',', ', ')})" if night.label else ""
     band = report.colour(BY_COLUMN["odi4"], row["odi4"], subject)
     hours, minutes = divmod(round(row["recorded_s"] / 60), 60)
-    return (f"Night of {began:%-d %b}{device}: ODI4 {row['odi4']:.1f}/h{' ' + WORDS[band] if band else ''}, "
+    word = f" {WORDS[band]}" if band else ""
+    return (f"Night of {night.evening(tz):%-d %b}{device}: ODI4 {row['odi4']:.1f}/h{word}, "
             f"T90 {row['t90_pct']:.1f} %, nadir {row['nadir']:.0f} %, {hours} h {minutes} min recorded")
 
 
@@ -221,7 +221,7 @@ def _message(config, device, pending, reports, send, done):
 def _existing(config, night):
     if not config.report_dir:
         return None
-    path = os.path.join(config.report_dir, night.name() + ".pdf")
+    path = report.report_path(config.report_dir, night)
     return path if os.path.exists(path) else None
 
 
@@ -267,8 +267,7 @@ def _save(db, config, reports, messages):
 
 
 def _when(night):
-    return f"the night of {night.name()[len('night-'):len('night-') + 10]}" + (f" ({night.label})" if night.label
-                                                                                 else "")
+    return f"the night of {night.evening():%Y-%m-%d}" + (f" ({night.label})" if night.label else "")
 
 
 def _text(exc):

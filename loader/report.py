@@ -25,7 +25,7 @@ from .humanize import human_duration
 from .invocation import command
 from .pg import table_exists
 from .sessions import METRICS, desaturations_with_lowest
-from .sources.batch import series_key
+from .sources.batch import series_key, series_tags
 
 # Grafana's colours for the band names the Metrics declare, so the page reads like the dashboard
 COLOURS = {"green": "#73BF69", "yellow": "#FADE2A", "orange": "#FF9830", "red": "#F2495C", "transparent": "#FFFFFF"}
@@ -65,9 +65,13 @@ class Night:
         """night-2026-12-05-2214[-uid-a]: the date of the evening the night began, its start (local time: a
         nap that afternoon is another file), and the device."""
         began = datetime.datetime.fromtimestamp(self.started, tz).astimezone(tz)
-        day = began - datetime.timedelta(seconds=NOON)
         device = "-" + "-".join(self.label.replace("=", "-").split(",")) if self.label else ""
-        return f"night-{day:%Y-%m-%d}-{began:%H%M}{device}"
+        return f"night-{self.evening(tz):%Y-%m-%d}-{began:%H%M}{device}"
+
+    def evening(self, tz=None):
+        """The date of the evening the night began (local): one begun after midnight is the evening before's."""
+        began = datetime.datetime.fromtimestamp(self.started, tz).astimezone(tz)
+        return (began - datetime.timedelta(seconds=NOON)).date()
 
     @property
     def digest(self):
@@ -87,7 +91,7 @@ def night_of(text):
 
 
 def parse_device(text, tags):
-    pairs = dict(p.split("=", 1) for p in text.split(",") if "=" in p)
+    pairs = series_tags(text)
     if not tags:
         raise ReportError("--device needs TAGS: this archive keeps one device")
     if set(pairs) != set(tags):
@@ -137,16 +141,16 @@ def _nights_query(cur, config, table, now, night, device, since):
         params.update(lo=night[0], hi=night[1])
     else:
         where.append(sql.SQL("ended + make_interval(secs => %(gap)s) <= to_timestamp(%(now)s)"))
-    if night is None and since is not None:
-        where.append(sql.SQL("ended >= to_timestamp(%(since)s)"))
-        params["since"] = since
+        if since is not None:
+            where.append(sql.SQL("ended >= to_timestamp(%(since)s)"))
+            params["since"] = since
     newest = night is None and since is None
     keys = sql.SQL("").join(sql.SQL("{}, ").format(t) for t in tags)
     statement = sql.SQL("SELECT {distinct}{keys}extract(epoch FROM started)::bigint, {columns} FROM {table}{where} "
                         "ORDER BY {keys}started DESC{limit}").format(
         distinct=sql.SQL("DISTINCT ON ({}) ").format(sql.SQL(", ").join(tags)) if tags and newest else sql.SQL(""),
         keys=keys, columns=sql.SQL(", ").join(sql.Identifier(m.column) for m in METRICS), table=table,
-        where=sql.SQL(" WHERE ") + sql.SQL(" AND ").join(where) if where else sql.SQL(""),
+        where=sql.SQL(" WHERE ") + sql.SQL(" AND ").join(where),
         limit=sql.SQL(" LIMIT 1") if newest and not tags else sql.SQL(""))
     return statement.as_string(cur), params
 
@@ -188,6 +192,11 @@ def _traces(cur, db, config, night):
         times, values = map(list, zip(*kept_rows))
         night.events = [(e.start, e.start + e.duration, e.depth)
                         for e in desaturations_with_lowest(times, values, config.window, 3)]
+
+
+def report_path(directory, night):
+    """Where a night's report goes in a directory: night-DATE-HHMM[-DEVICE].pdf."""
+    return os.path.join(directory, night.name() + ".pdf")
 
 
 def colour(metric, value, subject):
@@ -260,7 +269,7 @@ def _page(pyplot, night, subject, tz, revised=False):
     began = datetime.datetime.fromtimestamp(night.started, tz).astimezone(tz)
     ended = datetime.datetime.fromtimestamp(night.ended, tz).astimezone(tz)
     zone = began.tzname() or ""
-    title = f"Night of {(began - datetime.timedelta(seconds=NOON)):%a %-d %b %Y}" + (
+    title = f"Night of {night.evening(tz):%a %-d %b %Y}" + (
         f" — {night.label}" if night.label else "")
     figure.text(0.06, 0.965, title, fontsize=16, weight="bold")
     if revised:
@@ -356,7 +365,7 @@ class ReportResult:
     written: list = field(default_factory=list)  # (path, night)
 
     def lines(self):
-        return [f"report:  {path} ({night.label or 'the night'} of {night.name()[len('night-'):][:10]}, "
+        return [f"report:  {path} ({night.label or 'the night'} of {night.evening():%Y-%m-%d}, "
                 f"ODI4 {night.row['odi4']:.1f}/h, T90 {night.row['t90_pct']:.1f} %, nadir {night.row['nadir']:.0f} %)"
                 for path, night in self.written]
 
@@ -372,7 +381,7 @@ def report(config, now, out=None, night=None, device=None, directory="."):
         result.written = [(out, n) for n in nights]
     else:
         for each in nights:
-            path = os.path.join(directory, each.name() + ".pdf")
+            path = report_path(directory, each)
             render([each], path, config.subject)
             result.written.append((path, each))
     return result

@@ -24,6 +24,7 @@ from .errors import LoaderError, SinkRejected
 from .invocation import command
 from .pg import PRIMARY_KEY_OF, Database, table_exists
 from .rollups import LEVELS
+from .sources.batch import series_tags
 from .state import State, set_search_path
 
 SERIES_OF_HOURS = """
@@ -66,7 +67,7 @@ class Retagging:
 
 def parse_series(series, tags):
     """'uid=a,zone=x' -> the values of tags, '' for a tag it lacks (as the loader stores an absent tag)."""
-    pairs = dict(pair.split("=", 1) for pair in series.split(",") if "=" in pair)
+    pairs = series_tags(series)
     return tuple(pairs.get(t, "") for t in tags)
 
 
@@ -105,7 +106,7 @@ def add_tags(config, apply, device=None):
                                       "has finished")
                 locked = True
             cur.execute("SET LOCAL TimeZone = 'UTC'")  # date_trunc('hour', ...) on UTC hours, as the counts
-            hours = _hours(cur, state, config.tags)
+            hours = _hours(cur, state)
             fallback = _fallback(hours, config.tags, device)
             _fill_mapping(cur, hours, config.tags)
             result.unlabelled, result.rows = _count(cur, db, config.tags, fallback)
@@ -142,7 +143,7 @@ def _series(tags, values):
     return ",".join(f"{t}={v}" for t, v in zip(tags, values) if v) or "(no tags)"
 
 
-def _hours(cur, state, tags):
+def _hours(cur, state):
     """{hour: series} of every hour the loader read, from its counts; an hour naming two series (never
     loaded with TAGS empty: refused) is refused here too."""
     if not table_exists(cur, "influx_archive_counts"):
@@ -159,11 +160,9 @@ def _hours(cur, state, tags):
 
 def _fallback(hours, tags, device):
     if device:
-        pairs = dict(p.split("=", 1) for p in device.split(",") if "=" in p)
-        unknown = sorted(set(pairs) - set(tags))
-        if unknown or not pairs:
+        if not series_tags(device) or set(series_tags(device)) - set(tags):
             raise SinkRejected(f"--device {device}: give it as TAG=VALUE with TAGS' tags ({', '.join(tags)})")
-        return tuple(pairs.get(t, "") for t in tags)
+        return parse_series(device, tags)
     named = set(hours.values())
     return parse_series(named.pop(), tags) if len(named) == 1 else None
 

@@ -165,3 +165,8 @@ def second_of(text):
 def series_key(tags):
     """A series named by its tags, as the counts table keeps it: 'uid=a,zone=b' ('' without tags)."""
     return ",".join(f"{k}={v}" for k, v in sorted(tags.items()) if v not in (None, ""))
+
+
+def series_tags(key):
+    """series_key's tags back: 'uid=a,zone=b' -> {'uid': 'a', 'zone': 'b'} ({} for '')."""
+    return dict(pair.split("=", 1) for pair in key.split(",") if "=" in pair)
