@@ -7,7 +7,6 @@ rule NOTIFY_WHEN=bad sends messages by (loader/morning.py). Grafana's alerting f
 SQL is run by tests/test_alerts.py as Grafana's PostgreSQL data source runs it, as the read-only role.
 """
 
-import argparse
 import json
 import os
 import sys
@@ -15,7 +14,7 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from loader.sessions import METRICS  # noqa: E402
-from setup.dashboard import DEVICE, TABLE, for_table  # noqa: E402
+from setup.dashboard import DEVICE, TABLE, for_table, parse_settings  # noqa: E402
 
 BY_COLUMN = {m.column: m for m in METRICS}
 GAP = "45 minutes"  # SESSION_GAP's default: a night is finished once its device has been quiet this long
@@ -78,19 +77,13 @@ def render(devices=False, subject="adult", schema="public", table=TABLE):
 
 
 def main(argv):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", default=os.path.join(ROOT, "setup", "grafana", "alert-rules.yaml"))
-    parser.add_argument("--schema", default="public")
-    parser.add_argument("--table", default=TABLE)
-    parser.add_argument("--tags", default="")
-    parser.add_argument("--subject", default="adult", choices=("adult", "child"))
-    args = parser.parse_args(argv)
-    tags = [t for t in args.tags.split(",") if t.strip()]
-    if tags and tags != [DEVICE]:
+    args = parse_settings(argv, __doc__.split("\n")[0], "the rule file to write",
+                          os.path.join(ROOT, "setup", "grafana", "alert-rules.yaml"))
+    if args.other_tags:
         print(f"alerts.py: the rule names devices by {DEVICE}; TAGS={args.tags} is not that", file=sys.stderr)
         return 2
     with open(args.out, "w", encoding="utf-8") as handle:
-        handle.write(render(bool(tags), args.subject, args.schema or "public", args.table or TABLE))
+        handle.write(render(args.devices, args.subject, args.schema, args.table))
     return 0
 
 

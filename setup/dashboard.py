@@ -387,27 +387,37 @@ def for_table(board, schema, table):
     return walk(board)
 
 
-def main(argv):
-    """No arguments: the files of setup/grafana. --out FILE with the settings: the one dashboard that fits
-    them, for the Pi to hand to Grafana (install.sh writes /opt/influx-archive/grafana-dashboard.json)."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--out", help="write the dashboard for these settings to this file")
+def parse_settings(argv, description, out_help, out_default=None):
+    """The settings a Pi's Grafana file is written for (--out, --schema, --table, --tags, --subject), here and in
+    setup/alerts.py: the arguments, with .devices (TAGS=uid: a device choice) and .other_tags (TAGS naming
+    another tag, which the SQL does not key by: the caller refuses it)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--out", default=out_default, help=out_help)
     parser.add_argument("--schema", default="public", help="PG_SCHEMA")
     parser.add_argument("--table", default=TABLE, help="PG_TABLE")
     parser.add_argument("--tags", default="", help="TAGS (empty: one series; uid: a device choice)")
     parser.add_argument("--subject", default="adult", choices=("adult", "child"), help="SUBJECT")
     args = parser.parse_args(argv)
+    tags = [t for t in args.tags.split(",") if t.strip()]
+    args.devices, args.other_tags = bool(tags), bool(tags) and tags != [DEVICE]
+    args.schema, args.table = args.schema or "public", args.table or TABLE
+    return args
+
+
+def main(argv):
+    """No arguments: the files of setup/grafana. --out FILE with the settings: the one dashboard that fits
+    them, for the Pi to hand to Grafana (install.sh writes /opt/influx-archive/grafana-dashboard.json)."""
+    args = parse_settings(argv, __doc__.split("\n")[0], "write the dashboard for these settings to this file")
     if not args.out:
         for name, kind in FILES.items():
             with open(os.path.join(ROOT, "setup", "grafana", name), "w", encoding="utf-8") as handle:
                 handle.write(render(kind))
         return 0
-    tags = [t for t in args.tags.split(",") if t.strip()]
-    if tags and tags != [DEVICE]:
+    if args.other_tags:
         print(f"dashboard.py: the devices dashboard chooses by {DEVICE}; TAGS={args.tags} is not that: its SQL "
               f"needs {DEVICE} replaced by hand", file=sys.stderr)
         return 2
-    board = for_table(dashboard(bool(tags), args.subject), args.schema or "public", args.table or TABLE)
+    board = for_table(dashboard(args.devices, args.subject), args.schema, args.table)
     with open(args.out, "w", encoding="utf-8") as handle:
         handle.write(json.dumps(board, indent=2) + "\n")
     return 0
