@@ -35,8 +35,8 @@ def main():
     reading = oximetry.read_night(spo2, pulse)
     row = {"ended": datetime.datetime.fromtimestamp(start + len(spo2), datetime.timezone.utc),
            "recorded_s": reading.recorded_s, "odi4": 3600 * len(reading.events[4]) / max(1, reading.recorded_s),
-           "odi3": 3600 * len(reading.events[3]) / max(1, reading.recorded_s), "t90_pct": 100 * reading.t90_s /
-           max(1, reading.recorded_s), "t88_pct": 100 * reading.t88_s / max(1, reading.recorded_s),
+           "odi3": 3600 * len(reading.events[3]) / max(1, reading.recorded_s), "t90_pct": 100 * reading.below["t90_s"] /
+           max(1, reading.recorded_s), "t88_pct": 100 * reading.below["t88_s"] / max(1, reading.recorded_s),
            "nadir": reading.nadir, "hypoxic_burden": 10.0, "spo2_mean": 94.0, "desat_depth": 5.0,
            "artefacts": reading.artefacts, "pulse_mean": 60.0, "pulse_min": 50.0, "pulse_max": 90.0}
     page = Night(("demo",), "uid=demo", start, row, list(range(start, start + len(spo2))), spo2, pulse, 1,

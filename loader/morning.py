@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 
 from . import report
 from .errors import LoaderError
+from .metrics import BY_COLUMN
 from .pg import Database
 from .redaction import redact
-from .sessions import METRICS
 from .state import ensure_schema, set_search_path
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,6 @@ NOTIFY_HORIZON = DAY
 RETRY_HORIZON = 3 * DAY
 USUAL_HORIZON = 30 * DAY  # a device's usual recorded time: the median of its nights of the last 30 days
 REPORTS_PER_RUN = 8
-BY_COLUMN = {m.column: m for m in METRICS}
 WORDS = {"green": "normal", "yellow": "mild", "orange": "moderate", "red": "severe"}  # the bands, in words
 REPORT_NAME = re.compile(r"night-(\d{4}-\d\d-\d\d)-\d{4}(-.+)?\.pdf")
 

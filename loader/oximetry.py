@@ -21,8 +21,8 @@ over a few seconds, None where it sent nothing (or a reading VALID_RANGES refuse
    and lowest are `drop` or more apart in whole percent, from its start to the first second back within
    RECOVERED of the level (or the next peak), lasting EVENT_MIN_S to EVENT_MAX_S. Every trough is judged
    on its own: a long or shallow one hides no event inside it.
-T90 and T88 count the seconds read below 90 (at or below 88), a settled signal's flicker averaged; the
-nadir is the lowest reading held NADIR_S seconds.
+T90 and T88 (each metrics.TIME_BELOW metric) count the seconds read below 90 (at or below 88), a settled
+signal's flicker averaged; the nadir is the lowest reading held NADIR_S seconds.
 """
 
 import math
@@ -30,7 +30,7 @@ import operator
 from dataclasses import dataclass
 from typing import Optional
 
-from .sources.batch import T88, T90
+from .metrics import TIME_BELOW
 
 TURN = 1.0  # points: a peak or trough is where the smoothed readings turn by this much (flicker: 1/3)
 SMOOTH_S = 3  # seconds: the centred mean the excursions are found on
@@ -59,10 +59,6 @@ MCGILL_CLUSTERS = 3  # an abnormal night: at least 3 clusters and at least 3 dro
 MCGILL_DROPS = 3
 MCGILL_BELOW = ((4, 80.0), (3, 85.0), (2, 90.0))  # (score, a drop below this), worst first
 
-# changes when a rule above changes, so stored sessions are recomputed
-RULE = (f"oximetry-v2 turn={TURN} smooth={SMOOTH_S} delta={DELTA_MAX} level={LEVEL_S} onset={ONSET} "
-        f"pulse={PULSE_JUMP},{PULSE_SPREAD}x{PULSE_BEFORE_S} recovered={RECOVERED} event={EVENT_MIN_S}-{EVENT_MAX_S} "
-        f"nadir={NADIR_S}")
 
 
 @dataclass(frozen=True)
@@ -81,14 +77,14 @@ class Desaturation:
 @dataclass(frozen=True)
 class NightReading:
     """What read_night found: the desaturations per drop, the artefacts refused (excursions at least
-    ARTEFACT_MIN deep), seconds with a reading, T90/T88 seconds and the nadir; refused: the seconds
+    ARTEFACT_MIN deep), seconds with a reading, {column: seconds} of each TIME_BELOW metric (t90_s, t88_s)
+    and the nadir; refused: the seconds
     [first, end) each counted artefact was bridged over (a report marks them)."""
 
     events: dict
     artefacts: int
     recorded_s: int
-    t90_s: int
-    t88_s: int
+    below: dict
     nadir: Optional[float]  # None: no reading
     refused: tuple = ()
 
@@ -238,13 +234,21 @@ def desaturations(x, y, drops=DROPS, offset=0):
     return out
 
 
+def cut(metric):
+    """Where a TIME_BELOW metric's reading starts in whole percent: below 90 is under 89.5, at or below 88
+    under 88.5."""
+    compare, bound = metric.reading
+    return bound - 0.5 if compare == "<" else bound + 0.5
+
+
 def settled(x):
     """Each second's reading as T90 and T88 count it: where the readings of the SETTLE_S around it lie
     within SETTLE_RANGE points (a signal sitting near 89.5 flickers between 89 and 90 with the device's
     noise), their mean; elsewhere (a dip's slope) the reading. Looked at only where that can change
-    whether it is below 90 or at most 88 (a mean lies within SETTLE_RANGE of the reading)."""
+    whether it is counted at a TIME_BELOW reading (a mean lies within SETTLE_RANGE of the reading)."""
     half, out = SETTLE_S // 2, list(x)
-    lo, hi = T88 + 0.5 - SETTLE_RANGE, T90 - 0.5 + SETTLE_RANGE
+    cuts = [cut(m) for m in TIME_BELOW]
+    lo, hi = min(cuts) - SETTLE_RANGE, max(cuts) + SETTLE_RANGE
     for t, v in enumerate(x):
         if lo <= v <= hi:
             near = x[max(0, t - half):t + half + 1]
@@ -268,7 +272,7 @@ def read_night(spo2, pulse=None, drops=DROPS):
     pulse's (the same seconds; None: no pulse). Events carry the seconds of spo2's index."""
     x = list(spo2)
     events: dict = {drop: [] for drop in drops}
-    recorded = t90 = t88 = 0
+    recorded, below = 0, {m.column: 0 for m in TIME_BELOW}
     nadir, refused = None, []
     for first, end in recorded_runs(x):
         refused += _artefacts(x, pulse, first, end)
@@ -277,11 +281,11 @@ def read_night(spo2, pulse=None, drops=DROPS):
         for drop, found in desaturations(here, y, drops, first).items():
             events[drop] += found
         level = settled(here)
-        t90 += sum(1 for v in level if v < T90 - 0.5)  # 89 and under in whole percent
-        t88 += sum(1 for v in level if v < T88 + 0.5)
+        for m in TIME_BELOW:  # below 90: 89 and under in whole percent
+            below[m.column] += sum(1 for v in level if v < cut(m))
         low = held_lowest(x, first, end)
         nadir = low if nadir is None else min(nadir, low)
-    return NightReading(events, len(refused), recorded, t90, t88, nadir, tuple(refused))
+    return NightReading(events, len(refused), recorded, below, nadir, tuple(refused))
 
 
 def clusters(events, size=CLUSTER_EVENTS, within=CLUSTER_S):

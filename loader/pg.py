@@ -23,9 +23,8 @@ WHERE a.attrelid = %(table)s::regclass AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attnum
 """
 TABLE_EXISTS = "SELECT to_regclass(%(table)s) IS NOT NULL"
-COLUMN_EXISTS = """
-SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = to_regclass(%(table)s) AND attname = %(column)s
-               AND attnum > 0 AND NOT attisdropped)
+COLUMNS_OF = """
+SELECT attname FROM pg_attribute WHERE attrelid = to_regclass(%(table)s) AND attnum > 0 AND NOT attisdropped
 """
 PRIMARY_KEY_OF = """
 SELECT a.attname
@@ -60,12 +59,12 @@ def table_exists(cur, qualified):
     return cur.fetchone()[0]
 
 
-def column_exists(cur, qualified, column):
-    """Whether a table (as table_exists names it) exists and has the column; a catalog read, no lock on the
-    table (ALTER TABLE ... ADD COLUMN IF NOT EXISTS takes an exclusive one even when the column is there,
-    and waits behind every reader, a nightly pg_dump among them)."""
-    cur.execute(COLUMN_EXISTS, {"table": qualified, "column": column})
-    return cur.fetchone()[0]
+def columns_of(cur, qualified) -> set:
+    """The columns of a table (as table_exists names it; none when it does not exist); a catalog read, no
+    lock on the table (ALTER TABLE ... ADD COLUMN IF NOT EXISTS takes an exclusive one even when the column
+    is there, and waits behind every reader, a nightly pg_dump among them)."""
+    cur.execute(COLUMNS_OF, {"table": qualified})
+    return {row[0] for row in cur.fetchall()}
 
 
 # A statement PostgreSQL cancelled (a statement_timeout or lock_timeout of the role, the database or

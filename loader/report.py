@@ -23,8 +23,9 @@ from . import __version__, archive, oximetry, readside
 from .errors import LoaderError
 from .humanize import human_duration
 from .invocation import command
+from .metrics import BY_COLUMN, METRICS
 from .pg import table_exists
-from .sessions import METRICS, desaturations_with_lowest
+from .sessions import desaturations_with_lowest, rule
 from .sources.batch import series_key, series_tags
 
 # Grafana's colours for the band names the Metrics declare, so the page reads like the dashboard
@@ -32,7 +33,6 @@ COLOURS = {"green": "#73BF69", "yellow": "#FADE2A", "orange": "#FF9830", "red": 
 # what the page lists, in this order (the sessions table's columns; a child's McGill score where kept)
 SHOWN = ("odi4", "odi3", "t90_pct", "t88_pct", "nadir", "hypoxic_burden", "spo2_mean", "desat_depth",
          "artefacts", "mcgill", "pulse_mean", "pulse_min", "pulse_max", "recorded_s")
-BY_COLUMN = {m.column: m for m in METRICS}
 A4 = (8.27, 11.69)  # inches
 TRACE_BUCKETS = 1600  # points a trace is drawn with, twice over (each run's lowest and highest)
 NOON = 12 * 3600  # a night "of" a date began between that day's noon and the next day's
@@ -330,7 +330,7 @@ def _page(pyplot, night, subject, tz, revised=False):
             drawn[i, j].set_edgecolor("#CCCCCC")
     bands = "a child's (SUBJECT=child)" if subject == "child" else "an adult's"
     made = datetime.datetime.now(tz)
-    figure.text(0.06, 0.025, f"influx-archive {__version__} · {oximetry.RULE.split()[0]} · colours: the dashboard's "
+    figure.text(0.06, 0.025, f"influx-archive {__version__} · {rule()} · colours: the dashboard's "
                              f"bands, {bands} · ODI per hour recorded · made {made:%Y-%m-%d %H:%M}",
                 fontsize=7, color="#555555")
     return figure

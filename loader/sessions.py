@@ -3,31 +3,36 @@
 A session is a run of windows with an SpO2 mean, per device (the TAGS key), in which no two
 consecutive windows are more than SESSION_GAP apart (end of one to start of the next), lasting at
 least SESSION_MIN from its first window's start to its last window's end. Table <PG_TABLE>_sessions,
-one row per session, keyed by the tags and `started`, with the columns of METRICS (each declared
-once below: its type, unit, title and definition, which become the column's comment, docs/sessions.md
+one row per session, keyed by the tags and `started`, with the columns of metrics.METRICS (each declared
+once there: its type, unit, title and definition, which become the column's comment, docs/sessions.md
 and the dashboard's Sessions table).
 
 The definition the rows were computed with is the table's comment; a run that finds it different
-(SESSION_GAP, SESSION_MIN, WINDOW, the fields, the threshold, this module's rule) recomputes every
-session in its transaction. `refresh` recomputes every session a written range can touch, in the
-caller's transaction, from the 5-second rows: a night crossing a chunk boundary, late data, a
-backfill or a rebuild replace the sessions they touch and never add a second one.
+(SESSION_GAP, SESSION_MIN, WINDOW, the fields, the threshold, the rule: the code and constants of this
+module, oximetry.py and metrics.py) recomputes every session in its transaction. `refresh` recomputes
+every session a written range can touch, in the caller's transaction, from the 5-second rows: a night
+crossing a chunk boundary, late data, a backfill or a rebuild replace the sessions they touch and never
+add a second one.
 """
 
+import ast
 import bisect
 import contextlib
+import functools
 import hashlib
 import logging
 import math
+import sys
 from dataclasses import dataclass
-from typing import Optional
+from pathlib import Path
+from typing import Iterable
 
 from psycopg2 import sql
 
-from . import oximetry
-from .pg import archive_span, by_key, column_exists, table_exists
+from . import metrics, oximetry
+from .metrics import LOWEST, LOWEST_MARGIN, METRICS, TIME_BELOW
+from .pg import archive_span, by_key, columns_of, table_exists
 from .seconds import SecondsTable
-from .sources.batch import LOWEST, LOWEST_MARGIN, READING_COUNTS, T88, T90  # what the readings are counted at
 from .windows import rfc3339
 
 log = logging.getLogger(__name__)
@@ -49,115 +54,34 @@ LOWEST_NOISE = 0.5  # points: the lowest of a window's five noisy readings sits 
 #                     lowest in the window on bench/validate's nights; with the one-window level, a dip's lowest
 #                     reading is 0.6-0.75 deeper than the dip); bench/lowest_reading: 0.25-1.0 alike, 0.5 nearest
 MAX_S = 86400  # a longer run (an oximeter worn around the clock) is cut every 24 h from its start
-# changes when the rules above or the columns change, so stored sessions are recomputed
-RULE = "desat-v4 t90-readings lowest-reading " + oximetry.RULE
 # a session is read from its 1 Hz readings (oximetry.py) where <PG_TABLE>_seconds holds at least this share
 # of its recorded time (a night archived before the seconds were kept, or half before: by its means)
 SECONDS_COVER = 0.8
 
 
-# Colour bands at clinically meaningful thresholds ((colour, from value), lowest first), for the dashboard
-# and docs/sessions.md: ODI under 5 normal, 5-15 mild, 15-30 moderate, 30 and over severe (the AASM's
-# AHI bands, which ODI studies use); T90 over 1 % and 10 % of the night; SpO2 below 90 % hypoxaemia.
-ODI_BANDS = (("green", None), ("yellow", 5), ("orange", 15), ("red", 30))
-T90_BANDS = (("green", None), ("yellow", 1), ("red", 10))
-NADIR_BANDS = (("red", None), ("orange", 80), ("yellow", 85), ("green", 90))
-MEAN_BANDS = (("red", None), ("yellow", 90), ("green", 94))
-# A child's (typically developing, 1-16 years): ODI3 of 7/h and ODI4 of 4/h predicted obstructive sleep apnoea
-# (obstructive AHI of 1/h or more) with specificities of 85 % and 92 %, ODI3 of 8/h an obstructive AHI of 5/h
-# or more (moderate) with 84 % (Selby, ..., Evans, Arch Dis Child 2024;109:308-13; 322 children)
-CHILD_ODI3_BANDS = (("green", None), ("orange", 7), ("red", 8))
-CHILD_ODI4_BANDS = (("green", None), ("orange", 4))
-# McGill score 1 normal or inconclusive, 2 mild, 3 moderate, 4 severe (Nixon et al. 2004)
-MCGILL_BANDS = (("green", None), ("yellow", 2), ("orange", 3), ("red", 4))
+def code_digest(texts: Iterable[str]) -> str:
+    """A digest of Python sources that changes with their code and constants, not with their comments,
+    docstrings or layout (their syntax trees, docstrings left out, without line numbers)."""
+    digest = hashlib.sha256()
+    for text in texts:
+        tree = ast.parse(text)
+        for node in ast.walk(tree):
+            body = getattr(node, "body", None)
+            if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
+                    and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):
+                node.body = body[1:] or [ast.Pass()]  # type: ignore[attr-defined]
+        digest.update(ast.dump(tree).encode())
+    return digest.hexdigest()[:12]
 
 
-@dataclass(frozen=True)
-class Metric:
-    """One column of the sessions table: declared once, read by the table, the computation (summarise
-    returns exactly these keys), docs/sessions.md and the dashboard."""
+@functools.lru_cache(maxsize=None)
+def rule() -> str:
+    """The rule stored sessions were computed by, as their definition names it: the code and constants of
+    metrics.py (the declared columns), oximetry.py and this module. A changed threshold, rule or declared
+    column changes it, so the next run computes every stored session again; nothing is bumped by hand."""
+    return "rule-" + code_digest(Path(m.__file__).read_text(encoding="utf-8")  # type: ignore[arg-type]
+                                 for m in (metrics, oximetry, sys.modules[__name__]))
 
-    column: str
-    kind: str  # PostgreSQL type
-    unit: str  # as people read it
-    title: str  # the dashboard's column header
-    definition: str
-    decimals: Optional[int] = None  # shown in the dashboard's Sessions table with these decimals; None: not shown
-    grafana_unit: Optional[str] = None  # Grafana's unit id for it there
-    bands: tuple = ()  # colour bands there, an adult's
-    child_bands: Optional[tuple] = None  # a child's where they differ (SUBJECT=child)
-    subjects: tuple = ("adult", "child")  # whose nights it is kept and shown for
-
-    def bands_for(self, subject):
-        return self.child_bands if subject == "child" and self.child_bands is not None else self.bands
-
-
-METRICS = (
-    Metric("run_started", "timestamptz NOT NULL", "", "Run started",
-           "Start of the run of windows the session belongs to (a run worn around the clock is cut every 24 h "
-           "from here)."),
-    Metric("ended", "timestamptz NOT NULL", "", "Ended", "End of the session's last window.", 0),
-    Metric("recorded_s", "integer NOT NULL", "s", "Recorded",
-           "Seconds with an SpO2 reading (where the 1 Hz readings are kept; else windows with an SpO2 mean × "
-           "WINDOW): the time every per-hour figure is per hour of.", 0, "dtdurations"),
-    Metric("spo2_mean", "double precision NOT NULL", "%", "SpO2 mean", "Mean of the window means.", 1, "percent",
-           MEAN_BANDS),
-    Metric("spo2_min", "double precision NOT NULL", "%", "SpO2 lowest window",
-           "Lowest window mean (one window can hold an artefact: see nadir)."),
-    Metric("nadir", "double precision NOT NULL", "%", "Nadir",
-           "Lowest SpO2 reading held for 3 s once artefacts are refused (from the means where the 1 Hz readings "
-           "are not kept: held for 10 s, as pulse_min).", 1, "percent", NADIR_BANDS),
-    Metric("t90_s", "integer NOT NULL", "s", "T90",
-           "Time below 90 % by the readings: seconds read 89 or under once artefacts are refused (a settled "
-           "signal's flicker averaged); where the 1 Hz readings are not kept, per window its share of readings "
-           "below 90 times its width (whole when its mean is below 90, archived before reading counts)."),
-    Metric("t90_pct", "double precision NOT NULL", "%", "T90 %", "t90_s as a percentage of recorded_s.", 1, "percent",
-           T90_BANDS),
-    Metric("t88_s", "integer NOT NULL", "s", "T88",
-           "Time at or below 88 % by the readings, likewise (Medicare's home-oxygen criterion: 5 minutes or more "
-           "at or below 88 %).", 0, "dtdurations"),
-    Metric("t88_pct", "double precision NOT NULL", "%", "T88 %", "t88_s as a percentage of recorded_s."),
-    Metric("below_s", "integer", "s", "Below",
-           "Time whose window mean is below ROLLUP_BELOW's SpO2 threshold (the column comment holds it); NULL "
-           "when ROLLUP_BELOW names none."),
-    Metric("below_pct", "double precision", "%", "Below %", "below_s as a percentage of recorded_s."),
-    Metric("desat3", "integer NOT NULL", "", "Desaturations ≥3",
-           "Desaturations of at least 3 points in whole percent (the rule in docs/sessions.md)."),
-    Metric("desat4", "integer NOT NULL", "", "Desaturations ≥4", "The same of at least 4 points."),
-    Metric("odi3", "double precision NOT NULL", "/h", "ODI3", "desat3 per hour of recorded_s.", 1, "none", ODI_BANDS,
-           CHILD_ODI3_BANDS),
-    Metric("odi4", "double precision NOT NULL", "/h", "ODI4", "desat4 per hour of recorded_s.", 1, "none", ODI_BANDS,
-           CHILD_ODI4_BANDS),
-    Metric("hypoxic_burden", "double precision NOT NULL", "%·min/h", "Hypoxic burden",
-           "Area of the ≥3-point desaturations below the level before each (percentage points × minutes) per "
-           "hour of recorded_s, after Azarbarzin et al., Eur Heart J 2019 (there: respiratory events and an "
-           "ensemble-averaged search window).", 1, "none"),
-    Metric("artefacts", "integer", "", "Artefacts",
-           "Excursions of 2 points or more refused as artefacts (a fall faster than blood, or a pulse corrupted "
-           "with it); NULL where the 1 Hz readings are not kept.", 0, "none"),
-    Metric("mcgill", "integer", "", "McGill score",
-           "McGill oximetry score, 1-4 (Nixon et al., Pediatrics 2004): 1 normal or inconclusive; 2, 3, 4 for "
-           "3 or more clusters of ≥4-point desaturations (5 within 30 minutes) and 3 or more of them reaching "
-           "below 90, 85, 80 %. A child's nights only (SUBJECT=child); NULL for an adult's.", 0, "none",
-           MCGILL_BANDS, subjects=("child",)),
-    Metric("desat_depth", "double precision", "points", "Desat depth",
-           "Mean depth of the ≥3-point desaturations (level before − lowest: from the 1 Hz readings, the lowest 3-s "
-           "mean; from the means, the lowest window mean); NULL without any.", 1, "none"),
-    Metric("desat_duration", "double precision", "s", "Desat duration",
-           "Mean duration of the ≥3-point desaturations (from the fall's start to the recovery, as "
-           "docs/sessions.md says for each rule); NULL without any.", 0, "s"),
-    Metric("pulse_mean", "double precision", "bpm", "Pulse mean", "Mean of the pulse field's window means.", 0,
-           "suffix:bpm"),
-    Metric("pulse_min", "double precision", "bpm", "Pulse min",
-           "Lowest pulse held for 10 s: the lowest, over two consecutive windows, of the higher of their "
-           "means (a one-second artefact moves one window).", 0, "suffix:bpm"),
-    Metric("pulse_max", "double precision", "bpm", "Pulse max", "Highest pulse held for 10 s, likewise.", 0,
-           "suffix:bpm"),
-)
-
-
-# the columns as declared: a stored sessions table whose comment names another digest is made again
-COLUMNS_DIGEST = hashlib.sha256(repr([(m.column, m.kind) for m in METRICS]).encode()).hexdigest()[:12]
 
 
 @dataclass(frozen=True)
@@ -296,13 +220,13 @@ def held(values, runs, lowest=True):
     return keep(found) if found else keep(values)
 
 
-def time_below(spo2, window, counted=(0.0, 0.0)):
-    """(T90, T88) in whole seconds: each window whose mean is below 90 (at or below 88) whole, plus
-    `counted`: over the windows with reading counts, their shares of readings below 90 (at or below 88)
-    less what their means counted (Sessions.readings). So each window counts its share of readings
-    times its width, and a window without counts counts by its mean."""
-    return (round((sum(map(T90.__gt__, spo2)) + counted[0]) * window),
-            round((sum(map(T88.__ge__, spo2)) + counted[1]) * window))
+def time_below(spo2, window, counted=None) -> dict:
+    """{column: whole seconds} of each metrics.TIME_BELOW metric (T90, T88): each window whose mean is counted
+    there (below 90; at or below 88) whole, plus `counted` ({column: correction}): over the windows with
+    reading counts, their shares of readings there less what their means counted (Sessions.readings). So
+    each window counts its share of readings times its width, and a window without counts by its mean."""
+    counted = counted or {}
+    return {m.column: round((sum(map(m.counts, spo2)) + counted.get(m.column, 0.0)) * window) for m in TIME_BELOW}
 
 
 @dataclass
@@ -311,12 +235,13 @@ class Summary:
     row: dict
 
 
-def summarise(rows, window, run_started, below=None, readings=None, seconds=None):
+def summarise(rows, window, run_started, below_rollup=None, readings=None, seconds=None):
     """One session's row, keyed by METRICS' columns, from its windows [(epoch start, spo2, pulse)], spo2
     never None. seconds(start, end): its 1 Hz readings ({"spo2": [...], "pulse": [...] or None}, None where
     none are kept), which it is read from (oximetry.read_night) where they cover SECONDS_COVER of it;
     otherwise readings(start, end): for the windows in [start, end), the reading counts' correction of
-    T90/T88 (time_below) and the lowest readings kept ({window start: lowest}); None: by the means alone."""
+    T90/T88 (time_below) and the lowest readings kept ({window start: lowest}); None: by the means alone.
+    below_rollup: ROLLUP_BELOW's SpO2 threshold (below_s), or None."""
     times, spo2, pulses = map(list, zip(*rows))
     pulse = [p for p in pulses if p is not None]
     runs = stretches(times, window)
@@ -330,21 +255,20 @@ def summarise(rows, window, run_started, below=None, readings=None, seconds=None
     if kept is not None and len(kept["spo2"]) - kept["spo2"].count(None) >= SECONDS_COVER * len(rows) * window:
         night = oximetry.read_night(kept["spo2"], kept["pulse"])
     if night is not None:
-        recorded, nadir, t90, t88, artefacts = night.recorded_s, night.nadir, night.t90_s, night.t88_s, night.artefacts
+        recorded, nadir, spent, artefacts = night.recorded_s, night.nadir, night.below, night.artefacts
         counts = {drop: len(night.events[drop]) for drop in DROPS}
         events = [Event(start + e.start, e.end - e.start, e.depth, e.area, e.level) for e in night.events[min(DROPS)]]
         events4 = night.events[4]
     else:
         recorded, nadir, artefacts = len(rows) * window, held(spo2, runs), None
-        counted, lowest = readings(start, end) if readings else ((0.0, 0.0), None)
-        t90, t88 = time_below(spo2, window, counted)
+        counted, lowest = readings(start, end) if readings else (None, None)
+        spent = time_below(spo2, window, counted)
         found = {drop: desaturations_with_lowest(times, spo2, window, drop, lowest) for drop in DROPS}
         counts, events, events4 = {drop: len(e) for drop, e in found.items()}, found[min(DROPS)], found[4]
     hours = recorded / 3600
     row = {"run_started": run_started, "ended": end, "recorded_s": recorded,
-           "spo2_mean": math.fsum(spo2) / len(spo2), "spo2_min": min(spo2), "nadir": nadir,
-           "t90_s": t90, "t90_pct": 100.0 * t90 / recorded, "t88_s": t88, "t88_pct": 100.0 * t88 / recorded,
-           "below_s": None, "below_pct": None,
+           "spo2_mean": math.fsum(spo2) / len(spo2), "spo2_min": min(spo2), "nadir": nadir, **spent,
+           "below_s": None if below_rollup is None else sum(map(float(below_rollup).__gt__, spo2)) * window,
            "desat3": counts[3], "desat4": counts[4], "odi3": counts[3] / hours, "odi4": counts[4] / hours,
            "hypoxic_burden": math.fsum(e.area for e in events) / 60 / hours,
            "artefacts": artefacts, "mcgill": oximetry.mcgill(events4),
@@ -353,10 +277,10 @@ def summarise(rows, window, run_started, below=None, readings=None, seconds=None
            "pulse_mean": math.fsum(pulse) / len(pulse) if pulse else None,
            "pulse_min": held(pulse, pulse_runs) if pulse else None,
            "pulse_max": held(pulse, pulse_runs, lowest=False) if pulse else None}
-    if below is not None:
-        row["below_s"] = sum(map(float(below).__gt__, spo2)) * window
-        row["below_pct"] = 100.0 * row["below_s"] / recorded
-    return Summary(times[0], row)
+    for m in METRICS:  # the shares of recorded time, as declared
+        if m.share_of:
+            row[m.column] = None if row[m.share_of] is None else 100.0 * row[m.share_of] / recorded
+    return Summary(times[0], {m.column: row[m.column] for m in METRICS})  # a metric not computed: KeyError
 
 
 def sessions_of(rows, window, gap, minimum, below=None, run_started=None, last_end=None, readings=None,
@@ -421,8 +345,7 @@ class Sessions:
     def definition(self):
         below = "none" if self.below is None else f"{self.below:g}"
         return (f"SESSION_GAP={self.gap}s SESSION_MIN={self.minimum}s WINDOW={self.window}s "
-                f"spo2={self.spo2} pulse={self.pulse or 'none'} below={below} SUBJECT={self.subject} {RULE} "
-                f"columns={COLUMNS_DIGEST}")
+                f"spo2={self.spo2} pulse={self.pulse or 'none'} below={below} SUBJECT={self.subject} {rule()}")
 
     def enabled(self, fields):
         return bool(self.spo2) and self.spo2 in fields
@@ -531,32 +454,36 @@ class Sessions:
 
     def readings(self, cur, device):
         """summarise's `readings` for a device, from <PG_TABLE>_readings (batch.READINGS), for its windows in
-        [start, end): (1) over the windows it has counts for (the windows holding a reading below 90, which
-        the sink keeps), the sums of their shares of readings below 90 and at or below 88 less what their
-        means count; every other window counts by its mean: its readings are all 90 or more (the sink keeps
-        no row), or it was archived before the counts were kept (an adopted table); (2) {window start:
+        [start, end): (1) over the windows it has counts for (the windows holding a reading at a TIME_BELOW
+        reading, which the sink keeps), {column: the sum of their shares of readings there (below 90; at or
+        below 88) less what their means count}; every other window counts by its mean: its readings are all
+        90 or more (the sink keeps no row), or it was archived before the counts were kept (an adopted
+        table; a count declared later); (2) {window start:
         lowest reading} of the windows whose lowest the sink kept (more than LOWEST_MARGIN under the mean;
         none before it kept them). None when there is no readings table. Queries on the readings table's few
         rows per session, where a share read beside every window had cost a key lookup per window; the rows
         without a reading below 90 change no count (their mean is 90 or more), and are not looked up."""
         readings = self.db.companion("readings")
-        if not table_exists(cur, readings.as_string(cur)):
+        kept = columns_of(cur, readings.as_string(cur))
+        if not kept:
             return None
-        has_lowest = column_exists(cur, readings.as_string(cur), LOWEST)
-        (n, _, _), *thresholds = READING_COUNTS
+        # a count column declared after the table was made: its windows count by their means (added columns
+        # are NULL in the rows before them, which sum() passes over)
+        counted = [m for m in TIME_BELOW if m.count_column in kept]
         spo2 = sql.SQL("a.{}").format(sql.Identifier(self.spo2))
-        sums = [sql.SQL("coalesce(sum(r.{c}::float8 / r.{n} - ({m} " + compare + " {b})::int), 0)").format(
-            c=sql.Identifier(column), n=sql.Identifier(n), m=spo2, b=sql.Literal(bound))
-            for column, compare, bound in thresholds]
+        sums = [sql.SQL("sum(r.{c}::float8 / r.n - ({m} " + m.reading[0] + " {b})::int)").format(
+            c=sql.Identifier(m.count_column), m=spo2, b=sql.Literal(m.reading[1]))
+            for m in counted] or [sql.SQL("NULL")]
         params = {f"tag{i}": v for i, v in enumerate(device)}
         device_of = sql.SQL("").join(sql.SQL("r.{} = %({})s AND ").format(sql.Identifier(t), sql.SQL(f"tag{i}"))
                                      for i, t in enumerate(self.tags))
         between = sql.SQL("r.time >= to_timestamp(%(lo)s) AND r.time < to_timestamp(%(hi)s)")
         mean = by_key(self.db.table, sql.Identifier(self.spo2), "r", ("time", *self.tags))  # each window's mean
-        counts = sql.SQL("SELECT {sums} FROM {readings} r CROSS JOIN LATERAL {mean} a WHERE {device} r.{below} > 0 "
+        some = sql.SQL(" OR ").join(sql.SQL("r.{} > 0").format(sql.Identifier(m.count_column)) for m in counted)
+        counts = sql.SQL("SELECT {sums} FROM {readings} r CROSS JOIN LATERAL {mean} a WHERE {device} ({some}) "
                          "AND a.{spo2} IS NOT NULL AND {between}").format(
             sums=sql.SQL(", ").join(sums), readings=readings, mean=mean, spo2=sql.Identifier(self.spo2),
-            device=device_of, below=sql.Identifier(thresholds[0][0]), between=between).as_string(cur)
+            device=device_of, some=some if counted else sql.SQL("false"), between=between).as_string(cur)
         lows = sql.SQL("SELECT extract(epoch FROM r.time)::bigint, r.{lowest} FROM {readings} r WHERE {device} "
                        "r.{lowest} IS NOT NULL AND {between}").format(
             lowest=sql.Identifier(LOWEST), readings=readings, device=device_of, between=between).as_string(cur)
@@ -564,12 +491,12 @@ class Sessions:
         def read(start, end):
             bounds = dict(params, lo=start, hi=end)
             cur.execute(counts, bounds)
-            counted = cur.fetchone()
+            sums = dict(zip((m.column for m in counted), cur.fetchone()))
             lowest = {}
-            if has_lowest:
+            if LOWEST in kept:
                 cur.execute(lows, bounds)
                 lowest = dict(cur.fetchall())
-            return counted, lowest
+            return {column: total or 0.0 for column, total in sums.items()}, lowest
         return read
 
     def seconds(self, cur, device, fields):

@@ -14,9 +14,9 @@ from psycopg2 import sql
 
 from .errors import SinkRejected, SourceQueryError
 from .invocation import command
-from .pg import DDL_LOCK, PRIMARY_KEY_OF, archive_span, by_key, column_exists, first_line, table_exists
+from .metrics import LOWEST, LOWEST_MARGIN, READING_COUNTS
+from .pg import DDL_LOCK, PRIMARY_KEY_OF, archive_span, by_key, columns_of, first_line, table_exists
 from .seconds import SecondsTable
-from .sources.batch import LOWEST, LOWEST_MARGIN, READING_COUNTS
 from .sources.literal import number
 from .windows import format_duration, rfc3339
 
@@ -247,14 +247,15 @@ class ArchiveTable:
 
     @property
     def readings_table(self):
-        """<PG_TABLE>_readings: per window, the SpO2 readings' counts of READING_COUNTS (T90, T88) and their
-        lowest (brief dips)."""
+        """<PG_TABLE>_readings: per window, the SpO2 readings' counts of metrics.READING_COUNTS (T90, T88) and
+        their lowest (brief dips)."""
         return self.db.companion("readings")
 
     def _write_readings(self, cur, batch):
         """The chunk's READINGS, replacing what [start, end) held, kept for the windows that hold a reading
-        below 90 or whose lowest reading is more than LOWEST_MARGIN under their mean. Every other window's
-        readings are all 90 or more, so its mean (90 or more) already says its T90 and T88 exactly (0), which
+        one of the counts counts (below 90, at or below 88) or whose lowest reading is more than LOWEST_MARGIN
+        under their mean. Every other window's readings are all 90 or more, so its mean (90 or more) already
+        says its T90 and T88 exactly (0), which
         is what the sessions' read falls back to where a window has no row, and its lowest reading cannot
         count a desaturation its mean does not (the rule in sessions.py). InfluxDB sends the readings of every
         window (n), their lowest, and the counts below 90 and at or below 88 for the windows that have some:
@@ -263,7 +264,6 @@ class ArchiveTable:
         archive's size on disk); the lowest is kept only where it is that far under the mean."""
         key = [sql.Identifier(c) for c in ("time", *self.tags)]
         n, *counts = [sql.Identifier(c) for c, _, _ in READING_COUNTS]
-        below = counts[0]  # below 90: a reading at or below 88 is one too
         lowest = sql.Identifier(LOWEST)
         columns = [sql.SQL("time timestamptz NOT NULL")] + [
             sql.SQL("{} text NOT NULL").format(sql.Identifier(t)) for t in self.tags]
@@ -271,10 +271,13 @@ class ArchiveTable:
             self.readings_table, sql.SQL(", ").join(columns + [
                 sql.SQL("{} integer NOT NULL DEFAULT 0").format(c) for c in (n, *counts)]),
             sql.SQL(", ").join(key)))
-        # a table made before the lowest reading was kept: its rows have none (the rule then reads their means)
-        if not column_exists(cur, self.readings_table.as_string(cur), LOWEST):
-            cur.execute(sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} double precision").format(
-                self.readings_table, lowest))
+        # a table made before a count (or the lowest reading) was declared: its rows have none, NULL, and the
+        # sessions count them by their means
+        kept = columns_of(cur, self.readings_table.as_string(cur))
+        for column, kind in [(c, "integer") for c, _, _ in READING_COUNTS[1:]] + [(LOWEST, "double precision")]:
+            if column not in kept:
+                cur.execute(sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} " + kind).format(
+                    self.readings_table, sql.Identifier(column)))
         cur.execute(sql.SQL("DELETE FROM {} WHERE time >= %(lo)s AND time < %(hi)s").format(self.readings_table),
                     {"lo": rfc3339(batch.start), "hi": rfc3339(batch.end)})
         stage = sql.Identifier(STAGE + "_readings")
@@ -292,12 +295,12 @@ class ArchiveTable:
             "SELECT {skey}, {scounts}, CASE WHEN {far} THEN s.{lowest} END FROM ("
             "SELECT {key}, {maxima}, min({lowest}) AS {lowest} FROM {stage} GROUP BY {key}) s "
             "LEFT JOIN LATERAL {mean} a ON true "
-            "WHERE s.{below} > 0 OR {far}").format(
+            "WHERE {some} OR {far}").format(
             table=self.readings_table, key=sql.SQL(", ").join(key), counts=sql.SQL(", ").join((n, *counts)),
             lowest=lowest, skey=sql.SQL(", ").join(sql.SQL("s.{}").format(k) for k in key),
             scounts=sql.SQL(", ").join(sql.SQL("s.{}").format(c) for c in (n, *counts)), far=far,
             maxima=sql.SQL(", ").join(sql.SQL("coalesce(max({c}), 0) AS {c}").format(c=c) for c in (n, *counts)),
-            stage=stage, mean=mean, below=below))
+            stage=stage, mean=mean, some=sql.SQL(" OR ").join(sql.SQL("s.{} > 0").format(c) for c in counts)))
         cur.execute(sql.SQL("DROP TABLE {}").format(stage))
 
     def _copy(self, cur, table, block):

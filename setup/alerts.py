@@ -13,10 +13,9 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from loader.sessions import METRICS  # noqa: E402
+from loader.metrics import BY_COLUMN  # noqa: E402
 from setup.dashboard import DEVICE, TABLE, for_table, parse_settings  # noqa: E402
 
-BY_COLUMN = {m.column: m for m in METRICS}
 GAP = "45 minutes"  # SESSION_GAP's default: a night is finished once its device has been quiet this long
 
 

@@ -20,7 +20,7 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from loader.sessions import MEAN_BANDS, METRICS, NADIR_BANDS, T90_BANDS  # noqa: E402
+from loader.metrics import BY_COLUMN, MEAN_BANDS, METRICS, NADIR_BANDS, T90_BANDS  # noqa: E402
 
 TABLE = "pox_five_second_mean"
 DS = {"type": "grafana-postgresql-datasource", "uid": "${DS_INFLUX_ARCHIVE}"}
@@ -46,7 +46,6 @@ DEVICE = "uid"
 SPO2_BANDS = [("red", None), ("yellow", 90), ("transparent", 94)]
 BPM = "suffix:bpm"  # Grafana puts the space before the suffix itself
 DURATION = [{"id": "unit", "value": "dtdurations"}, {"id": "decimals", "value": 1}]  # 7 hours, 59 minutes
-BY_COLUMN = {m.column: m for m in METRICS}
 NIGHT_GAP_MS = 36 * 3600 * 1000  # the night-by-night lines break where nights are further apart than this
 
 

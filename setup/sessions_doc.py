@@ -1,4 +1,5 @@
-"""Regenerate docs/sessions.md from loader/sessions.py's METRICS and rule:  python3 setup/sessions_doc.py
+"""Regenerate docs/sessions.md from loader/metrics.py's METRICS and the rules of sessions.py and oximetry.py:
+python3 setup/sessions_doc.py
 A test keeps the file in step with the code (as setup/commands_doc.py does for docs/commands.md)."""
 
 import os
@@ -6,17 +7,18 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from loader import oximetry, sessions  # noqa: E402
-from loader.sources import batch  # noqa: E402
+from loader import metrics, oximetry, sessions  # noqa: E402
 
 FOUND = tuple(drop - sessions.SLACK for drop in sessions.DROPS)  # how deep a candidate is found, on the means
-MARGIN = batch.LOWEST_MARGIN  # how far under its window's mean a lowest reading is read at all
+MARGIN = metrics.LOWEST_MARGIN  # how far under its window's mean a lowest reading is read at all
 BY_LOWEST = tuple(drop + sessions.LOWEST_NOISE for drop in sessions.DROPS)  # how deep it counts one
 
 HEAD = f"""# Sessions: the night's numbers
 
-Generated from `loader/sessions.py` by `setup/sessions_doc.py`; each column is declared there once, with
-its definition, which is also the column's comment in PostgreSQL (`\\d+ <PG_TABLE>_sessions`).
+Generated from `loader/metrics.py` by `setup/sessions_doc.py`; each column is declared there once, with
+its definition, which is also the column's comment in PostgreSQL (`\\d+ <PG_TABLE>_sessions`). A change
+to a declaration or to the rules below changes the rule digest the sessions table's comment names, and the
+next run computes every stored session again.
 
 The loader keeps `<PG_TABLE>_sessions` in the transaction that writes the rows (recomputed when a later
 chunk, late data, a backfill or `rebuild-rollups` touches a session; never duplicated), per device, from the
@@ -134,7 +136,7 @@ children", Arch Dis Child 109(4):308-313, 2024; 322 children). McGill score: 1 g
 
 def table():
     rows = ["| column | unit | definition | bands |", "| --- | --- | --- | --- |"]
-    for m in sessions.METRICS:
+    for m in metrics.METRICS:
         bands = "; ".join(
             ("a child's: " if subject == "child" else "") + ", ".join(
                 f"{colour} from {value:g}" if value is not None else colour for colour, value in m.bands_for(subject))

@@ -50,7 +50,7 @@ def test_a_6_s_artefact_10_points_low_on_a_flat_night_is_refused_and_leaves_the_
         pulse[1000:1006] = [95] * 6
     night = read_night(readings, pulse)
     assert (len(night.events[3]), night.artefacts, night.nadir) == (0, 1, 96)
-    assert night.t90_s == 0
+    assert night.below["t90_s"] == 0
 
 
 def test_an_artefact_as_a_device_smooths_it_is_refused_by_the_pulse_it_corrupted():
@@ -95,7 +95,7 @@ def test_t90_and_t88_count_the_seconds_read_below_90_and_at_or_below_88():
     readings[1000:1300] = [89] * 300  # five minutes at 89, then two at 88
     readings[1300:1420] = [88] * 120
     night = read_night(readings)
-    assert (night.t90_s, night.t88_s, night.recorded_s) == (420, 120, HOUR)
+    assert (night.below["t90_s"], night.below["t88_s"], night.recorded_s) == (420, 120, HOUR)
 
 
 def test_seconds_without_a_reading_end_a_dip_uncounted_and_are_not_recorded():

@@ -7,10 +7,11 @@ import math
 import psycopg2
 import pytest
 
-from loader import archive
+from loader import archive, metrics
 from loader.job import Job
+from loader.metrics import METRICS, Metric
 from loader.pg import Database
-from loader.sessions import MAX_S, METRICS, desaturations, sessions_of
+from loader.sessions import MAX_S, code_digest, desaturations, rule, sessions_of
 from tests.support.archive import archive_rows
 from tests.support.harness import DAY, HOUR, FixedClock, make_config
 from tests.support.readings import feed_standin
@@ -142,6 +143,39 @@ def test_a_20_minute_break_inside_a_night_is_one_session_by_default():
 def test_a_session_row_has_exactly_the_declared_columns():
     row = night(means(with_dips(3600, 5, 20)))
     assert list(row) == [m.column for m in METRICS]
+
+
+def test_the_declarations_hold_together_and_a_wrong_one_is_named():
+    assert metrics.problems() == []
+    wrong = METRICS + (Metric("t90_s", "integer", "s", "T90 again", "Twice."),
+                       Metric("t80_pct", "double precision", "%", "T80 %", "A share.", share_of="t70_s"),
+                       Metric("t80_s", "integer", "s", "T80", "Readings over.", reading=(">", 80.0)))
+    assert metrics.problems(wrong) == ["t90_s is declared twice", "t80_pct is a share of t70_s, which is not declared",
+                                       "t80_s counts readings > 80: the comparison is one of <, <="]
+
+
+RULE_SOURCE = '''"""A rule."""
+
+EVENT_MIN_S = 10  # seconds
+
+
+def counts(x):
+    """How many."""
+    return sum(v < EVENT_MIN_S for v in x)
+'''
+
+
+def test_the_rule_digest_follows_the_code_and_its_constants_not_its_comments_or_docstrings():
+    """Stored sessions name rule() in their definition (a changed one recomputes them, as a changed setting does):
+    it changes with a constant or a line of code of the rule's modules, never with their prose."""
+    digest = code_digest([RULE_SOURCE])
+    assert code_digest([RULE_SOURCE.replace("EVENT_MIN_S = 10", "EVENT_MIN_S = 11")]) != digest
+    assert code_digest([RULE_SOURCE.replace("v < EVENT_MIN_S", "v <= EVENT_MIN_S")]) != digest
+    assert code_digest([RULE_SOURCE.replace("# seconds", "# seconds, from the fall's start")
+                        .replace('"""How many."""', '"""How many,\n    said otherwise."""')
+                        .replace("\n\n\ndef", "\n\n\n# the rule\ndef")]) == digest
+    assert rule() == "rule-" + code_digest(open(f"loader/{name}.py", encoding="utf-8").read()
+                                           for name in ("metrics", "oximetry", "sessions"))
 
 
 def test_sessions_split_at_gaps_longer_than_session_gap_and_short_runs_are_not_sessions():
@@ -451,4 +485,37 @@ def test_an_archive_from_before_the_lowest_readings_is_recomputed_and_keeps_load
     kept = cur.fetchone()[0]  # two windows a dip
     cur.execute("SELECT desat3, desat4, recorded_s FROM pox_five_second_mean_sessions")
     assert cur.fetchall() == [(24, kept // 2, 4 * HOUR)] and 24 <= kept < 48
+    conn.close()
+
+
+def test_a_readings_table_from_before_a_declared_count_gains_its_column_and_older_windows_count_by_their_means(
+        pg_url, standin):
+    """An archive whose readings table was made before T88 was declared (no atmost_88) and whose sessions were
+    computed by another rule: the next run adds the column (NULL in the older rows), recomputes the sessions and
+    counts T88 by the means where no count is kept and by the counts from then on. Readings 89, 88, 87, 86, 90
+    in every window (mean 88: four below 90, three at or below 88), two hours before and two after; the session
+    is read by its means (its 1 Hz readings dropped too)."""
+    start = T0 - T0 % W
+    cycle = (89.0, 88.0, 87.0, 86.0, 90.0)
+    points = [("spo2", {"uid": "a"}, "spo2", start + s, cycle[s % W]) for s in range(4 * HOUR)]
+    points += [("spo2", {"uid": "a"}, "bpm", start + s, 60.0) for s in range(4 * HOUR)]
+    feed_standin(standin, [p for p in points if p[3] < start + 2 * HOUR])
+    cfg = make_config(pg_url, standin.url, INITIAL_LOOKBACK="1d")
+    Job(cfg, clock=FixedClock(start + 2 * HOUR)).run()
+    conn = psycopg2.connect(pg_url)
+    cur = conn.cursor()
+    cur.execute("ALTER TABLE pox_five_second_mean_readings DROP COLUMN atmost_88")
+    cur.execute("DROP TABLE pox_five_second_mean_seconds")
+    cur.execute("COMMENT ON TABLE pox_five_second_mean_sessions IS 'SESSION_GAP=2700s rule-before'")
+    conn.commit()
+    feed_standin(standin, [p for p in points if p[3] >= start + 2 * HOUR])
+    Job(cfg, clock=FixedClock(start + 5 * HOUR)).run()
+    cur.execute("SELECT count(*) FILTER (WHERE atmost_88 IS NULL), count(*) FILTER (WHERE atmost_88 = 3), count(*) "
+                "FROM pox_five_second_mean_readings WHERE below_90 = 4")
+    older, counted, windows = cur.fetchone()
+    assert older > 0 and counted > 0 and older + counted == windows == 4 * HOUR // W
+    cur.execute("SELECT recorded_s, t90_s, t88_s FROM pox_five_second_mean_sessions")
+    assert cur.fetchall() == [(4 * HOUR, 4 * HOUR * 4 // 5, older * W + counted * 3)]
+    cur.execute("SELECT obj_description('pox_five_second_mean_sessions'::regclass, 'pg_class')")
+    assert rule() in cur.fetchone()[0]
     conn.close()

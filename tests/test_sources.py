@@ -8,7 +8,7 @@ import pytest
 
 from loader.errors import SourceRejected
 from loader.job import Job
-from loader.sources.batch import LOWEST_MARGIN
+from loader.metrics import LOWEST_MARGIN
 from tests.support.archive import archive_rows
 from tests.support.harness import DAY, HOUR, FixedClock, make_config
 from tests.support.influxdb3_standin import InfluxDB3StandIn, statement_count

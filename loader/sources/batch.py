@@ -5,19 +5,11 @@ import math
 from dataclasses import dataclass, field
 from typing import Dict, Optional
 
+from ..metrics import LOWEST, READING_COUNTS
 from ..windows import parse_time
 
-# Per window, of the SpO2 field's readings (SESSION_SPO2, within VALID_RANGES): how many, how many below
-# 90 and how many at or below 88, so T90 and T88 are the time the readings spent there, not the time
-# whose window mean was there (a mean of 90, 90, 89, 90, 89 is 89.6 and would count 5 s below 90 for 2).
-# (column, comparison, bound); the sink keeps them in <PG_TABLE>_readings.
-T90, T88 = 90.0, 88.0
-READING_COUNTS = (("n", None, None), ("below_90", "<", T90), ("atmost_88", "<=", T88))
-# And their lowest: a brief dip (10-20 s) that the window's mean averages to less than its depth still shows
-# there (the desaturation rule, sessions.py). The sink keeps it where it is more than LOWEST_MARGIN under the
-# window's mean: only there can it count a desaturation the means do not.
-LOWEST, LOWEST_MARGIN = "lowest", 1.0
-# What the sources ask per window for all of them: (column, InfluxDB aggregate, comparison, bound)
+# What the sources ask per window of the SpO2 field's readings: (column, InfluxDB aggregate, comparison, bound):
+# the counts of metrics.READING_COUNTS and the lowest reading
 READINGS = tuple((column, "count", compare, bound) for column, compare, bound in READING_COUNTS) + (
     (LOWEST, "min", None, None),)
 
