@@ -33,6 +33,7 @@ import uuid
 
 import psycopg2
 
+from bench import today
 from loader import config as config_module
 from loader import late
 from loader.sources import open_source
@@ -297,6 +298,8 @@ def main():
     parser.add_argument("--skip-influxql", action="store_true", help="no influxd figures")
     parser.add_argument("--only", default="", help="comma-separated name prefixes of the methods to run "
                                                    "(for working on one; the ratios need them all)")
+    parser.add_argument("--markdown", action="store_true",
+                        help="also rewrite this benchmark's table under 'Today' in docs/benchmarks.md")
     args = parser.parse_args()
     bench = Bench(args)
     d, ld = args.days, args.long_days
@@ -361,6 +364,28 @@ def main():
     reference, loader = r[f"reference {d}d"], r[f"loader flux backfill {d}d"]
     print(f"  {'reference ' + str(d) + 'd / loader CPU':<40} {reference[1] / loader[1]:8.1f}x")
     print(f"  {'reference ' + str(d) + 'd / loader peak RSS':<40} {reference[2] / loader[2]:8.1f}x")
+    if args.markdown:
+        today.write("bench/run", markdown(r, checks, d, args.repeat))
+
+
+def markdown(r, checks, d, repeat):
+    """The Today table: each ratio against its target, then the figures they are made of."""
+    rows = [(label, f"{value:.0f}" if "(MB)" in label else f"{value:.3f}", f"≤ {target:g}",
+             "met" if value <= target else "**missed**")
+            for label, value, target in checks]
+    for name in (f"reference {d}d", f"loader flux backfill {d}d", f"loader influxql backfill {d}d", "reference 1h",
+                 "loader run (hourly)", "loader run (hourly, 30d)"):
+        if name in r:
+            wall, cpu, rss, _, server = r[name]
+            rows.append((name, f"wall {wall:.2f} s, CPU {cpu:.2f} s (PostgreSQL {server:.2f} s), peak RSS {rss:.0f} MB",
+                         "", "information"))
+    keyed = r[f"loader flux backfill {d}d"][0] / r[f"limit curl|psql keyed {d}d"][0]
+    rows.append((f"{d}-day backfill wall vs the limit with the archive's primary key", f"{keyed:.2f}", "",
+                 "information"))
+    return today.table(f"`bench/run`: {d}-day backfill and the hourly run against the reference",
+                       ("measure", "figure", "target", ""), rows,
+                       f"Medians of {repeat} runs after a warm-up, {os.cpu_count()} cores, Python "
+                       f"{sys.version.split()[0]}; every ratio against the reference in the same run.")
 
 
 if __name__ == "__main__":

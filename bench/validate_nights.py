@@ -32,6 +32,7 @@ import time
 
 import psycopg2
 
+from bench import today
 from bench.device_nights import nights
 from loader import config as config_module
 from loader import oximetry
@@ -110,9 +111,12 @@ def main():
     parser.add_argument("--pobm", required=True, help="the python of the venv holding pobm (bench/validate makes it)")
     parser.add_argument("--seed", type=seeds, default=[1], help="which synthetic nights: a seed, or several "
                         "(1,2,3,4), each its own eight nights (default 1)")
+    parser.add_argument("--markdown", action="store_true",
+                        help="also rewrite this benchmark's table under 'Today' in docs/benchmarks.md")
     args = parser.parse_args()
     pg = PostgresServer()
     totals = {}  # group -> {"met", "nights", "artefacts", "as_events"}
+    misses = {}  # kind -> {a target missed: nights}
     try:
         for seed in args.seed:
             night_list = nights(seed)
@@ -126,7 +130,7 @@ def main():
                 sessions = load(night_list, pg.url(f"validate_{seed}"), standin)
             finally:
                 standin.close()
-            for group, counts in report(seed, night_list, pobm, sessions).items():
+            for group, counts in report(seed, night_list, pobm, sessions, misses).items():
                 for key, value in counts.items():
                     totals.setdefault(group, {}).setdefault(key, 0)
                     totals[group][key] += value
@@ -137,12 +141,32 @@ def main():
         print(f"seeds {','.join(map(str, args.seed))}, {group}: {t['met']} of {t['nights']} nights meet every target; "
               f"motion artefacts counted as desaturations: {t['as_events']} of {t['artefacts']} ({share:.1f} %, "
               "target at most 5 %)")
+    if args.markdown:
+        today.write("bench/validate", markdown(args.seed, totals, misses))
     sys.exit(0)
 
 
-def report(seed, night_list, pobm, sessions):
+def markdown(seed_list, totals, misses):
+    """The Today table: per group of nights, how many meet every target, and the motion artefacts counted."""
+    rows = []
+    for group, t in totals.items():
+        share = 100 * t["as_events"] / max(1, t["artefacts"])
+        kinds = [kind for kind in misses if (kind == "irregular") == (group == "an irregular pulse")]
+        missed = "; ".join(f"{kind}: " + ", ".join(f"{name} off in {n}" for name, n in sorted(misses[kind].items()))
+                           for kind in kinds) or "none"
+        rows.append((group, f"{t['met']} of {t['nights']}", missed,
+                     f"{t['as_events']} of {t['artefacts']} ({share:.1f} %)"))
+    return today.table(f"`bench/validate`: night numbers against the truth, seeds {','.join(map(str, seed_list))}",
+                       ("nights", "meet every target", "targets missed (nights)",
+                        "motion artefacts counted as desaturations (target ≤ 5 %)"), rows,
+                       "Targets on every night: ODI3 and ODI4 within max(1.5/h, 15 %) of the truth, T90 and T88 "
+                       "within 0.5 points, the nadir within 2 points (module docstring of bench/validate_nights.py).")
+
+
+def report(seed, night_list, pobm, sessions, misses):
     """Print one seed's table; {group: {"met", "nights", "artefacts", "as_events"}} for the totals, the groups
-    the issue's kinds and the irregular pulse's (a kind beyond the issue's, reported apart)."""
+    the issue's kinds and the irregular pulse's (a kind beyond the issue's, reported apart); each night's missed
+    targets are added to misses ({kind: {target: nights}})."""
     print(f"influx-archive night numbers, {time.strftime('%Y-%m-%d')}, seed {seed}: truth / pobm 1.2.0 / this "
           "loader, on readings as a device sends them")
     print(f"{'night':<9} {'ODI3':>17}  {'ODI4':>17}  {'T90 %':>17}  {'T88 %':>17}  {'nadir':>13}  "
@@ -173,6 +197,9 @@ def report(seed, night_list, pobm, sessions):
         if abs(ours["nadir"] - truth["nadir"]) > 2:
             problems.append("nadir")
         tally["met"] += not problems
+        for name in problems:
+            misses.setdefault(n["kind"], {}).setdefault(name, 0)
+            misses[n["kind"]][name] += 1
         ref_t90 = 100 * ref["t90_s"] / (ref["hours"] * 3600)
         ref_t88 = 100 * ref["t88_s"] / (ref["hours"] * 3600)
         print(f"{n['kind']:<9} {truth['odi3']:5.1f} {ref['odi3']:5.1f} {ours['odi3']:5.1f}  "

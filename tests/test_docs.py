@@ -6,6 +6,9 @@ import glob
 import os
 import re
 
+import pytest
+
+from bench import today
 from loader import status_rules
 from loader.cli import COMMANDS
 from loader.config import SETTINGS
@@ -71,3 +74,25 @@ def test_every_test_the_docs_name_is_in_the_file_they_name():
     assert len(named) > 30  # the fault matrix
     wrong = [f"{file}::{name}" for file, name in named if defined.get(name) != file]
     assert not wrong, f"named in the docs but not there: {wrong}"
+
+
+def test_each_benchmark_that_writes_its_today_table_has_its_place_and_rewrites_only_it():
+    """bench/run and bench/validate --markdown rewrite their tables under docs/benchmarks.md's Today (bench/today.py):
+    every name a benchmark writes has its markers once, and a rewrite changes what lies between them alone."""
+    written = set()
+    for name in os.listdir(os.path.join(ROOT, "bench")):
+        if name.endswith(".py"):
+            with open(os.path.join(ROOT, "bench", name), encoding="utf-8") as handle:
+                written |= set(re.findall(r'today\.write\("([^"]+)"', handle.read()))
+    assert written == {"bench/run", "bench/validate"}
+    with open(today.DOCS, encoding="utf-8") as handle:
+        text = handle.read()
+    for name in written:
+        assert text.count(today.BEGIN.format(name)) == text.count(today.END.format(name)) == 1
+        block = today.table("A benchmark", ("measure", "figure"), [("CPU", "0.5")])
+        out = today.replace(text, name, block)
+        begin, end = out.index(today.BEGIN.format(name)), out.index(today.END.format(name))
+        assert out[begin:end].endswith(block + "\n") and out[:begin] == text[:begin]
+        assert out[end:] == text[text.index(today.END.format(name)):]
+    with pytest.raises(today.MarkersMissing):
+        today.replace("# Benchmarks\n", "bench/run", "x")
