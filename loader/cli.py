@@ -14,7 +14,7 @@ import sys
 import textwrap
 import traceback
 from dataclasses import dataclass
-from typing import Dict
+from typing import Callable, Dict, Optional
 
 from . import __version__, invocation, status_rules
 from . import config as config_module
@@ -44,9 +44,9 @@ class Command:
     detail: str
     example: str
     exit_codes: tuple  # ((code, meaning), ...): what this command's exit codes mean
-    handler: object
+    handler: Callable[..., int]
     arguments: tuple = ()  # ((flags, argparse keyword arguments), ...)
-    heartbeat: object = None  # (args, config) -> the URL to ping, or None
+    heartbeat: Optional[Callable[..., Optional[str]]] = None  # (args, config) -> the URL to ping, or None
 
 
 COMMANDS: Dict[str, "Command"] = {}
@@ -98,7 +98,7 @@ def over_range(work, nothing_done, required, start_help, end_help):
                 _say(f"{LOCKED}; {nothing_done.format(status=invocation.command('status'))}")
                 return EXIT_RETRY_LATER
             return report(outcome, config)
-        handler.arguments = time_range(required, start_help, end_help)
+        handler.arguments = time_range(required, start_help, end_help)  # type: ignore[attr-defined]
         return handler
     return wrap
 

@@ -14,7 +14,7 @@ import shlex
 import stat
 import urllib.parse
 from dataclasses import dataclass, field, make_dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 from dotenv import dotenv_values
 
@@ -136,8 +136,10 @@ def valid_ranges(setting, raw):
     for item in _items(raw):
         match = re.match(rf"^(.+?)\s*=\s*{NUMBER}\s*\.\.\s*{NUMBER}$", item)
         try:
+            if match is None:
+                raise ValueError(item)
             low, high = float(match.group(2)), float(match.group(3))
-        except (AttributeError, ValueError):
+        except ValueError:
             problems.append(f"VALID_RANGES: {item!r} is not field=min..max such as spo2=50..100")
             continue
         if not (math.isfinite(low) and math.isfinite(high)):
@@ -159,8 +161,10 @@ def thresholds(setting, raw):
     for item in _items(raw):
         match = re.match(rf"^(.+?)\s*=\s*{NUMBER}$", item)
         try:
+            if match is None:
+                raise ValueError(item)
             found[match.group(1)] = float(match.group(2))
-        except (AttributeError, ValueError):
+        except ValueError:
             problems.append(f"{setting.key}: {item!r} is not field=value such as spo2=90")
     return found, problems
 
@@ -240,7 +244,7 @@ class Setting:
     key: str
     help: str
     attr: Optional[str] = None
-    kind: object = text
+    kind: Callable[..., tuple] = text
     default: Optional[str] = None
     required: bool = False
     secret: bool = False
@@ -402,9 +406,8 @@ _ALIASES = {alias: s.key for s in SETTINGS for alias in s.aliases}
 class _ConfigMethods:
     def secrets(self):
         """Every secret value, so error text can be scrubbed of them before it is shown or stored."""
-        values = [self.influx_token.reveal(), self.influx_password.reveal(),
-                  self.healthcheck_url.reveal(), self.backup_healthcheck_url.reveal(), self.notify_url.reveal()]
-        url = self.pg_url.reveal()
+        values = [getattr(self, s.attr).reveal() for s in SETTINGS if s.secret and s.attr and s.key != "PG_URL"]
+        url = getattr(self, "pg_url").reveal()
         password = pg_password(url) or (re.search(r"[?&]password=([^&]*)", url) or [None, ""])[1]
         if password:  # a URL without one (peer or .pgpass authentication) holds nothing secret
             values += [url, password, urllib.parse.unquote(password), pg_userinfo(url)]
@@ -412,7 +415,7 @@ class _ConfigMethods:
 
     def describe_pg(self):
         """PG_URL for messages: user, host, port and database, never the password."""
-        return describe_pg_url(self.pg_url.reveal())
+        return describe_pg_url(getattr(self, "pg_url").reveal())
 
 
 # The settings as the loader uses them: one attribute per Setting.attr (secrets as Secret), and the

@@ -253,9 +253,9 @@ class Job:
         source = work.source
         # InfluxDB answers the next chunk while PostgreSQL writes this one: at most two chunks
         # are in memory, and requests still go out one at a time, in order
-        upcoming = Background(self._retrying, source.fetch, *pieces[0])
+        upcoming: Optional[Background] = Background(self._retrying, source.fetch, *pieces[0])
         for index, (lo, hi) in enumerate(pieces, 1):
-            batch = upcoming.result()
+            batch = upcoming.result()  # type: ignore[union-attr]  # set for every piece but after the last
             late.refuse_merged(batch.counts, self.config.tags)
             upcoming = Background(self._retrying, source.fetch, *pieces[index]) if index < len(pieces) else None
             self._kept_out(batch, lo, hi, outcome)

@@ -132,7 +132,8 @@ def _nights_query(cur, config, table, now, night, device, since):
     """(statement, parameters) of the sessions asked for: those that began in night, else the finished ones
     that ended since `since`, else each device's newest finished one."""
     tags = [sql.Identifier(t) for t in config.tags]
-    where, params = [], {"gap": config.session_gap, "now": now}
+    where: list = []
+    params = {"gap": config.session_gap, "now": now}
     if device is not None:
         where += [sql.SQL("{} = %({})s").format(t, sql.SQL(f"tag{i}")) for i, t in enumerate(tags)]
         params.update({f"tag{i}": v for i, v in enumerate(device)})

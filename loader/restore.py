@@ -129,7 +129,9 @@ def check_fits(config, tools, pg_restore, path):
                               "is it a dump made by `backup`?")
         problems.append(f"its archive is table {archives[0]}, not {table} (PG_SCHEMA.PG_TABLE)")
         table = archives[0]
-        schema, name = re.fullmatch(r'("(?:[^"]|"")+"|[^.]+)\.(.+)', table).groups()
+        parts = re.fullmatch(r'("(?:[^"]|"")+"|[^.]+)\.(.+)', table)
+        assert parts is not None  # pg_dump names every table schema-qualified
+        schema, name = parts.groups()
         if _unquote(schema) != config.pg_schema:
             want["PG_SCHEMA"] = _unquote(schema)
         want["PG_TABLE"] = _unquote(name)
@@ -340,7 +342,7 @@ def drop_database(conn, name):
 @dataclass
 class TableCheck:
     name: str
-    cutoff: int  # compared rows start before this (None: all rows)
+    cutoff: Optional[int]  # compared rows start before this (None: all rows)
     backup_rows: int
     live_rows: int
     same: bool

@@ -159,7 +159,7 @@ class Rollups:
         bucket = sql.SQL("date_bin(make_interval(secs => %(width)s), time, timestamptz 'epoch')")
         tags = [sql.Identifier(t) for t in self.tags]
         out_cols = [sql.Identifier("time")] + tags + [sql.Identifier("windows")]
-        exprs = [bucket] + tags
+        exprs: list = [bucket] + tags
         if level == 0:  # from the 5-second rows
             exprs.append(sql.SQL("count(*)"))
             for f in fields:

@@ -471,9 +471,9 @@ class Sessions:
         # are NULL in the rows before them, which sum() passes over)
         counted = [m for m in TIME_BELOW if m.count_column in kept]
         spo2 = sql.SQL("a.{}").format(sql.Identifier(self.spo2))
-        sums = [sql.SQL("sum(r.{c}::float8 / r.n - ({m} " + m.reading[0] + " {b})::int)").format(
-            c=sql.Identifier(m.count_column), m=spo2, b=sql.Literal(m.reading[1]))
-            for m in counted] or [sql.SQL("NULL")]
+        sums: list = [sql.SQL("sum(r.{c}::float8 / r.n - ({m} " + compare + " {b})::int)").format(
+            c=sql.Identifier(m.count_column), m=spo2, b=sql.Literal(bound))
+            for m in counted for compare, bound in [m.reading or ("", 0.0)]] or [sql.SQL("NULL")]
         params = {f"tag{i}": v for i, v in enumerate(device)}
         device_of = sql.SQL("").join(sql.SQL("r.{} = %({})s AND ").format(sql.Identifier(t), sql.SQL(f"tag{i}"))
                                      for i, t in enumerate(self.tags))

@@ -7,6 +7,7 @@ caller's transaction, so the watermark can move in that same transaction.
 
 import io
 import logging
+from typing import Optional
 
 import psycopg2
 import psycopg2.errors
@@ -84,7 +85,7 @@ class ArchiveTable:
         self.window = window  # WINDOW, seconds: rows of another width are refused (None: not checked)
         self.valid_ranges = valid_ranges  # VALID_RANGES, recorded on each field's column (None: not recorded)
         self.announce = announce  # False for `check`, whose changes are rolled back
-        self._columns = None  # field columns known to exist, cached for the process
+        self._columns: Optional[set] = None  # field columns known to exist, cached for the process
         self.seconds = SecondsTable(db, self.tags)  # the session fields' 1 Hz readings
 
     @property
@@ -116,7 +117,7 @@ class ArchiveTable:
     def ensure(self, cur, fields):
         """Create the table if missing, check its key, add a column for every new field."""
         if self._columns is None:
-            self._create_or_check(cur, fields)
+            self._columns = self._create_or_check(cur, fields)
         new = [f for f in fields if f not in self._columns]
         for name in new:
             cur.execute(sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} double precision").format(
@@ -144,7 +145,8 @@ class ArchiveTable:
             cur.execute(sql.SQL("COMMENT ON COLUMN {}.{} IS {}").format(
                 self.db.table, sql.Identifier(name), sql.Literal(now)))
 
-    def _create_or_check(self, cur, fields):
+    def _create_or_check(self, cur, fields) -> set:
+        """Create the table if missing and check its key, WINDOW and columns: its field columns."""
         cur.execute(DDL_LOCK)
         qualified = self.db.table.as_string(cur)
         if not table_exists(cur, qualified):
@@ -169,13 +171,13 @@ class ArchiveTable:
                                                     found=", ".join(found) or "none", wanted=", ".join(wanted)))
         self._check_window(cur, qualified)
         cur.execute(COLUMNS_WITH_COMMENTS, {"table": qualified})
-        columns = {n: (t, comment) for n, t, comment in cur.fetchall() if n not in wanted}
-        bad = [n for n, (t, _) in columns.items() if t != "double precision"]
+        kinds = {n: (t, comment) for n, t, comment in cur.fetchall() if n not in wanted}
+        bad = [n for n, (t, _) in kinds.items() if t != "double precision"]
         if bad:
             raise SinkRejected(f"{self.db.target} has column(s) {', '.join(bad)} that are not double precision")
-        self._columns = set(columns)
         if self.valid_ranges is not None:
-            self._record_ranges(cur, {n: comment for n, (_, comment) in columns.items()})
+            self._record_ranges(cur, {n: comment for n, (_, comment) in kinds.items()})
+        return set(kinds)
 
     def _check_window(self, cur, qualified):
         """Refuse a WINDOW other than the width of the rows already there (recomputing sessions over
@@ -304,7 +306,7 @@ class ArchiveTable:
         cur.execute(sql.SQL("DROP TABLE {}").format(stage))
 
     def _copy(self, cur, table, block):
-        options = sql.SQL("FORMAT csv")
+        options: sql.Composable = sql.SQL("FORMAT csv")
         tags = [t for t in self.tags if t in block.columns]
         if tags:  # an absent tag is '' (a key cannot be NULL); CSV would read '' as NULL
             options = sql.SQL("FORMAT csv, FORCE_NOT_NULL ({})").format(

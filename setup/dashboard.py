@@ -258,7 +258,7 @@ def last_session_stats(devices, subject):
     """The stats of the last session, left to right: (title, SQL columns, width, unit, bands, description,
     decimals, fields); a child's nights add the McGill score and narrow three stats to make room."""
     narrow = 3 if subject == "child" else 4
-    stats = [
+    stats: list = [
         ("ODI4 (last session)", 'round(odi4::numeric, 1) AS "ODI4"', 4, "none", BY_COLUMN["odi4"].bands_for(subject),
          "Desaturations of at least 4 points per hour of recorded time (docs/sessions.md). " + ODI4_SAYS[subject], 1),
         ("T90 (last session)", 't90_pct AS "T90"', narrow, "percent", T90_BANDS,

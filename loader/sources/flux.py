@@ -153,7 +153,7 @@ def parse_annotated_csv(text, tags):
     from some tables (a series without bpm) is simply absent from their block.
     """
     batch = Batch(tags=tuple(tags))
-    annotations = {}
+    annotations: dict = {}
     for header, data in _tables(text, annotations):
         kind = _classify(header, tags)
         if "\n#" in data or data.startswith("#"):
@@ -352,7 +352,7 @@ class FluxSource:
         comes as two tables: their counts add up."""
         if self._fields is None:
             self._fields = self.numeric_fields()
-        found = {}
+        found: dict = {}
         if not self._fields or start >= end:
             return found
         for header, data in self._lookup(start, end, counts_pipeline(self.config, self._fields)):
@@ -391,7 +391,9 @@ class FluxSource:
         this reads one point per series: first(), which InfluxDB answers from storage without
         scanning (a bare aggregate pushed down). A field written as integer in one shard and float in
         another comes as two tables, both numeric; one with any non-numeric table is not."""
-        kinds, annotations, tags = {}, {}, set()
+        kinds: dict = {}
+        annotations: dict = {}
+        tags: set = set()
         pipeline = [f"filter(fn: (r) => r._measurement == {flux_string(self.config.measurement)})", "first()"]
         for header, data in self._lookup(start, stop, pipeline, annotations):
             datatypes = annotations.get("datatype") or []

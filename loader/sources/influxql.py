@@ -93,7 +93,7 @@ def build_statements(config, fields, start, end, cast=(), skipped=None):
         group += f", {identifier(tag)}"
     group += " fill(none)"
     src = source_name(config)
-    statements = []
+    statements: list = []
     plain = [f for f in fields if f not in config.valid_ranges]
     if plain:
         cols = ", ".join(f"mean({field_ref(f, cast)}) AS {identifier(f)}" for f in plain)
@@ -113,12 +113,12 @@ def build_statements(config, fields, start, end, cast=(), skipped=None):
     spo2 = config.session_spo2
     if spo2 and spo2 in fields:  # T90, T88 and brief dips from readings: batch.READINGS, per window
         ref = field_ref(spo2, cast)
-        inside = []
+        within: list = []
         if spo2 in config.valid_ranges:
             lo, hi = config.valid_ranges[spo2]
-            inside = [f"{ref} >= {number(lo)} AND {ref} <= {number(hi)}"]
+            within = [f"{ref} >= {number(lo)} AND {ref} <= {number(hi)}"]
         for column, aggregate, compare, bound in READINGS:
-            where = " AND ".join([where_time, *inside] + ([f"{ref} {compare} {number(bound)}"] if compare else []))
+            where = " AND ".join([where_time, *within] + ([f"{ref} {compare} {number(bound)}"] if compare else []))
             statements.append(("readings", column,
                                f"SELECT {aggregate}({ref}) AS {identifier(column)} FROM {src} WHERE {where} {group}"))
     by_second = group.replace(f"GROUP BY time({format_duration(config.window)})", "GROUP BY time(1s)", 1)
@@ -231,7 +231,7 @@ class InfluxQLSource:
         """{field: type} of the measurement (SHOW FIELD KEYS: every retained shard, so the range is not
         used); empty when the measurement has no data in the database."""
         if self._field_keys is None:
-            kinds = {}
+            kinds: dict = {}
             for series in self._query(f"SHOW FIELD KEYS FROM {source_name(self.config)}")[0].get("series", []):
                 for name, kind in series.get("values", []):
                     kinds.setdefault(name, set()).add(kind)
@@ -269,7 +269,7 @@ class InfluxQLSource:
         (InfluxDB 3)."""
         if self._fields is None:
             self._fields = self.numeric_fields()
-        found = {}
+        found: dict = {}
         if not self._fields or start >= end:
             return found
         for series in self._single(build_counts(self.config, self._fields, start, end, self._cast())):
@@ -352,7 +352,7 @@ class InfluxQLSource:
         GROUP BY tags as the series' "tags"; InfluxDB 3's v1 API as columns of the rows. extra: the
         columns a statement names besides the fields (a READINGS column)."""
         columns = list(series.get("columns") or [])
-        known = {"time", *tags, *(extra or self._fields)}
+        known = {"time", *tags, *(extra or self._fields or ())}
         stray = [c for c in columns if c not in known]
         if not columns or columns[0] != "time" or stray:
             raise SourceQueryError(f"unexpected columns in InfluxDB's answer: {', '.join(columns)}")
@@ -382,9 +382,10 @@ class InfluxQLSource:
     def _merged(self, answers, tags):
         """One Block from several statements' answers (a statement per ranged field), merged by
         window and tag values."""
-        width = 1 + len(tags) + len(self._fields)
-        at = {c: i for i, c in enumerate(["time", *tags, *self._fields])}
-        by_key = {}
+        fields = self._fields or []
+        width = 1 + len(tags) + len(fields)
+        at = {c: i for i, c in enumerate(["time", *tags, *fields])}
+        by_key: dict = {}
         for all_series in answers:
             for series in all_series:
                 columns, tag_values, outside = self._layout(series, tags)
@@ -405,4 +406,4 @@ class InfluxQLSource:
             return None
         out = io.StringIO()
         csv.writer(out, lineterminator="\n").writerows(by_key.values())
-        return Block(columns=["time", *tags, *self._fields], text=out.getvalue(), rows=len(by_key))
+        return Block(columns=["time", *tags, *fields], text=out.getvalue(), rows=len(by_key))
