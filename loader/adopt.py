@@ -33,7 +33,7 @@ class Adoption:
     done: bool = False
     already: bool = False
 
-    def lines(self):
+    def lines(self) -> list:
         if self.already:
             return [f"{self.table} already has the archive's key; nothing to adopt"]
         verb = "adopted" if self.done else "would adopt"

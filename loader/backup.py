@@ -243,7 +243,7 @@ def copy_to_remote(config, path):
     log.info("copied %s to %s", os.path.basename(path), config.backup_remote)
 
 
-def _fsync(path):
+def _fsync(path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -117,7 +117,7 @@ def _progress_printer(stream):
     if not stream.isatty():
         return None
 
-    def show(index, total, lo, hi, windows, rows):
+    def show(index, total, lo, hi, windows, rows) -> None:
         stream.write(f"\r  chunk {index}/{total}  {rfc3339(lo)}  {windows} windows  {rows} rows written ")
         if index == total:
             stream.write("\n")
@@ -125,7 +125,7 @@ def _progress_printer(stream):
     return show
 
 
-def _say(text):
+def _say(text) -> None:
     print(f"influx-archive: {text}", file=sys.stderr)
 
 
@@ -134,7 +134,7 @@ def _job(config):
     return Job(config, progress=_progress_printer(sys.stderr))
 
 
-def _report_load(outcome, config, now):
+def _report_load(outcome, config, now) -> None:
     if outcome.nothing_to_do:
         log.info("nothing to do: the archive is current")
     else:
@@ -183,7 +183,7 @@ def _run(args, config):
     return EXIT_OK
 
 
-def _deliver(config, now):
+def _deliver(config, now) -> None:
     """Finished nights' reports and messages (REPORT_DIR, NOTIFY_URL): after the archive is whole, never
     failing the run; what failed is recorded for `status` and tried again next hour."""
     from . import morning
@@ -407,7 +407,7 @@ def _check(args, config):
     return EXIT_OK if all(ok for ok, _ in results) else EXIT_NEEDS_HUMAN
 
 
-def _common_options(parser, defaults):
+def _common_options(parser, defaults) -> None:
     """--env-file and -v, before or after the command (after it they override what came before)."""
     keep = {} if defaults else {"default": argparse.SUPPRESS}
     parser.add_argument("--env-file", metavar="PATH", **({"default": None} if defaults else keep),
@@ -456,7 +456,7 @@ def build_parser():
 class _Redacting(logging.Formatter):
     """Scrubs every secret from what it formats, tracebacks included."""
 
-    def __init__(self, secrets):
+    def __init__(self, secrets) -> None:
         super().__init__("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S%z")
         self.secrets = secrets
 
@@ -464,7 +464,7 @@ class _Redacting(logging.Formatter):
         return config_module.redact(super().format(record), self.secrets)
 
 
-def _setup_logging(config, verbose):
+def _setup_logging(config, verbose) -> bool:
     """Logging to stderr and LOG_FILE. When stderr is LOG_FILE itself (cron's `>> loader.log 2>&1` with
     LOG_FILE naming that file, as install.sh sets them), the file alone is written, so no line is there
     twice; returns whether that is so."""
@@ -507,7 +507,7 @@ class _LogFile(logging.FileHandler):
 
     said = False
 
-    def handleError(self, record):
+    def handleError(self, record) -> None:
         if not self.said:
             self.said = True
             problem = sys.exc_info()[1]
@@ -516,7 +516,7 @@ class _LogFile(logging.FileHandler):
                   f"command's log goes to stderr only (free space there, or set LOG_FILE elsewhere)", file=sys.stderr)
 
 
-def _fail(line, verbose, logged_to_stderr=False):
+def _fail(line, verbose, logged_to_stderr=False) -> None:
     """The one line on stderr; in the log an ERROR with the traceback (which is all, when stderr is the log)."""
     if not logged_to_stderr:
         print(line, file=sys.stderr)
@@ -531,11 +531,11 @@ class _Reader:
     the command goes on to its own exit code, with no traceback and no exit 120 from the interpreter's
     last flush."""
 
-    def __init__(self, stream):
+    def __init__(self, stream) -> None:
         self._stream = stream
         self._gone = False
 
-    def _closed(self):
+    def _closed(self) -> None:
         self._gone = True
         with contextlib.suppress(OSError, ValueError, AttributeError):
             devnull = os.open(os.devnull, os.O_WRONLY)
@@ -550,7 +550,7 @@ class _Reader:
                 self._closed()
         return len(text)
 
-    def flush(self):
+    def flush(self) -> None:
         if not self._gone:
             try:
                 self._stream.flush()

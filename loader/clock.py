@@ -8,15 +8,16 @@ wrong, so the loader asks before it moves anything.
 import shutil
 import subprocess
 import time
+from typing import Optional
 
 from .errors import ClockError
 
 
 class SystemClock:
-    def now(self):
+    def now(self) -> float:
         return time.time()
 
-    def synchronized(self):
+    def synchronized(self) -> Optional[bool]:
         """True/False as systemd-timesyncd (or chrony via timedated) reports; None when it cannot tell."""
         timedatectl = shutil.which("timedatectl")
         if not timedatectl:
@@ -32,7 +33,7 @@ class SystemClock:
         return answer == "yes"
 
 
-def check_synchronized(clock, policy, doing):
+def check_synchronized(clock: SystemClock, policy: str, doing: str) -> None:
     """Raise ClockError unless the clock may be trusted under REQUIRE_CLOCK_SYNC (auto, yes, no)."""
     synced = clock.synchronized() if policy != "no" else True
     if synced is False or (policy == "yes" and synced is None):

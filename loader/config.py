@@ -499,7 +499,7 @@ def load(env_file=".env", environ=None, file_required=False):
     return config
 
 
-def _check_across(values, get, problems, warnings):
+def _check_across(values, get, problems, warnings) -> None:
     """The rules that span several settings (each setting's own are in its kind). Fills in the token
     from INFLUX_TOKEN_FILE."""
     token, token_file = values["INFLUX_TOKEN"], get("INFLUX_TOKEN_FILE")

@@ -47,7 +47,7 @@ def rows_path(path):
     return os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.rows")
 
 
-def write_rows(path, rows):
+def write_rows(path, rows) -> None:
     with open(path, "w", encoding="utf-8") as handle:
         handle.write(f"{rows}\n")
 
@@ -60,7 +60,7 @@ def _read_rows(path):
         return None
 
 
-def remove_dump(dump):
+def remove_dump(dump) -> None:
     os.unlink(dump.path)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(rows_path(dump.path))
@@ -74,7 +74,7 @@ def protected(removable, kept):
     return [d for d in removable if d.size > largest or (d.rows is not None and d.rows > most)]
 
 
-def dump_name(dbname, stamp):
+def dump_name(dbname, stamp) -> str:
     return f"{dbname}-{datetime.fromtimestamp(stamp, timezone.utc).strftime(STAMP)}.dump"
 
 
@@ -119,7 +119,7 @@ VOLATILE_FILESYSTEMS = ("tmpfs", "ramfs", "devtmpfs")
 RESTORED_NAME = ".influx-archive.restored"  # names the dump of BACKUP_DIR that `restore` last restored
 
 
-def mark_restored(directory, path):
+def mark_restored(directory, path) -> None:
     """Record that the dump at path, in BACKUP_DIR, was restored (its file's time is the restore's)."""
     marker = os.path.join(directory, RESTORED_NAME)
     with open(marker, "w", encoding="utf-8") as handle:
@@ -186,7 +186,7 @@ def check_location(config, for_writing=True):
     return directory
 
 
-def give_to_directory_owner(path, directory):
+def give_to_directory_owner(path, directory) -> None:
     """A file made in BACKUP_DIR by root (`sudo ... backup`) becomes its owner's (the service user's, as
     install.sh makes it), so the nightly backup, rotation and verify can use it; others' files stay."""
     if os.geteuid() != 0:

@@ -6,6 +6,8 @@ Exit codes (documented in README and `python -m loader --help`):
   2  needs a human (config, credentials, bucket or table that cannot be used)
 """
 
+from typing import Iterable, Optional
+
 EXIT_OK = 0
 EXIT_RETRY_LATER = 1
 EXIT_NEEDS_HUMAN = 2
@@ -17,7 +19,7 @@ class LoaderError(Exception):
     exit_code = EXIT_RETRY_LATER
     hint = ""
 
-    def __init__(self, message, hint=""):
+    def __init__(self, message: str, hint: str = "") -> None:
         super().__init__(message)
         if hint:
             self.hint = hint
@@ -28,7 +30,7 @@ class ConfigError(LoaderError):
 
     exit_code = EXIT_NEEDS_HUMAN
 
-    def __init__(self, problems):
+    def __init__(self, problems: Iterable[str]) -> None:
         self.problems = list(problems)
         super().__init__("; ".join(self.problems))
 
@@ -36,7 +38,7 @@ class ConfigError(LoaderError):
 class SourceUnavailable(LoaderError):
     """InfluxDB could not be reached or answered with a temporary failure (retry later)."""
 
-    def __init__(self, message, retry_after=None, hint="", retry=True):
+    def __init__(self, message: str, retry_after: Optional[float] = None, hint: str = "", retry: bool = True) -> None:
         super().__init__(message, hint)
         self.retry_after = retry_after
         self.retry = retry  # False: not worth retrying within this run (the next run still tries)

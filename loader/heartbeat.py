@@ -10,6 +10,7 @@ is a capability (whoever knows it can report for the check), so only its host ev
 
 import logging
 import urllib.parse
+from typing import Optional
 
 log = logging.getLogger(__name__)
 
@@ -17,23 +18,23 @@ BODY_LIMIT = 10_000  # bytes; healthchecks.io keeps up to 100 kB of a ping body
 
 
 class Heartbeat:
-    def __init__(self, url, timeout=10, attempts=2):
+    def __init__(self, url: Optional[str], timeout: float = 10, attempts: int = 2) -> None:
         self.url = url or ""
         self.timeout = timeout
         self.attempts = attempts
 
-    def start(self):
+    def start(self) -> None:
         self._ping("/start", "")
 
-    def finish(self, exit_code, text=""):
+    def finish(self, exit_code: int, text: str = "") -> None:
         """Success for exit code 0, failure otherwise; text (already free of secrets) is the ping body."""
         self._ping("" if exit_code == 0 else "/fail", text)
 
-    def _endpoint(self, suffix):
+    def _endpoint(self, suffix: str) -> str:
         parts = urllib.parse.urlsplit(self.url)
         return urllib.parse.urlunsplit(parts._replace(path=parts.path.rstrip("/") + suffix if suffix else parts.path))
 
-    def _ping(self, suffix, text):
+    def _ping(self, suffix: str, text: str) -> None:
         if not self.url:
             return
         import urllib.error  # only with a URL set: urllib.request is 20 ms of every command's start-up

@@ -10,7 +10,7 @@ HAND_ROUTE = "python -m loader"
 SCRIPT = "influx-archive"  # pyproject.toml's console script (pip install .)
 
 
-def command(words=""):
+def command(words: str = "") -> str:
     """`influx-archive status` on an installed Pi or through pip's console script, `python -m loader status` on
     the hand route."""
     name = os.environ.get("INFLUX_ARCHIVE_COMMAND", "").strip()
@@ -19,10 +19,10 @@ def command(words=""):
     return f"{name} {words}".strip()
 
 
-def settings_file():
+def settings_file() -> str:
     """The settings file to edit: the installed one, or .env (the hand route's default)."""
     return os.environ.get("INFLUX_ARCHIVE_ENV_FILE", "").strip() or ".env"
 
 
-def installed():
+def installed() -> bool:
     return bool(os.environ.get("INFLUX_ARCHIVE_COMMAND", "").strip())

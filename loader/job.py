@@ -71,12 +71,13 @@ class Background:
     (A daemon thread, unlike concurrent.futures' workers, never keeps a failed run's process alive
     until an abandoned request times out.)"""
 
-    def __init__(self, function, *args):
+    def __init__(self, function, *args) -> None:
         self._done = threading.Event()
-        self._value = self._error = None
+        self._value: object = None
+        self._error: Optional[BaseException] = None
         threading.Thread(target=self._call, args=(function, args), name="influx-archive-fetch", daemon=True).start()
 
-    def _call(self, function, args):
+    def _call(self, function, args) -> None:
         try:
             self._value = function(*args)
         except BaseException as exc:  # noqa: BLE001 - handed to the caller of result()
@@ -111,7 +112,7 @@ class Work:
 class Job:
     """One invocation of run, backfill or rebuild-rollups. Tests inject clock, sleep and progress."""
 
-    def __init__(self, config, clock=None, sleep=time.sleep, progress=None, source_factory=open_source):
+    def __init__(self, config, clock=None, sleep=time.sleep, progress=None, source_factory=open_source) -> None:
         self.config = config
         self.clock = clock or SystemClock()
         self.sleep = sleep
@@ -125,7 +126,7 @@ class Job:
         return self._execute("run", plan, self._load_and_catch_up, load=True)
 
     def backfill(self, start, end):
-        def work(work):
+        def work(work) -> None:
             self._load(work, chunks(work.outcome.start, work.outcome.end, self.config.chunk), always_advance=False)
         return self._execute("backfill", lambda watermark, now: plan_backfill(self.config, start, end, now),
                              work, load=True)
@@ -135,7 +136,7 @@ class Job:
         5-second table."""
         return self._execute("rebuild-rollups", lambda watermark, now: (start, end), self._rebuild)
 
-    def _check_clock(self):
+    def _check_clock(self) -> None:
         check_synchronized(self.clock, self.config.require_clock_sync, "loading")
 
     def _execute(self, command, plan, work, load=False):
@@ -195,7 +196,7 @@ class Job:
                 self._unlock(conn, cur, state)
             conn.close()
 
-    def _rebuild(self, work):
+    def _rebuild(self, work) -> None:
         outcome = work.outcome
         pieces = chunks(outcome.start, outcome.end, self.config.chunk)
         for index, (lo, hi) in enumerate(pieces, 1):
@@ -208,14 +209,14 @@ class Job:
             if self.progress:
                 self.progress(index, len(pieces), lo, hi, 0, 0)
 
-    def _load_and_catch_up(self, work):
+    def _load_and_catch_up(self, work) -> None:
         """The hourly run: what is new since the watermark, then the hours InfluxDB holds more readings
         of than the archive was made from (late.py)."""
         outcome = work.outcome
         self._load(work, chunks(outcome.start, outcome.end, self.config.chunk), always_advance=True)
         self._catch_up(work)
 
-    def _catch_up(self, work):
+    def _catch_up(self, work) -> None:
         """Compare InfluxDB's readings per hour, series and field over LATE_LOOKBACK (up to where this
         run began reading) with what the archive was made from; read every hour that is behind again."""
         config, cur, state, db = self.config, work.cur, work.state, work.table.db
@@ -245,7 +246,7 @@ class Job:
         self._load(work, late.reload_pieces(behind, config.window, config.chunk), always_advance=False,
                    what="late data")
 
-    def _load(self, work, pieces, always_advance, what=None):
+    def _load(self, work, pieces, always_advance, what=None) -> None:
         config, outcome, cur = self.config, work.outcome, work.cur
         table, db = work.table, work.table.db
         log.info("%s %s .. %s in %d chunk(s) of up to %s", what or outcome.command, rfc3339(pieces[0][0]),
@@ -282,7 +283,7 @@ class Job:
             if self.progress:
                 self.progress(index, len(pieces), lo, hi, batch.rows, outcome.rows)
 
-    def _kept_out(self, batch, lo, hi, outcome):
+    def _kept_out(self, batch, lo, hi, outcome) -> None:
         """The chunk's readings refused by VALID_RANGES and skipped as not numbers: added up in the
         outcome, named in the log with the field, the range, the values seen and the time span."""
         for name, count in batch.dropped.items():
@@ -324,7 +325,7 @@ class Job:
                 self.sleep(wait)
 
     @staticmethod
-    def _unlock(conn, cur, state):
+    def _unlock(conn, cur, state) -> None:
         """Release the run lock before the connection closes: the server ends a closed session's backend in
         its own time, and a run started right after (a person retrying a failed one, the next test) would
         find the lock still held and stop as "locked out". Best effort: a lost connection releases it too."""
@@ -335,7 +336,7 @@ class Job:
         except Exception:  # noqa: BLE001 - the connection may be the failure; closing it releases the lock
             log.debug("could not release the run lock before closing", exc_info=True)
 
-    def _record_end(self, conn, cur, state, run_id, outcome, exc):
+    def _record_end(self, conn, cur, state, run_id, outcome, exc) -> None:
         """Best effort: the run-history row says how the run ended (the database may be the failure).
         Ctrl-C is 'interrupted'; any other exception 'failed', with the exit code the CLI gives it."""
         if run_id is None or conn.closed:

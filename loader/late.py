@@ -99,7 +99,7 @@ def leaving_after(lookback):
     return lookback - lookback // 6
 
 
-def describe(behind, now=None, limit=6):
+def describe(behind, now=None, limit=6) -> str:
     """'3 hours (2026-11-20T02:00Z .. 2026-11-20T05:00Z): uid=b spo2 3600 readings, archive 0, ...' for
     the log, status and check: the hours as ranges, and what was missing per series and field."""
     hours = sorted({b.hour for b in behind})

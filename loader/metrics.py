@@ -150,7 +150,7 @@ READING_COUNTS = (("n", None, None),) + tuple((m.count_column, *m.reading) for m
 LOWEST, LOWEST_MARGIN = "lowest", 1.0
 
 
-def problems(metrics=METRICS) -> list:
+def problems(metrics: Tuple[Metric, ...] = METRICS) -> list:
     """What is wrong with the declarations (a test keeps this empty): a share of an undeclared column, a
     reading with another comparison, two columns of one name."""
     columns = [m.column for m in metrics]

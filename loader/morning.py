@@ -188,7 +188,7 @@ def bad(night, nights, subject):
     return len(before) >= 3 and row["recorded_s"] < statistics.median(before) / 2
 
 
-def line(night, subject, tz=None):
+def line(night, subject, tz=None) -> str:
     """Night of 5 Dec (uid 1): ODI4 17.2/h moderate, T90 3.1 %, nadir 81 %, 7 h 40 min recorded"""
     row = night.row
     device = f" ({night.label.replace('=', ' ').replace(',', ', ')})" if night.label else ""
@@ -246,7 +246,7 @@ def apprise_sender(config):
     return send
 
 
-def _save(db, config, reports, messages):
+def _save(db, config, reports, messages) -> None:
     """Record what this run made and sent (and why not), each night's report and message apart."""
     if not reports and not messages:
         return

@@ -131,7 +131,7 @@ def pg_params(url):
     return psycopg2.extensions.parse_dsn(libpq_url(url))
 
 
-def describe_pg_url(url):
+def describe_pg_url(url) -> str:
     try:
         params = pg_params(url)
     except psycopg2.ProgrammingError:
@@ -154,7 +154,7 @@ def driver_errors(config):
 class Database:
     """A connection factory for PG_URL; each connection is a plain psycopg2 connection."""
 
-    def __init__(self, config, connect_timeout=10):
+    def __init__(self, config, connect_timeout=10) -> None:
         self.config = config
         self._dsn = libpq_url(config.pg_url.reveal())
         self._connect_timeout = connect_timeout

@@ -39,7 +39,7 @@ def _database_of(params):
 
 
 class PgTools:
-    def __init__(self, config):
+    def __init__(self, config) -> None:
         self.config = config
         params = _parsed(config)
         self._password = params.pop("password", None)

@@ -61,7 +61,7 @@ class Night:
     def ended(self):
         return int(self.row["ended"].timestamp())
 
-    def name(self, tz=None):
+    def name(self, tz=None) -> str:
         """night-2026-12-05-2214[-uid-a]: the date of the evening the night began, its start (local time: a
         nap that afternoon is another file), and the device."""
         began = datetime.datetime.fromtimestamp(self.started, tz).astimezone(tz)
@@ -156,14 +156,14 @@ def _nights_query(cur, config, table, now, night, device, since):
     return statement.as_string(cur), params
 
 
-def load_traces(config, nights):
+def load_traces(config, nights) -> None:
     """Read each night's traces (read_nights(traces=False) left them out)."""
     with readside.session(config) as (db, cur):
         for night in nights:
             _traces(cur, db, config, night)
 
 
-def _traces(cur, db, config, night):
+def _traces(cur, db, config, night) -> None:
     """The night's SpO2 and pulse traces, its desaturations and refused artefacts: from the 1 Hz readings where
     kept, else from the 5-second means."""
     start, end = night.started, night.ended

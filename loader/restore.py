@@ -335,7 +335,7 @@ def restore(config, path, into=None, force=False, mark=None):
     return RestoreResult(path, target, created, counts, time.monotonic() - started, notes)
 
 
-def drop_database(conn, name):
+def drop_database(conn, name) -> None:
     conn.cursor().execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
 
 

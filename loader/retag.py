@@ -167,7 +167,7 @@ def _fallback(hours, tags, device):
     return parse_series(named.pop(), tags) if len(named) == 1 else None
 
 
-def _fill_mapping(cur, hours, tags):
+def _fill_mapping(cur, hours, tags) -> None:
     columns = sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(t)) for t in tags)
     cur.execute(sql.SQL("CREATE TEMP TABLE ia_device_hours (hour timestamptz PRIMARY KEY, {}) ON COMMIT DROP")
                 .format(columns))
@@ -192,7 +192,7 @@ def _count(cur, db, tags, fallback):
     return unlabelled, rows
 
 
-def _retag(cur, db, config, fallback):
+def _retag(cur, db, config, fallback) -> None:
     tags = config.tags
     for table, hour in ((db.table, sql.SQL("date_trunc('hour', t.time)")),
                         (db.companion("readings"), sql.SQL("date_trunc('hour', t.time)")),

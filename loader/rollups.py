@@ -41,17 +41,17 @@ WHERE a.attrelid = to_regclass(%(table)s) AND a.attnum > 0 AND NOT a.attisdroppe
 COUNT = "integer NOT NULL DEFAULT 0"  # a count column: a bucket from before its field appeared counts 0, not NULL
 
 
-def below_column(field):
+def below_column(field) -> str:
     return f"{field}_below"
 
 
-def number_text(value):
+def number_text(value) -> str:
     """A threshold or window as the comment holds it: 90, 88.5."""
     return f"{float(value):g}"
 
 
 class Rollups:
-    def __init__(self, db, tags, below=None, window=5):
+    def __init__(self, db, tags, below=None, window=5) -> None:
         self.db = db
         self.tags = tuple(tags)
         self.below = dict(below or {})  # field -> threshold
@@ -71,7 +71,7 @@ class Rollups:
             cols.append((below_column(field), COUNT))
         return cols
 
-    def ensure(self, cur, fields):
+    def ensure(self, cur, fields) -> None:
         """Create the rollup tables and add columns for new fields (the caller holds the DDL lock).
 
         Rollups created over an archive that already has rows (one made before rollups existed), or a
@@ -128,7 +128,7 @@ class Rollups:
                 self.refresh(cur, fields, first, end)
 
     @staticmethod
-    def _stale(name, fields, wanted):
+    def _stale(name, fields, wanted) -> bool:
         """A below-count column nothing configures any more: <f>_below of a field dropped from
         ROLLUP_BELOW, or <f>_below_<x>, the name older versions gave it."""
         for field in fields:
@@ -139,7 +139,7 @@ class Rollups:
                 return True
         return False
 
-    def refresh(self, cur, fields, start, end):
+    def refresh(self, cur, fields, start, end) -> None:
         """Recompute every bucket of every level that overlaps [start, end)."""
         fields = sorted(fields)
         self.ensure(cur, fields)

@@ -21,7 +21,7 @@ from .sources.batch import NO_READING
 class SecondsTable:
     """The 1 Hz readings of the session fields, beside the archive table."""
 
-    def __init__(self, db, tags):
+    def __init__(self, db, tags) -> None:
         self.db = db
         self.tags = tuple(tags)
         self._ready = False
@@ -33,7 +33,7 @@ class SecondsTable:
     def exists(self, cur):
         return table_exists(cur, self.table.as_string(cur))
 
-    def ensure(self, cur):
+    def ensure(self, cur) -> None:
         if self._ready:
             return
         columns = [sql.SQL("{} text NOT NULL").format(sql.Identifier(t)) for t in self.tags] + [

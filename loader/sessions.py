@@ -329,7 +329,7 @@ def sessions_of(rows, window, gap, minimum, below=None, run_started=None, last_e
 class Sessions:
     """The sessions table of one archive table, kept by the loader in the caller's transactions."""
 
-    def __init__(self, db, tags, spo2, pulse, gap, minimum, window, below=None, subject="adult"):
+    def __init__(self, db, tags, spo2, pulse, gap, minimum, window, below=None, subject="adult") -> None:
         self.db = db
         self.tags = tuple(tags)
         self.subject = subject
@@ -342,7 +342,7 @@ class Sessions:
     def table(self):
         return self.db.companion("sessions")
 
-    def definition(self):
+    def definition(self) -> str:
         below = "none" if self.below is None else f"{self.below:g}"
         return (f"SESSION_GAP={self.gap}s SESSION_MIN={self.minimum}s WINDOW={self.window}s "
                 f"spo2={self.spo2} pulse={self.pulse or 'none'} below={below} SUBJECT={self.subject} {rule()}")
@@ -350,7 +350,7 @@ class Sessions:
     def enabled(self, fields):
         return bool(self.spo2) and self.spo2 in fields
 
-    def ensure(self, cur, fields):
+    def ensure(self, cur, fields) -> None:
         """Create the table; one computed with another definition, or new beside archived rows, is
         computed again from every archived row here, in the caller's transaction."""
         if self._ready:
@@ -394,7 +394,7 @@ class Sessions:
                 log.info("computing the sessions of the rows already archived in %s", self.db.target)
             self._compute_all(cur, fields)
 
-    def _compute_all(self, cur, fields):
+    def _compute_all(self, cur, fields) -> None:
         """Every session of the (new, empty) table, from every archived row, read in time order a device
         at a time."""
         for device in self._devices(cur):
@@ -405,7 +405,7 @@ class Sessions:
                                            seconds=seconds):
                     self._insert(cur, device, summary)
 
-    def refresh(self, cur, fields, start, end):
+    def refresh(self, cur, fields, start, end) -> None:
         """Recompute the sessions that rows written in [start, end) can change, per device: from the
         start of the 24-hour piece holding `start` of the run reaching it, to the end of the run
         reaching `end`. Earlier and later sessions stay as they are."""
@@ -581,7 +581,7 @@ class Sessions:
             self.db.table, where, sql.Identifier(self.spo2)), params)
         return [r[0] for r in cur.fetchall()]
 
-    def _insert(self, cur, device, summary):
+    def _insert(self, cur, device, summary) -> None:
         names = list(self.tags) + ["started"] + [m.column for m in METRICS]
         row = dict(summary.row, run_started=rfc3339(summary.row["run_started"]), ended=rfc3339(summary.row["ended"]))
         values = list(device) + [rfc3339(summary.started)] + [

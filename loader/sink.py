@@ -79,7 +79,7 @@ SELECT obj_description(to_regclass(%(table)s), 'pg_class'), col_description(to_r
 class ArchiveTable:
     """The archive table: time + key tags as primary key, one double precision column per field."""
 
-    def __init__(self, db, tags, announce=True, window=None, valid_ranges=None):
+    def __init__(self, db, tags, announce=True, window=None, valid_ranges=None) -> None:
         self.db = db
         self.tags = tuple(tags)
         self.window = window  # WINDOW, seconds: rows of another width are refused (None: not checked)
@@ -104,17 +104,17 @@ class ArchiveTable:
         cur.execute(sql.SQL("SELECT extract(epoch FROM max(time))::bigint FROM {}").format(self.db.table))
         return cur.fetchone()[0]
 
-    def _log(self, message, *args):
+    def _log(self, message, *args) -> None:
         if self.announce:
             log.info(message, *args)
 
-    def check(self, cur):
+    def check(self, cur) -> None:
         """Refuse an existing table whose key or columns do not fit, before anything else is asked;
         creating a missing one waits for ensure(), so a failed run leaves nothing behind."""
         if table_exists(cur, self.db.table.as_string(cur)):
             self.ensure(cur, ())
 
-    def ensure(self, cur, fields):
+    def ensure(self, cur, fields) -> None:
         """Create the table if missing, check its key, add a column for every new field."""
         if self._columns is None:
             self._columns = self._create_or_check(cur, fields)
@@ -127,7 +127,7 @@ class ArchiveTable:
         if new and self.valid_ranges is not None:
             self._record_ranges(cur, {name: None for name in new})
 
-    def _record_ranges(self, cur, comments):
+    def _record_ranges(self, cur, comments) -> None:
         """Write each field column's VALID_RANGES comment where it differs from `comments` (column -> the
         comment it has); a range that changed is said: the windows loaded from now on keep it."""
         for name, was in sorted(comments.items()):
@@ -253,7 +253,7 @@ class ArchiveTable:
         their lowest (brief dips)."""
         return self.db.companion("readings")
 
-    def _write_readings(self, cur, batch):
+    def _write_readings(self, cur, batch) -> None:
         """The chunk's READINGS, replacing what [start, end) held, kept for the windows that hold a reading
         one of the counts counts (below 90, at or below 88) or whose lowest reading is more than LOWEST_MARGIN
         under their mean. Every other window's readings are all 90 or more, so its mean (90 or more) already

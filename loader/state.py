@@ -110,11 +110,11 @@ WHERE target = %(target)s ORDER BY changed_at, field
 """
 
 
-def set_search_path(cur, schema):
+def set_search_path(cur, schema) -> None:
     cur.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(schema)))
 
 
-def ensure_schema(cur, schema):
+def ensure_schema(cur, schema) -> None:
     """Create the schema and the state tables if missing (schema.sql beside this module).
 
     Two sessions running CREATE ... IF NOT EXISTS at once can still collide in PostgreSQL's catalogs,
@@ -130,12 +130,12 @@ def ensure_schema(cur, schema):
 class State:
     """Watermark and run history of one archive table; every method runs on the given cursor."""
 
-    def __init__(self, schema, target):
+    def __init__(self, schema, target) -> None:
         self.schema = schema
         self.target = target
         self.lock_key = f"influx-archive:{target}"
 
-    def _q(self, cur, statement, **params):
+    def _q(self, cur, statement, **params) -> None:
         set_search_path(cur, self.schema)
         cur.execute(statement, dict(params, target=self.target))
 
@@ -143,7 +143,7 @@ class State:
         cur.execute(TRY_LOCK, {"key": self.lock_key})
         return cur.fetchone()[0]
 
-    def unlock(self, cur):
+    def unlock(self, cur) -> None:
         cur.execute(UNLOCK, {"key": self.lock_key})
 
     def watermark(self, cur):
@@ -151,11 +151,11 @@ class State:
         row = cur.fetchone()
         return int(row[0]) if row else None
 
-    def advance(self, cur, watermark):
+    def advance(self, cur, watermark) -> None:
         """Move the watermark forward to `watermark` (never back)."""
         self._q(cur, ADVANCE_WATERMARK, watermark=watermark)
 
-    def record_counts(self, cur, counts):
+    def record_counts(self, cur, counts) -> None:
         """Keep {(hour, series, field): readings} as what the archive's rows of those hours hold."""
         if counts:
             set_search_path(cur, self.schema)
@@ -167,14 +167,14 @@ class State:
         self._q(cur, GET_COUNTS, lo=lo, hi=hi)
         return {(h, s, f): n for h, s, f, n in cur.fetchall()}
 
-    def record_behind(self, cur, behind, found_at):
+    def record_behind(self, cur, behind, found_at) -> None:
         """Keep what a comparison found behind: [(hour, series, field, in_influx, loaded)]."""
         set_search_path(cur, self.schema)
         execute_values(cur, RECORD_BEHIND, [(self.target, rfc3339(h), s, f, n, m, rfc3339(found_at))
                                             for h, s, f, n, m in behind],
                        template="(%s, %s::timestamptz, %s, %s, %s, %s, %s::timestamptz)")
 
-    def clear_behind(self, cur, lo, hi):
+    def clear_behind(self, cur, lo, hi) -> None:
         """The hours in [lo, hi) are loaded (or compared equal): no longer behind."""
         self._q(cur, CLEAR_BEHIND, lo=lo, hi=hi)
 
@@ -188,7 +188,7 @@ class State:
         self._q(cur, LOADED_FROM)
         return cur.fetchone()[0]
 
-    def late_hours(self, cur, run_id, hours):
+    def late_hours(self, cur, run_id, hours) -> None:
         self._q(cur, LATE_HOURS, id=run_id, hours=hours)
 
     def start_run(self, cur, command, started):
@@ -197,12 +197,12 @@ class State:
         self._q(cur, START_RUN, command=command, started=started)
         return cur.fetchone()[0]
 
-    def progress(self, cur, run_id, start, end, chunks, rows, refused=None):
+    def progress(self, cur, run_id, start, end, chunks, rows, refused=None) -> None:
         """What the run has done so far; refused: Outcome.refusals()."""
         self._q(cur, PROGRESS_RUN, id=run_id, start=start, end=end, chunks=chunks, rows=rows,
                 refused=json.dumps(refused) if refused else None)
 
-    def finish_run(self, cur, run_id, finished, start, end, chunks, rows, outcome, error=None, exit_code=None):
+    def finish_run(self, cur, run_id, finished, start, end, chunks, rows, outcome, error=None, exit_code=None) -> None:
         self._q(cur, FINISH_RUN, id=run_id, finished=finished, start=start, end=end, chunks=chunks,
                 rows=rows, outcome=outcome, error=error, exit_code=exit_code)
 

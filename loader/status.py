@@ -58,7 +58,7 @@ class Status:
         worst = sorted(self.problems, key=lambda p: -p[0])
         return "; ".join(text for _, text in worst)
 
-    def _ago(self, epoch):
+    def _ago(self, epoch) -> str:
         return f"{rfc3339(int(epoch))} ({human_duration(max(0, self.now - int(epoch)))} ago)"
 
     def lines(self):
@@ -113,7 +113,7 @@ class Status:
         return out
 
 
-def _describe(run, ago):
+def _describe(run, ago) -> str:
     took = f", took {human_duration(run['finished'] - run['started'])}" if run["finished"] else ""
     return f"started {ago(run['started'])}: {run['outcome']}, {run['rows']} row(s) written{took}"
 
@@ -127,7 +127,7 @@ def status(config, now):
     return result
 
 
-def _read_state(config, result):
+def _read_state(config, result) -> None:
     """Fill result from the archive and its state tables (read only: status changes nothing)."""
     with readside.session(config) as (db, cur):
         result.newest = archive.table(db, config).newest(cur)
@@ -149,7 +149,7 @@ def _read_state(config, result):
                 result.ranges = state.range_changes(cur)
 
 
-def _read_runs(runs, result):
+def _read_runs(runs, result) -> None:
     hourly = [r for r in runs if r["command"] == "run" and r["outcome"] != "running"]
     result.last_run = hourly[0] if hourly else None
     for run in hourly:
@@ -162,7 +162,7 @@ def _read_runs(runs, result):
     result.later = newer[0] if newer else None
 
 
-def _judge(config, result):
+def _judge(config, result) -> None:
     """The rule in this module's docstring, as problems with their exit codes."""
     add = result.problems.append
     alert = config.failed_runs_alert
@@ -192,7 +192,7 @@ def _judge(config, result):
                                f"is cron running? (`grep influx-archive /etc/cron.d/*`)"))
 
 
-def _judge_fresh(config, result):
+def _judge_fresh(config, result) -> None:
     """No new reading for longer than STALE_AFTER pages: with TAGS, for each device not retired (one
     oximeter silent beside a live one is named), else for the archive as a whole."""
     watched = {d: newest for d, newest in result.devices.items() if d not in config.retired_devices}
@@ -214,7 +214,7 @@ def _judge_fresh(config, result):
                                                       f"RETIRED_DEVICES"))
 
 
-def _judge_behind(config, result):
+def _judge_behind(config, result) -> None:
     """Readings InfluxDB holds that the archive lacks: a look while the next run can load them, a page
     once they are close to leaving InfluxDB (late.leaving_after)."""
     if not result.behind:
@@ -243,7 +243,7 @@ def refusals(run):
     return found
 
 
-def _values(refusal):
+def _values(refusal) -> str:
     """' (values 0.91 to 0.99)': the lowest and highest refused reading, when the run recorded them."""
     low, high = refusal["lowest"], refusal["highest"]
     if low is None or high is None:
@@ -252,7 +252,7 @@ def _values(refusal):
     return f" (values {number(low)} to {number(high)})"
 
 
-def _judge_refused(config, result):
+def _judge_refused(config, result) -> None:
     """A field that lost most of its readings to VALID_RANGES is worth a look: a device reporting another
     unit (0.95 for 95 %) would otherwise archive nothing of it, quietly."""
     for name, r in refusals(result.last_run).items():
@@ -265,7 +265,7 @@ def _judge_refused(config, result):
                                                       f"95 %)? Correct VALID_RANGES (none: keep every reading)"))
 
 
-def _backup_status(config, now, result):
+def _backup_status(config, now, result) -> None:
     """The newest dump's age and size; a missing, unmounted or stale BACKUP_DIR pages, none yet is a look."""
     try:
         dump, count = newest(config, database_name(config))

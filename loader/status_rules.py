@@ -4,6 +4,7 @@ setup/commands_doc.py writes the tables in README and docs/operations.md from it
 them in step). 2 pages, 1 is worth a look, 0 is healthy."""
 
 from dataclasses import dataclass
+from typing import Tuple
 
 from .errors import EXIT_NEEDS_HUMAN, EXIT_OK, EXIT_RETRY_LATER
 
@@ -50,19 +51,19 @@ RULE = {r.key: r for r in RULES}
 WORDS = {EXIT_NEEDS_HUMAN: "page", EXIT_RETRY_LATER: "look when convenient", EXIT_OK: "healthy"}
 
 
-def problem(key, text):
+def problem(key: str, text: str) -> Tuple[int, str]:
     """(exit code, text) of a problem of the rule named key: the code comes from RULES alone."""
     return RULE[key].exit_code, text
 
 
-def rules_meaning(code):
+def rules_meaning(code: int) -> str:
     """The rules of an exit code, in one line (`status --help` and the docs' table)."""
     if code == EXIT_OK:
         return "everything else: `verdict: fresh`"
     return "; ".join(r.when for r in RULES if r.exit_code == code)
 
 
-def table():
+def table() -> str:
     """The exit table as README and docs/operations.md show it (markdown)."""
     rows = ["| exit | when |", "| --- | --- |"]
     rows += [f"| {code} — {WORDS[code]} | {rules_meaning(code)} |"

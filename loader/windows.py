@@ -26,7 +26,7 @@ def parse_duration(text):
     return int(match.group(1)) * _UNITS[match.group(2)]
 
 
-def format_duration(seconds):
+def format_duration(seconds) -> str:
     """The shortest exact form: 86400 -> '1d', 5 -> '5s', 5400 -> '90m'."""
     for unit in ("w", "d", "h", "m"):
         if seconds and seconds % _UNITS[unit] == 0:

@@ -25,7 +25,7 @@ def lowest_alarm(column, subject):
     return min(found) if found else None
 
 
-def rule_sql(devices, subject):
+def rule_sql(devices, subject) -> str:
     device = f"{DEVICE}, " if devices else ""
     label = f"{DEVICE} AS device, " if devices else ""
     alarms = {c: lowest_alarm(c, subject) for c in ("odi4", "t90_pct")}
@@ -75,7 +75,7 @@ def render(devices=False, subject="adult", schema="public", table=TABLE):
            + json.dumps(made, indent=2) + "\n"
 
 
-def main(argv):
+def main(argv) -> int:
     args = parse_settings(argv, __doc__.split("\n")[0], "the rule file to write",
                           os.path.join(ROOT, "setup", "grafana", "alert-rules.yaml"))
     if args.other_tags:

@@ -60,7 +60,7 @@ def with_status_rules(text):
     return head + RULES_START + "\n" + status_table() + "\n" + RULES_END + rest.split(RULES_END, 1)[1]
 
 
-def main():
+def main() -> None:
     readme = os.path.join(ROOT, "README.md")
     with open(readme, encoding="utf-8") as handle:
         text = handle.read()

@@ -33,7 +33,7 @@ LEVELS = (("", "6 hours", "5 seconds"), ("_1m", "7 days", "1 minute"), ("_1h", "
           ("_1d", None, "1 day"))
 
 
-def level_bucket(rows):
+def level_bucket(rows) -> str:
     return f"greatest(make_interval(secs => $__interval_ms / 1000.0), interval '{rows}')"
 
 
@@ -49,7 +49,7 @@ DURATION = [{"id": "unit", "value": "dtdurations"}, {"id": "decimals", "value": 
 NIGHT_GAP_MS = 36 * 3600 * 1000  # the night-by-night lines break where nights are further apart than this
 
 
-def to_the_minute(seconds):
+def to_the_minute(seconds) -> str:
     """A duration in seconds rounded to whole minutes (DURATION then shows hours and minutes)."""
     return f"round({seconds} / 60.0) * 60"
 
@@ -131,7 +131,7 @@ def summaries_sql(devices):
             f" ORDER BY {tag}p.ord")
 
 
-def session_column(metric):
+def session_column(metric) -> str:
     """A sessions column as the Sessions table shows it: rounded to its decimals (a duration to the minute),
     titled."""
     if metric.grafana_unit == "dtdurations":
@@ -174,7 +174,7 @@ def sessions_sql(devices, subject):
             + (f" AND {DEVICE} IN ($device)" if devices else "") + "\n ORDER BY started DESC")
 
 
-def last_session_sql(columns, devices):
+def last_session_sql(columns, devices) -> str:
     """The newest session that ended by the end of the dashboard's range (per device)."""
     if devices:
         return (f"-- The last session of each chosen device ended by the end of the range.\n"
@@ -403,7 +403,7 @@ def parse_settings(argv, description, out_help, out_default=None):
     return args
 
 
-def main(argv):
+def main(argv) -> int:
     """No arguments: the files of setup/grafana. --out FILE with the settings: the one dashboard that fits
     them, for the Pi to hand to Grafana (install.sh writes /opt/influx-archive/grafana-dashboard.json)."""
     args = parse_settings(argv, __doc__.split("\n")[0], "write the dashboard for these settings to this file")

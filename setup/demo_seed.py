@@ -11,7 +11,6 @@ and an earlier seed's gap is never filled by a later one (the late-data comparis
 
 import argparse
 import math
-import sys
 import time
 import urllib.error
 import urllib.parse
@@ -45,7 +44,7 @@ def lines(start, end, gap=True):
         yield f"spo2,uid=demo spo2={spo2},bpm={bpm} {t}"
 
 
-def main():
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default="http://127.0.0.1:8086")
     parser.add_argument("--db", default="pulse_oximeter")
@@ -83,4 +82,4 @@ def _post(url, batch):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -10,7 +10,7 @@ from loader.config import SETTINGS  # noqa: E402
 NEEDED_FOR_FLUX = {"INFLUX_TOKEN": "Required for flux (and for Cloud with influxql)", "INFLUX_ORG": "Required for flux"}
 
 
-def env_example():
+def env_example() -> str:
     """The text of .env.example."""
     out = ["# influx-archive settings. Copy to .env (chmod 600) and fill in the Required ones.",
            "# Variables already in the environment override this file. Durations: 5s, 15m, 1h, 30d, 2w.",
@@ -30,7 +30,7 @@ def env_example():
     return "\n".join(out)
 
 
-def main():
+def main() -> None:
     print(env_example(), end="")
 
 

@@ -74,7 +74,7 @@ def write_atomically(path, lines, mode, owner=None):
         raise
 
 
-def add_missing(path):
+def add_missing(path) -> None:
     values = {k[len("IA_SET_"):]: v for k, v in os.environ.items() if k.startswith("IA_SET_")}
     with open(path, encoding="utf-8") as handle:
         text = handle.read()
@@ -87,7 +87,7 @@ def add_missing(path):
     print(" ".join(missing))
 
 
-def set_value(path, key):
+def set_value(path, key) -> None:
     value = os.environ["IA_SET_" + key]
     with open(path, encoding="utf-8") as handle:
         lines = handle.readlines()

@@ -134,7 +134,7 @@ children", Arch Dis Child 109(4):308-313, 2024; 322 children). McGill score: 1 g
 """
 
 
-def table():
+def table() -> str:
     rows = ["| column | unit | definition | bands |", "| --- | --- | --- | --- |"]
     for m in metrics.METRICS:
         bands = "; ".join(
@@ -146,11 +146,11 @@ def table():
     return "\n".join(rows)
 
 
-def sessions_md():
+def sessions_md() -> str:
     return HEAD + "\n" + table() + "\n"
 
 
-def main():
+def main() -> None:
     with open(os.path.join(ROOT, "docs", "sessions.md"), "w", encoding="utf-8") as handle:
         handle.write(sessions_md())
 

@@ -80,7 +80,7 @@ class _Whole(dict):
 _WHOLE = _Whole()
 
 
-def put_seconds(hours, first, cells):
+def put_seconds(hours, first, cells) -> None:
     """Consecutive seconds from `first` (their readings' texts, as _Whole reads them) into {hour start:
     bytearray(3600)}. Where an hour already holds readings (a field InfluxDB keeps as integers in one shard
     and floats in another comes as two tables), a second without one keeps what is there."""
@@ -105,7 +105,7 @@ def put_seconds(hours, first, cells):
         t += take
 
 
-def put_times(hours, times, cells):
+def put_times(hours, times, cells) -> None:
     """Readings at ascending, distinct 1-second times (RFC 3339 texts, as InfluxDB labels 1-second windows)
     into hour rows: each run of consecutive seconds is found by a binary search (its times are exactly its
     length apart), so a night's few gaps cost a few parsed times, not one per reading."""

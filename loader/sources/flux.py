@@ -16,6 +16,7 @@ import json
 import logging
 import re
 import urllib.parse
+from typing import Optional
 
 from urllib3.exceptions import HTTPError as Urllib3Error
 
@@ -44,7 +45,7 @@ TOKEN_HELP = ("check that INFLUX_TOKEN is a current API token with read access t
               "in organisation {org} (InfluxDB UI: Load Data > API Tokens)")
 
 
-def flux_string(value):
+def flux_string(value) -> str:
     """A Flux string literal: backslash, double quote and interpolation ${ are escaped."""
     escaped = (str(value).replace("\\", "\\\\").replace('"', '\\"').replace("${", "\\${")
                .replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t"))
@@ -296,7 +297,7 @@ FLUX_TYPES = {"double": "float", "long": "integer", "unsignedLong": "unsigned", 
               "boolean": "boolean"}
 
 
-def _is_error_table(header):
+def _is_error_table(header) -> bool:
     return "error" in header and "reference" in header
 
 
@@ -305,7 +306,7 @@ def _raise_query_error(header, data):
     raise SourceQueryError(f"InfluxDB reported a query error: {row[header.index('error')]}")
 
 
-def _classify(header, tags):
+def _classify(header, tags) -> str:
     if _is_error_table(header):
         return "error"
     if "_time" in header and "result" in header:
@@ -319,17 +320,19 @@ def _classify(header, tags):
 
 
 class FluxSource:
-    def __init__(self, config):
+    def __init__(self, config) -> None:
         self.config = config
         self._fields = list(config.fields) or None
-        self._field_keys = self._tag_keys = self._kinds = None
+        self._field_keys: Optional[dict] = None
+        self._tag_keys: Optional[list] = None
+        self._kinds: Optional[dict] = None
         self._http = connection_pool(config)
         self._url = f"{config.influx_url}/api/v2/query?" + urllib.parse.urlencode({"org": config.influx_org})
         self._headers = {"Authorization": "Token " + config.influx_token.reveal(),
                          "Content-Type": "application/json", "Accept": "application/csv",
                          "Accept-Encoding": "identity", "User-Agent": "influx-archive"}
 
-    def close(self):
+    def close(self) -> None:
         self._http.clear()
 
     def _post(self, query):

@@ -34,7 +34,7 @@ TLS_HELP = ("InfluxDB's TLS certificate is not trusted here: if it is signed by 
 PLAIN_HTTP_TO_TLS = "Client sent an HTTP request to an HTTPS server"
 
 
-def host_port(url):
+def host_port(url) -> str:
     parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
     return f"{parts.hostname}:{port}"

@@ -9,6 +9,7 @@ import io
 import json
 import logging
 import re
+from typing import Optional
 from urllib.parse import urlsplit
 
 import urllib3
@@ -132,7 +133,7 @@ def build_statements(config, fields, start, end, cast=(), skipped=None):
     return statements
 
 
-def build_counts(config, fields, start, end, cast=()):
+def build_counts(config, fields, start, end, cast=()) -> str:
     """Readings per hour, series and field in [start, end), counted by InfluxDB from storage: every
     reading, valid or not, so they compare with what InfluxDB holds later. GROUP BY * gives each
     series (tag set) apart."""
@@ -142,10 +143,11 @@ def build_counts(config, fields, start, end, cast=()):
 
 
 class InfluxQLSource:
-    def __init__(self, config):
+    def __init__(self, config) -> None:
         self.config = config
         self._fields = list(config.fields) or None
-        self._field_keys = self._kinds = None
+        self._field_keys: Optional[dict] = None
+        self._kinds: Optional[dict] = None
         self._http = connection_pool(config)
         self._headers = {"Accept": "application/json"}
         if config.influx_token:
@@ -154,7 +156,7 @@ class InfluxQLSource:
             self._headers.update(urllib3.make_headers(
                 basic_auth=f"{config.influx_username}:{config.influx_password.reveal()}"))
 
-    def close(self):
+    def close(self) -> None:
         self._http.clear()
 
     def _query(self, statement):
@@ -320,7 +322,7 @@ class InfluxQLSource:
                 batch.blocks.append(block)
         return batch
 
-    def _seconds(self, batch, name, all_series, tags):
+    def _seconds(self, batch, name, all_series, tags) -> None:
         """One field's 1-second means into batch.seconds, by device: the series' tags (1.x, 2.x), or columns
         of its rows (InfluxDB 3); each run of consecutive seconds made bytes in one pass (batch.put_times)."""
         for series in all_series:

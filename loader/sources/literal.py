@@ -9,7 +9,7 @@ is written as plain decimal digits with a point: 1e-07 as 0.0000001, 1e+22 as
 from decimal import Decimal
 
 
-def number(value):
+def number(value: float) -> str:
     """A finite float as digits, a point and digits, never an exponent."""
     value = float(value)
     if value != value or value in (float("inf"), float("-inf")):
