@@ -4,6 +4,7 @@ history below them is written by hand; nothing here touches it."""
 
 import os
 import re
+import textwrap
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -20,7 +21,7 @@ def table(title, header, rows, note=""):
     lines = [f"### {title} (measured {time.strftime('%Y-%m-%d')})", "",
              "| " + " | ".join(header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
     lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    return "\n".join(lines + ([""] + [note] if note else []))
+    return "\n".join(lines + ([""] + [textwrap.fill(note, 110)] if note else []))
 
 
 def replace(text, name, block):

@@ -459,13 +459,12 @@ def test_a_brief_dip_whose_means_fall_short_of_4_points_counts_by_its_lowest_rea
     conn.close()
 
 
-def test_an_archive_from_before_the_lowest_readings_is_recomputed_and_keeps_loading(pg_url, standin):
-    """An archive of the rule before (desat-v2), whose readings table has no lowest column: the next run
-    recomputes every session while the column is missing (by the means), adds it with its chunk, and keeps the
-    lowest readings from then on. Two hours of brief dips before, two after: one session of 4 hours, its 24 dips
-    3-point desaturations, and 4-point ones exactly where their windows' lowest readings are kept: the later 12
-    and those of the earlier hours the run read again (LATE_DATA), not the others."""
-    readings = brief_dips(hours=4)
+def _archive_from_before(pg_url, standin, readings, dropped, definition):
+    """Four hours of 1 Hz SpO2 readings ({t: value} from T0) with a pulse of 60: the first two loaded, the archive
+    then made as an older version left it (its readings table without the column `dropped`, the sessions'
+    definition another rule's), the rest loaded by the next run; (conn, cur) on it. Its 1 Hz readings are dropped
+    too: the hours the next run reads again and after (3 of 4) are too few of the session's (SECONDS_COVER) to
+    read it by them, so its means and the readings table count."""
     points = [("spo2", {"uid": "a"}, "spo2", t, v) for t, v in readings.items()]
     points += [("spo2", {"uid": "a"}, "bpm", t, 60.0) for t in readings]
     feed_standin(standin, [p for p in points if p[3] < T0 + 2 * HOUR])
@@ -473,14 +472,23 @@ def test_an_archive_from_before_the_lowest_readings_is_recomputed_and_keeps_load
     Job(cfg, clock=FixedClock(T0 + 2 * HOUR)).run()
     conn = psycopg2.connect(pg_url)
     cur = conn.cursor()
-    cur.execute("ALTER TABLE pox_five_second_mean_readings DROP COLUMN lowest")
-    # and from before the 1 Hz readings: the hours the next run reads again and after (3 of 4) are too few
-    # of the session's (SECONDS_COVER) to read it by them, so its means and lowest readings count
+    cur.execute(f"ALTER TABLE pox_five_second_mean_readings DROP COLUMN {dropped}")
     cur.execute("DROP TABLE pox_five_second_mean_seconds")
-    cur.execute("COMMENT ON TABLE pox_five_second_mean_sessions IS 'SESSION_GAP=2700s desat-v2 t90-readings'")
+    cur.execute("COMMENT ON TABLE pox_five_second_mean_sessions IS %s", (definition,))
     conn.commit()
     feed_standin(standin, [p for p in points if p[3] >= T0 + 2 * HOUR])
     Job(cfg, clock=FixedClock(T0 + 5 * HOUR)).run()
+    return conn, cur
+
+
+def test_an_archive_from_before_the_lowest_readings_is_recomputed_and_keeps_loading(pg_url, standin):
+    """An archive of the rule before (desat-v2), whose readings table has no lowest column: the next run
+    recomputes every session while the column is missing (by the means), adds it with its chunk, and keeps the
+    lowest readings from then on. Two hours of brief dips before, two after: one session of 4 hours, its 24 dips
+    3-point desaturations, and 4-point ones exactly where their windows' lowest readings are kept: the later 12
+    and those of the earlier hours the run read again (LATE_DATA), not the others."""
+    conn, cur = _archive_from_before(pg_url, standin, brief_dips(hours=4), "lowest",
+                                     "SESSION_GAP=2700s desat-v2 t90-readings")
     cur.execute("SELECT count(*) FROM pox_five_second_mean_readings WHERE lowest IS NOT NULL")
     kept = cur.fetchone()[0]  # two windows a dip
     cur.execute("SELECT desat3, desat4, recorded_s FROM pox_five_second_mean_sessions")
@@ -495,21 +503,9 @@ def test_a_readings_table_from_before_a_declared_count_gains_its_column_and_olde
     counts T88 by the means where no count is kept and by the counts from then on. Readings 89, 88, 87, 86, 90
     in every window (mean 88: four below 90, three at or below 88), two hours before and two after; the session
     is read by its means (its 1 Hz readings dropped too)."""
-    start = T0 - T0 % W
     cycle = (89.0, 88.0, 87.0, 86.0, 90.0)
-    points = [("spo2", {"uid": "a"}, "spo2", start + s, cycle[s % W]) for s in range(4 * HOUR)]
-    points += [("spo2", {"uid": "a"}, "bpm", start + s, 60.0) for s in range(4 * HOUR)]
-    feed_standin(standin, [p for p in points if p[3] < start + 2 * HOUR])
-    cfg = make_config(pg_url, standin.url, INITIAL_LOOKBACK="1d")
-    Job(cfg, clock=FixedClock(start + 2 * HOUR)).run()
-    conn = psycopg2.connect(pg_url)
-    cur = conn.cursor()
-    cur.execute("ALTER TABLE pox_five_second_mean_readings DROP COLUMN atmost_88")
-    cur.execute("DROP TABLE pox_five_second_mean_seconds")
-    cur.execute("COMMENT ON TABLE pox_five_second_mean_sessions IS 'SESSION_GAP=2700s rule-before'")
-    conn.commit()
-    feed_standin(standin, [p for p in points if p[3] >= start + 2 * HOUR])
-    Job(cfg, clock=FixedClock(start + 5 * HOUR)).run()
+    readings = {T0 + s: cycle[s % W] for s in range(4 * HOUR)}
+    conn, cur = _archive_from_before(pg_url, standin, readings, "atmost_88", "SESSION_GAP=2700s rule-before")
     cur.execute("SELECT count(*) FILTER (WHERE atmost_88 IS NULL), count(*) FILTER (WHERE atmost_88 = 3), count(*) "
                 "FROM pox_five_second_mean_readings WHERE below_90 = 4")
     older, counted, windows = cur.fetchone()

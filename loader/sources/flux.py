@@ -320,12 +320,15 @@ def _classify(header, tags) -> str:
 
 
 class FluxSource:
+    # what the measurement holds, asked of InfluxDB once per run (field_keys): {field: kind}, its tag keys and
+    # {field: every kind seen}
+    _field_keys: Optional[dict] = None
+    _tag_keys: Optional[list] = None
+    _kinds: Optional[dict] = None
+
     def __init__(self, config) -> None:
         self.config = config
         self._fields = list(config.fields) or None
-        self._field_keys: Optional[dict] = None
-        self._tag_keys: Optional[list] = None
-        self._kinds: Optional[dict] = None
         self._http = connection_pool(config)
         self._url = f"{config.influx_url}/api/v2/query?" + urllib.parse.urlencode({"org": config.influx_org})
         self._headers = {"Authorization": "Token " + config.influx_token.reveal(),

@@ -146,10 +146,11 @@ class InfluxQLSource:
     def __init__(self, config) -> None:
         self.config = config
         self._fields = list(config.fields) or None
-        self._field_keys: Optional[dict] = None
-        self._kinds: Optional[dict] = None
         self._http = connection_pool(config)
         self._headers = {"Accept": "application/json"}
+        # what the measurement holds, asked of InfluxDB once per run (field_keys): {field: kind}, {field: kinds}
+        self._field_keys: Optional[dict] = None
+        self._kinds: Optional[dict] = None
         if config.influx_token:
             self._headers["Authorization"] = "Token " + config.influx_token.reveal()
         elif config.influx_username:
