@@ -6,6 +6,8 @@ cron, systemd or a test can override any key. The reference script's keys (CONNE
 PG_CONNECT) are accepted as aliases. `.env.example` mirrors SETTINGS; a test keeps them in step.
 """
 
+from __future__ import annotations
+
 import difflib
 import math
 import os
@@ -14,7 +16,7 @@ import shlex
 import stat
 import urllib.parse
 from dataclasses import dataclass, field, make_dataclass
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple, TypeVar, Union
 
 from dotenv import dotenv_values
 
@@ -34,20 +36,24 @@ API_PATH = re.compile(r"/(query|write|ping|health|api/v2(/query|/write)?)/?$")
 
 # Each kind turns a setting's text into its value and its problem (text, a list of texts for a list
 # setting, or None; all are reported together); after a problem the value is a stand-in that the
-# rules across settings skip (None where they look).
+# rules across settings skip (None where they look). Its return type names the value's type, which
+# Config's attribute has (setup/config_types.py reads it).
+T = TypeVar("T")
+Problem = Union[str, List[str], None]
+Parsed = Tuple[Optional[T], Problem]
 
-def text(setting, raw):
+def text(setting: Setting, raw: str) -> Parsed[str]:
     return raw, None
 
 
-def control_characters(text):
+def control_characters(text: str) -> Optional[str]:
     """Problem text for names InfluxQL cannot carry: a line break or another control character ends
     or breaks a quoted name in InfluxDB 1.x's parser, and no dialect needs one. None when clean."""
     found = sorted({f"U+{ord(c):04X}" for c in text if ord(c) < 0x20 or ord(c) == 0x7F})
     return f"contains control character(s) {', '.join(found)} (a line break or tab pasted in?)" if found else None
 
 
-def name(setting, raw):
+def name(setting: Setting, raw: str) -> Parsed[str]:
     """A bucket, measurement, schema or table name: never empty, no control characters; PostgreSQL
     names fit in 63 bytes."""
     if not raw:
@@ -60,20 +66,20 @@ def name(setting, raw):
     return raw, None
 
 
-def optional_name(setting, raw):
+def optional_name(setting: Setting, raw: str) -> Parsed[str]:
     """A name that may be empty (INFLUX_RETENTION_POLICY): no control characters."""
     bad = control_characters(raw)
     return raw, (f"{setting.key} {bad}" if bad else None)
 
 
-def field_or_none(setting, raw):
+def field_or_none(setting: Setting, raw: str) -> Parsed[str]:
     """A field name, or none (an empty value means the default, like every setting's)."""
     if raw.lower() == "none":
         return "", None
     return optional_name(setting, raw)
 
 
-def duration(setting, raw):
+def duration(setting: Setting, raw: str) -> Parsed[int]:
     try:
         seconds = parse_duration(raw)
     except ValueError as exc:
@@ -85,7 +91,7 @@ def duration(setting, raw):
     return seconds, None
 
 
-def integer(setting, raw):
+def integer(setting: Setting, raw: str) -> Parsed[int]:
     try:
         value = int(raw)
     except ValueError:
@@ -95,7 +101,7 @@ def integer(setting, raw):
     return value, None
 
 
-def choice(setting, raw):
+def choice(setting: Setting, raw: str) -> Parsed[str]:
     value = raw.lower()
     if value not in setting.choices:
         options = " or ".join(setting.choices) if len(setting.choices) < 3 else \
@@ -104,12 +110,12 @@ def choice(setting, raw):
     return value, None
 
 
-def yes_no(setting, raw):
+def yes_no(setting: Setting, raw: str) -> Parsed[bool]:
     value, problem = choice(setting, raw)
     return value != "no", problem
 
 
-def columns(setting, raw):
+def columns(setting: Setting, raw: str) -> Parsed[Tuple[str, ...]]:
     """Comma-separated field or tag names, each once, none named like the table's time column."""
     items = tuple(x.strip() for x in raw.split(",") if x.strip())
     if len(set(items)) != len(items):
@@ -123,11 +129,11 @@ def columns(setting, raw):
     return items, None
 
 
-def _items(raw):
+def _items(raw: str) -> List[str]:
     return [x.strip() for x in raw.split(",") if x.strip()]
 
 
-def valid_ranges(setting, raw):
+def valid_ranges(setting: Setting, raw: str) -> Parsed[Dict[str, Tuple[float, float]]]:
     """field=min..max, comma-separated: {field: (min, max)}; none: {}."""
     ranges: dict = {}
     problems: list = []
@@ -155,7 +161,7 @@ def valid_ranges(setting, raw):
     return ranges, problems
 
 
-def thresholds(setting, raw):
+def thresholds(setting: Setting, raw: str) -> Parsed[Dict[str, float]]:
     """field=value, comma-separated: {field: value}."""
     found, problems = {}, []
     for item in _items(raw):
@@ -169,7 +175,7 @@ def thresholds(setting, raw):
     return found, problems
 
 
-def devices(setting, raw):
+def devices(setting: Setting, raw: str) -> Parsed[Tuple[str, ...]]:
     """Devices as `status` names them, tag=value (tags of one device joined by commas), separated by
     semicolons: uid=ring1;uid=old. Each kept as that text with its tags in name order."""
     found, problems = [], []
@@ -185,13 +191,13 @@ def devices(setting, raw):
     return tuple(found), problems
 
 
-def http_url(setting, raw):
+def http_url(setting: Setting, raw: str) -> Parsed[str]:
     if raw and not re.match(r"^https?://[^/\s]+", raw):
         return raw, f"{setting.key} must start with http:// or https://"
     return raw, None
 
 
-def influx_url(setting, raw):
+def influx_url(setting: Setting, raw: str) -> Parsed[str]:
     """InfluxDB's base URL: http(s), no credentials (never shown back), no API path."""
     if raw and "@" in raw.split("://", 1)[-1].split("/", 1)[0]:
         return "", ("INFLUX_URL must not carry a user name or password (the value is not shown): put the token in "
@@ -204,17 +210,17 @@ def influx_url(setting, raw):
     return raw.rstrip("/"), None
 
 
-def postgres_url(setting, raw):
+def postgres_url(setting: Setting, raw: str) -> Parsed[str]:
     return raw, (pg_url_problem(raw) if raw else None)
 
 
-def absolute_path(setting, raw):
+def absolute_path(setting: Setting, raw: str) -> Parsed[str]:
     if raw and not os.path.isabs(raw):
         return raw, f"{setting.key} must be an absolute path, not {raw!r}"
     return (raw.rstrip("/") or raw), None
 
 
-def service_url(setting, raw):
+def service_url(setting: Setting, raw: str) -> Parsed[str]:
     """An Apprise URL (ntfy://, tgram://, mailto://, ...): a scheme and something after it; its value is never
     shown (it carries tokens)."""
     if raw and not re.match(r"^[a-z][a-z0-9+.-]*://\S+$", raw):
@@ -223,13 +229,13 @@ def service_url(setting, raw):
     return raw, None
 
 
-def existing_file(setting, raw):
+def existing_file(setting: Setting, raw: str) -> Parsed[str]:
     if raw and not os.path.isfile(raw):
         return raw, f"{setting.key} {raw} does not exist"
     return raw, None
 
 
-def command(setting, raw):
+def command(setting: Setting, raw: str) -> Parsed[Tuple[str, ...]]:
     try:
         return tuple(shlex.split(raw)), None
     except ValueError as exc:
@@ -420,9 +426,18 @@ class _ConfigMethods:
 
 # The settings as the loader uses them: one attribute per Setting.attr (secrets as Secret), and the
 # warnings load() found. Declared by SETTINGS, not a second time here.
-Config = make_dataclass("Config", [(s.attr, object) for s in SETTINGS if s.attr]
-                        + [("warnings", tuple, field(default=())), ("explicit", frozenset, field(default=frozenset()))],
-                        bases=(_ConfigMethods,), frozen=True)
+# For mypy, the same attributes with their types: loader/config_types.py, generated from SETTINGS and the
+# kinds' return types by setup/config_types.py (a test keeps it in step).
+if TYPE_CHECKING:
+    from .config_types import ConfigAttributes
+
+    class Config(ConfigAttributes, _ConfigMethods):
+        def __init__(self, **values: object) -> None: ...
+else:
+    Config = make_dataclass("Config", [(s.attr, object) for s in SETTINGS if s.attr]
+                            + [("warnings", tuple, field(default=())),
+                               ("explicit", frozenset, field(default=frozenset()))],
+                            bases=(_ConfigMethods,), frozen=True)
 
 
 def read_env_file(path, required=False):

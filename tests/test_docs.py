@@ -12,7 +12,7 @@ from bench import today
 from loader import status_rules
 from loader.cli import COMMANDS
 from loader.config import SETTINGS
-from setup import commands_doc, env_example, sessions_doc
+from setup import commands_doc, config_types, env_example, sessions_doc
 from tests.support.harness import ROOT
 
 
@@ -96,3 +96,9 @@ def test_each_benchmark_that_writes_its_today_table_has_its_place_and_rewrites_o
         assert out[end:] == text[text.index(today.END.format(name)):]
     with pytest.raises(today.MarkersMissing):
         today.replace("# Benchmarks\n", "bench/run", "x")
+
+
+def test_configs_types_for_mypy_are_generated_from_the_settings():
+    """loader/config_types.py gives mypy Config's attributes and their types, from SETTINGS and their kinds."""
+    with open(config_types.PATH, encoding="utf-8") as handle:
+        assert handle.read() == config_types.config_types(), "run: python3 setup/config_types.py"
