@@ -9,13 +9,16 @@ re-reads the whole INITIAL_LOOKBACK and fills the hours the reference script los
 still in InfluxDB.
 """
 
+from __future__ import annotations
+
 from dataclasses import dataclass
 
 from psycopg2 import sql
 
 from . import archive
+from .config import Config
 from .errors import SinkRejected
-from .pg import PRIMARY_KEY_OF, TABLE_COLUMNS, Database, table_exists
+from .pg import PRIMARY_KEY_OF, TABLE_COLUMNS, Database, one, table_exists
 from .windows import format_duration
 
 NUMERIC = {"double precision", "real", "bigint", "integer", "smallint", "numeric"}
@@ -44,7 +47,7 @@ class Adoption:
                 f"the original rows would stay in {self.backup}; run again with --yes to do it"]
 
 
-def adopt_reference(config, apply):
+def adopt_reference(config: Config, apply: bool) -> Adoption:
     if config.tags:
         raise SinkRejected("adopt-reference works on the reference script's table, which has no tag columns; "
                            "unset TAGS for the adoption")
@@ -73,7 +76,7 @@ def adopt_reference(config, apply):
                 raise SinkRejected(f"{db.target} has non-numeric column(s) {', '.join(ignored)}; adopt it by hand")
             cur.execute(sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(db.table))
             cur.execute(sql.SQL("SELECT count(*), count(DISTINCT time) FROM {}").format(db.table))
-            result.rows_before, distinct = cur.fetchone()
+            result.rows_before, distinct = one(cur)
             result.duplicates = result.rows_before - distinct
             result.rows_after = distinct
             if not apply:

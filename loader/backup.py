@@ -44,7 +44,7 @@ from .dumps import (
 from .errors import BackupError, RemoteCopyFailed
 from .humanize import human_size
 from .invocation import command
-from .pg import Database, driver_errors, table_exists
+from .pg import Database, driver_errors, one, table_exists
 from .pgtools import PgTools, first_error
 from .state import State, set_search_path
 
@@ -101,7 +101,7 @@ def backup(config, clock):
     with directory_lock(directory), driver_errors(config), _snapshot(tools, config) as (cur, snapshot):
         major = tools.server_major(cur)
         cur.execute(DATABASE_SIZE)
-        database_size = cur.fetchone()[0]
+        database_size = one(cur)[0]
         rows, last_load = _archive_state(cur, config)
         pg_dump = tools.program("pg_dump", major)
         for entry in os.scandir(directory):  # left by a backup that was killed, or by a dump removed by hand
@@ -160,7 +160,7 @@ def _snapshot(tools, config):
         conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
         cur = conn.cursor()
         cur.execute(EXPORT_SNAPSHOT)
-        yield cur, cur.fetchone()[0]
+        yield cur, one(cur)[0]
     finally:
         conn.close()
 
@@ -173,7 +173,7 @@ def _archive_state(cur, config):
     rows = None
     if table_exists(cur, db.table.as_string(cur)):
         cur.execute(sql.SQL("SELECT count(*) FROM {}").format(db.table))
-        rows = cur.fetchone()[0]
+        rows = one(cur)[0]
     if not table_exists(cur, "influx_archive_runs"):
         return rows, None
     state = State(config.pg_schema, db.target)

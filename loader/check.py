@@ -1,9 +1,14 @@
 """`check`: can we read InfluxDB and write PostgreSQL? Each problem said in words a user can act on."""
 
+from __future__ import annotations
+
+from typing import List, Tuple
+
 import psycopg2
 from psycopg2 import sql
 
 from . import archive, late, readside
+from .config import Config
 from .errors import LoaderError
 from .pg import Database, table_exists
 from .sources import open_source
@@ -11,13 +16,15 @@ from .sources.proof import prove_fields
 from .state import State, ensure_schema, set_search_path
 from .windows import format_duration, plan_run, rfc3339
 
+Check = Tuple[bool, str]  # (ok, what was found)
 
-def _failed(side, exc):
+
+def _failed(side: str, exc: LoaderError) -> Check:
     text = str(exc) if str(exc).startswith(side) else f"{side}: {exc}"
     return False, text + (f" ({exc.hint})" if exc.hint else "")
 
 
-def check_influx(config, now):
+def check_influx(config: Config, now: float) -> Check:
     """(ok, message) for the source: the same proof `run` makes before it loads anything (the
     measurement and every field in FIELDS have data in the last 30 days, or INITIAL_LOOKBACK)."""
     source = open_source(config)
@@ -31,7 +38,7 @@ def check_influx(config, now):
     return True, f"InfluxDB: {config.language} queries answered ({where}, fields {', '.join(fields)})"
 
 
-def check_postgres(config):
+def check_postgres(config: Config) -> Check:
     """(ok, message): connect, create the state tables and the archive table, write a row, roll back."""
     db = Database(config)
     try:
@@ -57,7 +64,7 @@ def check_postgres(config):
     return True, f"PostgreSQL: can create and write {db.target} at {config.describe_pg()}"
 
 
-def check_next_run(config, now):
+def check_next_run(config: Config, now: float) -> List[Check]:
     """[(ok, message)] of what the next `run` would read, judged as run judges it, changing nothing: the
     range it loads (readings of several series in an hour with TAGS empty: refused by the same
     late.refuse_merged), then InfluxDB's readings per hour and series over LATE_LOOKBACK against what the

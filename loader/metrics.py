@@ -10,7 +10,7 @@ are computed again by the next run.
 """
 
 from dataclasses import dataclass
-from typing import Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 # Colour bands at clinically meaningful thresholds ((colour, from value), lowest first), for the dashboard
 # and docs/sessions.md: ODI under 5 normal, 5-15 mild, 15-30 moderate, 30 and over severe (the AASM's
@@ -63,11 +63,12 @@ class Metric:
         compare, bound = self.reading
         return f"{COUNT_PREFIX[compare]}_{bound:g}"
 
-    def counts(self, value: float) -> bool:
-        """Whether a reading (or a window mean) in whole percent is counted at `reading`."""
+    def counts(self) -> Callable[[float], bool]:
+        """Whether a reading (or a window mean) is counted at `reading`: a bound method of the bound, as fast
+        as a comparison where it is mapped over a month of windows (float(90).__gt__ is `v < 90`)."""
         assert self.reading is not None
         compare, bound = self.reading
-        return value < bound if compare == "<" else value <= bound
+        return float(bound).__gt__ if compare == "<" else float(bound).__ge__
 
 
 METRICS = (

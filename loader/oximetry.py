@@ -273,6 +273,7 @@ def read_night(spo2, pulse=None, drops=DROPS):
     x = list(spo2)
     events: dict = {drop: [] for drop in drops}
     recorded, below = 0, {m.column: 0 for m in TIME_BELOW}
+    cuts = [(m, cut(m)) for m in TIME_BELOW]
     nadir, refused = None, []
     for first, end in recorded_runs(x):
         refused += _artefacts(x, pulse, first, end)
@@ -281,8 +282,8 @@ def read_night(spo2, pulse=None, drops=DROPS):
         for drop, found in desaturations(here, y, drops, first).items():
             events[drop] += found
         level = settled(here)
-        for m in TIME_BELOW:  # below 90: 89 and under in whole percent
-            below[m.column] += sum(1 for v in level if v < cut(m))
+        for m, at in cuts:  # below 90: 89 and under in whole percent
+            below[m.column] += sum(1 for v in level if v < at)
         low = held_lowest(x, first, end)
         nadir = low if nadir is None else min(nadir, low)
     return NightReading(events, len(refused), recorded, below, nadir, tuple(refused))

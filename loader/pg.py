@@ -4,17 +4,25 @@ chunk, and the catalog questions the other modules ask. pgtools runs pg_dump/pg_
 URL, with the parameters pg_params() reads and the same error translation; nothing else parses PG_URL.
 """
 
+from __future__ import annotations
+
 import contextlib
 import getpass
 import re
+from typing import TYPE_CHECKING, ContextManager, Dict, Iterator, Optional, Sequence, Set, Tuple
 
 import psycopg2
 import psycopg2.errors
 import psycopg2.extensions
 from psycopg2 import sql
+from psycopg2.extensions import connection as Connection
+from psycopg2.extensions import cursor as Cursor
 
-from .errors import SinkRejected, SinkUnavailable, SourceQueryError
+from .errors import LoaderError, SinkRejected, SinkUnavailable, SourceQueryError
 from .redaction import redact
+
+if TYPE_CHECKING:
+    from .config import Config
 
 TABLE_COLUMNS = """
 SELECT a.attname, format_type(a.atttypid, a.atttypmod)
@@ -34,16 +42,16 @@ WHERE i.indrelid = %(table)s::regclass AND i.indisprimary
 DDL_LOCK = "SELECT pg_advisory_xact_lock(hashtext('influx-archive:ddl'))"
 
 
-def archive_span(cur, table):
+def archive_span(cur: Cursor, table: sql.Composable) -> Tuple[Optional[int], Optional[int]]:
     """[first window start, last window start + 1) of an archive table (sql.Identifier), epoch seconds;
     (None, None) when it is empty."""
     cur.execute(sql.SQL("SELECT extract(epoch FROM min(time))::bigint, extract(epoch FROM max(time))::bigint "
                         "FROM {}").format(table))
-    first, last = cur.fetchone()
+    first, last = one(cur)
     return (None, None) if first is None else (first, last + 1)
 
 
-def by_key(table, columns, outer, keys):
+def by_key(table: sql.Composable, columns: sql.Composable, outer: str, keys: Sequence[str]) -> sql.Composed:
     """A subquery for LATERAL: `columns` of the row of `table` (aliased a) whose key columns (`keys`: time
     and the key tags) equal those of the row `outer` names. OFFSET 0 keeps it a lookup by the primary key
     whatever the statistics of tables filled in this very transaction suggest to the planner (a join left
@@ -53,13 +61,21 @@ def by_key(table, columns, outer, keys):
     return sql.SQL("(SELECT {} FROM {} a WHERE {} OFFSET 0)").format(columns, table, match)
 
 
-def table_exists(cur, qualified):
+def one(cur: Cursor) -> tuple:
+    """The row a query that always answers one has answered (an aggregate, EXISTS, a catalog function)."""
+    row = cur.fetchone()
+    if row is None:
+        raise AssertionError("a query that answers one row answered none")
+    return row
+
+
+def table_exists(cur: Cursor, qualified: str) -> bool:
     """Whether a table (a qualified, quoted name as sql.Identifier renders it) exists."""
     cur.execute(TABLE_EXISTS, {"table": qualified})
-    return cur.fetchone()[0]
+    return one(cur)[0]
 
 
-def columns_of(cur, qualified) -> set:
+def columns_of(cur: Cursor, qualified: str) -> Set[str]:
     """The columns of a table (as table_exists names it; none when it does not exist); a catalog read, no
     lock on the table (ALTER TABLE ... ADD COLUMN IF NOT EXISTS takes an exclusive one even when the column
     is there, and waits behind every reader, a nightly pg_dump among them)."""
@@ -87,25 +103,25 @@ ENCODE_HELP = ("percent-encode it (@ as %40, : as %3A, / as %2F, # as %23, ? as 
                "print(urllib.parse.quote(getpass.getpass(), safe=\"\"))'")
 
 
-def libpq_url(url):
+def libpq_url(url: str) -> str:
     """PG_URL as libpq reads it. SQLAlchemy-style URLs (postgresql+psycopg2://, as the reference
     script's PG_CONNECT may be) name a driver; libpq takes the same URL without it, query options
     (sslmode=...) and %-escapes included."""
     return PG_SCHEMES.sub("postgresql://", url)
 
 
-def pg_userinfo(url):
+def pg_userinfo(url: str) -> str:
     """The user:password part of a URL (everything before the host's @), or ''."""
     rest = url.split("://", 1)[1] if "://" in url else ""
     return rest.rsplit("@", 1)[0] if "@" in rest else ""
 
 
-def pg_password(url):
+def pg_password(url: str) -> str:
     userinfo = pg_userinfo(url or "")
     return userinfo.split(":", 1)[1] if ":" in userinfo else ""
 
 
-def pg_url_problem(url):
+def pg_url_problem(url: str) -> Optional[str]:
     """What is wrong with PG_URL's form, in words that never repeat any part of it; None when libpq can read it."""
     if not PG_SCHEMES.match(url):
         return ("PG_URL must start with postgresql://, as in postgresql://user:password@localhost:5432/dbname "
@@ -126,12 +142,12 @@ def pg_url_problem(url):
     return None
 
 
-def pg_params(url):
+def pg_params(url: str) -> Dict[str, str]:
     """PG_URL as libpq's keyword parameters (host, port, user, password, dbname, ...)."""
     return psycopg2.extensions.parse_dsn(libpq_url(url))
 
 
-def describe_pg_url(url) -> str:
+def describe_pg_url(url: str) -> str:
     try:
         params = pg_params(url)
     except psycopg2.ProgrammingError:
@@ -145,7 +161,7 @@ def describe_pg_url(url) -> str:
 
 
 
-def driver_errors(config):
+def driver_errors(config: Config) -> ContextManager[None]:
     """A context in which driver errors become typed errors, secrets removed (for code that borrows a
     connection, e.g. pgtools')."""
     return Database(config).errors()
@@ -154,7 +170,7 @@ def driver_errors(config):
 class Database:
     """A connection factory for PG_URL; each connection is a plain psycopg2 connection."""
 
-    def __init__(self, config, connect_timeout=10) -> None:
+    def __init__(self, config: Config, connect_timeout: int = 10) -> None:
         self.config = config
         self._dsn = libpq_url(config.pg_url.reveal())
         self._connect_timeout = connect_timeout
@@ -162,21 +178,21 @@ class Database:
         self.table_name = config.pg_table
         self.target = f"{config.pg_schema}.{config.pg_table}"
 
-    def connect(self):
+    def connect(self) -> Connection:
         with self.errors():
             return psycopg2.connect(self._dsn, connect_timeout=self._connect_timeout,
                                     application_name="influx-archive")
 
     @property
-    def table(self):
+    def table(self) -> sql.Identifier:
         return sql.Identifier(self.schema, self.table_name)
 
-    def companion(self, suffix):
+    def companion(self, suffix: str) -> sql.Identifier:
         """A table kept beside the archive table: <PG_TABLE>_<suffix> (the rollups, sessions, readings)."""
         return sql.Identifier(self.schema, f"{self.table_name}_{suffix}")
 
     @contextlib.contextmanager
-    def transaction(self, conn):
+    def transaction(self, conn: Connection) -> Iterator[None]:
         """One chunk, one transaction: committed when the block ends, rolled back on any error."""
         with self.errors():
             try:
@@ -188,7 +204,7 @@ class Database:
                 raise
 
     @contextlib.contextmanager
-    def errors(self):
+    def errors(self) -> Iterator[None]:
         """Turn driver errors into SinkUnavailable (retry later) or SinkRejected (needs a human)."""
         try:
             yield
@@ -197,7 +213,7 @@ class Database:
                 raise
             raise self._translate(exc) from None
 
-    def _translate(self, exc):
+    def _translate(self, exc: psycopg2.Error) -> LoaderError:
         text = redact(first_line(exc), self.config.secrets())
         if isinstance(exc, psycopg2.errors.CardinalityViolation):
             return SourceQueryError("the source returned two rows for one window and key; "
@@ -221,7 +237,7 @@ class Database:
             return SinkUnavailable(f"PostgreSQL at {self.config.describe_pg()} is unavailable: {text}", hint=hint)
         return SinkRejected(f"PostgreSQL: {text}")
 
-    def _here(self):
+    def _here(self) -> bool:
         """Whether PG_URL's server is on this machine (loopback or a local socket)."""
         try:
             host = pg_params(self.config.pg_url.reveal()).get("host") or ""
@@ -229,7 +245,7 @@ class Database:
             return False
         return all(h in ("", "localhost", "127.0.0.1", "::1") or h.startswith("/") for h in host.split(","))
 
-    def _user(self):
+    def _user(self) -> str:
         """The role PG_URL connects as (libpq's default without one: the user running the loader)."""
         try:
             return pg_params(self.config.pg_url.reveal()).get("user") or getpass.getuser()
@@ -237,5 +253,5 @@ class Database:
             return getpass.getuser()
 
 
-def first_line(exc):
+def first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]

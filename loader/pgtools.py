@@ -19,7 +19,7 @@ import psycopg2
 import psycopg2.extensions
 
 from .errors import BackupError
-from .pg import driver_errors, pg_params
+from .pg import driver_errors, one, pg_params
 from .redaction import redact
 
 SERVER_MAJOR = "SELECT current_setting('server_version_num')::int / 10000"
@@ -69,7 +69,7 @@ class PgTools:
     def server_major(self, cur):
         if self._major is None:
             cur.execute(SERVER_MAJOR)
-            self._major = cur.fetchone()[0]
+            self._major = one(cur)[0]
         return self._major
 
     def program(self, name, major):

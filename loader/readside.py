@@ -8,17 +8,21 @@ search_path is the archive's schema (state.set_search_path).
   range).
 """
 
+from __future__ import annotations
+
 import contextlib
+from typing import Dict, Iterator, Optional, Sequence, Tuple
 
 from psycopg2 import sql
 
-from .pg import TABLE_COLUMNS, Database, archive_span, table_exists
+from .config import Config
+from .pg import TABLE_COLUMNS, Cursor, Database, archive_span, one, table_exists
 from .sources.batch import series_key
 from .state import set_search_path
 
 
 @contextlib.contextmanager
-def session(config):
+def session(config: Config) -> Iterator[Tuple[Database, Cursor]]:
     """(db, cursor) for a read of the archive: on its schema, driver errors said as the loader says them,
     rolled back (a read changes nothing) and closed after."""
     db = Database(config)
@@ -33,11 +37,11 @@ def session(config):
         conn.close()
 
 
-def devices(cur, db, tags):
+def devices(cur: Cursor, db: Database, tags: Sequence[str]) -> Dict[str, int]:
     """{device: start of its newest window} of every device archived: each device's last day from the
     1-day rollup (small), then its newest window from that day on (the key's index); without the
     rollup, from the whole table. Nothing when the table lacks a tag's column."""
-    def has_tags(table):
+    def has_tags(table: sql.Identifier) -> bool:
         cur.execute(TABLE_COLUMNS, {"table": table.as_string(cur)})
         return set(tags) <= {name for name, _ in cur.fetchall()}
 
@@ -53,11 +57,11 @@ def devices(cur, db, tags):
         where = sql.SQL(" AND ").join(sql.SQL("{} = %s").format(sql.Identifier(t)) for t in tags)
         cur.execute(sql.SQL("SELECT extract(epoch FROM max(time))::bigint FROM {} WHERE {} AND "
                             "time >= to_timestamp(%s)").format(db.table, where), [*values, day])
-        found[series_key(dict(zip(tags, values))) or f"(readings without {', '.join(tags)})"] = cur.fetchone()[0]
+        found[series_key(dict(zip(tags, values))) or f"(readings without {', '.join(tags)})"] = one(cur)[0]
     return found
 
 
-def span(cur, db):
+def span(cur: Cursor, db: Database) -> Tuple[Optional[int], Optional[int]]:
     """(first window start, last window start + 1) of the archive, epoch seconds; (None, None) when it is
     empty or absent."""
     if not table_exists(cur, db.table.as_string(cur)):

@@ -32,7 +32,7 @@ from .dumps import check_location, directory_lock, list_dumps, mark_restored
 from .errors import BackupDamaged, BackupError
 from .humanize import human_size
 from .invocation import command, settings_file
-from .pg import TABLE_COLUMNS, Database, driver_errors
+from .pg import TABLE_COLUMNS, Database, driver_errors, one
 from .pgtools import PgTools, first_error
 from .rollups import LEVELS
 from .sink import RANGE_PREFIX, range_text
@@ -262,7 +262,7 @@ def _count_rows(tools, dbname):
         counts = []
         for schema, table in _user_tables(cur):
             cur.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, table)))
-            counts.append((f"{schema}.{table}", cur.fetchone()[0]))
+            counts.append((f"{schema}.{table}", one(cur)[0]))
         return counts
     finally:
         conn.close()
@@ -455,10 +455,10 @@ def _compare(config, tools, scratch, present):
             statement = sql.SQL(TABLE_CHECKSUM).format(table=sql.Identifier(schema, table),
                                                        columns=sql.SQL(", ").join(columns))
             restored_cur.execute(statement, args)
-            backup_rows, backup_sum = restored_cur.fetchone()
+            backup_rows, backup_sum = one(restored_cur)
             try:
                 live_cur.execute(statement, args)
-                live_rows, live_sum = live_cur.fetchone()
+                live_rows, live_sum = one(live_cur)
             except (psycopg2.errors.UndefinedTable, psycopg2.errors.UndefinedColumn):
                 live_rows, live_sum = 0, None
             checks.append(TableCheck(name, cutoff, backup_rows, live_rows,

@@ -22,7 +22,7 @@ from psycopg2 import sql
 from . import archive
 from .errors import LoaderError, SinkRejected
 from .invocation import command
-from .pg import PRIMARY_KEY_OF, Database, table_exists
+from .pg import PRIMARY_KEY_OF, Database, one, table_exists
 from .rollups import LEVELS
 from .sources.batch import series_tags
 from .state import State, set_search_path
@@ -209,7 +209,7 @@ def _retag(cur, db, config, fallback) -> None:
                 sql.SQL("{c} = m.{c}").format(c=sql.Identifier(t)) for t in tags)))
         cur.execute("SELECT conname FROM pg_constraint WHERE conrelid = %s::regclass AND contype = 'p'",
                     (table.as_string(cur),))
-        (constraint,) = cur.fetchone()
+        (constraint,) = one(cur)
         key = ("time", *tags) if table != db.companion("seconds") else (*tags, "field", "hour")
         cur.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}, ADD PRIMARY KEY ({})").format(
             table, sql.Identifier(constraint), sql.SQL(", ").join(sql.Identifier(c) for c in key)))

@@ -31,7 +31,7 @@ from psycopg2 import sql
 
 from . import metrics, oximetry
 from .metrics import LOWEST, LOWEST_MARGIN, METRICS, TIME_BELOW
-from .pg import archive_span, by_key, columns_of, table_exists
+from .pg import archive_span, by_key, columns_of, one, table_exists
 from .seconds import SecondsTable
 from .windows import rfc3339
 
@@ -226,7 +226,7 @@ def time_below(spo2, window, counted=None) -> dict:
     reading counts, their shares of readings there less what their means counted (Sessions.readings). So
     each window counts its share of readings times its width, and a window without counts by its mean."""
     counted = counted or {}
-    return {m.column: round((sum(map(m.counts, spo2)) + counted.get(m.column, 0.0)) * window) for m in TIME_BELOW}
+    return {m.column: round((sum(map(m.counts(), spo2)) + counted.get(m.column, 0.0)) * window) for m in TIME_BELOW}
 
 
 @dataclass
@@ -366,7 +366,7 @@ class Sessions:
         found = None
         if table_exists(cur, qualified):
             cur.execute("SELECT obj_description(%s::regclass, 'pg_class')", (qualified,))
-            found = cur.fetchone()[0] or "an unrecorded definition"
+            found = one(cur)[0] or "an unrecorded definition"
             if found == self.definition():
                 return
             cur.execute(sql.SQL("DROP TABLE {}").format(self.table))
@@ -423,7 +423,7 @@ class Sessions:
                     cur.execute(sql.SQL("SELECT extract(epoch FROM max(time))::bigint FROM {} WHERE {} AND {} IS NOT "
                                         "NULL AND time < to_timestamp(%(lo)s)").format(
                         self.db.table, where, sql.Identifier(self.spo2)), params)
-                    last_end = cur.fetchone()[0] + self.window
+                    last_end = one(cur)[0] + self.window
                 else:
                     run_started = None  # the run starts inside what is read: it is read whole
             params.update(lo=lo, hi=self._run_end(cur, device, end))
@@ -491,7 +491,7 @@ class Sessions:
         def read(start, end):
             bounds = dict(params, lo=start, hi=end)
             cur.execute(counts, bounds)
-            sums = dict(zip((m.column for m in counted), cur.fetchone()))
+            sums = dict(zip((m.column for m in counted), one(cur)))
             lowest = {}
             if LOWEST in kept:
                 cur.execute(lows, bounds)
@@ -561,7 +561,7 @@ class Sessions:
                                 "run_started IN (SELECT run_started FROM {table} WHERE {where} AND "
                                 "started <= to_timestamp(%(hi)s) AND ended > to_timestamp(%(lo)s))").format(
                 table=self.table, where=where), params)
-            kept = cur.fetchone()[0]
+            kept = one(cur)[0]
             if kept is not None and kept > edge:
                 edge = kept
             times = self._window_times(cur, where, params, edge, edge + span, newest_first=False)

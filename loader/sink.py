@@ -16,7 +16,7 @@ from psycopg2 import sql
 from .errors import SinkRejected, SourceQueryError
 from .invocation import command
 from .metrics import LOWEST, LOWEST_MARGIN, READING_COUNTS
-from .pg import DDL_LOCK, PRIMARY_KEY_OF, archive_span, by_key, columns_of, first_line, table_exists
+from .pg import DDL_LOCK, PRIMARY_KEY_OF, archive_span, by_key, columns_of, first_line, one, table_exists
 from .seconds import SecondsTable
 from .sources.literal import number
 from .windows import format_duration, rfc3339
@@ -102,7 +102,7 @@ class ArchiveTable:
         if not table_exists(cur, self.db.table.as_string(cur)):
             return None
         cur.execute(sql.SQL("SELECT extract(epoch FROM max(time))::bigint FROM {}").format(self.db.table))
-        return cur.fetchone()[0]
+        return one(cur)[0]
 
     def _log(self, message, *args) -> None:
         if self.announce:
@@ -186,7 +186,7 @@ class ArchiveTable:
             return
         rollup = self.db.companion("1m").as_string(cur)
         cur.execute(TABLE_COMMENT, {"table": qualified, "rollup": rollup})
-        comment, rollup_window = cur.fetchone()
+        comment, rollup_window = one(cur)
         was = comment[len("WINDOW="):] if comment and comment.startswith("WINDOW=") else None
         if was is None and rollup_window and archive_span(cur, self.db.table)[0] is not None:
             was = format_duration(int(float(rollup_window)))
@@ -218,7 +218,7 @@ class ArchiveTable:
         """The batch's window means into the archive table; rows inserted or changed."""
         cur.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE time >= %(lo)s AND time < %(hi)s)").format(
             self.db.table), {"lo": rfc3339(batch.start), "hi": rfc3339(batch.end)})
-        if not cur.fetchone()[0]:
+        if not one(cur)[0]:
             for block in batch.blocks:
                 self._copy(cur, self.db.table, block)
             return batch.rows

@@ -11,7 +11,7 @@ import os
 from psycopg2 import sql
 from psycopg2.extras import execute_values
 
-from .pg import DDL_LOCK
+from .pg import DDL_LOCK, one
 from .windows import rfc3339
 
 SCHEMA_SQL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schema.sql")
@@ -141,7 +141,7 @@ class State:
 
     def try_lock(self, cur):
         cur.execute(TRY_LOCK, {"key": self.lock_key})
-        return cur.fetchone()[0]
+        return one(cur)[0]
 
     def unlock(self, cur) -> None:
         cur.execute(UNLOCK, {"key": self.lock_key})
@@ -186,7 +186,7 @@ class State:
     def loaded_from(self, cur):
         """Start of the earliest range a run or backfill committed a chunk of (None: none yet)."""
         self._q(cur, LOADED_FROM)
-        return cur.fetchone()[0]
+        return one(cur)[0]
 
     def late_hours(self, cur, run_id, hours) -> None:
         self._q(cur, LATE_HOURS, id=run_id, hours=hours)
@@ -195,7 +195,7 @@ class State:
         """Record a run as started; a run still marked running can only be a dead one (we hold the lock)."""
         self._q(cur, ABANDON_RUNNING, error=ABANDONED_ERROR)
         self._q(cur, START_RUN, command=command, started=started)
-        return cur.fetchone()[0]
+        return one(cur)[0]
 
     def progress(self, cur, run_id, start, end, chunks, rows, refused=None) -> None:
         """What the run has done so far; refused: Outcome.refusals()."""
@@ -209,7 +209,7 @@ class State:
     def active(self, cur):
         """True while some process holds this archive's run lock (a run, backfill or rebuild)."""
         cur.execute(LOCK_HELD, {"key": self.lock_key})
-        return cur.fetchone()[0]
+        return one(cur)[0]
 
     def range_changes(self, cur):
         """[(field, epoch changed, range before, range after)] of this archive, oldest first."""

@@ -16,7 +16,7 @@ from .dumps import newest
 from .errors import EXIT_NEEDS_HUMAN, EXIT_OK, BackupError
 from .humanize import human_duration, human_size
 from .invocation import command
-from .pg import table_exists
+from .pg import one, table_exists
 from .pgtools import database_name
 from .state import State
 from .status_rules import problem
@@ -133,7 +133,7 @@ def _read_state(config, result) -> None:
         result.newest = archive.table(db, config).newest(cur)
         if result.newest is not None:
             cur.execute(sql.SQL("SELECT count(*) FROM {}").format(db.table))
-            result.rows = cur.fetchone()[0]
+            result.rows = one(cur)[0]
             if config.tags:
                 result.devices = readside.devices(cur, db, config.tags)
         if table_exists(cur, "influx_archive_state"):

@@ -3,10 +3,13 @@ SETTINGS (each setting's attr; a secret is a Secret) and the return type of each
 (Parsed[int] is an int):  python3 setup/config_types.py
 A test keeps the file in step with the declarations (as for .env.example and the docs)."""
 
+from __future__ import annotations
+
 import inspect
 import os
 import re
 import sys
+from typing import Callable
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -26,7 +29,7 @@ class ConfigAttributes:
 '''
 
 
-def value_type(kind) -> str:
+def value_type(kind: Callable[..., tuple]) -> str:
     """The value type a kind's return annotation names: Parsed[int] -> int."""
     found = re.fullmatch(r"Parsed\[(.+)\]", str(inspect.signature(kind).return_annotation))
     if not found:

@@ -5,8 +5,19 @@ their start, the mean of every point in the window (across all series unless a t
 empty windows absent. Before loading, proof.prove_fields has them show that the names exist.
 """
 
+from __future__ import annotations
 
-def open_source(config):
+from typing import TYPE_CHECKING, Union
+
+if TYPE_CHECKING:
+    from ..config import Config
+    from .flux import FluxSource
+    from .influxql import InfluxQLSource
+
+    Source = Union[FluxSource, InfluxQLSource]  # what open_source gives: one per query dialect
+
+
+def open_source(config: Config) -> Source:
     if config.language == "flux":
         from .flux import FluxSource
         return FluxSource(config)
