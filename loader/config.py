@@ -16,7 +16,7 @@ import shlex
 import stat
 import urllib.parse
 from dataclasses import dataclass, field, make_dataclass
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Tuple, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Tuple, TypeVar, Union
 
 from dotenv import dotenv_values
 
@@ -410,7 +410,7 @@ _ALIASES = {alias: s.key for s in SETTINGS for alias in s.aliases}
 
 
 class _ConfigMethods:
-    def secrets(self):
+    def secrets(self) -> List[str]:
         """Every secret value, so error text can be scrubbed of them before it is shown or stored."""
         values = [getattr(self, s.attr).reveal() for s in SETTINGS if s.secret and s.attr and s.key != "PG_URL"]
         url = getattr(self, "pg_url").reveal()
@@ -419,7 +419,7 @@ class _ConfigMethods:
             values += [url, password, urllib.parse.unquote(password), pg_userinfo(url)]
         return [v for v in values if v]
 
-    def describe_pg(self):
+    def describe_pg(self) -> str:
         """PG_URL for messages: user, host, port and database, never the password."""
         return describe_pg_url(getattr(self, "pg_url").reveal())
 
@@ -440,7 +440,7 @@ else:
                             bases=(_ConfigMethods,), frozen=True)
 
 
-def read_env_file(path, required=False):
+def read_env_file(path: Optional[str], required: bool = False) -> Tuple[Dict[str, str], List[str]]:
     """The key/value pairs of a .env file; problems (missing when required, unreadable, readable by
     others) as text."""
     problems = []
@@ -459,12 +459,13 @@ def read_env_file(path, required=False):
     return {k: v for k, v in values.items() if v is not None}, problems
 
 
-def load(env_file=".env", environ=None, file_required=False):
+def load(env_file: Optional[str] = ".env", environ: Optional[Mapping[str, str]] = None,
+         file_required: bool = False) -> Config:
     """Read every setting; raise ConfigError naming all problems at once. file_required: the user
     named the file (--env-file), so its absence is a problem rather than "no .env here"."""
     environ = dict(os.environ if environ is None else environ)
     file_values, problems = read_env_file(env_file, required=file_required)
-    if file_required and problems and not os.path.exists(env_file):
+    if file_required and problems and not (env_file and os.path.exists(env_file)):
         raise ConfigError(problems)  # everything else would only list what the missing file holds
     warnings = []
 
@@ -489,10 +490,10 @@ def load(env_file=".env", environ=None, file_required=False):
             else:
                 warnings.append(f"{env_file}: key {key} is not used by influx-archive")
 
-    def get(key):
+    def get(key: str) -> str:
         value = merged.get(key)
         if value is None or value.strip() == "":
-            return _BY_KEY[key].default if _BY_KEY[key].default is not None else ""
+            return _BY_KEY[key].default or ""
         return value.strip()
 
     missing = [" or ".join((s.key,) + s.aliases) for s in SETTINGS if s.required and not get(s.key)]
@@ -514,7 +515,8 @@ def load(env_file=".env", environ=None, file_required=False):
     return config
 
 
-def _check_across(values, get, problems, warnings) -> None:
+def _check_across(values: Dict[str, Any], get: Callable[[str], str], problems: List[str],
+                  warnings: List[str]) -> None:
     """The rules that span several settings (each setting's own are in its kind). Fills in the token
     from INFLUX_TOKEN_FILE."""
     token, token_file = values["INFLUX_TOKEN"], get("INFLUX_TOKEN_FILE")

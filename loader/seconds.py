@@ -10,30 +10,36 @@ A chunk's seconds are merged into the rows they fall in: a second with a reading
 leaves what was there, so a re-read of a range InfluxDB no longer holds erases nothing.
 """
 
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence, Tuple
+
 from psycopg2 import sql
 from psycopg2.extras import execute_values
 
-from .pg import table_exists
+from .pg import Cursor, Database, table_exists
 from .sources.batch import HOUR_S as HOUR
 from .sources.batch import NO_READING
+
+Hour = Tuple[tuple, str, int]  # a row of the table: (tag values, field, hour start)
 
 
 class SecondsTable:
     """The 1 Hz readings of the session fields, beside the archive table."""
 
-    def __init__(self, db, tags) -> None:
+    def __init__(self, db: Database, tags: Sequence[str]) -> None:
         self.db = db
         self.tags = tuple(tags)
         self._ready = False
 
     @property
-    def table(self):
+    def table(self) -> sql.Identifier:
         return self.db.companion("seconds")
 
-    def exists(self, cur):
+    def exists(self, cur: Cursor) -> bool:
         return table_exists(cur, self.table.as_string(cur))
 
-    def ensure(self, cur) -> None:
+    def ensure(self, cur: Cursor) -> None:
         if self._ready:
             return
         columns = [sql.SQL("{} text NOT NULL").format(sql.Identifier(t)) for t in self.tags] + [
@@ -45,7 +51,7 @@ class SecondsTable:
             "The session fields' readings at 1 Hz: per hour, one byte a second in whole units, 255 for none")))
         self._ready = True
 
-    def write(self, cur, seconds):
+    def write(self, cur: Cursor, seconds: Dict[Tuple[tuple, str], Dict[int, bytearray]]) -> int:  # Batch.seconds
         """Merge Batch.seconds ({(tag values, field): {hour start: bytearray(3600)}}) into the table, in the
         caller's transaction: a second with a reading replaces what was kept, one without keeps it. Returns
         the hour rows written."""
@@ -59,7 +65,7 @@ class SecondsTable:
         for (device, name, hour), readings in hours.items():
             kept = stored.get((device, name, hour))
             if kept is not None and NO_READING in readings:
-                readings = bytes(new if new != NO_READING else old for new, old in zip(readings, kept))
+                readings = bytearray(new if new != NO_READING else old for new, old in zip(readings, kept))
             rows.append((*device, name, hour, bytes(readings)))
         names = [sql.Identifier(c) for c in (*self.tags, "field", "hour", "readings")]
         key = sql.SQL(", ").join(sql.Identifier(c) for c in (*self.tags, "field", "hour"))
@@ -70,7 +76,7 @@ class SecondsTable:
             table=self.table, names=sql.SQL(", ").join(names), key=key).as_string(cur), rows, template=template)
         return len(rows)
 
-    def _stored(self, cur, hours):
+    def _stored(self, cur: Cursor, hours: Dict[Hour, bytearray]) -> Dict[Hour, bytes]:
         """{(tag values, field, hour): readings} already kept for the hours about to be written."""
         if not hours:
             return {}
@@ -83,7 +89,8 @@ class SecondsTable:
         n = len(self.tags)
         return {(tuple(row[:n]), row[n], row[n + 1]): bytes(row[n + 2]) for row in cur.fetchall()}
 
-    def read(self, cur, device, fields, start, end):
+    def read(self, cur: Cursor, device: Sequence[str], fields: Sequence[str], start: int,
+             end: int) -> Optional[Dict[str, List[Optional[float]]]]:
         """{field: [value or None for each second of [start, end)]} of a device; None when the table holds
         no reading of the first field there. The table exists (the caller asked exists())."""
         where = sql.SQL("").join(sql.SQL("{} = %s AND ").format(sql.Identifier(t)) for t in self.tags)

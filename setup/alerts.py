@@ -7,9 +7,12 @@ rule NOTIFY_WHEN=bad sends messages by (loader/morning.py). Grafana's alerting f
 SQL is run by tests/test_alerts.py as Grafana's PostgreSQL data source runs it, as the read-only role.
 """
 
+from __future__ import annotations
+
 import json
 import os
 import sys
+from typing import List, Optional
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -19,13 +22,13 @@ from setup.dashboard import DEVICE, TABLE, for_table, parse_settings  # noqa: E4
 GAP = "45 minutes"  # SESSION_GAP's default: a night is finished once its device has been quiet this long
 
 
-def lowest_alarm(column, subject):
+def lowest_alarm(column: str, subject: str) -> Optional[float]:
     """The lowest value of the column's orange or red band (None when it has neither)."""
     found = [v for colour, v in BY_COLUMN[column].bands_for(subject) if colour in ("orange", "red") and v is not None]
     return min(found) if found else None
 
 
-def rule_sql(devices, subject) -> str:
+def rule_sql(devices: bool, subject: str) -> str:
     device = f"{DEVICE}, " if devices else ""
     label = f"{DEVICE} AS device, " if devices else ""
     alarms = {c: lowest_alarm(c, subject) for c in ("odi4", "t90_pct")}
@@ -39,7 +42,7 @@ def rule_sql(devices, subject) -> str:
             f"         ORDER BY {device}started DESC) s")
 
 
-def rules(devices, subject):
+def rules(devices: bool, subject: str) -> dict:
     bands = "a child's" if subject == "child" else "an adult's"
     return {"apiVersion": 1, "groups": [{
         "orgId": 1, "name": "influx-archive nights", "folder": "influx-archive", "interval": "1h",
@@ -65,7 +68,7 @@ def rules(devices, subject):
             "isPaused": False}]}]}
 
 
-def render(devices=False, subject="adult", schema="public", table=TABLE):
+def render(devices: bool = False, subject: str = "adult", schema: str = "public", table: str = TABLE) -> str:
     made = rules(devices, subject)
     if (schema, table) != ("public", TABLE):
         made = for_table(made, schema, table)
@@ -75,7 +78,7 @@ def render(devices=False, subject="adult", schema="public", table=TABLE):
            + json.dumps(made, indent=2) + "\n"
 
 
-def main(argv) -> int:
+def main(argv: List[str]) -> int:
     args = parse_settings(argv, __doc__.split("\n")[0], "the rule file to write",
                           os.path.join(ROOT, "setup", "grafana", "alert-rules.yaml"))
     if args.other_tags:

@@ -9,16 +9,19 @@ and an earlier seed's gap is never filled by a later one (the late-data comparis
   python3 setup/demo_seed.py --url http://127.0.0.1:8086 --db pulse_oximeter --days 3
 """
 
+from __future__ import annotations
+
 import argparse
 import math
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from typing import Iterator, List, Tuple
 
 
-def reading(t):
-    """(spo2, bpm) at epoch second t, or None inside the gap."""
+def reading(t: int) -> Tuple[float, float]:
+    """(spo2, bpm) at epoch second t (lines() leaves out the gap's)."""
     day = (t % 86400) / 86400
     spo2 = 97.0 + 0.8 * math.sin(t / 911.0) + 0.3 * math.sin(t / 37.0)
     if (t // 3600) % 17 == 3 and (t % 3600) < 240:  # a short desaturation now and then
@@ -32,11 +35,11 @@ def reading(t):
 GAP_EVERY, GAP_AT = 72 * 3600, 26 * 3600  # the sensor is off one hour in every 72, at the same hours
 
 
-def in_gap(t):
+def in_gap(t: int) -> bool:
     return GAP_AT <= t % GAP_EVERY < GAP_AT + 3600
 
 
-def lines(start, end, gap=True):
+def lines(start: int, end: int, gap: bool = True) -> Iterator[str]:
     for t in range(start, end):
         if gap and in_gap(t):
             continue
@@ -68,7 +71,7 @@ def main() -> None:
           f"readings) into {args.db}")
 
 
-def _post(url, batch):
+def _post(url: str, batch: List[str]) -> int:
     body = "\n".join(batch).encode()
     for attempt in range(5):
         try:

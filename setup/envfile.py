@@ -8,13 +8,16 @@
                                        line setting KEY is replaced, else one is appended; mode kept
 """
 
+from __future__ import annotations
+
 import os
 import re
 import sys
 import tempfile
+from typing import Iterable, List, Optional, Tuple
 
 
-def read_value(path, key):
+def read_value(path: str, key: str) -> str:
     if not os.path.exists(path):
         return ""
     pattern = re.compile(r"^\s*(?:export\s+)?" + re.escape(key) + r"\s*=\s*(.*)$")
@@ -27,7 +30,7 @@ def read_value(path, key):
     return value
 
 
-def _unquote(raw):
+def _unquote(raw: str) -> str:
     if len(raw) >= 2 and raw[0] == raw[-1] == "'":
         return raw[1:-1]
     if len(raw) >= 2 and raw[0] == raw[-1] == '"':
@@ -35,13 +38,13 @@ def _unquote(raw):
     return raw.split(" #", 1)[0].strip()
 
 
-def quote(value):
+def quote(value: str) -> str:
     if re.fullmatch(r"[A-Za-z0-9_./:@+%,=-]*", value):
         return value
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def create(path, example):
+def create(path: str, example: str) -> None:
     if os.path.exists(path):
         raise SystemExit(f"{path} exists; it is never overwritten")
     values = {k[len("IA_SET_"):]: v for k, v in os.environ.items() if k.startswith("IA_SET_")}
@@ -59,7 +62,7 @@ def create(path, example):
     write_atomically(path, lines, mode=0o600)
 
 
-def write_atomically(path, lines, mode, owner=None):
+def write_atomically(path: str, lines: Iterable[str], mode: int, owner: Optional[Tuple[int, int]] = None) -> None:
     """Write a temporary file beside path with mode (and owner), then rename it over path."""
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".env.")
     try:
@@ -74,7 +77,7 @@ def write_atomically(path, lines, mode, owner=None):
         raise
 
 
-def add_missing(path) -> None:
+def add_missing(path: str) -> None:
     values = {k[len("IA_SET_"):]: v for k, v in os.environ.items() if k.startswith("IA_SET_")}
     with open(path, encoding="utf-8") as handle:
         text = handle.read()
@@ -87,7 +90,7 @@ def add_missing(path) -> None:
     print(" ".join(missing))
 
 
-def set_value(path, key) -> None:
+def set_value(path: str, key: str) -> None:
     value = os.environ["IA_SET_" + key]
     with open(path, encoding="utf-8") as handle:
         lines = handle.readlines()
@@ -108,7 +111,7 @@ def set_value(path, key) -> None:
     write_atomically(path, lines, st.st_mode & 0o777, (st.st_uid, st.st_gid) if os.geteuid() == 0 else None)
 
 
-def main(argv):
+def main(argv: List[str]) -> None:
     if len(argv) == 4 and argv[1] == "get":
         print(read_value(argv[2], argv[3]))
     elif len(argv) == 4 and argv[1] == "create":

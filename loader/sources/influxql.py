@@ -246,11 +246,11 @@ class InfluxQLSource:
         """{field: [non-numeric types]} of the fields InfluxDB holds as numbers in some shards and not
         in others (InfluxQL's cast names: string, boolean)."""
         self.field_keys()
-        return other_kinds(self._kinds)
+        return other_kinds(self._kinds or {})
 
     def _cast(self):
         self.field_keys()
-        return mixed_kinds(self._kinds)
+        return mixed_kinds(self._kinds or {})
 
     def tag_keys(self, start=None, stop=None):
         """The measurement's tag keys (SHOW TAG KEYS: every retained shard)."""

@@ -4,18 +4,25 @@ Without it an empty answer could be a misspelt name rather than no readings, and
 would move past data InfluxDB still has; the free plan deletes it after 30 days.
 """
 
+from __future__ import annotations
+
 import logging
+from typing import TYPE_CHECKING, Dict, Iterable, List, Optional, Set
 
 from ..config import control_characters
 from ..errors import SourceRejected
 from ..windows import rfc3339
+
+if TYPE_CHECKING:
+    from ..config import Config
+    from . import Source
 
 log = logging.getLogger(__name__)
 
 NUMERIC_TYPES = ("float", "integer", "unsigned")  # as InfluxQL's SHOW FIELD KEYS names them
 
 
-def one_kind(kinds):
+def one_kind(kinds: Iterable[str]) -> str:
     """One type for a field seen with several (InfluxDB keeps a type per shard, so a point `bpm="--"`
     written on another day makes bpm a string there): float if any, else another numeric one -- the
     field's numeric readings are averaged and the others skipped --, else the non-numeric one."""
@@ -25,14 +32,14 @@ def one_kind(kinds):
     return sorted(kinds)[0]
 
 
-def other_kinds(kinds):
+def other_kinds(kinds: Dict[str, Set[str]]) -> Dict[str, List[str]]:
     """{field: [its non-numeric types]} of the fields that are numeric in some shards and not in others,
     from {field: set of types}: their numeric readings are loaded, these counted as skipped."""
     return {name: sorted(k for k in found if k not in NUMERIC_TYPES) for name, found in kinds.items()
             if any(k in NUMERIC_TYPES for k in found) and any(k not in NUMERIC_TYPES for k in found)}
 
 
-def mixed_kinds(kinds):
+def mixed_kinds(kinds: Dict[str, Set[str]]) -> Set[str]:
     """The fields seen with more than one type, from {field: set of types}."""
     return {name for name, found in kinds.items() if len(found) > 1}
 
@@ -42,7 +49,7 @@ def mixed_kinds(kinds):
 PROOF_SPAN = 30 * 86400
 
 
-def prove_fields(config, source, load_start, now):
+def prove_fields(config: Config, source: Source, load_start: Optional[int], now: float) -> List[str]:
     """The fields to load from load_start on, once the source has shown that the measurement and every
     field in FIELDS have data between the older of load_start and PROOF_SPAN (or INITIAL_LOOKBACK) ago,
     and now. Until then an empty answer could mean a misspelt name rather than no data, and the
@@ -89,7 +96,7 @@ def prove_fields(config, source, load_start, now):
     return numeric
 
 
-def named_fields(config):
+def named_fields(config: Config) -> Dict[str, List[str]]:
     """{setting: [field names]} of the settings the user set that name fields (a default names fields
     only where InfluxDB has them: the oximeter's ranges, spo2 and bpm for sessions)."""
     named = {"VALID_RANGES": list(config.valid_ranges), "ROLLUP_BELOW": list(config.rollup_below),
@@ -98,7 +105,8 @@ def named_fields(config):
     return {key: names for key, names in named.items() if key in config.explicit and names}
 
 
-def _prove_named(config, source, found, listing, where, start, stop):
+def _prove_named(config: Config, source: Source, found: Dict[str, str], listing: str, where: str, start: int,
+                 stop: int) -> None:
     """Every field another setting names, and every TAGS name, exists in InfluxDB (SourceRejected naming
     them all, with what InfluxDB has): a misspelt name would otherwise range, count or summarise
     nothing, quietly."""
@@ -116,7 +124,7 @@ def _prove_named(config, source, found, listing, where, start, stop):
                              f"{where}; nothing was loaded", hint="; ".join(hints) + "; correct the names")
 
 
-def numeric_fields(found, config, warn=True):
+def numeric_fields(found: Dict[str, str], config: Config, warn: bool = True) -> List[str]:
     """The fields an empty FIELDS loads, from {field: type}: the numeric ones, less any named like a
     key tag (its values would land in the tag's column) or with a control character in its name."""
     fields = []
