@@ -14,6 +14,8 @@ optionally copied off the Pi.
 - The service user's: run with sudo, what it writes in BACKUP_DIR still belongs to BACKUP_DIR's owner.
 """
 
+from __future__ import annotations
+
 import contextlib
 import logging
 import os
@@ -22,11 +24,12 @@ import shutil
 import subprocess
 import time
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 from psycopg2 import sql
 
-from .clock import check_synchronized
+from .clock import Clock, check_synchronized
+from .config import Config
 from .dumps import (
     Dump,
     check_location,
@@ -44,7 +47,7 @@ from .dumps import (
 from .errors import BackupError, RemoteCopyFailed
 from .humanize import human_size
 from .invocation import command
-from .pg import Database, driver_errors, one, table_exists
+from .pg import Cursor, Database, driver_errors, one, table_exists
 from .pgtools import PgTools, first_error
 from .state import State, set_search_path
 
@@ -66,7 +69,7 @@ class BackupResult:
     no_rotation: str = ""  # why rotation removed nothing, when it did not run
     protected: list = field(default_factory=list)  # dumps kept only because they hold more than the rest
 
-    def lines(self):
+    def lines(self) -> List[str]:
         rows = f", {self.dump.rows:,} rows" if self.dump.rows is not None else ""
         out = [f"backup:  {self.dump.path} ({human_size(self.dump.size)}{rows}, {self.seconds:.1f}s)"]
         if self.smaller_than is not None:
@@ -87,13 +90,13 @@ class BackupResult:
         return out
 
 
-def needed_space(dumps, database_size):
+def needed_space(dumps: Sequence[Dump], database_size: int) -> int:
     """Room to ask for before dumping: half again the last dump, or (first dump) half the database,
     whose indexes and free space a dump does not carry."""
     return int(dumps[0].size * 1.5) if dumps else database_size // 2
 
 
-def backup(config, clock):
+def backup(config: Config, clock: Clock) -> BackupResult:
     directory = check_location(config)
     check_synchronized(clock, config.require_clock_sync, "backing up")  # names and rotation go by the clock
     tools = PgTools(config)
@@ -152,7 +155,7 @@ def backup(config, clock):
 
 
 @contextlib.contextmanager
-def _snapshot(tools, config):
+def _snapshot(tools: PgTools, config: Config) -> Iterator[Tuple[Cursor, str]]:
     """A cursor in a repeatable-read transaction whose snapshot pg_dump shares (--snapshot): the rows counted
     are exactly the rows dumped. The transaction stays open until the dump is written."""
     conn = tools.connect()
@@ -165,7 +168,7 @@ def _snapshot(tools, config):
         conn.close()
 
 
-def _archive_state(cur, config):
+def _archive_state(cur: Cursor, config: Config) -> Tuple[Optional[int], Optional[str]]:
     """(PG_TABLE's rows, or None where it does not exist; the newest load's outcome, or None), as the dump
     sees them. A load still going reads 'running'; one whose process died, 'abandoned'."""
     db = Database(config)
@@ -185,7 +188,8 @@ def _archive_state(cur, config):
     return rows, ("running" if outcome == "running" and active else outcome)
 
 
-def _rotate(config, clock, directory, dbname, final, last_load):
+def _rotate(config: Config, clock: Clock, directory: str, dbname: str, final: str,
+            last_load: Optional[str]) -> BackupResult:
     """Remove what rotation does not keep, unless the last load failed or is still going; never a dump
     holding more than every dump kept."""
     dumps = list_dumps(directory, dbname)
@@ -216,13 +220,13 @@ def _rotate(config, clock, directory, dbname, final, last_load):
     return result
 
 
-def _holds_less(made, other):
+def _holds_less(made: Dump, other: Dump) -> bool:
     if made.rows is not None and other.rows is not None:
         return made.rows < other.rows
     return made.size < other.size
 
 
-def copy_to_remote(config, path):
+def copy_to_remote(config: Config, path: str) -> None:
     """rsync the dump to BACKUP_REMOTE over the user's own SSH setup (keys, known_hosts: not ours)."""
     rsync = shutil.which("rsync")
     if not rsync:
@@ -243,7 +247,7 @@ def copy_to_remote(config, path):
     log.info("copied %s to %s", os.path.basename(path), config.backup_remote)
 
 
-def _fsync(path) -> None:
+def _fsync(path: str) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

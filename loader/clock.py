@@ -8,9 +8,16 @@ wrong, so the loader asks before it moves anything.
 import shutil
 import subprocess
 import time
-from typing import Optional
+from typing import Optional, Protocol
 
 from .errors import ClockError
+
+
+class Clock(Protocol):
+    """What the loader asks of a clock: the time, and whether NTP vouches for it (tests pass their own)."""
+
+    def now(self) -> float: ...
+    def synchronized(self) -> Optional[bool]: ...
 
 
 class SystemClock:
@@ -33,7 +40,7 @@ class SystemClock:
         return answer == "yes"
 
 
-def check_synchronized(clock: SystemClock, policy: str, doing: str) -> None:
+def check_synchronized(clock: Clock, policy: str, doing: str) -> None:
     """Raise ClockError unless the clock may be trusted under REQUIRE_CLOCK_SYNC (auto, yes, no)."""
     synced = clock.synchronized() if policy != "no" else True
     if synced is False or (policy == "yes" and synced is None):

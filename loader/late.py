@@ -16,13 +16,23 @@ transaction, as for any written range. An hour where InfluxDB holds fewer (reten
 left as archived: the archive outlives InfluxDB on purpose.
 """
 
+from __future__ import annotations
+
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple
 
 from .errors import SourceRejected
 from .humanize import human_duration
 from .invocation import command, settings_file
 from .sources.batch import series_tags
 from .windows import HOUR, ceil_to, chunks, floor_to, rfc3339, whole_hours
+
+if TYPE_CHECKING:
+    from .pg import Cursor
+    from .sink import ArchiveTable
+    from .state import State
+
+Counts = Dict[Tuple[int, str, str], int]  # {(hour start, series, field): readings}
 
 # one count request covers at most this span: a week of one device is ~350 rows of answer, and
 # InfluxDB Cloud ends a query after 90 s
@@ -40,18 +50,18 @@ class Behind:
     loaded: int  # 0: the archive never read any of them
 
     @property
-    def missing(self):
+    def missing(self) -> int:
         return self.in_influx - self.loaded
 
 
-def whole_hours_of(counts, lo, hi):
+def whole_hours_of(counts: Counts, lo: int, hi: int) -> Counts:
     """The counts of the whole hours inside [lo, hi): what the archive may keep as read (a part hour
     at either end of a chunk is labelled by its hour's start or by the cut; neither is whole)."""
     first, last = whole_hours(lo, hi)
     return {k: n for k, n in counts.items() if k[0] % HOUR == 0 and first <= k[0] < last}
 
 
-def compare(influx, archived):
+def compare(influx: Counts, archived: Counts) -> List[Behind]:
     """The Behind entries, oldest first, from {(hour, series, field): readings} as InfluxDB counts them
     now and as the archive keeps them."""
     found = [Behind(h, s, f, n, archived.get((h, s, f), 0)) for (h, s, f), n in influx.items()
@@ -59,7 +69,8 @@ def compare(influx, archived):
     return sorted(found, key=lambda b: (b.hour, b.series, b.field))
 
 
-def span(cur, state, table, now, lookback, upto=None):
+def span(cur: Cursor, state: State, table: ArchiveTable, now: float, lookback: int,
+         upto: Optional[int] = None) -> Optional[Tuple[int, int]]:
     """[lo, hi) of whole hours to compare: LATE_LOOKBACK back from now, but not before loading began
     (INITIAL_LOOKBACK's start or the oldest archived row: older hours were never asked for), up to
     `upto` (where a run began reading: it has just counted the rest); None when off or empty."""
@@ -71,7 +82,7 @@ def span(cur, state, table, now, lookback, upto=None):
     return (lo, hi) if lo < hi else None
 
 
-def influx_counts(counts, lo, hi):
+def influx_counts(counts: Callable[[int, int], Counts], lo: int, hi: int) -> Counts:
     """InfluxDB's {(hour, series, field): readings} over [lo, hi), asked COUNT_SPAN at a time through
     counts(start, end) (the source's, or a retrying wrapper of it)."""
     found = {}
@@ -80,7 +91,7 @@ def influx_counts(counts, lo, hi):
     return found
 
 
-def reload_pieces(behind, window, chunk):
+def reload_pieces(behind: Sequence[Behind], window: int, chunk: int) -> List[Tuple[int, int]]:
     """The ranges to read again: each behind hour whole (window-aligned), adjacent hours joined, cut
     at CHUNK boundaries like every load."""
     ranges: list = []
@@ -93,13 +104,13 @@ def reload_pieces(behind, window, chunk):
     return [piece for lo, hi in ranges for piece in chunks(lo, hi, chunk)]
 
 
-def leaving_after(lookback):
+def leaving_after(lookback: int) -> int:
     """Age after which readings still behind are close to leaving InfluxDB: the last sixth of
     LATE_LOOKBACK (25 days of 30), time enough for a person to act."""
     return lookback - lookback // 6
 
 
-def describe(behind, now=None, limit=6) -> str:
+def describe(behind: Sequence[Behind], now: Optional[float] = None, limit: int = 6) -> str:
     """'3 hours (2026-11-20T02:00Z .. 2026-11-20T05:00Z): uid=b spo2 3600 readings, archive 0, ...' for
     the log, status and check: the hours as ranges, and what was missing per series and field."""
     hours = sorted({b.hour for b in behind})
@@ -121,7 +132,7 @@ def describe(behind, now=None, limit=6) -> str:
     return f"{len(hours)} hour(s) ({shown}{oldest}); missing {what}"
 
 
-def merged_series(counts):
+def merged_series(counts: Counts) -> Dict[int, List[str]]:
     """{hour: [series]} of the hours in which InfluxDB holds readings of more than one series (tag set),
     from {(hour, series, field): readings}: with TAGS empty their readings would be averaged into one."""
     by_hour: dict = {}
@@ -131,7 +142,7 @@ def merged_series(counts):
     return {hour: sorted(found) for hour, found in sorted(by_hour.items()) if len(found) > 1}
 
 
-def refuse_merged(counts, tags):
+def refuse_merged(counts: Counts, tags: Sequence[str]) -> None:
     """With TAGS empty, every series of the measurement is averaged into one row per window: right for
     one device, wrong for two (a night with 25 desaturations archived as one). Hours in which InfluxDB
     holds readings of more than one series are refused (SourceRejected, exit 2) before anything of
@@ -153,7 +164,7 @@ def refuse_merged(counts, tags):
              "the other device to another measurement or bucket")
 
 
-def differing_tags(series):
+def differing_tags(series: Sequence[str]) -> List[str]:
     """The tag keys whose values differ between series keys ('uid=a,zone=x'): the ones TAGS needs."""
     tags = [series_tags(key) for key in series]
     names = sorted({name for t in tags for name in t})

@@ -14,15 +14,19 @@ keeps its name, every row, the watermark and the counts: the next run loads the 
 InfluxDB still holds (late.py sees them as never loaded, LATE_LOOKBACK back).
 """
 
+from __future__ import annotations
+
 import time
 from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from psycopg2 import sql
 
 from . import archive
+from .config import Config
 from .errors import LoaderError, SinkRejected
 from .invocation import command
-from .pg import PRIMARY_KEY_OF, Database, one, table_exists
+from .pg import PRIMARY_KEY_OF, Cursor, Database, one, table_exists
 from .rollups import LEVELS
 from .sources.batch import series_tags
 from .state import State, set_search_path
@@ -44,7 +48,7 @@ class Retagging:
     fallback: str = ""
     seconds: float = 0.0
 
-    def lines(self):
+    def lines(self) -> List[str]:
         if self.already:
             return [f"{self.table} is already keyed by {', '.join(self.tags)}; nothing to do"]
         total = sum(self.rows.values())
@@ -65,13 +69,13 @@ class Retagging:
         return out
 
 
-def parse_series(series, tags):
+def parse_series(series: str, tags: Sequence[str]) -> Tuple[str, ...]:
     """'uid=a,zone=x' -> the values of tags, '' for a tag it lacks (as the loader stores an absent tag)."""
     pairs = series_tags(series)
     return tuple(pairs.get(t, "") for t in tags)
 
 
-def add_tags(config, apply, device=None):
+def add_tags(config: Config, apply: bool, device: Optional[str] = None) -> Retagging:
     """Key PG_TABLE by TAGS in place (apply) or say what that would do. device: 'uid=a', the device of rows
     whose hour no count names."""
     if not config.tags:
@@ -118,9 +122,9 @@ def add_tags(config, apply, device=None):
                     f"({', '.join(named[:5]) or 'none'}): which one are they?",
                     hint=f"give it: {command('add-tags --device ' + config.tags[0] + '=VALUE')}")
             if result.unlabelled:
-                result.fallback = f"given {_series(config.tags, fallback)}" + (
+                result.fallback = f"given {_series(config.tags, fallback or ())}" + (
                     " (--device)" if device else " (the only device the counts name)")
-                label = _series(config.tags, fallback)
+                label = _series(config.tags, fallback or ())
                 result.rows[label] = result.rows.get(label, 0) + result.unlabelled
             if not apply:
                 return result
@@ -139,11 +143,11 @@ def add_tags(config, apply, device=None):
         conn.close()
 
 
-def _series(tags, values):
+def _series(tags: Sequence[str], values: Sequence[str]) -> str:
     return ",".join(f"{t}={v}" for t, v in zip(tags, values) if v) or "(no tags)"
 
 
-def _hours(cur, state):
+def _hours(cur: Cursor, state: State) -> Dict[int, str]:
     """{hour: series} of every hour the loader read, from its counts; an hour naming two series (never
     loaded with TAGS empty: refused) is refused here too."""
     if not table_exists(cur, "influx_archive_counts"):
@@ -158,7 +162,7 @@ def _hours(cur, state):
     return hours
 
 
-def _fallback(hours, tags, device):
+def _fallback(hours: Dict[int, str], tags: Sequence[str], device: Optional[str]) -> Optional[Tuple[str, ...]]:
     if device:
         if not series_tags(device) or set(series_tags(device)) - set(tags):
             raise SinkRejected(f"--device {device}: give it as TAG=VALUE with TAGS' tags ({', '.join(tags)})")
@@ -167,7 +171,7 @@ def _fallback(hours, tags, device):
     return parse_series(named.pop(), tags) if len(named) == 1 else None
 
 
-def _fill_mapping(cur, hours, tags) -> None:
+def _fill_mapping(cur: Cursor, hours: Dict[int, str], tags: Sequence[str]) -> None:
     columns = sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(t)) for t in tags)
     cur.execute(sql.SQL("CREATE TEMP TABLE ia_device_hours (hour timestamptz PRIMARY KEY, {}) ON COMMIT DROP")
                 .format(columns))
@@ -178,7 +182,8 @@ def _fill_mapping(cur, hours, tags) -> None:
         cur.execute("INSERT INTO ia_device_hours VALUES " + args)
 
 
-def _count(cur, db, tags, fallback):
+def _count(cur: Cursor, db: Database, tags: Sequence[str],
+           fallback: Optional[Tuple[str, ...]]) -> Tuple[int, Dict[str, int]]:
     """(rows in hours no count names, {device: rows}) of the archive table."""
     names = sql.SQL(", ").join(sql.SQL("m.{}").format(sql.Identifier(t)) for t in tags)
     cur.execute(sql.SQL("SELECT {names}, count(*) FROM {table} a LEFT JOIN ia_device_hours m "
@@ -192,7 +197,7 @@ def _count(cur, db, tags, fallback):
     return unlabelled, rows
 
 
-def _retag(cur, db, config, fallback) -> None:
+def _retag(cur: Cursor, db: Database, config: Config, fallback: Tuple[str, ...]) -> None:
     tags = config.tags
     for table, hour in ((db.table, sql.SQL("date_trunc('hour', t.time)")),
                         (db.companion("readings"), sql.SQL("date_trunc('hour', t.time)")),
@@ -215,12 +220,12 @@ def _retag(cur, db, config, fallback) -> None:
             table, sql.Identifier(constraint), sql.SQL(", ").join(sql.Identifier(c) for c in key)))
     for suffix in [suffix for suffix, _ in LEVELS] + ["sessions"]:  # computed from the tables above: again
         cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(db.companion(suffix)))
-    table = archive.table(db, config)
-    table.ensure(cur, ())
-    first, end = table.span(cur)
+    archived = archive.table(db, config)
+    archived.ensure(cur, ())
+    first, end = archived.span(cur)
     rollups, sessions = archive.rollups(db, config), archive.sessions(db, config)
-    rollups.ensure(cur, table.fields)
-    sessions.ensure(cur, table.fields)
-    if first is not None:
-        rollups.refresh(cur, table.fields, first, end)
-        sessions.refresh(cur, table.fields, first, end)
+    rollups.ensure(cur, archived.fields)
+    sessions.ensure(cur, archived.fields)
+    if first is not None and end is not None:
+        rollups.refresh(cur, archived.fields, first, end)
+        sessions.refresh(cur, archived.fields, first, end)

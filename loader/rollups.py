@@ -18,11 +18,14 @@ ROLLUP_BELOW loses its column; columns an older version named <f>_below_<x> are 
 a rollup is never ahead of or behind the rows it summarises.
 """
 
+from __future__ import annotations
+
 import logging
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from psycopg2 import sql
 
-from .pg import archive_span
+from .pg import Cursor, Database, archive_span
 from .windows import ceil_to, floor_to
 
 log = logging.getLogger(__name__)
@@ -41,37 +44,38 @@ WHERE a.attrelid = to_regclass(%(table)s) AND a.attnum > 0 AND NOT a.attisdroppe
 COUNT = "integer NOT NULL DEFAULT 0"  # a count column: a bucket from before its field appeared counts 0, not NULL
 
 
-def below_column(field) -> str:
+def below_column(field: str) -> str:
     return f"{field}_below"
 
 
-def number_text(value) -> str:
+def number_text(value: float) -> str:
     """A threshold or window as the comment holds it: 90, 88.5."""
     return f"{float(value):g}"
 
 
 class Rollups:
-    def __init__(self, db, tags, below=None, window=5) -> None:
+    def __init__(self, db: Database, tags: Sequence[str], below: Optional[Dict[str, float]] = None,
+                 window: int = 5) -> None:
         self.db = db
         self.tags = tuple(tags)
         self.below = dict(below or {})  # field -> threshold
         self.window = window
-        self._fields = None
+        self._fields: Optional[Sequence[str]] = None
 
-    def table(self, suffix):
+    def table(self, suffix: str) -> sql.Identifier:
         return self.db.companion(suffix)
 
-    def names(self):
+    def names(self) -> List[str]:
         return [f"{self.db.schema}.{self.db.table_name}_{suffix}" for suffix, _ in LEVELS]
 
-    def _field_columns(self, field):
+    def _field_columns(self, field: str) -> List[Tuple[str, str]]:
         cols = [(f"{field}_mean", "double precision"), (f"{field}_min", "double precision"),
                 (f"{field}_max", "double precision"), (f"{field}_n", COUNT)]
         if field in self.below:
             cols.append((below_column(field), COUNT))
         return cols
 
-    def ensure(self, cur, fields) -> None:
+    def ensure(self, cur: Cursor, fields: Sequence[str]) -> None:
         """Create the rollup tables and add columns for new fields (the caller holds the DDL lock).
 
         Rollups created over an archive that already has rows (one made before rollups existed), or a
@@ -119,7 +123,7 @@ class Rollups:
         self._fields = fields
         if incomplete:
             first, end = archive_span(cur, self.db.table)
-            if first is not None:
+            if first is not None and end is not None:
                 if recount:
                     log.info("ROLLUP_BELOW or WINDOW changed (%s): recounting the rollups of every archived row",
                              recount)
@@ -128,7 +132,7 @@ class Rollups:
                 self.refresh(cur, fields, first, end)
 
     @staticmethod
-    def _stale(name, fields, wanted) -> bool:
+    def _stale(name: str, fields: Sequence[str], wanted: Dict[str, str]) -> bool:
         """A below-count column nothing configures any more: <f>_below of a field dropped from
         ROLLUP_BELOW, or <f>_below_<x>, the name older versions gave it."""
         for field in fields:
@@ -139,7 +143,7 @@ class Rollups:
                 return True
         return False
 
-    def refresh(self, cur, fields, start, end) -> None:
+    def refresh(self, cur: Cursor, fields: Sequence[str], start: int, end: int) -> None:
         """Recompute every bucket of every level that overlaps [start, end)."""
         fields = sorted(fields)
         self.ensure(cur, fields)
@@ -153,7 +157,8 @@ class Rollups:
                 cur.execute(self._aggregate(level, source, target, fields), {"lo": lo, "hi": hi, "width": width})
             source = target
 
-    def _aggregate(self, level, source, target, fields):
+    def _aggregate(self, level: int, source: sql.Identifier, target: sql.Identifier,
+                   fields: Sequence[str]) -> sql.Composed:
         # date_bin (PostgreSQL 14+): epoch-aligned buckets in timestamp arithmetic; extract(epoch) would
         # go through numeric for every row, which made this the slowest statement of a backfill
         bucket = sql.SQL("date_bin(make_interval(secs => %(width)s), time, timestamptz 'epoch')")

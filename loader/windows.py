@@ -5,11 +5,17 @@ All times are whole seconds since the Unix epoch (UTC). A window is the half-ope
 epoch, so a window start is always a multiple of the width.
 """
 
+from __future__ import annotations
+
 import logging
 import re
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING, List, Optional, Tuple
 
 from .errors import ClockError
+
+if TYPE_CHECKING:
+    from .config import Config
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +24,7 @@ HOUR = 3600  # InfluxDB counts readings per hour and series; the archive keeps w
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 
 
-def parse_duration(text):
+def parse_duration(text: str) -> int:
     """'5s', '90m', '1h', '30d', '2w' -> seconds. Raises ValueError with a readable message."""
     match = _DURATION.match(str(text))
     if not match:
@@ -26,7 +32,7 @@ def parse_duration(text):
     return int(match.group(1)) * _UNITS[match.group(2)]
 
 
-def format_duration(seconds) -> str:
+def format_duration(seconds: int) -> str:
     """The shortest exact form: 86400 -> '1d', 5 -> '5s', 5400 -> '90m'."""
     for unit in ("w", "d", "h", "m"):
         if seconds and seconds % _UNITS[unit] == 0:
@@ -34,7 +40,7 @@ def format_duration(seconds) -> str:
     return f"{seconds}s"
 
 
-def parse_time(text):
+def parse_time(text: str) -> int:
     """An RFC 3339 time ('2026-10-01T00:00:00Z', '2026-10-01T02:00:00+02:00') -> epoch seconds.
 
     A time without an offset is refused rather than guessed: the archive is in UTC. The advice in the
@@ -55,26 +61,26 @@ def parse_time(text):
     return int(parsed.timestamp() // 1)
 
 
-def rfc3339(epoch_seconds):
+def rfc3339(epoch_seconds: float) -> str:
     """Epoch seconds -> '2026-10-01T00:00:00Z' (the form Flux literals and InfluxQL accept)."""
     return datetime.fromtimestamp(epoch_seconds, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def floor_to(epoch_seconds, width):
+def floor_to(epoch_seconds: float, width: int) -> int:
     """Start of the width-aligned window that contains epoch_seconds."""
     return int(epoch_seconds) - int(epoch_seconds) % width
 
 
-def ceil_to(epoch_seconds, width):
+def ceil_to(epoch_seconds: float, width: int) -> int:
     return -floor_to(-int(epoch_seconds), width)
 
 
-def whole_hours(start, end):
+def whole_hours(start: int, end: int) -> Tuple[int, int]:
     """[first, last) of the whole hours inside [start, end) (first >= last when there are none)."""
     return ceil_to(start, HOUR), floor_to(end, HOUR)
 
 
-def chunks(start, end, chunk_seconds):
+def chunks(start: int, end: int, chunk_seconds: int) -> List[Tuple[int, int]]:
     """Split [start, end) into consecutive pieces whose inner boundaries are multiples of chunk_seconds.
 
     Aligned boundaries make re-runs and backfills cut the same chunks, whatever range they cover.
@@ -90,7 +96,7 @@ def chunks(start, end, chunk_seconds):
     return pieces
 
 
-def plan_run(config, watermark, now):
+def plan_run(config: Config, watermark: Optional[int], now: float) -> Tuple[int, int]:
     """The range the cron job loads: from the watermark less LATE_DATA (first run: now less
     INITIAL_LOOKBACK), back to the start of its hour, up to the end of the last complete window.
     Starting on the hour, every hour is read whole by some run, so the readings InfluxDB held in it
@@ -107,7 +113,7 @@ def plan_run(config, watermark, now):
     return floor_to(floor_to(start, HOUR), config.window), end
 
 
-def plan_backfill(config, start, end, now):
+def plan_backfill(config: Config, start: int, end: int, now: float) -> Tuple[int, int]:
     """Align a requested range to windows and stop it at the last complete window."""
     last_complete = floor_to(now, config.window)
     lo = floor_to(start, config.window)

@@ -1,12 +1,17 @@
 """What a source hands the sink for one chunk: blocks of CSV lines, as the source wrote them."""
 
+from __future__ import annotations
+
 import calendar
 import math
 from dataclasses import dataclass, field
-from typing import Dict, Optional
+from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Sequence
 
 from ..metrics import LOWEST, READING_COUNTS
 from ..windows import parse_time
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 # What the sources ask per window of the SpO2 field's readings: (column, InfluxDB aggregate, comparison, bound):
 # the counts of metrics.READING_COUNTS and the lowest reading
@@ -51,7 +56,7 @@ class Batch:
     seconds: dict = field(default_factory=dict)
 
     @property
-    def rows(self):
+    def rows(self) -> int:
         return sum(b.rows for b in self.blocks)
 
 
@@ -67,7 +72,7 @@ class _Whole(dict):
     TOP_READING; no reading for none, or for a value that is not a number (VALID_RANGES=none keeps NaN and
     infinities). A dict, so a night's few distinct texts are each converted once."""
 
-    def __missing__(self, cell):
+    def __missing__(self, cell: Optional[str]) -> int:
         value = NO_READING
         if cell not in ("", None):
             number = float(cell)
@@ -80,7 +85,7 @@ class _Whole(dict):
 _WHOLE = _Whole()
 
 
-def put_seconds(hours, first, cells) -> None:
+def put_seconds(hours: Dict[int, bytearray], first: int, cells: Sequence[Optional[str]]) -> None:
     """Consecutive seconds from `first` (their readings' texts, as _Whole reads them) into {hour start:
     bytearray(3600)}. Where an hour already holds readings (a field InfluxDB keeps as integers in one shard
     and floats in another comes as two tables), a second without one keeps what is there."""
@@ -105,11 +110,11 @@ def put_seconds(hours, first, cells) -> None:
         t += take
 
 
-def put_times(hours, times, cells) -> None:
+def put_times(hours: Dict[int, bytearray], times: Sequence[str], cells: Sequence[Optional[str]]) -> None:
     """Readings at ascending, distinct 1-second times (RFC 3339 texts, as InfluxDB labels 1-second windows)
     into hour rows: each run of consecutive seconds is found by a binary search (its times are exactly its
     length apart), so a night's few gaps cost a few parsed times, not one per reading."""
-    def at(i):
+    def at(i: int) -> int:
         found = second_of(times[i])
         return parse_time(times[i]) if found is None else found
 
@@ -129,11 +134,11 @@ def put_times(hours, times, cells) -> None:
         first = lo + 1
 
 
-def session_fields(config, fields):
+def session_fields(config: Config, fields: Sequence[str]) -> List[str]:
     """The fields whose 1 Hz readings the sessions read, of those a chunk reads (`fields`; empty: every field):
     SESSION_SPO2 first, then SESSION_PULSE; none without SESSION_SPO2 among them (a pulse alone makes no
     session)."""
-    def read(name):
+    def read(name: str) -> bool:
         return bool(name) and (not fields or name in fields)
     if not read(config.session_spo2):
         return []
@@ -143,7 +148,7 @@ def session_fields(config, fields):
 _DAYS: Dict[str, int] = {}  # "2026-12-06" -> its epoch, for second_of
 
 
-def second_of(text):
+def second_of(text: str) -> Optional[int]:
     """Epoch seconds of an RFC 3339 time InfluxDB writes for a 1-second window, "2026-12-06T04:33:01Z",
     read without datetime; None for any other form."""
     if len(text) != 20 or text[10] != "T" or text[19] != "Z":
@@ -154,11 +159,11 @@ def second_of(text):
     return day + int(text[11:13]) * 3600 + int(text[14:16]) * 60 + int(text[17:19])
 
 
-def series_key(tags):
+def series_key(tags: Mapping[str, Optional[str]]) -> str:
     """A series named by its tags, as the counts table keeps it: 'uid=a,zone=b' ('' without tags)."""
     return ",".join(f"{k}={v}" for k, v in sorted(tags.items()) if v not in (None, ""))
 
 
-def series_tags(key):
+def series_tags(key: str) -> Dict[str, str]:
     """series_key's tags back: 'uid=a,zone=b' -> {'uid': 'a', 'zone': 'b'} ({} for '')."""
     return dict(pair.split("=", 1) for pair in key.split(",") if "=" in pair)

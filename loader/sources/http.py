@@ -2,21 +2,27 @@
 status codes, and requests that got no HTTP answer at all, said in the user's words with advice that
 works."""
 
+from __future__ import annotations
+
 import re
 from email.utils import parsedate_to_datetime
 from time import time as _now
+from typing import TYPE_CHECKING, Mapping, Optional
 from urllib.parse import urlsplit
 
 import urllib3
 from urllib3.exceptions import MaxRetryError, SSLError
 
-from ..errors import SourceRejected, SourceUnavailable
+from ..errors import LoaderError, SourceRejected, SourceUnavailable
+
+if TYPE_CHECKING:
+    from ..config import Config
 
 # 429: rate limited (Cloud free plan: 300 MB of reads per 5 minutes); 5xx: server trouble.
 RETRY_STATUSES = {429, 500, 502, 503, 504}
 
 
-def connection_pool(config):
+def connection_pool(config: Config) -> urllib3.PoolManager:
     """The pool a source asks InfluxDB through: TLS always verified (INFLUX_CA_FILE or the system's CAs),
     INFLUX_TIMEOUT per request, no retries of urllib3's own (the job retries whole chunks)."""
     return urllib3.PoolManager(cert_reqs="CERT_REQUIRED", ca_certs=config.ca_file or None,
@@ -24,7 +30,7 @@ def connection_pool(config):
                                retries=False)
 
 
-def classify_status(status):
+def classify_status(status: int) -> str:
     return "retry" if status in RETRY_STATUSES else "fail"
 
 
@@ -34,13 +40,13 @@ TLS_HELP = ("InfluxDB's TLS certificate is not trusted here: if it is signed by 
 PLAIN_HTTP_TO_TLS = "Client sent an HTTP request to an HTTPS server"
 
 
-def host_port(url) -> str:
+def host_port(url: str) -> str:
     parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
     return f"{parts.hostname}:{port}"
 
 
-def no_answer(url, exc):
+def no_answer(url: str, exc: BaseException) -> LoaderError:
     """The error for a request that got no HTTP answer, from the urllib3 or OS error behind it
     (urllib3 1.26, Debian's, and 2.x name them differently; their texts are matched too).
 
@@ -89,7 +95,7 @@ def no_answer(url, exc):
 SERVER_TIMEOUT = re.compile(r"(?i)time ?out|deadline exceeded|took too long")
 
 
-def server_trouble(status, message, headers):
+def server_trouble(status: int, message: str, headers: Mapping[str, str]) -> SourceUnavailable:
     """The retryable error for a 429 or 5xx answer: Retry-After honoured; a query the server ended
     for its time limit gets the advice that makes the next one shorter."""
     hint = ""
@@ -100,14 +106,14 @@ def server_trouble(status, message, headers):
                              retry_after=retry_after_seconds(headers), hint=hint)
 
 
-def http_rejection(url, status, message):
+def http_rejection(url: str, status: int, message: str) -> Optional[SourceRejected]:
     """Advice for an HTTP error status that is neither 401/403 nor a retry; None when there is none."""
     if status == 400 and PLAIN_HTTP_TO_TLS in message:
         return SourceRejected(f"{host_port(url)} speaks TLS", hint="use https:// in INFLUX_URL")
     return None
 
 
-def _header(headers, name):
+def _header(headers: Mapping[str, str], name: str) -> Optional[str]:
     """A response header's value by its name in any case (None when absent)."""
     value = None
     for key in headers or {}:
@@ -116,7 +122,7 @@ def _header(headers, name):
     return value
 
 
-def retry_after_seconds(headers):
+def retry_after_seconds(headers: Mapping[str, str]) -> Optional[int]:
     """Seconds from a Retry-After header (delta-seconds or HTTP date); None when absent or bad."""
     value = _header(headers, "retry-after")
     if value is None:
@@ -130,7 +136,7 @@ def retry_after_seconds(headers):
         return None
 
 
-def server_kind(headers):
+def server_kind(headers: Mapping[str, str]) -> str:
     """'1.x', '2.x', '3.x' from InfluxDB's X-Influxdb-Version header, or '' when it does not say."""
     version = str(_header(headers, "x-influxdb-version") or "").strip().lstrip("v")
     return f"{version.split('.')[0]}.x" if re.match(r"^\d+\.", version) else ""

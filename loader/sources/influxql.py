@@ -179,7 +179,7 @@ class InfluxQLSource:
             payload = None
         if response.status >= 300:
             message = (payload or {}).get("error") if isinstance(payload, dict) else None
-            message = message or (body[:200].decode("utf-8", "replace").strip() if body else response.reason)
+            message = message or (body[:200].decode("utf-8", "replace").strip() if body else response.reason) or ""
             # by meaning first: InfluxDB 3 says these with HTTP 500, which is otherwise worth a retry
             if NOT_FOUND.search(message or ""):
                 raise self._not_found(message, response.headers)
