@@ -12,19 +12,29 @@ after its end) gets its report in REPORT_DIR, and a message through NOTIFY_URL w
   A failure never stops the archive: it is logged, `status` says it (exit 1), and the next run tries again.
 """
 
+from __future__ import annotations
+
 import datetime
 import logging
 import os
 import re
 import statistics
 from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from . import report
+from .config import Config
 from .errors import LoaderError
 from .metrics import BY_COLUMN
 from .pg import Database
 from .redaction import redact
+from .report import Night
 from .state import ensure_schema, set_search_path
+
+Send = Callable[[str, str, Optional[str]], None]  # (title, body, attachment): a message sent, or an exception
+# (device, started) -> (digest, notified, error) as the state table keeps them
+Known = Dict[Tuple[str, int], Tuple[Optional[str], bool, Optional[str]]]
+Made = Tuple[Optional[str], Optional[str], Optional[str]]  # a night's report: (digest, path, error)
 
 log = logging.getLogger(__name__)
 
@@ -67,21 +77,21 @@ class Delivered:
     messages: list = field(default_factory=list)  # the lines sent
     failures: list = field(default_factory=list)  # one line each
 
-    def lines(self):
+    def lines(self) -> List[str]:
         return ([f"report:  {p}{' (revised)' if p in self.revised else ''}" for p in self.reports]
                 + [f"removed: {os.path.basename(p)} (older than the dumps are kept)" for p in self.removed]
                 + [f"message: {line}" for line in self.messages] + [f"failed:  {f}" for f in self.failures])
 
 
-def wanted(config):
+def wanted(config: Config) -> bool:
     return bool(config.report_dir or config.notify_url.reveal())
 
 
-def keep_seconds(config):
+def keep_seconds(config: Config) -> int:
     return max(config.backup_keep_daily * DAY, config.backup_keep_weekly * WEEK)
 
 
-def deliver(config, now, send=None):
+def deliver(config: Config, now: float, send: Optional[Send] = None) -> Delivered:
     """Reports and messages for the finished nights (the module's rule); send(title, body, attachment) stands
     in for Apprise in tests. Failures are recorded per night, never raised; a Delivered says what was done."""
     done = Delivered()
@@ -113,7 +123,7 @@ def deliver(config, now, send=None):
     return done
 
 
-def _state(db, config):
+def _state(db: Database, config: Config) -> Known:
     conn = db.connect()
     try:
         with db.errors():
@@ -128,7 +138,7 @@ def _state(db, config):
         conn.close()
 
 
-def _report(config, night, known, done):
+def _report(config: Config, night: Night, known: Known, done: Delivered) -> Made:
     """(digest, path, error) of the night's report, written to REPORT_DIR."""
     path = report.report_path(config.report_dir, night)
     revised = known.get((night.label, night.started), (None,))[0] is not None
@@ -147,7 +157,7 @@ def _report(config, night, known, done):
     return night.digest, path, None
 
 
-def _rotate(directory, before):
+def _rotate(directory: str, before: float) -> List[str]:
     """Remove our reports (night-DATE-HHMM[-DEVICE].pdf) of nights before `before`: as the dumps go."""
     removed: list = []
     try:
@@ -166,7 +176,7 @@ def _rotate(directory, before):
     return removed
 
 
-def _to_message(config, nights, known, now):
+def _to_message(config: Config, nights: Sequence[Night], known: Known, now: float) -> Dict[str, List[Night]]:
     """{device: [nights]} to message now: finished within NOTIFY_HORIZON (or failed within RETRY_HORIZON),
     not messaged yet, and chosen by NOTIFY_WHEN."""
     out: dict = {}
@@ -179,7 +189,7 @@ def _to_message(config, nights, known, now):
     return out
 
 
-def bad(night, nights, subject):
+def bad(night: Night, nights: Sequence[Night], subject: str) -> bool:
     """ODI4 or T90 in its orange or red band, or less than half the device's usual recorded time."""
     row = night.row
     if any(report.colour(BY_COLUMN[c], row.get(c), subject) in ("orange", "red") for c in ("odi4", "t90_pct")):
@@ -188,7 +198,7 @@ def bad(night, nights, subject):
     return len(before) >= 3 and row["recorded_s"] < statistics.median(before) / 2
 
 
-def line(night, subject, tz=None) -> str:
+def line(night: Night, subject: str, tz: Optional[datetime.tzinfo] = None) -> str:
     """Night of 5 Dec (uid 1): ODI4 17.2/h moderate, T90 3.1 %, nadir 81 %, 7 h 40 min recorded"""
     row = night.row
     device = f" ({night.label.replace('=', ' ').replace(',', ', ')})" if night.label else ""
@@ -199,7 +209,8 @@ def line(night, subject, tz=None) -> str:
             f"T90 {row['t90_pct']:.1f} %, nadir {row['nadir']:.0f} %, {hours} h {minutes} min recorded")
 
 
-def _message(config, device, pending, reports, send, done):
+def _message(config: Config, device: str, pending: Sequence[Night], reports: Dict[Tuple[str, int], Made],
+             send: Send, done: Delivered) -> Tuple[bool, Optional[str]]:
     """Send one device's nights as one message; (sent, error)."""
     lines = [line(n, config.subject) for n in sorted(pending, key=lambda n: n.started)]
     paths = [reports.get((n.label, n.started), (None, None, None))[1] for n in pending]
@@ -217,17 +228,17 @@ def _message(config, device, pending, reports, send, done):
     return True, None
 
 
-def _existing(config, night):
+def _existing(config: Config, night: Night) -> Optional[str]:
     if not config.report_dir:
         return None
     path = report.report_path(config.report_dir, night)
     return path if os.path.exists(path) else None
 
 
-def apprise_sender(config):
+def apprise_sender(config: Config) -> Send:
     """send(title, body, attachment) through Apprise to NOTIFY_URL; DeliveryError when it is not sent. The URL
     carries tokens: never logged (Apprise's own logging is quietened while it sends)."""
-    def send(title, body, attachment):
+    def send(title: str, body: str, attachment: Optional[str]) -> None:
         try:
             import apprise
         except ImportError:
@@ -246,7 +257,8 @@ def apprise_sender(config):
     return send
 
 
-def _save(db, config, reports, messages) -> None:
+def _save(db: Database, config: Config, reports: Dict[Tuple[str, int], Made],
+          messages: Dict[Tuple[str, int], Tuple[bool, Optional[str]]]) -> None:
     """Record what this run made and sent (and why not), each night's report and message apart."""
     if not reports and not messages:
         return
@@ -265,11 +277,11 @@ def _save(db, config, reports, messages) -> None:
         conn.close()
 
 
-def _when(night):
+def _when(night: Night) -> str:
     return f"the night of {night.evening():%Y-%m-%d}" + (f" ({night.label})" if night.label else "")
 
 
-def _text(exc):
+def _text(exc: BaseException) -> str:
     text = getattr(exc, "strerror", None) or str(exc)
     hint = getattr(exc, "hint", "")
     return text + (f" ({hint})" if hint else "")

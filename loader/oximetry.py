@@ -25,13 +25,17 @@ T90 and T88 (each metrics.TIME_BELOW metric) count the seconds read below 90 (at
 signal's flicker averaged; the nadir is the lowest reading held NADIR_S seconds.
 """
 
+from __future__ import annotations
+
 import math
 import operator
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from .metrics import TIME_BELOW
+from .metrics import TIME_BELOW, Metric
 
+# 1 Hz readings, None where there is none; the functions below read them only inside a recorded run (no None)
+Readings = Sequence[Any]
 TURN = 1.0  # points: a peak or trough is where the smoothed readings turn by this much (flicker: 1/3)
 SMOOTH_S = 3  # seconds: the centred mean the excursions are found on
 DELTA_MAX = 4  # points in one second: faster is not blood (pobm's prep.delta_filter, Diff=4)...
@@ -89,12 +93,12 @@ class NightReading:
     refused: tuple = ()
 
 
-def whole(value):
+def whole(value: float) -> int:
     """A value in whole percent, as an oximeter shows it (half up)."""
     return math.floor(value + 0.5)
 
 
-def recorded_runs(values):
+def recorded_runs(values: Readings) -> List[Tuple[int, int]]:
     """[(first, end)] of the runs of seconds that have a reading."""
     out, n, t = [], len(values), 0
     while t < n:
@@ -108,13 +112,13 @@ def recorded_runs(values):
     return out
 
 
-def smoothed(x, first, end):
+def smoothed(x: Readings, first: int, end: int) -> List[float]:
     """The centred SMOOTH_S-second mean of x over [first, end) (its ends: the readings there are)."""
     v, half = x[first:end], SMOOTH_S // 2
     n = len(v)
     if n <= 2 * half:
         return [sum(v[max(0, t - half):t + half + 1]) / len(v[max(0, t - half):t + half + 1]) for t in range(n)]
-    total = v[:n - 2 * half]
+    total: Iterable[float] = v[:n - 2 * half]
     for k in range(1, SMOOTH_S):  # the sums of each SMOOTH_S in a row, added column by column in C
         total = map(operator.add, total, v[k:n - 2 * half + k])
     inner = [value / SMOOTH_S for value in total]
@@ -123,7 +127,7 @@ def smoothed(x, first, end):
     return head + inner + tail
 
 
-def turns(y):
+def turns(y: Sequence[float]) -> List[Tuple[int, bool]]:
     """[(index, is_peak)] of y's alternating peaks and troughs: a peak is the highest point before y falls
     TURN below it, a trough the lowest before it rises TURN above it."""
     out: list = []
@@ -149,7 +153,7 @@ def turns(y):
     return out
 
 
-def troughs(x, y):
+def troughs(x: Readings, y: Sequence[float]) -> List[Tuple[float, int, int, int]]:
     """(level, start, lowest index, end) of each trough of y that y rose TURN above again, x being the
     readings y smooths: its top is the highest point since the trough before (at most LEVEL_S before the
     lowest); it starts at the last point within ONSET of that top; its level is the mean of the
@@ -177,19 +181,20 @@ def troughs(x, y):
     return out
 
 
-def _jumps(pulse, lo, hi):
+def _jumps(pulse: Readings, lo: int, hi: int) -> List[float]:
     """How far the pulse reading moved over each 2 seconds of [lo, hi), where both readings are there."""
     beats = pulse[lo:hi]
     return [abs(p - q) for p, q in zip(beats, beats[2:]) if p is not None and q is not None]
 
 
-def _typical(jumps):
+def _typical(jumps: Sequence[float]) -> float:
     """The upper quartile of the pulse's 2-second moves before an excursion (0 without any): how far this
     pulse moves by itself."""
     return sorted(jumps)[min(len(jumps) - 1, int(len(jumps) * 0.75))] if jumps else 0
 
 
-def _artefacts(x, pulse, first, end):
+def _artefacts(x: List[Any], pulse: Optional[Readings], first: int,
+               end: int) -> List[Tuple[int, int]]:
     """[(first, end)] of the excursions at least ARTEFACT_MIN deep x[first:end) held that were refused;
     every refused one is bridged in x, in place."""
     y = smoothed(x, first, end)
@@ -217,7 +222,8 @@ def _artefacts(x, pulse, first, end):
     return counted
 
 
-def desaturations(x, y, drops=DROPS, offset=0):
+def desaturations(x: Readings, y: Sequence[float], drops: Sequence[int] = DROPS,
+                  offset: int = 0) -> Dict[int, List[Desaturation]]:
     """{drop: [Desaturation]} of at least each of `drops` points in a stretch of readings x, smoothed as y;
     their seconds counted from `offset`."""
     out: dict = {drop: [] for drop in drops}
@@ -234,14 +240,14 @@ def desaturations(x, y, drops=DROPS, offset=0):
     return out
 
 
-def cut(metric):
+def cut(metric: Metric) -> float:
     """Where a TIME_BELOW metric's reading starts in whole percent: below 90 is under 89.5, at or below 88
     under 88.5."""
-    compare, bound = metric.reading
+    compare, bound = metric.reading or ("<", 0.0)
     return bound - 0.5 if compare == "<" else bound + 0.5
 
 
-def settled(x):
+def settled(x: Readings) -> List[float]:
     """Each second's reading as T90 and T88 count it: where the readings of the SETTLE_S around it lie
     within SETTLE_RANGE points (a signal sitting near 89.5 flickers between 89 and 90 with the device's
     noise), their mean; elsewhere (a dip's slope) the reading. Looked at only where that can change
@@ -257,7 +263,7 @@ def settled(x):
     return out
 
 
-def held_lowest(x, first, end, hold=NADIR_S):
+def held_lowest(x: Readings, first: int, end: int, hold: int = NADIR_S) -> Optional[float]:
     """The lowest reading held `hold` seconds in x[first:end) (of each `hold` in a row, the highest; the
     lowest of those); a shorter stretch: its highest. None for none."""
     if end - first <= 0:
@@ -267,7 +273,8 @@ def held_lowest(x, first, end, hold=NADIR_S):
     return min(map(max, *(x[first + k:end - hold + 1 + k] for k in range(hold))))
 
 
-def read_night(spo2, pulse=None, drops=DROPS):
+def read_night(spo2: Sequence[Optional[float]], pulse: Optional[Sequence[Optional[float]]] = None,
+               drops: Sequence[int] = DROPS) -> NightReading:
     """A night's NightReading from its SpO2 readings at 1 Hz (a list, None where there is none) and the
     pulse's (the same seconds; None: no pulse). Events carry the seconds of spo2's index."""
     x = list(spo2)
@@ -284,12 +291,12 @@ def read_night(spo2, pulse=None, drops=DROPS):
         level = settled(here)
         for m, at in cuts:  # below 90: 89 and under in whole percent
             below[m.column] += sum(1 for v in level if v < at)
-        low = held_lowest(x, first, end)
-        nadir = low if nadir is None else min(nadir, low)
+        low = held_lowest(x, first, end)  # a recorded run has readings: never None here
+        nadir = low if nadir is None or low is None else min(nadir, low)
     return NightReading(events, len(refused), recorded, below, nadir, tuple(refused))
 
 
-def clusters(events, size=CLUSTER_EVENTS, within=CLUSTER_S):
+def clusters(events: Sequence[Desaturation], size: int = CLUSTER_EVENTS, within: int = CLUSTER_S) -> int:
     """How many clusters the events make: from each event not yet in one, the events starting within
     `within` seconds of it; `size` or more are a cluster, and the search goes on after its last."""
     starts = sorted(e.start for e in events)
@@ -306,7 +313,7 @@ def clusters(events, size=CLUSTER_EVENTS, within=CLUSTER_S):
     return found
 
 
-def mcgill(events4):
+def mcgill(events4: Sequence[Desaturation]) -> int:
     """The McGill oximetry score (1-4) of a night's 4 % desaturations: 1 (normal or inconclusive) unless
     they make at least MCGILL_CLUSTERS clusters; then 4, 3 or 2 by whether MCGILL_DROPS of them fell below
     80, 85 or 90 % (1 when fewer than that fell below 90)."""

@@ -7,6 +7,8 @@ restored with the server's own major version (an older pg_dump refuses a newer s
 pg_restore cannot read a newer dump).
 """
 
+from __future__ import annotations
+
 import contextlib
 import glob
 import os
@@ -14,65 +16,67 @@ import re
 import shutil
 import subprocess
 import tempfile
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import psycopg2
 import psycopg2.extensions
 
+from .config import Config
 from .errors import BackupError
-from .pg import driver_errors, one, pg_params
+from .pg import Connection, Cursor, driver_errors, one, pg_params
 from .redaction import redact
 
 SERVER_MAJOR = "SELECT current_setting('server_version_num')::int / 10000"
 
 
-def database_name(config):
+def database_name(config: Config) -> str:
     """The database PG_URL names (libpq's default: the user's name)."""
     return _database_of(_parsed(config))
 
 
-def _parsed(config):
+def _parsed(config: Config) -> Dict[str, str]:
     return pg_params(config.pg_url.reveal())
 
 
-def _database_of(params):
+def _database_of(params: Dict[str, str]) -> str:
     return params.get("dbname") or params.get("user") or os.environ.get("PGDATABASE", "")
 
 
 class PgTools:
-    def __init__(self, config) -> None:
+    def __init__(self, config: Config) -> None:
         self.config = config
         params = _parsed(config)
         self._password = params.pop("password", None)
         params.setdefault("connect_timeout", "10")
         self.params = params
         self.dbname = _database_of(params)
-        self._major = None
+        self._major: Optional[int] = None
 
-    def connect(self, dbname=None, autocommit=False):
+    def connect(self, dbname: Optional[str] = None, autocommit: bool = False) -> Connection:
         params = dict(self.params, application_name="influx-archive")
         if dbname:
             params["dbname"] = dbname
         if self._password:
             params["password"] = self._password
         with driver_errors(self.config):
-            conn = psycopg2.connect(**params)
+            conn = psycopg2.connect(**params)  # type: ignore[call-overload]  # libpq keywords, all text
         conn.autocommit = autocommit
         return conn
 
-    def conninfo(self, dbname=None):
+    def conninfo(self, dbname: Optional[str] = None) -> str:
         """A libpq connection string without the password (that one goes in the passfile)."""
         params = dict(self.params)
         if dbname:
             params["dbname"] = dbname
         return psycopg2.extensions.make_dsn(**params)
 
-    def server_major(self, cur):
+    def server_major(self, cur: Cursor) -> int:
         if self._major is None:
             cur.execute(SERVER_MAJOR)
             self._major = one(cur)[0]
         return self._major
 
-    def program(self, name, major):
+    def program(self, name: str, major: int) -> str:
         """The path of pg_dump/pg_restore for the server's major version (or a newer one)."""
         exact = f"/usr/lib/postgresql/{major}/bin/{name}"
         if os.access(exact, os.X_OK):
@@ -87,7 +91,7 @@ class PgTools:
                           hint=f"install it: sudo apt-get install postgresql-client-{major}")
 
     @contextlib.contextmanager
-    def environment(self):
+    def environment(self) -> Iterator[Dict[str, str]]:
         """The environment for a client program: PGPASSFILE points at a private, temporary passfile."""
         env = dict(os.environ)
         env["LC_ALL"] = "C"  # messages in English, whatever the locale: they are parsed and shown as they are
@@ -105,7 +109,7 @@ class PgTools:
                 env["PGPASSFILE"] = path
             yield env
 
-    def run(self, argv, timeout=None):
+    def run(self, argv: List[str], timeout: Optional[float] = None) -> Tuple[int, str]:
         """Run a client program; returns (exit code, its error output with secrets removed)."""
         with self.environment() as env:
             try:
@@ -117,12 +121,12 @@ class PgTools:
         return done.returncode, redact(text, self.config.secrets())
 
 
-def _major_of_path(path):
+def _major_of_path(path: str) -> int:
     match = re.search(r"/postgresql/(\d+)/", path)
     return int(match.group(1)) if match else 0
 
 
-def _version_major(path):
+def _version_major(path: str) -> Optional[int]:
     try:
         out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10, check=False).stdout
     except (OSError, subprocess.SubprocessError):
@@ -131,7 +135,7 @@ def _version_major(path):
     return int(match.group(1)) if match else None
 
 
-def first_error(text):
+def first_error(text: str) -> str:
     """The most telling line of a client program's error output."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     for line in lines:

@@ -6,12 +6,15 @@ code it takes), `status --help` lists it, and setup/commands_doc.py writes the t
 docs/operations.md from it (a test keeps them in step). 2 pages, 1 is worth a look, 0 is healthy.
 """
 
+from __future__ import annotations
+
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Dict, List, Optional
 
 from psycopg2 import sql
 
 from . import archive, late, readside
+from .config import Config
 from .dumps import newest
 from .errors import EXIT_NEEDS_HUMAN, EXIT_OK, BackupError
 from .humanize import human_duration, human_size
@@ -48,20 +51,20 @@ class Status:
     problems: list = field(default_factory=list)  # (exit code, text)
 
     @property
-    def exit_code(self):
+    def exit_code(self) -> int:
         return max([EXIT_OK] + [code for code, _ in self.problems])
 
     @property
-    def verdict(self):
+    def verdict(self) -> str:
         if not self.problems:
             return "fresh"
         worst = sorted(self.problems, key=lambda p: -p[0])
         return "; ".join(text for _, text in worst)
 
-    def _ago(self, epoch) -> str:
+    def _ago(self, epoch: float) -> str:
         return f"{rfc3339(int(epoch))} ({human_duration(max(0, self.now - int(epoch)))} ago)"
 
-    def lines(self):
+    def lines(self) -> List[str]:
         out = [f"archive:     {self.target}"]
         if self.newest is None:
             out.append("newest data: none archived yet")
@@ -113,12 +116,12 @@ class Status:
         return out
 
 
-def _describe(run, ago) -> str:
+def _describe(run: dict, ago: Callable[[float], str]) -> str:
     took = f", took {human_duration(run['finished'] - run['started'])}" if run["finished"] else ""
     return f"started {ago(run['started'])}: {run['outcome']}, {run['rows']} row(s) written{took}"
 
 
-def status(config, now):
+def status(config: Config, now: float) -> Status:
     result = Status(target=f"{config.pg_schema}.{config.pg_table}", now=int(now), window=config.window)
     _read_state(config, result)
     _judge(config, result)
@@ -127,7 +130,7 @@ def status(config, now):
     return result
 
 
-def _read_state(config, result) -> None:
+def _read_state(config: Config, result: Status) -> None:
     """Fill result from the archive and its state tables (read only: status changes nothing)."""
     with readside.session(config) as (db, cur):
         result.newest = archive.table(db, config).newest(cur)
@@ -149,7 +152,7 @@ def _read_state(config, result) -> None:
                 result.ranges = state.range_changes(cur)
 
 
-def _read_runs(runs, result) -> None:
+def _read_runs(runs: List[dict], result: Status) -> None:
     hourly = [r for r in runs if r["command"] == "run" and r["outcome"] != "running"]
     result.last_run = hourly[0] if hourly else None
     for run in hourly:
@@ -162,7 +165,7 @@ def _read_runs(runs, result) -> None:
     result.later = newer[0] if newer else None
 
 
-def _judge(config, result) -> None:
+def _judge(config: Config, result: Status) -> None:
     """The rule in this module's docstring, as problems with their exit codes."""
     add = result.problems.append
     alert = config.failed_runs_alert
@@ -192,7 +195,7 @@ def _judge(config, result) -> None:
                                f"is cron running? (`grep influx-archive /etc/cron.d/*`)"))
 
 
-def _judge_fresh(config, result) -> None:
+def _judge_fresh(config: Config, result: Status) -> None:
     """No new reading for longer than STALE_AFTER pages: with TAGS, for each device not retired (one
     oximeter silent beside a live one is named), else for the archive as a whole."""
     watched = {d: newest for d, newest in result.devices.items() if d not in config.retired_devices}
@@ -214,7 +217,7 @@ def _judge_fresh(config, result) -> None:
                                                       f"RETIRED_DEVICES"))
 
 
-def _judge_behind(config, result) -> None:
+def _judge_behind(config: Config, result: Status) -> None:
     """Readings InfluxDB holds that the archive lacks: a look while the next run can load them, a page
     once they are close to leaving InfluxDB (late.leaving_after)."""
     if not result.behind:
@@ -232,7 +235,7 @@ def _judge_behind(config, result) -> None:
                                                   f"loads them"))
 
 
-def refusals(run):
+def refusals(run: Optional[dict]) -> Dict[str, dict]:
     """{field: {"refused", "counted", "lowest", "highest", "skipped"}} of a run row's refused column (a run
     of the version before recorded [refused, counted])."""
     found = {}
@@ -243,7 +246,7 @@ def refusals(run):
     return found
 
 
-def _values(refusal) -> str:
+def _values(refusal: dict) -> str:
     """' (values 0.91 to 0.99)': the lowest and highest refused reading, when the run recorded them."""
     low, high = refusal["lowest"], refusal["highest"]
     if low is None or high is None:
@@ -252,7 +255,7 @@ def _values(refusal) -> str:
     return f" (values {number(low)} to {number(high)})"
 
 
-def _judge_refused(config, result) -> None:
+def _judge_refused(config: Config, result: Status) -> None:
     """A field that lost most of its readings to VALID_RANGES is worth a look: a device reporting another
     unit (0.95 for 95 %) would otherwise archive nothing of it, quietly."""
     for name, r in refusals(result.last_run).items():
@@ -265,7 +268,7 @@ def _judge_refused(config, result) -> None:
                                                       f"95 %)? Correct VALID_RANGES (none: keep every reading)"))
 
 
-def _backup_status(config, now, result) -> None:
+def _backup_status(config: Config, now: float, result: Status) -> None:
     """The newest dump's age and size; a missing, unmounted or stale BACKUP_DIR pages, none yet is a look."""
     try:
         dump, count = newest(config, database_name(config))
