@@ -98,7 +98,7 @@ def adopt_reference(config: Config, apply: bool) -> Adoption:
                 {"shift": config.window})
             result.rows_after = cur.rowcount
             first, end = table.span(cur)
-            if first is not None:
+            if first is not None and end is not None:
                 archive.rollups(db, config, tags=()).refresh(cur, table.fields, first, end)
             conn.commit()
             result.done = True

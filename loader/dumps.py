@@ -12,17 +12,22 @@ directory lock. `backup`, `restore` and `status` share this model; none of them 
   .<dump name>.rows (a dump made by an older version has none; its size still counts).
 """
 
+from __future__ import annotations
+
 import contextlib
 import fcntl
 import os
 import pwd
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Optional
+from datetime import date, datetime, timezone
+from typing import TYPE_CHECKING, Iterator, List, Optional, Sequence, Set, Tuple
 
 from .errors import BackupError, LoaderError
 from .invocation import settings_file
+
+if TYPE_CHECKING:
+    from .config import Config
 
 STAMP = "%Y-%m-%dT%H%M%SZ"
 LOCK_NAME = ".influx-archive.lock"
@@ -38,21 +43,21 @@ class Dump:
     rows: Optional[int] = None  # PG_TABLE's rows in it (its .rows file), None where unknown
 
     @property
-    def name(self):
+    def name(self) -> str:
         return os.path.basename(self.path)
 
 
-def rows_path(path):
+def rows_path(path: str) -> str:
     """Where the row count of the dump at path is kept: a hidden file beside it."""
     return os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.rows")
 
 
-def write_rows(path, rows) -> None:
+def write_rows(path: str, rows: Optional[int]) -> None:
     with open(path, "w", encoding="utf-8") as handle:
         handle.write(f"{rows}\n")
 
 
-def _read_rows(path):
+def _read_rows(path: str) -> Optional[int]:
     try:
         with open(rows_path(path), encoding="utf-8") as handle:
             return int(handle.read().strip())
@@ -60,13 +65,13 @@ def _read_rows(path):
         return None
 
 
-def remove_dump(dump) -> None:
+def remove_dump(dump: Dump) -> None:
     os.unlink(dump.path)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(rows_path(dump.path))
 
 
-def protected(removable, kept):
+def protected(removable: Sequence[Dump], kept: Sequence[Dump]) -> List[Dump]:
     """The dumps of removable that rotation keeps anyway: each larger than every dump in kept, or holding
     more rows than every one of them whose rows are known."""
     largest = max((d.size for d in kept), default=-1)
@@ -74,11 +79,11 @@ def protected(removable, kept):
     return [d for d in removable if d.size > largest or (d.rows is not None and d.rows > most)]
 
 
-def dump_name(dbname, stamp) -> str:
+def dump_name(dbname: str, stamp: float) -> str:
     return f"{dbname}-{datetime.fromtimestamp(stamp, timezone.utc).strftime(STAMP)}.dump"
 
 
-def list_dumps(directory, dbname):
+def list_dumps(directory: str, dbname: str) -> List[Dump]:
     """The complete dumps of dbname in directory, newest first."""
     pattern = re.compile(re.escape(dbname) + r"-(\d{4}-\d\d-\d\dT\d{6}Z)\.dump")
     dumps = []
@@ -90,13 +95,13 @@ def list_dumps(directory, dbname):
     return sorted(dumps, key=lambda d: d.stamp, reverse=True)
 
 
-def choose_kept(stamps, keep_daily, keep_weekly):
+def choose_kept(stamps: Sequence[int], keep_daily: int, keep_weekly: int) -> Set[int]:
     """The stamps rotation keeps: the newest of each of the keep_daily most recent days that have a dump,
     and the newest of each of the keep_weekly most recent ISO weeks that have one (UTC)."""
-    def day(stamp):
+    def day(stamp: int) -> date:
         return datetime.fromtimestamp(stamp, timezone.utc).date()
 
-    def week(stamp):
+    def week(stamp: int) -> Tuple[int, int]:
         return day(stamp).isocalendar()[:2]
 
     kept = set()
@@ -119,7 +124,7 @@ VOLATILE_FILESYSTEMS = ("tmpfs", "ramfs", "devtmpfs")
 RESTORED_NAME = ".influx-archive.restored"  # names the dump of BACKUP_DIR that `restore` last restored
 
 
-def mark_restored(directory, path) -> None:
+def mark_restored(directory: str, path: str) -> None:
     """Record that the dump at path, in BACKUP_DIR, was restored (its file's time is the restore's)."""
     marker = os.path.join(directory, RESTORED_NAME)
     with open(marker, "w", encoding="utf-8") as handle:
@@ -127,7 +132,7 @@ def mark_restored(directory, path) -> None:
     give_to_directory_owner(marker, directory)
 
 
-def restored_from(directory, now, keep_daily):
+def restored_from(directory: str, now: float, keep_daily: int) -> Optional[str]:
     """The name of the dump last restored from BACKUP_DIR if that was less than keep_daily days ago (rotation
     keeps it so long, whatever else that day made), else None."""
     marker = os.path.join(directory, RESTORED_NAME)
@@ -140,7 +145,7 @@ def restored_from(directory, now, keep_daily):
         return None
 
 
-def filesystem_type(path):
+def filesystem_type(path: str) -> str:
     """The type of the filesystem holding path, from /proc/self/mountinfo (the longest mount point
     that contains it); '' where that cannot be read."""
     path = os.path.realpath(path)
@@ -159,7 +164,7 @@ def filesystem_type(path):
     return kind
 
 
-def check_location(config, for_writing=True):
+def check_location(config: Config, for_writing: bool = True) -> str:
     """BACKUP_DIR, refused unless it exists, is on a mounted drive (not the root filesystem, not
     memory) and, for writing, is writable by this user."""
     directory = config.backup_dir
@@ -186,7 +191,7 @@ def check_location(config, for_writing=True):
     return directory
 
 
-def give_to_directory_owner(path, directory) -> None:
+def give_to_directory_owner(path: str, directory: str) -> None:
     """A file made in BACKUP_DIR by root (`sudo ... backup`) becomes its owner's (the service user's, as
     install.sh makes it), so the nightly backup, rotation and verify can use it; others' files stay."""
     if os.geteuid() != 0:
@@ -198,7 +203,7 @@ def give_to_directory_owner(path, directory) -> None:
 
 
 @contextlib.contextmanager
-def directory_lock(directory):
+def directory_lock(directory: str) -> Iterator[None]:
     """One backup or verify per BACKUP_DIR at a time (rotation must not delete what another reads). The
     lock file holds nothing: readable by all, it is locked through a read-only descriptor whoever runs."""
     path = os.path.join(directory, LOCK_NAME)
@@ -220,7 +225,7 @@ def directory_lock(directory):
         os.close(fd)
 
 
-def _me():
+def _me() -> str:
     """This process's user name, as the system knows it (not $USER, which sudo and cron may leave)."""
     try:
         return pwd.getpwuid(os.geteuid()).pw_name
@@ -228,14 +233,14 @@ def _me():
         return str(os.geteuid())
 
 
-def _owner(path):
+def _owner(path: str) -> str:
     try:
         return pwd.getpwuid(os.stat(path).st_uid).pw_name
     except (KeyError, OSError):
         return "another user"
 
 
-def newest(config, dbname):
+def newest(config: Config, dbname: str) -> Tuple[Optional[Dump], int]:
     """(newest dump or None, number of dumps) in BACKUP_DIR; raises BackupError where check_location does."""
     dumps = list_dumps(check_location(config, for_writing=False), dbname)
     return (dumps[0] if dumps else None), len(dumps)

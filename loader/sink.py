@@ -5,9 +5,11 @@ COPY into a temporary table, then INSERT ... ON CONFLICT DO UPDATE into the arch
 caller's transaction, so the watermark can move in that same transaction.
 """
 
+from __future__ import annotations
+
 import io
 import logging
-from typing import Optional
+from typing import List, Mapping, Optional, Sequence, Set, Tuple
 
 import psycopg2
 import psycopg2.errors
@@ -16,8 +18,20 @@ from psycopg2 import sql
 from .errors import SinkRejected, SourceQueryError
 from .invocation import command
 from .metrics import LOWEST, LOWEST_MARGIN, READING_COUNTS
-from .pg import DDL_LOCK, PRIMARY_KEY_OF, archive_span, by_key, columns_of, first_line, one, table_exists
+from .pg import (
+    DDL_LOCK,
+    PRIMARY_KEY_OF,
+    Cursor,
+    Database,
+    archive_span,
+    by_key,
+    columns_of,
+    first_line,
+    one,
+    table_exists,
+)
 from .seconds import SecondsTable
+from .sources.batch import Batch, Block
 from .sources.literal import number
 from .windows import format_duration, rfc3339
 
@@ -49,7 +63,7 @@ ORDER BY a.attnum
 RANGE_PREFIX = "VALID_RANGES="
 
 
-def range_text(valid_ranges, field):
+def range_text(valid_ranges: Mapping[str, Tuple[float, float]], field: str) -> str:
     """A field's range as VALID_RANGES writes it: 50..100, or none when its readings are all kept. Bounds as
     plain decimals (never an exponent), so the text reads back as the setting."""
     if field not in valid_ranges:
@@ -57,12 +71,12 @@ def range_text(valid_ranges, field):
     return "..".join(plain_number(bound) for bound in valid_ranges[field])
 
 
-def range_comment(valid_ranges, field):
+def range_comment(valid_ranges: Mapping[str, Tuple[float, float]], field: str) -> str:
     """A field column's comment: VALID_RANGES=50..100 (VALID_RANGES=none)."""
     return RANGE_PREFIX + range_text(valid_ranges, field)
 
 
-def plain_number(value):
+def plain_number(value: float) -> str:
     """50.0 as 50, 0.5 as 0.5, 1e-07 as 0.0000001: the form VALID_RANGES reads."""
     text = number(value)
     return text[:-2] if text.endswith(".0") else text
@@ -79,7 +93,8 @@ SELECT obj_description(to_regclass(%(table)s), 'pg_class'), col_description(to_r
 class ArchiveTable:
     """The archive table: time + key tags as primary key, one double precision column per field."""
 
-    def __init__(self, db, tags, announce=True, window=None, valid_ranges=None) -> None:
+    def __init__(self, db: Database, tags: Sequence[str], announce: bool = True, window: Optional[int] = None,
+                 valid_ranges: Optional[Mapping[str, Tuple[float, float]]] = None) -> None:
         self.db = db
         self.tags = tuple(tags)
         self.window = window  # WINDOW, seconds: rows of another width are refused (None: not checked)
@@ -89,32 +104,32 @@ class ArchiveTable:
         self.seconds = SecondsTable(db, self.tags)  # the session fields' 1 Hz readings
 
     @property
-    def fields(self):
+    def fields(self) -> List[str]:
         """The field columns the table has (after ensure)."""
         return sorted(self._columns or ())
 
-    def span(self, cur):
+    def span(self, cur: Cursor) -> Tuple[Optional[int], Optional[int]]:
         """[first window, last window + width) of the archived rows, as epoch seconds (None, None if empty)."""
         return archive_span(cur, self.db.table)
 
-    def newest(self, cur):
+    def newest(self, cur: Cursor) -> Optional[int]:
         """Start of the newest archived window, epoch seconds (None if the table is empty or missing)."""
         if not table_exists(cur, self.db.table.as_string(cur)):
             return None
         cur.execute(sql.SQL("SELECT extract(epoch FROM max(time))::bigint FROM {}").format(self.db.table))
         return one(cur)[0]
 
-    def _log(self, message, *args) -> None:
+    def _log(self, message: str, *args: object) -> None:
         if self.announce:
             log.info(message, *args)
 
-    def check(self, cur) -> None:
+    def check(self, cur: Cursor) -> None:
         """Refuse an existing table whose key or columns do not fit, before anything else is asked;
         creating a missing one waits for ensure(), so a failed run leaves nothing behind."""
         if table_exists(cur, self.db.table.as_string(cur)):
             self.ensure(cur, ())
 
-    def ensure(self, cur, fields) -> None:
+    def ensure(self, cur: Cursor, fields: Sequence[str]) -> None:
         """Create the table if missing, check its key, add a column for every new field."""
         if self._columns is None:
             self._columns = self._create_or_check(cur, fields)
@@ -127,11 +142,11 @@ class ArchiveTable:
         if new and self.valid_ranges is not None:
             self._record_ranges(cur, {name: None for name in new})
 
-    def _record_ranges(self, cur, comments) -> None:
+    def _record_ranges(self, cur: Cursor, comments: Mapping[str, Optional[str]]) -> None:
         """Write each field column's VALID_RANGES comment where it differs from `comments` (column -> the
         comment it has); a range that changed is said: the windows loaded from now on keep it."""
         for name, was in sorted(comments.items()):
-            now = range_comment(self.valid_ranges, name)
+            now = range_comment(self.valid_ranges or {}, name)
             if was == now:
                 continue
             if was is not None and was.startswith(RANGE_PREFIX):
@@ -145,7 +160,7 @@ class ArchiveTable:
             cur.execute(sql.SQL("COMMENT ON COLUMN {}.{} IS {}").format(
                 self.db.table, sql.Identifier(name), sql.Literal(now)))
 
-    def _create_or_check(self, cur, fields) -> set:
+    def _create_or_check(self, cur: Cursor, fields: Sequence[str]) -> Set[str]:
         """Create the table if missing and check its key, WINDOW and columns: its field columns."""
         cur.execute(DDL_LOCK)
         qualified = self.db.table.as_string(cur)
@@ -179,7 +194,7 @@ class ArchiveTable:
             self._record_ranges(cur, {n: comment for n, (_, comment) in kinds.items()})
         return set(kinds)
 
-    def _check_window(self, cur, qualified):
+    def _check_window(self, cur: Cursor, qualified: str) -> None:
         """Refuse a WINDOW other than the width of the rows already there (recomputing sessions over
         5-second rows as if they were 10-second ones would double every night's recorded time)."""
         if self.window is None:
@@ -197,7 +212,7 @@ class ArchiveTable:
         if comment != f"WINDOW={now}":
             cur.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(self.db.table, sql.Literal(f"WINDOW={now}")))
 
-    def write(self, cur, batch):
+    def write(self, cur: Cursor, batch: Batch) -> int:
         """Write the batch; returns rows inserted or changed. Runs in the caller's transaction.
 
         Where the chunk's range of the archive is still empty (a backfill, a catch-up) the blocks are
@@ -214,7 +229,7 @@ class ArchiveTable:
         self.seconds.write(cur, batch.seconds)
         return changed
 
-    def _write_means(self, cur, batch):
+    def _write_means(self, cur: Cursor, batch: Batch) -> int:
         """The batch's window means into the archive table; rows inserted or changed."""
         cur.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE time >= %(lo)s AND time < %(hi)s)").format(
             self.db.table), {"lo": rfc3339(batch.start), "hi": rfc3339(batch.end)})
@@ -248,12 +263,12 @@ class ArchiveTable:
         return changed
 
     @property
-    def readings_table(self):
+    def readings_table(self) -> sql.Identifier:
         """<PG_TABLE>_readings: per window, the SpO2 readings' counts of metrics.READING_COUNTS (T90, T88) and
         their lowest (brief dips)."""
         return self.db.companion("readings")
 
-    def _write_readings(self, cur, batch) -> None:
+    def _write_readings(self, cur: Cursor, batch: Batch) -> None:
         """The chunk's READINGS, replacing what [start, end) held, kept for the windows that hold a reading
         one of the counts counts (below 90, at or below 88) or whose lowest reading is more than LOWEST_MARGIN
         under their mean. Every other window's readings are all 90 or more, so its mean (90 or more) already
@@ -289,6 +304,7 @@ class ArchiveTable:
                 lowest)])))
         for block in batch.readings:
             self._copy(cur, stage, block)
+        assert batch.readings_field is not None  # a source sets it with the readings
         mean = by_key(self.db.table, sql.SQL("a.{} AS mean").format(sql.Identifier(batch.readings_field)), "s",
                       ("time", *self.tags))  # each window's mean
         far = sql.SQL("s.{lowest} < a.mean - {margin}").format(lowest=lowest, margin=sql.Literal(LOWEST_MARGIN))
@@ -305,7 +321,7 @@ class ArchiveTable:
             stage=stage, mean=mean, some=sql.SQL(" OR ").join(sql.SQL("s.{} > 0").format(c) for c in counts)))
         cur.execute(sql.SQL("DROP TABLE {}").format(stage))
 
-    def _copy(self, cur, table, block):
+    def _copy(self, cur: Cursor, table: sql.Composable, block: Block) -> None:
         options: sql.Composable = sql.SQL("FORMAT csv")
         tags = [t for t in self.tags if t in block.columns]
         if tags:  # an absent tag is '' (a key cannot be NULL); CSV would read '' as NULL

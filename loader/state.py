@@ -5,14 +5,20 @@ database says exactly what is archived. The lock is a session advisory lock: it 
 process's connection, so a killed run never leaves a stale lock behind.
 """
 
+from __future__ import annotations
+
 import json
 import os
+from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 
 from psycopg2 import sql
 from psycopg2.extras import execute_values
 
-from .pg import DDL_LOCK, one
+from .pg import DDL_LOCK, Cursor, one
 from .windows import rfc3339
+
+if TYPE_CHECKING:
+    from .late import Counts
 
 SCHEMA_SQL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schema.sql")
 
@@ -110,11 +116,11 @@ WHERE target = %(target)s ORDER BY changed_at, field
 """
 
 
-def set_search_path(cur, schema) -> None:
+def set_search_path(cur: Cursor, schema: str) -> None:
     cur.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(schema)))
 
 
-def ensure_schema(cur, schema) -> None:
+def ensure_schema(cur: Cursor, schema: str) -> None:
     """Create the schema and the state tables if missing (schema.sql beside this module).
 
     Two sessions running CREATE ... IF NOT EXISTS at once can still collide in PostgreSQL's catalogs,
@@ -130,98 +136,101 @@ def ensure_schema(cur, schema) -> None:
 class State:
     """Watermark and run history of one archive table; every method runs on the given cursor."""
 
-    def __init__(self, schema, target) -> None:
+    def __init__(self, schema: str, target: str) -> None:
         self.schema = schema
         self.target = target
         self.lock_key = f"influx-archive:{target}"
 
-    def _q(self, cur, statement, **params) -> None:
+    def _q(self, cur: Cursor, statement: str, **params: object) -> None:
         set_search_path(cur, self.schema)
         cur.execute(statement, dict(params, target=self.target))
 
-    def try_lock(self, cur):
+    def try_lock(self, cur: Cursor) -> bool:
         cur.execute(TRY_LOCK, {"key": self.lock_key})
         return one(cur)[0]
 
-    def unlock(self, cur) -> None:
+    def unlock(self, cur: Cursor) -> None:
         cur.execute(UNLOCK, {"key": self.lock_key})
 
-    def watermark(self, cur):
+    def watermark(self, cur: Cursor) -> Optional[int]:
         self._q(cur, GET_WATERMARK)
         row = cur.fetchone()
         return int(row[0]) if row else None
 
-    def advance(self, cur, watermark) -> None:
+    def advance(self, cur: Cursor, watermark: int) -> None:
         """Move the watermark forward to `watermark` (never back)."""
         self._q(cur, ADVANCE_WATERMARK, watermark=watermark)
 
-    def record_counts(self, cur, counts) -> None:
+    def record_counts(self, cur: Cursor, counts: Counts) -> None:
         """Keep {(hour, series, field): readings} as what the archive's rows of those hours hold."""
         if counts:
             set_search_path(cur, self.schema)
             execute_values(cur, RECORD_COUNTS, [(self.target, rfc3339(h), s, f, n) for (h, s, f), n in counts.items()],
                            template="(%s, %s::timestamptz, %s, %s, %s)")
 
-    def counts(self, cur, lo, hi):
+    def counts(self, cur: Cursor, lo: int, hi: int) -> Counts:
         """{(hour, series, field): readings} kept for the hours in [lo, hi)."""
         self._q(cur, GET_COUNTS, lo=lo, hi=hi)
         return {(h, s, f): n for h, s, f, n in cur.fetchall()}
 
-    def record_behind(self, cur, behind, found_at) -> None:
+    def record_behind(self, cur: Cursor, behind: Sequence[Tuple[int, str, str, int, int]], found_at: float) -> None:
         """Keep what a comparison found behind: [(hour, series, field, in_influx, loaded)]."""
         set_search_path(cur, self.schema)
         execute_values(cur, RECORD_BEHIND, [(self.target, rfc3339(h), s, f, n, m, rfc3339(found_at))
                                             for h, s, f, n, m in behind],
                        template="(%s, %s::timestamptz, %s, %s, %s, %s, %s::timestamptz)")
 
-    def clear_behind(self, cur, lo, hi) -> None:
+    def clear_behind(self, cur: Cursor, lo: int, hi: int) -> None:
         """The hours in [lo, hi) are loaded (or compared equal): no longer behind."""
         self._q(cur, CLEAR_BEHIND, lo=lo, hi=hi)
 
-    def behind(self, cur):
+    def behind(self, cur: Cursor) -> List[tuple]:
         """[(hour, series, field, in_influx, loaded)] still behind, oldest first."""
         self._q(cur, GET_BEHIND)
         return cur.fetchall()
 
-    def loaded_from(self, cur):
+    def loaded_from(self, cur: Cursor) -> Optional[int]:
         """Start of the earliest range a run or backfill committed a chunk of (None: none yet)."""
         self._q(cur, LOADED_FROM)
         return one(cur)[0]
 
-    def late_hours(self, cur, run_id, hours) -> None:
+    def late_hours(self, cur: Cursor, run_id: int, hours: Sequence[int]) -> None:
         self._q(cur, LATE_HOURS, id=run_id, hours=hours)
 
-    def start_run(self, cur, command, started):
+    def start_run(self, cur: Cursor, command: str, started: float) -> int:
         """Record a run as started; a run still marked running can only be a dead one (we hold the lock)."""
         self._q(cur, ABANDON_RUNNING, error=ABANDONED_ERROR)
         self._q(cur, START_RUN, command=command, started=started)
         return one(cur)[0]
 
-    def progress(self, cur, run_id, start, end, chunks, rows, refused=None) -> None:
+    def progress(self, cur: Cursor, run_id: int, start: Optional[int], end: Optional[int], chunks: int, rows: int,
+                 refused: Optional[dict] = None) -> None:
         """What the run has done so far; refused: Outcome.refusals()."""
         self._q(cur, PROGRESS_RUN, id=run_id, start=start, end=end, chunks=chunks, rows=rows,
                 refused=json.dumps(refused) if refused else None)
 
-    def finish_run(self, cur, run_id, finished, start, end, chunks, rows, outcome, error=None, exit_code=None) -> None:
+    def finish_run(self, cur: Cursor, run_id: int, finished: float, start: Optional[int], end: Optional[int],
+                   chunks: int, rows: int, outcome: str, error: Optional[str] = None,
+                   exit_code: Optional[int] = None) -> None:
         self._q(cur, FINISH_RUN, id=run_id, finished=finished, start=start, end=end, chunks=chunks,
                 rows=rows, outcome=outcome, error=error, exit_code=exit_code)
 
-    def active(self, cur):
+    def active(self, cur: Cursor) -> bool:
         """True while some process holds this archive's run lock (a run, backfill or rebuild)."""
         cur.execute(LOCK_HELD, {"key": self.lock_key})
         return one(cur)[0]
 
-    def range_changes(self, cur):
+    def range_changes(self, cur: Cursor) -> List[tuple]:
         """[(field, epoch changed, range before, range after)] of this archive, oldest first."""
         self._q(cur, RANGE_CHANGES, target=self.target)
         return cur.fetchall()
 
-    def night_failures(self, cur):
+    def night_failures(self, cur: Cursor) -> List[tuple]:
         """[(device, started, report error, message error)] of the nights whose last delivery failed."""
         self._q(cur, NIGHT_FAILURES, target=self.target)
         return cur.fetchall()
 
-    def last_runs(self, cur, active, limit=200):
+    def last_runs(self, cur: Cursor, active: bool, limit: int = 200) -> List[dict]:
         """The newest runs first, as dicts; a 'running' row reads 'abandoned' unless a process holds the
         run lock (active, as active() said)."""
         self._q(cur, LAST_RUNS, active=active, limit=limit)
