@@ -6,25 +6,31 @@ is bounded by one chunk, whatever the range; a failure leaves every committed ch
 the watermark just behind them, so the next run resumes there.
 """
 
+from __future__ import annotations
+
 import logging
 import math
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
 from . import archive, late
-from .clock import SystemClock, check_synchronized
-from .config import redact
+from .clock import Clock, SystemClock, check_synchronized
+from .config import Config, redact
 from .errors import EXIT_RETRY_LATER, LoaderError, SourceUnavailable
-from .pg import Database
+from .pg import Connection, Cursor, Database
 from .rollups import Rollups
 from .sessions import Sessions
 from .sink import ArchiveTable
 from .sources import open_source
+from .sources.batch import Batch
 from .sources.proof import prove_fields
 from .state import State, ensure_schema
 from .windows import chunks, format_duration, plan_backfill, plan_run, rfc3339, whole_hours
+
+if TYPE_CHECKING:
+    from .sources import Source
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +51,12 @@ class Outcome:
     refused_seen: dict = field(default_factory=dict)  # field -> (lowest, highest) of the readings refused
     skipped: dict = field(default_factory=dict)  # field -> readings InfluxDB holds as text or booleans
 
-    def refusals(self):
+    def span(self) -> Tuple[int, int]:
+        """[start, end) of the range planned: set before any work is done on it."""
+        assert self.start is not None and self.end is not None
+        return self.start, self.end
+
+    def refusals(self) -> Dict[str, dict]:
         """What the run kept out, per field, as the runs table records it (status reads it): readings
         refused by VALID_RANGES, of how many counted, their lowest and highest; readings skipped as
         not numbers."""
@@ -57,11 +68,11 @@ class Outcome:
         return found
 
     @property
-    def nothing_to_do(self):
+    def nothing_to_do(self) -> bool:
         return not self.locked_out and (self.start is None or self.end is None or self.start >= self.end)
 
 
-def _json_number(value):
+def _json_number(value: Optional[float]) -> Union[None, float, str]:
     """A number as JSON holds it: NaN and the infinities (a glitch InfluxDB stored) as text."""
     return value if value is None or math.isfinite(value) else str(value)
 
@@ -71,13 +82,13 @@ class Background:
     (A daemon thread, unlike concurrent.futures' workers, never keeps a failed run's process alive
     until an abandoned request times out.)"""
 
-    def __init__(self, function, *args) -> None:
+    def __init__(self, function: Callable[..., Any], *args: Any) -> None:
         self._done = threading.Event()
         self._value: object = None
         self._error: Optional[BaseException] = None
         threading.Thread(target=self._call, args=(function, args), name="influx-archive-fetch", daemon=True).start()
 
-    def _call(self, function, args) -> None:
+    def _call(self, function: Callable[..., Any], args: tuple) -> None:
         try:
             self._value = function(*args)
         except BaseException as exc:  # noqa: BLE001 - handed to the caller of result()
@@ -85,7 +96,7 @@ class Background:
         finally:
             self._done.set()
 
-    def result(self):
+    def result(self) -> Any:
         self._done.wait()
         if self._error is not None:
             raise self._error
@@ -97,8 +108,8 @@ class Work:
     """What one run, backfill or rebuild holds while it works: the connection and its cursor, the
     tables, the run-history row and the watermark as last read or moved."""
 
-    conn: object
-    cur: object
+    conn: Connection
+    cur: Cursor
     table: ArchiveTable
     rollups: Rollups
     sessions: Sessions
@@ -106,32 +117,34 @@ class Work:
     run_id: int
     outcome: Outcome
     watermark: Optional[int] = None
-    source: object = None  # run and backfill: the source, its fields already proved
+    source: Optional[Source] = None  # run and backfill: the source, its fields already proved
 
 
 class Job:
     """One invocation of run, backfill or rebuild-rollups. Tests inject clock, sleep and progress."""
 
-    def __init__(self, config, clock=None, sleep=time.sleep, progress=None, source_factory=open_source) -> None:
+    def __init__(self, config: Config, clock: Optional[Clock] = None, sleep: Callable[[float], None] = time.sleep,
+                 progress: Optional[Callable[..., None]] = None,
+                 source_factory: Callable[[Config], Source] = open_source) -> None:
         self.config = config
         self.clock = clock or SystemClock()
         self.sleep = sleep
         self.progress = progress
         self.source_factory = source_factory
 
-    def run(self):
-        def plan(watermark, now):
+    def run(self) -> Outcome:
+        def plan(watermark: Optional[int], now: float) -> Tuple[int, int]:
             self._check_clock()
             return plan_run(self.config, watermark, now)
         return self._execute("run", plan, self._load_and_catch_up, load=True)
 
-    def backfill(self, start, end):
-        def work(work) -> None:
-            self._load(work, chunks(work.outcome.start, work.outcome.end, self.config.chunk), always_advance=False)
+    def backfill(self, start: int, end: int) -> Outcome:
+        def work(work: Work) -> None:
+            self._load(work, chunks(*work.outcome.span(), self.config.chunk), always_advance=False)
         return self._execute("backfill", lambda watermark, now: plan_backfill(self.config, start, end, now),
                              work, load=True)
 
-    def rebuild_rollups(self, start=None, end=None):
+    def rebuild_rollups(self, start: Optional[int] = None, end: Optional[int] = None) -> Outcome:
         """Recompute the rollups and sessions of [start, end) (default: all archived rows) from the
         5-second table."""
         return self._execute("rebuild-rollups", lambda watermark, now: (start, end), self._rebuild)
@@ -139,7 +152,8 @@ class Job:
     def _check_clock(self) -> None:
         check_synchronized(self.clock, self.config.require_clock_sync, "loading")
 
-    def _execute(self, command, plan, work, load=False):
+    def _execute(self, command: str, plan: Callable[[Optional[int], float], Tuple[Optional[int], Optional[int]]],
+                 work: Callable[[Work], None], load: bool = False) -> Outcome:
         config = self.config
         outcome = Outcome(command)
         db = Database(config)
@@ -196,9 +210,9 @@ class Job:
                 self._unlock(conn, cur, state)
             conn.close()
 
-    def _rebuild(self, work) -> None:
+    def _rebuild(self, work: Work) -> None:
         outcome = work.outcome
-        pieces = chunks(outcome.start, outcome.end, self.config.chunk)
+        pieces = chunks(*outcome.span(), self.config.chunk)
         for index, (lo, hi) in enumerate(pieces, 1):
             with work.table.db.transaction(work.conn):
                 work.rollups.refresh(work.cur, work.table.fields, lo, hi)
@@ -209,14 +223,14 @@ class Job:
             if self.progress:
                 self.progress(index, len(pieces), lo, hi, 0, 0)
 
-    def _load_and_catch_up(self, work) -> None:
+    def _load_and_catch_up(self, work: Work) -> None:
         """The hourly run: what is new since the watermark, then the hours InfluxDB holds more readings
         of than the archive was made from (late.py)."""
         outcome = work.outcome
-        self._load(work, chunks(outcome.start, outcome.end, self.config.chunk), always_advance=True)
+        self._load(work, chunks(*outcome.span(), self.config.chunk), always_advance=True)
         self._catch_up(work)
 
-    def _catch_up(self, work) -> None:
+    def _catch_up(self, work: Work) -> None:
         """Compare InfluxDB's readings per hour, series and field over LATE_LOOKBACK (up to where this
         run began reading) with what the archive was made from; read every hour that is behind again."""
         config, cur, state, db = self.config, work.cur, work.state, work.table.db
@@ -226,7 +240,9 @@ class Job:
         if bounds is None:
             return
         lo, hi = bounds
-        influx = late.influx_counts(lambda a, b: self._retrying(work.source.counts, a, b), lo, hi)
+        source = work.source
+        assert source is not None  # a run's work has its source
+        influx = late.influx_counts(lambda a, b: self._retrying(source.counts, a, b), lo, hi)
         late.refuse_merged(influx, self.config.tags)
         with db.transaction(work.conn):
             behind = late.compare(influx, state.counts(cur, lo, hi))
@@ -246,12 +262,14 @@ class Job:
         self._load(work, late.reload_pieces(behind, config.window, config.chunk), always_advance=False,
                    what="late data")
 
-    def _load(self, work, pieces, always_advance, what=None) -> None:
+    def _load(self, work: Work, pieces: Sequence[Tuple[int, int]], always_advance: bool,
+              what: Optional[str] = None) -> None:
         config, outcome, cur = self.config, work.outcome, work.cur
         table, db = work.table, work.table.db
         log.info("%s %s .. %s in %d chunk(s) of up to %s", what or outcome.command, rfc3339(pieces[0][0]),
                  rfc3339(pieces[-1][1]), len(pieces), format_duration(config.chunk))
         source = work.source
+        assert source is not None  # a run's or backfill's work has its source
         # InfluxDB answers the next chunk while PostgreSQL writes this one: at most two chunks
         # are in memory, and requests still go out one at a time, in order
         upcoming: Optional[Background] = Background(self._retrying, source.fetch, *pieces[0])
@@ -283,7 +301,7 @@ class Job:
             if self.progress:
                 self.progress(index, len(pieces), lo, hi, batch.rows, outcome.rows)
 
-    def _kept_out(self, batch, lo, hi, outcome) -> None:
+    def _kept_out(self, batch: Batch, lo: int, hi: int, outcome: Outcome) -> None:
         """The chunk's readings refused by VALID_RANGES and skipped as not numbers: added up in the
         outcome, named in the log with the field, the range, the values seen and the time span."""
         for name, count in batch.dropped.items():
@@ -303,7 +321,7 @@ class Job:
                 log.warning("skipped %d %s reading(s) between %s and %s that InfluxDB holds as text or booleans, "
                             "not numbers (no mean)", count, name, rfc3339(lo), rfc3339(hi))
 
-    def _retrying(self, request, *args):
+    def _retrying(self, request: Callable[..., Any], *args: Any) -> Any:
         """request(*args) (a chunk's fetch, the proof of fields), waiting out 429s (Retry-After) and
         retrying 5xx and connection errors up to MAX_RETRIES attempts."""
         attempt = 0
@@ -325,10 +343,12 @@ class Job:
                 self.sleep(wait)
 
     @staticmethod
-    def _unlock(conn, cur, state) -> None:
+    def _unlock(conn: Connection, cur: Optional[Cursor], state: State) -> None:
         """Release the run lock before the connection closes: the server ends a closed session's backend in
         its own time, and a run started right after (a person retrying a failed one, the next test) would
         find the lock still held and stop as "locked out". Best effort: a lost connection releases it too."""
+        if cur is None:
+            return
         try:
             conn.rollback()
             state.unlock(cur)
@@ -336,10 +356,11 @@ class Job:
         except Exception:  # noqa: BLE001 - the connection may be the failure; closing it releases the lock
             log.debug("could not release the run lock before closing", exc_info=True)
 
-    def _record_end(self, conn, cur, state, run_id, outcome, exc) -> None:
+    def _record_end(self, conn: Connection, cur: Optional[Cursor], state: State, run_id: Optional[int],
+                    outcome: Outcome, exc: Optional[BaseException]) -> None:
         """Best effort: the run-history row says how the run ended (the database may be the failure).
         Ctrl-C is 'interrupted'; any other exception 'failed', with the exit code the CLI gives it."""
-        if run_id is None or conn.closed:
+        if run_id is None or cur is None or conn.closed:
             return
         if isinstance(exc, KeyboardInterrupt):
             result, code, text = "interrupted", EXIT_RETRY_LATER, "interrupted (Ctrl-C or SIGINT)"

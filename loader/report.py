@@ -11,20 +11,24 @@ matplotlib draws it (Debian's python3-matplotlib on a Pi: `install.sh --reports`
 and only when a report is made: the hourly run never loads it.
 """
 
+from __future__ import annotations
+
 import datetime
 import hashlib
 import os
 import zlib
 from dataclasses import dataclass, field
+from typing import Any, List, Optional, Sequence, Tuple
 
 from psycopg2 import sql
 
 from . import __version__, archive, oximetry, readside
+from .config import Config
 from .errors import LoaderError
 from .humanize import human_duration
 from .invocation import command
-from .metrics import BY_COLUMN, METRICS
-from .pg import table_exists
+from .metrics import BY_COLUMN, METRICS, Metric
+from .pg import Cursor, Database, table_exists
 from .sessions import desaturations_with_lowest, rule
 from .sources.batch import series_key, series_tags
 
@@ -58,29 +62,29 @@ class Night:
     refused: list = field(default_factory=list)  # (start, end) of the artefacts refused
 
     @property
-    def ended(self):
+    def ended(self) -> int:
         return int(self.row["ended"].timestamp())
 
-    def name(self, tz=None) -> str:
+    def name(self, tz: Optional[datetime.tzinfo] = None) -> str:
         """night-2026-12-05-2214[-uid-a]: the date of the evening the night began, its start (local time: a
         nap that afternoon is another file), and the device."""
         began = datetime.datetime.fromtimestamp(self.started, tz).astimezone(tz)
         device = "-" + "-".join(self.label.replace("=", "-").split(",")) if self.label else ""
         return f"night-{self.evening(tz):%Y-%m-%d}-{began:%H%M}{device}"
 
-    def evening(self, tz=None):
+    def evening(self, tz: Optional[datetime.tzinfo] = None) -> datetime.date:
         """The date of the evening the night began (local): one begun after midnight is the evening before's."""
         began = datetime.datetime.fromtimestamp(self.started, tz).astimezone(tz)
         return (began - datetime.timedelta(seconds=NOON)).date()
 
     @property
-    def digest(self):
+    def digest(self) -> str:
         """The night's numbers in short: a report or message made from other numbers is out of date."""
         values = [(c, None if v is None else str(v)) for c, v in sorted(self.row.items())]
         return hashlib.sha256(repr(values).encode()).hexdigest()[:16]
 
 
-def night_of(text):
+def night_of(text: str) -> Tuple[int, int]:
     """--night 2026-12-05: [noon of that day, noon of the next), local time, as epoch seconds."""
     try:
         day = datetime.date.fromisoformat(text)
@@ -90,7 +94,7 @@ def night_of(text):
     return int(noon.timestamp()), int((noon + datetime.timedelta(days=1)).timestamp())
 
 
-def parse_device(text, tags):
+def parse_device(text: str, tags: Sequence[str]) -> Tuple[str, ...]:
     pairs = series_tags(text)
     if not tags:
         raise ReportError("--device needs TAGS: this archive keeps one device")
@@ -99,7 +103,9 @@ def parse_device(text, tags):
     return tuple(pairs[t] for t in tags)
 
 
-def read_nights(config, now, night=None, device=None, since=None, traces=True):
+def read_nights(config: Config, now: float, night: Optional[Tuple[int, int]] = None,
+                device: Optional[Tuple[str, ...]] = None, since: Optional[float] = None,
+                traces: bool = True) -> List[Night]:
     """The nights to report: the sessions that began in `night` ([start, end)); else every finished one
     (nothing sent for SESSION_GAP after its end) that ended at `since` or later; else each device's last
     finished one. device: its tag values. traces: with their traces, desaturations and artefacts."""
@@ -128,12 +134,13 @@ def read_nights(config, now, night=None, device=None, since=None, traces=True):
     return sorted(nights, key=lambda n: (n.started, n.label))
 
 
-def _nights_query(cur, config, table, now, night, device, since):
+def _nights_query(cur: Cursor, config: Config, table: sql.Identifier, now: float, night: Optional[Tuple[int, int]],
+                  device: Optional[Tuple[str, ...]], since: Optional[float]) -> Tuple[str, dict]:
     """(statement, parameters) of the sessions asked for: those that began in night, else the finished ones
     that ended since `since`, else each device's newest finished one."""
     tags = [sql.Identifier(t) for t in config.tags]
     where: list = []
-    params = {"gap": config.session_gap, "now": now}
+    params: dict = {"gap": config.session_gap, "now": now}
     if device is not None:
         where += [sql.SQL("{} = %({})s").format(t, sql.SQL(f"tag{i}")) for i, t in enumerate(tags)]
         params.update({f"tag{i}": v for i, v in enumerate(device)})
@@ -156,14 +163,14 @@ def _nights_query(cur, config, table, now, night, device, since):
     return statement.as_string(cur), params
 
 
-def load_traces(config, nights) -> None:
+def load_traces(config: Config, nights: Sequence[Night]) -> None:
     """Read each night's traces (read_nights(traces=False) left them out)."""
     with readside.session(config) as (db, cur):
         for night in nights:
             _traces(cur, db, config, night)
 
 
-def _traces(cur, db, config, night) -> None:
+def _traces(cur: Cursor, db: Database, config: Config, night: Night) -> None:
     """The night's SpO2 and pulse traces, its desaturations and refused artefacts: from the 1 Hz readings where
     kept, else from the 5-second means."""
     start, end = night.started, night.ended
@@ -195,12 +202,12 @@ def _traces(cur, db, config, night) -> None:
                         for e in desaturations_with_lowest(times, values, config.window, 3)]
 
 
-def report_path(directory, night):
+def report_path(directory: str, night: Night) -> str:
     """Where a night's report goes in a directory: night-DATE-HHMM[-DEVICE].pdf."""
     return os.path.join(directory, night.name() + ".pdf")
 
 
-def colour(metric, value, subject):
+def colour(metric: Metric, value: Optional[float], subject: str) -> Optional[str]:
     """The band colour name of value (the Metric's bands for this subject); None outside any."""
     bands = metric.bands_for(subject)
     if value is None or not bands:
@@ -212,7 +219,7 @@ def colour(metric, value, subject):
     return name
 
 
-def shown(metric, value):
+def shown(metric: Metric, value: Optional[float]) -> str:
     """A value as the page (and the dashboard's table) shows it."""
     if value is None:
         return "-"
@@ -222,7 +229,8 @@ def shown(metric, value):
     return f"{value:.{decimals}f}"
 
 
-def render(nights, path, subject, tz=None, revised=False):
+def render(nights: Sequence[Night], path: str, subject: str, tz: Optional[datetime.tzinfo] = None,
+           revised: bool = False) -> str:
     """Write the nights, one page each, to path: PDF (several pages) or PNG (one night), by its suffix;
     revised: the page says it replaces one made before late readings changed the night."""
     try:
@@ -264,7 +272,7 @@ def render(nights, path, subject, tz=None, revised=False):
     return path
 
 
-def _page(pyplot, night, subject, tz, revised=False):
+def _page(pyplot: Any, night: Night, subject: str, tz: Optional[datetime.tzinfo], revised: bool = False) -> Any:
     from matplotlib import dates
     figure = pyplot.figure(figsize=A4)
     began = datetime.datetime.fromtimestamp(night.started, tz).astimezone(tz)
@@ -337,7 +345,8 @@ def _page(pyplot, night, subject, tz, revised=False):
     return figure
 
 
-def _drawn(times, values, tz, buckets=TRACE_BUCKETS):
+def _drawn(times: Sequence[int], values: Sequence[Optional[float]], tz: Optional[datetime.tzinfo],
+           buckets: int = TRACE_BUCKETS) -> Tuple[list, list]:
     """The points of a trace as the page draws it: in each of `buckets` runs of samples (a page is about 1,600
     dots wide), its lowest and highest in time order, so a 20-s dip keeps its depth however long the night;
     a run without a reading is a break in the line (NaN), as a finger-off stretch. (x as datetimes, y)"""
@@ -357,7 +366,7 @@ def _drawn(times, values, tz, buckets=TRACE_BUCKETS):
     return xs, ys
 
 
-def _at(epoch, tz):
+def _at(epoch: float, tz: Optional[datetime.tzinfo]) -> datetime.datetime:
     return datetime.datetime.fromtimestamp(epoch, tz).astimezone(tz)
 
 
@@ -365,13 +374,14 @@ def _at(epoch, tz):
 class ReportResult:
     written: list = field(default_factory=list)  # (path, night)
 
-    def lines(self):
+    def lines(self) -> List[str]:
         return [f"report:  {path} ({night.label or 'the night'} of {night.evening():%Y-%m-%d}, "
                 f"ODI4 {night.row['odi4']:.1f}/h, T90 {night.row['t90_pct']:.1f} %, nadir {night.row['nadir']:.0f} %)"
                 for path, night in self.written]
 
 
-def report(config, now, out=None, night=None, device=None, directory="."):
+def report(config: Config, now: float, out: Optional[str] = None, night: Optional[str] = None,
+           device: Optional[str] = None, directory: str = ".") -> ReportResult:
     """Write the report(s) asked for; out: the file (PDF with a page per night, or a PNG of one), else one PDF
     per night named by date and device in `directory`."""
     nights = read_nights(config, now, night_of(night) if night else None,

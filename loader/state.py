@@ -194,7 +194,7 @@ class State:
         self._q(cur, LOADED_FROM)
         return one(cur)[0]
 
-    def late_hours(self, cur: Cursor, run_id: int, hours: Sequence[int]) -> None:
+    def late_hours(self, cur: Cursor, run_id: int, hours: int) -> None:
         self._q(cur, LATE_HOURS, id=run_id, hours=hours)
 
     def start_run(self, cur: Cursor, command: str, started: float) -> int:
