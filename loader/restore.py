@@ -14,6 +14,8 @@ moved on since the dump, so the comparison covers what the loader never rewrites
 windows that ended before the dump's watermark less LATE_DATA.
 """
 
+from __future__ import annotations
+
 import contextlib
 import logging
 import os
@@ -21,18 +23,19 @@ import re
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Dict, List, Optional, Set, Tuple
 
 import psycopg2
 import psycopg2.errors
 from psycopg2 import sql
 
 from . import archive
+from .config import Config
 from .dumps import check_location, directory_lock, list_dumps, mark_restored
 from .errors import BackupDamaged, BackupError
 from .humanize import human_size
 from .invocation import command, settings_file
-from .pg import TABLE_COLUMNS, Database, driver_errors, one
+from .pg import TABLE_COLUMNS, Connection, Cursor, Database, driver_errors, one
 from .pgtools import PgTools, first_error
 from .rollups import LEVELS
 from .sink import RANGE_PREFIX, range_text
@@ -76,7 +79,7 @@ class RestoreResult:
     seconds: float = 0.0
     notes: list = field(default_factory=list)  # what the person may want to know (sessions_kept_otherwise)
 
-    def lines(self):
+    def lines(self) -> List[str]:
         how = "a new database" if self.created else "an existing database"
         out = [f"restored: {self.file} into {how} {self.database} in {self.seconds:.1f}s"]
         width = max((len(name) for name, _ in self.tables), default=0)
@@ -84,28 +87,28 @@ class RestoreResult:
         return out + self.notes
 
 
-def read_whole(tools, pg_restore, path):
+def read_whole(tools: PgTools, pg_restore: str, path: str) -> None:
     """Read every byte of the dump as a restore would (the SQL goes nowhere): damage shows here."""
     code, errors = tools.run([pg_restore, "--file", os.devnull, path])
     if code != 0:
         raise BackupDamaged(f"{path} cannot be restored: {first_error(errors)}", hint=DAMAGED_HINT)
 
 
-def pg_dump_names(name):
+def pg_dump_names(name: str) -> Tuple[str, ...]:
     """The ways pg_dump may write a name: bare when it is a plain lower-case identifier (unless a keyword,
     which it quotes), double-quoted otherwise."""
     quoted = '"' + name.replace('"', '""') + '"'
     return (name, quoted) if re.fullmatch(r"[a-z_][a-z0-9_$]*", name) else (quoted,)
 
 
-def dumped_table(schema_text, schema, table, statement):
+def dumped_table(schema_text: str, schema: str, table: str, statement: str) -> Optional[str]:
     """schema.table as the dump's schema writes it in `statement` ("CREATE TABLE {} (", "COMMENT ON TABLE {}
     IS "); None when it has no such statement."""
     return next((f"{s}.{t}" for s in pg_dump_names(schema) for t in pg_dump_names(table)
                  if statement.format(f"{s}.{t}") in schema_text), None)
 
 
-def check_fits(config, tools, pg_restore, path):
+def check_fits(config: Config, tools: PgTools, pg_restore: str, path: str) -> List[str]:
     """Refuse, before anything is changed, a dump whose archive the loader could not go on loading with
     these settings (the first run would fail on the table's key or width) or would go on keeping otherwise
     than it was kept: its PG_SCHEMA/PG_TABLE, TAGS (the key), WINDOW (the table's comment), FIELDS (a
@@ -170,31 +173,31 @@ def check_fits(config, tools, pg_restore, path):
     return sessions_kept_otherwise(config, text)
 
 
-def _unquote(name):
+def _unquote(name: str) -> str:
     return name[1:-1].replace('""', '"') if name.startswith('"') else name
 
 
 _SQL_STRING = r"'((?:[^']|'')*)'"  # a string literal as pg_dump writes it, '' for a quote in it
 
 
-def _literal(text):
+def _literal(text: str) -> str:
     return text.replace("''", "'")
 
 
-def dumped_table_comment(schema_text, table):
+def dumped_table_comment(schema_text: str, table: str) -> Optional[str]:
     """`table`'s comment in the dump's schema; None without one."""
     found = re.search(rf"^COMMENT ON TABLE {re.escape(table)} IS {_SQL_STRING};", schema_text, re.M)
     return _literal(found.group(1)) if found else None
 
 
-def dumped_fields(schema_text, table):
+def dumped_fields(schema_text: str, table: str) -> List[str]:
     """The field columns (double precision) of `table`'s CREATE TABLE in the dump's schema, in order."""
     body = re.search(rf"^CREATE TABLE {re.escape(table)} \(\n(.*?)\n\);", schema_text, re.M | re.S)
     return [_unquote(m.group(1)) for m in re.finditer(r'^\s+("(?:[^"]|"")+"|\S+) double precision,?$',
                                                       body.group(1) if body else "", re.M)]
 
 
-def dumped_column_comments(schema_text, table):
+def dumped_column_comments(schema_text: str, table: str) -> Dict[str, str]:
     """{column: comment} of `table`'s columns in the dump's schema."""
     statement = rf"""^COMMENT ON COLUMN {re.escape(table)}\.("(?:[^"]|"")+"|[^\s"]+) IS {_SQL_STRING};"""
     return {_unquote(m.group(1)): _literal(m.group(2)) for m in re.finditer(statement, schema_text, re.M)}
@@ -205,7 +208,7 @@ _SESSION_SETTINGS = {"SESSION_GAP": "SESSION_GAP", "SESSION_MIN": "SESSION_MIN",
                      "pulse": "SESSION_PULSE", "below": "ROLLUP_BELOW"}
 
 
-def sessions_kept_otherwise(config, schema_text):
+def sessions_kept_otherwise(config: Config, schema_text: str) -> List[str]:
     """Lines saying which session settings the dump's sessions were computed with that these settings
     change (from the sessions table's comment): no reason to refuse, the first run computes them again,
     but the person may want the old ones. [] when they agree or the dump has no sessions."""
@@ -238,7 +241,7 @@ def sessions_kept_otherwise(config, schema_text):
             f"with these settings (minutes for a year on a Pi){keep}"]
 
 
-def _maintenance_connection(tools):
+def _maintenance_connection(tools: PgTools) -> Connection:
     """A connection for CREATE/DROP DATABASE: PG_URL's database, or postgres when that one is gone."""
     for dbname in (None, "postgres", "template1"):
         try:
@@ -249,12 +252,12 @@ def _maintenance_connection(tools):
     raise psycopg2.OperationalError(f"database {tools.dbname} does not exist")
 
 
-def _user_tables(cur):
+def _user_tables(cur: Cursor) -> List[tuple]:
     cur.execute(USER_TABLES)
     return cur.fetchall()
 
 
-def _count_rows(tools, dbname):
+def _count_rows(tools: PgTools, dbname: str) -> List[Tuple[str, int]]:
     """[("schema.table", rows)] of a database's own tables."""
     conn = tools.connect(dbname)
     try:
@@ -268,7 +271,8 @@ def _count_rows(tools, dbname):
         conn.close()
 
 
-def restore(config, path, into=None, force=False, mark=None):
+def restore(config: Config, path: str, into: Optional[str] = None, force: bool = False,
+            mark: Optional[str] = None) -> RestoreResult:
     """Restore the dump at path into database `into` (default: PG_URL's); returns a RestoreResult."""
     if not os.path.isfile(path):
         raise BackupError(f"{path}: no such file")
@@ -335,7 +339,7 @@ def restore(config, path, into=None, force=False, mark=None):
     return RestoreResult(path, target, created, counts, time.monotonic() - started, notes)
 
 
-def drop_database(conn, name) -> None:
+def drop_database(conn: Connection, name: str) -> None:
     conn.cursor().execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
 
 
@@ -356,10 +360,10 @@ class VerifyResult:
     checks: list = field(default_factory=list)
 
     @property
-    def ok(self):
+    def ok(self) -> bool:
         return bool(self.checks) and all(c.same for c in self.checks)
 
-    def lines(self):
+    def lines(self) -> List[str]:
         out = [f"verify:   {self.file} ({human_size(self.size)})"]
         if self.restored:
             out += self.restored.lines()
@@ -375,7 +379,7 @@ class VerifyResult:
         return out
 
 
-def verify(config, path=None):
+def verify(config: Config, path: Optional[str] = None) -> VerifyResult:
     """Restore a dump (default: the newest in BACKUP_DIR) into a scratch database, compare, drop it."""
     tools = PgTools(config)
     if path is None:
@@ -410,7 +414,7 @@ def verify(config, path=None):
     return result
 
 
-def _drop_leftover_scratch(conn, name):
+def _drop_leftover_scratch(conn: Connection, name: str) -> None:
     cur = conn.cursor()
     cur.execute(DATABASE_COMMENT, {"name": name})
     row = cur.fetchone()
@@ -422,14 +426,14 @@ def _drop_leftover_scratch(conn, name):
     drop_database(conn, name)  # a verify killed before it could clean up
 
 
-def _session(conn):
+def _session(conn: Connection) -> Cursor:
     # rows are compared as text: render them the same way in both databases
     cur = conn.cursor()
     cur.execute("SET TimeZone = 'UTC'; SET DateStyle = 'ISO, YMD'; SET extra_float_digits = 1")
     return cur
 
 
-def _compare(config, tools, scratch, present):
+def _compare(config: Config, tools: PgTools, scratch: str, present: Set[str]) -> List[TableCheck]:
     """Counts and checksums of each archive table (present: the restored "schema.table" names),
     restored vs live, over the rows both must share."""
     schema, base = config.pg_schema, config.pg_table

@@ -4,12 +4,14 @@
 or user/password as HTTP Basic for InfluxDB 1.x with auth. Never in the URL, so never in a log.
 """
 
+from __future__ import annotations
+
 import csv
 import io
 import json
 import logging
 import re
-from typing import Optional
+from typing import TYPE_CHECKING, Collection, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 from urllib.parse import urlsplit
 
 import urllib3
@@ -22,6 +24,10 @@ from .batch import READINGS, Batch, Block, put_times, series_key, session_fields
 from .http import classify_status, connection_pool, http_rejection, no_answer, server_kind, server_trouble
 from .literal import number
 from .proof import mixed_kinds, numeric_fields, one_kind, other_kinds
+
+if TYPE_CHECKING:
+    from ..config import Config
+    from ..late import Counts
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +52,7 @@ NOT_FOUND = re.compile(r"(?i)\b(database|bucket)\b.*\bnot found\b|\bnot found\b.
 ONE_STATEMENT = re.compile(r"(?i)only one InfluxQl statement")
 
 
-def influx_kind(url, headers, message=""):
+def influx_kind(url: str, headers: Mapping[str, str], message: str = "") -> str:
     """Which InfluxDB answered, for advice: '1.x' (X-Influxdb-Version 1.x), '3' (InfluxDB 3 Core or
     Enterprise -- X-Influxdb-Version 3.x or its own "Database x not found" wording -- or Cloud Dedicated,
     whose URLs end in .influxdb.io), or 'dbrp': InfluxDB 2.x and Cloud Serverless (URLs on
@@ -64,30 +70,32 @@ def influx_kind(url, headers, message=""):
     return "dbrp"
 
 
-def identifier(name):
+def identifier(name: str) -> str:
     """An InfluxQL double-quoted identifier."""
     return '"' + str(name).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
-def source_name(config):
+def source_name(config: Config) -> str:
     """FROM target: the measurement, or "db"."rp"."measurement" when a retention policy is set."""
     if config.retention_policy:
         return ".".join(identifier(p) for p in (config.bucket, config.retention_policy, config.measurement))
     return identifier(config.measurement)
 
 
-def field_ref(name, cast=()):
+def field_ref(name: str, cast: Collection[str] = ()) -> str:
     """A field in a SELECT or WHERE: `"bpm"::float` when InfluxDB holds it with several types (a type per
     shard; InfluxDB 1.x casts integers and skips strings and booleans, and without the cast a range whose
     shards hold only strings fails: "unsupported mean iterator type")."""
     return identifier(name) + ("::float" if name in cast else "")
 
 
-def build_statements(config, fields, start, end, cast=(), skipped=None):
+def build_statements(config: Config, fields: Sequence[str], start: int, end: int, cast: Collection[str] = (),
+                     skipped: Optional[Dict[str, List[str]]] = None) -> List[Tuple[str, str, str]]:
     """One SELECT for the fields without a valid range, one per ranged field (a WHERE on a field
     value drops whole points in InfluxQL, so each ranged field needs its own), plus the count, lowest
     and highest of the readings refused, and, for a field InfluxDB also holds as text or booleans
-    (skipped: {field: [types]}), the count of those. Returns [(kind, field-or-None, statement)]."""
+    (skipped: {field: [types]}), the count of those. Returns [(kind, field, statement)]; the plain fields'
+    statement names no field ("")."""
     where_time = f"time >= {start}s AND time < {end}s"
     group = f"GROUP BY time({format_duration(config.window)})"
     for tag in config.tags:
@@ -98,7 +106,7 @@ def build_statements(config, fields, start, end, cast=(), skipped=None):
     plain = [f for f in fields if f not in config.valid_ranges]
     if plain:
         cols = ", ".join(f"mean({field_ref(f, cast)}) AS {identifier(f)}" for f in plain)
-        statements.append(("means", None, f"SELECT {cols} FROM {src} WHERE {where_time} {group}"))
+        statements.append(("means", "", f"SELECT {cols} FROM {src} WHERE {where_time} {group}"))
     for f in fields:
         ref = field_ref(f, cast)
         if f in config.valid_ranges:
@@ -133,7 +141,7 @@ def build_statements(config, fields, start, end, cast=(), skipped=None):
     return statements
 
 
-def build_counts(config, fields, start, end, cast=()) -> str:
+def build_counts(config: Config, fields: Sequence[str], start: int, end: int, cast: Collection[str] = ()) -> str:
     """Readings per hour, series and field in [start, end), counted by InfluxDB from storage: every
     reading, valid or not, so they compare with what InfluxDB holds later. GROUP BY * gives each
     series (tag set) apart."""
@@ -143,7 +151,7 @@ def build_counts(config, fields, start, end, cast=()) -> str:
 
 
 class InfluxQLSource:
-    def __init__(self, config) -> None:
+    def __init__(self, config: Config) -> None:
         self.config = config
         self._fields = list(config.fields) or None
         self._http = connection_pool(config)
@@ -160,7 +168,7 @@ class InfluxQLSource:
     def close(self) -> None:
         self._http.clear()
 
-    def _query(self, statement):
+    def _query(self, statement: str) -> List[dict]:
         """Run InfluxQL; return the list of results (one per statement)."""
         url = f"{self.config.influx_url}/query"
         params = {"db": self.config.bucket, "q": statement}
@@ -212,7 +220,7 @@ class InfluxQLSource:
                 raise SourceQueryError(f"InfluxDB reported a query error: {error}")
         return results
 
-    def _not_found(self, message, headers):
+    def _not_found(self, message: str, headers: Mapping[str, str]) -> SourceRejected:
         """The database (bucket) is missing: the advice depends on the kind of server (see
         influx_kind)."""
         bucket = self.config.bucket
@@ -230,7 +238,7 @@ class InfluxQLSource:
                                   hint=DATABASE_HELP.format(bucket=bucket, databases=databases))
         return SourceRejected(f"InfluxDB answered: {message}", hint=DBRP_HELP.format(bucket=bucket))
 
-    def field_keys(self, start=None, stop=None):
+    def field_keys(self, start: Optional[int] = None, stop: Optional[int] = None) -> Dict[str, str]:
         """{field: type} of the measurement (SHOW FIELD KEYS: every retained shard, so the range is not
         used); empty when the measurement has no data in the database."""
         if self._field_keys is None:
@@ -242,31 +250,31 @@ class InfluxQLSource:
             self._kinds = kinds
         return self._field_keys
 
-    def other_kinds(self):
+    def other_kinds(self) -> Dict[str, List[str]]:
         """{field: [non-numeric types]} of the fields InfluxDB holds as numbers in some shards and not
         in others (InfluxQL's cast names: string, boolean)."""
         self.field_keys()
         return other_kinds(self._kinds or {})
 
-    def _cast(self):
+    def _cast(self) -> Set[str]:
         self.field_keys()
         return mixed_kinds(self._kinds or {})
 
-    def tag_keys(self, start=None, stop=None):
+    def tag_keys(self, start: Optional[int] = None, stop: Optional[int] = None) -> List[str]:
         """The measurement's tag keys (SHOW TAG KEYS: every retained shard)."""
         series = self._query(f"SHOW TAG KEYS FROM {source_name(self.config)}")[0].get("series", [])
         return sorted({row[0] for s in series for row in s.get("values", [])})
 
-    def measurements(self, start=None, stop=None, limit=20):
+    def measurements(self, start: Optional[int] = None, stop: Optional[int] = None, limit: int = 20) -> List[str]:
         """Names of measurements in the database (for advice when ours has no data)."""
         series = self._query(f"SHOW MEASUREMENTS LIMIT {int(limit)}")[0].get("series", [])
         return [row[0] for s in series for row in s.get("values", [])]
 
-    def numeric_fields(self):
+    def numeric_fields(self) -> List[str]:
         """The fields to load when FIELDS is empty (proof.numeric_fields of SHOW FIELD KEYS)."""
         return numeric_fields(self.field_keys(), self.config)
 
-    def counts(self, start, end):
+    def counts(self, start: int, end: int) -> Counts:
         """{(hour start, series, field): readings} in [start, end), as InfluxDB counts them (a part hour
         at the start is labelled by its hour). Tags come as the series' "tags" (1.x, 2.x) or as columns
         (InfluxDB 3)."""
@@ -288,7 +296,7 @@ class InfluxQLSource:
                         found[key] = found.get(key, 0) + int(row[f])
         return found
 
-    def fetch(self, start, end):
+    def fetch(self, start: int, end: int) -> Batch:
         """The chunk's window means: one request per statement (InfluxDB 3 Core up to 3.6 refuses
         several in one), every answer in hand before the Batch exists, so a chunk is written whole
         or not at all. With one statement (no VALID_RANGES) each series' rows go to CSV as they
@@ -323,7 +331,7 @@ class InfluxQLSource:
                 batch.blocks.append(block)
         return batch
 
-    def _seconds(self, batch, name, all_series, tags) -> None:
+    def _seconds(self, batch: Batch, name: str, all_series: List[dict], tags: Sequence[str]) -> None:
         """One field's 1-second means into batch.seconds, by device: the series' tags (1.x, 2.x), or columns
         of its rows (InfluxDB 3); each run of consecutive seconds made bytes in one pass (batch.put_times)."""
         for series in all_series:
@@ -343,14 +351,15 @@ class InfluxQLSource:
                 put_times(batch.seconds.setdefault((device, name), {}), [row[0] for row in found],
                           [row[at_value] for row in found])
 
-    def _single(self, statement):
+    def _single(self, statement: str) -> List[dict]:
         """The series of one statement's answer."""
         results = self._query(statement)
         if len(results) != 1:
             raise SourceQueryError(f"InfluxDB answered {len(results)} results to one statement")
         return results[0].get("series") or []
 
-    def _layout(self, series, tags, extra=()):
+    def _layout(self, series: dict, tags: Sequence[str],
+                extra: Sequence[str] = ()) -> Tuple[List[str], List[str], List[str]]:
         """(the CSV columns of a series' rows, its tag values not among them): InfluxDB 1.x and 2.x give
         GROUP BY tags as the series' "tags"; InfluxDB 3's v1 API as columns of the rows. extra: the
         columns a statement names besides the fields (a READINGS column)."""
@@ -363,7 +372,7 @@ class InfluxQLSource:
         outside = [t for t in tags if t not in columns]
         return columns, [series_tags.get(t) or "" for t in outside], outside
 
-    def _blocks(self, all_series, tags, extra=()):
+    def _blocks(self, all_series: List[dict], tags: Sequence[str], extra: Sequence[str] = ()) -> List[Block]:
         """One Block per series, its rows written by the csv module as they came (no per-value work
         in Python); the series' tag values, when not columns, appended to every line."""
         blocks = []
@@ -382,7 +391,7 @@ class InfluxQLSource:
             blocks.append(Block(columns=columns + outside, text=text, rows=len(values)))
         return blocks
 
-    def _merged(self, answers, tags):
+    def _merged(self, answers: List[List[dict]], tags: Sequence[str]) -> Optional[Block]:
         """One Block from several statements' answers (a statement per ranged field), merged by
         window and tag values."""
         fields = self._fields or []
