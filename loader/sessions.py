@@ -15,6 +15,8 @@ crossing a chunk boundary, late data, a backfill or a rebuild replace the sessio
 add a second one.
 """
 
+from __future__ import annotations
+
 import ast
 import bisect
 import contextlib
@@ -25,15 +27,21 @@ import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from psycopg2 import sql
 
 from . import metrics, oximetry
 from .metrics import LOWEST, LOWEST_MARGIN, METRICS, TIME_BELOW
-from .pg import archive_span, by_key, columns_of, one, table_exists
+from .pg import Cursor, Database, archive_span, by_key, columns_of, one, table_exists
 from .seconds import SecondsTable
 from .windows import rfc3339
+
+Row = Tuple[int, float, Optional[float]]  # a window: (epoch start, SpO2 mean, pulse mean or None)
+# (start, end) -> over those windows, ({column: the reading counts' correction}, {window start: lowest reading})
+ReadCounts = Callable[[int, int], Tuple[Dict[str, float], Dict[int, float]]]
+# (start, end) -> {"spo2": [reading or None per second], "pulse": [...] or None}, None where none are kept
+ReadSeconds = Callable[[int, int], Optional[dict]]
 
 log = logging.getLogger(__name__)
 
@@ -96,11 +104,12 @@ class Event:
     level: float
 
     @property
-    def lowest(self):
+    def lowest(self) -> float:
         return self.level - self.depth
 
 
-def desaturation_events(times, values, window, drop, level_windows=1):
+def desaturation_events(times: Sequence[int], values: Sequence[float], window: int, drop: float,
+                        level_windows: int = 1) -> List[Event]:
     """The desaturations of at least `drop` points in window means (times ascending, epoch seconds).
 
     Jung/Hwang's fiducial points, on window means (docs/sessions.md): a window whose mean is lower than
@@ -163,8 +172,10 @@ def desaturation_events(times, values, window, drop, level_windows=1):
     return events
 
 
-def desaturations_with_lowest(times, values, window, drop, lowest=None, slack=SLACK, margin=LOWEST_NOISE,
-                              level_windows=1):
+def desaturations_with_lowest(times: Sequence[int], values: Sequence[float], window: int, drop: float,
+                              lowest: Optional[Dict[int, float]] = None, slack: float = SLACK,
+                              margin: float = LOWEST_NOISE,
+                              level_windows: int = 1) -> List[Event]:
     """The desaturations of at least `drop` points, from the window means and the lowest readings: the
     events desaturation_events finds `slack` points shallower, kept when their means fall `drop` below the
     level before them or a window's lowest reading falls `drop` + `margin` below it, where that reading is
@@ -188,12 +199,13 @@ def desaturations_with_lowest(times, values, window, drop, lowest=None, slack=SL
     return kept
 
 
-def desaturations(times, values, window, drops=DROPS, lowest=None):
+def desaturations(times: Sequence[int], values: Sequence[float], window: int, drops: Sequence[int] = DROPS,
+                  lowest: Optional[Dict[int, float]] = None) -> Dict[int, int]:
     """{drop: how many desaturations of at least `drop` points the window means (and lowest readings) hold}."""
     return {drop: len(desaturations_with_lowest(times, values, window, drop, lowest)) for drop in drops}
 
 
-def stretches(times, window):
+def stretches(times: Sequence[int], window: int) -> List[Tuple[int, int]]:
     """[(first, end)] index ranges of the windows that follow each other without one missing. Times are
     whole windows apart and ascending, so [a, b] is unbroken exactly when times[b] - times[a] is
     (b - a) windows: a binary search finds each break (a night has few)."""
@@ -211,7 +223,7 @@ def stretches(times, window):
     return out
 
 
-def held(values, runs, lowest=True):
+def held(values: Sequence[float], runs: Sequence[Tuple[int, int]], lowest: bool = True) -> float:
     """The lowest (or highest) value held for HELD consecutive windows: of each HELD windows in a row,
     the highest (lowest) mean, then the lowest (highest) of those; a one-window artefact never sets it.
     runs: stretches() of the values' times. Without HELD windows in a row, the lowest (highest) window."""
@@ -220,7 +232,7 @@ def held(values, runs, lowest=True):
     return keep(found) if found else keep(values)
 
 
-def time_below(spo2, window, counted=None) -> dict:
+def time_below(spo2: Sequence[float], window: int, counted: Optional[Dict[str, float]] = None) -> Dict[str, int]:
     """{column: whole seconds} of each metrics.TIME_BELOW metric (T90, T88): each window whose mean is counted
     there (below 90; at or below 88) whole, plus `counted` ({column: correction}): over the windows with
     reading counts, their shares of readings there less what their means counted (Sessions.readings). So
@@ -235,7 +247,8 @@ class Summary:
     row: dict
 
 
-def summarise(rows, window, run_started, below_rollup=None, readings=None, seconds=None):
+def summarise(rows: Sequence[Row], window: int, run_started: int, below_rollup: Optional[float] = None,
+              readings: Optional[ReadCounts] = None, seconds: Optional[ReadSeconds] = None) -> Summary:
     """One session's row, keyed by METRICS' columns, from its windows [(epoch start, spo2, pulse)], spo2
     never None. seconds(start, end): its 1 Hz readings ({"spo2": [...], "pulse": [...] or None}, None where
     none are kept), which it is read from (oximetry.read_night) where they cover SECONDS_COVER of it;
@@ -283,8 +296,9 @@ def summarise(rows, window, run_started, below_rollup=None, readings=None, secon
     return Summary(times[0], {m.column: row[m.column] for m in METRICS})  # a metric not computed: KeyError
 
 
-def sessions_of(rows, window, gap, minimum, below=None, run_started=None, last_end=None, readings=None,
-                seconds=None):
+def sessions_of(rows: Iterable[Row], window: int, gap: int, minimum: int, below: Optional[float] = None,
+                run_started: Optional[int] = None, last_end: Optional[int] = None,
+                readings: Optional[ReadCounts] = None, seconds: Optional[ReadSeconds] = None) -> Iterator[Summary]:
     """The sessions in rows (ascending (epoch start, spo2, pulse), spo2 present; any iterable, read
     once, holding one session's rows at a time). A run of rows ends where the next starts more than
     `gap` after the previous one's end; runs shorter than `minimum` are not sessions; longer than
@@ -295,8 +309,8 @@ def sessions_of(rows, window, gap, minimum, below=None, run_started=None, last_e
     run_start, cut = run_started, None  # cut: where the run's next MAX_S begins
     limit = None if last_end is None else last_end + gap  # a window starting after this ends the run
 
-    def finish(run_goes_on):
-        if piece and (run_goes_on or piece[-1][0] + window - run_start >= minimum):
+    def finish(run_goes_on: bool) -> Optional[Summary]:
+        if piece and run_start is not None and (run_goes_on or piece[-1][0] + window - run_start >= minimum):
             return summarise(piece, window, run_start, below, readings, seconds)
         return None
 
@@ -329,7 +343,8 @@ def sessions_of(rows, window, gap, minimum, below=None, run_started=None, last_e
 class Sessions:
     """The sessions table of one archive table, kept by the loader in the caller's transactions."""
 
-    def __init__(self, db, tags, spo2, pulse, gap, minimum, window, below=None, subject="adult") -> None:
+    def __init__(self, db: Database, tags: Sequence[str], spo2: str, pulse: str, gap: int, minimum: int, window: int,
+                 below: Optional[float] = None, subject: str = "adult") -> None:
         self.db = db
         self.tags = tuple(tags)
         self.subject = subject
@@ -339,7 +354,7 @@ class Sessions:
         self._ready = False
 
     @property
-    def table(self):
+    def table(self) -> sql.Identifier:
         return self.db.companion("sessions")
 
     def definition(self) -> str:
@@ -347,10 +362,10 @@ class Sessions:
         return (f"SESSION_GAP={self.gap}s SESSION_MIN={self.minimum}s WINDOW={self.window}s "
                 f"spo2={self.spo2} pulse={self.pulse or 'none'} below={below} SUBJECT={self.subject} {rule()}")
 
-    def enabled(self, fields):
+    def enabled(self, fields: Sequence[str]) -> bool:
         return bool(self.spo2) and self.spo2 in fields
 
-    def ensure(self, cur, fields) -> None:
+    def ensure(self, cur: Cursor, fields: Sequence[str]) -> None:
         """Create the table; one computed with another definition, or new beside archived rows, is
         computed again from every archived row here, in the caller's transaction."""
         if self._ready:
@@ -394,7 +409,7 @@ class Sessions:
                 log.info("computing the sessions of the rows already archived in %s", self.db.target)
             self._compute_all(cur, fields)
 
-    def _compute_all(self, cur, fields) -> None:
+    def _compute_all(self, cur: Cursor, fields: Sequence[str]) -> None:
         """Every session of the (new, empty) table, from every archived row, read in time order a device
         at a time."""
         for device in self._devices(cur):
@@ -405,7 +420,7 @@ class Sessions:
                                            seconds=seconds):
                     self._insert(cur, device, summary)
 
-    def refresh(self, cur, fields, start, end) -> None:
+    def refresh(self, cur: Cursor, fields: Sequence[str], start: int, end: int) -> None:
         """Recompute the sessions that rows written in [start, end) can change, per device: from the
         start of the 24-hour piece holding `start` of the run reaching it, to the end of the run
         reaching `end`. Earlier and later sessions stay as they are."""
@@ -437,7 +452,8 @@ class Sessions:
                     self._insert(cur, device, summary)
 
     @contextlib.contextmanager
-    def _rows(self, cur, fields, where, bounds, params):
+    def _rows(self, cur: Cursor, fields: Sequence[str], where: sql.Composable, bounds: str,
+              params: dict) -> Iterator[Cursor]:
         """(epoch, spo2, pulse) of a device's windows with SpO2 in time order, read from the server a part
         at a time (a run worn around the clock may hold months)."""
         spo2 = sql.Identifier(self.spo2)
@@ -452,7 +468,7 @@ class Sessions:
         finally:
             rows.close()
 
-    def readings(self, cur, device):
+    def readings(self, cur: Cursor, device: Tuple[str, ...]) -> Optional[ReadCounts]:
         """summarise's `readings` for a device, from <PG_TABLE>_readings (batch.READINGS), for its windows in
         [start, end): (1) over the windows it has counts for (the windows holding a reading at a TIME_BELOW
         reading, which the sink keeps), {column: the sum of their shares of readings there (below 90; at or
@@ -488,7 +504,7 @@ class Sessions:
                        "r.{lowest} IS NOT NULL AND {between}").format(
             lowest=sql.Identifier(LOWEST), readings=readings, device=device_of, between=between).as_string(cur)
 
-        def read(start, end):
+        def read(start: int, end: int) -> Tuple[Dict[str, float], Dict[int, float]]:
             bounds = dict(params, lo=start, hi=end)
             cur.execute(counts, bounds)
             sums = dict(zip((m.column for m in counted), one(cur)))
@@ -499,21 +515,21 @@ class Sessions:
             return {column: total or 0.0 for column, total in sums.items()}, lowest
         return read
 
-    def seconds(self, cur, device, fields):
+    def seconds(self, cur: Cursor, device: Tuple[str, ...], fields: Sequence[str]) -> Optional[ReadSeconds]:
         """summarise's `seconds` for a device: its SpO2 and pulse readings at 1 Hz from <PG_TABLE>_seconds;
         None when that table is missing (an archive from before it)."""
         if not self.kept_seconds.exists(cur):
             return None
         names = [self.spo2] + ([self.pulse] if self.pulse and self.pulse in fields else [])
 
-        def read(start, end):
+        def read(start: int, end: int) -> Optional[dict]:
             found = self.kept_seconds.read(cur, device, names, start, end)
             if found is None:
                 return None
             return {"spo2": found[self.spo2], "pulse": found[self.pulse] if len(names) > 1 else None}
         return read
 
-    def _devices(self, cur, start=None, end=None):
+    def _devices(self, cur: Cursor, start: Optional[int] = None, end: Optional[int] = None) -> List[Tuple[str, ...]]:
         if not self.tags:
             return [()]
         bounds = "" if start is None else " WHERE time >= to_timestamp(%(lo)s) AND time < to_timestamp(%(hi)s)"
@@ -521,13 +537,13 @@ class Sessions:
             sql.SQL(", ").join(sql.Identifier(t) for t in self.tags), self.db.table), {"lo": start, "hi": end})
         return [tuple(r) for r in cur.fetchall()]
 
-    def _device(self, device):
+    def _device(self, device: Tuple[str, ...]) -> Tuple[sql.Composable, dict]:
         params = {f"tag{i}": v for i, v in enumerate(device)}
         where = sql.SQL(" AND ").join([sql.SQL("true")] + [
             sql.SQL("{} = %({})s").format(sql.Identifier(t), sql.SQL(f"tag{i}")) for i, t in enumerate(self.tags)])
         return where, params
 
-    def _run_start(self, cur, device, edge):
+    def _run_start(self, cur: Cursor, device: Tuple[str, ...], edge: int) -> Optional[int]:
         """Where the run of windows reaching `edge` (epoch seconds) from before began, or None when no
         window within SESSION_GAP before it. A kept session reaching it names its run's start; else the
         windows (a run too short to be kept) are read back a span at a time."""
@@ -550,7 +566,7 @@ class Sessions:
             if not times:
                 return began
 
-    def _run_end(self, cur, device, edge):
+    def _run_end(self, cur: Cursor, device: Tuple[str, ...], edge: int) -> int:
         """Where the run of windows reaching `edge` from after ends (`edge` when none does): a kept
         session reaching it gives its run's end; else the windows are read on a span at a time."""
         where, params = self._device(device)
@@ -572,7 +588,8 @@ class Sessions:
             if not times:
                 return edge
 
-    def _window_times(self, cur, where, params, lo, hi, newest_first):
+    def _window_times(self, cur: Cursor, where: sql.Composable, params: dict, lo: int, hi: int,
+                      newest_first: bool) -> List[int]:
         """Starts (epoch seconds) of a device's windows with SpO2 in [lo, hi), in the order asked."""
         params.update(lo=lo, hi=hi)
         cur.execute(sql.SQL("SELECT extract(epoch FROM time)::bigint FROM {} WHERE {} AND {} IS NOT NULL "
@@ -581,7 +598,7 @@ class Sessions:
             self.db.table, where, sql.Identifier(self.spo2)), params)
         return [r[0] for r in cur.fetchall()]
 
-    def _insert(self, cur, device, summary) -> None:
+    def _insert(self, cur: Cursor, device: Tuple[str, ...], summary: Summary) -> None:
         names = list(self.tags) + ["started"] + [m.column for m in METRICS]
         row = dict(summary.row, run_started=rfc3339(summary.row["run_started"]), ended=rfc3339(summary.row["ended"]))
         values = list(device) + [rfc3339(summary.started)] + [

@@ -11,21 +11,28 @@ No DataFrame and no per-row objects: each chunk's response (a day of 5-second wi
 sends inside an HTTP 200 when a query fails part-way, and its data lines go to COPY as they are.
 """
 
+from __future__ import annotations
+
 import csv
 import json
 import logging
 import re
 import urllib.parse
-from typing import Optional
+from typing import TYPE_CHECKING, Dict, Iterator, List, Optional, Sequence, Tuple
 
+import urllib3
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-from ..errors import SourceQueryError, SourceRejected
+from ..errors import LoaderError, SourceQueryError, SourceRejected
 from ..windows import HOUR, format_duration, parse_time, rfc3339
 from .batch import READINGS, SECONDS_RESULT, Batch, Block, put_times, series_key, session_fields
 from .http import classify_status, connection_pool, http_rejection, no_answer, server_trouble
 from .literal import number
 from .proof import numeric_fields, one_kind, other_kinds
+
+if TYPE_CHECKING:
+    from ..config import Config
+    from ..late import Counts
 
 log = logging.getLogger(__name__)
 
@@ -45,18 +52,19 @@ TOKEN_HELP = ("check that INFLUX_TOKEN is a current API token with read access t
               "in organisation {org} (InfluxDB UI: Load Data > API Tokens)")
 
 
-def flux_string(value) -> str:
+def flux_string(value: str) -> str:
     """A Flux string literal: backslash, double quote and interpolation ${ are escaped."""
     escaped = (str(value).replace("\\", "\\\\").replace('"', '\\"').replace("${", "\\${")
                .replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t"))
     return f'"{escaped}"'
 
 
-def _field_filter(fields):
+def _field_filter(fields: Sequence[str]) -> str:
     return "filter(fn: (r) => " + " or ".join(f"r._field == {flux_string(f)}" for f in fields) + ")"
 
 
-def build_query(config, start, end, fields=None, skipped=()):
+def build_query(config: Config, start: int, end: int, fields: Optional[Sequence[str]] = None,
+                skipped: Sequence[str] = ()) -> str:
     """The Flux query for [start, end): group explicitly, average, label by window start, pivot.
 
     aggregateWindow labels each window by its stop unless timeSrc is "_start" (Flux docs, universe
@@ -131,7 +139,7 @@ def build_query(config, start, end, fields=None, skipped=()):
     return "\n".join(head + body + readings + seconds + refused + others) + "\n"
 
 
-def counts_pipeline(config, fields):
+def counts_pipeline(config: Config, fields: Sequence[str]) -> List[str]:
     """What follows from |> range for the readings per hour, series and field: every reading, valid or
     not (they compare with what InfluxDB holds later); a bare count InfluxDB pushes down to storage
     (no point reaches the query engine), one table per series, labelled by the hour's start."""
@@ -144,7 +152,7 @@ def counts_pipeline(config, fields):
 _COUNT_COLUMNS = {"", "result", "table", "_time", "_value", "_field"}
 
 
-def parse_annotated_csv(text, tags):
+def parse_annotated_csv(text: str, tags: Sequence[str]) -> Batch:
     """Split a Flux annotated-CSV response into Blocks of data lines; raise on an error table.
 
     Tables arrive one after another, separated by a blank line; each starts with its
@@ -192,14 +200,14 @@ def parse_annotated_csv(text, tags):
 _LEADING_CELLS = re.compile(r"^,[^,\n]*,[^,\n]*,", re.M)
 
 
-def _result_name(header, data, default):
+def _result_name(header: List[str], data: str, default: List[str]) -> str:
     """The yield a table belongs to: its rows' result cell, or, when that is empty, the #default annotation's."""
     at = header.index("result")
     first = next(csv.reader([data.split("\n", 1)[0]]))
     return (first[at] if len(first) > at else "") or (default[at] if len(default) > at else "")
 
 
-def _readings_block(header, data, column):
+def _readings_block(header: List[str], data: str, column: str) -> Block:
     """A Block of one READINGS column: its table's _time, _value (a count, or the lowest) and key tags."""
     if column not in {c for c, _, _, _ in READINGS} or header[:3] != ["", "result", "table"]:
         raise SourceQueryError(f"unexpected table in the Flux response: result {READINGS_RESULT + column!r}")
@@ -211,7 +219,7 @@ def _readings_block(header, data, column):
     return Block(columns=columns, text=stripped + "\n", rows=rows)
 
 
-def _seconds(batch, header, data):
+def _seconds(batch: Batch, header: List[str], data: str) -> None:
     """1-second means (one table per field and device, a row for each second with readings; tables of one
     layout share a section) into batch.seconds. Python looks at each table once, not at each second: a table
     is split once and each column is a stride of it (the csv module reads it where a value is quoted: a tag
@@ -221,6 +229,7 @@ def _seconds(batch, header, data):
     at_table, at_time, at_value, at_field = (header.index(c) for c in ("table", "_time", "_value", "_field"))
     at_tags = [header.index(t) for t in batch.tags]
     for table in _each_table(data):
+        columns: Sequence[Sequence[str]]
         if '"' in table:  # a quoted cell may hold a comma: the csv module reads it
             columns = list(zip(*csv.reader(table.split("\n"))))
         else:  # one split for the whole table, then each column a stride of it
@@ -232,7 +241,7 @@ def _seconds(batch, header, data):
         put_times(batch.seconds.setdefault((device, columns[at_field][0]), {}), columns[at_time], columns[at_value])
 
 
-def _each_table(data):
+def _each_table(data: str) -> Iterator[str]:
     """The data lines of each table in a section, a table at a time (a day of a field's seconds is 86,400
     lines: split whole, the section's cells would hold every table's at once). A table's lines come together;
     the next begins at the first line whose table cell (the third) differs."""
@@ -251,7 +260,7 @@ def _each_table(data):
         at = end + 1
 
 
-def _counted(batch, header, data, default):
+def _counted(batch: Batch, header: List[str], data: str, default: List[str]) -> None:
     """A table of what the query counted beside the means, by field: the refused readings' count,
     lowest and highest, or the readings skipped as not numbers; which one, its result name says (in
     each row's result cell, or, when that is empty, in the #default annotation)."""
@@ -272,7 +281,7 @@ def _counted(batch, header, data, default):
             raise SourceQueryError(f"unexpected table in the Flux response: result {result!r}")
 
 
-def _tables(text, annotations=None):
+def _tables(text: str, annotations: Optional[dict] = None) -> Iterator[Tuple[List[str], str]]:
     """(header cells, data lines) of each table of an annotated-CSV response, its annotations skipped;
     with annotations={} that dict holds, for the table just yielded, its annotation rows' cells by name
     ("datatype", "group", "default")."""
@@ -297,16 +306,16 @@ FLUX_TYPES = {"double": "float", "long": "integer", "unsignedLong": "unsigned", 
               "boolean": "boolean"}
 
 
-def _is_error_table(header) -> bool:
+def _is_error_table(header: List[str]) -> bool:
     return "error" in header and "reference" in header
 
 
-def _raise_query_error(header, data):
+def _raise_query_error(header: List[str], data: str) -> None:
     row = next(csv.reader([data.split("\n", 1)[0]]))
     raise SourceQueryError(f"InfluxDB reported a query error: {row[header.index('error')]}")
 
 
-def _classify(header, tags) -> str:
+def _classify(header: List[str], tags: Sequence[str]) -> str:
     if _is_error_table(header):
         return "error"
     if "_time" in header and "result" in header:
@@ -326,7 +335,7 @@ class FluxSource:
     _tag_keys: Optional[list] = None
     _kinds: Optional[dict] = None
 
-    def __init__(self, config) -> None:
+    def __init__(self, config: Config) -> None:
         self.config = config
         self._fields = list(config.fields) or None
         self._http = connection_pool(config)
@@ -338,7 +347,7 @@ class FluxSource:
     def close(self) -> None:
         self._http.clear()
 
-    def _post(self, query):
+    def _post(self, query: str) -> str:
         """The response body of a Flux query as text; HTTP and transport failures as typed errors."""
         body = json.dumps({"query": query, "type": "flux", "dialect": DIALECT})
         try:
@@ -352,7 +361,7 @@ class FluxSource:
         except UnicodeDecodeError as exc:
             raise SourceQueryError(f"malformed CSV from InfluxDB: {exc}") from None
 
-    def counts(self, start, end):
+    def counts(self, start: int, end: int) -> Counts:
         """{(hour start, series, field): readings} in [start, end), as InfluxDB counts them (a part hour
         at either end is labelled by where the range cuts it). A field typed differently in two shards
         comes as two tables: their counts add up."""
@@ -372,7 +381,7 @@ class FluxSource:
                     found[key] = found.get(key, 0) + int(row[at_value])
         return found
 
-    def fetch(self, start, end):
+    def fetch(self, start: int, end: int) -> Batch:
         if self._fields is None:
             self._fields = self.numeric_fields()
         counts = self.counts(start, end)  # before the means: they then hold at least these readings
@@ -389,7 +398,7 @@ class FluxSource:
         batch.readings_field = self.config.session_spo2
         return batch
 
-    def field_keys(self, start, stop):
+    def field_keys(self, start: int, stop: int) -> Dict[str, str]:
         """{field: type} of the measurement's fields with data in [start, stop), types named as
         InfluxQL's SHOW FIELD KEYS names them; empty when it has none.
 
@@ -415,32 +424,32 @@ class FluxSource:
         self._kinds, self._tag_keys = kinds, sorted(tags)
         return self._field_keys
 
-    def other_kinds(self):
+    def other_kinds(self) -> Dict[str, List[str]]:
         """{field: [non-numeric types]} of the fields InfluxDB holds as numbers in some shards and not
         in others (the proof asks field_keys first)."""
         if self._kinds is None:
             raise SourceQueryError("the fields were not looked up before loading")
         return other_kinds(self._kinds)
 
-    def tag_keys(self, start, stop):
+    def tag_keys(self, start: int, stop: int) -> List[str]:
         """The tag keys of the measurement's series with data in [start, stop) (the columns of the
         tables field_keys read)."""
         if self._tag_keys is None:
             self.field_keys(start, stop)
-        return self._tag_keys
+        return self._tag_keys or []
 
-    def numeric_fields(self):
+    def numeric_fields(self) -> List[str]:
         """The fields to load when FIELDS is empty (proof.numeric_fields of what field_keys found:
         the proof asks first)."""
         if self._field_keys is None:
             raise SourceQueryError("the fields were not looked up before loading")
         return numeric_fields(self._field_keys, self.config)
 
-    def measurements(self, start, stop, limit=20):
+    def measurements(self, start: int, stop: int, limit: int = 20) -> List[str]:
         """Names of measurements with data in [start, stop) (for advice when ours has none)."""
         return self._distinct("_measurement", start, stop, limit=limit)
 
-    def _distinct(self, column, start, stop, limit=None):
+    def _distinct(self, column: str, start: int, stop: int, limit: Optional[int] = None) -> List[str]:
         """Distinct values of a column: the pipeline schema.tagValues() is made of (Flux stdlib,
         influxdata/influxdb/schema), which InfluxDB answers from its index without reading points."""
         pipeline = [f"keep(columns: [{flux_string(column)}])", "group()", f"distinct(column: {flux_string(column)})"]
@@ -454,7 +463,8 @@ class FluxSource:
                     values.append(row[at])
         return values
 
-    def _lookup(self, start, stop, pipeline, annotations=None):
+    def _lookup(self, start: int, stop: int, pipeline: Sequence[str],
+                annotations: Optional[dict] = None) -> Iterator[Tuple[List[str], str]]:
         """(header, data) of each table that from(bucket) |> range(start, stop) |> pipeline answers
         (the look-ups before loading); an error table raises, a table without _value is unexpected.
         annotations as for _tables."""
@@ -469,7 +479,7 @@ class FluxSource:
                 raise SourceQueryError(f"unexpected columns in the Flux response: {', '.join(header)}")
             yield header, data
 
-    def _http_error(self, response):
+    def _http_error(self, response: urllib3.BaseHTTPResponse) -> LoaderError:
         status = response.status
         try:
             payload = json.loads(response.data)
