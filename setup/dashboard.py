@@ -12,15 +12,18 @@ $__timeTo, $__interval_ms; the device variable as Grafana's SQL formatting quote
 as the read-only role; tests/test_dashboard.py expands and runs each one.
 """
 
+from __future__ import annotations
+
 import argparse
 import json
 import os
 import re
 import sys
+from typing import Any, List, Optional, Sequence, Tuple
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from loader.metrics import BY_COLUMN, MEAN_BANDS, METRICS, NADIR_BANDS, T90_BANDS  # noqa: E402
+from loader.metrics import BY_COLUMN, MEAN_BANDS, METRICS, NADIR_BANDS, T90_BANDS, Metric  # noqa: E402
 
 TABLE = "pox_five_second_mean"
 DS = {"type": "grafana-postgresql-datasource", "uid": "${DS_INFLUX_ARCHIVE}"}
@@ -33,7 +36,7 @@ LEVELS = (("", "6 hours", "5 seconds"), ("_1m", "7 days", "1 minute"), ("_1h", "
           ("_1d", None, "1 day"))
 
 
-def level_bucket(rows) -> str:
+def level_bucket(rows: str) -> str:
     return f"greatest(make_interval(secs => $__interval_ms / 1000.0), interval '{rows}')"
 
 
@@ -49,21 +52,21 @@ DURATION = [{"id": "unit", "value": "dtdurations"}, {"id": "decimals", "value": 
 NIGHT_GAP_MS = 36 * 3600 * 1000  # the night-by-night lines break where nights are further apart than this
 
 
-def to_the_minute(seconds) -> str:
+def to_the_minute(seconds: str) -> str:
     """A duration in seconds rounded to whole minutes (DURATION then shows hours and minutes)."""
     return f"round({seconds} / 60.0) * 60"
 
 
-def steps(pairs):
+def steps(pairs: Sequence[Tuple[str, Optional[float]]]) -> dict:
     return {"mode": "absolute", "steps": [{"color": c, "value": v} for c, v in pairs]}
 
 
-def bucket_case():
+def bucket_case() -> str:
     cases = [f"WHEN {RANGE} <= interval '{top}' THEN {level_bucket(bucket)}" for _, top, bucket in LEVELS[:-1]]
     return "CASE " + " ".join(cases) + f" ELSE {level_bucket(LEVELS[-1][2])} END"
 
 
-def series_sql(field, label, aggregates, devices):
+def series_sql(field: str, label: str, aggregates: Sequence[Tuple[str, str]], devices: bool) -> str:
     """A time series of `field` from the table that fits the range, with a row of NULLs after every gap
     longer than two buckets (Grafana draws a line across anything but a null). aggregates: (name, SQL
     function over the 5-second rows; COMBINE says how it reads a rollup)."""
@@ -99,7 +102,7 @@ def series_sql(field, label, aggregates, devices):
             f" WHERE next > time + 2 * ({bucket_case()})\nORDER BY 1")
 
 
-def summaries_sql(devices):
+def summaries_sql(devices: bool) -> str:
     tag = f"r.{DEVICE}, " if devices else ""
     device_column = f'r.{DEVICE} AS "Device", ' if devices else ""
     return ("-- Last day, week, month and year (rolling, up to the end of the dashboard's range) from the hourly\n"
@@ -131,7 +134,7 @@ def summaries_sql(devices):
             f" ORDER BY {tag}p.ord")
 
 
-def session_column(metric) -> str:
+def session_column(metric: Metric) -> str:
     """A sessions column as the Sessions table shows it: rounded to its decimals (a duration to the minute),
     titled."""
     if metric.grafana_unit == "dtdurations":
@@ -141,20 +144,20 @@ def session_column(metric) -> str:
     return f'{metric.column} AS "{metric.title}"'
 
 
-def shown(subject):
+def shown(subject: str) -> List[Metric]:
     """The metrics the Sessions table shows for SUBJECT's nights."""
     return [m for m in METRICS if m.decimals is not None and subject in m.subjects]
 
 
-def session_columns(subject):
+def session_columns(subject: str) -> str:
     return ", ".join(['started AS "Started"'] + [session_column(m) for m in shown(subject)])
 
 
-def session_overrides(subject):
+def session_overrides(subject: str) -> List[dict]:
     """The Sessions table's units and colours, from the metrics' declarations."""
     out = []
     for m in shown(subject):
-        props = DURATION if m.grafana_unit == "dtdurations" else (
+        props: List[Any] = DURATION if m.grafana_unit == "dtdurations" else (
             [{"id": "unit", "value": m.grafana_unit}] if m.grafana_unit else [])
         if m.bands_for(subject):
             props = props + [{"id": "thresholds", "value": steps(m.bands_for(subject))},
@@ -164,7 +167,7 @@ def session_overrides(subject):
     return out
 
 
-def sessions_sql(devices, subject):
+def sessions_sql(devices: bool, subject: str) -> str:
     device_column = f'{DEVICE} AS "Device", ' if devices else ""
     return ("-- Every session (a night: readings without a gap longer than SESSION_GAP, at least SESSION_MIN\n"
             "-- long) overlapping the dashboard's range, newest first; kept by the loader (docs/sessions.md).\n"
@@ -174,7 +177,7 @@ def sessions_sql(devices, subject):
             + (f" AND {DEVICE} IN ($device)" if devices else "") + "\n ORDER BY started DESC")
 
 
-def last_session_sql(columns, devices) -> str:
+def last_session_sql(columns: str, devices: bool) -> str:
     """The newest session that ended by the end of the dashboard's range (per device)."""
     if devices:
         return (f"-- The last session of each chosen device ended by the end of the range.\n"
@@ -186,7 +189,7 @@ def last_session_sql(columns, devices) -> str:
             " ORDER BY started DESC LIMIT 1")
 
 
-def nights_sql(metric, devices):
+def nights_sql(metric: Metric, devices: bool) -> str:
     """Each session (night) that started in the range, at its start: one point per night and device."""
     device = f"{DEVICE} AS metric, " if devices else ""
     return (f"-- Each night (session) started in the range, at its start; kept by the loader (docs/sessions.md).\n"
@@ -200,7 +203,7 @@ NIGHTS = ("odi4", "t90_pct", "nadir", "hypoxic_burden")  # the nights-over-month
 NIGHTS_RANGE = "1y"  # they show the last year whatever the dashboard's range: the record the archive is for
 
 
-def nights_panels(devices, subject, first_id, y):
+def nights_panels(devices: bool, subject: str, first_id: int, y: int) -> List[dict]:
     panels = []
     width = 24 // len(NIGHTS)
     for index, column in enumerate(NIGHTS):
@@ -227,14 +230,16 @@ def nights_panels(devices, subject, first_id, y):
     return panels
 
 
-def target(sql, fmt):
+def target(sql: str, fmt: str) -> List[dict]:
     return [{"refId": "A", "datasource": DS, "format": fmt, "rawQuery": True, "editorMode": "code", "rawSql": sql}]
 
 
-def stat(pid, title, sql, x, w, unit, thresholds, description, decimals=None, fields=""):
+def stat(pid: int, title: str, sql: str, x: int, w: int, unit: Optional[str],
+         thresholds: Sequence[Tuple[str, Optional[float]]], description: str, decimals: Optional[int] = None,
+         fields: str = "") -> dict:
     """A stat of the last session; fields: which columns it shows ("": the numeric ones; a time needs
     its name, as a /regex/)."""
-    defaults = {"unit": unit, "thresholds": steps(thresholds), "color": {"mode": "thresholds"}}
+    defaults: dict = {"unit": unit, "thresholds": steps(thresholds), "color": {"mode": "thresholds"}}
     if decimals is not None:
         defaults["decimals"] = decimals
     return {"id": pid, "type": "stat", "title": title, "description": description, "datasource": DS,
@@ -245,7 +250,7 @@ def stat(pid, title, sql, x, w, unit, thresholds, description, decimals=None, fi
             "fieldConfig": {"defaults": defaults, "overrides": []}, "targets": target(sql, "table")}
 
 
-def column(name, props):
+def column(name: str, props: Sequence[Any]) -> dict:
     return {"matcher": {"id": "byName", "options": name}, "properties": props}
 
 
@@ -254,7 +259,7 @@ ODI4_SAYS = {"adult": "Under 5 normal, 5-15 mild, 15-30 moderate, 30 and over se
                       "Arch Dis Child 2024: specificity 92 %)."}
 
 
-def last_session_stats(devices, subject):
+def last_session_stats(devices: bool, subject: str) -> List[dict]:
     """The stats of the last session, left to right: (title, SQL columns, width, unit, bands, description,
     decimals, fields); a child's nights add the McGill score and narrow three stats to make room."""
     narrow = 3 if subject == "child" else 4
@@ -282,7 +287,7 @@ def last_session_stats(devices, subject):
     return out
 
 
-def dashboard(devices, subject="adult"):
+def dashboard(devices: bool, subject: str = "adult") -> dict:
     first = len(last_session_stats(devices, subject)) + 1
     panels = [
         *last_session_stats(devices, subject),
@@ -353,28 +358,30 @@ FILES = {"dashboard.json": (False, "adult"), "dashboard-devices.json": (True, "a
          "dashboard-child.json": (False, "child"), "dashboard-child-devices.json": (True, "child")}
 
 
-def render(kind):
+def render(kind: Tuple[bool, str]) -> str:
     devices, subject = kind
     return json.dumps(dashboard(devices, subject), indent=2) + "\n"
 
 
-def quoted(name):
+def quoted(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def for_table(board, schema, table):
+def for_table(board: dict, schema: str, table: str) -> dict:
     """The dashboard for another PG_SCHEMA/PG_TABLE: every relation its SQL names (the table and its
     rollups and sessions) renamed, quoted as SQL wants it, so nobody edits the JSON by hand."""
     names = re.compile(rf"\b{TABLE}(_1m|_1h|_1d|_sessions)?\b")
 
-    def relation(match):
+    def relation(match: re.Match) -> str:
         name = quoted(table + (match.group(1) or ""))
         return name if schema == "public" else f"{quoted(schema)}.{name}"
 
-    def regclass(match):  # inside a string literal: its quotes doubled
-        return "'" + relation(names.match(match.group(1))).replace("'", "''") + "'::regclass"
+    def regclass(match: re.Match) -> str:  # inside a string literal: its quotes doubled
+        named = names.match(match.group(1))
+        assert named is not None  # the pattern below finds only names it matches
+        return "'" + relation(named).replace("'", "''") + "'::regclass"
 
-    def walk(value):
+    def walk(value: Any) -> Any:
         if isinstance(value, str):
             return names.sub(relation, re.sub(rf"'({TABLE}_\w+)'::regclass", regclass, value))
         if isinstance(value, list):
@@ -386,7 +393,8 @@ def for_table(board, schema, table):
     return walk(board)
 
 
-def parse_settings(argv, description, out_help, out_default=None):
+def parse_settings(argv: Sequence[str], description: str, out_help: str,
+                   out_default: Optional[str] = None) -> argparse.Namespace:
     """The settings a Pi's Grafana file is written for (--out, --schema, --table, --tags, --subject), here and in
     setup/alerts.py: the arguments, with .devices (TAGS=uid: a device choice) and .other_tags (TAGS naming
     another tag, which the SQL does not key by: the caller refuses it)."""
@@ -403,7 +411,7 @@ def parse_settings(argv, description, out_help, out_default=None):
     return args
 
 
-def main(argv) -> int:
+def main(argv: Sequence[str]) -> int:
     """No arguments: the files of setup/grafana. --out FILE with the settings: the one dashboard that fits
     them, for the Pi to hand to Grafana (install.sh writes /opt/influx-archive/grafana-dashboard.json)."""
     args = parse_settings(argv, __doc__.split("\n")[0], "write the dashboard for these settings to this file")
