@@ -5,6 +5,8 @@ Whatever a command raises ends as one line on stderr, an ERROR with the tracebac
 exit code, and a /fail heartbeat ping; nothing escapes as a bare traceback.
 """
 
+from __future__ import annotations
+
 import argparse
 import contextlib
 import logging
@@ -14,11 +16,12 @@ import sys
 import textwrap
 import traceback
 from dataclasses import dataclass
-from typing import Callable, Dict, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Optional, Sequence, TextIO, Tuple
 
 from . import __version__, invocation, status_rules
 from . import config as config_module
 from .clock import SystemClock
+from .config import Config
 from .errors import (
     EXIT_NEEDS_HUMAN,
     EXIT_OK,
@@ -31,6 +34,12 @@ from .errors import (
 from .heartbeat import Heartbeat
 from .humanize import human_duration
 from .windows import parse_time, rfc3339
+
+if TYPE_CHECKING:
+    from .job import Job, Outcome
+
+Argument = Tuple[Tuple[str, ...], dict]  # (flags, argparse keyword arguments)
+Handler = Callable[[argparse.Namespace, Config], int]  # a command: (arguments, settings) -> exit code
 
 log = logging.getLogger("loader")
 
@@ -52,8 +61,10 @@ class Command:
 COMMANDS: Dict[str, "Command"] = {}
 
 
-def command(name, summary, detail, example, exit_codes, arguments=(), heartbeat=None):
-    def register(handler):
+def command(name: str, summary: str, detail: str, example: str, exit_codes: Sequence[Tuple[int, str]],
+            arguments: Sequence[Argument] = (),
+            heartbeat: Optional[Callable[..., Optional[str]]] = None) -> Callable[[Handler], Handler]:
+    def register(handler: Handler) -> Handler:
         declared = tuple(arguments) + getattr(handler, "arguments", ())  # over_range declares --start/--end
         COMMANDS[name] = Command(name, summary, " ".join(detail.split()), example, tuple(exit_codes), handler,
                                  declared, heartbeat)
@@ -61,7 +72,7 @@ def command(name, summary, detail, example, exit_codes, arguments=(), heartbeat=
     return register
 
 
-def exit_code_help(codes):
+def exit_code_help(codes: Sequence[Tuple[int, str]]) -> str:
     lines = ["exit codes:"]
     for code, meaning in codes:
         wrapped = textwrap.wrap(meaning, 74)
@@ -70,25 +81,26 @@ def exit_code_help(codes):
     return "\n".join(lines)
 
 
-def _time_arg(text):
+def _time_arg(text: str) -> int:
     try:
         return parse_time(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def time_range(required, start_help, end_help):
+def time_range(required: bool, start_help: str, end_help: str) -> Tuple[Argument, ...]:
     """--start and --end, declared once for every command that takes a range; range_problem checks them."""
     return ((("--start",), dict(required=required, type=_time_arg, metavar="TIME", help=start_help)),
             (("--end",), dict(required=required, type=_time_arg, metavar="TIME", help=end_help)))
 
 
-def over_range(work, nothing_done, required, start_help, end_help):
+def over_range(work: Callable[[Job, Any, Any], Outcome], nothing_done: str, required: bool,
+               start_help: str, end_help: str) -> Callable[[Callable[[Outcome, Config], int]], Handler]:
     """What the commands over --start/--end share, around the handler of their outcome: the arguments
     (time_range), the range checked, work(job, start, end) done, the lock's answer said (nothing_done: what
     the person does then). The decorated function reports the outcome: (outcome, config) -> exit code."""
-    def wrap(report):
-        def handler(args, config):
+    def wrap(report: Callable[[Outcome, Config], int]) -> Handler:
+        def handler(args: argparse.Namespace, config: Config) -> int:
             problem = range_problem(args)
             if problem:
                 _say(problem)
@@ -103,7 +115,7 @@ def over_range(work, nothing_done, required, start_help, end_help):
     return wrap
 
 
-def range_problem(args):
+def range_problem(args: argparse.Namespace) -> Optional[str]:
     """What is wrong with the --start and --end given, as one line; None when they are fine."""
     if (args.start is None) != (args.end is None):
         return "give both --start and --end, or neither (then every archived row)"
@@ -112,12 +124,12 @@ def range_problem(args):
     return None
 
 
-def _progress_printer(stream):
+def _progress_printer(stream: TextIO) -> Optional[Callable[..., None]]:
     """Progress on a terminal only: one line, rewritten per chunk. Cron logs get the INFO lines."""
     if not stream.isatty():
         return None
 
-    def show(index, total, lo, hi, windows, rows) -> None:
+    def show(index: int, total: int, lo: int, hi: int, windows: int, rows: int) -> None:
         stream.write(f"\r  chunk {index}/{total}  {rfc3339(lo)}  {windows} windows  {rows} rows written ")
         if index == total:
             stream.write("\n")
@@ -125,26 +137,26 @@ def _progress_printer(stream):
     return show
 
 
-def _say(text) -> None:
+def _say(text: str) -> None:
     print(f"influx-archive: {text}", file=sys.stderr)
 
 
-def _job(config):
+def _job(config: Config) -> Job:
     from .job import Job  # imported here so `--help` and config errors stay fast
     return Job(config, progress=_progress_printer(sys.stderr))
 
 
-def _report_load(outcome, config, now) -> None:
+def _report_load(outcome: Outcome, config: Config, now: float) -> None:
     if outcome.nothing_to_do:
         log.info("nothing to do: the archive is current")
     else:
         dropped = sum(outcome.dropped.values())
         log.info("%s done: %s .. %s, %d chunk(s), %d row(s) written%s", outcome.command,
-                 rfc3339(outcome.start), rfc3339(outcome.end), outcome.chunks, outcome.rows,
+                 *map(rfc3339, outcome.span()), outcome.chunks, outcome.rows,
                  f", {dropped} reading(s) outside VALID_RANGES dropped" if dropped else "")
     if outcome.command == "backfill" and not outcome.nothing_to_do and not outcome.windows:
         log.warning("InfluxDB has no %s readings between %s and %s: there was nothing to load (the free plan "
-                    "keeps 30 days)", config.measurement, rfc3339(outcome.start), rfc3339(outcome.end))
+                    "keeps 30 days)", config.measurement, *map(rfc3339, outcome.span()))
     if outcome.newest is None:
         log.warning("nothing is archived yet: InfluxDB has no %s readings in the range loaded so far",
                     config.measurement)
@@ -172,7 +184,7 @@ INTERRUPTED = "another command holding the lock, interrupted, or " + UNEXPECTED
           (2, "needs a human: " + CONFIG_PROBLEM + "; token refused; bucket, measurement or a FIELDS name not "
               "found in InfluxDB; a table that does not fit; PostgreSQL's disk full")],
          heartbeat=lambda args, config: config.healthcheck_url.reveal())
-def _run(args, config):
+def _run(args: argparse.Namespace, config: Config) -> int:
     outcome = _job(config).run()
     if outcome.locked_out:
         _say(f"{LOCKED}; this run did nothing (the next hourly run loads what is new)")
@@ -183,7 +195,7 @@ def _run(args, config):
     return EXIT_OK
 
 
-def _deliver(config, now) -> None:
+def _deliver(config: Config, now: float) -> None:
     """Finished nights' reports and messages (REPORT_DIR, NOTIFY_URL): after the archive is whole, never
     failing the run; what failed is recorded for `status` and tried again next hour."""
     from . import morning
@@ -211,7 +223,7 @@ def _deliver(config, now) -> None:
             "nothing was loaded: run this backfill again when it has finished (`{status}` shows it)",
             True, "first instant to load, e.g. 2026-10-01T00:00:00Z",
             "instant to stop at (exclusive), e.g. 2026-10-08T00:00:00Z")
-def _backfill(outcome, config):
+def _backfill(outcome: Outcome, config: Config) -> int:
     _report_load(outcome, config, SystemClock().now())
     return EXIT_OK
 
@@ -231,12 +243,12 @@ def _backfill(outcome, config):
 @over_range(lambda job, start, end: job.rebuild_rollups(start, end),
             "nothing was rebuilt: run this again when it has finished",
             False, "first instant (default: the oldest row)", "end, exclusive (default: after the newest)")
-def _rebuild_rollups(outcome, config):
+def _rebuild_rollups(outcome: Outcome, config: Config) -> int:
     if outcome.nothing_to_do:
         log.info("nothing to rebuild: the archive is empty")
     else:
-        log.info("rollups and sessions rebuilt for %s .. %s in %d chunk(s)", rfc3339(outcome.start),
-                 rfc3339(outcome.end), outcome.chunks)
+        log.info("rollups and sessions rebuilt for %s .. %s in %d chunk(s)", *map(rfc3339, outcome.span()),
+                 outcome.chunks)
     return EXIT_OK
 
 
@@ -249,7 +261,7 @@ def _rebuild_rollups(outcome, config):
          [(EXIT_OK, "healthy: " + status_rules.rules_meaning(EXIT_OK)),
           (EXIT_RETRY_LATER, "worth a look: " + status_rules.rules_meaning(EXIT_RETRY_LATER) + "; or " + UNEXPECTED),
           (EXIT_NEEDS_HUMAN, "page: " + status_rules.rules_meaning(EXIT_NEEDS_HUMAN))])
-def _status(args, config):
+def _status(args: argparse.Namespace, config: Config) -> int:
     from .status import status
     try:
         result = status(config, SystemClock().now())
@@ -270,13 +282,13 @@ def _status(args, config):
           (1, "PostgreSQL unreachable, or " + UNEXPECTED + "; nothing is half-done: run it again"),
           (2, "needs a human: " + CONFIG_PROBLEM + "; a table that cannot be adopted")],
          arguments=[(("--yes",), dict(action="store_true", help="do it (without: count what would change)"))])
-def _adopt_reference(args, config):
+def _adopt_reference(args: argparse.Namespace, config: Config) -> int:
     from .adopt import adopt_reference
     print("\n".join(adopt_reference(config, apply=args.yes).lines()))
     return EXIT_OK
 
 
-def _backup_heartbeat(args, config):
+def _backup_heartbeat(args: argparse.Namespace, config: Config) -> Optional[str]:
     return config.backup_healthcheck_url.reveal()
 
 
@@ -297,7 +309,7 @@ def _backup_heartbeat(args, config):
                     (("--night",), dict(metavar="DATE", help="the night that began on this date's evening, "
                                                              "e.g. 2026-12-05 (default: the last finished)")),
                     (("--device",), dict(metavar="TAG=VALUE", help="with TAGS: this device only, e.g. uid=a"))])
-def _report(args, config):
+def _report(args: argparse.Namespace, config: Config) -> int:
     from .report import report
     print("\n".join(report(config, SystemClock().now(), out=args.out, night=args.night,
                            device=args.device).lines()))
@@ -320,7 +332,7 @@ def _report(args, config):
          arguments=[(("--yes",), dict(action="store_true", help="do it (without: count what would change)")),
                     (("--device",), dict(metavar="TAG=VALUE", help="the device of rows loaded before devices "
                                                                    "were counted, e.g. uid=a"))])
-def _add_tags(args, config):
+def _add_tags(args: argparse.Namespace, config: Config) -> int:
     from .retag import add_tags
     print("\n".join(add_tags(config, apply=args.yes, device=args.device).lines()))
     return EXIT_OK
@@ -338,7 +350,7 @@ def _add_tags(args, config):
           (2, "needs a human: BACKUP_DIR unset, missing, not mounted, in memory, not writable or full; no "
               "pg_dump for the server; " + CONFIG_PROBLEM)],
          heartbeat=_backup_heartbeat)
-def _backup(args, config):
+def _backup(args: argparse.Namespace, config: Config) -> int:
     from .backup import backup
     print("\n".join(backup(config, SystemClock()).lines()))
     return EXIT_OK
@@ -366,7 +378,7 @@ def _backup(args, config):
                                          help="restore into a scratch database, compare with the live archive, "
                                               "drop it"))],
          heartbeat=lambda args, config: _backup_heartbeat(args, config) if args.verify else None)
-def _restore(args, config):
+def _restore(args: argparse.Namespace, config: Config) -> int:
     from .restore import restore, verify
     if args.verify:
         if args.into or args.force:
@@ -396,7 +408,7 @@ def _restore(args, config):
          [(0, "both sides are ready"),
           (1, UNEXPECTED),
           (2, "a side failed (its line says what to do), or " + CONFIG_PROBLEM)])
-def _check(args, config):
+def _check(args: argparse.Namespace, config: Config) -> int:
     from .check import check_influx, check_next_run, check_postgres
     now = SystemClock().now()
     results = [check_influx(config, now), check_postgres(config)]
@@ -407,9 +419,9 @@ def _check(args, config):
     return EXIT_OK if all(ok for ok, _ in results) else EXIT_NEEDS_HUMAN
 
 
-def _common_options(parser, defaults) -> None:
+def _common_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
     """--env-file and -v, before or after the command (after it they override what came before)."""
-    keep = {} if defaults else {"default": argparse.SUPPRESS}
+    keep: Dict[str, Any] = {} if defaults else {"default": argparse.SUPPRESS}
     parser.add_argument("--env-file", metavar="PATH", **({"default": None} if defaults else keep),
                         help=(f"settings file (this command's: {invocation.settings_file()})" if invocation.installed()
                               else "settings file (default: .env in this directory)")
@@ -418,7 +430,7 @@ def _common_options(parser, defaults) -> None:
                         help="debug logging, tracebacks on stderr")
 
 
-def as_typed(text):
+def as_typed(text: str) -> str:
     """The CLI's own help as the person types it: `python -m loader` and .env on the hand route, the
     installed command and its settings file through it (loader/invocation.py)."""
     if not invocation.installed():
@@ -430,7 +442,7 @@ def as_typed(text):
     return "\n".join(line for i, line in enumerate(lines) if i == 0 or line.strip() != lines[i - 1].strip())
 
 
-def build_parser():
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=invocation.command(),
         description="Copy InfluxDB data into PostgreSQL as window means (5-second by default), "
@@ -456,15 +468,15 @@ def build_parser():
 class _Redacting(logging.Formatter):
     """Scrubs every secret from what it formats, tracebacks included."""
 
-    def __init__(self, secrets) -> None:
+    def __init__(self, secrets: List[str]) -> None:
         super().__init__("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%dT%H:%M:%S%z")
         self.secrets = secrets
 
-    def format(self, record):
+    def format(self, record: logging.LogRecord) -> str:
         return config_module.redact(super().format(record), self.secrets)
 
 
-def _setup_logging(config, verbose) -> bool:
+def _setup_logging(config: Optional[Config], verbose: bool) -> bool:
     """Logging to stderr and LOG_FILE. When stderr is LOG_FILE itself (cron's `>> loader.log 2>&1` with
     LOG_FILE naming that file, as install.sh sets them), the file alone is written, so no line is there
     twice; returns whether that is so."""
@@ -493,7 +505,8 @@ def _setup_logging(config, verbose) -> bool:
     return False
 
 
-def _same_file(a, b):
+def _same_file(a: Any, b: Any) -> bool:
+    """Whether two streams write to one file (either may be None or have no file)."""
     try:
         one, other = os.fstat(a.fileno()), os.fstat(b.fileno())
     except (OSError, ValueError, AttributeError):  # a stream without a file (captured output)
@@ -507,7 +520,7 @@ class _LogFile(logging.FileHandler):
 
     said = False
 
-    def handleError(self, record) -> None:
+    def handleError(self, record: logging.LogRecord) -> None:
         if not self.said:
             self.said = True
             problem = sys.exc_info()[1]
@@ -516,7 +529,7 @@ class _LogFile(logging.FileHandler):
                   f"command's log goes to stderr only (free space there, or set LOG_FILE elsewhere)", file=sys.stderr)
 
 
-def _fail(line, verbose, logged_to_stderr=False) -> None:
+def _fail(line: str, verbose: bool, logged_to_stderr: bool = False) -> None:
     """The one line on stderr; in the log an ERROR with the traceback (which is all, when stderr is the log)."""
     if not logged_to_stderr:
         print(line, file=sys.stderr)
@@ -531,7 +544,7 @@ class _Reader:
     the command goes on to its own exit code, with no traceback and no exit 120 from the interpreter's
     last flush."""
 
-    def __init__(self, stream) -> None:
+    def __init__(self, stream: TextIO) -> None:
         self._stream = stream
         self._gone = False
 
@@ -542,7 +555,7 @@ class _Reader:
             os.dup2(devnull, self._stream.fileno())  # the interpreter's own flush at exit goes there too
             os.close(devnull)
 
-    def write(self, text):
+    def write(self, text: str) -> int:
         if not self._gone:
             try:
                 return self._stream.write(text)
@@ -557,12 +570,12 @@ class _Reader:
             except OSError:
                 self._closed()
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
 
 
 @contextlib.contextmanager
-def _readers_may_leave():
+def _readers_may_leave() -> Iterator[None]:
     saved = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = _Reader(sys.stdout), _Reader(sys.stderr)
     try:
@@ -573,13 +586,13 @@ def _readers_may_leave():
         sys.stdout, sys.stderr = saved
 
 
-def main(argv=None):
+def main(argv: Optional[Sequence[str]] = None) -> int:
     """The command line; whatever happens, an exit code (argparse's own exit for --help and usage errors)."""
     with _readers_may_leave():
         return _main(argv)
 
 
-def _main(argv):
+def _main(argv: Optional[Sequence[str]]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not args.command:
@@ -621,5 +634,5 @@ def _main(argv):
     return code
 
 
-def _redact(text, config):
+def _redact(text: str, config: Optional[Config]) -> str:
     return config_module.redact(text, config.secrets() if config else [])
