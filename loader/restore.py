@@ -38,6 +38,7 @@ from .invocation import command, settings_file
 from .pg import TABLE_COLUMNS, Connection, Cursor, Database, driver_errors, one
 from .pgtools import PgTools, first_error
 from .rollups import LEVELS
+from .sessions import same_rule
 from .sink import RANGE_PREFIX, range_text
 from .windows import floor_to, format_duration, rfc3339
 
@@ -219,8 +220,8 @@ def sessions_kept_otherwise(config: Config, schema_text: str) -> List[str]:
     if kept and not config.session_spo2:
         return ["note: the dump holds sessions (nights), and SESSION_SPO2=none here keeps none: they stay as "
                 "restored and no run updates them (set SESSION_SPO2 to the SpO2 field to keep them current)"]
-    ours = archive.sessions(Database(config), config).definition()
-    if not kept or kept == ours:
+    ours = archive.sessions(Database(config), config).definition(kept)
+    if not kept or same_rule(kept, ours):
         return []
     theirs, now = (dict(token.split("=", 1) for token in text.split() if "=" in token)
                    for text in (kept, ours))

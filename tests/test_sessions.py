@@ -7,11 +7,11 @@ import math
 import psycopg2
 import pytest
 
-from loader import archive, metrics
+from loader import archive, metrics, sessions
 from loader.job import Job
 from loader.metrics import METRICS, Metric
 from loader.pg import Database
-from loader.sessions import MAX_S, code_digest, desaturations, rule, sessions_of
+from loader.sessions import MAX_S, code_digest, desaturations, rule, sessions_of, source_digest
 from tests.support.archive import archive_rows
 from tests.support.harness import DAY, HOUR, FixedClock, make_config
 from tests.support.readings import feed_standin
@@ -176,6 +176,18 @@ def test_the_rule_digest_follows_the_code_and_its_constants_not_its_comments_or_
                         .replace("\n\n\ndef", "\n\n\n# the rule\ndef")]) == digest
     assert rule() == "rule-" + code_digest(open(f"loader/{name}.py", encoding="utf-8").read()
                                            for name in ("metrics", "oximetry", "sessions"))
+
+
+def test_a_definition_these_files_wrote_gives_the_rule_without_computing_it(monkeypatch):
+    """rule() parses the rule's files (tens of milliseconds, ten times that on a Pi, every hourly run): where the
+    stored definition names this source digest, its rule digest is read from it instead."""
+    stored = f"SESSION_GAP=2700s rule-0123456789ab source={source_digest()}"
+    monkeypatch.setattr(sessions, "rule", lambda: pytest.fail("rule() computed"))
+    assert sessions.rule_for(stored) == "rule-0123456789ab"
+    monkeypatch.undo()
+    assert sessions.rule_for("SESSION_GAP=2700s rule-0123456789ab source=000000000000") == rule()
+    assert sessions.same_rule(stored, stored.replace(source_digest(), "000000000000"))
+    assert not sessions.same_rule(stored, stored.replace("rule-0123456789ab", rule()))
 
 
 def test_sessions_split_at_gaps_longer_than_session_gap_and_short_runs_are_not_sessions():
@@ -514,4 +526,23 @@ def test_a_readings_table_from_before_a_declared_count_gains_its_column_and_olde
     assert cur.fetchall() == [(4 * HOUR, 4 * HOUR * 4 // 5, older * W + counted * 3)]
     cur.execute("SELECT obj_description('pox_five_second_mean_sessions'::regclass, 'pg_class')")
     assert rule() in cur.fetchone()[0]
+    conn.close()
+
+
+def test_sessions_whose_rule_files_changed_in_prose_alone_are_kept_and_relabelled(pg_url, standin, caplog):
+    """A stored definition that names this rule and another source digest (the rule's files edited in their
+    comments alone): the next run rewrites the comment and computes nothing again."""
+    _load_hours_of_cycles(pg_url, standin, (96.0, 95.0, 96.0, 97.0, 96.0))
+    conn = psycopg2.connect(pg_url)
+    cur = conn.cursor()
+    cur.execute("SELECT obj_description('pox_five_second_mean_sessions'::regclass, 'pg_class')")
+    kept = cur.fetchone()[0]
+    edited = kept.replace(source_digest(), "000000000000")
+    cur.execute("COMMENT ON TABLE pox_five_second_mean_sessions IS %s", (edited,))
+    conn.commit()
+    caplog.set_level("INFO", logger="loader")
+    Job(make_config(pg_url, standin.url, INITIAL_LOOKBACK="1d"), clock=FixedClock(T0 + 4 * HOUR)).run()
+    cur.execute("SELECT obj_description('pox_five_second_mean_sessions'::regclass, 'pg_class')")
+    assert cur.fetchone()[0] == kept
+    assert not [r for r in caplog.records if "computing them again" in r.getMessage()]
     conn.close()
