@@ -110,7 +110,7 @@ def over_range(work: Callable[[Job, Any, Any], Outcome], nothing_done: str, requ
                 _say(f"{LOCKED}; {nothing_done.format(status=invocation.command('status'))}")
                 return EXIT_RETRY_LATER
             return report(outcome, config)
-        handler.arguments = time_range(required, start_help, end_help)  # type: ignore[attr-defined]
+        handler.arguments = time_range(required, start_help, end_help)  # type: ignore[attr-defined]  # read by command()
         return handler
     return wrap
 

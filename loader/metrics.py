@@ -139,12 +139,12 @@ METRICS = (
 
 BY_COLUMN = {m.column: m for m in METRICS}
 # the metrics of time spent at a reading, highest bound first (what the readings are counted at)
-TIME_BELOW = tuple(sorted((m for m in METRICS if m.reading), key=lambda m: -m.reading[1]))  # type: ignore[index]
+TIME_BELOW = tuple(sorted((m for m in METRICS if m.reading), key=lambda m: -m.reading[1]))  # type: ignore[index]  # filtered: set
 # Per window, of the SpO2 field's readings (SESSION_SPO2, within VALID_RANGES): how many (n), and how many at
 # each TIME_BELOW reading, so T90 and T88 are the time the readings spent there, not the time whose window
 # mean was there (a mean of 90, 90, 89, 90, 89 is 89.6 and would count 5 s below 90 for 2).
 # (column, comparison, bound); the sink keeps them in <PG_TABLE>_readings.
-READING_COUNTS = (("n", None, None),) + tuple((m.count_column, *m.reading) for m in TIME_BELOW)  # type: ignore[misc]
+READING_COUNTS = (("n", None, None),) + tuple((m.count_column, *m.reading) for m in TIME_BELOW)  # type: ignore[misc]  # set, as above
 # And their lowest: a brief dip (10-20 s) that the window's mean averages to less than its depth still shows
 # there (the desaturation rule, sessions.py). The sink keeps it where it is more than LOWEST_MARGIN under the
 # window's mean: only there can it count a desaturation the means do not.
