@@ -210,8 +210,10 @@ def _artefacts(x: List[Any], pulse: Optional[Readings], first: int,
         jumped = False
         if pulse is not None and not fast:
             lo, hi = max(first, a - 2), min(end, c + 3)
-            jumped = max(_jumps(pulse, lo, hi), default=0) >= max(
-                PULSE_JUMP, PULSE_SPREAD * _typical(_jumps(pulse, max(first, a - PULSE_BEFORE_S), a)))
+            moved = max(_jumps(pulse, lo, hi), default=0)
+            # the 2 minutes before are read only for a move of PULSE_JUMP or more (most excursions have none)
+            jumped = moved >= PULSE_JUMP and moved >= PULSE_SPREAD * _typical(
+                _jumps(pulse, max(first, a - PULSE_BEFORE_S), a))
         if not (fast or jumped):
             continue
         c = next((t for t in range(c, min(end - 1, c + ARTEFACT_MAX_S) + 1) if x[t] >= level - ONSET), c)
