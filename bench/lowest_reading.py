@@ -4,7 +4,7 @@
 
 The night-numbers issue suggests keeping, per window, the lowest SpO2 reading beside the mean, for brief
 (10-22 s) dips whose 5-second means fall short of 4 points; the loader does since 2026-12-02 (level 1
-window, slack 0.5, margin 0.5 since 2026-12-03: sessions.SLACK and sessions.LOWEST_NOISE). This takes
+window, slack 0.5, margin 0.5 since 2026-12-03: means.SLACK and means.LOWEST_NOISE). This takes
 bench/validate's nights, makes their 5-second means and lowest readings in Python (within the default
 VALID_RANGES, as the loader keeps them), and counts desaturations on the means alone (the loader's rule
 before it kept lowest readings) and with candidates found `slack` points shallower on the means, kept when
@@ -25,7 +25,7 @@ import sys
 
 from bench.nights import nights
 from bench.validate_nights import reference, seeds
-from loader.sessions import desaturation_events, desaturations_with_lowest
+from loader.means import desaturation_events, desaturations_with_lowest
 
 WINDOW = 5
 SPO2_RANGE = (50, 100)  # the default VALID_RANGES for spo2

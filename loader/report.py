@@ -4,7 +4,7 @@ A night is a session of the sessions table (sessions.py): its numbers are read f
 the dashboard shows them, each coloured in the bands its Metric declares (an adult's or a child's,
 SUBJECT). The traces come from the archive: the oximeter's own 1 Hz readings where they are kept
 (<PG_TABLE>_seconds), else the 5-second means. The desaturations are marked as the sessions' rule finds
-them (oximetry.read_night on the 1 Hz readings; on the means, sessions.desaturations_with_lowest), with
+them (oximetry.read_night on the 1 Hz readings; on the means, means.desaturations_with_lowest), with
 the artefacts it refused and the stretches without a reading. Times are the Pi's local time.
 
 matplotlib draws it (Debian's python3-matplotlib on a Pi: `install.sh --reports`), imported only here,
@@ -27,9 +27,10 @@ from .config import Config
 from .errors import LoaderError
 from .humanize import human_duration
 from .invocation import command
+from .means import desaturations_with_lowest
 from .metrics import BY_COLUMN, METRICS, Metric
 from .pg import Cursor, Database, table_exists
-from .sessions import desaturations_with_lowest, rule
+from .sessions import rule
 from .sources.batch import series_key, series_tags
 
 # Grafana's colours for the band names the Metrics declare, so the page reads like the dashboard

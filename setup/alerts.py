@@ -1,4 +1,4 @@
-"""Write the Grafana alert rule file from the sessions' declarations (loader/sessions.py's Metric bands):
+"""Write the Grafana alert rule file from the sessions' declarations (loader/metrics.py's Metric bands):
     python3 setup/alerts.py                       setup/grafana/alert-rules.yaml (PG_TABLE's default, no TAGS)
     python3 setup/alerts.py --out FILE --table PG_TABLE --schema PG_SCHEMA --tags TAGS --subject SUBJECT
 A rule "A night to look at" fires for a device whose last finished night (ended SESSION_GAP ago or more, within

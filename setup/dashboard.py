@@ -44,7 +44,7 @@ def level_bucket(rows: str) -> str:
 COMBINE = {"avg": "sum({f}_mean * {f}_n) / nullif(sum({f}_n), 0)", "min": "min({f}_min)", "max": "max({f}_max)"}
 DEVICE = "uid"
 
-# The session metrics' colour bands are declared with them (loader/sessions.py); the SpO2 graph's bands
+# The session metrics' colour bands are declared with them (loader/metrics.py); the SpO2 graph's bands
 # are the mean's: below 90 red, 90-94 yellow (the same yellow as every stat and table cell)
 SPO2_BANDS = [("red", None), ("yellow", 90), ("transparent", 94)]
 BPM = "suffix:bpm"  # Grafana puts the space before the suffix itself

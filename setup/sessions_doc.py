@@ -1,4 +1,4 @@
-"""Regenerate docs/sessions.md from loader/metrics.py's METRICS and the rules of sessions.py and oximetry.py:
+"""Regenerate docs/sessions.md from loader/metrics.py's METRICS and the rules of oximetry.py and means.py:
 python3 setup/sessions_doc.py
 A test keeps the file in step with the code (as setup/commands_doc.py does for docs/commands.md)."""
 
@@ -7,11 +7,11 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-from loader import metrics, oximetry, sessions  # noqa: E402
+from loader import means, metrics, oximetry, sessions  # noqa: E402
 
-FOUND = tuple(drop - sessions.SLACK for drop in sessions.DROPS)  # how deep a candidate is found, on the means
+FOUND = tuple(drop - means.SLACK for drop in means.DROPS)  # how deep a candidate is found, on the means
 MARGIN = metrics.LOWEST_MARGIN  # how far under its window's mean a lowest reading is read at all
-BY_LOWEST = tuple(drop + sessions.LOWEST_NOISE for drop in sessions.DROPS)  # how deep it counts one
+BY_LOWEST = tuple(drop + means.LOWEST_NOISE for drop in means.DROPS)  # how deep it counts one
 
 HEAD = f"""# Sessions: the night's numbers
 
@@ -94,17 +94,17 @@ Medicine 4:1, 2021), applied to window means:
 
 - **Onset (A)**: a window whose mean is lower than the window just before it; that earlier mean is the
   event's **level**.
-- **Nadir (B)**: the means go on falling; a rise of more than {sessions.RISE_ALLOWED:g} points above the lowest so far
+- **Nadir (B)**: the means go on falling; a rise of more than {means.RISE_ALLOWED:g} points above the lowest so far
   before the lowest is {FOUND[0]:g} ({FOUND[1]:g}) points below the level abandons the candidate, and the search
-  goes on from the next window (candidates are found {sessions.SLACK:g} points shallower than the drop they count
+  goes on from the next window (candidates are found {means.SLACK:g} points shallower than the drop they count
   for).
-- **End (C)**: the first window at least {sessions.EVENT_MIN_S} s after the onset's start that is back within
-  {sessions.RECOVERED:g} point of the level, or {FOUND[0]:g} ({FOUND[1]:g}) points above the lowest.
-- It **counts** when it lasted at most {sessions.EVENT_MAX_S} s, held {sessions.HELD} windows more than
-  {sessions.RECOVERED:g} point below its level, and either its means fell 3 (4) points below the level, or a
+- **End (C)**: the first window at least {means.EVENT_MIN_S} s after the onset's start that is back within
+  {means.RECOVERED:g} point of the level, or {FOUND[0]:g} ({FOUND[1]:g}) points above the lowest.
+- It **counts** when it lasted at most {means.EVENT_MAX_S} s, held {means.HELD} windows more than
+  {means.RECOVERED:g} point below its level, and either its means fell 3 (4) points below the level, or a
   window's **lowest reading** (`<PG_TABLE>_readings.lowest`) fell {BY_LOWEST[0]:g} ({BY_LOWEST[1]:g}) points below
   it, where that reading is more than {MARGIN:g} point under its window's own mean.
-- **Nadir, pulse min and max**: of each {sessions.HELD} consecutive windows, the higher (for a maximum: the
+- **Nadir, pulse min and max**: of each {means.HELD} consecutive windows, the higher (for a maximum: the
   lower) mean; the lowest (highest) of those.
 - **T90, T88**: per window, its share of readings below 90 (at or below 88) times its width, from the
   reading counts in `<PG_TABLE>_readings`.

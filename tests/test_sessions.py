@@ -9,9 +9,10 @@ import pytest
 
 from loader import archive, metrics, sessions
 from loader.job import Job
+from loader.means import desaturations
 from loader.metrics import METRICS, Metric
 from loader.pg import Database
-from loader.sessions import MAX_S, code_digest, desaturations, rule, sessions_of, source_digest
+from loader.sessions import MAX_S, code_digest, rule, sessions_of, source_digest
 from tests.support.archive import archive_rows
 from tests.support.harness import DAY, HOUR, FixedClock, make_config
 from tests.support.readings import feed_standin
@@ -175,7 +176,7 @@ def test_the_rule_digest_follows_the_code_and_its_constants_not_its_comments_or_
                         .replace('"""How many."""', '"""How many,\n    said otherwise."""')
                         .replace("\n\n\ndef", "\n\n\n# the rule\ndef")]) == digest
     assert rule() == "rule-" + code_digest(open(f"loader/{name}.py", encoding="utf-8").read()
-                                           for name in ("metrics", "oximetry", "sessions"))
+                                           for name in ("metrics", "means", "oximetry", "sessions"))
 
 
 def test_a_definition_these_files_wrote_gives_the_rule_without_computing_it(monkeypatch):
