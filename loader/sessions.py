@@ -247,7 +247,8 @@ class Sessions:
         if table_exists(cur, qualified):
             cur.execute("SELECT obj_description(%s::regclass, 'pg_class')", (qualified,))
             found = one(cur)[0] or "an unrecorded definition"
-            wanted = self.definition(found)
+        wanted = self.definition(found)
+        if found is not None:
             if found == wanted:
                 return
             if same_rule(found, wanted):  # the rule's files changed in their prose alone: the same numbers
@@ -260,7 +261,7 @@ class Sessions:
         key = [sql.Identifier(t) for t in self.tags] + [sql.Identifier("started")]
         cur.execute(sql.SQL("CREATE TABLE {} ({}, PRIMARY KEY ({}))").format(
             self.table, sql.SQL(", ").join(columns), sql.SQL(", ").join(key)))
-        cur.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(self.table, sql.Literal(self.definition())))
+        cur.execute(sql.SQL("COMMENT ON TABLE {} IS {}").format(self.table, sql.Literal(wanted)))
         for metric in METRICS:  # below_s: its threshold, which the dashboard reads
             if metric.column != "below_s":
                 comment = f"{metric.definition} Unit: {metric.unit}." if metric.unit else metric.definition
@@ -273,7 +274,7 @@ class Sessions:
         if archive_span(cur, self.db.table)[0] is not None:
             if found:
                 log.info("the sessions were computed with %s, now %s: computing them again from every archived "
-                         "row", found, self.definition())
+                         "row", found, wanted)
             else:
                 log.info("computing the sessions of the rows already archived in %s", self.db.target)
             self._compute_all(cur, fields)
