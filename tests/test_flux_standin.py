@@ -171,3 +171,47 @@ def test_a_bare_first_from_the_series_index_equals_the_point_by_point_answer_typ
     for datatype in ("long", "double", "boolean"):
         assert f"#datatype,string,long,dateTime:RFC3339,dateTime:RFC3339,dateTime:RFC3339,{datatype}" in text
     assert "1970-01-01T00:01:45Z,60,bpm" in text and ",60.5,bpm" in text and ",97,spo2" in text
+
+
+def test_a_filter_asked_once_per_table_of_its_key_equals_asking_every_row_errors_included(monkeypatch):
+    """filter() decides what a table's group key decides once per table (as InfluxDB pushes filters on
+    the series down to its index); the rows kept, and the errors met, must be those of asking every row."""
+    from tests.support import flux_standin
+
+    def row_by_row(tables, args):
+        keep = flux_standin._compile(args["fn"][2])
+        return [flux_standin.Table(key=t.key, columns=t.columns, rows=kept, types=t.types)
+                for t in tables for kept in [[r for r in t.rows if keep(r)]] if kept]
+
+    def answer(predicate):
+        try:
+            return rows(run('inData |> range(start: 2026-01-01T00:00:00Z, stop: 2026-01-01T00:01:00Z) '
+                            f'|> filter(fn: (r) => {predicate})'), "_time", "_value", "_field", "uid")
+        except flux_standin.FluxError as exc:
+            return str(exc)
+
+    predicates = [
+        'r._field == "spo2"', 'r.uid == "a" and r._value > 92.0', 'r._value > 92.0 and r.uid == "a"',
+        'r._field != "spo2" or (r._value >= 95.0 and r._value <= 100.0)', 'not (r.uid == "b") or r._value < 91.0',
+        '(r._field != "spo2" or r._value >= 95.0) and (r._field != "bpm" or r._value <= 59.0)',
+        'r.missing == "x" or r._field == "bpm"', 'r.uid == 1', 'r._field == "bpm" and r.uid == 1',
+        'r._value > 95.0 or r.uid == 1', 'r.uid == "b" and (r._value > 95.0 or r.uid == 1)',
+        'types.isType(v: r._value, type: "float") and r._field == "spo2"',
+    ]
+    fast = [answer(p) for p in predicates]
+    monkeypatch.setitem(flux_standin.FUNCTIONS, "filter", row_by_row)
+    assert fast == [answer(p) for p in predicates]
+    # the key decided it: the type error is met, and where the row's own test passes first, it is not
+    assert fast[7].startswith("type error") and fast[8].startswith("type error") and fast[9].startswith("type error")
+    assert fast[10] == [(T0 + 2 * S, 98.0, "spo2", "b")] and len(fast[0]) == 5
+
+
+def test_a_time_cell_is_written_as_a_datetime_writes_it():
+    """The reply's _time cells are written from a cached day and the second's arithmetic; the text must
+    be datetime's, fractions, days before the epoch and the last second of a year included."""
+    from tests.support.flux_standin import _format_time, format_value
+
+    for value in (0, 1, S - 1, T0, T0 + 5 * S + 120, T0 - 1, -5 * S, -1, 1798761599 * S + 999_999_999,
+                  253402300799 * S, 951782400 * S + 86399 * S):
+        assert _format_time(value) == format_value(value, "dateTime:RFC3339"), value
+    assert _format_time(T0 + 5 * S + 120) == "2026-01-01T00:00:05.00000012Z" and _format_time(None) == ""

@@ -59,15 +59,18 @@ def _type_of(value):
 
 
 def _regroup(tables, key_fn):
-    """Rows of all tables, regrouped by key_fn(row) -> tuple of key columns; table order = first seen.
+    """Rows of all tables, regrouped by key_fn(table) -> tuple of key columns; table order = first seen.
 
     Merging tables whose column types differ is a runtime error in Flux ("schema collision").
     """
     out = {}
     for t in tables:
         merged = set()  # the groups this table's schema is merged into already (once each, not per row)
-        for row in t.rows:
-            key_cols = key_fn(t, row)
+        key_cols = key_fn(t)
+        # a new key within the table's own key: the same values in every row, so the rows go together
+        parts = ([t.rows] if t.rows else []) if set(key_cols) <= set(t.key) else [[row] for row in t.rows]
+        for part in parts:
+            row = part[0]
             kv = tuple(row.get(c) for c in key_cols)
             ident = (key_cols, kv)
             if ident not in out:
@@ -82,7 +85,7 @@ def _regroup(tables, key_fn):
                     elif dest.types.get(c) != t.types.get(c) and t.types.get(c) and dest.types.get(c):
                         raise FluxRuntimeError(f"schema collision detected: column \"{c}\" is both of type "
                                                f"{dest.types[c]} and {t.types[c]}")
-            dest.rows.append(row)
+            dest.rows.extend(part)
     return list(out.values())
 
 
@@ -311,7 +314,12 @@ def _compile(node):
         return lambda row: node
     kind = node[0]
     if kind in ("or", "and"):
+        if not isinstance(node[1], tuple) and bool(node[1]) != (kind == "or"):  # True and x, False or x
+            right = _compile(node[2])
+            return lambda row: bool(right(row))
         left, right = _compile(node[1]), _compile(node[2])
+        if not isinstance(node[2], tuple) and bool(node[2]) != (kind == "or"):  # x and True, x or False
+            return lambda row: bool(left(row))
         if kind == "or":
             return lambda row: bool(left(row)) or bool(right(row))
         return lambda row: bool(left(row)) and bool(right(row))
@@ -393,11 +401,61 @@ def f_range(tables, args):
     return out
 
 
+def _specialise(node, known):
+    """The predicate with what a table's group key holds put in (every row of a table has its key's
+    values): (True, value) when that decides it for each row, else (False, what is left to ask of each
+    row). Only what each row would evaluate first is decided here (the left of and/or), so a row meets
+    the errors, and the short cuts, it would have met."""
+    if not isinstance(node, tuple):
+        return True, node
+    kind = node[0]
+    if kind == "time":
+        return True, node[1]
+    if kind == "member":
+        return (True, known[node[2]]) if node[2] in known else (False, node)
+    if kind in ("or", "and"):
+        decided, left = _specialise(node[1], known)
+        if decided and bool(left) == (kind == "or"):
+            return True, bool(left)
+        try:
+            right_decided, right = _specialise(node[2], known)
+        except FluxError:  # met only by the rows that reach the right: they still meet it
+            right_decided, right = False, node[2]
+        if decided:
+            return (True, bool(right)) if right_decided else (False, (kind, bool(left), right))
+        return False, (kind, left, bool(right) if right_decided else right)
+    if kind == "not":
+        decided, inner = _specialise(node[1], known)
+        return (True, not inner) if decided else (False, ("not", inner))
+    if kind == "cmp":
+        (left_decided, a), (right_decided, b) = _specialise(node[2], known), _specialise(node[3], known)
+        if not (left_decided and right_decided):
+            return False, node
+        if a is None or b is None:
+            return True, False  # comparisons with null are false in Flux filter
+        if isinstance(a, str) != isinstance(b, str):
+            raise FluxError(f"type error: cannot compare {type(a).__name__} with {type(b).__name__}")
+        return True, _COMPARE[node[1]](a, b)
+    return False, node
+
+
 def f_filter(tables, args):
-    keep = _compile(args["fn"][2])
+    predicate, compiled = args["fn"][2], {}
     out = []
     for t in tables:
-        rows = [r for r in t.rows if keep(r)]
+        if not t.rows:
+            continue
+        # a predicate on the group key (r._measurement, r._field, a tag) is asked once per table, as
+        # InfluxDB pushes such filters down to its series index; what is left, once per row
+        decided, rest = _specialise(predicate, {c: t.rows[0].get(c) for c in t.key})
+        if decided:
+            rows = list(t.rows) if rest else []
+        else:
+            shape = repr(rest)  # tables of one shape share the compiled rest
+            if shape not in compiled:
+                compiled[shape] = _compile(rest)
+            keep = compiled[shape]
+            rows = [r for r in t.rows if keep(r)]
         if rows:
             out.append(Table(key=t.key, columns=t.columns, rows=rows, types=t.types))
     return out
@@ -408,12 +466,7 @@ def f_group(tables, args):
     mode = args.get("mode", "by")
     if mode != "by":
         raise FluxError("group(mode: except) is not supported by the stand-in")
-    return _regroup(tables, lambda t, r: tuple(c for c in cols if c in t.columns))
-
-
-def _window_bounds(t_ns, every, start, stop):
-    wstart = t_ns - (t_ns % every)
-    return max(wstart, start), min(wstart + every, stop)
+    return _regroup(tables, lambda t: tuple(c for c in cols if c in t.columns))
 
 
 def _mean(values):
@@ -442,35 +495,35 @@ def f_aggregate_window(tables, args):
     time_src = args.get("timeSrc", "_stop")
     time_dst = args.get("timeDst", "_time")
     column = args.get("column", "_value")
+    if time_src not in ("_start", "_stop"):
+        raise FluxError("timeSrc must be _start or _stop in the stand-in")
     out = []
     for t in tables:
         if not t.rows:
             continue
         start = min(r["_start"] for r in t.rows)
         stop = max(r["_stop"] for r in t.rows)
-        grouped = {}  # window start (epoch-aligned) -> the column's values
+        grouped = {}  # window start (epoch-aligned) -> the column's values; every row is in [start, stop)
         for r in t.rows:
             t_ns = r["_time"]
-            grouped.setdefault(t_ns - t_ns % every, []).append(r.get(column))
-        windows = {_window_bounds(w, every, start, stop): values for w, values in grouped.items()}
+            values = grouped.get(t_ns - t_ns % every)
+            if values is None:
+                grouped[t_ns - t_ns % every] = values = []
+            values.append(r.get(column))
         if create_empty:
             w = start - start % every
             while w < stop:
-                windows.setdefault((max(w, start), min(w + every, stop)), [])
+                grouped.setdefault(w, [])
                 w += every
         key_template = {c: t.rows[0].get(c) for c in t.key}
         rows = []
-        for (ws, we) in sorted(windows):
-            value = agg(windows[(ws, we)])
-            row = dict(key_template)
-            row.update({"_start": ws, "_stop": we, column: value})
-            row[time_dst] = row["_start"] if time_src == "_start" else row["_stop"]
-            if time_src not in ("_start", "_stop"):
-                raise FluxError("timeSrc must be _start or _stop in the stand-in")
+        for w in sorted(grouped):
+            # the window clipped to the table's bounds labels the row; window(every: inf) then restores the
+            # table bounds into _start/_stop
+            row = dict(key_template, _start=start, _stop=stop)
+            row[column] = agg(grouped[w])
+            row[time_dst] = max(w, start) if time_src == "_start" else min(w + every, stop)
             rows.append(row)
-        # window(every: inf) restores the table bounds into _start/_stop
-        for row in rows:
-            row["_start"], row["_stop"] = start, stop
         value_type = out_type or t.types.get(column)
         columns = list(t.key) + [c for c in ("_start", "_stop") if c not in t.key] + [time_dst, column]
         types = {c: t.types.get(c) for c in t.key}
@@ -519,7 +572,7 @@ def f_pivot(tables, args):
     col_key = list(args["columnKey"])
     value_col = args["valueColumn"]
     removed = set(col_key) | {value_col}
-    merged = _regroup(tables, lambda t, r: tuple(c for c in t.key if c not in removed))
+    merged = _regroup(tables, lambda t: tuple(c for c in t.key if c not in removed))
     out = []
     for t in merged:
         rows = {}
@@ -559,7 +612,10 @@ def _float(value):
 def f_to_float(tables, args):
     out = []
     for t in tables:
-        rows = [dict(r, _value=_float(r.get("_value"))) for r in t.rows]
+        if t.types.get("_value") == "double" and all(type(r.get("_value")) is float for r in t.rows):
+            rows = t.rows  # nothing to convert (rows are never changed in place: shared, not copied)
+        else:
+            rows = [dict(r, _value=_float(r.get("_value"))) for r in t.rows]
         out.append(Table(key=t.key, columns=t.columns, rows=rows, types=dict(t.types, _value="double")))
     return out
 
@@ -964,10 +1020,41 @@ def format_value(value, typ):
     return str(value)
 
 
+_QUOTED = re.compile(r'[,"\n\r]')
+
+
 def _csv_cell(text):
-    if any(ch in text for ch in ',"\n\r'):
+    if _QUOTED.search(text):
         return '"' + text.replace('"', '""') + '"'
     return text
+
+
+_DAYS = {}  # day since the epoch -> "YYYY-MM-DDT": a reply's times are mostly of a few days
+
+
+def _format_time(value):
+    """format_value of a dateTime:RFC3339 cell, without a datetime per row."""
+    if value is None:
+        return ""
+    secs, frac = divmod(value, NS)
+    day, of_day = divmod(secs, 86400)
+    if day not in _DAYS:
+        from datetime import datetime, timezone
+        _DAYS[day] = datetime.fromtimestamp(day * 86400, timezone.utc).strftime("%Y-%m-%dT")
+    hours, rest = divmod(of_day, 3600)
+    text = f"{_DAYS[day]}{hours:02d}:{rest // 60:02d}:{rest % 60:02d}"
+    if frac:
+        text += "." + f"{frac:09d}".rstrip("0")
+    return text + "Z"
+
+
+def _cell_writer(typ):
+    """cell(value) -> the CSV cell of a column of type typ: format_value, then quoted if it must be."""
+    if typ and typ.startswith("dateTime"):
+        return _format_time  # digits, '-', ':', '.', 'T', 'Z': never quoted
+    if typ == "double":
+        return lambda value: format_value(value, "double")  # a number, NaN or an infinity: never quoted
+    return lambda value: _csv_cell(format_value(value, typ))
 
 
 def _no_annotations(raw):
@@ -999,10 +1086,13 @@ def to_annotated_csv(results, header_only=False):
                     yield ",".join(["#default", _csv_cell(name), ""] + [""] * len(t.columns)) + "\n"
                 yield ",".join(["", "result", "table"] + [_csv_cell(c) for c in t.columns]) + "\n"
                 previous = schema
+            # a group-key column holds one value in every row of its table: written once per table
+            head = ",".join(["", result_cell, str(index)])
+            cells = [(c, None if c in t.key else _cell_writer(t.types.get(c))) for c in t.columns]
+            fixed = {c: _csv_cell(format_value(t.rows[0].get(c), t.types.get(c))) for c, write in cells
+                     if write is None and t.rows}
             for r in t.rows:
-                cells = ["", result_cell, str(index)] + [_csv_cell(format_value(r.get(c), t.types.get(c)))
-                                                         for c in t.columns]
-                yield ",".join(cells) + "\n"
+                yield ",".join([head] + [fixed[c] if write is None else write(r.get(c)) for c, write in cells]) + "\n"
         if tables:
             yield "\n"
 
