@@ -7,7 +7,6 @@ import os
 import re
 import subprocess
 import sys
-import threading
 import time
 
 import psycopg2
@@ -19,6 +18,7 @@ from tests.support.archive import archive_rows, watermark
 from tests.support.harness import HOUR, ROOT, cli, flux_env, now
 from tests.support.readings import expected_means, feed_influxd, feed_standin, pulse_points
 from tests.support.servers import LoopDrive, server_or_skip
+from tests.support.serving import serve, stop
 
 
 class Listener:
@@ -40,11 +40,10 @@ class Listener:
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/ping/3f2a-check"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        serve(self.server)
 
     def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        stop(self.server)
 
 
 

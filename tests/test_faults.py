@@ -28,6 +28,7 @@ from tests.support.harness import DAY, HOUR, ROOT, FixedClock, cli, flux_env, ma
 from tests.support.influxdb3_standin import InfluxDB3StandIn
 from tests.support.readings import expected_means, feed_influxd, feed_standin, line_protocol, pulse_points
 from tests.support.servers import LoopDrive, free_port, server_or_skip
+from tests.support.serving import serve, stop
 
 NOW = 1_790_000_000 - 1_790_000_000 % 86400 + 3 * 3600 + 17  # 2026-09-21T03:00:17Z: mid-window
 MEANS_HEADER = ("#datatype,string,long,dateTime:RFC3339,double,double\n#group,false,false,false,false,false\n"
@@ -652,15 +653,14 @@ def test_credentials_refused_name_the_settings_in_use(pg_url, standin):
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    serve(server)
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}"
         with_user = cli("run", env=influxql_env(pg_url, standin, url, INFLUX_USERNAME="reader",
                                                 INFLUX_PASSWORD="pw-not-shown"))
         with_token = cli("run", env=dict(influxql_env(pg_url, standin, url), INFLUX_TOKEN="tok-not-shown"))
     finally:
-        server.shutdown()
-        server.server_close()
+        stop(server)
     assert with_user.returncode == with_token.returncode == 2
     assert last_line(with_user) == ("influx-archive: InfluxDB refused the credentials (HTTP 401): authorization failed "
                                     "(check INFLUX_USERNAME and INFLUX_PASSWORD: a user of this InfluxDB 1.x server "

@@ -5,7 +5,6 @@ import json
 import os
 import shutil
 import subprocess
-import threading
 import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,6 +16,7 @@ from loader.job import Job
 from loader.status import status
 from tests.support.harness import HOUR, ROOT, FixedClock, cli, flux_env, make_config
 from tests.support.readings import feed_standin, regular_night
+from tests.support.serving import serve, stop
 from tests.test_report import T0
 
 END = T0 + 3 * HOUR  # the 3-hour nights below end here
@@ -60,12 +60,11 @@ class Ntfy:
             do_POST = do_PUT = _take
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        serve(self.server)
         self.url = f"ntfy://127.0.0.1:{self.server.server_address[1]}/nights"
 
     def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        stop(self.server)
 
 
 @pytest.fixture

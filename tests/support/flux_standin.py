@@ -30,6 +30,8 @@ import urllib.parse
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from tests.support.serving import serve, stop
+
 NS = 1_000_000_000
 _DUR = {"ns": 1, "us": 1000, "ms": 1_000_000, "s": NS, "m": 60 * NS, "h": 3600 * NS, "d": 86400 * NS,
         "w": 7 * 86400 * NS}
@@ -1143,8 +1145,7 @@ class StandIn:
             self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
             self.scheme = "https"
         self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
+        self.thread = serve(self.httpd)
 
     @property
     def url(self):
@@ -1157,8 +1158,7 @@ class StandIn:
         self.cache[query] = body
 
     def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        stop(self.httpd)
 
     def _json(self, h, status, code, message, headers=()):
         body = json.dumps({"code": code, "message": message}).encode()

@@ -18,11 +18,12 @@ Everything else (the InfluxQL itself, the means) is the real influxd's answer.
 """
 
 import json
-import threading
 import urllib.error
 import urllib.parse
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from tests.support.serving import serve, stop
 
 ONE_STATEMENT = "must provide only one InfluxQl statement per query"
 
@@ -83,16 +84,14 @@ class InfluxDB3StandIn:
             do_POST = do_GET
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
+        self.thread = serve(self.server)
 
     @property
     def url(self):
         return f"http://127.0.0.1:{self.server.server_address[1]}"
 
     def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+        stop(self.server)
 
     def _answer(self, h, status, body, content_type="application/json"):
         data = body.encode() if isinstance(body, str) else body
