@@ -4,7 +4,8 @@ No InfluxDB 2 server can be installed here, so this implements the part of Flux 
 following the documented semantics (docs.influxdata.com, Flux stdlib "universe"):
   - from() yields one table per series; group key = _measurement, _field and every tag;
   - range() keeps start <= _time < stop and adds _start/_stop to the group key;
-  - filter() drops rows, and tables left empty (onEmpty: "drop");
+  - filter() drops rows, and tables left empty (onEmpty: "drop"); what a table's group key decides
+    is asked once per table, the rest once per row;
   - group(columns:) regroups, the group key becomes exactly those columns;
   - aggregateWindow() windows are epoch-aligned, half-open and clipped to the table's _start/_stop;
     the output _time comes from timeSrc (default "_stop"); createEmpty adds null windows;
@@ -28,6 +29,7 @@ import threading
 import time
 import urllib.parse
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from tests.support.serving import serve, stop
@@ -144,7 +146,6 @@ class FluxRuntimeError(Exception):
 
 
 def parse_time(text):
-    from datetime import datetime
     frac = 0
     m = re.match(r"(.*?)(\.\d+)?(Z|[+-]\d\d:\d\d)$", text)
     base, fraction, zone = m.groups()
@@ -406,8 +407,8 @@ def f_range(tables, args):
 def _specialise(node, known):
     """The predicate with what a table's group key holds put in (every row of a table has its key's
     values): (True, value) when that decides it for each row, else (False, what is left to ask of each
-    row). Only what each row would evaluate first is decided here (the left of and/or), so a row meets
-    the errors, and the short cuts, it would have met."""
+    row). The right of and/or is put in only where the left lets a row reach it, and an error met there
+    is left in for the rows that reach it: each row meets the errors, and the short cuts, it would have."""
     if not isinstance(node, tuple):
         return True, node
     kind = node[0]
@@ -1002,7 +1003,6 @@ def format_value(value, typ):
         return ""
     if typ and typ.startswith("dateTime"):
         secs, frac = divmod(value, NS)
-        from datetime import datetime, timezone
         text = datetime.fromtimestamp(secs, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
         if frac:
             text += "." + f"{frac:09d}".rstrip("0")
@@ -1041,7 +1041,6 @@ def _format_time(value):
     secs, frac = divmod(value, NS)
     day, of_day = divmod(secs, 86400)
     if day not in _DAYS:
-        from datetime import datetime, timezone
         _DAYS[day] = datetime.fromtimestamp(day * 86400, timezone.utc).strftime("%Y-%m-%dT")
     hours, rest = divmod(of_day, 3600)
     text = f"{_DAYS[day]}{hours:02d}:{rest // 60:02d}:{rest % 60:02d}"
