@@ -309,6 +309,15 @@ _COMPARE = {"==": operator.eq, "!=": operator.ne, ">=": operator.ge, "<=": opera
             ">": operator.gt}
 
 
+def _compared(op, a, b):
+    """A comparison in a filter: false against null, an error between a string and a number."""
+    if a is None or b is None:
+        return False  # comparisons with null are false in Flux filter
+    if isinstance(a, str) != isinstance(b, str):
+        raise FluxError(f"type error: cannot compare {type(a).__name__} with {type(b).__name__}")
+    return op(a, b)
+
+
 def _compile(node):
     """A predicate expression as a function of the row (filter() calls it once per row: compiled once, not
     walked per row). Errors a row would meet (an unsupported function, a string compared with a number)
@@ -356,15 +365,7 @@ def _compile(node):
                 return op(a, b)
             return against_literal
         left, right = _compile(node[2]), _compile(node[3])
-
-        def compare(row):
-            a, b = left(row), right(row)
-            if a is None or b is None:
-                return False  # comparisons with null are false in Flux filter
-            if isinstance(a, str) != isinstance(b, str):
-                raise FluxError(f"type error: cannot compare {type(a).__name__} with {type(b).__name__}")
-            return op(a, b)
-        return compare
+        return lambda row: _compared(op, left(row), right(row))
 
     def unknown(row):
         raise FluxError(f"cannot evaluate {kind}")
@@ -432,13 +433,7 @@ def _specialise(node, known):
         return (True, not inner) if decided else (False, ("not", inner))
     if kind == "cmp":
         (left_decided, a), (right_decided, b) = _specialise(node[2], known), _specialise(node[3], known)
-        if not (left_decided and right_decided):
-            return False, node
-        if a is None or b is None:
-            return True, False  # comparisons with null are false in Flux filter
-        if isinstance(a, str) != isinstance(b, str):
-            raise FluxError(f"type error: cannot compare {type(a).__name__} with {type(b).__name__}")
-        return True, _COMPARE[node[1]](a, b)
+        return (True, _compared(_COMPARE[node[1]], a, b)) if left_decided and right_decided else (False, node)
     return False, node
 
 
@@ -1002,11 +997,7 @@ def format_value(value, typ):
     if value is None:
         return ""
     if typ and typ.startswith("dateTime"):
-        secs, frac = divmod(value, NS)
-        text = datetime.fromtimestamp(secs, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
-        if frac:
-            text += "." + f"{frac:09d}".rstrip("0")
-        return text + "Z"
+        return _format_time(value)
     if typ == "double":
         v = float(value)
         if math.isnan(v):
@@ -1035,7 +1026,7 @@ _DAYS = {}  # day since the epoch -> "YYYY-MM-DDT": a reply's times are mostly o
 
 
 def _format_time(value):
-    """format_value of a dateTime:RFC3339 cell, without a datetime per row."""
+    """A dateTime:RFC3339 cell (ns since the epoch) as InfluxDB writes it, without a datetime per row."""
     if value is None:
         return ""
     secs, frac = divmod(value, NS)
