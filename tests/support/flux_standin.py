@@ -71,8 +71,10 @@ def _regroup(tables, key_fn):
     for t in tables:
         merged = set()  # the groups this table's schema is merged into already (once each, not per row)
         key_cols = key_fn(t)
-        # a new key within the table's own key: the same values in every row, so the rows go together
-        parts = ([t.rows] if t.rows else []) if set(key_cols) <= set(t.key) else [[row] for row in t.rows]
+        if set(key_cols) <= set(t.key):  # a new key within the table's own: one value in every row, one move
+            parts = [t.rows] if t.rows else []
+        else:
+            parts = [[row] for row in t.rows]
         for part in parts:
             row = part[0]
             kv = tuple(row.get(c) for c in key_cols)
@@ -1049,6 +1051,11 @@ def _cell_writer(typ):
     return lambda value: _csv_cell(format_value(value, typ))
 
 
+def _fixed(text):
+    """A cell writer that writes `text` whatever the row holds (a group-key column's)."""
+    return lambda value: text
+
+
 def _no_annotations(raw):
     """True when the request's dialect asks for no annotations (plain CSV with a header)."""
     try:
@@ -1078,13 +1085,12 @@ def to_annotated_csv(results, header_only=False):
                     yield ",".join(["#default", _csv_cell(name), ""] + [""] * len(t.columns)) + "\n"
                 yield ",".join(["", "result", "table"] + [_csv_cell(c) for c in t.columns]) + "\n"
                 previous = schema
-            # a group-key column holds one value in every row of its table: written once per table
-            head = ",".join(["", result_cell, str(index)])
-            cells = [(c, None if c in t.key else _cell_writer(t.types.get(c))) for c in t.columns]
-            fixed = {c: _csv_cell(format_value(t.rows[0].get(c), t.types.get(c))) for c, write in cells
-                     if write is None and t.rows}
+            # a group-key column holds one value in every row of its table: its cell is written once
+            head, first = ",".join(["", result_cell, str(index)]), t.rows[0] if t.rows else {}
+            writers = [(c, _cell_writer(t.types.get(c))) for c in t.columns]
+            cells = [(c, _fixed(write(first.get(c))) if c in t.key else write) for c, write in writers]
             for r in t.rows:
-                yield ",".join([head] + [fixed[c] if write is None else write(r.get(c)) for c, write in cells]) + "\n"
+                yield ",".join([head] + [write(r.get(c)) for c, write in cells]) + "\n"
         if tables:
             yield "\n"
 
